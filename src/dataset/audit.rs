@@ -1,0 +1,833 @@
+//! The dataset audit: every file under a folder, decoded and checked, folded
+//! into one report whose most important problems come first, each with what
+//! to do about it.
+//!
+//! Pictures are processed in parallel (one rayon task per picture, so at most
+//! one decoded picture per core is alive at a time); every per-file failure
+//! becomes a finding and the audit goes on. Nothing is ever written to the
+//! dataset folder.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::captions::{self, CaptionInfo, CaptionStatus};
+use super::inspect::{self, ColorMode, DecodeFailure, Decoded};
+use super::layout::{self, Layout, LayoutKind};
+use super::walk::{self, FoundFile, WalkProblemKind};
+use crate::plan::ModelSpec;
+use crate::studio::Progress;
+
+/// Default limit for extreme aspect ratios (long side / short side).
+pub const DEFAULT_MAX_ASPECT: f64 = 3.0;
+/// Short side used when neither a base model nor a minimum is given.
+pub const FALLBACK_MIN_SIDE: u32 = 512;
+
+/// What to audit against.
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    /// The base model the LoRA is for; sets the default minimum short side.
+    pub base_model: Option<&'static ModelSpec>,
+    /// Overrides the model's minimum short side.
+    pub min_short_side: Option<u32>,
+    /// Long side / short side beyond which a picture is flagged.
+    pub max_aspect_ratio: f64,
+    /// Caption file extension, without the dot.
+    pub caption_extension: String,
+    /// Word every caption must contain.
+    pub trigger_word: Option<String>,
+    /// A regularisation folder to audit alongside (kohya layout).
+    pub regularization_dir: Option<PathBuf>,
+    /// List every picture in the report, not only the ones with findings.
+    pub include_all_files: bool,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        AuditOptions {
+            base_model: None,
+            min_short_side: None,
+            max_aspect_ratio: DEFAULT_MAX_ASPECT,
+            caption_extension: "txt".into(),
+            trigger_word: None,
+            regularization_dir: None,
+            include_all_files: false,
+        }
+    }
+}
+
+impl AuditOptions {
+    /// The minimum short side in force, and where it came from.
+    pub fn min_side(&self) -> (u32, String) {
+        match (self.min_short_side, self.base_model) {
+            (Some(n), _) => (n, "given".into()),
+            (None, Some(m)) => (m.native_resolution, format!("native for {}", m.name)),
+            (None, None) => (FALLBACK_MIN_SIDE, "default (no base model given)".into()),
+        }
+    }
+}
+
+/// How much a finding matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Training would crash or learn the wrong thing: fix before training.
+    Blocking,
+    /// Training works but the LoRA will likely be worse.
+    Warning,
+    /// Worth knowing; no action needed.
+    Info,
+}
+
+/// Every kind of finding the audit makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    NoImages,
+    Unreadable,
+    DecompressionBomb,
+    ZeroByte,
+    MissingCaption,
+    EmptyCaption,
+    CaptionNotUtf8,
+    CaptionUnreadable,
+    MissingTrigger,
+    TooSmall,
+    ExtremeAspect,
+    Cmyk,
+    Transparency,
+    ExtensionMismatch,
+    UnsupportedFormat,
+    OutsideKohyaSubsets,
+    UnreadableEntry,
+    NonUtf8Name,
+    OrphanCaption,
+    Greyscale,
+    SixteenBit,
+    UnusedAlpha,
+    NonImageFile,
+}
+
+impl FindingKind {
+    pub fn severity(self) -> Severity {
+        use FindingKind::*;
+        match self {
+            NoImages | Unreadable | DecompressionBomb | ZeroByte | MissingCaption
+            | EmptyCaption | CaptionNotUtf8 | CaptionUnreadable | MissingTrigger => {
+                Severity::Blocking
+            }
+            TooSmall | ExtremeAspect | Cmyk | Transparency | ExtensionMismatch
+            | UnsupportedFormat | OutsideKohyaSubsets | UnreadableEntry | NonUtf8Name
+            | OrphanCaption => Severity::Warning,
+            Greyscale | SixteenBit | UnusedAlpha | NonImageFile => Severity::Info,
+        }
+    }
+
+    /// What the user should do about it.
+    fn what_to_do(self, ctx: &Ctx) -> String {
+        use FindingKind::*;
+        match self {
+            NoImages => "put the training pictures (PNG, JPEG or WebP) in this folder, or point the audit at the folder that has them".into(),
+            Unreadable => "re-export or re-download these files, or move them out with `quarantine_files`; a trainer crashes on the step that loads a broken file".into(),
+            DecompressionBomb => "remove these files: they are not real pictures of that size, and decoding them would exhaust memory".into(),
+            ZeroByte => "copy these files again from the original; an empty file is not a picture".into(),
+            MissingCaption => format!("write a `.{}` caption for each of these pictures (caption_preview then write_captions); uncaptioned pictures train only on the folder name", ctx.caption_ext),
+            EmptyCaption => "fill in these captions; an empty caption teaches the model nothing about the picture".into(),
+            CaptionNotUtf8 => "re-save these captions as UTF-8 text (most editors have it under 'Save as… / Encoding')".into(),
+            CaptionUnreadable => "check these captions' permissions so they can be read".into(),
+            MissingTrigger => format!("start each of these captions with the trigger word `{}`; without it the LoRA cannot be called up by that word", ctx.trigger),
+            TooSmall => format!("upscale these pictures to at least {} px on the short side, or remove them; the trainer would enlarge them and learn the blur", ctx.min_side),
+            ExtremeAspect => format!("crop these pictures closer to square (at most 1:{}); very long strips train as tiny, wasted buckets", ctx.max_aspect),
+            Cmyk => "convert these pictures to RGB (print colour mode shifts colours when trainers convert it)".into(),
+            Transparency => "flatten these pictures onto a background colour; trainers turn transparent areas black or into noise".into(),
+            ExtensionMismatch => "rename these files with the extension of their real format; some trainers select pictures by extension and skip or misread them".into(),
+            UnsupportedFormat => "convert these pictures to PNG or JPEG; trainers cannot read this format".into(),
+            OutsideKohyaSubsets => "move these pictures into a `{repeats}_{name}` subfolder (structure_dataset does it), or they will not be trained".into(),
+            UnreadableEntry => "check these entries: folders Ategnatos may not read, links that point nowhere or in a circle, or links out of the workspace".into(),
+            NonUtf8Name => "rename these files using plain letters and digits; some trainers fail on such names".into(),
+            OrphanCaption => "these captions have no picture beside them: add the picture or move the caption away".into(),
+            Greyscale => "fine for a black-and-white style; otherwise the LoRA will learn to drain colour".into(),
+            SixteenBit => "nothing to do: trainers convert to 8 bits per channel (these files are just larger)".into(),
+            UnusedAlpha => "nothing to do: the alpha channel is fully opaque".into(),
+            NonImageFile => "nothing to do: trainers ignore these files".into(),
+        }
+    }
+
+    /// One line saying what was found, for `count` items.
+    fn headline(self, count: usize, ctx: &Ctx) -> String {
+        use FindingKind::*;
+        let s = if count == 1 { "" } else { "s" };
+        let (is, has) = if count == 1 { ("is", "has") } else { ("are", "have") };
+        match self {
+            NoImages => "the folder has no pictures".into(),
+            Unreadable => format!("{count} file{s} cannot be decoded (damaged or cut short)"),
+            DecompressionBomb => format!("{count} file{s} declare an impossible size (decompression bomb)"),
+            ZeroByte => format!("{count} file{s} {is} empty (0 bytes)"),
+            MissingCaption => format!("{count} picture{s} {has} no caption"),
+            EmptyCaption => format!("{count} caption{s} {is} empty"),
+            CaptionNotUtf8 => format!("{count} caption{s} {is} not UTF-8 text"),
+            CaptionUnreadable => format!("{count} caption{s} cannot be read"),
+            MissingTrigger => format!("{count} caption{s} lack the trigger word `{}`", ctx.trigger),
+            TooSmall => format!("{count} picture{s} {is} below {} px on the short side ({})", ctx.min_side, ctx.min_side_reason),
+            ExtremeAspect => format!("{count} picture{s} {is} longer than 1:{} (extreme aspect ratio)", ctx.max_aspect),
+            Cmyk => format!("{count} picture{s} {is} in CMYK (print) colour mode"),
+            Transparency => format!("{count} picture{s} {has} transparent areas"),
+            ExtensionMismatch => format!("{count} file{s} {has} an extension that does not match the content"),
+            UnsupportedFormat => format!("{count} file{s} {is} in a format trainers cannot read"),
+            OutsideKohyaSubsets => format!("{count} picture{s} {is} outside the `{{repeats}}_{{name}}` subfolders and will not be trained"),
+            UnreadableEntry => format!("{count} entr{} could not be read or followed", if count == 1 { "y" } else { "ies" }),
+            NonUtf8Name => format!("{count} file name{s} {is} not valid UTF-8"),
+            OrphanCaption => format!("{count} caption{s} {has} no picture"),
+            Greyscale => format!("{count} picture{s} {is} greyscale"),
+            SixteenBit => format!("{count} picture{s} use 16 bits per channel"),
+            UnusedAlpha => format!("{count} picture{s} {has} an unused alpha channel"),
+            NonImageFile => format!("{count} other file{s} (not pictures or captions)"),
+        }
+    }
+}
+
+/// Context the wording needs.
+struct Ctx {
+    caption_ext: String,
+    trigger: String,
+    min_side: u32,
+    min_side_reason: String,
+    max_aspect: f64,
+}
+
+/// One finding about one file.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct Finding {
+    pub kind: FindingKind,
+    /// The specifics, in words.
+    pub detail: String,
+}
+
+/// One kind of problem across the dataset, with what to do about it.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct Problem {
+    pub kind: FindingKind,
+    pub severity: Severity,
+    pub count: usize,
+    /// What was found, in one line.
+    pub message: String,
+    /// What to do about it.
+    pub what_to_do: String,
+    /// Up to five of the affected files.
+    pub examples: Vec<String>,
+}
+
+/// A picture (or a file that should have been one) and what was found.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct ImageReport {
+    /// Path relative to the dataset folder.
+    pub path: String,
+    pub file_size: u64,
+    /// The decoded picture, when it could be decoded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<Decoded>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub short_side: Option<u32>,
+    /// Width / height.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aspect_ratio: Option<f64>,
+    /// The caption beside it.
+    pub caption: CaptionInfo,
+    pub findings: Vec<Finding>,
+    /// BLAKE3 of the file's bytes.
+    pub content_hash: String,
+}
+
+/// A file that is not a picture: a caption without a picture, or anything else.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct OtherFile {
+    pub path: String,
+    pub finding: Finding,
+}
+
+/// Count of pictures per aspect-ratio bucket.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct AspectBucket {
+    /// `1:1`, `3:4`, `16:9`, ... (width:height), or `taller than 1:3`.
+    pub ratio: String,
+    pub count: usize,
+}
+
+/// The numbers of the dataset.
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
+pub struct AuditSummary {
+    /// Files that are (or should be) pictures.
+    pub images: usize,
+    /// Pictures that decode.
+    pub readable: usize,
+    /// Pictures with a usable caption.
+    pub captioned: usize,
+    pub other_files: usize,
+    pub total_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean_width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean_height: Option<u32>,
+    /// Smallest picture (by short side), `WxH`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smallest: Option<String>,
+    /// Largest picture (by short side), `WxH`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub largest: Option<String>,
+    pub aspect_ratios: Vec<AspectBucket>,
+    pub formats: BTreeMap<String, usize>,
+    pub color_modes: BTreeMap<String, usize>,
+    /// Problems that must be fixed before training.
+    pub blocking: usize,
+    pub warnings: usize,
+}
+
+/// Everything the audit found.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct AuditReport {
+    /// The folder, relative to the workspace.
+    pub folder: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_model: Option<String>,
+    pub min_short_side: u32,
+    pub max_aspect_ratio: f64,
+    pub caption_extension: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger_word: Option<String>,
+    pub summary: AuditSummary,
+    /// Most important first.
+    pub problems: Vec<Problem>,
+    pub layout: Layout,
+    /// The regularisation folder's layout, when one was audited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regularization: Option<Layout>,
+    /// Pictures with findings (every picture with `include_all_files`).
+    pub files: Vec<ImageReport>,
+    /// Files that are not pictures, and entries that could not be read.
+    pub other_files: Vec<OtherFile>,
+    /// Fingerprint of the dataset's content (paths, sizes, hashes of pictures and captions).
+    pub fingerprint: String,
+    /// True when every picture was listed in `files`.
+    pub all_files_listed: bool,
+}
+
+/// Why an audit could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("`{path}` is not a folder")]
+    NotAFolder { path: String },
+    #[error("the folder `{path}` cannot be read: {reason}")]
+    Unreadable { path: String, reason: String },
+    #[error("the audit was cancelled")]
+    Cancelled,
+}
+
+impl AuditError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            AuditError::NotAFolder { .. } => Some("give the folder that holds the pictures, not a single file".into()),
+            AuditError::Unreadable { .. } => Some("check the folder's permissions".into()),
+            AuditError::Cancelled => None,
+        }
+    }
+}
+
+/// Audits the pictures under `dir`. `display` is how the folder is shown.
+pub fn audit_dataset(
+    dir: &Path,
+    display: &str,
+    workspace_root: &Path,
+    options: &AuditOptions,
+    progress: &dyn Progress,
+) -> Result<AuditReport, AuditError> {
+    if !dir.is_dir() {
+        return Err(AuditError::NotAFolder {
+            path: display.to_string(),
+        });
+    }
+    let listing = walk::list_files(dir, workspace_root).map_err(|e| AuditError::Unreadable {
+        path: display.to_string(),
+        reason: walk::plain_io_reason(&e),
+    })?;
+    let (min_side, min_side_reason) = options.min_side();
+    let ctx = Ctx {
+        caption_ext: options.caption_extension.trim_start_matches('.').to_string(),
+        trigger: options.trigger_word.clone().unwrap_or_default(),
+        min_side,
+        min_side_reason,
+        max_aspect: options.max_aspect_ratio,
+    };
+
+    let (pictures, others) = classify(&listing.files, &ctx.caption_ext);
+    let total = pictures.len() as u64;
+    let done = AtomicU64::new(0);
+    progress.report(0, Some(total), &format!("checking {total} pictures"));
+    let mut reports: Vec<ImageReport> = pictures
+        .par_iter()
+        .map(|file| {
+            if progress.is_cancelled() {
+                return None;
+            }
+            let report = inspect_picture(file, options, &ctx);
+            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+            progress.report(n, Some(total), &format!("checked {n} of {total} pictures"));
+            Some(report)
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or(AuditError::Cancelled)?;
+    reports.sort_by(|a, b| a.path.cmp(&b.path));
+
+    let mut other_files = other_findings(&others, &pictures, &ctx.caption_ext);
+    for p in &listing.problems {
+        let detail = match &p.kind {
+            WalkProblemKind::NotReadable(why) => why.clone(),
+            WalkProblemKind::SymlinkLoop => "a link that leads back into a folder already being read (a loop); not followed".into(),
+            WalkProblemKind::BrokenLink => "a link whose target does not exist".into(),
+            WalkProblemKind::OutsideWorkspace => "a link that leads outside the workspace; not read".into(),
+        };
+        other_files.push(OtherFile {
+            path: p.rel.clone(),
+            finding: Finding {
+                kind: FindingKind::UnreadableEntry,
+                detail,
+            },
+        });
+    }
+    for f in listing.files.iter().filter(|f| !f.utf8_name) {
+        other_files.push(OtherFile {
+            path: f.rel.clone(),
+            finding: Finding {
+                kind: FindingKind::NonUtf8Name,
+                detail: "the file name is not valid UTF-8".into(),
+            },
+        });
+    }
+
+    let folders: Vec<&str> = pictures.iter().map(|p| p.folder.as_str()).collect();
+    let layout = layout::detect(&folders, false);
+    if matches!(layout.kind, LayoutKind::Mixed | LayoutKind::Kohya) && layout.images_outside_subsets > 0 {
+        for p in pictures.iter().filter(|p| {
+            let top = p.folder.split('/').next().unwrap_or("");
+            layout::parse_subset_name(top).is_none() || p.folder.contains('/')
+        }) {
+            other_files.push(OtherFile {
+                path: p.rel.clone(),
+                finding: Finding {
+                    kind: FindingKind::OutsideKohyaSubsets,
+                    detail: "kohya only trains pictures directly inside `{repeats}_{name}` folders".into(),
+                },
+            });
+        }
+    }
+    let regularization = match &options.regularization_dir {
+        Some(reg) => Some(regularization_layout(reg, workspace_root)?),
+        None => None,
+    };
+
+    let fingerprint = fingerprint_of(&reports, &listing.files, &ctx.caption_ext);
+    let summary = summarize(&reports, other_files.len());
+    let mut problems = collect_problems(&reports, &other_files, &ctx);
+    if reports.is_empty() {
+        problems.insert(
+            0,
+            Problem {
+                kind: FindingKind::NoImages,
+                severity: Severity::Blocking,
+                count: 1,
+                message: FindingKind::NoImages.headline(1, &ctx),
+                what_to_do: FindingKind::NoImages.what_to_do(&ctx),
+                examples: vec![],
+            },
+        );
+    }
+    let summary = AuditSummary {
+        blocking: problems.iter().filter(|p| p.severity == Severity::Blocking).count(),
+        warnings: problems.iter().filter(|p| p.severity == Severity::Warning).count(),
+        ..summary
+    };
+    let files = if options.include_all_files {
+        reports
+    } else {
+        reports.into_iter().filter(|r| !r.findings.is_empty()).collect()
+    };
+    Ok(AuditReport {
+        folder: display.to_string(),
+        base_model: options.base_model.map(|m| m.id.to_string()),
+        min_short_side: min_side,
+        max_aspect_ratio: options.max_aspect_ratio,
+        caption_extension: ctx.caption_ext.clone(),
+        trigger_word: options.trigger_word.clone(),
+        summary,
+        problems,
+        layout,
+        regularization,
+        files,
+        other_files,
+        fingerprint,
+        all_files_listed: options.include_all_files,
+    })
+}
+
+/// Splits files into pictures (by extension, or by content when the extension
+/// says otherwise) and everything else.
+fn classify<'a>(files: &'a [FoundFile], caption_ext: &str) -> (Vec<&'a FoundFile>, Vec<&'a FoundFile>) {
+    let mut pictures = Vec::new();
+    let mut others = Vec::new();
+    for f in files {
+        let ext = inspect::extension_of(&f.path).unwrap_or_default();
+        let is_picture = super::is_image_extension(&ext)
+            || super::UNSUPPORTED_IMAGE_EXTENSIONS.contains(&ext.as_str())
+            || (ext != caption_ext && sniff_head(&f.path).is_some());
+        if is_picture {
+            pictures.push(f);
+        } else {
+            others.push(f);
+        }
+    }
+    (pictures, others)
+}
+
+fn sniff_head(path: &Path) -> Option<image::ImageFormat> {
+    use std::io::Read;
+    let mut head = [0u8; 32];
+    let mut file = std::fs::File::open(path).ok()?;
+    let n = file.read(&mut head).ok()?;
+    inspect::sniff(&head[..n])
+}
+
+fn inspect_picture(file: &FoundFile, options: &AuditOptions, ctx: &Ctx) -> ImageReport {
+    let mut findings = Vec::new();
+    let mut push = |kind, detail: String| findings.push(Finding { kind, detail });
+    let caption_path = captions::caption_path_for(&file.path, &ctx.caption_ext);
+    let caption = captions::read_caption(&caption_path, options.trigger_word.as_deref());
+    let ext = inspect::extension_of(&file.path).unwrap_or_default();
+
+    let bytes = match std::fs::read(&file.path) {
+        Ok(b) => b,
+        Err(e) => {
+            push(FindingKind::Unreadable, walk::plain_io_reason(&e));
+            return ImageReport {
+                path: file.rel.clone(),
+                file_size: 0,
+                image: None,
+                short_side: None,
+                aspect_ratio: None,
+                caption,
+                findings,
+                content_hash: String::new(),
+            };
+        }
+    };
+    let content_hash = blake3::hash(&bytes).to_hex().to_string();
+    let decoded = if super::UNSUPPORTED_IMAGE_EXTENSIONS.contains(&ext.as_str())
+        && inspect::sniff(&bytes).is_none()
+        && !bytes.is_empty()
+    {
+        push(
+            FindingKind::UnsupportedFormat,
+            format!("`.{ext}` pictures cannot be read by the trainers"),
+        );
+        None
+    } else {
+        match inspect::decode(&bytes) {
+            Ok(d) => Some(d),
+            Err(failure) => {
+                let kind = match failure {
+                    DecodeFailure::ZeroBytes => FindingKind::ZeroByte,
+                    DecodeFailure::Bomb { .. } => FindingKind::DecompressionBomb,
+                    DecodeFailure::Unsupported(_) => FindingKind::UnsupportedFormat,
+                    DecodeFailure::NotAnImage | DecodeFailure::Corrupt(_) => FindingKind::Unreadable,
+                };
+                push(kind, failure.plain());
+                None
+            }
+        }
+    };
+    drop(bytes);
+
+    let mut short_side = None;
+    let mut aspect_ratio = None;
+    if let Some(d) = &decoded {
+        let short = d.width.min(d.height);
+        let long = d.width.max(d.height);
+        short_side = Some(short);
+        aspect_ratio = Some((f64::from(d.width) / f64::from(d.height.max(1)) * 1000.0).round() / 1000.0);
+        if let Some(format) = image::ImageFormat::from_extension(&ext).filter(|_| !ext.is_empty()) {
+            let real = image::ImageFormat::all().find(|f| inspect::format_name(*f) == d.format);
+            if real.is_some_and(|real| !inspect::extension_matches(&ext, real)) && inspect::format_name(format) != d.format {
+                push(FindingKind::ExtensionMismatch, format!("named `.{ext}` but the content is {}", d.format.to_uppercase()));
+            }
+        } else {
+            push(
+                FindingKind::ExtensionMismatch,
+                format!(
+                    "the content is {} but the name {}; trainers pick pictures by extension and will skip it",
+                    d.format.to_uppercase(),
+                    if ext.is_empty() { "has no extension".to_string() } else { format!("ends in `.{ext}`") }
+                ),
+            );
+        }
+        if short < ctx.min_side {
+            push(FindingKind::TooSmall, format!("{}×{}: short side {short} px, below {} px", d.width, d.height, ctx.min_side));
+        }
+        if f64::from(long) > f64::from(short.max(1)) * ctx.max_aspect {
+            push(FindingKind::ExtremeAspect, format!("{}×{} is 1:{:.1}", d.width, d.height, f64::from(long) / f64::from(short.max(1))));
+        }
+        match d.color_mode {
+            ColorMode::Cmyk => push(FindingKind::Cmyk, "CMYK (print) colour mode".into()),
+            ColorMode::Greyscale | ColorMode::GreyscaleAlpha => push(FindingKind::Greyscale, "greyscale".into()),
+            _ => {}
+        }
+        if d.has_alpha {
+            if d.uses_transparency {
+                push(FindingKind::Transparency, "has transparent pixels".into());
+            } else {
+                push(FindingKind::UnusedAlpha, "alpha channel present but fully opaque".into());
+            }
+        }
+        if d.bits_per_channel > 8 {
+            push(FindingKind::SixteenBit, format!("{} bits per channel", d.bits_per_channel));
+        }
+    }
+    match caption.status {
+        CaptionStatus::Ok => {
+            if caption.has_trigger == Some(false) {
+                push(FindingKind::MissingTrigger, format!("the caption does not contain `{}`", ctx.trigger));
+            }
+        }
+        CaptionStatus::Missing => push(FindingKind::MissingCaption, format!("no `{}` beside it", file_name(&caption_path))),
+        CaptionStatus::Empty => push(FindingKind::EmptyCaption, "the caption file is empty".into()),
+        CaptionStatus::NotUtf8 => push(FindingKind::CaptionNotUtf8, caption.problem.clone().unwrap_or_default()),
+        CaptionStatus::Unreadable => push(FindingKind::CaptionUnreadable, caption.problem.clone().unwrap_or_default()),
+    }
+    ImageReport {
+        path: file.rel.clone(),
+        file_size: std::fs::metadata(&file.path).map(|m| m.len()).unwrap_or(0),
+        image: decoded,
+        short_side,
+        aspect_ratio,
+        caption,
+        findings,
+        content_hash,
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn other_findings(others: &[&FoundFile], pictures: &[&FoundFile], caption_ext: &str) -> Vec<OtherFile> {
+    let stems: std::collections::HashSet<PathBuf> =
+        pictures.iter().map(|p| p.path.with_extension("")).collect();
+    others
+        .iter()
+        .map(|f| {
+            let ext = inspect::extension_of(&f.path).unwrap_or_default();
+            let finding = if ext == caption_ext {
+                if stems.contains(&f.path.with_extension("")) {
+                    return None;
+                }
+                Finding {
+                    kind: FindingKind::OrphanCaption,
+                    detail: "no picture with the same name beside it".into(),
+                }
+            } else if std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0) == 0 && ext.is_empty() {
+                Finding {
+                    kind: FindingKind::NonImageFile,
+                    detail: "an empty file".into(),
+                }
+            } else {
+                Finding {
+                    kind: FindingKind::NonImageFile,
+                    detail: if ext.is_empty() { "not a picture".into() } else { format!("a `.{ext}` file, not a picture") },
+                }
+            };
+            Some(OtherFile {
+                path: f.rel.clone(),
+                finding,
+            })
+        })
+        .flatten()
+        .collect()
+}
+
+fn regularization_layout(reg: &Path, workspace_root: &Path) -> Result<Layout, AuditError> {
+    let listing = walk::list_files(reg, workspace_root).map_err(|e| AuditError::Unreadable {
+        path: reg.display().to_string(),
+        reason: walk::plain_io_reason(&e),
+    })?;
+    let folders: Vec<&str> = listing
+        .files
+        .iter()
+        .filter(|f| inspect::extension_of(&f.path).is_some_and(|e| super::is_image_extension(&e)))
+        .map(|f| f.folder.as_str())
+        .collect();
+    Ok(layout::detect(&folders, true))
+}
+
+/// Hash of every picture's and caption's path, size and content: any change
+/// to the dataset changes it.
+fn fingerprint_of(reports: &[ImageReport], files: &[FoundFile], caption_ext: &str) -> String {
+    let mut hasher = blake3::Hasher::new();
+    let by_rel: HashMap<&str, &ImageReport> = reports.iter().map(|r| (r.path.as_str(), r)).collect();
+    for f in files {
+        let ext = inspect::extension_of(&f.path).unwrap_or_default();
+        if let Some(r) = by_rel.get(f.rel.as_str()) {
+            hasher.update(format!("image\0{}\0{}\0{}\n", r.path, r.file_size, r.content_hash).as_bytes());
+            if let Some(h) = &r.caption.hash {
+                hasher.update(format!("caption\0{}\0{}\0{h}\n", r.path, r.caption.size).as_bytes());
+            }
+        } else if ext == caption_ext {
+            // Orphan captions count too: adding their picture later changes the set.
+            hasher.update(format!("orphan\0{}\n", f.rel).as_bytes());
+        }
+    }
+    hasher.finalize().to_hex().to_string()
+}
+
+fn aspect_bucket(w: u32, h: u32, max_aspect: f64) -> &'static str {
+    const RATIOS: &[(&str, f64)] = &[
+        ("9:16", 9.0 / 16.0),
+        ("2:3", 2.0 / 3.0),
+        ("3:4", 0.75),
+        ("1:1", 1.0),
+        ("4:3", 4.0 / 3.0),
+        ("3:2", 1.5),
+        ("16:9", 16.0 / 9.0),
+        ("2:1", 2.0),
+        ("1:2", 0.5),
+    ];
+    let r = f64::from(w) / f64::from(h.max(1));
+    if r > max_aspect {
+        return "wider than 3:1";
+    }
+    if r < 1.0 / max_aspect {
+        return "taller than 1:3";
+    }
+    RATIOS
+        .iter()
+        .min_by(|a, b| (a.1.ln() - r.ln()).abs().total_cmp(&(b.1.ln() - r.ln()).abs()))
+        .map(|(name, _)| *name)
+        .unwrap_or("1:1")
+}
+
+fn summarize(reports: &[ImageReport], other_files: usize) -> AuditSummary {
+    let mut s = AuditSummary {
+        images: reports.len(),
+        other_files,
+        ..Default::default()
+    };
+    let mut buckets: BTreeMap<&str, usize> = BTreeMap::new();
+    let (mut sum_w, mut sum_h) = (0u64, 0u64);
+    let mut smallest: Option<(u32, u32)> = None;
+    let mut largest: Option<(u32, u32)> = None;
+    for r in reports {
+        s.total_bytes += r.file_size;
+        if matches!(r.caption.status, CaptionStatus::Ok) {
+            s.captioned += 1;
+        }
+        let Some(d) = &r.image else { continue };
+        s.readable += 1;
+        sum_w += u64::from(d.width);
+        sum_h += u64::from(d.height);
+        *buckets.entry(aspect_bucket(d.width, d.height, DEFAULT_MAX_ASPECT)).or_default() += 1;
+        *s.formats.entry(d.format.clone()).or_default() += 1;
+        let mode = serde_json::to_value(d.color_mode).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        let mode = if d.bits_per_channel > 8 { format!("{mode} ({}-bit)", d.bits_per_channel) } else { mode };
+        *s.color_modes.entry(mode).or_default() += 1;
+        let short = d.width.min(d.height);
+        if smallest.is_none_or(|(w, h)| short < w.min(h)) {
+            smallest = Some((d.width, d.height));
+        }
+        if largest.is_none_or(|(w, h)| short > w.min(h)) {
+            largest = Some((d.width, d.height));
+        }
+    }
+    if s.readable > 0 {
+        s.mean_width = Some((sum_w / s.readable as u64) as u32);
+        s.mean_height = Some((sum_h / s.readable as u64) as u32);
+    }
+    s.smallest = smallest.map(|(w, h)| format!("{w}x{h}"));
+    s.largest = largest.map(|(w, h)| format!("{w}x{h}"));
+    s.aspect_ratios = buckets
+        .into_iter()
+        .map(|(ratio, count)| AspectBucket { ratio: ratio.to_string(), count })
+        .collect();
+    s
+}
+
+fn collect_problems(reports: &[ImageReport], others: &[OtherFile], ctx: &Ctx) -> Vec<Problem> {
+    let mut by_kind: BTreeMap<FindingKind, Vec<&str>> = BTreeMap::new();
+    for r in reports {
+        for f in &r.findings {
+            by_kind.entry(f.kind).or_default().push(&r.path);
+        }
+    }
+    for o in others {
+        by_kind.entry(o.finding.kind).or_default().push(&o.path);
+    }
+    let mut problems: Vec<Problem> = by_kind
+        .into_iter()
+        .map(|(kind, paths)| Problem {
+            kind,
+            severity: kind.severity(),
+            count: paths.len(),
+            message: kind.headline(paths.len(), ctx),
+            what_to_do: kind.what_to_do(ctx),
+            examples: paths.iter().take(5).map(|p| p.to_string()).collect(),
+        })
+        .collect();
+    // Severity first; within it, the order of FindingKind (which is by harm).
+    problems.sort_by_key(|p| (p.severity, p.kind));
+    problems
+}
+
+impl AuditReport {
+    /// The short plain-language paragraph shown to the person.
+    pub fn plain_summary(&self) -> String {
+        let s = &self.summary;
+        let layout = match self.layout.kind {
+            LayoutKind::Flat => "flat folder".to_string(),
+            LayoutKind::Kohya => format!("kohya layout, {} subfolder{}", self.layout.subsets.len(), if self.layout.subsets.len() == 1 { "" } else { "s" }),
+            LayoutKind::Mixed => "partly kohya layout".to_string(),
+            LayoutKind::Empty => "no pictures".to_string(),
+        };
+        let mut out = format!(
+            "Audited {} picture{} in `{}` ({layout}): {} readable, {} captioned",
+            s.images,
+            if s.images == 1 { "" } else { "s" },
+            self.folder,
+            s.readable,
+            s.captioned
+        );
+        if let (Some(w), Some(h)) = (s.mean_width, s.mean_height) {
+            out.push_str(&format!(", average {w}×{h}"));
+        }
+        out.push('.');
+        let blocking: Vec<&Problem> = self.problems.iter().filter(|p| p.severity == Severity::Blocking).collect();
+        let warnings: Vec<&Problem> = self.problems.iter().filter(|p| p.severity == Severity::Warning).collect();
+        if blocking.is_empty() && warnings.is_empty() {
+            out.push_str(" No problems found: the pictures are ready for captioning and the next checks.");
+            return out;
+        }
+        if !blocking.is_empty() {
+            out.push_str(&format!(" Must fix before training ({}):", blocking.len()));
+            for p in &blocking {
+                out.push_str(&format!(" {} — {}.", p.message, p.what_to_do));
+            }
+        }
+        if !warnings.is_empty() {
+            out.push_str(&format!(" Worth fixing ({}):", warnings.len()));
+            for p in warnings.iter().take(4) {
+                out.push_str(&format!(" {} — {}.", p.message, p.what_to_do));
+            }
+            if warnings.len() > 4 {
+                out.push_str(&format!(" …and {} more in the report.", warnings.len() - 4));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,29 @@
+//! Gate 1 work: what is in a folder of training pictures, and what is wrong
+//! with it.
+//!
+//! [`walk`] lists the folder without following anything out of it,
+//! [`inspect`] decodes one picture and says what it is, [`captions`] reads the
+//! caption beside it, [`layout`] recognises kohya's `{repeats}_{name}` folders,
+//! and [`audit`] runs all of them over a folder, in parallel and with bounded
+//! memory, into one [`audit::AuditReport`]. A file that cannot be read becomes a
+//! finding; it never stops the audit, and the audit never changes a file.
+
+pub mod audit;
+pub mod captions;
+pub mod inspect;
+pub mod layout;
+pub mod walk;
+
+pub use audit::{AuditError, AuditOptions, AuditReport, audit_dataset};
+
+/// File extensions trainers pick up as training images.
+pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"];
+
+/// Image formats people have that the trainers (and we) cannot read.
+pub const UNSUPPORTED_IMAGE_EXTENSIONS: &[&str] = &["avif", "heic", "heif", "jxl", "psd", "raw", "cr2", "nef", "arw", "dng", "svg"];
+
+/// True when `ext` (without the dot, any case) is a training-image extension.
+pub fn is_image_extension(ext: &str) -> bool {
+    let ext = ext.to_ascii_lowercase();
+    IMAGE_EXTENSIONS.contains(&ext.as_str())
+}

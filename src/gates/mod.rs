@@ -1,0 +1,196 @@
+//! The four gates: their records, where they are kept, and how they are named.
+//!
+//! A gate record says PASS or FAIL, what was found, when, and the fingerprint
+//! of what was checked (dataset manifest, plan hash, environment snapshot), so
+//! a later change to any of them makes the record stale. Records are JSON under
+//! `grimoire/.state/projects/<name>/gates/`, and are served as the MCP
+//! resources `ategnatos://projects/{name}/gates/{gate}`.
+
+pub mod dataset;
+
+use serde::{Deserialize, Serialize};
+
+use crate::studio::{StudioError, Workspace, clock, write_json_atomic};
+
+/// The four gates, in the order they must pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    Dataset,
+    Config,
+    Environment,
+    DryRun,
+}
+
+impl Gate {
+    pub const ALL: [Gate; 4] = [Gate::Dataset, Gate::Config, Gate::Environment, Gate::DryRun];
+
+    /// 1 to 4.
+    pub fn number(self) -> u8 {
+        match self {
+            Gate::Dataset => 1,
+            Gate::Config => 2,
+            Gate::Environment => 3,
+            Gate::DryRun => 4,
+        }
+    }
+
+    /// The name used in files and URIs.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Gate::Dataset => "dataset",
+            Gate::Config => "config",
+            Gate::Environment => "environment",
+            Gate::DryRun => "dry_run",
+        }
+    }
+
+    /// What it checks, for people.
+    pub fn title(self) -> &'static str {
+        match self {
+            Gate::Dataset => "Gate 1: dataset",
+            Gate::Config => "Gate 2: training plan",
+            Gate::Environment => "Gate 3: environment",
+            Gate::DryRun => "Gate 4: dry run",
+        }
+    }
+
+    /// Accepts `1`..`4` or the slug.
+    pub fn parse(text: &str) -> Option<Gate> {
+        Gate::ALL
+            .into_iter()
+            .find(|g| text == g.number().to_string() || text.eq_ignore_ascii_case(g.slug()))
+    }
+}
+
+/// PASS or FAIL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum GateStatus {
+    Pass,
+    Fail,
+}
+
+/// One thing a gate found.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct GateFinding {
+    /// `blocking`, `warning` or `info`.
+    pub severity: String,
+    pub message: String,
+    /// What to do about it.
+    pub what_to_do: String,
+}
+
+/// The stored result of one gate for one project.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct GateRecord {
+    pub project: String,
+    pub gate: Gate,
+    /// 1 to 4.
+    pub number: u8,
+    pub status: GateStatus,
+    /// One paragraph in plain words.
+    pub summary: String,
+    pub findings: Vec<GateFinding>,
+    /// RFC 3339 UTC.
+    pub checked_at: String,
+    /// Fingerprint of what was checked; a different fingerprint now means stale.
+    pub fingerprint: String,
+    /// What produced this record (`audit`, `full`, ...).
+    pub scope: String,
+    /// Where the full report is, relative to the workspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
+}
+
+impl GateRecord {
+    pub fn new(project: &str, gate: Gate, status: GateStatus, fingerprint: String) -> Self {
+        GateRecord {
+            project: project.to_string(),
+            gate,
+            number: gate.number(),
+            status,
+            summary: String::new(),
+            findings: Vec::new(),
+            checked_at: clock::now_rfc3339(),
+            fingerprint,
+            scope: "full".into(),
+            report: None,
+        }
+    }
+}
+
+/// The resource URI of a gate record.
+pub fn uri(project: &str, gate: Gate) -> String {
+    format!("ategnatos://projects/{project}/gates/{}", gate.number())
+}
+
+/// Splits a gate URI into project and gate.
+pub fn parse_uri(uri: &str) -> Option<(String, Gate)> {
+    let rest = uri.strip_prefix("ategnatos://projects/")?;
+    let (project, gate) = rest.split_once("/gates/")?;
+    crate::studio::check_project_name(project).ok()?;
+    Some((project.to_string(), Gate::parse(gate)?))
+}
+
+fn record_path(ws: &Workspace, project: &str, gate: Gate) -> Result<std::path::PathBuf, StudioError> {
+    Ok(ws
+        .project_state_dir(project)?
+        .join("gates")
+        .join(format!("{}-{}.json", gate.number(), gate.slug())))
+}
+
+/// Stores a record (atomically) and returns its URI.
+pub fn store(ws: &Workspace, record: &GateRecord) -> Result<String, StudioError> {
+    write_json_atomic(&record_path(ws, &record.project, record.gate)?, record)?;
+    Ok(uri(&record.project, record.gate))
+}
+
+/// Loads a record, `None` when the gate has not run.
+pub fn load(ws: &Workspace, project: &str, gate: Gate) -> Result<Option<GateRecord>, StudioError> {
+    ws.read_json(&record_path(ws, project, gate)?)
+}
+
+/// Every stored record, by project then gate.
+pub fn list(ws: &Workspace) -> Vec<GateRecord> {
+    let dir = ws.state_dir().join("projects");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut projects: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().map(String::from))
+        .collect();
+    projects.sort();
+    projects
+        .iter()
+        .flat_map(|p| Gate::ALL.into_iter().filter_map(move |g| load(ws, p, g).ok().flatten()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_round_trip() {
+        let u = uri("ink-fox", Gate::DryRun);
+        assert_eq!(u, "ategnatos://projects/ink-fox/gates/4");
+        assert_eq!(parse_uri(&u), Some(("ink-fox".into(), Gate::DryRun)));
+        assert_eq!(parse_uri("ategnatos://projects/ink-fox/gates/dataset").map(|x| x.1), Some(Gate::Dataset));
+        assert_eq!(parse_uri("ategnatos://projects/../gates/1"), None);
+        assert_eq!(parse_uri("ategnatos://projects/a/gates/9"), None);
+    }
+
+    #[test]
+    fn store_then_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::open(dir.path()).unwrap();
+        assert!(load(&ws, "fox", Gate::Dataset).unwrap().is_none());
+        let rec = GateRecord::new("fox", Gate::Dataset, GateStatus::Fail, "abc".into());
+        store(&ws, &rec).unwrap();
+        let back = load(&ws, "fox", Gate::Dataset).unwrap().unwrap();
+        assert_eq!((back.status, back.fingerprint.as_str()), (GateStatus::Fail, "abc"));
+        assert_eq!(list(&ws).len(), 1);
+    }
+}
