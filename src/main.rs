@@ -1,1 +1,58 @@
-fn main() {}
+//! The `ategnatos` command: the MCP server (`serve`) and one subcommand per
+//! tool, calling the same domain functions the server does.
+
+mod cli;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// From a folder of pictures to an evaluated LoRA, behind four gates.
+#[derive(Parser)]
+#[command(name = "ategnatos", version, about, long_about = None)]
+struct Cli {
+    /// Workspace root: holds grimoire/ (state) and workspace/; every path must be inside it.
+    #[arg(long, global = true, default_value = ".")]
+    root: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the MCP server (stdio by default, or streamable HTTP at /mcp).
+    Serve {
+        /// Serve streamable HTTP on this address instead of stdio, e.g. 127.0.0.1:8787.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
+    },
+    /// Audit a folder of training pictures.
+    Audit(cli::audit::AuditCmd),
+    /// Measure speed: `bench audit`.
+    Bench(cli::bench::BenchCmd),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ATEGNATOS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("ategnatos=info,rmcp=warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { http } => cli::serve::run(&cli.root, http),
+        Command::Audit(cmd) => cli::audit::run(&cli.root, cmd),
+        Command::Bench(cmd) => cli::bench::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}

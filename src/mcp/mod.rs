@@ -1,1 +1,275 @@
-//! MCP protocol layer.
+//! The MCP protocol layer, and nothing else: tool routing, resources,
+//! prompts, progress and jobs, each tool a thin call into a domain module.
+//!
+//! [`AtegnatosServer`] is the handler; one is built per connection (per
+//! session over HTTP) around a shared [`Shared`] that holds the workspace,
+//! the job registry and the resource subscribers. rmcp types stay in here.
+#![allow(deprecated)] // logging and legacy resources/subscribe: what 2025-era clients use
+
+pub mod jobs;
+mod prompts;
+mod reply;
+mod resources;
+pub mod tools;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use rmcp::handler::server::router::{prompt::PromptRouter, tool::ToolRouter};
+use rmcp::model::*;
+use rmcp::service::{RequestContext, SubscriptionContext};
+use rmcp::{ErrorData as McpError, Peer, RoleServer, ServerHandler, ServiceExt};
+use tokio::sync::{Mutex, broadcast};
+
+use crate::studio::Workspace;
+use jobs::JobRegistry;
+
+/// State shared by every connection of one server process.
+pub struct Shared {
+    pub workspace: Workspace,
+    pub jobs: JobRegistry,
+    /// How often progress is sent while a tool waits on a job.
+    pub progress_interval: Duration,
+    subscribers: Mutex<HashMap<String, Vec<Peer<RoleServer>>>>,
+    updates: broadcast::Sender<String>,
+}
+
+impl Shared {
+    pub fn new(workspace: Workspace) -> Arc<Self> {
+        Arc::new(Shared {
+            workspace,
+            jobs: JobRegistry::default(),
+            progress_interval: Duration::from_secs(2),
+            subscribers: Mutex::new(HashMap::new()),
+            updates: broadcast::channel(256).0,
+        })
+    }
+
+    /// Tells every subscriber of `uri` that it changed.
+    pub async fn publish(&self, uri: &str) {
+        let peers = self
+            .subscribers
+            .lock()
+            .await
+            .get(uri)
+            .cloned()
+            .unwrap_or_default();
+        for peer in peers {
+            let _ = peer
+                .notify_resource_updated(ResourceUpdatedNotificationParam::new(uri.to_string()))
+                .await;
+        }
+        let _ = self.updates.send(uri.to_string());
+    }
+}
+
+/// The MCP handler.
+#[derive(Clone)]
+pub struct AtegnatosServer {
+    shared: Arc<Shared>,
+    log_level: Arc<AtomicU8>,
+    tool_router: ToolRouter<Self>,
+    prompt_router: PromptRouter<Self>,
+}
+
+const INSTRUCTIONS: &str = "Ategnatos takes an artist from a folder of pictures to a trained LoRA. \
+Work through the gates in order and never skip one: (1) dataset — audit_dataset, then fix what it reports; \
+(2) training plan; (3) environment; (4) dry run; only then training. Paths are relative to the workspace root. \
+Long tools return a job id when they need more time than `wait_seconds`: follow it with job_status. \
+Explain every result to the artist in plain words; every refusal includes what to do.";
+
+impl AtegnatosServer {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        AtegnatosServer {
+            shared,
+            log_level: Arc::new(AtomicU8::new(level_rank(LoggingLevel::Info))),
+            tool_router: tools::router(),
+            prompt_router: prompts::router(),
+        }
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Sends a log notification if the client's level lets it through.
+    pub(crate) async fn log(&self, peer: &Peer<RoleServer>, level: LoggingLevel, message: String) {
+        if level_rank(level) >= self.log_level.load(Ordering::Relaxed) {
+            let _ = peer
+                .notify_logging_message(
+                    LoggingMessageNotificationParam::new(level, serde_json::Value::String(message))
+                        .with_logger("ategnatos"),
+                )
+                .await;
+        }
+    }
+}
+
+fn level_rank(l: LoggingLevel) -> u8 {
+    match l {
+        LoggingLevel::Debug => 0,
+        LoggingLevel::Info => 1,
+        LoggingLevel::Notice => 2,
+        LoggingLevel::Warning => 3,
+        LoggingLevel::Error => 4,
+        LoggingLevel::Critical => 5,
+        LoggingLevel::Alert => 6,
+        LoggingLevel::Emergency => 7,
+    }
+}
+
+#[rmcp::tool_handler(router = self.tool_router)]
+#[rmcp::prompt_handler(router = self.prompt_router)]
+impl ServerHandler for AtegnatosServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_prompts()
+                .enable_resources()
+                .enable_resources_subscribe()
+                .enable_resources_list_changed()
+                .enable_logging()
+                .build(),
+        )
+        .with_server_info(Implementation::new("ategnatos", env!("CARGO_PKG_VERSION")))
+        .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        Ok(ListResourcesResult::with_all_items(resources::list(
+            &self.shared,
+        )))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        Ok(ListResourceTemplatesResult::with_all_items(
+            resources::templates(),
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        resources::read(&self.shared, &request.uri).map(Into::into)
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        if !resources::is_known_scheme(&request.uri) {
+            return Err(McpError::invalid_params(
+                format!("`{}` is not an Ategnatos resource URI", request.uri),
+                None,
+            ));
+        }
+        self.shared
+            .subscribers
+            .lock()
+            .await
+            .entry(request.uri)
+            .or_default()
+            .push(ctx.peer);
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.shared.subscribers.lock().await.remove(&request.uri);
+        Ok(())
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        Some(requested.supported_by(&self.get_info().capabilities))
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
+        let mut rx = self.shared.updates.subscribe();
+        loop {
+            tokio::select! {
+                _ = context.cancelled() => return Ok(()),
+                msg = rx.recv() => match msg {
+                    Ok(uri) => { let _ = context.sink().notify_resource_updated(uri).await; }
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return Ok(()),
+                }
+            }
+        }
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.log_level
+            .store(level_rank(request.level), Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Serves MCP on stdin/stdout until the client goes away.
+pub async fn serve_stdio(
+    shared: Arc<Shared>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let service = AtegnatosServer::new(shared)
+        .serve(rmcp::transport::stdio())
+        .await?;
+    let reason = service.waiting().await?;
+    tracing::info!("stdio session ended: {reason:?}");
+    Ok(())
+}
+
+/// Serves streamable HTTP at `http://ADDR/mcp` until Ctrl-C.
+pub async fn serve_http(
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+    };
+    let ct = tokio_util::sync::CancellationToken::new();
+    let service = StreamableHttpService::new(
+        move || Ok(AtegnatosServer::new(Arc::clone(&shared))),
+        LocalSessionManager::default().into(),
+        StreamableHttpServerConfig::default()
+            .with_sse_keep_alive(Some(Duration::from_secs(15)))
+            .with_cancellation_token(ct.child_token()),
+    );
+    let app = axum::Router::new().nest_service("/mcp", service);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tracing::info!("serving MCP over HTTP at http://{bound}/mcp");
+    if let Some(tx) = ready {
+        let _ = tx.send(bound);
+    }
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            ct.cancel();
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! `ategnatos bench audit`: the audit's speed and memory against simply
+//! decoding every file once with the `image` crate, in the same run.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use ategnatos::dataset::{self, AuditOptions, synth};
+use ategnatos::studio::NoProgress;
+use rayon::prelude::*;
+
+use super::CliError;
+
+#[derive(clap::Args)]
+pub struct BenchCmd {
+    #[command(subcommand)]
+    which: Which,
+}
+
+#[derive(clap::Subcommand)]
+enum Which {
+    /// Audit throughput vs plain decoding, CPU use and peak memory.
+    Audit {
+        /// Number of pictures to generate (mixed 768–1536 px, JPEG and PNG).
+        #[arg(long, default_value_t = 2000)]
+        images: usize,
+        /// Where to generate them (reused when it already holds the same set).
+        #[arg(long, default_value = "bench-data")]
+        dir: PathBuf,
+    },
+}
+
+pub fn run(cmd: BenchCmd) -> Result<ExitCode, CliError> {
+    match cmd.which {
+        Which::Audit { images, dir } => bench_audit(images, &dir),
+    }
+}
+
+/// Generates `n` pictures (with captions) into `dir/audit-n`, unless done before.
+fn generate(n: usize, dir: &Path) -> Result<PathBuf, CliError> {
+    let set = dir.join(format!("audit-{n}"));
+    let marker = set.join(".complete");
+    if marker.exists() {
+        return Ok(set);
+    }
+    std::fs::create_dir_all(&set)
+        .map_err(|e| CliError::new(format!("cannot create `{}`: {e}", set.display()), None))?;
+    eprintln!("generating {n} pictures in {} …", set.display());
+    (0..n).into_par_iter().try_for_each(|i| {
+        let mut rng = synth::Rng::new(i as u64);
+        let w = 768 + rng.below(769);
+        let h = 768 + rng.below(769);
+        let pic = image::DynamicImage::ImageRgb8(synth::smooth_picture(i as u64, w, h));
+        let (format, ext) = if i % 2 == 0 {
+            (image::ImageFormat::Jpeg, "jpg")
+        } else {
+            (image::ImageFormat::Png, "png")
+        };
+        let bytes = synth::encode(&pic, format).map_err(|e| CliError::new(e, None))?;
+        std::fs::write(set.join(format!("{i:05}.{ext}")), bytes)
+            .map_err(|e| CliError::new(e, None))?;
+        std::fs::write(
+            set.join(format!("{i:05}.txt")),
+            format!("zkbench, picture {i}, soft gradients"),
+        )
+        .map_err(|e| CliError::new(e, None))
+    })?;
+    std::fs::write(&marker, b"").map_err(|e| CliError::new(e, None))?;
+    Ok(set)
+}
+
+/// CPU seconds (user + system) this process has used.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) start after ')'.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Peak resident memory in MB since the last reset.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Resets the kernel's peak-RSS counter (Linux 4.0+), so each phase is measured alone.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", b"5");
+}
+
+struct Phase {
+    name: &'static str,
+    seconds: f64,
+    cpu: f64,
+    peak_mb: f64,
+}
+
+fn measure(
+    name: &'static str,
+    f: impl FnOnce() -> Result<(), CliError>,
+) -> Result<Phase, CliError> {
+    reset_peak_rss();
+    let cpu0 = cpu_seconds();
+    let t0 = Instant::now();
+    f()?;
+    Ok(Phase {
+        name,
+        seconds: t0.elapsed().as_secs_f64(),
+        cpu: cpu_seconds() - cpu0,
+        peak_mb: peak_rss_mb(),
+    })
+}
+
+fn bench_audit(n: usize, dir: &Path) -> Result<ExitCode, CliError> {
+    let set = generate(n, dir)?;
+    let root = set.canonicalize().map_err(|e| CliError::new(e, None))?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
+        .map_err(|e| CliError::new(e, None))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg" || e == "png"))
+        .collect();
+    files.sort();
+    let decode_one = |p: &PathBuf| {
+        image::open(p)
+            .map(drop)
+            .map_err(|e| CliError::new(format!("{}: {e}", p.display()), None))
+    };
+    // Warm the page cache so every phase reads from memory.
+    let _ = measure("warm-up", || {
+        files.par_iter().try_for_each(|p| {
+            std::fs::read(p)
+                .map(drop)
+                .map_err(|e| CliError::new(e, None))
+        })
+    })?;
+    let threads = rayon::current_num_threads();
+    let seq = measure("decode, 1 thread", || files.iter().try_for_each(decode_one))?;
+    let par = measure("decode, all threads", || {
+        files.par_iter().try_for_each(decode_one)
+    })?;
+    let options = AuditOptions {
+        trigger_word: Some("zkbench".into()),
+        ..AuditOptions::default()
+    };
+    let mut blocking = 0;
+    let audit = measure("audit", || {
+        let r = dataset::audit_dataset(&root, "bench", &root, &options, &NoProgress)
+            .map_err(|e| CliError::new(e, None))?;
+        blocking = r.summary.blocking;
+        Ok(())
+    })?;
+    println!(
+        "ategnatos bench audit: {} pictures (768–1536 px, half JPEG, half PNG), {threads} threads",
+        files.len()
+    );
+    println!(
+        "{:<22} {:>9} {:>10} {:>10} {:>10}",
+        "phase", "seconds", "images/s", "cores used", "peak MB"
+    );
+    for p in [&seq, &par, &audit] {
+        println!(
+            "{:<22} {:>9.2} {:>10.1} {:>10.2} {:>10.0}",
+            p.name,
+            p.seconds,
+            files.len() as f64 / p.seconds,
+            p.cpu / p.seconds,
+            p.peak_mb
+        );
+    }
+    println!(
+        "audit / parallel decode: {:.2}x the time (target ≤ 1.30x)",
+        audit.seconds / par.seconds
+    );
+    println!(
+        "audit / 1-thread decode: {:.2}x the time",
+        audit.seconds / seq.seconds
+    );
+    if blocking > 0 {
+        println!("note: the generated set produced {blocking} blocking problems (unexpected)");
+    }
+    Ok(ExitCode::SUCCESS)
+}

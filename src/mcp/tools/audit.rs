@@ -1,0 +1,190 @@
+//! `audit_dataset`: the truth about a folder of training pictures.
+
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::CallToolResult;
+use rmcp::service::RequestContext;
+use rmcp::{RoleServer, tool, tool_router};
+use serde::Deserialize;
+
+use super::super::jobs::{JobFailure, JobOutput, JobView};
+use super::super::{AtegnatosServer, reply};
+use crate::dataset::{self, AuditOptions, AuditReport};
+use crate::plan::catalog;
+
+/// What to audit and against what.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct AuditDatasetArgs {
+    /// Folder with the training pictures (and their captions), relative to the workspace root.
+    pub path: String,
+    /// Training project name. When given, the report is saved as `grimoire/training/<project>/audit.json` and recorded as the project's Gate 1 (dataset) resource.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// Base model the LoRA is for (sd15, sdxl, pony, illustrious, flux-dev, flux-schnell, sd35-medium, sd35-large). Sets the minimum picture size: 512 px for SD1.5, 1024 px for the others.
+    #[serde(default)]
+    pub base_model: Option<String>,
+    /// Smallest acceptable short side in pixels; overrides the base model's.
+    #[serde(default)]
+    pub min_short_side: Option<u32>,
+    /// Flag pictures whose long side exceeds this many times the short side. Defaults to 3 (1:3).
+    #[serde(default)]
+    pub max_aspect_ratio: Option<f64>,
+    /// Caption file extension without the dot. Defaults to `txt`.
+    #[serde(default)]
+    pub caption_extension: Option<String>,
+    /// Trigger word every caption must contain.
+    #[serde(default)]
+    pub trigger_word: Option<String>,
+    /// A regularisation folder (kohya `{repeats}_{class}` subfolders) to report alongside.
+    #[serde(default)]
+    pub regularization_dir: Option<String>,
+    /// List every picture in `files`, not only the ones with findings. Defaults to false.
+    #[serde(default)]
+    pub include_all_files: Option<bool>,
+    /// Seconds to wait for the result before returning a job id (default 30, at most 240).
+    #[serde(default)]
+    pub wait_seconds: Option<u64>,
+}
+
+/// A bad argument, said plainly.
+fn bad(message: String, hint: &str) -> CallToolResult {
+    reply::failure(message, Some(hint.to_string()))
+}
+
+impl AtegnatosServer {
+    fn audit_options(&self, args: &AuditDatasetArgs) -> Result<AuditOptions, CallToolResult> {
+        let ws = &self.shared().workspace;
+        let base_model = match &args.base_model {
+            Some(id) => Some(catalog::lookup(id).map_err(|e| reply::failure(&e, e.hint()))?),
+            None => None,
+        };
+        if let Some(n) = args.min_short_side
+            && !(64..=8192).contains(&n)
+        {
+            return Err(bad(
+                format!("`min_short_side` must be between 64 and 8192, not `{n}`"),
+                "leave it out to use the base model's size",
+            ));
+        }
+        let max_aspect_ratio = args
+            .max_aspect_ratio
+            .unwrap_or(dataset::audit::DEFAULT_MAX_ASPECT);
+        if !max_aspect_ratio.is_finite() || !(1.0..=20.0).contains(&max_aspect_ratio) {
+            return Err(bad(
+                format!("`max_aspect_ratio` must be between 1 and 20, not `{max_aspect_ratio}`"),
+                "3 means pictures up to 1:3 are fine",
+            ));
+        }
+        let caption_extension = args
+            .caption_extension
+            .clone()
+            .unwrap_or_else(|| "txt".into());
+        let ext = caption_extension.trim_start_matches('.');
+        if ext.is_empty()
+            || ext.len() > 16
+            || !ext.chars().all(|c| c.is_ascii_alphanumeric())
+            || dataset::is_image_extension(ext)
+        {
+            return Err(bad(
+                format!("`{caption_extension}` is not a usable caption extension"),
+                "use letters and digits only, like `txt` or `caption`",
+            ));
+        }
+        if let Some(project) = &args.project {
+            crate::studio::check_project_name(project).map_err(|e| reply::failure(&e, e.hint()))?;
+        }
+        let regularization_dir = match &args.regularization_dir {
+            Some(p) => Some(
+                crate::studio::paths::resolve_existing(ws.root(), p)
+                    .map_err(|e| reply::failure(&e, e.hint()))?,
+            ),
+            None => None,
+        };
+        let trigger_word = args
+            .trigger_word
+            .clone()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty());
+        Ok(AuditOptions {
+            base_model,
+            min_short_side: args.min_short_side,
+            max_aspect_ratio,
+            caption_extension: ext.to_string(),
+            trigger_word,
+            regularization_dir,
+            include_all_files: args.include_all_files.unwrap_or(false),
+        })
+    }
+}
+
+#[tool_router(router = audit_router, vis = "pub(crate)")]
+impl AtegnatosServer {
+    #[tool(
+        title = "Audit a dataset",
+        description = "Check every file in a folder of training pictures: broken or truncated files, pictures too small for the base model, extreme aspect ratios, colour modes (CMYK, greyscale, 16-bit, transparency), extensions that lie, missing/empty/non-UTF-8 captions, captions without the trigger word, orphan captions, and the kohya `{repeats}_{name}` layout. Never changes a file. Returns the most important problems first, each with what to do. Use this first, before anything else in the workflow.",
+        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
+        output_schema = rmcp::handler::server::common::schema_for_output::<JobView<AuditReport>>()
+    )]
+    async fn audit_dataset(
+        &self,
+        Parameters(args): Parameters<AuditDatasetArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        let ws = self.shared().workspace.clone();
+        let dir = match crate::studio::paths::resolve_existing(ws.root(), &args.path) {
+            Ok(d) => d,
+            Err(e) => return reply::failure(&e, e.hint()),
+        };
+        if !dir.is_dir() {
+            return bad(
+                format!("`{}` is not a folder", args.path),
+                "give the folder that holds the pictures, not a single file",
+            );
+        }
+        let options = match self.audit_options(&args) {
+            Ok(o) => o,
+            Err(refusal) => return refusal,
+        };
+        let project = args.project.clone();
+        let (_job, result) = super::run_job(
+            self,
+            "audit_dataset",
+            args.wait_seconds,
+            &ctx,
+            move |progress| {
+                let display = ws.display_path(&dir);
+                let report = dataset::audit_dataset(&dir, &display, ws.root(), &options, progress)
+                    .map_err(|e| JobFailure {
+                        error: e.to_string(),
+                        hint: e.hint(),
+                    })?;
+                let mut summary = report.plain_summary();
+                let mut changed = Vec::new();
+                if let Some(project) = project {
+                    let (record, uri) = crate::gates::dataset::record_audit(&ws, &project, &report)
+                        .map_err(|e| JobFailure {
+                            error: e.to_string(),
+                            hint: e.hint(),
+                        })?;
+                    summary.push_str(&format!(
+                        " Saved to {} and recorded as {} ({:?}).",
+                        record.report.as_deref().unwrap_or("audit.json"),
+                        uri,
+                        record.status
+                    ));
+                    changed.push(uri);
+                }
+                let result = serde_json::to_value(&report).map_err(|e| JobFailure {
+                    error: e.to_string(),
+                    hint: None,
+                })?;
+                Ok(JobOutput {
+                    result,
+                    summary,
+                    changed,
+                })
+            },
+        )
+        .await;
+        result
+    }
+}

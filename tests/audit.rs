@@ -1,0 +1,267 @@
+//! The dataset audit on real files with known problems: every problem is
+//! named on the right file, good files get no findings, nothing is changed.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ategnatos::dataset::audit::{AuditReport, FindingKind, Severity};
+use ategnatos::dataset::layout::LayoutKind;
+use ategnatos::dataset::{AuditOptions, audit_dataset};
+use ategnatos::plan::catalog;
+use ategnatos::studio::NoProgress;
+
+fn audit(dir: &Path, root: &Path, options: &AuditOptions) -> AuditReport {
+    audit_dataset(dir, "zoo", root, options, &NoProgress).unwrap()
+}
+
+fn findings_by_file(r: &AuditReport) -> BTreeMap<String, Vec<FindingKind>> {
+    let mut map: BTreeMap<String, Vec<FindingKind>> = BTreeMap::new();
+    for f in &r.files {
+        map.entry(f.path.clone())
+            .or_default()
+            .extend(f.findings.iter().map(|x| x.kind));
+    }
+    for o in &r.other_files {
+        map.entry(o.path.clone()).or_default().push(o.finding.kind);
+    }
+    map
+}
+
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.path().is_file() {
+            out.insert(
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            );
+        }
+    }
+    out
+}
+
+#[test]
+fn every_problem_is_named_on_its_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let dir = common::problem_zoo(&root);
+    let before = snapshot(&dir);
+    let options = AuditOptions {
+        base_model: Some(catalog::lookup("sd15").unwrap()),
+        trigger_word: Some(common::TRIGGER.into()),
+        include_all_files: true,
+        ..AuditOptions::default()
+    };
+    let r = audit(&dir, &root, &options);
+    let by_file = findings_by_file(&r);
+    let has = |file: &str, kind: FindingKind| {
+        assert!(
+            by_file.get(file).is_some_and(|k| k.contains(&kind)),
+            "{file} should have {kind:?}; got {:?}",
+            by_file.get(file)
+        );
+    };
+    use FindingKind::*;
+    has("cut.jpg", Unreadable);
+    has("cut.png", Unreadable);
+    has("empty.png", ZeroByte);
+    has("bomb.png", DecompressionBomb);
+    has("print.jpg", Cmyk);
+    has("grey.png", Greyscale);
+    has("deep.png", SixteenBit);
+    has("cutout.png", Transparency);
+    has("liar.jpg", ExtensionMismatch);
+    has("tiny.png", TooSmall);
+    has("strip.png", ExtremeAspect);
+    has("nocap.png", MissingCaption);
+    has("blankcap.png", EmptyCaption);
+    has("latin1.png", CaptionNotUtf8);
+    has("untriggered.png", MissingTrigger);
+    has("orphan.txt", OrphanCaption);
+    has("notes.md", NonImageFile);
+    for good in ["good-1.png", "good-2.jpg", "good-3.webp"] {
+        assert_eq!(
+            by_file.get(good).map(Vec::len).unwrap_or(0),
+            0,
+            "{good}: {:?}",
+            by_file.get(good)
+        );
+    }
+
+    // Details a person reads: the decoder's reason in words, real sizes and modes.
+    let file = |name: &str| r.files.iter().find(|f| f.path == name).unwrap();
+    assert!(
+        file("cut.jpg").findings[0].detail.contains("ends early"),
+        "{:?}",
+        file("cut.jpg").findings
+    );
+    assert!(
+        file("bomb.png").findings[0]
+            .detail
+            .contains("100000 × 100000")
+    );
+    assert_eq!(file("good-3.webp").image.as_ref().unwrap().format, "webp");
+    assert_eq!(file("tiny.png").short_side, Some(90));
+    assert!(
+        file("liar.jpg")
+            .findings
+            .iter()
+            .any(|f| f.detail.contains("PNG"))
+    );
+
+    // Most important first: blocking problems lead, each says what to do.
+    assert_eq!(r.problems[0].severity, Severity::Blocking);
+    assert!(
+        r.problems
+            .windows(2)
+            .all(|w| w[0].severity <= w[1].severity)
+    );
+    assert!(r.problems.iter().all(|p| !p.what_to_do.is_empty()));
+    assert_eq!(r.summary.images, 18);
+    assert!(r.summary.blocking >= 7);
+    assert!(r.plain_summary().contains("Must fix before training"));
+
+    // The audit never changes a file.
+    assert_eq!(snapshot(&dir), before);
+}
+
+#[test]
+fn sdxl_raises_the_minimum_size_and_an_override_lowers_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let dir = common::clean_set(&root, 3);
+    let sdxl = AuditOptions {
+        base_model: Some(catalog::lookup("sdxl").unwrap()),
+        ..AuditOptions::default()
+    };
+    let r = audit(&dir, &root, &sdxl);
+    assert_eq!(r.min_short_side, 1024);
+    assert_eq!(
+        r.problems
+            .iter()
+            .find(|p| p.kind == FindingKind::TooSmall)
+            .map(|p| p.count),
+        Some(3)
+    );
+    let lowered = AuditOptions {
+        min_short_side: Some(512),
+        ..sdxl
+    };
+    assert!(
+        audit(&dir, &root, &lowered)
+            .problems
+            .iter()
+            .all(|p| p.kind != FindingKind::TooSmall)
+    );
+}
+
+#[test]
+fn clean_set_has_no_problems_and_a_stable_fingerprint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let dir = common::clean_set(&root, 4);
+    let options = AuditOptions {
+        trigger_word: Some(common::TRIGGER.into()),
+        ..AuditOptions::default()
+    };
+    let a = audit(&dir, &root, &options);
+    assert!(a.problems.is_empty(), "{:?}", a.problems);
+    assert_eq!(a.summary.captioned, 4);
+    assert_eq!(a.layout.kind, LayoutKind::Flat);
+    assert_eq!(a.fingerprint, audit(&dir, &root, &options).fingerprint);
+    common::caption(&dir, "p0", "zkfox, changed");
+    assert_ne!(
+        a.fingerprint,
+        audit(&dir, &root, &options).fingerprint,
+        "a caption edit must change the fingerprint"
+    );
+}
+
+#[test]
+fn kohya_layout_is_recognised_with_repeats_and_strays() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let dir = common::kohya_set(&root);
+    let reg = root.join("reg/1_fox");
+    common::write(
+        &reg.join("r.png"),
+        &common::encoded(&common::picture(9, 576, 576), image::ImageFormat::Png),
+    );
+    let options = AuditOptions {
+        regularization_dir: Some(root.join("reg")),
+        ..AuditOptions::default()
+    };
+    let r = audit(&dir, &root, &options);
+    assert_eq!(r.layout.kind, LayoutKind::Mixed);
+    let subsets: Vec<(u32, &str, usize)> = r
+        .layout
+        .subsets
+        .iter()
+        .map(|s| (s.repeats, s.name.as_str(), s.images))
+        .collect();
+    assert_eq!(subsets, vec![(10, "zkfox", 3), (4, "forest", 2)]);
+    assert_eq!(r.layout.images_per_epoch, 38);
+    assert!(findings_by_file(&r)["stray.png"].contains(&FindingKind::OutsideKohyaSubsets));
+    let reg = r.regularization.unwrap();
+    assert!(reg.subsets[0].regularization && reg.subsets[0].name == "fox");
+}
+
+#[test]
+fn unreadable_entries_are_reported_and_the_audit_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let dir = common::clean_set(&root, 2);
+    std::os::unix::fs::symlink(&dir, dir.join("loop")).unwrap();
+    std::os::unix::fs::symlink(dir.join("gone.png"), dir.join("dangling.png")).unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.join("elsewhere")).unwrap();
+    // A name that is not UTF-8.
+    use std::os::unix::ffi::OsStrExt;
+    let odd = dir.join(std::ffi::OsStr::from_bytes(b"caf\xe9.png"));
+    std::fs::write(
+        &odd,
+        common::encoded(&common::picture(1, 600, 600), image::ImageFormat::Png),
+    )
+    .unwrap();
+    let locked = dir.join("locked.png");
+    std::fs::write(
+        &locked,
+        common::encoded(&common::picture(2, 600, 600), image::ImageFormat::Png),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let root_can_read_anything = std::fs::read(&locked).is_ok();
+
+    let r = audit(&dir, &root, &AuditOptions::default());
+    let by_file = findings_by_file(&r);
+    assert!(by_file["loop"].contains(&FindingKind::UnreadableEntry));
+    assert!(by_file["dangling.png"].contains(&FindingKind::UnreadableEntry));
+    assert!(by_file["elsewhere"].contains(&FindingKind::UnreadableEntry));
+    assert!(
+        by_file
+            .keys()
+            .any(|k| k.starts_with("caf") && by_file[k].contains(&FindingKind::NonUtf8Name))
+    );
+    if !root_can_read_anything {
+        assert!(by_file["locked.png"].contains(&FindingKind::Unreadable));
+    }
+    // The readable pictures were still audited.
+    assert_eq!(
+        r.summary.readable,
+        if root_can_read_anything { 4 } else { 3 }
+    );
+}
+
+#[test]
+fn empty_folder_blocks_with_advice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    std::fs::create_dir(root.join("nothing")).unwrap();
+    let r = audit(&root.join("nothing"), &root, &AuditOptions::default());
+    assert_eq!(r.problems[0].kind, FindingKind::NoImages);
+    assert_eq!(r.layout.kind, LayoutKind::Empty);
+}

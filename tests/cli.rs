@@ -1,0 +1,73 @@
+//! The `ategnatos` command as a person runs it in a shell.
+
+mod common;
+
+use std::process::Command;
+
+fn ategnatos(root: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ategnatos"));
+    cmd.arg("--root").arg(root).current_dir(root);
+    cmd
+}
+
+#[test]
+fn audit_prints_problems_first_and_exits_1_when_something_blocks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    common::problem_zoo(&root);
+    let out = ategnatos(&root)
+        .args([
+            "audit",
+            "zoo",
+            "--base-model",
+            "sd15",
+            "--trigger",
+            common::TRIGGER,
+            "--project",
+            "foxes",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("Dataset audit of zoo"), "{text}");
+    let first_warning = text.find("warning").unwrap();
+    assert!(
+        text.find("MUST FIX").unwrap() < first_warning,
+        "blocking problems come first:\n{text}"
+    );
+    assert!(text.contains("cut.jpg") && text.contains("→ "), "{text}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ategnatos://projects/foxes/gates/1"));
+    assert!(
+        root.join("grimoire/.state/projects/foxes/gates/1-dataset.json")
+            .is_file()
+    );
+}
+
+#[test]
+fn audit_json_is_the_full_report_and_a_clean_set_exits_0() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    common::clean_set(&root, 3);
+    let out = ategnatos(&root)
+        .args(["audit", "clean", "--json", "--all"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["summary"]["images"], 3);
+    assert_eq!(v["files"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn a_path_outside_the_root_is_refused_with_a_hint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let out = ategnatos(&root).args(["audit", "/etc"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("outside the workspace") && err.contains("hint:"),
+        "{err}"
+    );
+}
