@@ -172,6 +172,11 @@ fn clean_set_has_no_problems_and_a_stable_fingerprint() {
     assert_eq!(a.summary.captioned, 4);
     assert_eq!(a.layout.kind, LayoutKind::Flat);
     assert_eq!(a.fingerprint, audit(&dir, &root, &options).fingerprint);
+    assert_eq!(
+        a.fingerprint,
+        ategnatos::dataset::manifest::compute(&dir, &root, "txt").unwrap(),
+        "the audit and the freshness check agree"
+    );
     common::caption(&dir, "p0", "zkfox, changed");
     assert_ne!(
         a.fingerprint,
@@ -264,4 +269,47 @@ fn empty_folder_blocks_with_advice() {
     let r = audit(&root.join("nothing"), &root, &AuditOptions::default());
     assert_eq!(r.problems[0].kind, FindingKind::NoImages);
     assert_eq!(r.layout.kind, LayoutKind::Empty);
+}
+
+#[test]
+fn caption_checks_name_format_length_repeats_and_copies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let dir = common::clean_set(&root, 5);
+    common::caption(
+        &dir,
+        "p0",
+        "zkfox, a fox sleeping under a pine tree while soft snow falls around it.",
+    );
+    common::caption(
+        &dir,
+        "p1",
+        &format!("zkfox, {}", "soft watercolor washes, ".repeat(15)),
+    );
+    common::caption(&dir, "p2", "zkfox, fox, snow, Fox, ink wash");
+    common::caption(&dir, "p3", "zkfox, fox, snow, ink wash");
+    common::caption(&dir, "p4", "zkfox, fox, snow, ink wash");
+    let sd15 = AuditOptions {
+        base_model: Some(catalog::lookup("sd15").unwrap()),
+        ..AuditOptions::default()
+    };
+    let by_file = findings_by_file(&audit(&dir, &root, &sd15));
+    use FindingKind::*;
+    assert!(by_file["p0.jpg"].contains(&CaptionFormat), "{by_file:?}");
+    assert!(by_file["p1.jpg"].contains(&CaptionTooLong));
+    assert!(by_file["p2.jpg"].contains(&DuplicateTags));
+    assert!(
+        by_file["p3.jpg"].contains(&IdenticalCaption)
+            && by_file["p4.jpg"].contains(&IdenticalCaption)
+    );
+    assert!(!by_file["p2.jpg"].contains(&IdenticalCaption));
+
+    // Flux wants sentences: now the tag captions are the odd ones out.
+    let flux = AuditOptions {
+        base_model: Some(catalog::lookup("flux-dev").unwrap()),
+        ..AuditOptions::default()
+    };
+    let by_file = findings_by_file(&audit(&dir, &root, &flux));
+    assert!(by_file["p3.jpg"].contains(&CaptionFormat));
+    assert!(!by_file["p0.jpg"].contains(&CaptionFormat));
 }

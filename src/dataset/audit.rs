@@ -7,18 +7,19 @@
 //! becomes a finding and the audit goes on. Nothing is ever written to the
 //! dataset folder.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::captions::{self, CaptionInfo, CaptionStatus};
+use super::captions::{self, CaptionInfo, CaptionStatus, CaptionStyle};
 use super::inspect::{self, ColorMode, DecodeFailure, Decoded};
 use super::layout::{self, Layout, LayoutKind};
+use super::manifest;
 use super::walk::{self, FoundFile, WalkProblemKind};
-use crate::plan::ModelSpec;
+use crate::plan::{CaptionFormat, ModelSpec};
 use crate::studio::Progress;
 
 /// Default limit for extreme aspect ratios (long side / short side).
@@ -109,6 +110,10 @@ pub enum FindingKind {
     UnreadableEntry,
     NonUtf8Name,
     OrphanCaption,
+    IdenticalCaption,
+    CaptionTooLong,
+    CaptionFormat,
+    DuplicateTags,
     Greyscale,
     SixteenBit,
     UnusedAlpha,
@@ -125,8 +130,10 @@ impl FindingKind {
             }
             TooSmall | ExtremeAspect | Cmyk | Transparency | ExtensionMismatch
             | UnsupportedFormat | OutsideKohyaSubsets | UnreadableEntry | NonUtf8Name
-            | OrphanCaption => Severity::Warning,
-            Greyscale | SixteenBit | UnusedAlpha | NonImageFile => Severity::Info,
+            | OrphanCaption | IdenticalCaption | CaptionTooLong | CaptionFormat => {
+                Severity::Warning
+            }
+            Greyscale | SixteenBit | UnusedAlpha | NonImageFile | DuplicateTags => Severity::Info,
         }
     }
 
@@ -153,6 +160,13 @@ impl FindingKind {
             UnreadableEntry => "check these entries: folders Ategnatos may not read, links that point nowhere or in a circle, or links out of the workspace".into(),
             NonUtf8Name => "rename these files using plain letters and digits; some trainers fail on such names".into(),
             OrphanCaption => "these captions have no picture beside them: add the picture or move the caption away".into(),
+            IdenticalCaption => "give each picture its own caption naming what differs (pose, setting, colours); identical captions make the model blur those pictures together".into(),
+            CaptionTooLong => "shorten these captions to about 75 tokens (roughly 50 words); CLIP reads 75 and the rest is cut off or diluted".into(),
+            CaptionFormat => match ctx.caption_format {
+                Some(crate::plan::CaptionFormat::Tags) => "rewrite these as comma-separated tags (`zkfox, fox, snow, ink wash`): this base model was trained on tags".into(),
+                _ => "rewrite these as plain sentences: this base model was trained on natural-language captions".into(),
+            },
+            DuplicateTags => "remove the repeated tags; repeating a tag only wastes tokens".into(),
             Greyscale => "fine for a black-and-white style; otherwise the LoRA will learn to drain colour".into(),
             SixteenBit => "nothing to do: trainers convert to 8 bits per channel (these files are just larger)".into(),
             UnusedAlpha => "nothing to do: the alpha channel is fully opaque".into(),
@@ -208,6 +222,25 @@ impl FindingKind {
             ),
             NonUtf8Name => format!("{count} file name{s} {is} not valid UTF-8"),
             OrphanCaption => format!("{count} caption{s} {has} no picture"),
+            IdenticalCaption => {
+                format!("{count} picture{s} share their caption word for word with another picture")
+            }
+            CaptionTooLong => format!("{count} caption{s} {is} longer than CLIP's 75-token window"),
+            CaptionFormat => format!(
+                "{count} caption{s} {is} written as {} but {} expects {}",
+                if ctx.caption_format == Some(crate::plan::CaptionFormat::Tags) {
+                    "sentences"
+                } else {
+                    "tags"
+                },
+                ctx.model_name,
+                if ctx.caption_format == Some(crate::plan::CaptionFormat::Tags) {
+                    "tags"
+                } else {
+                    "sentences"
+                }
+            ),
+            DuplicateTags => format!("{count} caption{s} repeat a tag"),
             Greyscale => format!("{count} picture{s} {is} greyscale"),
             SixteenBit => format!("{count} picture{s} use 16 bits per channel"),
             UnusedAlpha => format!("{count} picture{s} {has} an unused alpha channel"),
@@ -219,6 +252,8 @@ impl FindingKind {
 /// Context the wording needs.
 struct Ctx {
     caption_ext: String,
+    caption_format: Option<CaptionFormat>,
+    model_name: String,
     trigger: String,
     min_side: u32,
     min_side_reason: String,
@@ -387,13 +422,18 @@ pub fn audit_dataset(
             .caption_extension
             .trim_start_matches('.')
             .to_string(),
+        caption_format: options.base_model.map(|m| m.caption_format),
+        model_name: options
+            .base_model
+            .map(|m| m.name.to_string())
+            .unwrap_or_default(),
         trigger: options.trigger_word.clone().unwrap_or_default(),
         min_side,
         min_side_reason,
         max_aspect: options.max_aspect_ratio,
     };
 
-    let (pictures, others) = classify(&listing.files, &ctx.caption_ext);
+    let (pictures, others) = manifest::classify(&listing.files, &ctx.caption_ext);
     let total = pictures.len() as u64;
     let done = AtomicU64::new(0);
     progress.report(0, Some(total), &format!("checking {total} pictures"));
@@ -411,6 +451,7 @@ pub fn audit_dataset(
         .collect::<Option<Vec<_>>>()
         .ok_or(AuditError::Cancelled)?;
     reports.sort_by(|a, b| a.path.cmp(&b.path));
+    flag_identical_captions(&mut reports);
 
     let mut other_files = other_findings(&others, &pictures, &ctx.caption_ext);
     for p in &listing.problems {
@@ -467,7 +508,7 @@ pub fn audit_dataset(
         None => None,
     };
 
-    let fingerprint = fingerprint_of(&reports, &listing.files, &ctx.caption_ext);
+    let fingerprint = fingerprint_of(&reports, &others, &ctx.caption_ext);
     let summary = summarize(&reports, other_files.len());
     let mut problems = collect_problems(&reports, &other_files, &ctx);
     if reports.is_empty() {
@@ -518,36 +559,6 @@ pub fn audit_dataset(
         fingerprint,
         all_files_listed: options.include_all_files,
     })
-}
-
-/// Splits files into pictures (by extension, or by content when the extension
-/// says otherwise) and everything else.
-fn classify<'a>(
-    files: &'a [FoundFile],
-    caption_ext: &str,
-) -> (Vec<&'a FoundFile>, Vec<&'a FoundFile>) {
-    let mut pictures = Vec::new();
-    let mut others = Vec::new();
-    for f in files {
-        let ext = inspect::extension_of(&f.path).unwrap_or_default();
-        let is_picture = super::is_image_extension(&ext)
-            || super::UNSUPPORTED_IMAGE_EXTENSIONS.contains(&ext.as_str())
-            || (ext != caption_ext && sniff_head(&f.path).is_some());
-        if is_picture {
-            pictures.push(f);
-        } else {
-            others.push(f);
-        }
-    }
-    (pictures, others)
-}
-
-fn sniff_head(path: &Path) -> Option<image::ImageFormat> {
-    use std::io::Read;
-    let mut head = [0u8; 32];
-    let mut file = std::fs::File::open(path).ok()?;
-    let n = file.read(&mut head).ok()?;
-    inspect::sniff(&head[..n])
 }
 
 fn inspect_picture(file: &FoundFile, options: &AuditOptions, ctx: &Ctx) -> ImageReport {
@@ -689,6 +700,33 @@ fn inspect_picture(file: &FoundFile, options: &AuditOptions, ctx: &Ctx) -> Image
                     format!("the caption does not contain `{}`", ctx.trigger),
                 );
             }
+            if caption.tokens > 75 {
+                push(
+                    FindingKind::CaptionTooLong,
+                    format!("about {} tokens", caption.tokens),
+                );
+            }
+            let expected = match ctx.caption_format {
+                Some(CaptionFormat::Tags) => Some(CaptionStyle::Tags),
+                Some(CaptionFormat::NaturalLanguage) => Some(CaptionStyle::Sentences),
+                None => None,
+            };
+            if let (Some(expected), Some(style)) = (expected, caption.style)
+                && style != expected
+            {
+                let written = if style == CaptionStyle::Tags {
+                    "tags"
+                } else {
+                    "sentences"
+                };
+                push(FindingKind::CaptionFormat, format!("written as {written}"));
+            }
+            if !caption.duplicate_tags.is_empty() {
+                push(
+                    FindingKind::DuplicateTags,
+                    format!("repeated: {}", caption.duplicate_tags.join(", ")),
+                );
+            }
         }
         CaptionStatus::Missing => push(
             FindingKind::MissingCaption,
@@ -716,6 +754,32 @@ fn inspect_picture(file: &FoundFile, options: &AuditOptions, ctx: &Ctx) -> Image
         caption,
         findings,
         content_hash,
+    }
+}
+
+/// Pictures whose captions are byte-for-byte the same as another picture's.
+fn flag_identical_captions(reports: &mut [ImageReport]) {
+    let mut by_hash: std::collections::HashMap<String, Vec<usize>> =
+        std::collections::HashMap::new();
+    for (i, r) in reports.iter().enumerate() {
+        if let (CaptionStatus::Ok, Some(h)) = (r.caption.status, &r.caption.hash) {
+            by_hash.entry(h.clone()).or_default().push(i);
+        }
+    }
+    for group in by_hash.values().filter(|g| g.len() > 1) {
+        let names: Vec<String> = group.iter().map(|&i| reports[i].path.clone()).collect();
+        for &i in group {
+            let others: Vec<&str> = names
+                .iter()
+                .filter(|n| **n != reports[i].path)
+                .map(String::as_str)
+                .take(3)
+                .collect();
+            reports[i].findings.push(Finding {
+                kind: FindingKind::IdenticalCaption,
+                detail: format!("same caption as {}", others.join(", ")),
+            });
+        }
     }
 }
 
@@ -783,27 +847,21 @@ fn regularization_layout(reg: &Path, workspace_root: &Path) -> Result<Layout, Au
     Ok(layout::detect(&folders, true))
 }
 
-/// Hash of every picture's and caption's path, size and content: any change
-/// to the dataset changes it.
-fn fingerprint_of(reports: &[ImageReport], files: &[FoundFile], caption_ext: &str) -> String {
-    let mut hasher = blake3::Hasher::new();
-    let by_rel: HashMap<&str, &ImageReport> =
-        reports.iter().map(|r| (r.path.as_str(), r)).collect();
-    for f in files {
-        let ext = inspect::extension_of(&f.path).unwrap_or_default();
-        if let Some(r) = by_rel.get(f.rel.as_str()) {
-            hasher.update(
-                format!("image\0{}\0{}\0{}\n", r.path, r.file_size, r.content_hash).as_bytes(),
-            );
-            if let Some(h) = &r.caption.hash {
-                hasher.update(format!("caption\0{}\0{}\0{h}\n", r.path, r.caption.size).as_bytes());
-            }
-        } else if ext == caption_ext {
-            // Orphan captions count too: adding their picture later changes the set.
-            hasher.update(format!("orphan\0{}\n", f.rel).as_bytes());
-        }
-    }
-    hasher.finalize().to_hex().to_string()
+/// The dataset fingerprint from what the audit read (same value as [`manifest::compute`]).
+fn fingerprint_of(reports: &[ImageReport], others: &[&FoundFile], caption_ext: &str) -> String {
+    let captions = others
+        .iter()
+        .filter(|f| inspect::extension_of(&f.path).is_some_and(|e| e == caption_ext))
+        .map(|f| f.rel.as_str());
+    manifest::fingerprint(
+        reports.iter().map(|r| manifest::PictureLine {
+            rel: &r.path,
+            size: r.file_size,
+            hash: &r.content_hash,
+            caption: r.caption.hash.as_deref().map(|h| (r.caption.size, h)),
+        }),
+        captions,
+    )
 }
 
 fn aspect_bucket(w: u32, h: u32, max_aspect: f64) -> &'static str {

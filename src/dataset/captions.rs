@@ -19,6 +19,16 @@ pub enum CaptionStatus {
     Unreadable,
 }
 
+/// How a caption is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptionStyle {
+    /// Comma-separated tags.
+    Tags,
+    /// Sentences.
+    Sentences,
+}
+
 /// A caption as the audit saw it.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct CaptionInfo {
@@ -27,6 +37,14 @@ pub struct CaptionInfo {
     pub tags: usize,
     /// Whitespace-separated words in the caption.
     pub words: usize,
+    /// Estimated CLIP tokens (see [`estimate_clip_tokens`]); the text encoder reads 75.
+    pub tokens: usize,
+    /// Tags that appear more than once.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub duplicate_tags: Vec<String>,
+    /// Tags or sentences (absent when empty or unreadable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub style: Option<CaptionStyle>,
     /// Whether the trigger word is in it; absent when no trigger was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub has_trigger: Option<bool>,
@@ -50,6 +68,9 @@ pub fn read_caption(path: &Path, trigger: Option<&str>) -> CaptionInfo {
         status: CaptionStatus::Ok,
         tags: 0,
         words: 0,
+        tokens: 0,
+        duplicate_tags: Vec::new(),
+        style: None,
         has_trigger: None,
         problem: None,
         size: 0,
@@ -85,10 +106,85 @@ pub fn read_caption(path: &Path, trigger: Option<&str>) -> CaptionInfo {
         info.status = CaptionStatus::Empty;
         return info;
     }
-    info.tags = text.split(',').filter(|t| !t.trim().is_empty()).count();
+    let parts: Vec<&str> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    info.tags = parts.len();
     info.words = text.split_whitespace().count();
+    info.tokens = estimate_clip_tokens(text);
+    info.style = Some(caption_style(text));
+    let mut seen = std::collections::HashSet::new();
+    for part in &parts {
+        let tag = part.to_lowercase();
+        if !seen.insert(tag.clone()) && !info.duplicate_tags.contains(&tag) {
+            info.duplicate_tags.push(tag);
+        }
+    }
     info.has_trigger = trigger.map(|t| contains_trigger(text, t));
     info
+}
+
+/// Tags or sentences: tags are short comma-separated parts; sentences are
+/// long parts or end with full stops.
+pub fn caption_style(text: &str) -> CaptionStyle {
+    let parts: Vec<&str> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    let words: usize = parts.iter().map(|p| p.split_whitespace().count()).sum();
+    let per_part = words as f64 / parts.len().max(1) as f64;
+    let sentence_ends = text.matches(". ").count() + usize::from(text.trim_end().ends_with('.'));
+    if parts.len() >= 3 && per_part <= 3.5 && sentence_ends == 0 {
+        CaptionStyle::Tags
+    } else if parts.len() <= 2 && words <= 4 {
+        CaptionStyle::Tags
+    } else {
+        CaptionStyle::Sentences
+    }
+}
+
+/// Estimates how many tokens CLIP's tokenizer makes of `text` (without the
+/// start and end tokens).
+///
+/// CLIP lower-cases, splits into letter runs, single digits and punctuation
+/// runs, then applies byte-pair merges from its 49,408-entry vocabulary. We do
+/// not ship that vocabulary, so a letter run counts as one token up to 7
+/// letters and one more per 5 letters beyond (`watercolor` → 2, CLIP: `water`
+/// `color`); each digit is one token; each punctuation run is one. Common long
+/// words that CLIP keeps whole make this err high, which is the safe side for
+/// the 75-token limit.
+pub fn estimate_clip_tokens(text: &str) -> usize {
+    let mut tokens = 0;
+    let mut letters = 0usize;
+    let mut in_punct = false;
+    let flush = |letters: &mut usize, tokens: &mut usize| {
+        if *letters > 0 {
+            *tokens += 1 + letters.saturating_sub(7).div_ceil(5);
+            *letters = 0;
+        }
+    };
+    for c in text.chars() {
+        if c.is_alphabetic() {
+            letters += 1;
+            in_punct = false;
+        } else {
+            flush(&mut letters, &mut tokens);
+            if c.is_numeric() {
+                tokens += 1;
+                in_punct = false;
+            } else if c.is_whitespace() {
+                in_punct = false;
+            } else if !in_punct {
+                tokens += 1;
+                in_punct = true;
+            }
+        }
+    }
+    flush(&mut letters, &mut tokens);
+    tokens
 }
 
 /// True when `trigger` appears in `caption` as a whole word (any case).
@@ -117,6 +213,34 @@ mod tests {
         assert!(contains_trigger("zk_fox style, forest", "zk_fox style"));
         assert!(!contains_trigger("ohwxy, 1girl", "ohwx"));
         assert!(!contains_trigger("a fox", "ohwx"));
+    }
+
+    #[test]
+    fn token_estimates_follow_clip_splitting() {
+        // Short words, single digits and commas count one token each, as in CLIP.
+        assert_eq!(estimate_clip_tokens("a fox, 2 cats"), 5);
+        assert_eq!(estimate_clip_tokens("watercolor"), 2);
+        assert_eq!(estimate_clip_tokens("..."), 1);
+        let long = "soft watercolor washes, ".repeat(20);
+        assert!(estimate_clip_tokens(&long) > 75);
+    }
+
+    #[test]
+    fn tags_and_sentences_are_told_apart() {
+        assert_eq!(
+            caption_style("ohwx, 1girl, solo, ink wash, red scarf"),
+            CaptionStyle::Tags
+        );
+        assert_eq!(
+            caption_style(
+                "ohwx, a watercolor painting of a fox sleeping under a pine tree at dusk."
+            ),
+            CaptionStyle::Sentences
+        );
+        assert_eq!(
+            caption_style("A fox sleeps. Soft light falls on the snow."),
+            CaptionStyle::Sentences
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod captions;
 pub mod inspect;
 pub mod layout;
+pub mod manifest;
 pub mod synth;
 pub mod walk;
 

@@ -95,7 +95,11 @@ pub fn problem_zoo(root: &Path) -> PathBuf {
             .to_str()
             .unwrap()
             .to_string();
-        caption(&d, &stem, &format!("{TRIGGER}, a fox in snow, ink wash"));
+        caption(
+            &d,
+            &stem,
+            &format!("{TRIGGER}, a fox in snow, ink wash, picture {seed}"),
+        );
     };
     good("good-1.png", 1, ImageFormat::Png);
     good("good-2.jpg", 2, ImageFormat::Jpeg);
