@@ -137,9 +137,9 @@ pub fn caption_style(text: &str) -> CaptionStyle {
     let words: usize = parts.iter().map(|p| p.split_whitespace().count()).sum();
     let per_part = words as f64 / parts.len().max(1) as f64;
     let sentence_ends = text.matches(". ").count() + usize::from(text.trim_end().ends_with('.'));
-    if parts.len() >= 3 && per_part <= 3.5 && sentence_ends == 0 {
-        CaptionStyle::Tags
-    } else if parts.len() <= 2 && words <= 4 {
+    let short_tag_list = parts.len() >= 3 && per_part <= 3.5 && sentence_ends == 0;
+    let just_a_few_words = parts.len() <= 2 && words <= 4;
+    if short_tag_list || just_a_few_words {
         CaptionStyle::Tags
     } else {
         CaptionStyle::Sentences

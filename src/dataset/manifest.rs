@@ -74,6 +74,9 @@ fn sniff_head(path: &Path) -> Option<image::ImageFormat> {
     inspect::sniff(&head[..n])
 }
 
+/// Path, size, content hash, and the caption's size and hash.
+type HashedPicture = (String, u64, String, Option<(u64, String)>);
+
 fn hash_file(path: &Path) -> Option<(u64, String)> {
     let bytes = std::fs::read(path).ok()?;
     Some((
@@ -87,7 +90,7 @@ fn hash_file(path: &Path) -> Option<(u64, String)> {
 pub fn compute(dir: &Path, workspace_root: &Path, caption_ext: &str) -> std::io::Result<String> {
     let listing = walk::list_files(dir, workspace_root)?;
     let (pictures, others) = classify(&listing.files, caption_ext);
-    let hashed: Vec<(String, u64, String, Option<(u64, String)>)> = pictures
+    let hashed: Vec<HashedPicture> = pictures
         .par_iter()
         .map(|f| {
             let size = std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0);
