@@ -9,11 +9,15 @@
 //! finding; it never stops the audit, and the audit never changes a file.
 
 pub mod audit;
+pub mod caption_rules;
+pub mod captioning;
 pub mod captions;
 pub mod inspect;
+pub mod intent;
 pub mod layout;
 pub mod manifest;
 pub mod synth;
+pub mod trigger;
 pub mod walk;
 
 pub use audit::{AuditError, AuditOptions, AuditReport, audit_dataset};
