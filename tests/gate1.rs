@@ -271,7 +271,8 @@ fn each_blocking_cause_gives_no_go_with_its_fix() {
     );
     assert_eq!(run_gate1(&ws, "p", &NoProgress).unwrap().decision, "GO");
 
-    let cases: Vec<(&str, Box<dyn Fn(&Path)>, Vec<&str>)> = vec![
+    type Breakage = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, Breakage, Vec<&str>)> = vec![
         (
             "uncaptioned",
             Box::new(|set: &Path| std::fs::remove_file(set.join("p03.txt")).unwrap()),
