@@ -362,7 +362,7 @@ fn captions_are_old_or_new_never_partial_while_a_batch_is_written() {
         });
         let mut reads = 0;
         while !done.load(std::sync::atomic::Ordering::Relaxed) {
-            for i in 0..60 {
+            for (i, old) in old.iter().enumerate() {
                 let Ok(text) = std::fs::read_to_string(root.join(format!("set/p{i:02}.txt")))
                 else {
                     continue;
@@ -373,7 +373,7 @@ fn captions_are_old_or_new_never_partial_while_a_batch_is_written() {
                     "zkfox",
                 );
                 assert!(
-                    text == old[i] || text == tidy_new,
+                    text == *old || text == tidy_new,
                     "p{i:02}.txt was half-written: {text:?}"
                 );
                 reads += 1;
