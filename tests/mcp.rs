@@ -23,6 +23,7 @@ struct Recorder {
     version: ProtocolVersion,
     progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
     updated: Arc<Mutex<Vec<String>>>,
+    list_changed: Arc<Mutex<usize>>,
     event: Arc<Notify>,
 }
 
@@ -32,6 +33,7 @@ impl Recorder {
             version,
             progress: Arc::default(),
             updated: Arc::default(),
+            list_changed: Arc::default(),
             event: Arc::new(Notify::new()),
         }
     }
@@ -63,6 +65,11 @@ impl ClientHandler for Recorder {
 
     async fn on_progress(&self, p: ProgressNotificationParam, _c: NotificationContext<RoleClient>) {
         self.progress.lock().unwrap().push(p);
+        self.event.notify_waiters();
+    }
+
+    async fn on_resource_list_changed(&self, _c: NotificationContext<RoleClient>) {
+        *self.list_changed.lock().unwrap() += 1;
         self.event.notify_waiters();
     }
 
@@ -173,6 +180,10 @@ async fn full_scenario(client: &Client, rec: &Recorder, root: &Path) {
     );
     rec.until("resources/updated for the gate", |r| {
         r.updated.lock().unwrap().iter().any(|u| u == gate_uri)
+    })
+    .await;
+    rec.until("resources/list_changed for the new gate record", |r| {
+        *r.list_changed.lock().unwrap() > 0
     })
     .await;
     rec.until("a progress notification", |r| {
