@@ -293,6 +293,23 @@ async fn refusals(client: &Client) {
     assert_eq!(r.is_error, Some(true));
     let r = call(client, "audit_dataset", json!({ "path": "zoo/good-1.png" })).await;
     assert!(text_of(&r).contains("not a folder"));
+    for (option, value) in [
+        ("max_aspect_ratio", json!(0.5)),
+        ("min_short_side", json!(10)),
+        ("caption_extension", json!("png")),
+    ] {
+        let r = call(
+            client,
+            "audit_dataset",
+            json!({ "path": "zoo", option: value }),
+        )
+        .await;
+        assert!(
+            r.is_error == Some(true) && text_of(&r).contains(option),
+            "{option}: {}",
+            text_of(&r)
+        );
+    }
     let r = call(client, "job_status", json!({ "job_id": "nope" })).await;
     assert_eq!(r.is_error, Some(true));
     let missing = client
