@@ -23,6 +23,42 @@ pub enum ModelFamily {
     Sd3,
 }
 
+/// Denoiser architecture: memory of activations scales differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Architecture {
+    /// Convolutional UNet (SD1.5, SDXL).
+    Unet,
+    /// Transformer over image and text tokens (Flux, SD3).
+    Dit,
+}
+
+/// The numbers memory and time estimates need (research/vram.md A.2).
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct ModelSize {
+    pub architecture: Architecture,
+    /// Denoiser parameters, in billions.
+    pub denoiser_b: f64,
+    /// Text encoder parameters, in billions (all encoders together).
+    pub text_encoders_b: f64,
+    /// VAE parameters, in billions.
+    pub vae_b: f64,
+    /// Transformer width (DiTs only; 0 for UNets).
+    pub hidden: u32,
+    /// Text tokens in the joint sequence (DiTs only).
+    pub text_tokens: u32,
+    /// Activation memory per megapixel of one sample without checkpointing, GiB.
+    pub activation_gib_per_mp: f64,
+    /// LoRA parameters per unit of rank on attention layers, in millions.
+    pub lora_attention_m_per_rank: f64,
+    /// LoRA parameters per unit of rank on all linear layers, in millions.
+    pub lora_all_m_per_rank: f64,
+    /// Text-encoder LoRA parameters per unit of rank (CLIP encoders), in millions.
+    pub te_lora_m_per_rank: f64,
+    /// Prediction type the model was trained with.
+    pub prediction: &'static str,
+}
+
 /// One base model the workflow can train a LoRA for.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ModelSpec {
@@ -37,7 +73,52 @@ pub struct ModelSpec {
     /// Training resolution the model was made for (the short side, in pixels).
     pub native_resolution: u32,
     pub caption_format: CaptionFormat,
+    pub size: ModelSize,
 }
+
+const SD15_SIZE: ModelSize = ModelSize {
+    architecture: Architecture::Unet,
+    denoiser_b: 0.8595,
+    text_encoders_b: 0.1231,
+    vae_b: 0.0837,
+    hidden: 0,
+    text_tokens: 77,
+    activation_gib_per_mp: 1.73,
+    lora_attention_m_per_rank: 0.20,
+    lora_all_m_per_rank: 0.42,
+    te_lora_m_per_rank: 0.166,
+    prediction: "epsilon",
+};
+
+const SDXL_SIZE: ModelSize = ModelSize {
+    architecture: Architecture::Unet,
+    denoiser_b: 2.5675,
+    text_encoders_b: 0.8178,
+    vae_b: 0.0837,
+    hidden: 0,
+    text_tokens: 77,
+    activation_gib_per_mp: 7.35,
+    lora_attention_m_per_rank: 1.30,
+    lora_all_m_per_rank: 2.66,
+    te_lora_m_per_rank: 0.903,
+    prediction: "epsilon",
+};
+
+const FLUX_SIZE: ModelSize = ModelSize {
+    architecture: Architecture::Dit,
+    denoiser_b: 11.901,
+    text_encoders_b: 4.885,
+    vae_b: 0.0838,
+    hidden: 3072,
+    text_tokens: 512,
+    activation_gib_per_mp: 0.0,
+    lora_attention_m_per_rank: 1.167,
+    lora_all_m_per_rank: 4.79,
+    te_lora_m_per_rank: 0.166,
+    prediction: "flow matching",
+};
+
+const SD35_TEXT_B: f64 = 0.124 + 0.695 + 4.762;
 
 /// Every base model we know.
 pub static CATALOG: &[ModelSpec] = &[
@@ -48,6 +129,7 @@ pub static CATALOG: &[ModelSpec] = &[
         family: ModelFamily::Sd15,
         native_resolution: 512,
         caption_format: CaptionFormat::Tags,
+        size: SD15_SIZE,
     },
     ModelSpec {
         id: "sdxl",
@@ -56,6 +138,7 @@ pub static CATALOG: &[ModelSpec] = &[
         family: ModelFamily::Sdxl,
         native_resolution: 1024,
         caption_format: CaptionFormat::Tags,
+        size: SDXL_SIZE,
     },
     ModelSpec {
         id: "pony",
@@ -64,6 +147,7 @@ pub static CATALOG: &[ModelSpec] = &[
         family: ModelFamily::Sdxl,
         native_resolution: 1024,
         caption_format: CaptionFormat::Tags,
+        size: SDXL_SIZE,
     },
     ModelSpec {
         id: "illustrious",
@@ -72,6 +156,7 @@ pub static CATALOG: &[ModelSpec] = &[
         family: ModelFamily::Sdxl,
         native_resolution: 1024,
         caption_format: CaptionFormat::Tags,
+        size: SDXL_SIZE,
     },
     ModelSpec {
         id: "flux-dev",
@@ -80,6 +165,7 @@ pub static CATALOG: &[ModelSpec] = &[
         family: ModelFamily::Flux,
         native_resolution: 1024,
         caption_format: CaptionFormat::NaturalLanguage,
+        size: FLUX_SIZE,
     },
     ModelSpec {
         id: "flux-schnell",
@@ -88,6 +174,7 @@ pub static CATALOG: &[ModelSpec] = &[
         family: ModelFamily::Flux,
         native_resolution: 1024,
         caption_format: CaptionFormat::NaturalLanguage,
+        size: FLUX_SIZE,
     },
     ModelSpec {
         id: "sd35-medium",
@@ -96,6 +183,19 @@ pub static CATALOG: &[ModelSpec] = &[
         family: ModelFamily::Sd3,
         native_resolution: 1024,
         caption_format: CaptionFormat::NaturalLanguage,
+        size: ModelSize {
+            architecture: Architecture::Dit,
+            denoiser_b: 2.47,
+            text_encoders_b: SD35_TEXT_B,
+            vae_b: 0.0838,
+            hidden: 1536,
+            text_tokens: 154,
+            activation_gib_per_mp: 0.0,
+            lora_attention_m_per_rank: 0.75,
+            lora_all_m_per_rank: 1.5,
+            te_lora_m_per_rank: 0.903,
+            prediction: "flow matching",
+        },
     },
     ModelSpec {
         id: "sd35-large",
@@ -104,6 +204,19 @@ pub static CATALOG: &[ModelSpec] = &[
         family: ModelFamily::Sd3,
         native_resolution: 1024,
         caption_format: CaptionFormat::NaturalLanguage,
+        size: ModelSize {
+            architecture: Architecture::Dit,
+            denoiser_b: 8.1,
+            text_encoders_b: SD35_TEXT_B,
+            vae_b: 0.0838,
+            hidden: 2432,
+            text_tokens: 154,
+            activation_gib_per_mp: 0.0,
+            lora_attention_m_per_rank: 1.9,
+            lora_all_m_per_rank: 3.8,
+            te_lora_m_per_rank: 0.903,
+            prediction: "flow matching",
+        },
     },
 ];
 

@@ -1,5 +1,6 @@
 //! Gate 2 work: the training plan, the model catalog, and what fits a GPU.
 
 pub mod catalog;
+pub mod vram;
 
-pub use catalog::{CaptionFormat, ModelFamily, ModelSpec, UnknownModel};
+pub use catalog::{Architecture, CaptionFormat, ModelFamily, ModelSize, ModelSpec, UnknownModel};
