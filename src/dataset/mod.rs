@@ -10,9 +10,11 @@
 
 pub mod audit;
 pub mod captions;
+pub mod hamming;
 pub mod inspect;
 pub mod layout;
 pub mod manifest;
+pub mod phash;
 pub mod synth;
 pub mod walk;
 
