@@ -2,8 +2,10 @@
 //! any count: a flat parallel brute force up to about a million hashes, and
 //! multi-index hashing above that.
 //!
-//! A pair `(i, j)`, `i < j`, is at distance `min(d(h_i, h_j), d(h_i, m_j))`,
-//! where `m_j` is the hash of `j`'s mirror image (see [`super::phash`]).
+//! Each picture has four hashes (whole, mirrored, centre, centre mirrored;
+//! see [`super::phash`]). A pair `(i, j)`, `i < j`, is at the smallest
+//! distance over [`super::phash::VIEW_PAIRS`]: `i` whole against every view
+//! of `j`, and `i`'s centre against `j` whole and mirrored.
 //!
 //! Why two methods, chosen by measurement (`ategnatos bench duplicates`
 //! prints the crossover on the machine it runs on): the brute force compares
@@ -18,17 +20,82 @@
 
 use rayon::prelude::*;
 
-/// One pair of hashes within the distance asked for.
+use super::phash::{PictureHash, VIEW_PAIRS, View};
+
+/// The four hashes of every picture, one array per view, so that the
+/// comparisons run over contiguous memory.
+#[derive(Debug, Clone, Default)]
+pub struct Views {
+    pub full: Vec<u64>,
+    pub mirrored: Vec<u64>,
+    pub centre: Vec<u64>,
+    pub centre_mirrored: Vec<u64>,
+}
+
+impl Views {
+    pub fn from_hashes(hashes: &[PictureHash]) -> Views {
+        Views {
+            full: hashes.iter().map(|h| h.hash).collect(),
+            mirrored: hashes.iter().map(|h| h.mirrored).collect(),
+            centre: hashes.iter().map(|h| h.centre).collect(),
+            centre_mirrored: hashes.iter().map(|h| h.centre_mirrored).collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.full
+            .len()
+            .min(self.mirrored.len())
+            .min(self.centre.len())
+            .min(self.centre_mirrored.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn get(&self, view: View, i: usize) -> u64 {
+        match view {
+            View::Full => self.full[i],
+            View::Mirrored => self.mirrored[i],
+            View::Centre => self.centre[i],
+            View::CentreMirrored => self.centre_mirrored[i],
+        }
+    }
+}
+
+/// One pair of pictures within the distance asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HashPair {
-    /// Index of the first hash (`a < b`).
+    /// Index of the first picture (`a < b`).
     pub a: u32,
-    /// Index of the second hash.
+    /// Index of the second picture.
     pub b: u32,
-    /// Bits that differ (the closer of `b` and its mirror image).
+    /// Bits that differ in the best-matching views.
     pub distance: u8,
-    /// The mirror image of `b` was the closer one.
-    pub mirrored: bool,
+    /// Index into [`VIEW_PAIRS`] of the best-matching views.
+    pub views: u8,
+}
+
+impl HashPair {
+    /// The best match was with `b` mirrored.
+    pub fn mirrored(&self) -> bool {
+        VIEW_PAIRS.get(usize::from(self.views)).is_some_and(|v| v.2)
+    }
+
+    /// The best match was between a centre and a whole picture.
+    pub fn cropped(&self) -> bool {
+        VIEW_PAIRS.get(usize::from(self.views)).is_some_and(|v| v.3)
+    }
+
+    fn from_key(a: usize, b: usize, key: u32) -> HashPair {
+        HashPair {
+            a: a as u32,
+            b: b as u32,
+            distance: (key >> 3) as u8,
+            views: (key & 7) as u8,
+        }
+    }
 }
 
 /// How the search was done.
@@ -39,105 +106,99 @@ pub enum SearchMethod {
     MultiIndex,
 }
 
-/// Hash counts from which multi-index hashing is used by default.
+/// Picture counts from which multi-index hashing is used by default.
 /// MEASURE-ME: set from the benchmark's crossover.
 pub const MULTI_INDEX_FROM: usize = 300_000;
 
 /// Every pair within `max_distance` bits, sorted, with the method chosen by
 /// size.
-pub fn pairs_within(
-    hashes: &[u64],
-    mirrored: &[u64],
-    max_distance: u32,
-) -> (Vec<HashPair>, SearchMethod) {
-    if hashes.len() >= MULTI_INDEX_FROM && max_distance < 32 {
-        (
-            multi_index(hashes, mirrored, max_distance),
-            SearchMethod::MultiIndex,
-        )
+pub fn pairs_within(views: &Views, max_distance: u32) -> (Vec<HashPair>, SearchMethod) {
+    if views.len() >= MULTI_INDEX_FROM && max_distance < 32 {
+        (multi_index(views, max_distance), SearchMethod::MultiIndex)
     } else {
-        (
-            brute_force(hashes, mirrored, max_distance),
-            SearchMethod::BruteForce,
-        )
+        (brute_force(views, max_distance), SearchMethod::BruteForce)
     }
 }
 
-/// Hashes compared per block in the brute force: a multiple of the vector
+/// `distance × 8 + view pair`: the minimum of these keys is the closest
+/// match, ties going to the earlier (plainer) view pair.
+#[inline(always)]
+fn pair_key(a: u64, a_centre: u64, h: u64, m: u64, c: u64, cm: u64) -> u32 {
+    let k0 = (a ^ h).count_ones() << 3;
+    let k1 = ((a ^ m).count_ones() << 3) | 1;
+    let k2 = ((a ^ c).count_ones() << 3) | 2;
+    let k3 = ((a_centre ^ h).count_ones() << 3) | 3;
+    let k4 = ((a ^ cm).count_ones() << 3) | 4;
+    let k5 = ((a_centre ^ m).count_ones() << 3) | 5;
+    k0.min(k1).min(k2).min(k3).min(k4).min(k5)
+}
+
+/// The key of pair `(i, j)`, computed plainly.
+fn key_of(views: &Views, i: usize, j: usize) -> u32 {
+    pair_key(
+        views.full[i],
+        views.centre[i],
+        views.full[j],
+        views.mirrored[j],
+        views.centre[j],
+        views.centre_mirrored[j],
+    )
+}
+
+/// Pictures compared per block in the brute force: a multiple of the vector
 /// width, small enough to stay in registers.
 const BLOCK: usize = 16;
 
-/// Distances from `a` to every hash in a block, with the mirror flag in bit 7.
 #[inline(always)]
-fn block_distances(a: u64, hs: &[u64; BLOCK], ms: &[u64; BLOCK]) -> [u8; BLOCK] {
-    let mut out = [0u8; BLOCK];
-    for k in 0..BLOCK {
-        let d = (a ^ hs[k]).count_ones() as u8;
-        let m = (a ^ ms[k]).count_ones() as u8;
-        out[k] = if m < d { m | 0x80 } else { d };
-    }
-    out
-}
-
-#[inline(always)]
-fn scan_row_generic(i: usize, hashes: &[u64], mirrored: &[u64], t: u32, out: &mut Vec<HashPair>) {
-    let a = hashes[i];
+fn scan_row_generic(i: usize, v: &Views, t: u32, out: &mut Vec<HashPair>) {
+    let (a, ac) = (v.full[i], v.centre[i]);
     let start = i + 1;
-    let hs = &hashes[start..];
-    let ms = &mirrored[start..];
-    let mut push = |j: usize, d: u8| {
-        out.push(HashPair {
-            a: i as u32,
-            b: (start + j) as u32,
-            distance: d & 0x7F,
-            mirrored: d & 0x80 != 0,
-        })
-    };
-    let full = hs.len() / BLOCK * BLOCK;
-    for (block, (hc, mc)) in hs[..full]
-        .chunks_exact(BLOCK)
-        .zip(ms[..full].chunks_exact(BLOCK))
-        .enumerate()
-    {
-        let (Ok(hc), Ok(mc)) = (<&[u64; BLOCK]>::try_from(hc), <&[u64; BLOCK]>::try_from(mc))
-        else {
-            continue;
-        };
-        let d = block_distances(a, hc, mc);
+    let n = v.len();
+    let (h, m, c, cm) = (
+        &v.full[start..n],
+        &v.mirrored[start..n],
+        &v.centre[start..n],
+        &v.centre_mirrored[start..n],
+    );
+    let limit = (t << 3) | 7;
+    let full = h.len() / BLOCK * BLOCK;
+    let mut j = 0;
+    while j < full {
+        let mut keys = [0u32; BLOCK];
+        for k in 0..BLOCK {
+            keys[k] = pair_key(a, ac, h[j + k], m[j + k], c[j + k], cm[j + k]);
+        }
         // Hits are rare: test the whole block branch-free, then look closer.
-        if d.iter()
-            .fold(false, |any, &x| any | (u32::from(x & 0x7F) <= t))
-        {
-            for (k, &x) in d.iter().enumerate() {
-                if u32::from(x & 0x7F) <= t {
-                    push(block * BLOCK + k, x);
+        if keys.iter().fold(false, |any, &x| any | (x <= limit)) {
+            for (k, &x) in keys.iter().enumerate() {
+                if x <= limit {
+                    out.push(HashPair::from_key(i, start + j + k, x));
                 }
             }
         }
+        j += BLOCK;
     }
-    for j in full..hs.len() {
-        let d = (a ^ hs[j]).count_ones() as u8;
-        let m = (a ^ ms[j]).count_ones() as u8;
-        let x = if m < d { m | 0x80 } else { d };
-        if u32::from(x & 0x7F) <= t {
-            push(j, x);
+    for k in full..h.len() {
+        let x = pair_key(a, ac, h[k], m[k], c[k], cm[k]);
+        if x <= limit {
+            out.push(HashPair::from_key(i, start + k, x));
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vpopcntdq,popcnt")]
-fn scan_row_avx512(i: usize, hashes: &[u64], mirrored: &[u64], t: u32, out: &mut Vec<HashPair>) {
-    scan_row_generic(i, hashes, mirrored, t, out)
+fn scan_row_avx512(i: usize, v: &Views, t: u32, out: &mut Vec<HashPair>) {
+    scan_row_generic(i, v, t, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,popcnt")]
-fn scan_row_avx2(i: usize, hashes: &[u64], mirrored: &[u64], t: u32, out: &mut Vec<HashPair>) {
-    scan_row_generic(i, hashes, mirrored, t, out)
+fn scan_row_avx2(i: usize, v: &Views, t: u32, out: &mut Vec<HashPair>) {
+    scan_row_generic(i, v, t, out)
 }
 
-/// The widest vector unit this CPU has, checked once.
+/// The widest vector unit this CPU has, checked once per search.
 #[derive(Clone, Copy)]
 enum Simd {
     Avx512,
@@ -164,29 +225,21 @@ fn detect_simd() -> Simd {
     Simd::Plain
 }
 
-fn scan_row(
-    simd: Simd,
-    i: usize,
-    hashes: &[u64],
-    mirrored: &[u64],
-    t: u32,
-    out: &mut Vec<HashPair>,
-) {
+fn scan_row(simd: Simd, i: usize, v: &Views, t: u32, out: &mut Vec<HashPair>) {
     match simd {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: only chosen after `detect_simd` found these features on this CPU.
-        Simd::Avx512 => unsafe { scan_row_avx512(i, hashes, mirrored, t, out) },
+        Simd::Avx512 => unsafe { scan_row_avx512(i, v, t, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Simd::Avx2 => unsafe { scan_row_avx2(i, hashes, mirrored, t, out) },
-        _ => scan_row_generic(i, hashes, mirrored, t, out),
+        Simd::Avx2 => unsafe { scan_row_avx2(i, v, t, out) },
+        _ => scan_row_generic(i, v, t, out),
     }
 }
 
-/// Compares every pair. `hashes` and `mirrored` have the same length.
-pub fn brute_force(hashes: &[u64], mirrored: &[u64], max_distance: u32) -> Vec<HashPair> {
-    let n = hashes.len().min(mirrored.len());
-    let (hashes, mirrored) = (&hashes[..n], &mirrored[..n]);
+/// Compares every pair.
+pub fn brute_force(views: &Views, max_distance: u32) -> Vec<HashPair> {
+    let n = views.len();
     let simd = detect_simd();
     // Row i costs n - i comparisons: pair row i with row n-1-i so every task
     // has the same work, and let rayon split the tasks.
@@ -195,10 +248,10 @@ pub fn brute_force(hashes: &[u64], mirrored: &[u64], max_distance: u32) -> Vec<H
         .into_par_iter()
         .with_min_len(64)
         .fold(Vec::new, |mut out, i| {
-            scan_row(simd, i, hashes, mirrored, max_distance, &mut out);
+            scan_row(simd, i, views, max_distance, &mut out);
             let other = n - 1 - i;
             if other != i {
-                scan_row(simd, other, hashes, mirrored, max_distance, &mut out);
+                scan_row(simd, other, views, max_distance, &mut out);
             }
             out
         })
@@ -210,33 +263,42 @@ pub fn brute_force(hashes: &[u64], mirrored: &[u64], max_distance: u32) -> Vec<H
     pairs
 }
 
-/// A multi-index: the hashes (and their mirror images) sorted by each part.
+/// A multi-index: every view of every picture, sorted by one part of the hash.
 struct PartIndex {
     shift: u32,
     bits: u32,
     /// `offsets[key]..offsets[key + 1]` are the entries whose part is `key`.
     offsets: Vec<u32>,
-    /// Hash indexes; each appears once for its hash and once for its mirror.
+    /// Picture indexes; each appears once per view.
     entries: Vec<u32>,
 }
 
+const ALL_VIEWS: [View; 4] = [
+    View::Full,
+    View::Mirrored,
+    View::Centre,
+    View::CentreMirrored,
+];
+
 impl PartIndex {
-    fn build(hashes: &[u64], mirrored: &[u64], shift: u32, bits: u32) -> PartIndex {
+    fn build(views: &Views, shift: u32, bits: u32) -> PartIndex {
+        let n = views.len();
         let mask = (1u64 << bits) - 1;
         let key = |h: u64| ((h >> shift) & mask) as usize;
         let mut offsets = vec![0u32; (1usize << bits) + 1];
-        for (&h, &m) in hashes.iter().zip(mirrored) {
-            offsets[key(h) + 1] += 1;
-            offsets[key(m) + 1] += 1;
+        for view in ALL_VIEWS {
+            for i in 0..n {
+                offsets[key(views.get(view, i)) + 1] += 1;
+            }
         }
         for k in 1..offsets.len() {
             offsets[k] += offsets[k - 1];
         }
         let mut fill = offsets.clone();
-        let mut entries = vec![0u32; hashes.len() * 2];
-        for (i, (&h, &m)) in hashes.iter().zip(mirrored).enumerate() {
-            for h in [h, m] {
-                let slot = &mut fill[key(h)];
+        let mut entries = vec![0u32; n * ALL_VIEWS.len()];
+        for view in ALL_VIEWS {
+            for i in 0..n {
+                let slot = &mut fill[key(views.get(view, i))];
                 entries[*slot as usize] = i as u32;
                 *slot += 1;
             }
@@ -269,30 +331,32 @@ fn for_each_neighbour(key: usize, bits: u32, radius: u32, f: &mut impl FnMut(usi
     go(key, 0, bits, radius, f);
 }
 
-/// How many parts to split the hash into for `n` hashes: parts of about
-/// log2(2n) bits keep buckets near one entry each, and at most 22 bits keep
-/// each part's offset table small (16 MB).
+/// How many parts to split the hash into for `n` pictures: parts of about
+/// log2(8n) bits (8n = entries: 4 views, 2 query views) keep buckets near
+/// one entry each, and at most 22 bits keep each part's offset table small
+/// (16 MB).
 fn part_count(n: usize) -> u32 {
-    let log = (usize::BITS - (2 * n.max(1)).leading_zeros()).clamp(8, 22);
+    let log = (usize::BITS - (8 * n.max(1)).leading_zeros()).clamp(8, 22);
     (64 / log).clamp(3, 8)
 }
 
 /// Multi-index hashing: the same pairs as [`brute_force`], checking only
-/// candidates that share a nearly equal part.
-pub fn multi_index(hashes: &[u64], mirrored: &[u64], max_distance: u32) -> Vec<HashPair> {
-    let n = hashes.len().min(mirrored.len());
-    let (hashes, mirrored) = (&hashes[..n], &mirrored[..n]);
+/// candidates that share a nearly equal part with the whole picture or its
+/// centre.
+pub fn multi_index(views: &Views, max_distance: u32) -> Vec<HashPair> {
+    let n = views.len();
     let parts = part_count(n);
     let radius = max_distance / parts;
     let mut indexes = Vec::new();
     let mut shift = 0;
     for p in 0..parts {
         let bits = (64 - shift) / (parts - p);
-        indexes.push(PartIndex::build(hashes, mirrored, shift, bits));
+        indexes.push(PartIndex::build(views, shift, bits));
         shift += bits;
     }
+    let limit = (max_distance << 3) | 7;
     // One "already checked for query i" stamp array per worker thread: a
-    // candidate can turn up in several parts, and is checked once.
+    // candidate can turn up in several parts and views, and is checked once.
     let stamps: Vec<std::sync::Mutex<Vec<u32>>> = (0..rayon::current_num_threads().max(1))
         .map(|_| std::sync::Mutex::new(vec![u32::MAX; n]))
         .collect();
@@ -304,29 +368,23 @@ pub fn multi_index(hashes: &[u64], mirrored: &[u64], max_distance: u32) -> Vec<H
             let Ok(mut seen) = stamps[slot].lock() else {
                 return out;
             };
-            let a = hashes[i];
-            for index in &indexes {
-                let key = ((a >> index.shift) & ((1u64 << index.bits) - 1)) as usize;
-                for_each_neighbour(key, index.bits, radius, &mut |k| {
-                    for &entry in index.bucket(k) {
-                        let j = entry as usize;
-                        if j <= i || seen[j] == i as u32 {
-                            continue;
+            for query in [views.full[i], views.centre[i]] {
+                for index in &indexes {
+                    let key = ((query >> index.shift) & ((1u64 << index.bits) - 1)) as usize;
+                    for_each_neighbour(key, index.bits, radius, &mut |k| {
+                        for &entry in index.bucket(k) {
+                            let j = entry as usize;
+                            if j <= i || seen[j] == i as u32 {
+                                continue;
+                            }
+                            seen[j] = i as u32;
+                            let x = key_of(views, i, j);
+                            if x <= limit {
+                                out.push(HashPair::from_key(i, j, x));
+                            }
                         }
-                        seen[j] = i as u32;
-                        let d = (a ^ hashes[j]).count_ones();
-                        let m = (a ^ mirrored[j]).count_ones();
-                        let (dist, flip) = if m < d { (m, true) } else { (d, false) };
-                        if dist <= max_distance {
-                            out.push(HashPair {
-                                a: i as u32,
-                                b: j as u32,
-                                distance: dist as u8,
-                                mirrored: flip,
-                            });
-                        }
-                    }
-                });
+                    });
+                }
             }
             out
         })
@@ -339,42 +397,65 @@ pub fn multi_index(hashes: &[u64], mirrored: &[u64], max_distance: u32) -> Vec<H
 }
 
 /// Deterministic pseudo-random hashes with planted near-copies, for tests
-/// and the benchmark: every tenth hash has a partner a few bits away.
-pub fn synthetic_hashes(n: usize, seed: u64) -> (Vec<u64>, Vec<u64>) {
+/// and the benchmark: every tenth picture has a partner a few bits away.
+pub fn synthetic_views(n: usize, seed: u64) -> Views {
     let mut rng = super::synth::Rng::new(seed);
-    let mut hashes: Vec<u64> = (0..n).map(|_| rng.next_u64()).collect();
+    let mut random = |n: usize| -> Vec<u64> { (0..n).map(|_| rng.next_u64()).collect() };
+    let mut v = Views {
+        full: random(n),
+        mirrored: random(n),
+        centre: random(n),
+        centre_mirrored: random(n),
+    };
+    let mut rng = super::synth::Rng::new(seed ^ 0xBEEF);
     for i in 0..n / 10 {
-        let mut h = hashes[i];
-        for _ in 0..rng.below(6) {
-            h ^= 1 << rng.below(64);
-        }
-        hashes[n - 1 - i] = h;
+        let mut near = |h: u64| {
+            let mut h = h;
+            for _ in 0..rng.below(6) {
+                h ^= 1 << rng.below(64);
+            }
+            h
+        };
+        let j = n - 1 - i;
+        v.full[j] = near(v.full[i]);
+        v.mirrored[j] = near(v.mirrored[i]);
+        v.centre[j] = near(v.centre[i]);
+        v.centre_mirrored[j] = near(v.centre_mirrored[i]);
     }
-    // A mirror image is another picture as far as bits go.
-    let mirrored = hashes
-        .iter()
-        .map(|h| h.rotate_left(17) ^ 0x5555_5555_5555_5555)
-        .collect();
-    (hashes, mirrored)
+    v
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn naive(hashes: &[u64], mirrored: &[u64], t: u32) -> Vec<HashPair> {
+    fn naive(v: &Views, t: u32) -> Vec<HashPair> {
         let mut out = Vec::new();
-        for i in 0..hashes.len() {
-            for j in i + 1..hashes.len() {
-                let d = (hashes[i] ^ hashes[j]).count_ones();
-                let m = (hashes[i] ^ mirrored[j]).count_ones();
-                let (dist, flip) = if m < d { (m, true) } else { (d, false) };
-                if dist <= t {
+        for i in 0..v.len() {
+            for j in i + 1..v.len() {
+                let a = PictureHash {
+                    hash: v.full[i],
+                    mirrored: v.mirrored[i],
+                    centre: v.centre[i],
+                    centre_mirrored: v.centre_mirrored[i],
+                };
+                let b = PictureHash {
+                    hash: v.full[j],
+                    mirrored: v.mirrored[j],
+                    centre: v.centre[j],
+                    centre_mirrored: v.centre_mirrored[j],
+                };
+                let c = a.compare(&b);
+                if c.distance <= t {
+                    let views = VIEW_PAIRS
+                        .iter()
+                        .position(|p| (a.view(p.0) ^ b.view(p.1)).count_ones() == c.distance)
+                        .unwrap() as u8;
                     out.push(HashPair {
                         a: i as u32,
                         b: j as u32,
-                        distance: dist as u8,
-                        mirrored: flip,
+                        distance: c.distance as u8,
+                        views,
                     });
                 }
             }
@@ -384,25 +465,33 @@ mod tests {
 
     #[test]
     fn brute_force_and_multi_index_agree_with_the_definition() {
-        let (mut h, mut m) = synthetic_hashes(3_000, 11);
-        // Plant mirrored copies and exact duplicates too.
-        for i in 0..50 {
-            h[1000 + i] = m[2000 + i];
-            h[1500 + i] = h[2500 + i];
+        let mut v = synthetic_views(2_000, 11);
+        // Plant mirrored, cropped and exact copies too.
+        for i in 0..40 {
+            v.full[600 + i] = v.mirrored[1200 + i];
+            v.centre[700 + i] = v.full[1300 + i];
+            v.full[800 + i] = v.centre_mirrored[1400 + i];
+            v.full[900 + i] = v.full[1500 + i];
         }
-        m[0] = h[1];
         for t in [0, 3, 10, 14] {
-            let want = naive(&h, &m, t);
-            assert_eq!(brute_force(&h, &m, t), want, "brute force at {t}");
-            assert_eq!(multi_index(&h, &m, t), want, "multi-index at {t}");
+            let want = naive(&v, t);
+            assert_eq!(brute_force(&v, t), want, "brute force at {t}");
+            assert_eq!(multi_index(&v, t), want, "multi-index at {t}");
         }
-        assert!(naive(&h, &m, 10).len() >= 400);
+        let pairs = naive(&v, 10);
+        assert!(pairs.len() >= 300);
+        assert!(pairs.iter().any(|p| p.mirrored() && !p.cropped()));
+        assert!(pairs.iter().any(|p| p.cropped() && !p.mirrored()));
+        assert!(pairs.iter().any(|p| p.cropped() && p.mirrored()));
     }
 
     #[test]
     fn tiny_inputs() {
-        assert!(brute_force(&[], &[], 10).is_empty());
-        assert!(multi_index(&[1], &[2], 10).is_empty());
-        assert_eq!(brute_force(&[5, 5], &[0, 0], 0).len(), 1);
+        let empty = Views::default();
+        assert!(brute_force(&empty, 10).is_empty());
+        assert!(multi_index(&synthetic_views(1, 1), 10).is_empty());
+        let mut two = synthetic_views(2, 3);
+        two.full[1] = two.full[0];
+        assert_eq!(brute_force(&two, 0).len(), 1);
     }
 }

@@ -10,7 +10,11 @@
 
 pub mod audit;
 pub mod captions;
+pub mod crop_check;
+pub mod dedup;
+pub mod dedup_bench;
 pub mod hamming;
+pub mod hash_cache;
 pub mod inspect;
 pub mod layout;
 pub mod manifest;

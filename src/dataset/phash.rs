@@ -39,26 +39,98 @@ const KEPT: usize = 8;
 /// A grey thumbnail, `THUMB_SIDE` × `THUMB_SIDE`, row-major, values 0–255.
 pub type Thumbnail = [f32; THUMB_SIDE * THUMB_SIDE];
 
-/// The perceptual hash of a picture and of its mirror image.
+/// Share of the width and of the height the centre view keeps. MEASURE-ME.
+pub const CENTRE_KEEP: f32 = 0.92;
+
+/// The two views of a picture that are hashed: all of it, and its centre.
+#[derive(Debug, Clone)]
+pub struct Thumbnails {
+    pub full: Thumbnail,
+    pub centre: Thumbnail,
+}
+
+/// The perceptual hashes of a picture: as it is, mirrored, and the same for
+/// its centre (so a copy with the borders cropped off is recognised).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PictureHash {
     /// Hash of the picture as it is.
     pub hash: u64,
     /// Hash of the picture mirrored left–right.
     pub mirrored: u64,
+    /// Hash of its centre (`CENTRE_KEEP` of each side).
+    pub centre: u64,
+    /// Hash of its centre, mirrored.
+    pub centre_mirrored: u64,
+}
+
+/// How closely one picture matches another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closeness {
+    /// Bits (of 64) that differ in the best-matching views.
+    pub distance: u32,
+    /// The best match was with the other picture mirrored.
+    pub mirrored: bool,
+    /// The best match was between one picture's centre and the other whole:
+    /// one is (or looks like) a crop of the other.
+    pub cropped: bool,
+}
+
+/// The view pairs compared, in order of preference on ties:
+/// (self view, other view, mirrored, cropped). Self's whole picture against
+/// every view of the other, and self's centre against the other whole (as
+/// is, and mirrored). [`super::hamming`] computes the same minimum.
+pub const VIEW_PAIRS: [(View, View, bool, bool); 6] = [
+    (View::Full, View::Full, false, false),
+    (View::Full, View::Mirrored, true, false),
+    (View::Full, View::Centre, false, true),
+    (View::Centre, View::Full, false, true),
+    (View::Full, View::CentreMirrored, true, true),
+    (View::Centre, View::Mirrored, true, true),
+];
+
+/// One of the four hashes of a picture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Full,
+    Mirrored,
+    Centre,
+    CentreMirrored,
 }
 
 impl PictureHash {
-    /// Bits that differ between `self` and `other`, taking the closer of
-    /// `other` and its mirror image; `true` when the mirror was closer.
-    pub fn distance(&self, other: &PictureHash) -> (u32, bool) {
-        let direct = (self.hash ^ other.hash).count_ones();
-        let mirrored = (self.hash ^ other.mirrored).count_ones();
-        if mirrored < direct {
-            (mirrored, true)
-        } else {
-            (direct, false)
+    /// The hash of one view.
+    pub fn view(&self, view: View) -> u64 {
+        match view {
+            View::Full => self.hash,
+            View::Mirrored => self.mirrored,
+            View::Centre => self.centre,
+            View::CentreMirrored => self.centre_mirrored,
         }
+    }
+
+    /// The closest match between `self` and `other` over [`VIEW_PAIRS`].
+    pub fn compare(&self, other: &PictureHash) -> Closeness {
+        let mut best = Closeness {
+            distance: u32::MAX,
+            mirrored: false,
+            cropped: false,
+        };
+        for (mine, theirs, mirrored, cropped) in VIEW_PAIRS {
+            let d = (self.view(mine) ^ other.view(theirs)).count_ones();
+            if d < best.distance {
+                best = Closeness {
+                    distance: d,
+                    mirrored,
+                    cropped,
+                };
+            }
+        }
+        best
+    }
+
+    /// Shorthand for `compare(other).distance`.
+    pub fn distance(&self, other: &PictureHash) -> u32 {
+        self.compare(other).distance
     }
 }
 
@@ -110,8 +182,8 @@ fn bits_of(block: &[[f32; KEPT]; KEPT]) -> u64 {
     )
 }
 
-/// Hashes a thumbnail, and its mirror image.
-pub fn hash_thumbnail(thumb: &Thumbnail) -> PictureHash {
+/// Hashes a thumbnail and its mirror image.
+pub fn hash_thumbnail(thumb: &Thumbnail) -> (u64, u64) {
     let block = low_frequencies(thumb);
     let mut flipped = block;
     for row in flipped.iter_mut() {
@@ -121,60 +193,111 @@ pub fn hash_thumbnail(thumb: &Thumbnail) -> PictureHash {
             }
         }
     }
+    (bits_of(&block), bits_of(&flipped))
+}
+
+/// Hashes both views of a picture.
+pub fn hash_thumbnails(thumbs: &Thumbnails) -> PictureHash {
+    let (hash, mirrored) = hash_thumbnail(&thumbs.full);
+    let (centre, centre_mirrored) = hash_thumbnail(&thumbs.centre);
     PictureHash {
-        hash: bits_of(&block),
-        mirrored: bits_of(&flipped),
+        hash,
+        mirrored,
+        centre,
+        centre_mirrored,
     }
 }
 
-/// Column (or row) → thumbnail cell, so that every source pixel lands in
-/// exactly one cell and the cells split the picture as evenly as pixels allow.
-fn cell_map(len: usize) -> Vec<usize> {
-    (0..len).map(|i| i * THUMB_SIDE / len).collect()
+/// Column (or row) → thumbnail cell of the full view and of the centre view
+/// (`usize::MAX` outside it), so that every source pixel lands in exactly one
+/// cell per view and the cells split the picture as evenly as pixels allow.
+fn cell_maps(len: usize, centre_keep: f32) -> (Vec<usize>, Vec<usize>) {
+    let full = (0..len).map(|i| i * THUMB_SIDE / len).collect();
+    let kept = ((len as f32 * centre_keep).round() as usize).clamp(1, len);
+    let margin = (len - kept) / 2;
+    let centre = (0..len)
+        .map(|i| {
+            if i < margin || i >= margin + kept {
+                usize::MAX
+            } else {
+                (i - margin) * THUMB_SIDE / kept
+            }
+        })
+        .collect();
+    (full, centre)
 }
 
-/// Area-averages grey values delivered row by row (`luma(x, y)`) into a
-/// thumbnail. Pictures smaller than the thumbnail are sampled instead.
+/// Area-averages grey values delivered row by row (`luma_row(y, line)`) into
+/// the full and centre thumbnails, in one pass. Pictures too small for that
+/// are sampled instead.
 fn area_average(
     width: usize,
     height: usize,
+    centre_keep: f32,
     mut luma_row: impl FnMut(usize, &mut [f32]),
-) -> Thumbnail {
-    let mut thumb = [0f32; THUMB_SIDE * THUMB_SIDE];
+) -> Thumbnails {
+    let mut full = [0f32; THUMB_SIDE * THUMB_SIDE];
+    let mut centre = [0f32; THUMB_SIDE * THUMB_SIDE];
     if width == 0 || height == 0 {
-        return thumb;
+        return Thumbnails { full, centre };
     }
     let mut line = vec![0f32; width];
-    if width < THUMB_SIDE || height < THUMB_SIDE {
-        for (ty, out) in thumb.chunks_exact_mut(THUMB_SIDE).enumerate() {
+    let min_side = (THUMB_SIDE as f32 / centre_keep).ceil() as usize;
+    if width < min_side || height < min_side {
+        let margin = (1.0 - centre_keep) / 2.0;
+        for (ty, out) in full.chunks_exact_mut(THUMB_SIDE).enumerate() {
             luma_row(ty * height / THUMB_SIDE, &mut line);
             for (tx, px) in out.iter_mut().enumerate() {
                 *px = line[tx * width / THUMB_SIDE];
             }
         }
-        return thumb;
+        let at = |t: usize, len: usize| {
+            (((margin + centre_keep * (t as f32 + 0.5) / THUMB_SIDE as f32) * len as f32) as usize)
+                .min(len - 1)
+        };
+        for (ty, out) in centre.chunks_exact_mut(THUMB_SIDE).enumerate() {
+            luma_row(at(ty, height), &mut line);
+            for (tx, px) in out.iter_mut().enumerate() {
+                *px = line[at(tx, width)];
+            }
+        }
+        return Thumbnails { full, centre };
     }
-    let cols = cell_map(width);
-    let rows = cell_map(height);
-    let mut counts = [0u32; THUMB_SIDE];
-    for (y, &ty) in rows.iter().enumerate() {
+    let (cols, centre_cols) = cell_maps(width, centre_keep);
+    let (rows, centre_rows) = cell_maps(height, centre_keep);
+    for (y, (&ty, &cy)) in rows.iter().zip(centre_rows.iter()).enumerate() {
         luma_row(y, &mut line);
-        let out = &mut thumb[ty * THUMB_SIDE..(ty + 1) * THUMB_SIDE];
+        let out = &mut full[ty * THUMB_SIDE..(ty + 1) * THUMB_SIDE];
         for (px, &tx) in line.iter().zip(cols.iter()) {
             out[tx] += px;
         }
-        counts[ty] += 1;
-    }
-    let mut col_counts = [0u32; THUMB_SIDE];
-    for &tx in &cols {
-        col_counts[tx] += 1;
-    }
-    for (ty, out) in thumb.chunks_exact_mut(THUMB_SIDE).enumerate() {
-        for (tx, px) in out.iter_mut().enumerate() {
-            *px /= (counts[ty] * col_counts[tx]).max(1) as f32;
+        if cy != usize::MAX {
+            let out = &mut centre[cy * THUMB_SIDE..(cy + 1) * THUMB_SIDE];
+            for (px, &cx) in line.iter().zip(centre_cols.iter()) {
+                if cx != usize::MAX {
+                    out[cx] += px;
+                }
+            }
         }
     }
-    thumb
+    let counts = |map: &[usize]| {
+        let mut c = [0u32; THUMB_SIDE];
+        for &t in map.iter().filter(|&&t| t != usize::MAX) {
+            c[t] += 1;
+        }
+        c
+    };
+    for (thumb, rows, cols) in [
+        (&mut full, counts(&rows), counts(&cols)),
+        (&mut centre, counts(&centre_rows), counts(&centre_cols)),
+    ] {
+        for (ty, out) in thumb.chunks_exact_mut(THUMB_SIDE).enumerate() {
+            for (tx, px) in out.iter_mut().enumerate() {
+                *px /= (rows[ty] * cols[tx]).max(1) as f32;
+            }
+        }
+    }
+    Thumbnails { full, centre }
 }
 
 /// ITU-R BT.601 luma, the grey PIL and JPEG use.
@@ -191,14 +314,14 @@ fn over_white(value: f32, alpha: u8) -> f32 {
     value * a + 255.0 * (1.0 - a)
 }
 
-/// The grey thumbnail of a decoded picture.
-pub fn thumbnail_of(image: &DynamicImage) -> Thumbnail {
+/// The grey thumbnails of a decoded picture.
+pub fn thumbnails_of(image: &DynamicImage) -> Thumbnails {
     let (w, h) = (image.width() as usize, image.height() as usize);
     match image {
-        DynamicImage::ImageLuma8(b) => thumbnail_of_grey(w, h, b.as_raw()),
+        DynamicImage::ImageLuma8(b) => thumbnails_of_grey(w, h, b.as_raw()),
         DynamicImage::ImageRgb8(b) => {
             let raw = b.as_raw();
-            area_average(w, h, |y, line| {
+            area_average(w, h, CENTRE_KEEP, |y, line| {
                 let src = &raw[y * w * 3..(y + 1) * w * 3];
                 for (px, rgb) in line.iter_mut().zip(src.chunks_exact(3)) {
                     *px = luma(rgb[0], rgb[1], rgb[2]);
@@ -207,7 +330,7 @@ pub fn thumbnail_of(image: &DynamicImage) -> Thumbnail {
         }
         DynamicImage::ImageRgba8(b) => {
             let raw = b.as_raw();
-            area_average(w, h, |y, line| {
+            area_average(w, h, CENTRE_KEEP, |y, line| {
                 let src = &raw[y * w * 4..(y + 1) * w * 4];
                 for (px, p) in line.iter_mut().zip(src.chunks_exact(4)) {
                     *px = over_white(luma(p[0], p[1], p[2]), p[3]);
@@ -216,7 +339,7 @@ pub fn thumbnail_of(image: &DynamicImage) -> Thumbnail {
         }
         DynamicImage::ImageLumaA8(b) => {
             let raw = b.as_raw();
-            area_average(w, h, |y, line| {
+            area_average(w, h, CENTRE_KEEP, |y, line| {
                 let src = &raw[y * w * 2..(y + 1) * w * 2];
                 for (px, p) in line.iter_mut().zip(src.chunks_exact(2)) {
                     *px = over_white(f32::from(p[0]), p[1]);
@@ -225,15 +348,15 @@ pub fn thumbnail_of(image: &DynamicImage) -> Thumbnail {
         }
         // 16-bit and float pictures are rare in training sets: convert once.
         other if other.color().has_alpha() => {
-            thumbnail_of(&DynamicImage::ImageRgba8(other.to_rgba8()))
+            thumbnails_of(&DynamicImage::ImageRgba8(other.to_rgba8()))
         }
-        other => thumbnail_of(&DynamicImage::ImageRgb8(other.to_rgb8())),
+        other => thumbnails_of(&DynamicImage::ImageRgb8(other.to_rgb8())),
     }
 }
 
-/// The grey thumbnail of 8-bit grey pixels (`width` × `height`, row-major).
-pub fn thumbnail_of_grey(width: usize, height: usize, grey: &[u8]) -> Thumbnail {
-    area_average(width, height, |y, line| {
+/// The grey thumbnails of 8-bit grey pixels (`width` × `height`, row-major).
+pub fn thumbnails_of_grey(width: usize, height: usize, grey: &[u8]) -> Thumbnails {
+    area_average(width, height, CENTRE_KEEP, |y, line| {
         let src = &grey[y * width..(y + 1) * width];
         for (px, g) in line.iter_mut().zip(src) {
             *px = f32::from(*g);
@@ -243,7 +366,7 @@ pub fn thumbnail_of_grey(width: usize, height: usize, grey: &[u8]) -> Thumbnail 
 
 /// Hashes a decoded picture.
 pub fn hash_image(image: &DynamicImage) -> PictureHash {
-    hash_thumbnail(&thumbnail_of(image))
+    hash_thumbnails(&thumbnails_of(image))
 }
 
 /// What hashing one file found out.
@@ -254,6 +377,20 @@ pub struct HashedFile {
     pub height: u32,
     /// Real format from the content (`png`, `jpeg`, ...).
     pub format: String,
+    /// 16×16 grey thumbnail, for confirming crops ([`super::crop_check`]).
+    pub small: Vec<u8>,
+}
+
+impl HashedFile {
+    fn from_thumbnails(thumbs: &Thumbnails, width: u32, height: u32, format: String) -> HashedFile {
+        HashedFile {
+            hash: hash_thumbnails(thumbs),
+            width,
+            height,
+            format,
+            small: super::crop_check::small_thumbnail(&thumbs.full),
+        }
+    }
 }
 
 /// How JPEG files are decoded for hashing.
@@ -298,12 +435,12 @@ pub fn hash_file_bytes(bytes: &[u8], jpeg: JpegDecode) -> Result<HashedFile, Dec
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_PIXELS * 8);
     let image = reader(limits).decode().map_err(failure)?;
-    Ok(HashedFile {
-        hash: hash_image(&image),
+    Ok(HashedFile::from_thumbnails(
+        &thumbnails_of(&image),
         width,
         height,
-        format: inspect::format_name(format),
-    })
+        inspect::format_name(format),
+    ))
 }
 
 /// The grey-only JPEG path; `None` when this JPEG needs the full decoder
@@ -334,12 +471,12 @@ fn hash_jpeg_grey(bytes: &[u8]) -> Option<HashedFile> {
     if grey.len() < width * height {
         return None;
     }
-    Some(HashedFile {
-        hash: hash_thumbnail(&thumbnail_of_grey(width, height, &grey)),
-        width: u32::try_from(width).ok()?,
-        height: u32::try_from(height).ok()?,
-        format: "jpeg".into(),
-    })
+    Some(HashedFile::from_thumbnails(
+        &thumbnails_of_grey(width, height, &grey),
+        u32::try_from(width).ok()?,
+        u32::try_from(height).ok()?,
+        "jpeg".into(),
+    ))
 }
 
 #[cfg(test)]
@@ -359,17 +496,19 @@ mod tests {
         let a = hash_image(&img);
         let b = hash_image(&img.fliph());
         assert_eq!(a.mirrored, b.hash);
-        assert_eq!(a.distance(&b), (0, true));
+        assert_eq!(a.centre_mirrored, b.centre);
+        let c = a.compare(&b);
+        assert_eq!((c.distance, c.mirrored, c.cropped), (0, true, false));
     }
 
     #[test]
     fn resized_copy_is_close_and_other_pictures_are_far() {
         let a = hash_image(&picture(1));
         let small = picture(1).resize_exact(150, 100, image::imageops::FilterType::Triangle);
-        let (d, _) = a.distance(&hash_image(&small));
+        let d = a.distance(&hash_image(&small));
         assert!(d <= 4, "resized copy at distance {d}");
         for seed in 2..12 {
-            let (d, _) = a.distance(&hash_image(&picture(seed)));
+            let d = a.distance(&hash_image(&picture(seed)));
             assert!(d > 14, "unrelated picture {seed} at distance {d}");
         }
     }
@@ -379,7 +518,7 @@ mod tests {
         let img = picture(5);
         let grey = img.to_luma8();
         let a = hash_image(&DynamicImage::ImageLuma8(grey.clone()));
-        let b = hash_thumbnail(&thumbnail_of_grey(300, 200, grey.as_raw()));
+        let b = hash_thumbnails(&thumbnails_of_grey(300, 200, grey.as_raw()));
         assert_eq!(a, b);
     }
 
@@ -393,7 +532,7 @@ mod tests {
             (grey.width, grey.height, grey.format.as_str()),
             (300, 200, "jpeg")
         );
-        let (d, _) = grey.hash.distance(&full.hash);
+        let d = grey.hash.distance(&full.hash);
         assert!(d <= 2, "grey-only vs full decode at distance {d}");
         assert_eq!(
             hash_file_bytes(b"", JpegDecode::GreyOnly),

@@ -1,0 +1,167 @@
+//! Confirming that one picture is a crop of another, for pairs whose hashes
+//! are close but not close enough.
+//!
+//! A perceptual hash compares whole frames, so a copy with 8–10 % cut off
+//! (at any offset) lands 4–16 bits away: as far as two different pictures
+//! with the same background. The centre hash ([`super::phash`]) catches
+//! centred crops; this check catches the rest. For a pair within a looser
+//! threshold, it slides and scales a window over one picture's 16×16 grey
+//! thumbnail, looking for the crop that best matches the other's, and
+//! measures how alike they are (normalised cross-correlation, which ignores
+//! brightness and contrast changes). A real crop matches almost perfectly
+//! once aligned; two pictures that merely share a background do not.
+
+use super::phash::{THUMB_SIDE, Thumbnail};
+
+/// Side of the small thumbnail kept per picture (256 bytes).
+pub const SMALL_SIDE: usize = 16;
+
+/// Shares of the side a crop keeps that are tried, per axis.
+const SCALES: [f32; 4] = [1.0, 0.95, 0.9, 0.85];
+/// Window positions tried per axis when the window is smaller than the frame.
+const OFFSETS: usize = 5;
+
+/// The 16×16 grey thumbnail (2×2 averages of the 32×32 one), row-major.
+pub fn small_thumbnail(full: &Thumbnail) -> Vec<u8> {
+    let step = THUMB_SIDE / SMALL_SIDE;
+    let mut out = Vec::with_capacity(SMALL_SIDE * SMALL_SIDE);
+    for y in 0..SMALL_SIDE {
+        for x in 0..SMALL_SIDE {
+            let mut sum = 0.0;
+            for dy in 0..step {
+                for dx in 0..step {
+                    sum += full[(y * step + dy) * THUMB_SIDE + x * step + dx];
+                }
+            }
+            out.push((sum / (step * step) as f32).round().clamp(0.0, 255.0) as u8);
+        }
+    }
+    out
+}
+
+/// Sample positions (in source cells) of a window of `scale` at `offset`
+/// (both as shares of the side), one per destination cell.
+fn positions(scale: f32, offset: f32) -> [f32; SMALL_SIDE] {
+    let n = SMALL_SIDE as f32;
+    std::array::from_fn(|i| (offset + scale * (i as f32 + 0.5) / n) * n - 0.5)
+}
+
+/// Linear interpolation weights for a position: (index, index + 1, weight of the second).
+fn taps(p: f32) -> (usize, usize, f32) {
+    let p = p.clamp(0.0, (SMALL_SIDE - 1) as f32);
+    let i = p.floor() as usize;
+    let j = (i + 1).min(SMALL_SIDE - 1);
+    (i, j, p - i as f32)
+}
+
+/// Every window tried along one axis: (scale, offset).
+fn windows() -> Vec<(f32, f32)> {
+    let mut out = Vec::new();
+    for &s in &SCALES {
+        if s >= 1.0 {
+            out.push((1.0, 0.0));
+        } else {
+            for k in 0..OFFSETS {
+                out.push((s, (1.0 - s) * k as f32 / (OFFSETS - 1) as f32));
+            }
+        }
+    }
+    out
+}
+
+/// Normalised cross-correlation of two equal-length vectors (1 = same up to
+/// brightness and contrast).
+fn ncc(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len() as f32;
+    let (ma, mb) = (a.iter().sum::<f32>() / n, b.iter().sum::<f32>() / n);
+    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (x - ma, y - mb);
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    if aa <= f32::EPSILON || bb <= f32::EPSILON {
+        return 0.0;
+    }
+    ab / (aa * bb).sqrt()
+}
+
+/// Best match of `inner` (whole) inside some window of `outer`.
+fn best_window(outer: &[f32], inner: &[f32]) -> f32 {
+    let wins = windows();
+    // Resample rows once per horizontal window, then columns per vertical one.
+    let mut best = f32::MIN;
+    let mut rows = vec![0f32; SMALL_SIDE * SMALL_SIDE];
+    let mut window = vec![0f32; SMALL_SIDE * SMALL_SIDE];
+    for &(sx, ox) in &wins {
+        let xs = positions(sx, ox).map(taps);
+        for y in 0..SMALL_SIDE {
+            for (x, &(i, j, w)) in xs.iter().enumerate() {
+                let row = &outer[y * SMALL_SIDE..(y + 1) * SMALL_SIDE];
+                rows[y * SMALL_SIDE + x] = row[i] * (1.0 - w) + row[j] * w;
+            }
+        }
+        for &(sy, oy) in &wins {
+            let ys = positions(sy, oy).map(taps);
+            for (y, &(i, j, w)) in ys.iter().enumerate() {
+                for x in 0..SMALL_SIDE {
+                    window[y * SMALL_SIDE + x] =
+                        rows[i * SMALL_SIDE + x] * (1.0 - w) + rows[j * SMALL_SIDE + x] * w;
+                }
+            }
+            best = best.max(ncc(&window, inner));
+        }
+    }
+    best
+}
+
+fn mirrored(t: &[f32]) -> Vec<f32> {
+    t.chunks_exact(SMALL_SIDE)
+        .flat_map(|row| row.iter().rev().copied())
+        .collect()
+}
+
+/// How well one small thumbnail matches a crop of the other (or the other
+/// way round), also mirrored when `try_mirror`: the best normalised
+/// cross-correlation, from −1 to 1. `None` when a thumbnail is missing.
+pub fn crop_similarity(a: &[u8], b: &[u8], try_mirror: bool) -> Option<f32> {
+    if a.len() != SMALL_SIDE * SMALL_SIDE || b.len() != a.len() {
+        return None;
+    }
+    let a: Vec<f32> = a.iter().map(|&v| f32::from(v)).collect();
+    let b: Vec<f32> = b.iter().map(|&v| f32::from(v)).collect();
+    let mut best = best_window(&a, &b).max(best_window(&b, &a));
+    if try_mirror {
+        let bm = mirrored(&b);
+        best = best.max(best_window(&a, &bm)).max(best_window(&bm, &a));
+    }
+    Some(best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::dedup_bench::base_picture;
+    use crate::dataset::phash::thumbnails_of;
+    use image::DynamicImage;
+
+    fn small(img: &DynamicImage) -> Vec<u8> {
+        small_thumbnail(&thumbnails_of(img).full)
+    }
+
+    #[test]
+    fn a_crop_matches_and_another_picture_does_not() {
+        let img = DynamicImage::ImageRgb8(base_picture(3, 256));
+        let crop = img.crop_imm(0, 20, 235, 235);
+        let s = crop_similarity(&small(&img), &small(&crop), false).unwrap();
+        assert!(s > 0.95, "crop similarity {s}");
+        let flipped = crop.fliph();
+        let s = crop_similarity(&small(&img), &small(&flipped), true).unwrap();
+        assert!(s > 0.95, "mirrored crop similarity {s}");
+        let other = DynamicImage::ImageRgb8(base_picture(4, 256));
+        let s = crop_similarity(&small(&img), &small(&other), true).unwrap();
+        assert!(s < 0.8, "other picture similarity {s}");
+        assert_eq!(crop_similarity(&[], &small(&img), true), None);
+    }
+}
