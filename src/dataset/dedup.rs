@@ -482,6 +482,25 @@ fn confirmed(a: &HashedPicture, b: &HashedPicture, pair: &HashPair) -> bool {
         .is_some_and(|s| s >= MIN_ALIGNED_SIMILARITY)
 }
 
+/// Pairs of copies among pictures already hashed: candidates within
+/// `threshold` bits, each confirmed. Returns the confirmed pairs, how many
+/// candidates were not confirmed, and how the candidates were searched.
+pub fn duplicate_pairs(
+    pictures: &[HashedPicture],
+    threshold: u32,
+) -> (Vec<HashPair>, usize, SearchMethod) {
+    let hashes: Vec<PictureHash> = pictures.iter().map(|p| p.hashed.hash).collect();
+    let views = Views::from_hashes(&hashes);
+    let (candidates, method) = hamming::pairs_within(&views, threshold);
+    let total = candidates.len();
+    let pairs: Vec<HashPair> = candidates
+        .into_par_iter()
+        .filter(|p| confirmed(&pictures[p.a as usize], &pictures[p.b as usize], p))
+        .collect();
+    let rejected = total - pairs.len();
+    (pairs, rejected, method)
+}
+
 /// Finds the near-duplicate groups among pictures already hashed: pairs
 /// within `threshold`, confirmed, joined into groups. Also returns how many
 /// candidate pairs were not confirmed.
@@ -489,21 +508,10 @@ pub fn group_duplicates(
     pictures: &[HashedPicture],
     threshold: u32,
 ) -> (Vec<DuplicateGroup>, usize, SearchMethod) {
-    let hashes: Vec<PictureHash> = pictures.iter().map(|p| p.hashed.hash).collect();
-    let views = Views::from_hashes(&hashes);
-    let (candidates, method) = hamming::pairs_within(&views, threshold);
-    let verdicts: Vec<bool> = candidates
-        .par_iter()
-        .map(|p| confirmed(&pictures[p.a as usize], &pictures[p.b as usize], p))
-        .collect();
-    let similar_not_copies = verdicts.iter().filter(|v| !**v).count();
+    let (pairs, similar_not_copies, method) = duplicate_pairs(pictures, threshold);
     let components = connected_groups(
         pictures.len(),
-        candidates
-            .iter()
-            .zip(&verdicts)
-            .filter(|(_, ok)| **ok)
-            .map(|(p, _)| (p.a as usize, p.b as usize)),
+        pairs.iter().map(|p| (p.a as usize, p.b as usize)),
     );
     let mut groups: Vec<DuplicateGroup> = components
         .into_iter()

@@ -534,6 +534,395 @@ pub fn distance_profile(
     p
 }
 
+/// What the benchmark runs on, and how.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Where generated sets are kept (reused when already complete).
+    pub dir: PathBuf,
+    pub set: SetSpec,
+    /// Hash counts for the pair-search timing.
+    pub search_sizes: Vec<usize>,
+    /// The brute force is timed only up to this many hashes.
+    pub brute_force_up_to: usize,
+    /// Python interpreter with imagededup installed (see research/dedup.md).
+    pub python: Option<PathBuf>,
+    /// `bench_python.py` from `research/dedup-scripts/`.
+    pub python_script: Option<PathBuf>,
+}
+
+/// Time, CPU and memory of one measured phase.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Phase {
+    pub name: String,
+    pub seconds: f64,
+    /// CPU seconds (user + system) this process used.
+    pub cpu_seconds: f64,
+    /// Peak resident memory during the phase, MB.
+    pub peak_mb: f64,
+    pub images_per_second: f64,
+}
+
+/// One pair-search timing.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchTiming {
+    pub hashes: usize,
+    pub threshold: u32,
+    pub method: String,
+    pub seconds: f64,
+    pub pairs: usize,
+}
+
+/// What imagededup did on the same set.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AnchorRun {
+    /// Its own encode + search time (excludes Python start-up and imports).
+    pub seconds: f64,
+    /// The whole process, start to end.
+    pub process_seconds: f64,
+    pub images_per_second: f64,
+    /// Peak memory of the process and of its workers, MB, as it reports them.
+    pub peak_mb: String,
+    pub quality: Quality,
+    /// Why it did not run, when it did not.
+    pub skipped: Option<String>,
+}
+
+/// Everything the benchmark measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub set: SetSpec,
+    pub images: usize,
+    pub threads: usize,
+    pub threshold: u32,
+    /// First search (nothing cached), the same with full-colour JPEG decoding,
+    /// and a second search answered from the cache.
+    pub phases: Vec<Phase>,
+    /// Quality of the confirmed pairs at the default threshold.
+    pub quality: Quality,
+    /// Quality of pairs in the same reported group (what the user sees).
+    pub grouped_quality: Quality,
+    /// Quality of hash-only pairs (no crop confirmation) at 10 bits, for
+    /// comparison with imagededup at its default.
+    pub hash_only_quality_at_10: Quality,
+    pub search: Vec<SearchTiming>,
+    pub imagededup: AnchorRun,
+}
+
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn measure<T>(name: &str, images: usize, f: impl FnOnce() -> T) -> (Phase, T) {
+    // Linux: writing 5 resets the peak-RSS counter, so each phase stands alone.
+    let _ = std::fs::write("/proc/self/clear_refs", b"5");
+    let cpu0 = cpu_seconds();
+    let t0 = std::time::Instant::now();
+    let out = f();
+    let seconds = t0.elapsed().as_secs_f64();
+    (
+        Phase {
+            name: name.to_string(),
+            seconds,
+            cpu_seconds: cpu_seconds() - cpu0,
+            peak_mb: peak_rss_mb(),
+            images_per_second: images as f64 / seconds.max(1e-9),
+        },
+        out,
+    )
+}
+
+fn file_name(path: &str) -> String {
+    path.rsplit('/').next().unwrap_or(path).to_string()
+}
+
+/// Runs the whole benchmark; `log` hears what is happening (for stderr).
+pub fn run_bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchReport, String> {
+    use super::dedup::{self, DEFAULT_THRESHOLD, DuplicateOptions};
+    use super::phash::JpegDecode;
+    use crate::studio::{NoProgress, Workspace};
+
+    let spec = &options.set;
+    let set_dir = options.dir.join(format!(
+        "dups-{}-{}-{}-{}px-seed{}",
+        spec.base, spec.with_variants, spec.hard_negative_families, spec.size, spec.seed
+    ));
+    let marker = set_dir.join(".complete");
+    if !marker.exists() {
+        log(&format!("generating the labelled set in {} …", set_dir.display()));
+        write_labelled_set(&set_dir, spec)?;
+        std::fs::write(&marker, b"").map_err(|e| e.to_string())?;
+    }
+    let truth: GroundTruth = serde_json::from_slice(
+        &std::fs::read(set_dir.join("ground_truth.json")).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    let ws = Workspace::open(&set_dir).map_err(|e| e.to_string())?;
+    let img = img_dir(&set_dir);
+    // Warm the page cache: every phase reads from memory, as the anchor will.
+    for entry in std::fs::read_dir(&img).map_err(|e| e.to_string())?.flatten() {
+        let _ = std::fs::read(entry.path());
+    }
+    let cache_file = ws.state_dir().join(super::hash_cache::CACHE_FILE);
+    let _ = std::fs::remove_file(&cache_file);
+    let images = truth.n_images;
+    let threshold = DEFAULT_THRESHOLD;
+    let defaults = DuplicateOptions::default();
+
+    log("first search (nothing cached) …");
+    let (first, report) = measure("find_duplicates, first run", images, || {
+        dedup::find_duplicates(&img, &ws, &defaults, &NoProgress)
+    });
+    let report = report.map_err(|e| e.to_string())?;
+    log("second search (cached) …");
+    let (second, _) = measure("find_duplicates, cached", images, || {
+        dedup::find_duplicates(&img, &ws, &defaults, &NoProgress)
+    });
+    log("hashing only, grey-only and full JPEG decoding …");
+    let (hash_grey, folder) = measure("hashing, JPEG grey only", images, || {
+        dedup::hash_folder(&img, &ws, "txt", false, JpegDecode::GreyOnly, &NoProgress)
+    });
+    let folder = folder.map_err(|e| e.to_string())?;
+    let (hash_full, _) = measure("hashing, JPEG full colour", images, || {
+        dedup::hash_folder(&img, &ws, "txt", false, JpegDecode::Full, &NoProgress)
+    });
+
+    let names: Vec<String> = folder.pictures.iter().map(|p| file_name(&p.shown)).collect();
+    let (pairs, _, _) = dedup::duplicate_pairs(&folder.pictures, threshold);
+    let as_names = |pairs: &[super::hamming::HashPair]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|p| (names[p.a as usize].clone(), names[p.b as usize].clone()))
+            .collect()
+    };
+    let quality = score(&truth, &as_names(&pairs));
+    let mut grouped = Vec::new();
+    for g in &report.groups {
+        for (i, a) in g.members.iter().enumerate() {
+            for b in &g.members[i + 1..] {
+                grouped.push((file_name(&a.path), file_name(&b.path)));
+            }
+        }
+    }
+    let grouped_quality = score(&truth, &grouped);
+    let hashes: Vec<super::phash::PictureHash> = folder.pictures.iter().map(|p| p.hashed.hash).collect();
+    let hash_only = super::hamming::brute_force(&super::hamming::Views::from_hashes(&hashes), 10);
+    let hash_only_quality_at_10 = score(&truth, &as_names(&hash_only));
+
+    let mut search = Vec::new();
+    for &n in &options.search_sizes {
+        let views = super::hamming::synthetic_views(n, 42);
+        for t in [10, threshold] {
+            if n <= options.brute_force_up_to {
+                log(&format!("search: brute force, {n} hashes, threshold {t} …"));
+                let t0 = std::time::Instant::now();
+                let found = super::hamming::brute_force(&views, t).len();
+                search.push(SearchTiming {
+                    hashes: n,
+                    threshold: t,
+                    method: "brute force".into(),
+                    seconds: t0.elapsed().as_secs_f64(),
+                    pairs: found,
+                });
+            }
+            if t <= 12 {
+                log(&format!("search: multi-index, {n} hashes, threshold {t} …"));
+                let t0 = std::time::Instant::now();
+                let found = super::hamming::multi_index(&views, t).len();
+                search.push(SearchTiming {
+                    hashes: n,
+                    threshold: t,
+                    method: "multi-index".into(),
+                    seconds: t0.elapsed().as_secs_f64(),
+                    pairs: found,
+                });
+            }
+        }
+    }
+
+    let imagededup = match (&options.python, &options.python_script) {
+        (Some(python), Some(script)) => {
+            log("imagededup PHash on the same set …");
+            run_imagededup(python, script, &set_dir, &truth)
+        }
+        _ => AnchorRun {
+            skipped: Some("no Python interpreter or bench_python.py given".into()),
+            ..AnchorRun::default()
+        },
+    };
+    Ok(BenchReport {
+        set: spec.clone(),
+        images,
+        threads: rayon::current_num_threads(),
+        threshold,
+        phases: vec![first, second, hash_grey, hash_full],
+        quality,
+        grouped_quality,
+        hash_only_quality_at_10,
+        search,
+        imagededup,
+    })
+}
+
+fn run_imagededup(python: &Path, script: &Path, set_dir: &Path, truth: &GroundTruth) -> AnchorRun {
+    let pairs_file = set_dir.join("imagededup-pairs.json");
+    let t0 = std::time::Instant::now();
+    let output = std::process::Command::new(python)
+        .arg(script)
+        .arg(set_dir)
+        .arg("imagededup:PHash:10")
+        .arg(&pairs_file)
+        .output();
+    let process_seconds = t0.elapsed().as_secs_f64();
+    let skipped = |why: String| AnchorRun {
+        skipped: Some(why),
+        ..AnchorRun::default()
+    };
+    let output = match output {
+        Ok(o) if o.status.success() => o,
+        Ok(o) => {
+            let err = String::from_utf8_lossy(&o.stderr);
+            let tail: String = err.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
+            return skipped(format!("it failed: {tail}"));
+        }
+        Err(e) => return skipped(format!("could not start `{}`: {e}", python.display())),
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let Some(json) = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    else {
+        return skipped("it printed no result".into());
+    };
+    let pairs: Vec<(String, String)> = std::fs::read(&pairs_file)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Vec<serde_json::Value>>(&b).ok())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| Some((file_name(p.get(0)?.as_str()?), file_name(p.get(1)?.as_str()?))))
+        .collect();
+    let seconds = json.get("total_s").and_then(|v| v.as_f64()).unwrap_or(0.0);
+    AnchorRun {
+        seconds,
+        process_seconds,
+        images_per_second: json.get("images_per_s").and_then(|v| v.as_f64()).unwrap_or(0.0),
+        peak_mb: json
+            .get("peak_rss_mb_self_children")
+            .map(|v| v.to_string())
+            .unwrap_or_default(),
+        quality: score(truth, &pairs),
+        skipped: None,
+    }
+}
+
+fn quality_line(name: &str, q: &Quality) -> String {
+    let kinds: Vec<String> = VariantKind::ALL
+        .iter()
+        .map(|k| {
+            format!(
+                "{} R {:.3} P {:.3}",
+                k.name(),
+                q.recall_by_kind.get(k.name()).copied().unwrap_or(0.0),
+                q.precision_by_kind.get(k.name()).copied().unwrap_or(0.0)
+            )
+        })
+        .collect();
+    format!(
+        "{name:<34} pairs {:>5}  P {:.3}  R {:.3}  hard-negative pairs {}/{}\n{:<34} {}",
+        q.found,
+        q.precision,
+        q.recall,
+        q.hard_negative_pairs,
+        q.hard_negative_total,
+        "",
+        kinds.join(" · ")
+    )
+}
+
+impl BenchReport {
+    /// The figures as a text table.
+    pub fn to_text(&self) -> String {
+        let mut out = format!(
+            "ategnatos bench duplicates: {} pictures ({} bases of {} px, {} with 5 copies each, {} hard-negative families of 5), {} threads, threshold {}\n\n",
+            self.images,
+            self.set.base,
+            self.set.size,
+            self.set.with_variants,
+            self.set.hard_negative_families,
+            self.threads,
+            self.threshold
+        );
+        out.push_str(&format!(
+            "{:<28} {:>9} {:>9} {:>10} {:>9}\n",
+            "phase", "seconds", "CPU s", "images/s", "peak MB"
+        ));
+        for p in &self.phases {
+            out.push_str(&format!(
+                "{:<28} {:>9.3} {:>9.2} {:>10.0} {:>9.1}\n",
+                p.name, p.seconds, p.cpu_seconds, p.images_per_second, p.peak_mb
+            ));
+        }
+        out.push('\n');
+        out.push_str(&quality_line("ategnatos (confirmed pairs)", &self.quality));
+        out.push('\n');
+        out.push_str(&quality_line("ategnatos (pairs within groups)", &self.grouped_quality));
+        out.push('\n');
+        out.push_str(&quality_line("ategnatos hash only, 10 bits", &self.hash_only_quality_at_10));
+        out.push('\n');
+        match &self.imagededup.skipped {
+            Some(why) => out.push_str(&format!("imagededup: not run ({why})\n")),
+            None => {
+                out.push_str(&quality_line("imagededup PHash, 10 bits", &self.imagededup.quality));
+                out.push('\n');
+                let ours = self.phases.first().map_or(0.0, |p| p.seconds);
+                out.push_str(&format!(
+                    "imagededup: {:.2} s encode+search ({:.2} s whole process), {:.0} images/s, peak MB (self, workers) {}\n",
+                    self.imagededup.seconds,
+                    self.imagededup.process_seconds,
+                    self.imagededup.images_per_second,
+                    self.imagededup.peak_mb
+                ));
+                out.push_str(&format!(
+                    "speed-up, first run vs imagededup encode+search: {:.1}x (vs its whole process: {:.1}x)\n",
+                    self.imagededup.seconds / ours.max(1e-9),
+                    self.imagededup.process_seconds / ours.max(1e-9)
+                ));
+            }
+        }
+        out.push_str("\npair search on synthetic hashes (4 views each, 10 % planted near-copies)\n");
+        out.push_str(&format!(
+            "{:>10} {:>9} {:<12} {:>9} {:>10}\n",
+            "hashes", "threshold", "method", "seconds", "pairs"
+        ));
+        for s in &self.search {
+            out.push_str(&format!(
+                "{:>10} {:>9} {:<12} {:>9.3} {:>10}\n",
+                s.hashes, s.threshold, s.method, s.seconds, s.pairs
+            ));
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

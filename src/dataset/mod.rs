@@ -19,6 +19,8 @@ pub mod inspect;
 pub mod layout;
 pub mod manifest;
 pub mod phash;
+pub mod quarantine;
+pub mod structure;
 pub mod synth;
 pub mod walk;
 
