@@ -29,6 +29,19 @@ enum Command {
     },
     /// Audit a folder of training pictures.
     Audit(cli::audit::AuditCmd),
+    /// Training projects: start, list, status.
+    #[command(subcommand)]
+    Project(cli::project::ProjectCmd),
+    /// Captioning: preview, write, approve, restore.
+    #[command(subcommand)]
+    Captions(cli::project::CaptionsCmd),
+    /// Run a gate for a project (1 = dataset).
+    Gate {
+        /// Gate number.
+        gate: u8,
+        #[arg(long)]
+        project: String,
+    },
     /// Measure speed: `bench audit`.
     Bench(cli::bench::BenchCmd),
 }
@@ -46,6 +59,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { http } => cli::serve::run(&cli.root, http),
         Command::Audit(cmd) => cli::audit::run(&cli.root, cmd),
+        Command::Project(cmd) => cli::project::run_project(&cli.root, cmd),
+        Command::Captions(cmd) => cli::project::run_captions(&cli.root, cmd),
+        Command::Gate { gate, project } => cli::project::run_gate(&cli.root, gate, &project),
         Command::Bench(cmd) => cli::bench::run(cmd),
     };
     match result {

@@ -23,6 +23,7 @@ struct Recorder {
     version: ProtocolVersion,
     progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
     updated: Arc<Mutex<Vec<String>>>,
+    list_changed: Arc<Mutex<usize>>,
     event: Arc<Notify>,
 }
 
@@ -32,6 +33,7 @@ impl Recorder {
             version,
             progress: Arc::default(),
             updated: Arc::default(),
+            list_changed: Arc::default(),
             event: Arc::new(Notify::new()),
         }
     }
@@ -63,6 +65,11 @@ impl ClientHandler for Recorder {
 
     async fn on_progress(&self, p: ProgressNotificationParam, _c: NotificationContext<RoleClient>) {
         self.progress.lock().unwrap().push(p);
+        self.event.notify_waiters();
+    }
+
+    async fn on_resource_list_changed(&self, _c: NotificationContext<RoleClient>) {
+        *self.list_changed.lock().unwrap() += 1;
         self.event.notify_waiters();
     }
 
@@ -175,6 +182,10 @@ async fn full_scenario(client: &Client, rec: &Recorder, root: &Path) {
         r.updated.lock().unwrap().iter().any(|u| u == gate_uri)
     })
     .await;
+    rec.until("resources/list_changed for the new gate record", |r| {
+        *r.list_changed.lock().unwrap() > 0
+    })
+    .await;
     rec.until("a progress notification", |r| {
         !r.progress.lock().unwrap().is_empty()
     })
@@ -282,6 +293,23 @@ async fn refusals(client: &Client) {
     assert_eq!(r.is_error, Some(true));
     let r = call(client, "audit_dataset", json!({ "path": "zoo/good-1.png" })).await;
     assert!(text_of(&r).contains("not a folder"));
+    for (option, value) in [
+        ("max_aspect_ratio", json!(0.5)),
+        ("min_short_side", json!(10)),
+        ("caption_extension", json!("png")),
+    ] {
+        let r = call(
+            client,
+            "audit_dataset",
+            json!({ "path": "zoo", option: value }),
+        )
+        .await;
+        assert!(
+            r.is_error == Some(true) && text_of(&r).contains(option),
+            "{option}: {}",
+            text_of(&r)
+        );
+    }
     let r = call(client, "job_status", json!({ "job_id": "nope" })).await;
     assert_eq!(r.is_error, Some(true));
     let missing = client

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod bench;
 pub mod progress;
+pub mod project;
 pub mod serve;
 
 use ategnatos::studio::Workspace;

@@ -61,6 +61,42 @@ impl Default for AuditOptions {
 }
 
 impl AuditOptions {
+    /// Checks the options a user gave before any file is read.
+    pub fn validate(&self) -> Result<(), AuditError> {
+        if let Some(n) = self.min_short_side
+            && !(64..=8192).contains(&n)
+        {
+            return Err(AuditError::BadOption {
+                option: "min_short_side",
+                value: n.to_string(),
+                why: "it must be between 64 and 8192 pixels",
+                hint: "leave it out to use the base model's size",
+            });
+        }
+        if !self.max_aspect_ratio.is_finite() || !(1.0..=20.0).contains(&self.max_aspect_ratio) {
+            return Err(AuditError::BadOption {
+                option: "max_aspect_ratio",
+                value: self.max_aspect_ratio.to_string(),
+                why: "it must be between 1 and 20",
+                hint: "3 means pictures up to 1:3 are fine",
+            });
+        }
+        let ext = self.caption_extension.trim_start_matches('.');
+        if ext.is_empty()
+            || ext.len() > 16
+            || !ext.chars().all(|c| c.is_ascii_alphanumeric())
+            || super::is_image_extension(ext)
+        {
+            return Err(AuditError::BadOption {
+                option: "caption_extension",
+                value: self.caption_extension.clone(),
+                why: "a caption extension is a short word of letters and digits, not a picture extension",
+                hint: "use `txt` (the usual) or `caption`",
+            });
+        }
+        Ok(())
+    }
+
     /// The minimum short side in force, and where it came from.
     pub fn min_side(&self) -> (u32, String) {
         match (self.min_short_side, self.base_model) {
@@ -385,6 +421,13 @@ pub enum AuditError {
     Unreadable { path: String, reason: String },
     #[error("the audit was cancelled")]
     Cancelled,
+    #[error("`{option}` cannot be `{value}`: {why}")]
+    BadOption {
+        option: &'static str,
+        value: String,
+        why: &'static str,
+        hint: &'static str,
+    },
 }
 
 impl AuditError {
@@ -395,6 +438,7 @@ impl AuditError {
             }
             AuditError::Unreadable { .. } => Some("check the folder's permissions".into()),
             AuditError::Cancelled => None,
+            AuditError::BadOption { hint, .. } => Some(hint.to_string()),
         }
     }
 }
@@ -407,6 +451,7 @@ pub fn audit_dataset(
     options: &AuditOptions,
     progress: &dyn Progress,
 ) -> Result<AuditReport, AuditError> {
+    options.validate()?;
     if !dir.is_dir() {
         return Err(AuditError::NotAFolder {
             path: display.to_string(),

@@ -9,6 +9,8 @@
 //! finding; it never stops the audit, and the audit never changes a file.
 
 pub mod audit;
+pub mod caption_rules;
+pub mod captioning;
 pub mod captions;
 pub mod crop_check;
 pub mod dedup;
@@ -16,12 +18,14 @@ pub mod dedup_bench;
 pub mod hamming;
 pub mod hash_cache;
 pub mod inspect;
+pub mod intent;
 pub mod layout;
 pub mod manifest;
 pub mod phash;
 pub mod quarantine;
 pub mod structure;
 pub mod synth;
+pub mod trigger;
 pub mod walk;
 
 pub use audit::{AuditError, AuditOptions, AuditReport, audit_dataset};

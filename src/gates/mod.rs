@@ -7,6 +7,7 @@
 //! resources `ategnatos://projects/{name}/gates/{gate}`.
 
 pub mod dataset;
+pub mod status;
 
 use serde::{Deserialize, Serialize};
 

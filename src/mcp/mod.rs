@@ -34,6 +34,10 @@ pub struct Shared {
     /// How often progress is sent while a tool waits on a job.
     pub progress_interval: Duration,
     subscribers: Mutex<HashMap<String, Vec<Peer<RoleServer>>>>,
+    /// Every connected client, told when the resource list changes.
+    peers: Mutex<Vec<Peer<RoleServer>>>,
+    /// Resources announced so far; a new one changes the list.
+    announced: Mutex<std::collections::HashSet<String>>,
     updates: broadcast::Sender<String>,
 }
 
@@ -44,19 +48,28 @@ impl Shared {
             jobs: JobRegistry::default(),
             progress_interval: Duration::from_secs(2),
             subscribers: Mutex::new(HashMap::new()),
+            peers: Mutex::new(Vec::new()),
+            announced: Mutex::new(std::collections::HashSet::new()),
             updates: broadcast::channel(256).0,
         })
     }
 
-    /// Tells every subscriber of `uri` that it changed.
+    /// Tells every subscriber of `uri` that it changed, and every client that
+    /// the resource list changed when `uri` is new.
     pub async fn publish(&self, uri: &str) {
-        let peers = self
-            .subscribers
-            .lock()
-            .await
-            .get(uri)
-            .cloned()
-            .unwrap_or_default();
+        if self.announced.lock().await.insert(uri.to_string()) {
+            let mut peers = self.peers.lock().await;
+            peers.retain(|p| !p.is_transport_closed());
+            for peer in peers.iter() {
+                let _ = peer.notify_resource_list_changed().await;
+            }
+        }
+        let peers = {
+            let mut subs = self.subscribers.lock().await;
+            let list = subs.entry(uri.to_string()).or_default();
+            list.retain(|p| !p.is_transport_closed());
+            list.clone()
+        };
         for peer in peers {
             let _ = peer
                 .notify_resource_updated(ResourceUpdatedNotificationParam::new(uri.to_string()))
@@ -137,6 +150,10 @@ impl ServerHandler for AtegnatosServer {
         )
         .with_server_info(Implementation::new("ategnatos", env!("CARGO_PKG_VERSION")))
         .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn on_initialized(&self, ctx: rmcp::service::NotificationContext<RoleServer>) {
+        self.shared.peers.lock().await.push(ctx.peer);
     }
 
     async fn list_resources(

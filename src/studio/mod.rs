@@ -11,6 +11,7 @@ pub mod atomic;
 pub mod clock;
 pub mod paths;
 pub mod progress;
+pub mod project;
 
 use std::path::{Path, PathBuf};
 

@@ -57,38 +57,6 @@ impl AtegnatosServer {
             Some(id) => Some(catalog::lookup(id).map_err(|e| reply::failure(&e, e.hint()))?),
             None => None,
         };
-        if let Some(n) = args.min_short_side
-            && !(64..=8192).contains(&n)
-        {
-            return Err(bad(
-                format!("`min_short_side` must be between 64 and 8192, not `{n}`"),
-                "leave it out to use the base model's size",
-            ));
-        }
-        let max_aspect_ratio = args
-            .max_aspect_ratio
-            .unwrap_or(dataset::audit::DEFAULT_MAX_ASPECT);
-        if !max_aspect_ratio.is_finite() || !(1.0..=20.0).contains(&max_aspect_ratio) {
-            return Err(bad(
-                format!("`max_aspect_ratio` must be between 1 and 20, not `{max_aspect_ratio}`"),
-                "3 means pictures up to 1:3 are fine",
-            ));
-        }
-        let caption_extension = args
-            .caption_extension
-            .clone()
-            .unwrap_or_else(|| "txt".into());
-        let ext = caption_extension.trim_start_matches('.');
-        if ext.is_empty()
-            || ext.len() > 16
-            || !ext.chars().all(|c| c.is_ascii_alphanumeric())
-            || dataset::is_image_extension(ext)
-        {
-            return Err(bad(
-                format!("`{caption_extension}` is not a usable caption extension"),
-                "use letters and digits only, like `txt` or `caption`",
-            ));
-        }
         if let Some(project) = &args.project {
             crate::studio::check_project_name(project).map_err(|e| reply::failure(&e, e.hint()))?;
         }
@@ -104,15 +72,24 @@ impl AtegnatosServer {
             .clone()
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty());
-        Ok(AuditOptions {
+        let options = AuditOptions {
             base_model,
             min_short_side: args.min_short_side,
-            max_aspect_ratio,
-            caption_extension: ext.to_string(),
+            max_aspect_ratio: args
+                .max_aspect_ratio
+                .unwrap_or(dataset::audit::DEFAULT_MAX_ASPECT),
+            caption_extension: args
+                .caption_extension
+                .clone()
+                .unwrap_or_else(|| "txt".into()),
             trigger_word,
             regularization_dir,
             include_all_files: args.include_all_files.unwrap_or(false),
-        })
+        };
+        options
+            .validate()
+            .map_err(|e| reply::failure(&e, e.hint()))?;
+        Ok(options)
     }
 }
 

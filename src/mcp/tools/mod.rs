@@ -6,7 +6,10 @@
 //! a plain summary). Long work goes through [`run_job`].
 
 mod audit;
+mod captions;
+mod gates;
 mod jobs;
+mod project;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +25,11 @@ use super::reply;
 
 /// Every tool of the server.
 pub fn router() -> ToolRouter<AtegnatosServer> {
-    AtegnatosServer::audit_router() + AtegnatosServer::jobs_router()
+    AtegnatosServer::audit_router()
+        + AtegnatosServer::project_router()
+        + AtegnatosServer::captions_router()
+        + AtegnatosServer::gates_router()
+        + AtegnatosServer::jobs_router()
 }
 
 /// Default bounded wait for a tool that starts a job.

@@ -1,0 +1,226 @@
+//! `ategnatos project …`, `ategnatos captions …` and `ategnatos gate N`: the
+//! project, captioning and gate tools from a shell.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use ategnatos::dataset::captioning;
+use ategnatos::dataset::intent::{self, ProjectRequest};
+use ategnatos::gates::status;
+use ategnatos::studio::project::{self, TrainingType};
+
+use super::{CliError, open_workspace, progress::Bar};
+
+#[derive(clap::Subcommand)]
+pub enum ProjectCmd {
+    /// Start a training project.
+    Start {
+        name: String,
+        /// style, character or object.
+        #[arg(long = "type", value_parser = parse_type)]
+        training_type: TrainingType,
+        #[arg(long)]
+        base_model: String,
+        #[arg(long)]
+        trigger: String,
+        /// Picture folder, relative to the workspace root.
+        #[arg(long)]
+        dataset: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[arg(long, default_value = "txt")]
+        caption_ext: String,
+    },
+    /// List the projects.
+    List,
+    /// Where a project's gates stand.
+    Status { name: String },
+}
+
+#[derive(clap::Subcommand)]
+pub enum CaptionsCmd {
+    /// Pick varied pictures to caption first and print the captioning rules.
+    Preview {
+        #[arg(long)]
+        project: String,
+        #[arg(long, default_value_t = 5)]
+        count: usize,
+        /// Also save the preview JPEGs into this folder.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write captions from a JSON file of picture path → caption.
+    Write {
+        #[arg(long)]
+        project: String,
+        file: PathBuf,
+    },
+    /// Record that the artist approved these pictures' captions.
+    Approve {
+        #[arg(long)]
+        project: String,
+        paths: Vec<String>,
+    },
+    /// Put back a picture's previous caption.
+    Restore {
+        #[arg(long)]
+        project: String,
+        path: String,
+        #[arg(long)]
+        batch: Option<String>,
+    },
+}
+
+fn parse_type(s: &str) -> Result<TrainingType, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "style" => Ok(TrainingType::Style),
+        "character" => Ok(TrainingType::Character),
+        "object" => Ok(TrainingType::Object),
+        other => Err(format!(
+            "`{other}` is not a training type: use style, character or object"
+        )),
+    }
+}
+
+pub fn run_project(root: &Path, cmd: ProjectCmd) -> Result<ExitCode, CliError> {
+    let ws = open_workspace(root)?;
+    match cmd {
+        ProjectCmd::Start {
+            name,
+            training_type,
+            base_model,
+            trigger,
+            dataset,
+            description,
+            caption_ext,
+        } => {
+            let req = ProjectRequest {
+                name,
+                training_type,
+                base_model,
+                description,
+                trigger_word: trigger,
+                dataset,
+                caption_extension: caption_ext,
+            };
+            let started =
+                intent::start_project(&ws, &req).map_err(|e| CliError::new(&e, e.hint()))?;
+            println!("{}", started.plain_summary());
+        }
+        ProjectCmd::List => {
+            for p in project::list(&ws) {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    p.name,
+                    p.training_type.word(),
+                    p.base_model,
+                    p.dataset
+                );
+            }
+        }
+        ProjectCmd::Status { name } => {
+            let p = intent::require_project(&ws, &name).map_err(|e| CliError::new(&e, e.hint()))?;
+            let s = status::project_status(&ws, &p).map_err(|e| CliError::new(&e, e.hint()))?;
+            for g in &s.gates {
+                let state = match g.state {
+                    status::GateState::NotRun => "not run",
+                    status::GateState::Pass => "PASS",
+                    status::GateState::Fail => "FAIL",
+                    status::GateState::Stale => "stale",
+                };
+                println!(
+                    "{:<24} {state:<8} {}",
+                    g.title,
+                    g.checked_at.as_deref().unwrap_or("")
+                );
+            }
+            println!("next: {}", s.next_step);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_captions(root: &Path, cmd: CaptionsCmd) -> Result<ExitCode, CliError> {
+    let ws = open_workspace(root)?;
+    let fail = |e: captioning::CaptionError| CliError::new(&e, e.hint());
+    match cmd {
+        CaptionsCmd::Preview {
+            project,
+            count,
+            out,
+        } => {
+            let p = captioning::caption_preview(&ws, &project, count.clamp(1, 12), &[], 768)
+                .map_err(fail)?;
+            println!("{}\n", p.instructions);
+            for item in &p.items {
+                println!(
+                    "{}  ({}×{})  {}",
+                    item.path,
+                    item.width,
+                    item.height,
+                    item.current_caption.as_deref().unwrap_or("(no caption)")
+                );
+                if let Some(dir) = &out {
+                    let name = item.path.replace('/', "_");
+                    let file = dir.join(format!("{name}.preview.jpg"));
+                    ategnatos::studio::write_atomic(&file, &item.jpeg)
+                        .map_err(|e| CliError::new(&e, e.hint()))?;
+                }
+            }
+        }
+        CaptionsCmd::Write { project, file } => {
+            let text = std::fs::read_to_string(&file).map_err(|e| {
+                CliError::new(format!("cannot read `{}`: {e}", file.display()), None)
+            })?;
+            let map: std::collections::BTreeMap<String, String> = serde_json::from_str(&text)
+                .map_err(|e| {
+                    CliError::new(
+                        format!(
+                            "`{}` is not a JSON object of picture → caption: {e}",
+                            file.display()
+                        ),
+                        Some("write it as {\"fox-01.png\": \"zkfox, a fox …\"}".into()),
+                    )
+                })?;
+            let pairs: Vec<(String, String)> = map.into_iter().collect();
+            let r = captioning::write_captions(&ws, &project, &pairs).map_err(fail)?;
+            println!("{}", r.plain_summary());
+        }
+        CaptionsCmd::Approve { project, paths } => {
+            let s = captioning::approve_captions(&ws, &project, &paths).map_err(fail)?;
+            println!("{} approved caption(s) in `{project}`.", s.approved.len());
+        }
+        CaptionsCmd::Restore {
+            project,
+            path,
+            batch,
+        } => {
+            let r = captioning::restore_caption(&ws, &project, &path, batch.as_deref())
+                .map_err(fail)?;
+            println!("restored `{}`: {}", r.path, r.caption);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_gate(root: &Path, gate: u8, project: &str) -> Result<ExitCode, CliError> {
+    let ws = open_workspace(root)?;
+    match gate {
+        1 => {
+            let bar = Bar::new();
+            let g = ategnatos::gates::dataset::run_gate1(&ws, project, &bar);
+            bar.finish();
+            let g = g.map_err(|e| CliError::new(&e, e.hint()))?;
+            println!("{}", g.plain_summary());
+            Ok(if g.blockers.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        n => Err(CliError::new(
+            format!("gate `{n}` is not available from the command line yet"),
+            Some("gate 1 (dataset) is".into()),
+        )),
+    }
+}

@@ -1,0 +1,146 @@
+//! Which gates of a project pass, fail, have not run, or are stale because
+//! what they checked has changed since.
+
+use serde::Serialize;
+
+use super::{Gate, GateStatus};
+use crate::studio::project::Project;
+use crate::studio::{StudioError, Workspace};
+
+/// Where one gate stands now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GateState {
+    NotRun,
+    Pass,
+    Fail,
+    /// It passed or failed, but what it checked has changed since.
+    Stale,
+}
+
+/// One gate of a project.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct GateView {
+    pub gate: Gate,
+    pub number: u8,
+    pub title: String,
+    pub state: GateState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<String>,
+    /// Why it is in this state, in words.
+    pub reason: String,
+    pub resource_uri: String,
+}
+
+/// All four gates of a project, and what to do next.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct ProjectStatus {
+    pub project: Project,
+    pub gates: Vec<GateView>,
+    /// The next thing to do, in words.
+    pub next_step: String,
+}
+
+impl ProjectStatus {
+    pub fn plain_summary(&self) -> String {
+        let states: Vec<String> = self
+            .gates
+            .iter()
+            .map(|g| {
+                let s = match g.state {
+                    GateState::NotRun => "not run",
+                    GateState::Pass => "PASS",
+                    GateState::Fail => "FAIL",
+                    GateState::Stale => "stale",
+                };
+                format!("gate {} {s}", g.number)
+            })
+            .collect();
+        format!(
+            "Project `{}`: {}. Next: {}",
+            self.project.name,
+            states.join(", "),
+            self.next_step
+        )
+    }
+}
+
+/// The fingerprint of what `gate` checks, as it is now; `None` when this
+/// gate's inputs cannot be fingerprinted (then its record is taken as is).
+pub fn current_fingerprint(ws: &Workspace, project: &Project, gate: Gate) -> Option<String> {
+    match gate {
+        Gate::Dataset => {
+            let dir = crate::studio::paths::resolve_existing(ws.root(), &project.dataset).ok()?;
+            crate::dataset::manifest::compute(&dir, ws.root(), &project.caption_extension).ok()
+        }
+        _ => None,
+    }
+}
+
+/// Where every gate of `project` stands.
+pub fn project_status(ws: &Workspace, project: &Project) -> Result<ProjectStatus, StudioError> {
+    let mut gates = Vec::new();
+    for gate in Gate::ALL {
+        let record = super::load(ws, &project.name, gate)?;
+        let (state, checked_at, reason) = match record {
+            None => (GateState::NotRun, None, "not run yet".to_string()),
+            Some(rec) => {
+                let now = current_fingerprint(ws, project, gate);
+                match (now, rec.status) {
+                    (Some(now), _) if now != rec.fingerprint => (
+                        GateState::Stale,
+                        Some(rec.checked_at),
+                        format!(
+                            "what it checked has changed since {}; run it again",
+                            rec.gate.title()
+                        ),
+                    ),
+                    (_, GateStatus::Pass) => {
+                        (GateState::Pass, Some(rec.checked_at), rec.summary.clone())
+                    }
+                    (_, GateStatus::Fail) => {
+                        (GateState::Fail, Some(rec.checked_at), rec.summary.clone())
+                    }
+                }
+            }
+        };
+        gates.push(GateView {
+            gate,
+            number: gate.number(),
+            title: gate.title().to_string(),
+            state,
+            checked_at,
+            reason,
+            resource_uri: super::uri(&project.name, gate),
+        });
+    }
+    let next_step = match gates.iter().find(|g| g.state != GateState::Pass) {
+        None => "all four gates pass: training may start".to_string(),
+        Some(g) => match (g.gate, g.state) {
+            (Gate::Dataset, GateState::NotRun) => {
+                "audit the dataset, caption it, then run gate 1 (run_gate)".to_string()
+            }
+            (_, GateState::Stale) => {
+                format!("run gate {} again (run_gate): {}", g.number, g.reason)
+            }
+            (_, GateState::Fail) => {
+                format!("fix what gate {} reported, then run it again", g.number)
+            }
+            (_, _) => format!("run gate {} ({})", g.number, g.title),
+        },
+    };
+    Ok(ProjectStatus {
+        project: project.clone(),
+        gates,
+        next_step,
+    })
+}
+
+/// The gates that are not PASS and fresh; empty means training may start.
+pub fn unmet_gates(ws: &Workspace, project: &Project) -> Result<Vec<GateView>, StudioError> {
+    Ok(project_status(ws, project)?
+        .gates
+        .into_iter()
+        .filter(|g| g.state != GateState::Pass)
+        .collect())
+}

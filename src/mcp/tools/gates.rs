@@ -1,0 +1,60 @@
+//! `run_gate`: run one of the four gates for a project and record it.
+
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::CallToolResult;
+use rmcp::service::RequestContext;
+use rmcp::{RoleServer, tool, tool_router};
+use serde::Deserialize;
+
+use super::super::jobs::{JobFailure, JobOutput};
+use super::super::{AtegnatosServer, reply};
+
+/// Which gate of which project.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct RunGateArgs {
+    /// The project's name.
+    pub project: String,
+    /// Gate number: 1 dataset, 2 training plan, 3 environment, 4 dry run.
+    pub gate: u8,
+    /// Seconds to wait for the result before returning a job id (default 30, at most 240).
+    #[serde(default)]
+    pub wait_seconds: Option<u64>,
+}
+
+#[tool_router(router = gates_router, vis = "pub(crate)")]
+impl AtegnatosServer {
+    #[tool(
+        description = "Run a gate for a project and record the result as the resource ategnatos://projects/{name}/gates/{gate}. Gate 1 (dataset) audits the pictures and captions against the project's intent, looks for duplicates, weighs content/style balance, writes dataset-report.md and decides GO or NO-GO with fixes. Gates must pass in order; there is no override.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn run_gate(
+        &self,
+        Parameters(args): Parameters<RunGateArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        let ws = self.shared().workspace.clone();
+        match args.gate {
+            1 => {
+                let project = args.project.clone();
+                let (_job, result) = super::run_job(self, "run_gate", args.wait_seconds, &ctx, move |progress| {
+                    let g = crate::gates::dataset::run_gate1(&ws, &project, progress)
+                        .map_err(|e| JobFailure { error: e.to_string(), hint: e.hint() })?;
+                    let result = serde_json::to_value(&g).map_err(|e| JobFailure { error: e.to_string(), hint: None })?;
+                    Ok(JobOutput { summary: g.plain_summary(), changed: vec![g.resource_uri.clone()], result })
+                })
+                .await;
+                result
+            }
+            2..=4 => reply::failure(
+                format!("gate {} is not available in this version of Ategnatos yet", args.gate),
+                Some("gate 1 (dataset) is; the training plan, environment and dry-run gates come next".into()),
+            ),
+            other => reply::failure(format!("there is no gate `{other}`"), Some("gates are numbered 1 (dataset), 2 (plan), 3 (environment), 4 (dry run)".into())),
+        }
+    }
+}

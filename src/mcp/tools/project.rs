@@ -1,0 +1,115 @@
+//! `start_project`, `list_projects`, `project_status`: the training project
+//! every later step works from.
+
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::CallToolResult;
+use rmcp::{tool, tool_router};
+use serde::Deserialize;
+
+use super::super::{AtegnatosServer, reply};
+use crate::dataset::intent::{self, ProjectRequest, StartedProject};
+use crate::gates::status::{self, ProjectStatus};
+use crate::studio::project::{self, TrainingType};
+
+/// A new training project.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct StartProjectArgs {
+    /// Project name: letters, digits, `-`, `_` (becomes a folder name).
+    pub name: String,
+    /// What the LoRA learns: `style`, `character` or `object`.
+    pub training_type: TrainingType,
+    /// Base model id: sd15, sdxl, pony, illustrious, flux-dev, flux-schnell, sd35-medium, sd35-large.
+    pub base_model: String,
+    /// A made-up word the LoRA will answer to (e.g. `zkfox`); ordinary English words are refused.
+    pub trigger_word: String,
+    /// Folder with the pictures, relative to the workspace root.
+    pub dataset: String,
+    /// What the artist wants, in their words.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Caption file extension, without the dot (default `txt`).
+    #[serde(default)]
+    pub caption_extension: Option<String>,
+}
+
+/// Which project.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct ProjectArgs {
+    /// The project's name.
+    pub project: String,
+}
+
+#[tool_router(router = project_router, vis = "pub(crate)")]
+impl AtegnatosServer {
+    #[tool(
+        description = "Start a training project: what the LoRA learns (style/character/object), the base model, a made-up trigger word, and the picture folder. Writes grimoire/training/<name>/intent.md with the expected dataset size and how captions should separate content and style. Refuses ordinary English words as triggers, and says why.",
+        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false),
+        output_schema = rmcp::handler::server::common::schema_for_output::<StartedProject>()
+    )]
+    async fn start_project(
+        &self,
+        Parameters(args): Parameters<StartProjectArgs>,
+    ) -> CallToolResult {
+        let ws = self.shared().workspace.clone();
+        let req = ProjectRequest {
+            name: args.name,
+            training_type: args.training_type,
+            base_model: args.base_model,
+            description: args.description.unwrap_or_default(),
+            trigger_word: args.trigger_word,
+            dataset: args.dataset,
+            caption_extension: args.caption_extension.unwrap_or_else(|| "txt".into()),
+        };
+        let started = tokio::task::spawn_blocking(move || intent::start_project(&ws, &req)).await;
+        match started {
+            Ok(Ok(s)) => reply::structured(&s, s.plain_summary()),
+            Ok(Err(e)) => reply::failure(&e, e.hint()),
+            Err(e) => reply::failure(format!("starting the project crashed: {e}"), None),
+        }
+    }
+
+    #[tool(
+        description = "List the training projects in this workspace.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn list_projects(&self) -> CallToolResult {
+        let projects = project::list(&self.shared().workspace);
+        let names: Vec<String> = projects
+            .iter()
+            .map(|p| {
+                format!(
+                    "`{}` ({} for {})",
+                    p.name,
+                    p.training_type.word(),
+                    p.base_model
+                )
+            })
+            .collect();
+        let summary = if names.is_empty() {
+            "No projects yet: start one with start_project.".to_string()
+        } else {
+            format!("{} project(s): {}.", names.len(), names.join(", "))
+        };
+        reply::structured(&serde_json::json!({ "projects": projects }), summary)
+    }
+
+    #[tool(
+        description = "Where a project stands: which of the four gates pass, fail, have not run, or are stale because the dataset/plan changed since, and what to do next.",
+        annotations(read_only_hint = true, open_world_hint = false),
+        output_schema = rmcp::handler::server::common::schema_for_output::<ProjectStatus>()
+    )]
+    async fn project_status(&self, Parameters(args): Parameters<ProjectArgs>) -> CallToolResult {
+        let ws = self.shared().workspace.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let p = intent::require_project(&ws, &args.project)
+                .map_err(|e| (e.to_string(), e.hint()))?;
+            status::project_status(&ws, &p).map_err(|e| (e.to_string(), e.hint()))
+        })
+        .await;
+        match result {
+            Ok(Ok(s)) => reply::structured(&s, s.plain_summary()),
+            Ok(Err((msg, hint))) => reply::failure(msg, hint),
+            Err(e) => reply::failure(format!("project_status crashed: {e}"), None),
+        }
+    }
+}

@@ -1,0 +1,391 @@
+//! Issue 4 end to end: a project from start to Gate 1 GO over the MCP
+//! client, NO-GO for each blocking cause with its fix, staleness after a
+//! caption changes, and captions that are never half-written.
+#![allow(deprecated)]
+
+mod common;
+
+use std::path::Path;
+
+use ategnatos::dataset::captioning;
+use ategnatos::dataset::intent::{ProjectRequest, start_project};
+use ategnatos::gates::dataset::run_gate1;
+use ategnatos::gates::status::{GateState, project_status};
+use ategnatos::mcp::{AtegnatosServer, Shared};
+use ategnatos::studio::project::TrainingType;
+use ategnatos::studio::{NoProgress, Workspace};
+use rmcp::ServiceExt;
+use rmcp::model::*;
+use serde_json::{Value, json};
+
+/// `n` uncaptioned pictures in `root/name`.
+fn pictures(root: &Path, name: &str, n: u64) {
+    for i in 0..n {
+        common::write(
+            &root.join(name).join(format!("p{i:02}.png")),
+            &common::encoded(&common::picture(500 + i, 576, 640), image::ImageFormat::Png),
+        );
+    }
+}
+
+fn args(v: Value) -> JsonObject {
+    v.as_object().unwrap().clone()
+}
+
+fn text(r: &CallToolResult) -> String {
+    r.content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn from_start_to_gate_1_go_over_mcp() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    pictures(&root, "set", 16);
+    let (server_io, client_io) = tokio::io::duplex(1 << 22);
+    let shared = Shared::new(Workspace::open(&root).unwrap());
+    tokio::spawn(async move {
+        if let Ok(s) = AtegnatosServer::new(shared).serve(server_io).await {
+            let _ = s.waiting().await;
+        }
+    });
+    let client = ().serve(client_io).await.unwrap();
+    let call = |name: &'static str, a: Value| {
+        let client = &client;
+        async move {
+            client
+                .call_tool(CallToolRequestParams::new(name).with_arguments(args(a)))
+                .await
+                .unwrap()
+        }
+    };
+
+    // An ordinary word is refused as a trigger, with the reason and a suggestion.
+    let r = call("start_project", json!({"name": "fox", "training_type": "character", "base_model": "sd15", "trigger_word": "fox", "dataset": "set"})).await;
+    assert_eq!(r.is_error, Some(true));
+    assert!(
+        text(&r).contains("already knows") && text(&r).contains("hint:"),
+        "{}",
+        text(&r)
+    );
+    let r = call("start_project", json!({"name": "fox", "training_type": "character", "base_model": "sd15", "trigger_word": "zkfox", "dataset": "set", "description": "my fox character"})).await;
+    assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    let intent = std::fs::read_to_string(root.join("grimoire/training/fox/intent.md")).unwrap();
+    assert!(
+        intent.contains("15–40") && intent.contains("zkfox"),
+        "{intent}"
+    );
+
+    // Preview: varied pictures as images, with the rules for SD1.5 (tags).
+    let r = call("caption_preview", json!({"project": "fox", "count": 3})).await;
+    assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    let images: Vec<&ImageContent> = r.content.iter().filter_map(|c| c.as_image()).collect();
+    assert_eq!(images.len(), 3);
+    assert!(images.iter().all(|i| i.mime_type == "image/jpeg"));
+    let preview = r.structured_content.unwrap();
+    assert!(preview["instructions"].as_str().unwrap().contains("tags"));
+    let samples: Vec<String> = preview["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["path"].as_str().unwrap().to_string())
+        .collect();
+    assert_ne!(
+        samples,
+        vec!["p00.png", "p01.png", "p02.png"],
+        "chosen for variety, not the first three"
+    );
+
+    // Batch captioning is refused until a sample is approved.
+    let all: Vec<String> = (0..16).map(|i| format!("p{i:02}.png")).collect();
+    let rest: serde_json::Map<String, Value> = all
+        .iter()
+        .filter(|p| !samples.contains(p))
+        .map(|p| {
+            (
+                p.clone(),
+                json!(format!(
+                    "fox, standing in {p}, red scarf, ink lines, soft shading"
+                )),
+            )
+        })
+        .collect();
+    let r = call(
+        "write_captions",
+        json!({"project": "fox", "captions": rest}),
+    )
+    .await;
+    assert_eq!(r.is_error, Some(true));
+    assert!(text(&r).contains("approve"), "{}", text(&r));
+    assert!(!root.join("set/p00.txt").exists() || samples.contains(&"p00.png".to_string()));
+
+    let sample_caps: serde_json::Map<String, Value> = samples
+        .iter()
+        .map(|p| {
+            (
+                p.clone(),
+                json!(format!(
+                    "fox, sitting by {p}, blue scarf, ink lines, soft shading"
+                )),
+            )
+        })
+        .collect();
+    let r = call(
+        "write_captions",
+        json!({"project": "fox", "captions": sample_caps}),
+    )
+    .await;
+    assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    let first =
+        std::fs::read_to_string(root.join("set").join(&samples[0]).with_extension("txt")).unwrap();
+    assert!(
+        first.starts_with("zkfox, fox, sitting"),
+        "trigger first: {first}"
+    );
+    let r = call(
+        "approve_captions",
+        json!({"project": "fox", "paths": [samples[0]]}),
+    )
+    .await;
+    assert_eq!(r.is_error, Some(false));
+    let r = call(
+        "write_captions",
+        json!({"project": "fox", "captions": rest}),
+    )
+    .await;
+    assert_eq!(r.is_error, Some(false), "{}", text(&r));
+
+    // Outside the dataset is refused and nothing is written there.
+    std::fs::write(root.join("elsewhere.png"), b"x").unwrap();
+    for bad in ["../elsewhere.png", "/etc/passwd", "../../x.png"] {
+        let r = call(
+            "write_captions",
+            json!({"project": "fox", "captions": {bad: "zkfox, x"}}),
+        )
+        .await;
+        assert_eq!(r.is_error, Some(true), "{bad}");
+    }
+    assert!(!root.join("elsewhere.txt").exists());
+
+    // Gate 1: GO, with the report in the workflow's format.
+    let r = call("run_gate", json!({"project": "fox", "gate": 1})).await;
+    assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    let s = r.structured_content.clone().unwrap();
+    assert_eq!(s["result"]["decision"], "GO", "{}", text(&r));
+    let report =
+        std::fs::read_to_string(root.join("grimoire/training/fox/dataset-report.md")).unwrap();
+    for section in [
+        "## Summary",
+        "## Diversity",
+        "## Content and style balance",
+        "## Quality issues",
+        "## Decision: GO",
+        "What it will train well",
+        "Known limits",
+    ] {
+        assert!(report.contains(section), "{section} missing:\n{report}");
+    }
+    let r = call("project_status", json!({"project": "fox"})).await;
+    assert_eq!(r.structured_content.unwrap()["gates"][0]["state"], "pass");
+
+    // Changing one caption makes Gate 1 stale.
+    let one = json!({ samples[0].clone(): "zkfox, fox, sleeping, ink lines" });
+    let r = call("write_captions", json!({"project": "fox", "captions": one})).await;
+    assert_eq!(r.is_error, Some(false));
+    let r = call("project_status", json!({"project": "fox"})).await;
+    let status = r.structured_content.unwrap();
+    assert_eq!(status["gates"][0]["state"], "stale", "{status}");
+    assert!(
+        status["next_step"]
+            .as_str()
+            .unwrap()
+            .contains("run gate 1 again")
+    );
+
+    // And the old caption can be restored from history.
+    let r = call(
+        "restore_caption",
+        json!({"project": "fox", "path": samples[0]}),
+    )
+    .await;
+    assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    assert_eq!(
+        std::fs::read_to_string(root.join("set").join(&samples[0]).with_extension("txt")).unwrap(),
+        first
+    );
+    client.cancel().await.unwrap();
+}
+
+fn project(root: &Path, kind: TrainingType, n: u64) -> Workspace {
+    pictures(root, "set", n);
+    let ws = Workspace::open(root).unwrap();
+    let req = ProjectRequest {
+        name: "p".into(),
+        training_type: kind,
+        base_model: "sd15".into(),
+        description: String::new(),
+        trigger_word: "zkfox".into(),
+        dataset: "set".into(),
+        caption_extension: "txt".into(),
+    };
+    start_project(&ws, &req).unwrap();
+    for i in 0..n {
+        common::caption(
+            &root.join("set"),
+            &format!("p{i:02}"),
+            &format!("zkfox, fox {i}, forest, ink lines, soft shading"),
+        );
+    }
+    ws
+}
+
+fn no_go_because(ws: &Workspace, words: &[&str]) {
+    let g = run_gate1(ws, "p", &NoProgress).unwrap();
+    assert_eq!(g.decision, "NO-GO");
+    let report =
+        std::fs::read_to_string(ws.root().join("grimoire/training/p/dataset-report.md")).unwrap();
+    assert!(report.contains("### Fixes, in order"), "{report}");
+    for w in words {
+        assert!(
+            g.blockers
+                .iter()
+                .any(|b| b.message.contains(w) || b.what_to_do.contains(w)),
+            "{w} not in {:?}",
+            g.blockers
+        );
+        assert!(report.contains(w), "{w} not in report");
+    }
+}
+
+#[test]
+fn each_blocking_cause_gives_no_go_with_its_fix() {
+    // Baseline GO.
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = project(
+        &tmp.path().canonicalize().unwrap(),
+        TrainingType::Object,
+        10,
+    );
+    assert_eq!(run_gate1(&ws, "p", &NoProgress).unwrap().decision, "GO");
+
+    type Breakage = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, Breakage, Vec<&str>)> = vec![
+        (
+            "uncaptioned",
+            Box::new(|set: &Path| std::fs::remove_file(set.join("p03.txt")).unwrap()),
+            vec!["no caption", "write a `.txt` caption"],
+        ),
+        (
+            "unreadable",
+            Box::new(|set: &Path| {
+                let b = std::fs::read(set.join("p04.png")).unwrap();
+                std::fs::write(set.join("p04.png"), &b[..b.len() / 3]).unwrap();
+            }),
+            vec!["cannot be decoded", "re-export"],
+        ),
+        (
+            "duplicate",
+            Box::new(|set: &Path| {
+                std::fs::copy(set.join("p05.png"), set.join("p05-copy.png")).unwrap();
+                common::caption(set, "p05-copy", "zkfox, copy, forest");
+            }),
+            vec!["identical pictures", "quarantine_files"],
+        ),
+        (
+            "no trigger",
+            Box::new(|set: &Path| common::caption(set, "p06", "fox, forest, ink")),
+            vec!["trigger word `zkfox`"],
+        ),
+        (
+            "too few",
+            Box::new(|set: &Path| {
+                for i in 0..3 {
+                    std::fs::rename(
+                        set.join(format!("p{i:02}.png")),
+                        set.join(format!("../away{i}.png")),
+                    )
+                    .unwrap();
+                }
+            }),
+            vec!["needs at least 10", "add 3 more"],
+        ),
+    ];
+    for (name, break_it, words) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        let ws = project(&root, TrainingType::Object, 10);
+        break_it(&root.join("set"));
+        eprintln!("case: {name}");
+        no_go_because(&ws, &words);
+        let status = project_status(
+            &ws,
+            &ategnatos::dataset::intent::require_project(&ws, "p").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(status.gates[0].state, GateState::Fail, "{name}");
+    }
+}
+
+#[test]
+fn captions_are_old_or_new_never_partial_while_a_batch_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let ws = project(&root, TrainingType::Style, 60);
+    // The artist approved one sample; now a long batch rewrites everything.
+    captioning::approve_captions(&ws, "p", &["p00.png".to_string()]).unwrap();
+    let old: Vec<String> = (0..60)
+        .map(|i| format!("zkfox, fox {i}, forest, ink lines, soft shading"))
+        .collect();
+    let new_text = |i: usize| {
+        format!(
+            "zkfox, fox {i}, {}",
+            "rewritten with a much longer caption, ".repeat(40)
+        )
+    };
+    let batch: Vec<(String, String)> = (0..60)
+        .map(|i| (format!("p{i:02}.png"), new_text(i)))
+        .collect();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..5 {
+                captioning::write_captions(&ws, "p", &batch).unwrap();
+                for (i, o) in old.iter().enumerate() {
+                    captioning::write_captions(&ws, "p", &[(format!("p{i:02}.png"), o.clone())])
+                        .unwrap();
+                }
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        let mut reads = 0;
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            for (i, old) in old.iter().enumerate() {
+                let Ok(text) = std::fs::read_to_string(root.join(format!("set/p{i:02}.txt")))
+                else {
+                    continue;
+                };
+                let (tidy_new, _) = ategnatos::dataset::caption_rules::normalise(
+                    &new_text(i),
+                    ategnatos::plan::CaptionFormat::Tags,
+                    "zkfox",
+                );
+                assert!(
+                    text == *old || text == tidy_new,
+                    "p{i:02}.txt was half-written: {text:?}"
+                );
+                reads += 1;
+            }
+        }
+        assert!(reads > 0);
+    });
+    // No temporary files are left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(root.join("set"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
