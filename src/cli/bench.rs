@@ -55,7 +55,10 @@ enum Which {
         #[arg(long)]
         python: Option<PathBuf>,
         /// research/dedup-scripts/bench_python.py
-        #[arg(long, default_value = "../shared/research/dedup-scripts/bench_python.py")]
+        #[arg(
+            long,
+            default_value = "../shared/research/dedup-scripts/bench_python.py"
+        )]
         script: PathBuf,
         /// Where to generate the set (reused when it already holds the same set).
         #[arg(long, default_value = "bench-data")]

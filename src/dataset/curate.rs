@@ -167,8 +167,15 @@ fn clusters_of(pictures: &[HashedPicture], threshold: u32) -> Vec<SimilarCluster
         neighbours[a].push((b, d));
         neighbours[b].push((a, d));
     }
-    let mut order: Vec<usize> = (0..pictures.len()).filter(|&i| !neighbours[i].is_empty()).collect();
-    order.sort_by(|&a, &b| neighbours[b].len().cmp(&neighbours[a].len()).then(a.cmp(&b)));
+    let mut order: Vec<usize> = (0..pictures.len())
+        .filter(|&i| !neighbours[i].is_empty())
+        .collect();
+    order.sort_by(|&a, &b| {
+        neighbours[b]
+            .len()
+            .cmp(&neighbours[a].len())
+            .then(a.cmp(&b))
+    });
     let mut taken = vec![false; pictures.len()];
     let mut clusters = Vec::new();
     for centre in order {
@@ -198,7 +205,12 @@ fn clusters_of(pictures: &[HashedPicture], threshold: u32) -> Vec<SimilarCluster
                 .collect(),
         });
     }
-    clusters.sort_by(|a, b| b.members.len().cmp(&a.members.len()).then(a.representative.cmp(&b.representative)));
+    clusters.sort_by(|a, b| {
+        b.members
+            .len()
+            .cmp(&a.members.len())
+            .then(a.representative.cmp(&b.representative))
+    });
     for (i, c) in clusters.iter_mut().enumerate() {
         c.id = i + 1;
     }
@@ -229,9 +241,17 @@ fn mean_pair_distance(pictures: &[HashedPicture]) -> f64 {
 fn variety_of(n: usize, clusters: &[SimilarCluster], mean_distance: f64) -> Variety {
     let clustered: usize = clusters.iter().map(|c| c.members.len()).sum();
     let distinct = n - clustered + clusters.len();
-    let distinct_share = if n == 0 { 1.0 } else { distinct as f64 / n as f64 };
+    let distinct_share = if n == 0 {
+        1.0
+    } else {
+        distinct as f64 / n as f64
+    };
     let spread = (mean_distance / UNRELATED_DISTANCE).min(1.0);
-    let score = if n < 2 { 0 } else { (distinct_share * spread * 100.0).round() as u32 };
+    let score = if n < 2 {
+        0
+    } else {
+        (distinct_share * spread * 100.0).round() as u32
+    };
     Variety {
         score,
         rating: match score {
@@ -248,26 +268,49 @@ fn variety_of(n: usize, clusters: &[SimilarCluster], mean_distance: f64) -> Vari
 fn majority_hash(pictures: &[HashedPicture]) -> u64 {
     let n = pictures.len() as u64;
     (0..64).fold(0u64, |acc, b| {
-        let ones = pictures.iter().filter(|p| (p.hashed.hash.hash >> b) & 1 == 1).count() as u64;
+        let ones = pictures
+            .iter()
+            .filter(|p| (p.hashed.hash.hash >> b) & 1 == 1)
+            .count() as u64;
         if 2 * ones > n { acc | (1 << b) } else { acc }
     })
 }
 
+/// A chosen picture and its distance to those chosen before it.
+type Chosen = (usize, Option<u32>);
+/// A left-out picture, the kept one closest to it, and their distance.
+type Dropped = (usize, usize, u32);
+
 /// Farthest-point selection of `target` pictures.
-fn farthest_points(pictures: &[HashedPicture], target: usize) -> (Vec<(usize, Option<u32>)>, Vec<(usize, usize, u32)>) {
+fn farthest_points(pictures: &[HashedPicture], target: usize) -> (Vec<Chosen>, Vec<Dropped>) {
     let n = pictures.len();
-    let pixels = |i: usize| u64::from(pictures[i].hashed.width) * u64::from(pictures[i].hashed.height);
+    let pixels =
+        |i: usize| u64::from(pictures[i].hashed.width) * u64::from(pictures[i].hashed.height);
     let majority = majority_hash(pictures);
     // Start with the most unusual picture: farthest from the average look.
     let first = (0..n)
-        .max_by_key(|&i| ((pictures[i].hashed.hash.hash ^ majority).count_ones(), pixels(i), std::cmp::Reverse(i)))
+        .max_by_key(|&i| {
+            (
+                (pictures[i].hashed.hash.hash ^ majority).count_ones(),
+                pixels(i),
+                std::cmp::Reverse(i),
+            )
+        })
         .unwrap_or(0);
     let mut chosen = vec![(first, None)];
     let mut in_set = vec![false; n];
     in_set[first] = true;
     // Distance of every picture to the closest chosen one, and which.
     let mut nearest: Vec<(u32, usize)> = (0..n)
-        .map(|i| (pictures[i].hashed.hash.distance(&pictures[first].hashed.hash), first))
+        .map(|i| {
+            (
+                pictures[i]
+                    .hashed
+                    .hash
+                    .distance(&pictures[first].hashed.hash),
+                first,
+            )
+        })
         .collect();
     while chosen.len() < target.min(n) {
         let Some(next) = (0..n)
@@ -295,7 +338,12 @@ fn farthest_points(pictures: &[HashedPicture], target: usize) -> (Vec<(usize, Op
     (chosen, left)
 }
 
-fn subset_of(pictures: &[HashedPicture], target: usize, target_reason: String, duplicate_below: u32) -> SubsetRecommendation {
+fn subset_of(
+    pictures: &[HashedPicture],
+    target: usize,
+    target_reason: String,
+    duplicate_below: u32,
+) -> SubsetRecommendation {
     let (chosen, left) = farthest_points(pictures, target);
     let keep = chosen
         .iter()
@@ -305,7 +353,9 @@ fn subset_of(pictures: &[HashedPicture], target: usize, target_reason: String, d
             rank: rank + 1,
             distance_to_chosen: d,
             reason: match d {
-                None => "the most unusual picture of the set: farthest from its average look".into(),
+                None => {
+                    "the most unusual picture of the set: farthest from its average look".into()
+                }
                 Some(d) => format!("adds a new look: {d} bits from every picture chosen before it"),
             },
         })
@@ -319,7 +369,10 @@ fn subset_of(pictures: &[HashedPicture], target: usize, target_reason: String, d
             reason: if d <= duplicate_below {
                 format!("a near-copy of `{}` ({d} bits apart)", pictures[k].shown)
             } else {
-                format!("the kept `{}` already covers this look ({d} bits apart)", pictures[k].shown)
+                format!(
+                    "the kept `{}` already covers this look ({d} bits apart)",
+                    pictures[k].shown
+                )
             },
         })
         .collect();
@@ -388,7 +441,13 @@ pub fn curate_dataset(
         (Some(t), _) => Some((t, "given".to_string())),
         (None, Some(kind)) => {
             let (lo, hi) = kind.expected_images();
-            Some((hi, format!("a {} LoRA usually trains on {lo}–{hi} pictures", kind.word())))
+            Some((
+                hi,
+                format!(
+                    "a {} LoRA usually trains on {lo}–{hi} pictures",
+                    kind.word()
+                ),
+            ))
         }
         (None, None) => None,
     };
@@ -452,7 +511,10 @@ impl CurationReport {
             out.push_str(&r.advice);
         }
         if !self.unreadable.is_empty() {
-            out.push_str(&format!(" {} pictures could not be read and were left out.", self.unreadable.len()));
+            out.push_str(&format!(
+                " {} pictures could not be read and were left out.",
+                self.unreadable.len()
+            ));
         }
         out
     }
@@ -498,7 +560,11 @@ mod tests {
         assert_eq!(subset.leave_out.len(), 15);
         // The subset keeps at most one picture of each original's family.
         for family in ["b000000", "b000004", "b000008"] {
-            let kept = subset.keep.iter().filter(|k| k.path.contains(family)).count();
+            let kept = subset
+                .keep
+                .iter()
+                .filter(|k| k.path.contains(family))
+                .count();
             assert_eq!(kept, 1, "{family}: {:?}", subset.keep);
         }
         let reg = report.regularization.as_ref().unwrap();
@@ -514,7 +580,11 @@ mod tests {
         std::fs::create_dir_all(&pics).unwrap();
         for seed in 0..10u64 {
             let img = DynamicImage::ImageRgb8(base_picture(seed * 7 + 1, 256));
-            std::fs::write(pics.join(format!("p{seed}.png")), encode(&img, ImageFormat::Png, 95).unwrap()).unwrap();
+            std::fs::write(
+                pics.join(format!("p{seed}.png")),
+                encode(&img, ImageFormat::Png, 95).unwrap(),
+            )
+            .unwrap();
         }
         let options = CurateOptions {
             training_type: Some(TrainingType::Style),
@@ -522,7 +592,10 @@ mod tests {
         };
         let report = curate_dataset(&pics, &ws, &options, &NoProgress).unwrap();
         assert!(report.variety.score >= 80, "{:?}", report.variety);
-        assert!(report.subset.is_none(), "10 pictures is inside a style's 20–100");
+        assert!(
+            report.subset.is_none(),
+            "10 pictures is inside a style's 20–100"
+        );
         assert!(!report.regularization.as_ref().unwrap().recommended);
     }
 

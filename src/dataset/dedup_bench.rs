@@ -616,7 +616,12 @@ fn cpu_seconds() -> f64 {
         return 0.0;
     };
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / 100.0
 }
 
@@ -667,7 +672,10 @@ pub fn run_bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Be
     ));
     let marker = set_dir.join(".complete");
     if !marker.exists() {
-        log(&format!("generating the labelled set in {} …", set_dir.display()));
+        log(&format!(
+            "generating the labelled set in {} …",
+            set_dir.display()
+        ));
         write_labelled_set(&set_dir, spec)?;
         std::fs::write(&marker, b"").map_err(|e| e.to_string())?;
     }
@@ -678,7 +686,10 @@ pub fn run_bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Be
     let ws = Workspace::open(&set_dir).map_err(|e| e.to_string())?;
     let img = img_dir(&set_dir);
     // Warm the page cache: every phase reads from memory, as the anchor will.
-    for entry in std::fs::read_dir(&img).map_err(|e| e.to_string())?.flatten() {
+    for entry in std::fs::read_dir(&img)
+        .map_err(|e| e.to_string())?
+        .flatten()
+    {
         let _ = std::fs::read(entry.path());
     }
     let cache_file = ws.state_dir().join(super::hash_cache::CACHE_FILE);
@@ -705,7 +716,11 @@ pub fn run_bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Be
         dedup::hash_folder(&img, &ws, "txt", false, JpegDecode::Full, &NoProgress)
     });
 
-    let names: Vec<String> = folder.pictures.iter().map(|p| file_name(&p.shown)).collect();
+    let names: Vec<String> = folder
+        .pictures
+        .iter()
+        .map(|p| file_name(&p.shown))
+        .collect();
     let (pairs, _, _) = dedup::duplicate_pairs(&folder.pictures, threshold);
     let as_names = |pairs: &[super::hamming::HashPair]| -> Vec<(String, String)> {
         pairs
@@ -723,7 +738,8 @@ pub fn run_bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Be
         }
     }
     let grouped_quality = score(&truth, &grouped);
-    let hashes: Vec<super::phash::PictureHash> = folder.pictures.iter().map(|p| p.hashed.hash).collect();
+    let hashes: Vec<super::phash::PictureHash> =
+        folder.pictures.iter().map(|p| p.hashed.hash).collect();
     let hash_only = super::hamming::brute_force(&super::hamming::Views::from_hashes(&hashes), 10);
     let hash_only_quality_at_10 = score(&truth, &as_names(&hash_only));
 
@@ -818,13 +834,21 @@ fn run_imagededup(python: &Path, script: &Path, set_dir: &Path, truth: &GroundTr
         .and_then(|b| serde_json::from_slice::<Vec<serde_json::Value>>(&b).ok())
         .unwrap_or_default()
         .iter()
-        .filter_map(|p| Some((file_name(p.get(0)?.as_str()?), file_name(p.get(1)?.as_str()?))))
+        .filter_map(|p| {
+            Some((
+                file_name(p.get(0)?.as_str()?),
+                file_name(p.get(1)?.as_str()?),
+            ))
+        })
         .collect();
     let seconds = json.get("total_s").and_then(|v| v.as_f64()).unwrap_or(0.0);
     AnchorRun {
         seconds,
         process_seconds,
-        images_per_second: json.get("images_per_s").and_then(|v| v.as_f64()).unwrap_or(0.0),
+        images_per_second: json
+            .get("images_per_s")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0),
         peak_mb: json
             .get("peak_rss_mb_self_children")
             .map(|v| v.to_string())
@@ -884,14 +908,23 @@ impl BenchReport {
         out.push('\n');
         out.push_str(&quality_line("ategnatos (confirmed pairs)", &self.quality));
         out.push('\n');
-        out.push_str(&quality_line("ategnatos (pairs within groups)", &self.grouped_quality));
+        out.push_str(&quality_line(
+            "ategnatos (pairs within groups)",
+            &self.grouped_quality,
+        ));
         out.push('\n');
-        out.push_str(&quality_line("ategnatos hash only, 10 bits", &self.hash_only_quality_at_10));
+        out.push_str(&quality_line(
+            "ategnatos hash only, 10 bits",
+            &self.hash_only_quality_at_10,
+        ));
         out.push('\n');
         match &self.imagededup.skipped {
             Some(why) => out.push_str(&format!("imagededup: not run ({why})\n")),
             None => {
-                out.push_str(&quality_line("imagededup PHash, 10 bits", &self.imagededup.quality));
+                out.push_str(&quality_line(
+                    "imagededup PHash, 10 bits",
+                    &self.imagededup.quality,
+                ));
                 out.push('\n');
                 let ours = self.phases.first().map_or(0.0, |p| p.seconds);
                 out.push_str(&format!(
@@ -908,7 +941,9 @@ impl BenchReport {
                 ));
             }
         }
-        out.push_str("\npair search on synthetic hashes (4 views each, 10 % planted near-copies)\n");
+        out.push_str(
+            "\npair search on synthetic hashes (4 views each, 10 % planted near-copies)\n",
+        );
         out.push_str(&format!(
             "{:>10} {:>9} {:<12} {:>9} {:>10}\n",
             "hashes", "threshold", "method", "seconds", "pairs"

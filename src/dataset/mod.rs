@@ -7,12 +7,20 @@
 //! and [`audit`] runs all of them over a folder, in parallel and with bounded
 //! memory, into one [`audit::AuditReport`]. A file that cannot be read becomes a
 //! finding; it never stops the audit, and the audit never changes a file.
+//!
+//! Duplicates and curation: [`phash`] hashes what a picture looks like,
+//! [`hamming`] finds close hashes, [`crop_check`] confirms crops,
+//! [`hash_cache`] remembers hashes, [`dedup`] groups copies, [`curate`]
+//! scores variety and picks subsets, [`quarantine`] sets files aside (and
+//! back), [`structure`] copies flat folders into kohya's layout, and
+//! [`dedup_bench`] measures it all on a labelled set.
 
 pub mod audit;
 pub mod caption_rules;
 pub mod captioning;
 pub mod captions;
 pub mod crop_check;
+pub mod curate;
 pub mod dedup;
 pub mod dedup_bench;
 pub mod hamming;

@@ -285,7 +285,10 @@ pub fn quarantine_files(
                 prune_empty(to.parent(), &folder);
             }
             let mut failed = manifest.clone();
-            failed.restored = Some(format!("{} (the quarantine failed and was undone)", clock::now_rfc3339()));
+            failed.restored = Some(format!(
+                "{} (the quarantine failed and was undone)",
+                clock::now_rfc3339()
+            ));
             let _ = crate::studio::write_json_atomic(&manifest_path, &failed);
             return Err(QuarantineError::Move {
                 path: workspace.display_path(path),
@@ -332,14 +335,12 @@ pub fn restore_quarantine(
 ) -> Result<RestoreReport, QuarantineError> {
     let all = list_quarantines(workspace);
     let manifest = match id {
-        Some(id) => all
-            .iter()
-            .find(|m| m.id == id)
-            .cloned()
-            .ok_or_else(|| QuarantineError::UnknownQuarantine {
+        Some(id) => all.iter().find(|m| m.id == id).cloned().ok_or_else(|| {
+            QuarantineError::UnknownQuarantine {
                 id: id.to_string(),
                 known: all.iter().map(|m| m.id.clone()).collect(),
-            })?,
+            }
+        })?,
         None => all
             .iter()
             .rev()
@@ -407,7 +408,11 @@ pub fn restore_quarantine(
 impl QuarantineReport {
     /// The short plain-language paragraph shown to the person.
     pub fn plain_summary(&self) -> String {
-        let pictures = if self.chosen == 1 { "1 file".to_string() } else { format!("{} files", self.chosen) };
+        let pictures = if self.chosen == 1 {
+            "1 file".to_string()
+        } else {
+            format!("{} files", self.chosen)
+        };
         let captions = match self.captions {
             0 => String::new(),
             1 => " and its caption".to_string(),
@@ -433,8 +438,16 @@ impl RestoreReport {
             out.push_str(&format!(
                 " {} changed while in quarantine and {} restored as {} now.",
                 list(&self.changed_while_away),
-                if self.changed_while_away.len() == 1 { "was" } else { "were" },
-                if self.changed_while_away.len() == 1 { "it is" } else { "they are" }
+                if self.changed_while_away.len() == 1 {
+                    "was"
+                } else {
+                    "were"
+                },
+                if self.changed_while_away.len() == 1 {
+                    "it is"
+                } else {
+                    "they are"
+                }
             ));
         }
         out
@@ -457,7 +470,10 @@ mod tests {
                 if p.is_dir() {
                     stack.push(p);
                 } else {
-                    out.insert(p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap());
+                    out.insert(
+                        p.strip_prefix(dir).unwrap().to_path_buf(),
+                        std::fs::read(&p).unwrap(),
+                    );
                 }
             }
         }
@@ -486,7 +502,12 @@ mod tests {
     fn quarantine_then_restore_leaves_the_folder_byte_identical() {
         let (_d, ws, pics) = studio_with_pictures();
         let before = snapshot(&pics);
-        let chosen = [pics.join("a.png"), pics.join("sub/c.webp"), pics.join("d.png"), pics.join("a.png")];
+        let chosen = [
+            pics.join("a.png"),
+            pics.join("sub/c.webp"),
+            pics.join("d.png"),
+            pics.join("a.png"),
+        ];
         let report = quarantine_files(&ws, &chosen, "txt", Some("duplicates")).unwrap();
         assert_eq!((report.chosen, report.captions), (3, 1));
         assert!(!pics.join("a.png").exists() && !pics.join("a.txt").exists());
@@ -501,10 +522,16 @@ mod tests {
         let restored = restore_quarantine(&ws, None).unwrap();
         assert_eq!(restored.restored.len(), 4);
         assert_eq!(snapshot(&pics), before);
-        assert!(list_quarantines(&ws)[0].restored.is_some(), "manifest kept as history");
+        assert!(
+            list_quarantines(&ws)[0].restored.is_some(),
+            "manifest kept as history"
+        );
         let again = restore_quarantine(&ws, Some(&report.id)).unwrap_err();
         assert!(matches!(again, QuarantineError::AlreadyRestored { .. }));
-        assert!(matches!(restore_quarantine(&ws, None), Err(QuarantineError::NoQuarantine)));
+        assert!(matches!(
+            restore_quarantine(&ws, None),
+            Err(QuarantineError::NoQuarantine)
+        ));
     }
 
     #[test]
@@ -513,7 +540,10 @@ mod tests {
         let report = quarantine_files(&ws, &[pics.join("b.jpg")], "txt", None).unwrap();
         std::fs::write(pics.join("b.txt"), b"a new caption").unwrap();
         let err = restore_quarantine(&ws, Some(&report.id)).unwrap_err();
-        assert!(matches!(err, QuarantineError::WouldOverwrite { .. }), "{err}");
+        assert!(
+            matches!(err, QuarantineError::WouldOverwrite { .. }),
+            "{err}"
+        );
         assert!(err.hint().unwrap().contains("never overwrites"));
         // Nothing moved: the picture is still in quarantine, the new caption kept.
         assert!(!pics.join("b.jpg").exists());
@@ -524,14 +554,23 @@ mod tests {
     fn refusals_change_nothing() {
         let (_d, ws, pics) = studio_with_pictures();
         let before = snapshot(&pics);
-        let err = quarantine_files(&ws, &[pics.join("a.png"), pics.join("nope.png")], "txt", None).unwrap_err();
+        let err = quarantine_files(
+            &ws,
+            &[pics.join("a.png"), pics.join("nope.png")],
+            "txt",
+            None,
+        )
+        .unwrap_err();
         assert!(matches!(err, QuarantineError::NotFiles { .. }), "{err}");
-        let err = quarantine_files(&ws, &[pics.clone()], "txt", None).unwrap_err();
+        let err = quarantine_files(&ws, std::slice::from_ref(&pics), "txt", None).unwrap_err();
         assert!(matches!(err, QuarantineError::NotFiles { .. }));
         std::fs::write(ws.state_dir().join("x.json"), b"{}").unwrap();
         let err = quarantine_files(&ws, &[ws.state_dir().join("x.json")], "txt", None).unwrap_err();
         assert!(matches!(err, QuarantineError::Protected { .. }));
-        assert!(matches!(quarantine_files(&ws, &[], "txt", None), Err(QuarantineError::NothingGiven)));
+        assert!(matches!(
+            quarantine_files(&ws, &[], "txt", None),
+            Err(QuarantineError::NothingGiven)
+        ));
         assert_eq!(snapshot(&pics), before);
         let err = restore_quarantine(&ws, Some("20990101-000000")).unwrap_err();
         assert!(matches!(err, QuarantineError::UnknownQuarantine { .. }));

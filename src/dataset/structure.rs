@@ -97,7 +97,10 @@ pub enum StructureError {
     #[error("`{path}` has no pictures directly in it")]
     NoPictures { path: String },
     #[error("{} picture{} in `{concept}` {} no caption: {}", .pictures.len(), if .pictures.len() == 1 { "" } else { "s" }, if .pictures.len() == 1 { "has" } else { "have" }, list(.pictures))]
-    MissingCaptions { concept: String, pictures: Vec<String> },
+    MissingCaptions {
+        concept: String,
+        pictures: Vec<String>,
+    },
     #[error("the destination `{path}` already has files in it")]
     DestinationNotEmpty { path: String },
     #[error("the destination `{path}` is inside the source `{source_folder}`")]
@@ -146,7 +149,11 @@ fn check_name(name: &str) -> Result<(), StructureError> {
     if name.trim() != name {
         return bad("it must not start or end with a space");
     }
-    if name.contains(['/', '\\', '\0']) || name.chars().any(char::is_control) || name == "." || name == ".." {
+    if name.contains(['/', '\\', '\0'])
+        || name.chars().any(char::is_control)
+        || name == "."
+        || name == ".."
+    {
         return bad("it must not contain `/`, `\\` or control characters");
     }
     Ok(())
@@ -156,7 +163,9 @@ fn check_name(name: &str) -> Result<(), StructureError> {
 fn auto_repeats(target_steps: u64, concepts: usize, images: usize, epochs: u32) -> u32 {
     let per_epoch = (concepts as u64).max(1) * images as u64 * u64::from(epochs);
     let repeats = target_steps.div_ceil(per_epoch.max(1));
-    u32::try_from(repeats).unwrap_or(MAX_REPEATS).clamp(1, MAX_REPEATS)
+    u32::try_from(repeats)
+        .unwrap_or(MAX_REPEATS)
+        .clamp(1, MAX_REPEATS)
 }
 
 struct PlannedConcept {
@@ -182,7 +191,11 @@ pub fn structure_dataset(
     let ext = options.caption_extension.trim_start_matches('.');
     let dest = &options.destination;
     let shown_dest = workspace.display_path(dest);
-    if dest.exists() && std::fs::read_dir(dest).map(|mut d| d.next().is_some()).unwrap_or(true) {
+    if dest.exists()
+        && std::fs::read_dir(dest)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
         return Err(StructureError::DestinationNotEmpty { path: shown_dest });
     }
     let mut names = BTreeSet::new();
@@ -209,12 +222,15 @@ pub fn structure_dataset(
                 source_folder: shown,
             });
         }
-        let listing = walk::list_files(&concept.source, workspace.root()).map_err(|e| StructureError::Copy {
-            path: shown.clone(),
-            reason: walk::plain_io_reason(&e),
+        let listing = walk::list_files(&concept.source, workspace.root()).map_err(|e| {
+            StructureError::Copy {
+                path: shown.clone(),
+                reason: walk::plain_io_reason(&e),
+            }
         })?;
         let (pictures, _) = manifest::classify(&listing.files, ext);
-        let (top, nested): (Vec<_>, Vec<_>) = pictures.into_iter().partition(|f| f.folder.is_empty());
+        let (top, nested): (Vec<_>, Vec<_>) =
+            pictures.into_iter().partition(|f| f.folder.is_empty());
         if top.is_empty() {
             return Err(StructureError::NoPictures { path: shown });
         }
@@ -236,7 +252,10 @@ pub fn structure_dataset(
         for f in &top {
             let caption = captions::caption_path_for(&f.path, ext);
             for p in [f.path.clone(), caption] {
-                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 files.push((p, name));
             }
         }
@@ -254,7 +273,11 @@ pub fn structure_dataset(
                     format!(
                         "auto: ceil({} target steps / ({}{images} pictures × {} epochs)) = {r}",
                         options.target_steps,
-                        if count > 1 { format!("{count} concepts × ") } else { String::new() },
+                        if count > 1 {
+                            format!("{count} concepts × ")
+                        } else {
+                            String::new()
+                        },
                         options.epochs
                     ),
                 )
@@ -285,7 +308,10 @@ pub fn structure_dataset(
             let bytes = std::fs::read(from).map_err(|e| copy_err(walk::plain_io_reason(&e)))?;
             let to = folder.join(name);
             if to.exists() {
-                return Err(copy_err(format!("`{}` is already there", workspace.display_path(&to))));
+                return Err(copy_err(format!(
+                    "`{}` is already there",
+                    workspace.display_path(&to)
+                )));
             }
             crate::studio::write_atomic(&to, &bytes).map_err(|e| copy_err(e.to_string()))?;
             files_copied += 1;
@@ -293,7 +319,10 @@ pub fn structure_dataset(
         }
     }
     let subsets: Vec<StructuredSubset> = concepts.into_iter().map(|c| c.subset).collect();
-    let images_per_epoch = subsets.iter().map(|s| s.images as u64 * u64::from(s.repeats)).sum::<u64>();
+    let images_per_epoch = subsets
+        .iter()
+        .map(|s| s.images as u64 * u64::from(s.repeats))
+        .sum::<u64>();
     Ok(StructureReport {
         destination: workspace.display_path(dest),
         images_per_epoch,
@@ -311,7 +340,12 @@ impl StructureReport {
         let parts: Vec<String> = self
             .subsets
             .iter()
-            .map(|s| format!("`{}` ({} pictures × {} repeats)", s.folder, s.images, s.repeats))
+            .map(|s| {
+                format!(
+                    "`{}` ({} pictures × {} repeats)",
+                    s.folder, s.images, s.repeats
+                )
+            })
             .collect();
         let mut out = format!(
             "Copied {} files into `{}`: {}. One epoch is {} steps at batch size 1, so {} epochs make {} steps. Your original folders were not changed.",
@@ -347,9 +381,17 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         for i in 0..n {
             let img = DynamicImage::ImageRgb8(base_picture(i + n * 100, 512));
-            std::fs::write(dir.join(format!("{name}-{i}.png")), encode(&img, ImageFormat::Png, 95).unwrap()).unwrap();
+            std::fs::write(
+                dir.join(format!("{name}-{i}.png")),
+                encode(&img, ImageFormat::Png, 95).unwrap(),
+            )
+            .unwrap();
             if captions {
-                std::fs::write(dir.join(format!("{name}-{i}.txt")), format!("zkfox, picture {i} of {name}")).unwrap();
+                std::fs::write(
+                    dir.join(format!("{name}-{i}.txt")),
+                    format!("zkfox, picture {i} of {name}"),
+                )
+                .unwrap();
             }
         }
         dir
@@ -365,8 +407,16 @@ mod tests {
         let options = StructureOptions {
             destination: ws.root().join("train/zkfox"),
             concepts: vec![
-                Concept { source: foxes.clone(), name: "zkfox".into(), repeats: None },
-                Concept { source: ink, name: "ink style".into(), repeats: Some(3) },
+                Concept {
+                    source: foxes.clone(),
+                    name: "zkfox".into(),
+                    repeats: None,
+                },
+                Concept {
+                    source: ink,
+                    name: "ink style".into(),
+                    repeats: Some(3),
+                },
             ],
             target_steps: 1000,
             epochs: 10,
@@ -393,7 +443,11 @@ mod tests {
             &NoProgress,
         )
         .unwrap();
-        let blocking: Vec<_> = audit.problems.iter().filter(|p| p.severity == Severity::Blocking).collect();
+        let blocking: Vec<_> = audit
+            .problems
+            .iter()
+            .filter(|p| p.severity == Severity::Blocking)
+            .collect();
         assert!(blocking.is_empty(), "{}", audit.plain_summary());
         assert_eq!(audit.layout.subsets.len(), 2);
         assert_eq!(audit.layout.images_per_epoch, 58);
@@ -412,14 +466,21 @@ mod tests {
         std::fs::write(foxes.join("foxes-2.txt"), "  ").unwrap();
         let options = StructureOptions {
             destination: ws.root().join("train"),
-            concepts: vec![Concept { source: foxes, name: "zkfox".into(), repeats: None }],
+            concepts: vec![Concept {
+                source: foxes,
+                name: "zkfox".into(),
+                repeats: None,
+            }],
             target_steps: 100,
             epochs: 1,
             caption_extension: "txt".into(),
         };
         let err = structure_dataset(&ws, &options).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("foxes/foxes-1.png") && text.contains("foxes/foxes-2.png"), "{text}");
+        assert!(
+            text.contains("foxes/foxes-1.png") && text.contains("foxes/foxes-2.png"),
+            "{text}"
+        );
         assert!(text.starts_with("2 pictures"), "{text}");
         assert!(err.hint().unwrap().contains("caption"));
         assert!(!ws.root().join("train").exists(), "nothing written");
