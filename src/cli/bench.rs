@@ -66,6 +66,9 @@ enum Which {
         /// Print the figures as JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Only time the pair search (no pictures generated).
+        #[arg(long)]
+        search_only: bool,
     },
 }
 
@@ -83,7 +86,16 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode, CliError> {
             script,
             dir,
             json,
+            search_only,
         } => {
+            if search_only {
+                let timings =
+                    dedup_bench::search_timings(&search_sizes, brute_force_up_to, &mut |line| {
+                        eprintln!("{line}")
+                    });
+                print!("{}", dedup_bench::search_table(&timings));
+                return Ok(ExitCode::SUCCESS);
+            }
             let options = dedup_bench::BenchOptions {
                 dir,
                 set: dedup_bench::SetSpec {

@@ -69,26 +69,42 @@ fn windows() -> Vec<(f32, f32)> {
     out
 }
 
-/// Normalised cross-correlation of two equal-length vectors (1 = same up to
-/// brightness and contrast).
-fn ncc(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len() as f32;
-    let (ma, mb) = (a.iter().sum::<f32>() / n, b.iter().sum::<f32>() / n);
-    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
-    for (x, y) in a.iter().zip(b) {
-        let (x, y) = (x - ma, y - mb);
-        ab += x * y;
-        aa += x * x;
-        bb += y * y;
-    }
-    if aa <= f32::EPSILON || bb <= f32::EPSILON {
-        return 0.0;
-    }
-    ab / (aa * bb).sqrt()
+/// The thumbnail a window is compared with, centred and normalised once.
+struct Inner {
+    centred: Vec<f32>,
+    norm: f32,
 }
 
-/// Best match of `inner` (whole) inside some window of `outer`.
-fn best_window(outer: &[f32], inner: &[f32]) -> f32 {
+impl Inner {
+    fn new(t: &[f32]) -> Option<Inner> {
+        let n = t.len() as f32;
+        let mean = t.iter().sum::<f32>() / n;
+        let centred: Vec<f32> = t.iter().map(|v| v - mean).collect();
+        let norm = centred.iter().map(|v| v * v).sum::<f32>().sqrt();
+        (norm > 1e-3).then_some(Inner { centred, norm })
+    }
+
+    /// Normalised cross-correlation with `w` (1 = the same up to brightness
+    /// and contrast). One pass: dot product, sum and sum of squares.
+    fn ncc(&self, w: &[f32]) -> f32 {
+        let (mut dot, mut sum, mut squares) = (0.0f32, 0.0f32, 0.0f32);
+        for (x, c) in w.iter().zip(&self.centred) {
+            dot += x * c;
+            sum += x;
+            squares += x * x;
+        }
+        let var = squares - sum * sum / w.len() as f32;
+        if var <= 1e-3 {
+            return 0.0;
+        }
+        // Σ (x − mean) c = Σ x c, because Σ c = 0.
+        dot / (var.sqrt() * self.norm)
+    }
+}
+
+/// Best match of `inner` (whole) inside some window of `outer`; stops early
+/// once a window reaches `enough`.
+fn best_window(outer: &[f32], inner: &Inner, enough: f32) -> f32 {
     let wins = windows();
     // Resample rows once per horizontal window, then columns per vertical one.
     let mut best = f32::MIN;
@@ -97,20 +113,30 @@ fn best_window(outer: &[f32], inner: &[f32]) -> f32 {
     for &(sx, ox) in &wins {
         let xs = positions(sx, ox).map(taps);
         for y in 0..SMALL_SIDE {
+            let row = &outer[y * SMALL_SIDE..(y + 1) * SMALL_SIDE];
             for (x, &(i, j, w)) in xs.iter().enumerate() {
-                let row = &outer[y * SMALL_SIDE..(y + 1) * SMALL_SIDE];
-                rows[y * SMALL_SIDE + x] = row[i] * (1.0 - w) + row[j] * w;
+                rows[y * SMALL_SIDE + x] = row[i] + (row[j] - row[i]) * w;
             }
         }
         for &(sy, oy) in &wins {
             let ys = positions(sy, oy).map(taps);
             for (y, &(i, j, w)) in ys.iter().enumerate() {
-                for x in 0..SMALL_SIDE {
-                    window[y * SMALL_SIDE + x] =
-                        rows[i * SMALL_SIDE + x] * (1.0 - w) + rows[j * SMALL_SIDE + x] * w;
+                let (top, bottom) = (
+                    &rows[i * SMALL_SIDE..(i + 1) * SMALL_SIDE],
+                    &rows[j * SMALL_SIDE..(j + 1) * SMALL_SIDE],
+                );
+                for ((out, t), b) in window[y * SMALL_SIDE..(y + 1) * SMALL_SIDE]
+                    .iter_mut()
+                    .zip(top)
+                    .zip(bottom)
+                {
+                    *out = t + (b - t) * w;
                 }
             }
-            best = best.max(ncc(&window, inner));
+            best = best.max(inner.ncc(&window));
+            if best >= enough {
+                return best;
+            }
         }
     }
     best
@@ -122,21 +148,66 @@ fn mirrored(t: &[f32]) -> Vec<f32> {
         .collect()
 }
 
+/// Which way round to look for the crop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Orientation {
+    /// Only as they are.
+    AsIs,
+    /// Only with the second picture mirrored.
+    Mirrored,
+    /// Both.
+    Either,
+}
+
+fn to_floats(t: &[u8]) -> Vec<f32> {
+    t.iter().map(|&v| f32::from(v)).collect()
+}
+
 /// How well one small thumbnail matches a crop of the other (or the other
-/// way round), also mirrored when `try_mirror`: the best normalised
-/// cross-correlation, from −1 to 1. `None` when a thumbnail is missing.
-pub fn crop_similarity(a: &[u8], b: &[u8], try_mirror: bool) -> Option<f32> {
+/// way round), in the given orientation(s): the best normalised
+/// cross-correlation, from −1 to 1, or the first value reaching `enough`.
+/// `None` when a thumbnail is missing.
+pub fn crop_similarity_until(
+    a: &[u8],
+    b: &[u8],
+    orientation: Orientation,
+    enough: f32,
+) -> Option<f32> {
     if a.len() != SMALL_SIDE * SMALL_SIDE || b.len() != a.len() {
         return None;
     }
-    let a: Vec<f32> = a.iter().map(|&v| f32::from(v)).collect();
-    let b: Vec<f32> = b.iter().map(|&v| f32::from(v)).collect();
-    let mut best = best_window(&a, &b).max(best_window(&b, &a));
-    if try_mirror {
-        let bm = mirrored(&b);
-        best = best.max(best_window(&a, &bm)).max(best_window(&bm, &a));
+    let a = to_floats(a);
+    let b = to_floats(b);
+    let inner_a = Inner::new(&a);
+    let mut best = f32::MIN;
+    let mut try_pair = |b: &[f32]| -> bool {
+        if let Some(inner_b) = Inner::new(b) {
+            best = best.max(best_window(&a, &inner_b, enough));
+        }
+        if best < enough
+            && let Some(inner_a) = &inner_a
+        {
+            best = best.max(best_window(b, inner_a, enough));
+        }
+        best >= enough
+    };
+    if matches!(orientation, Orientation::AsIs | Orientation::Either) && try_pair(&b) {
+        return Some(best);
     }
-    Some(best)
+    if matches!(orientation, Orientation::Mirrored | Orientation::Either) {
+        try_pair(&mirrored(&b));
+    }
+    Some(if best == f32::MIN { 0.0 } else { best })
+}
+
+/// [`crop_similarity_until`] without stopping early.
+pub fn crop_similarity(a: &[u8], b: &[u8], try_mirror: bool) -> Option<f32> {
+    let orientation = if try_mirror {
+        Orientation::Either
+    } else {
+        Orientation::AsIs
+    };
+    crop_similarity_until(a, b, orientation, f32::INFINITY)
 }
 
 #[cfg(test)]

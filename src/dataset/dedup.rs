@@ -478,8 +478,19 @@ fn confirmed(a: &HashedPicture, b: &HashedPicture, pair: &HashPair) -> bool {
     if u32::from(pair.distance) <= SURE_DISTANCE || a.content == b.content {
         return true;
     }
-    crop_check::crop_similarity(&a.hashed.small, &b.hashed.small, true)
-        .is_some_and(|s| s >= MIN_ALIGNED_SIMILARITY)
+    // Look only the way round the hashes matched best (mirrored or not).
+    let orientation = if pair.mirrored() {
+        crop_check::Orientation::Mirrored
+    } else {
+        crop_check::Orientation::AsIs
+    };
+    crop_check::crop_similarity_until(
+        &a.hashed.small,
+        &b.hashed.small,
+        orientation,
+        MIN_ALIGNED_SIMILARITY,
+    )
+    .is_some_and(|s| s >= MIN_ALIGNED_SIMILARITY)
 }
 
 /// Pairs of copies among pictures already hashed: candidates within

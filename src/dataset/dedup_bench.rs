@@ -569,7 +569,17 @@ pub struct SearchTiming {
     pub threshold: u32,
     pub method: String,
     pub seconds: f64,
+    /// CPU seconds, all threads: the cost when the machine is shared.
+    pub cpu_seconds: f64,
     pub pairs: usize,
+}
+
+/// The 1-minute load average, so shared-machine timings can be read right.
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// What imagededup did on the same set.
@@ -593,6 +603,9 @@ pub struct BenchReport {
     pub set: SetSpec,
     pub images: usize,
     pub threads: usize,
+    /// 1-minute load average before and after (other work on the machine).
+    pub load_before: f64,
+    pub load_after: f64,
     pub threshold: u32,
     /// First search (nothing cached), the same with full-colour JPEG decoding,
     /// and a second search answered from the cache.
@@ -606,6 +619,67 @@ pub struct BenchReport {
     pub hash_only_quality_at_10: Quality,
     pub search: Vec<SearchTiming>,
     pub imagededup: AnchorRun,
+    /// Per format, one thread: milliseconds per picture to decode only, and
+    /// to decode and hash as the search does.
+    pub per_format: Vec<FormatTiming>,
+}
+
+/// Where hashing time goes, per format.
+#[derive(Debug, Clone, Serialize)]
+pub struct FormatTiming {
+    pub format: String,
+    pub files: usize,
+    pub mean_kb: f64,
+    /// `image::load_from_memory`, full colour.
+    pub decode_ms: f64,
+    /// What the search does (grey-only JPEG, thumbnails, hashes).
+    pub hash_ms: f64,
+}
+
+/// Times decoding and hashing, one thread, up to 200 files per extension.
+fn per_format_timings(img: &Path) -> Vec<FormatTiming> {
+    use super::phash::{JpegDecode, hash_file_bytes};
+    let mut by_ext: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(img)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    entries.sort();
+    for p in entries {
+        let ext = p
+            .extension()
+            .map(|e| e.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        let list = by_ext.entry(ext).or_default();
+        if list.len() < 200
+            && let Ok(b) = std::fs::read(&p)
+        {
+            list.push(b);
+        }
+    }
+    by_ext
+        .into_iter()
+        .filter(|(ext, _)| super::is_image_extension(ext))
+        .map(|(format, files)| {
+            let t0 = std::time::Instant::now();
+            for b in &files {
+                let _ = image::load_from_memory(b);
+            }
+            let decode = t0.elapsed().as_secs_f64();
+            let t0 = std::time::Instant::now();
+            for b in &files {
+                let _ = hash_file_bytes(b, JpegDecode::GreyOnly);
+            }
+            let hash = t0.elapsed().as_secs_f64();
+            let n = files.len().max(1) as f64;
+            FormatTiming {
+                mean_kb: files.iter().map(|b| b.len()).sum::<usize>() as f64 / n / 1024.0,
+                files: files.len(),
+                format,
+                decode_ms: decode * 1000.0 / n,
+                hash_ms: hash * 1000.0 / n,
+            }
+        })
+        .collect()
 }
 
 fn cpu_seconds() -> f64 {
@@ -665,6 +739,7 @@ pub fn run_bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Be
     use super::phash::JpegDecode;
     use crate::studio::{NoProgress, Workspace};
 
+    let load_before = load_average();
     let spec = &options.set;
     let set_dir = options.dir.join(format!(
         "dups-{}-{}-{}-{}px-seed{}",
@@ -743,36 +818,9 @@ pub fn run_bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Be
     let hash_only = super::hamming::brute_force(&super::hamming::Views::from_hashes(&hashes), 10);
     let hash_only_quality_at_10 = score(&truth, &as_names(&hash_only));
 
-    let mut search = Vec::new();
-    for &n in &options.search_sizes {
-        let views = super::hamming::synthetic_views(n, 42);
-        for t in [10, threshold] {
-            if n <= options.brute_force_up_to {
-                log(&format!("search: brute force, {n} hashes, threshold {t} …"));
-                let t0 = std::time::Instant::now();
-                let found = super::hamming::brute_force(&views, t).len();
-                search.push(SearchTiming {
-                    hashes: n,
-                    threshold: t,
-                    method: "brute force".into(),
-                    seconds: t0.elapsed().as_secs_f64(),
-                    pairs: found,
-                });
-            }
-            if t <= 12 {
-                log(&format!("search: multi-index, {n} hashes, threshold {t} …"));
-                let t0 = std::time::Instant::now();
-                let found = super::hamming::multi_index(&views, t).len();
-                search.push(SearchTiming {
-                    hashes: n,
-                    threshold: t,
-                    method: "multi-index".into(),
-                    seconds: t0.elapsed().as_secs_f64(),
-                    pairs: found,
-                });
-            }
-        }
-    }
+    log("per-format decode and hash timings …");
+    let per_format = per_format_timings(&img);
+    let search = search_timings(&options.search_sizes, options.brute_force_up_to, log);
 
     let imagededup = match (&options.python, &options.python_script) {
         (Some(python), Some(script)) => {
@@ -788,6 +836,8 @@ pub fn run_bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Be
         set: spec.clone(),
         images,
         threads: rayon::current_num_threads(),
+        load_before,
+        load_after: load_average(),
         threshold,
         phases: vec![first, second, hash_grey, hash_full],
         quality,
@@ -795,7 +845,67 @@ pub fn run_bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Be
         hash_only_quality_at_10,
         search,
         imagededup,
+        per_format,
     })
+}
+
+/// Times the pair search on synthetic hashes of each size, at 10 bits and at
+/// the default threshold, by brute force (up to `brute_force_up_to`) and by
+/// multi-index hashing (at 10 bits, where it can pay off).
+pub fn search_timings(
+    sizes: &[usize],
+    brute_force_up_to: usize,
+    log: &mut dyn FnMut(&str),
+) -> Vec<SearchTiming> {
+    let threshold = super::dedup::DEFAULT_THRESHOLD;
+    let mut search = Vec::new();
+    for &n in sizes {
+        let views = super::hamming::synthetic_views(n, 42);
+        for t in [10, threshold] {
+            if n <= brute_force_up_to {
+                log(&format!("search: brute force, {n} hashes, threshold {t} …"));
+                let (cpu0, t0) = (cpu_seconds(), std::time::Instant::now());
+                let found = super::hamming::brute_force(&views, t).len();
+                search.push(SearchTiming {
+                    hashes: n,
+                    threshold: t,
+                    method: "brute force".into(),
+                    seconds: t0.elapsed().as_secs_f64(),
+                    cpu_seconds: cpu_seconds() - cpu0,
+                    pairs: found,
+                });
+            }
+            if t <= 12 {
+                log(&format!("search: multi-index, {n} hashes, threshold {t} …"));
+                let (cpu0, t0) = (cpu_seconds(), std::time::Instant::now());
+                let found = super::hamming::multi_index(&views, t).len();
+                search.push(SearchTiming {
+                    hashes: n,
+                    threshold: t,
+                    method: "multi-index".into(),
+                    seconds: t0.elapsed().as_secs_f64(),
+                    cpu_seconds: cpu_seconds() - cpu0,
+                    pairs: found,
+                });
+            }
+        }
+    }
+    search
+}
+
+/// The search timings as a text table.
+pub fn search_table(search: &[SearchTiming]) -> String {
+    let mut out = format!(
+        "{:>10} {:>9} {:<12} {:>9} {:>9} {:>10}\n",
+        "hashes", "threshold", "method", "seconds", "CPU s", "pairs"
+    );
+    for s in search {
+        out.push_str(&format!(
+            "{:>10} {:>9} {:<12} {:>9.3} {:>9.2} {:>10}\n",
+            s.hashes, s.threshold, s.method, s.seconds, s.cpu_seconds, s.pairs
+        ));
+    }
+    out
 }
 
 fn run_imagededup(python: &Path, script: &Path, set_dir: &Path, truth: &GroundTruth) -> AnchorRun {
@@ -886,14 +996,16 @@ impl BenchReport {
     /// The figures as a text table.
     pub fn to_text(&self) -> String {
         let mut out = format!(
-            "ategnatos bench duplicates: {} pictures ({} bases of {} px, {} with 5 copies each, {} hard-negative families of 5), {} threads, threshold {}\n\n",
+            "ategnatos bench duplicates: {} pictures ({} bases of {} px, {} with 5 copies each, {} hard-negative families of 5), {} threads, threshold {}, load average {:.1} → {:.1}\n\n",
             self.images,
             self.set.base,
             self.set.size,
             self.set.with_variants,
             self.set.hard_negative_families,
             self.threads,
-            self.threshold
+            self.threshold,
+            self.load_before,
+            self.load_after
         );
         out.push_str(&format!(
             "{:<28} {:>9} {:>9} {:>10} {:>9}\n",
@@ -903,6 +1015,13 @@ impl BenchReport {
             out.push_str(&format!(
                 "{:<28} {:>9.3} {:>9.2} {:>10.0} {:>9.1}\n",
                 p.name, p.seconds, p.cpu_seconds, p.images_per_second, p.peak_mb
+            ));
+        }
+        out.push_str("\nper format, one thread (ms per picture)\n");
+        for f in &self.per_format {
+            out.push_str(&format!(
+                "{:<6} {:>5} files {:>7.0} KB   decode {:>6.2}   decode + hash {:>6.2}\n",
+                f.format, f.files, f.mean_kb, f.decode_ms, f.hash_ms
             ));
         }
         out.push('\n');
@@ -944,16 +1063,7 @@ impl BenchReport {
         out.push_str(
             "\npair search on synthetic hashes (4 views each, 10 % planted near-copies)\n",
         );
-        out.push_str(&format!(
-            "{:>10} {:>9} {:<12} {:>9} {:>10}\n",
-            "hashes", "threshold", "method", "seconds", "pairs"
-        ));
-        for s in &self.search {
-            out.push_str(&format!(
-                "{:>10} {:>9} {:<12} {:>9.3} {:>10}\n",
-                s.hashes, s.threshold, s.method, s.seconds, s.pairs
-            ));
-        }
+        out.push_str(&search_table(&self.search));
         out
     }
 }
