@@ -294,7 +294,8 @@ impl Likeness {
         }
     }
 
-    fn words(self) -> &'static str {
+    /// The likeness in a few words.
+    pub fn words(self) -> &'static str {
         match self {
             Likeness::IdenticalFile => "the very same file",
             Likeness::LooksIdentical => "looks identical",
@@ -343,6 +344,10 @@ pub struct DuplicateGroup {
     pub members: Vec<GroupMember>,
     /// Largest distance of a member from the keeper.
     pub max_distance: u32,
+    /// A PNG with every member side by side (keeper first, green frame),
+    /// relative to the workspace root, when one was made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact_sheet: Option<String>,
 }
 
 /// Everything the duplicate search found.
@@ -397,14 +402,23 @@ fn format_label(format: &str) -> String {
 }
 
 /// Index of the picture to keep: most pixels, then the better format, then
-/// the larger file (less compressed), then a captioned one, then by name.
+/// the one closest to all the others (the original an edit was made from is
+/// one edit from each copy; two copies are two edits apart), then a
+/// captioned one, then the larger file (less compressed), then by name.
 fn choose_keeper(members: &[&HashedPicture]) -> (usize, String) {
+    let spread = |p: &HashedPicture| -> u32 {
+        members
+            .iter()
+            .map(|o| p.hashed.hash.distance(&o.hashed.hash))
+            .sum()
+    };
     let key = |p: &HashedPicture| {
         (
             u64::from(p.hashed.width) * u64::from(p.hashed.height),
             format_rank(&p.hashed.format),
-            p.file_size,
+            std::cmp::Reverse(spread(p)),
             p.caption.is_some(),
+            p.file_size,
         )
     };
     let mut best = 0;
@@ -440,7 +454,7 @@ fn choose_keeper(members: &[&HashedPicture]) -> (usize, String) {
         )
     } else {
         format!(
-            "largest picture ({}×{}) and least compressed file",
+            "largest picture ({}×{}), and the closest to all the others: likely the original",
             keeper.hashed.width, keeper.hashed.height
         )
     };
@@ -572,6 +586,7 @@ pub fn group_duplicates(
                 keeper_reason,
                 max_distance: out.iter().map(|m| m.distance).max().unwrap_or(0),
                 members: out,
+                contact_sheet: None,
             }
         })
         .collect();

@@ -10,7 +10,8 @@
 //!
 //! Duplicates and curation: [`phash`] hashes what a picture looks like,
 //! [`hamming`] finds close hashes, [`crop_check`] confirms crops,
-//! [`hash_cache`] remembers hashes, [`dedup`] groups copies, [`curate`]
+//! [`hash_cache`] remembers hashes, [`dedup`] groups copies (and
+//! [`contact_sheet`] shows them), [`curate`]
 //! scores variety and picks subsets, [`quarantine`] sets files aside (and
 //! back), [`structure`] copies flat folders into kohya's layout, and
 //! [`dedup_bench`] measures it all on a labelled set.
@@ -19,6 +20,7 @@ pub mod audit;
 pub mod caption_rules;
 pub mod captioning;
 pub mod captions;
+pub mod contact_sheet;
 pub mod crop_check;
 pub mod curate;
 pub mod dedup;

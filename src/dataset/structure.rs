@@ -20,6 +20,11 @@ use crate::studio::Workspace;
 
 /// The most repeats we write: beyond it the concept has far too few pictures.
 pub const MAX_REPEATS: u32 = 1000;
+/// Steps aimed at when none are given: a common starting point for a LoRA
+/// at batch size 1 (the training plan refines it).
+pub const DEFAULT_TARGET_STEPS: u64 = 1500;
+/// Epochs assumed when none are given.
+pub const DEFAULT_EPOCHS: u32 = 10;
 
 /// One concept to lay out.
 #[derive(Debug, Clone)]
