@@ -42,7 +42,17 @@ enum Command {
         #[arg(long)]
         project: String,
     },
-    /// Measure speed: `bench audit`.
+    /// Find near-duplicate pictures (copies, resized, re-saved, cropped, mirrored).
+    Duplicates(cli::dedup::DuplicatesCmd),
+    /// Set files aside in workspace/quarantine/ (captions go along); never deletes.
+    Quarantine(cli::dedup::QuarantineCmd),
+    /// Put a quarantine's files back where they were.
+    Restore(cli::dedup::RestoreCmd),
+    /// Variety score, look-alike clusters and a recommended subset.
+    Curate(cli::dedup::CurateCmd),
+    /// Copy flat folders into kohya's `{repeats}_{name}/` layout.
+    Structure(cli::dedup::StructureCmd),
+    /// Measure speed: `bench audit`, `bench duplicates`.
     Bench(cli::bench::BenchCmd),
 }
 
@@ -62,6 +72,11 @@ fn main() -> ExitCode {
         Command::Project(cmd) => cli::project::run_project(&cli.root, cmd),
         Command::Captions(cmd) => cli::project::run_captions(&cli.root, cmd),
         Command::Gate { gate, project } => cli::project::run_gate(&cli.root, gate, &project),
+        Command::Duplicates(cmd) => cli::dedup::duplicates(&cli.root, cmd),
+        Command::Quarantine(cmd) => cli::dedup::quarantine(&cli.root, cmd),
+        Command::Restore(cmd) => cli::dedup::restore(&cli.root, cmd),
+        Command::Curate(cmd) => cli::dedup::curate(&cli.root, cmd),
+        Command::Structure(cmd) => cli::dedup::structure(&cli.root, cmd),
         Command::Bench(cmd) => cli::bench::run(cmd),
     };
     match result {

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod dedup;
 pub mod progress;
 pub mod project;
 pub mod serve;

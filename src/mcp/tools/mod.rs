@@ -7,6 +7,7 @@
 
 mod audit;
 mod captions;
+mod duplicates;
 mod gates;
 mod jobs;
 mod project;
@@ -29,6 +30,7 @@ pub fn router() -> ToolRouter<AtegnatosServer> {
         + AtegnatosServer::project_router()
         + AtegnatosServer::captions_router()
         + AtegnatosServer::gates_router()
+        + AtegnatosServer::duplicates_router()
         + AtegnatosServer::jobs_router()
 }
 
