@@ -153,7 +153,10 @@ fn round2(x: f64) -> f64 {
 fn activation_per_mp(model: &ModelSpec) -> f64 {
     match model.size.architecture {
         Architecture::Unet => model.size.activation_gib_per_mp,
-        Architecture::Dit => DIT_ACTIVATION_SCALE * model.size.denoiser_b * 1000.0 / f64::from(model.size.hidden.max(1)),
+        Architecture::Dit => {
+            DIT_ACTIVATION_SCALE * model.size.denoiser_b * 1000.0
+                / f64::from(model.size.hidden.max(1))
+        }
     }
 }
 
@@ -172,24 +175,44 @@ pub fn estimate(c: &MemoryConfig) -> MemoryEstimate {
     let mut parts = Vec::new();
     let mut part = |name: &str, gib: f64, why: String| {
         if gib > 0.0 {
-            parts.push(MemoryPart { name: name.into(), gib: round2(gib), why });
+            parts.push(MemoryPart {
+                name: name.into(),
+                gib: round2(gib),
+                why,
+            });
         }
     };
-    part("runtime", RUNTIME_OVERHEAD + CONTEXT_OVERHEAD, "CUDA context, allocator cache and workspaces".into());
+    part(
+        "runtime",
+        RUNTIME_OVERHEAD + CONTEXT_OVERHEAD,
+        "CUDA context, allocator cache and workspaces".into(),
+    );
     part(
         "denoiser weights",
         size.denoiser_b * 1e9 * c.base_precision.bytes() / GIB,
-        format!("{:.2} billion frozen parameters at {} bytes each ({:?})", size.denoiser_b, c.base_precision.bytes(), c.base_precision),
+        format!(
+            "{:.2} billion frozen parameters at {} bytes each ({:?})",
+            size.denoiser_b,
+            c.base_precision.bytes(),
+            c.base_precision
+        ),
     );
     if !c.cache_text_encoder_outputs || c.train_text_encoder {
         part(
             "text encoders",
             size.text_encoders_b * 1e9 * 2.0 / GIB,
-            format!("{:.2} billion parameters kept on the GPU because their outputs are not cached", size.text_encoders_b),
+            format!(
+                "{:.2} billion parameters kept on the GPU because their outputs are not cached",
+                size.text_encoders_b
+            ),
         );
     }
     if !c.cache_latents {
-        part("VAE", size.vae_b * 1e9 * 2.0 / GIB, "encodes each picture on the fly because latents are not cached".into());
+        part(
+            "VAE",
+            size.vae_b * 1e9 * 2.0 / GIB,
+            "encodes each picture on the fly because latents are not cached".into(),
+        );
     }
     let lora_bytes = if c.lora_bf16 { 2.0 } else { 4.0 };
     let per_rank = match c.target {
@@ -241,11 +264,18 @@ pub fn estimate(c: &MemoryConfig) -> MemoryEstimate {
             c.batch,
             c.width,
             c.height,
-            if c.gradient_checkpointing { ", recomputed in the backward pass (gradient checkpointing)" } else { ", all kept for the backward pass" }
+            if c.gradient_checkpointing {
+                ", recomputed in the backward pass (gradient checkpointing)"
+            } else {
+                ", all kept for the backward pass"
+            }
         ),
     );
     let total: f64 = parts.iter().map(|p| p.gib).sum();
-    let activations = parts.iter().find(|p| p.name == "activations").map_or(0.0, |p| p.gib);
+    let activations = parts
+        .iter()
+        .find(|p| p.name == "activations")
+        .map_or(0.0, |p| p.gib);
     MemoryEstimate {
         allocated_gib: round2(total - CONTEXT_OVERHEAD),
         total_gib: round2(total),
@@ -259,7 +289,10 @@ pub fn estimate(c: &MemoryConfig) -> MemoryEstimate {
 pub fn largest_batch(c: &MemoryConfig, vram_gib: f64) -> u32 {
     let mut batch = 0;
     for b in 1..=MAX_BATCH {
-        let e = estimate(&MemoryConfig { batch: b, ..c.clone() });
+        let e = estimate(&MemoryConfig {
+            batch: b,
+            ..c.clone()
+        });
         if e.total_gib <= vram_gib * SAFE_FRACTION {
             batch = b;
         } else {
@@ -279,43 +312,293 @@ mod tests {
         let flux = lookup("flux-dev").unwrap();
         ModelSpec {
             id: "chroma",
-            size: ModelSize { denoiser_b: 8.9, lora_all_m_per_rank: 3.6, ..flux.size.clone() },
+            size: ModelSize {
+                denoiser_b: 8.9,
+                lora_all_m_per_rank: 3.6,
+                ..flux.size.clone()
+            },
             ..flux.clone()
         }
     }
 
     /// A measured run: (label, model, side, batch, rank, target, base precision, GC, metric is nvidia-smi, GiB).
-    type Point = (&'static str, &'static str, u32, u32, u32, LoraTarget, Precision, bool, bool, f64);
+    type Point = (
+        &'static str,
+        &'static str,
+        u32,
+        u32,
+        u32,
+        LoraTarget,
+        Precision,
+        bool,
+        bool,
+        f64,
+    );
 
     /// research/vram.md A.1, every point used in the fit: SimpleTuner's benchmark sweep
     /// (peak allocated, adamw_bf16, text-encoder outputs and latents cached) and its Flux docs.
     const MEASURED: &[Point] = &[
-        ("ST-sd15-bf16-nogc", "sd15", 512, 1, 16, LoraTarget::Attention, Precision::Bf16, false, false, 2.87),
-        ("ST-sd15-bf16-gc", "sd15", 512, 1, 16, LoraTarget::Attention, Precision::Bf16, true, false, 1.98),
-        ("ST-sd15-int8-gc", "sd15", 512, 1, 16, LoraTarget::Attention, Precision::Int8, true, false, 1.79),
-        ("ST-sd15-fp8-gc", "sd15", 512, 1, 16, LoraTarget::Attention, Precision::Fp8, true, false, 1.96),
-        ("ST-sdxl-bf16-nogc", "sdxl", 1024, 1, 8, LoraTarget::Attention, Precision::Bf16, false, false, 13.03),
-        ("ST-sdxl-bf16-gc", "sdxl", 1024, 1, 8, LoraTarget::Attention, Precision::Bf16, true, false, 6.53),
-        ("ST-sdxl-int8-gc", "sdxl", 1024, 1, 8, LoraTarget::Attention, Precision::Int8, true, false, 4.64),
-        ("ST-sdxl-fp8-gc", "sdxl", 1024, 1, 8, LoraTarget::Attention, Precision::Fp8, true, false, 5.10),
-        ("ST-sd35m-bf16-nogc", "sd35-medium", 1024, 3, 128, LoraTarget::Attention, Precision::Bf16, false, false, 34.59),
-        ("ST-sd35m-bf16-gc", "sd35-medium", 1024, 3, 128, LoraTarget::Attention, Precision::Bf16, true, false, 7.67),
-        ("ST-sd35m-int8-gc", "sd35-medium", 1024, 3, 128, LoraTarget::Attention, Precision::Int8, true, false, 6.58),
-        ("ST-sd35m-fp8-gc", "sd35-medium", 1024, 3, 128, LoraTarget::Attention, Precision::Fp8, true, false, 5.69),
-        ("ST-sd35m-fp8-nogc", "sd35-medium", 1024, 3, 128, LoraTarget::Attention, Precision::Fp8, false, false, 35.21),
-        ("ST-chroma-bf16-nogc", "chroma", 1024, 1, 16, LoraTarget::All, Precision::Bf16, false, false, 26.18),
-        ("ST-chroma-bf16-gc", "chroma", 1024, 1, 16, LoraTarget::All, Precision::Bf16, true, false, 17.67),
-        ("ST-chroma-int8-gc", "chroma", 1024, 1, 16, LoraTarget::All, Precision::Int8, true, false, 10.41),
-        ("ST-chroma-fp8-gc", "chroma", 1024, 1, 16, LoraTarget::All, Precision::Fp8, true, false, 10.64),
-        ("STdoc-flux-bf16", "flux-dev", 1024, 1, 16, LoraTarget::All, Precision::Bf16, true, true, 30.00),
-        ("STdoc-flux-int8", "flux-dev", 1024, 1, 16, LoraTarget::All, Precision::Int8, true, true, 18.00),
-        ("STdoc-flux-int4", "flux-dev", 1024, 1, 16, LoraTarget::All, Precision::Int4, true, true, 13.00),
-        ("STdoc-flux-nf4", "flux-dev", 1024, 1, 16, LoraTarget::All, Precision::Nf4, true, true, 9.00),
+        (
+            "ST-sd15-bf16-nogc",
+            "sd15",
+            512,
+            1,
+            16,
+            LoraTarget::Attention,
+            Precision::Bf16,
+            false,
+            false,
+            2.87,
+        ),
+        (
+            "ST-sd15-bf16-gc",
+            "sd15",
+            512,
+            1,
+            16,
+            LoraTarget::Attention,
+            Precision::Bf16,
+            true,
+            false,
+            1.98,
+        ),
+        (
+            "ST-sd15-int8-gc",
+            "sd15",
+            512,
+            1,
+            16,
+            LoraTarget::Attention,
+            Precision::Int8,
+            true,
+            false,
+            1.79,
+        ),
+        (
+            "ST-sd15-fp8-gc",
+            "sd15",
+            512,
+            1,
+            16,
+            LoraTarget::Attention,
+            Precision::Fp8,
+            true,
+            false,
+            1.96,
+        ),
+        (
+            "ST-sdxl-bf16-nogc",
+            "sdxl",
+            1024,
+            1,
+            8,
+            LoraTarget::Attention,
+            Precision::Bf16,
+            false,
+            false,
+            13.03,
+        ),
+        (
+            "ST-sdxl-bf16-gc",
+            "sdxl",
+            1024,
+            1,
+            8,
+            LoraTarget::Attention,
+            Precision::Bf16,
+            true,
+            false,
+            6.53,
+        ),
+        (
+            "ST-sdxl-int8-gc",
+            "sdxl",
+            1024,
+            1,
+            8,
+            LoraTarget::Attention,
+            Precision::Int8,
+            true,
+            false,
+            4.64,
+        ),
+        (
+            "ST-sdxl-fp8-gc",
+            "sdxl",
+            1024,
+            1,
+            8,
+            LoraTarget::Attention,
+            Precision::Fp8,
+            true,
+            false,
+            5.10,
+        ),
+        (
+            "ST-sd35m-bf16-nogc",
+            "sd35-medium",
+            1024,
+            3,
+            128,
+            LoraTarget::Attention,
+            Precision::Bf16,
+            false,
+            false,
+            34.59,
+        ),
+        (
+            "ST-sd35m-bf16-gc",
+            "sd35-medium",
+            1024,
+            3,
+            128,
+            LoraTarget::Attention,
+            Precision::Bf16,
+            true,
+            false,
+            7.67,
+        ),
+        (
+            "ST-sd35m-int8-gc",
+            "sd35-medium",
+            1024,
+            3,
+            128,
+            LoraTarget::Attention,
+            Precision::Int8,
+            true,
+            false,
+            6.58,
+        ),
+        (
+            "ST-sd35m-fp8-gc",
+            "sd35-medium",
+            1024,
+            3,
+            128,
+            LoraTarget::Attention,
+            Precision::Fp8,
+            true,
+            false,
+            5.69,
+        ),
+        (
+            "ST-sd35m-fp8-nogc",
+            "sd35-medium",
+            1024,
+            3,
+            128,
+            LoraTarget::Attention,
+            Precision::Fp8,
+            false,
+            false,
+            35.21,
+        ),
+        (
+            "ST-chroma-bf16-nogc",
+            "chroma",
+            1024,
+            1,
+            16,
+            LoraTarget::All,
+            Precision::Bf16,
+            false,
+            false,
+            26.18,
+        ),
+        (
+            "ST-chroma-bf16-gc",
+            "chroma",
+            1024,
+            1,
+            16,
+            LoraTarget::All,
+            Precision::Bf16,
+            true,
+            false,
+            17.67,
+        ),
+        (
+            "ST-chroma-int8-gc",
+            "chroma",
+            1024,
+            1,
+            16,
+            LoraTarget::All,
+            Precision::Int8,
+            true,
+            false,
+            10.41,
+        ),
+        (
+            "ST-chroma-fp8-gc",
+            "chroma",
+            1024,
+            1,
+            16,
+            LoraTarget::All,
+            Precision::Fp8,
+            true,
+            false,
+            10.64,
+        ),
+        (
+            "STdoc-flux-bf16",
+            "flux-dev",
+            1024,
+            1,
+            16,
+            LoraTarget::All,
+            Precision::Bf16,
+            true,
+            true,
+            30.00,
+        ),
+        (
+            "STdoc-flux-int8",
+            "flux-dev",
+            1024,
+            1,
+            16,
+            LoraTarget::All,
+            Precision::Int8,
+            true,
+            true,
+            18.00,
+        ),
+        (
+            "STdoc-flux-int4",
+            "flux-dev",
+            1024,
+            1,
+            16,
+            LoraTarget::All,
+            Precision::Int4,
+            true,
+            true,
+            13.00,
+        ),
+        (
+            "STdoc-flux-nf4",
+            "flux-dev",
+            1024,
+            1,
+            16,
+            LoraTarget::All,
+            Precision::Nf4,
+            true,
+            true,
+            9.00,
+        ),
     ];
 
     fn predict(p: &Point, chroma: &ModelSpec) -> f64 {
         let (_, model, side, batch, rank, target, precision, gc, smi, _) = *p;
-        let spec = if model == "chroma" { chroma } else { lookup(model).unwrap() };
+        let spec = if model == "chroma" {
+            chroma
+        } else {
+            lookup(model).unwrap()
+        };
         let e = estimate(&MemoryConfig {
             model: spec,
             width: side,
@@ -340,12 +623,24 @@ mod tests {
         let mut errors = Vec::new();
         for p in MEASURED {
             let err = (predict(p, &chroma) - p.9) / p.9;
-            assert!(err.abs() <= 0.40, "{}: predicted {:.2}, measured {:.2} ({:+.0} %)", p.0, predict(p, &chroma), p.9, err * 100.0);
+            assert!(
+                err.abs() <= 0.40,
+                "{}: predicted {:.2}, measured {:.2} ({:+.0} %)",
+                p.0,
+                predict(p, &chroma),
+                p.9,
+                err * 100.0
+            );
             errors.push(err.abs());
         }
         let mae = errors.iter().sum::<f64>() / errors.len() as f64;
         let worst = errors.iter().cloned().fold(0.0, f64::max);
-        eprintln!("calibration: {} points, mean absolute error {:.1} %, worst {:.1} %", errors.len(), mae * 100.0, worst * 100.0);
+        eprintln!(
+            "calibration: {} points, mean absolute error {:.1} %, worst {:.1} %",
+            errors.len(),
+            mae * 100.0,
+            worst * 100.0
+        );
         assert!(mae <= 0.15, "mean absolute error {:.1} %", mae * 100.0);
     }
 
@@ -371,8 +666,22 @@ mod tests {
             train_text_encoder: false,
         };
         assert_eq!(largest_batch(&base, 24.0), 0);
-        assert_eq!(largest_batch(&MemoryConfig { base_precision: Precision::Fp8, ..base.clone() }, 12.0), 0);
-        let sdxl = MemoryConfig { model: lookup("sdxl").unwrap(), gradient_checkpointing: false, target: LoraTarget::Attention, ..base };
+        assert_eq!(
+            largest_batch(
+                &MemoryConfig {
+                    base_precision: Precision::Fp8,
+                    ..base.clone()
+                },
+                12.0
+            ),
+            0
+        );
+        let sdxl = MemoryConfig {
+            model: lookup("sdxl").unwrap(),
+            gradient_checkpointing: false,
+            target: LoraTarget::Attention,
+            ..base
+        };
         assert_eq!(largest_batch(&sdxl, 12.0), 0);
     }
 
@@ -395,8 +704,21 @@ mod tests {
         };
         let one = estimate(&c);
         let names: Vec<&str> = one.parts.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["runtime", "denoiser weights", "text encoders", "VAE", "LoRA + optimizer", "activations"]);
-        let four = estimate(&MemoryConfig { batch: 4, ..c.clone() });
+        assert_eq!(
+            names,
+            [
+                "runtime",
+                "denoiser weights",
+                "text encoders",
+                "VAE",
+                "LoRA + optimizer",
+                "activations"
+            ]
+        );
+        let four = estimate(&MemoryConfig {
+            batch: 4,
+            ..c.clone()
+        });
         assert!((four.total_gib - one.total_gib - 3.0 * one.per_sample_gib).abs() < 0.05);
         assert!(largest_batch(&c, 24.0) > largest_batch(&c, 12.0));
     }
