@@ -119,6 +119,17 @@ pub fn validate(plan: &TrainingPlan, gpu: Option<&Gpu>) -> Vec<Rejection> {
         );
     }
 
+    if plan.backend == Backend::SimpleTuner
+        && plan.caption_extension.trim_start_matches('.') != "txt"
+    {
+        reject(
+            &mut out,
+            "caption_extension",
+            format!("SimpleTuner reads captions only from `.txt` files, not `.{}`", plan.caption_extension.trim_start_matches('.')),
+            "rename the caption files to .txt (and the project's caption extension), or use kohya or ai-toolkit".into(),
+        );
+    }
+
     // LoRA shape.
     if !(1..=256).contains(&plan.rank) {
         reject(
