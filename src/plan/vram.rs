@@ -1043,6 +1043,17 @@ mod tests {
                 }),
                 "RTX 3080",
             ),
+            // The same quickstart: fp8 (int8-class) Flux at 1024 px is past a 12 GB card.
+            (
+                "SimpleTuner Flux fp8 1024 on 12 GB",
+                plan_for("flux-dev", Backend::SimpleTuner, |p| {
+                    p.batch_size = 1;
+                    p.rank = 16;
+                    p.alpha = 16.0;
+                    p.base_weights = BaseWeights::Fp8;
+                }),
+                "RTX 3060",
+            ),
         ];
         for (name, plan, card) in cases {
             let (fit, total) = fits(&plan, card);
