@@ -3,6 +3,7 @@
 //! The same domain functions serve the MCP server (`mcp`) and the command line
 //! (`main.rs`). Arrows point one way: `mcp` → domain modules → `studio`.
 
+pub mod backends;
 pub mod dataset;
 pub mod gates;
 pub mod mcp;

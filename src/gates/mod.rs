@@ -6,6 +6,7 @@
 //! `grimoire/.state/projects/<name>/gates/`, and are served as the MCP
 //! resources `ategnatos://projects/{name}/gates/{gate}`.
 
+pub mod config;
 pub mod dataset;
 pub mod status;
 

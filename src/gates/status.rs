@@ -73,6 +73,10 @@ pub fn current_fingerprint(ws: &Workspace, project: &Project, gate: Gate) -> Opt
             let dir = crate::studio::paths::resolve_existing(ws.root(), &project.dataset).ok()?;
             crate::dataset::manifest::compute(&dir, ws.root(), &project.caption_extension).ok()
         }
+        // The plan's hash; a deleted plan makes a recorded gate 2 stale.
+        Gate::Config => crate::plan::training::load_plan(ws, &project.name)
+            .ok()
+            .map(|plan| plan.map(|p| p.hash()).unwrap_or_else(|| "no-plan".into())),
         _ => None,
     }
 }
