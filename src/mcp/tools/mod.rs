@@ -9,6 +9,7 @@ mod audit;
 mod captions;
 mod gates;
 mod jobs;
+mod plan;
 mod project;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub fn router() -> ToolRouter<AtegnatosServer> {
     AtegnatosServer::audit_router()
         + AtegnatosServer::project_router()
         + AtegnatosServer::captions_router()
+        + AtegnatosServer::plan_router()
         + AtegnatosServer::gates_router()
         + AtegnatosServer::jobs_router()
 }
