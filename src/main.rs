@@ -51,7 +51,17 @@ enum Command {
     Vram(cli::plan::VramCmd),
     /// Write the project's plan as its trainer's config files and config.md.
     Config(cli::plan::ConfigCmd),
-    /// Measure speed: `bench audit`.
+    /// Find near-duplicate pictures (copies, resized, re-saved, cropped, mirrored).
+    Duplicates(cli::dedup::DuplicatesCmd),
+    /// Set files aside in workspace/quarantine/ (captions go along); never deletes.
+    Quarantine(cli::dedup::QuarantineCmd),
+    /// Put a quarantine's files back where they were.
+    Restore(cli::dedup::RestoreCmd),
+    /// Variety score, look-alike clusters and a recommended subset.
+    Curate(cli::dedup::CurateCmd),
+    /// Copy flat folders into kohya's `{repeats}_{name}/` layout.
+    Structure(cli::dedup::StructureCmd),
+    /// Measure speed: `bench audit`, `bench duplicates`.
     Bench(cli::bench::BenchCmd),
 }
 
@@ -76,6 +86,11 @@ fn main() -> ExitCode {
         Command::Plan(cmd) => cli::plan::run_plan(&cli.root, cmd),
         Command::Vram(cmd) => cli::plan::run_vram(&cli.root, cmd),
         Command::Config(cmd) => cli::plan::run_config(&cli.root, cmd),
+        Command::Duplicates(cmd) => cli::dedup::duplicates(&cli.root, cmd),
+        Command::Quarantine(cmd) => cli::dedup::quarantine(&cli.root, cmd),
+        Command::Restore(cmd) => cli::dedup::restore(&cli.root, cmd),
+        Command::Curate(cmd) => cli::dedup::curate(&cli.root, cmd),
+        Command::Structure(cmd) => cli::dedup::structure(&cli.root, cmd),
         Command::Bench(cmd) => cli::bench::run(cmd),
     };
     match result {

@@ -292,7 +292,23 @@ fn each_blocking_cause_gives_no_go_with_its_fix() {
                 std::fs::copy(set.join("p05.png"), set.join("p05-copy.png")).unwrap();
                 common::caption(set, "p05-copy", "zkfox, copy, forest");
             }),
-            vec!["identical pictures", "quarantine_files"],
+            vec!["duplicate pictures", "quarantine_files"],
+        ),
+        (
+            "mirrored copy",
+            Box::new(|set: &Path| {
+                let img = image::open(set.join("p07.png")).unwrap().fliph().resize(
+                    400,
+                    400,
+                    image::imageops::FilterType::Triangle,
+                );
+                common::write(
+                    &set.join("p07-flipped.jpg"),
+                    &common::encoded(&img, image::ImageFormat::Jpeg),
+                );
+                common::caption(set, "p07-flipped", "zkfox, flipped, forest");
+            }),
+            vec!["duplicate pictures", "p07"],
         ),
         (
             "no trigger",

@@ -1,11 +1,13 @@
 //! `ategnatos bench audit`: the audit's speed and memory against simply
 //! decoding every file once with the `image` crate, in the same run.
+//! `ategnatos bench duplicates`: the duplicate search's precision, recall,
+//! speed and memory on a labelled set, with imagededup in the same run.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use ategnatos::dataset::{self, AuditOptions, synth};
+use ategnatos::dataset::{self, AuditOptions, dedup_bench, synth};
 use ategnatos::studio::NoProgress;
 use rayon::prelude::*;
 
@@ -28,11 +30,99 @@ enum Which {
         #[arg(long, default_value = "bench-data")]
         dir: PathBuf,
     },
+    /// Duplicate search: precision/recall per kind of copy, speed, memory,
+    /// pair-search time at 100k/1M hashes, and imagededup on the same set.
+    Duplicates {
+        /// Distinct base pictures to generate.
+        #[arg(long, default_value_t = 2000)]
+        base: usize,
+        /// How many of them get one copy of each kind (resize 50 %, JPEG q60, 8 % crop, +15 % brightness, mirror).
+        #[arg(long, default_value_t = 200)]
+        with_variants: usize,
+        /// Families of 5 same-background pictures that must not be grouped.
+        #[arg(long, default_value_t = 20)]
+        hard_negatives: usize,
+        /// Side of the base pictures in pixels.
+        #[arg(long, default_value_t = 512)]
+        size: u32,
+        /// Hash counts for the pair-search timing.
+        #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+        search_sizes: Vec<usize>,
+        /// Time the brute force only up to this many hashes.
+        #[arg(long, default_value_t = 1_000_000)]
+        brute_force_up_to: usize,
+        /// Python with imagededup installed (research/dedup.md says how); leave out to skip it.
+        #[arg(long)]
+        python: Option<PathBuf>,
+        /// research/dedup-scripts/bench_python.py
+        #[arg(
+            long,
+            default_value = "../shared/research/dedup-scripts/bench_python.py"
+        )]
+        script: PathBuf,
+        /// Where to generate the set (reused when it already holds the same set).
+        #[arg(long, default_value = "bench-data")]
+        dir: PathBuf,
+        /// Print the figures as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Only time the pair search (no pictures generated).
+        #[arg(long)]
+        search_only: bool,
+    },
 }
 
 pub fn run(cmd: BenchCmd) -> Result<ExitCode, CliError> {
     match cmd.which {
         Which::Audit { images, dir } => bench_audit(images, &dir),
+        Which::Duplicates {
+            base,
+            with_variants,
+            hard_negatives,
+            size,
+            search_sizes,
+            brute_force_up_to,
+            python,
+            script,
+            dir,
+            json,
+            search_only,
+        } => {
+            if search_only {
+                let timings =
+                    dedup_bench::search_timings(&search_sizes, brute_force_up_to, &mut |line| {
+                        eprintln!("{line}")
+                    });
+                print!("{}", dedup_bench::search_table(&timings));
+                return Ok(ExitCode::SUCCESS);
+            }
+            let options = dedup_bench::BenchOptions {
+                dir,
+                set: dedup_bench::SetSpec {
+                    base,
+                    with_variants: with_variants.min(base),
+                    hard_negative_families: hard_negatives,
+                    size: size.clamp(64, 4096),
+                    captions: false,
+                    seed: 1234,
+                },
+                search_sizes,
+                brute_force_up_to,
+                python,
+                python_script: Some(script),
+            };
+            let report = dedup_bench::run_bench(&options, &mut |line| eprintln!("{line}"))
+                .map_err(|e| CliError::new(e, None))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).map_err(|e| CliError::new(e, None))?
+                );
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

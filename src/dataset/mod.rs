@@ -7,15 +7,33 @@
 //! and [`audit`] runs all of them over a folder, in parallel and with bounded
 //! memory, into one [`audit::AuditReport`]. A file that cannot be read becomes a
 //! finding; it never stops the audit, and the audit never changes a file.
+//!
+//! Duplicates and curation: [`phash`] hashes what a picture looks like,
+//! [`hamming`] finds close hashes, [`crop_check`] confirms crops,
+//! [`hash_cache`] remembers hashes, [`dedup`] groups copies (and
+//! [`contact_sheet`] shows them), [`curate`]
+//! scores variety and picks subsets, [`quarantine`] sets files aside (and
+//! back), [`structure`] copies flat folders into kohya's layout, and
+//! [`dedup_bench`] measures it all on a labelled set.
 
 pub mod audit;
 pub mod caption_rules;
 pub mod captioning;
 pub mod captions;
+pub mod contact_sheet;
+pub mod crop_check;
+pub mod curate;
+pub mod dedup;
+pub mod dedup_bench;
+pub mod hamming;
+pub mod hash_cache;
 pub mod inspect;
 pub mod intent;
 pub mod layout;
 pub mod manifest;
+pub mod phash;
+pub mod quarantine;
+pub mod structure;
 pub mod synth;
 pub mod trigger;
 pub mod walk;

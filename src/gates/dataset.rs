@@ -14,6 +14,8 @@ use serde::Serialize;
 
 use super::{Gate, GateFinding, GateRecord, GateStatus};
 use crate::dataset::audit::{FindingKind, Severity};
+use crate::dataset::curate::{CurateOptions, VarietyRating};
+use crate::dataset::dedup::{self, DuplicateOptions};
 use crate::dataset::intent::{IntentError, require_project};
 use crate::dataset::{AuditOptions, AuditReport};
 use crate::plan::catalog;
@@ -69,6 +71,8 @@ pub enum Gate1Error {
     Studio(#[from] StudioError),
     #[error(transparent)]
     Audit(#[from] crate::dataset::AuditError),
+    #[error(transparent)]
+    Duplicates(#[from] crate::dataset::dedup::DedupError),
 }
 
 impl Gate1Error {
@@ -77,17 +81,22 @@ impl Gate1Error {
             Gate1Error::Project(e) => e.hint(),
             Gate1Error::Studio(e) => e.hint(),
             Gate1Error::Audit(e) => e.hint(),
+            Gate1Error::Duplicates(e) => e.hint(),
         }
     }
 }
 
-/// A group of byte-identical pictures.
+/// A group of copies of one picture (identical files, re-saves, resizes,
+/// crops, brightness changes or mirror images).
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DuplicateGroup {
-    /// Dataset-relative paths; keep one.
-    pub pictures: Vec<String>,
-    /// `identical` (same bytes).
-    pub kind: String,
+    /// The suggested keeper, dataset-relative.
+    pub keeper: String,
+    /// The other copies: move them out with `quarantine_files`.
+    pub copies: Vec<String>,
+    /// A side-by-side picture of the group, relative to the workspace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact_sheet: Option<String>,
 }
 
 /// How the captions split content and style.
@@ -118,6 +127,10 @@ pub struct Gate1Report {
     /// Problems worth fixing that do not block.
     pub warnings: Vec<GateFinding>,
     pub duplicates: Vec<DuplicateGroup>,
+    /// 0–100: how different the pictures are from each other.
+    pub variety_score: u32,
+    /// Regularisation advice for this training type.
+    pub regularization_advice: String,
     pub balance: CaptionBalance,
     /// For GO: what it will train well.
     pub strengths: Vec<String>,
@@ -307,24 +320,6 @@ fn balance(
     }
 }
 
-fn exact_duplicates(report: &AuditReport) -> Vec<DuplicateGroup> {
-    let mut by_hash: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for f in report.files.iter().filter(|f| f.image.is_some()) {
-        by_hash
-            .entry(&f.content_hash)
-            .or_default()
-            .push(f.path.clone());
-    }
-    by_hash
-        .into_values()
-        .filter(|g| g.len() > 1)
-        .map(|pictures| DuplicateGroup {
-            pictures,
-            kind: "identical".into(),
-        })
-        .collect()
-}
-
 /// Runs Gate 1 for a project: audit, duplicates, caption balance, decision,
 /// `dataset-report.md` and the gate record.
 pub fn run_gate1(
@@ -381,19 +376,55 @@ pub fn run_gate1(
             warnings.push(finding);
         }
     }
-    let duplicates = exact_duplicates(&report);
+    let dup_options = DuplicateOptions {
+        caption_extension: project.caption_extension.clone(),
+        ..DuplicateOptions::default()
+    };
+    let found = dedup::find_duplicates(&dataset, ws, &dup_options, progress)?;
+    let duplicates: Vec<DuplicateGroup> = found
+        .groups
+        .iter()
+        .map(|g| DuplicateGroup {
+            keeper: g.keeper.clone(),
+            copies: g
+                .members
+                .iter()
+                .filter(|m| !m.keep)
+                .map(|m| m.path.clone())
+                .collect(),
+            contact_sheet: g.contact_sheet.clone(),
+        })
+        .collect();
     if !duplicates.is_empty() {
         let examples: Vec<String> = duplicates
             .iter()
             .take(3)
-            .map(|g| g.pictures.join(" = "))
+            .map(|g| format!("{} = {}", g.keeper, g.copies.join(", ")))
             .collect();
         blockers.push(GateFinding {
             severity: "blocking".into(),
-            message: format!("{} group(s) of identical pictures ({})", duplicates.len(), examples.join("; ")),
-            what_to_do: "keep one picture of each group and move the others out with quarantine_files; duplicates make the LoRA memorise those pictures".into(),
+            message: format!("{} group(s) of duplicate pictures ({})", duplicates.len(), examples.join("; ")),
+            what_to_do: "keep one picture of each group and move the others out with quarantine_files (find_duplicates shows them side by side); duplicates make the LoRA memorise those pictures".into(),
         });
     }
+    let curate_options = CurateOptions {
+        training_type: Some(project.training_type),
+        caption_extension: project.caption_extension.clone(),
+        ..CurateOptions::default()
+    };
+    let curation = crate::dataset::curate::curate_dataset(&dataset, ws, &curate_options, progress)?;
+    if curation.variety.rating == VarietyRating::Repetitive {
+        warnings.push(GateFinding {
+            severity: "warning".into(),
+            message: format!("the pictures are repetitive (variety {} of 100; {} look-alike groups)", curation.variety.score, curation.clusters.len()),
+            what_to_do: "replace some look-alikes with pictures of other subjects, settings or light (curate_dataset lists them)".into(),
+        });
+    }
+    let regularization_advice = curation
+        .regularization
+        .as_ref()
+        .map(|r| r.advice.clone())
+        .unwrap_or_default();
     let readable = report.summary.readable;
     if readable < lo {
         blockers.push(GateFinding {
@@ -467,6 +498,8 @@ pub fn run_gate1(
         blockers,
         warnings,
         duplicates,
+        variety_score: curation.variety.score,
+        regularization_advice,
         balance,
         strengths,
         limits,

@@ -7,6 +7,7 @@
 
 mod audit;
 mod captions;
+mod duplicates;
 mod gates;
 mod jobs;
 mod plan;
@@ -31,6 +32,7 @@ pub fn router() -> ToolRouter<AtegnatosServer> {
         + AtegnatosServer::captions_router()
         + AtegnatosServer::plan_router()
         + AtegnatosServer::gates_router()
+        + AtegnatosServer::duplicates_router()
         + AtegnatosServer::jobs_router()
 }
 

@@ -1,0 +1,876 @@
+//! Near-duplicate search: which pictures in a folder are copies of each other
+//! (resized, re-encoded, slightly cropped, brightened, mirrored, or the very
+//! same file), grouped, with the copy to keep in each group.
+//!
+//! Duplicates make a LoRA memorise those pictures instead of learning the
+//! style or subject. Every picture is decoded once, in parallel, to a
+//! perceptual hash ([`super::phash`]) plus a BLAKE3 content hash; hashes of
+//! unchanged files come from the cache ([`super::hash_cache`]). Pairs within
+//! the threshold are found by [`super::hamming`] and joined into groups
+//! (connected pairs). Nothing in the folder is changed: moving copies aside
+//! is [`super::quarantine`]'s job, on the user's word.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::captions;
+use super::crop_check;
+use super::hamming::{self, HashPair, SearchMethod, Views};
+use super::hash_cache::{self, CacheEntry, HashCache};
+use super::manifest;
+use super::phash::{self, HashedFile, JpegDecode, PictureHash};
+use super::walk;
+use crate::studio::{Progress, Workspace};
+
+/// Default largest distance (differing bits of 64) between the hashes of two
+/// pictures for them to be compared closely. MEASURE-ME.
+pub const DEFAULT_THRESHOLD: u32 = 16;
+/// The largest threshold accepted: beyond it the close comparison would run
+/// on a large share of all pairs.
+pub const MAX_THRESHOLD: u32 = 24;
+/// Pairs this close are copies without a closer look: the hash alone is sure.
+pub const SURE_DISTANCE: u32 = 4;
+/// Smallest similarity of the aligned thumbnails ([`crop_check`]) for a pair
+/// past [`SURE_DISTANCE`] to count as copies. MEASURE-ME.
+pub const MIN_ALIGNED_SIMILARITY: f32 = 0.95;
+
+/// What to search for.
+#[derive(Debug, Clone)]
+pub struct DuplicateOptions {
+    /// Largest distance in bits (0–24) that counts as a duplicate.
+    pub threshold: u32,
+    /// Caption file extension, without the dot.
+    pub caption_extension: String,
+    /// Use and update the hash cache under `grimoire/.state/`.
+    pub use_cache: bool,
+}
+
+impl Default for DuplicateOptions {
+    fn default() -> Self {
+        DuplicateOptions {
+            threshold: DEFAULT_THRESHOLD,
+            caption_extension: "txt".into(),
+            use_cache: true,
+        }
+    }
+}
+
+/// Why a duplicate search (or anything built on hashing a folder) could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DedupError {
+    #[error("`{path}` is not a folder")]
+    NotAFolder { path: String },
+    #[error("the folder `{path}` cannot be read: {reason}")]
+    Unreadable { path: String, reason: String },
+    #[error("the threshold `{threshold}` is out of range: it must be 0 to {MAX_THRESHOLD} bits")]
+    BadThreshold { threshold: u32 },
+    #[error("the search was cancelled")]
+    Cancelled,
+}
+
+impl DedupError {
+    /// What the user can do about it.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            DedupError::NotAFolder { .. } => {
+                Some("give the folder that holds the pictures, not a single file".into())
+            }
+            DedupError::Unreadable { .. } => Some("check the folder's permissions".into()),
+            DedupError::BadThreshold { .. } => Some(format!(
+                "leave it out for the default `{DEFAULT_THRESHOLD}`; use 4–6 to catch only very close copies, 12–14 to catch more distant ones"
+            )),
+            DedupError::Cancelled => None,
+        }
+    }
+}
+
+/// One picture of the folder, hashed.
+#[derive(Debug, Clone)]
+pub struct HashedPicture {
+    /// Full path on disk.
+    pub path: PathBuf,
+    /// Path relative to the workspace root, as shown and as tools take it.
+    pub shown: String,
+    pub file_size: u64,
+    /// BLAKE3 of the file's bytes.
+    pub content: String,
+    pub hashed: HashedFile,
+    /// The caption beside it, when there is one (workspace-relative).
+    pub caption: Option<String>,
+}
+
+/// A picture that could not be hashed.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct UnreadablePicture {
+    /// Path relative to the workspace root.
+    pub path: String,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// Every picture of a folder hashed, from the cache where possible.
+#[derive(Debug, Clone)]
+pub struct HashedFolder {
+    /// Sorted by path.
+    pub pictures: Vec<HashedPicture>,
+    pub unreadable: Vec<UnreadablePicture>,
+    /// Pictures decoded in this run.
+    pub hashed_now: usize,
+    /// Pictures whose hash came from the cache.
+    pub from_cache: usize,
+    /// Set when the cache could not be saved (the result is still right).
+    pub cache_note: Option<String>,
+}
+
+enum Outcome {
+    Hashed(Box<HashedPicture>, Option<CacheEntry>, bool),
+    Failed(UnreadablePicture),
+}
+
+/// Hashes every picture under `dir` (decoding only those the cache does not
+/// know), in parallel, reporting progress per picture.
+pub fn hash_folder(
+    dir: &Path,
+    workspace: &Workspace,
+    caption_extension: &str,
+    use_cache: bool,
+    jpeg: JpegDecode,
+    progress: &dyn Progress,
+) -> Result<HashedFolder, DedupError> {
+    let shown_dir = workspace.display_path(dir);
+    if !dir.is_dir() {
+        return Err(DedupError::NotAFolder { path: shown_dir });
+    }
+    let listing = walk::list_files(dir, workspace.root()).map_err(|e| DedupError::Unreadable {
+        path: shown_dir.clone(),
+        reason: walk::plain_io_reason(&e),
+    })?;
+    let caption_extension = caption_extension.trim_start_matches('.');
+    let (pictures, _) = manifest::classify(&listing.files, caption_extension);
+    let mut cache = if use_cache {
+        HashCache::load(&workspace.state_dir())
+    } else {
+        HashCache::disabled()
+    };
+    let total = pictures.len() as u64;
+    let done = AtomicU64::new(0);
+    progress.report(0, Some(total), &format!("hashing {total} pictures"));
+    let outcomes: Vec<Outcome> = pictures
+        .par_iter()
+        .map(|file| {
+            if progress.is_cancelled() {
+                return None;
+            }
+            let outcome = hash_one(&file.path, workspace, caption_extension, &cache, jpeg);
+            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+            progress.report(n, Some(total), &format!("hashed {n} of {total} pictures"));
+            Some(outcome)
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or(DedupError::Cancelled)?;
+
+    let mut out = HashedFolder {
+        pictures: Vec::with_capacity(outcomes.len()),
+        unreadable: Vec::new(),
+        hashed_now: 0,
+        from_cache: 0,
+        cache_note: None,
+    };
+    let mut seen = HashSet::new();
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Hashed(picture, entry, cached) => {
+                if cached {
+                    out.from_cache += 1;
+                } else {
+                    out.hashed_now += 1;
+                }
+                seen.insert(picture.shown.clone());
+                if let Some(entry) = entry {
+                    cache.insert(picture.shown.clone(), entry);
+                }
+                out.pictures.push(*picture);
+            }
+            Outcome::Failed(f) => out.unreadable.push(f),
+        }
+    }
+    let prefix = match shown_dir.as_str() {
+        "." => String::new(),
+        d => format!("{d}/"),
+    };
+    cache.forget_missing(&prefix, &seen);
+    if let Err(e) = cache.save() {
+        out.cache_note = Some(format!(
+            "the hash cache could not be saved ({e}); the next search will hash every picture again"
+        ));
+    }
+    out.pictures.sort_by(|a, b| a.shown.cmp(&b.shown));
+    Ok(out)
+}
+
+fn hash_one(
+    path: &Path,
+    workspace: &Workspace,
+    caption_extension: &str,
+    cache: &HashCache,
+    jpeg: JpegDecode,
+) -> Outcome {
+    let shown = workspace.display_path(path);
+    let failed = |reason: String| {
+        Outcome::Failed(UnreadablePicture {
+            path: shown.clone(),
+            reason,
+        })
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => return failed(walk::plain_io_reason(&e)),
+    };
+    let (size, modified_ns) = hash_cache::file_stamp(&meta);
+    let caption_path = captions::caption_path_for(path, caption_extension);
+    let caption = caption_path
+        .is_file()
+        .then(|| workspace.display_path(&caption_path));
+    let picture = |content: String, hashed: HashedFile| HashedPicture {
+        path: path.to_path_buf(),
+        shown: shown.clone(),
+        file_size: size,
+        content,
+        hashed,
+        caption: caption.clone(),
+    };
+    if let Some(entry) = cache.get(&shown, size, modified_ns) {
+        return Outcome::Hashed(
+            Box::new(picture(entry.content.clone(), entry.hashed())),
+            None,
+            true,
+        );
+    }
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => return failed(walk::plain_io_reason(&e)),
+    };
+    let content = blake3::hash(&bytes).to_hex().to_string();
+    if let Some(entry) = cache.get_by_content(&content) {
+        let hashed = entry.hashed();
+        let entry = CacheEntry::new(size, modified_ns, content.clone(), &hashed);
+        return Outcome::Hashed(Box::new(picture(content, hashed)), Some(entry), true);
+    }
+    match phash::hash_file_bytes(&bytes, jpeg) {
+        Ok(hashed) => {
+            let entry = CacheEntry::new(size, modified_ns, content.clone(), &hashed);
+            Outcome::Hashed(Box::new(picture(content, hashed)), Some(entry), false)
+        }
+        Err(failure) => failed(failure.plain()),
+    }
+}
+
+/// How alike two pictures are, in words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Likeness {
+    /// The very same bytes.
+    IdenticalFile,
+    /// Distance 0–2: the same picture, re-saved or resized.
+    LooksIdentical,
+    /// Distance 3–6: the same picture, slightly changed.
+    NearIdentical,
+    /// Distance 7 and more, confirmed by aligning the pictures: the same
+    /// picture edited (cropped, brightened, retouched).
+    Edited,
+}
+
+impl Likeness {
+    fn of(distance: u32, identical_file: bool) -> Likeness {
+        match (identical_file, distance) {
+            (true, _) => Likeness::IdenticalFile,
+            (_, 0..=2) => Likeness::LooksIdentical,
+            (_, 3..=6) => Likeness::NearIdentical,
+            _ => Likeness::Edited,
+        }
+    }
+
+    /// The likeness in a few words.
+    pub fn words(self) -> &'static str {
+        match self {
+            Likeness::IdenticalFile => "the very same file",
+            Likeness::LooksIdentical => "looks identical",
+            Likeness::NearIdentical => "nearly identical",
+            Likeness::Edited => "an edited copy",
+        }
+    }
+}
+
+/// One picture of a duplicate group.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct GroupMember {
+    /// Path relative to the workspace root.
+    pub path: String,
+    pub width: u32,
+    pub height: u32,
+    /// Real format (`png`, `jpeg`, `webp`, ...).
+    pub format: String,
+    pub file_size: u64,
+    /// Bits (of 64) that differ from the suggested keeper: 0 looks the same,
+    /// up to the threshold still counts as a copy.
+    pub distance: u32,
+    /// How alike it is to the keeper, in words.
+    pub likeness: Likeness,
+    /// It matches the keeper's mirror image (flipped left–right).
+    pub mirrored: bool,
+    /// It matches best as a crop of the keeper (or the keeper of it).
+    pub cropped: bool,
+    /// This is the suggested keeper of the group.
+    pub keep: bool,
+    /// Its caption file (moves along if the picture is set aside).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caption: Option<String>,
+}
+
+/// Pictures that are copies of each other.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct DuplicateGroup {
+    /// 1-based number of the group in this report.
+    pub id: usize,
+    /// The suggested keeper's path.
+    pub keeper: String,
+    /// Why that one: largest resolution, then the better format.
+    pub keeper_reason: String,
+    /// Keeper first, then by distance.
+    pub members: Vec<GroupMember>,
+    /// Largest distance of a member from the keeper.
+    pub max_distance: u32,
+    /// A PNG with every member side by side (keeper first, green frame),
+    /// relative to the workspace root, when one was made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact_sheet: Option<String>,
+}
+
+/// Everything the duplicate search found.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct DuplicateReport {
+    /// The folder searched, relative to the workspace root.
+    pub folder: String,
+    /// Largest distance (bits of 64) that counted as a duplicate.
+    pub threshold: u32,
+    /// Pictures compared.
+    pub pictures: usize,
+    /// Pictures decoded in this run (the others came from the hash cache).
+    pub hashed_now: usize,
+    /// Pictures whose hash came from the cache.
+    pub from_cache: usize,
+    /// Groups of copies, largest first.
+    pub groups: Vec<DuplicateGroup>,
+    /// Pictures that are in some group.
+    pub pictures_in_groups: usize,
+    /// The pictures that are not keepers: pass them to `quarantine_files` to
+    /// set them aside (captions move along), after the user agrees.
+    pub suggested_quarantine: Vec<String>,
+    /// Byte-identical extra copies among them.
+    pub identical_files: usize,
+    /// Pairs whose hashes were within the threshold but that did not match
+    /// once aligned: similar pictures (same background or layout), not copies.
+    pub similar_not_copies: usize,
+    /// Pictures that could not be decoded (see the audit for details).
+    pub unreadable: Vec<UnreadablePicture>,
+    /// How pairs were searched (chosen by number of pictures).
+    pub search_method: SearchMethod,
+    /// A note about the hash cache, when it could not be saved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_note: Option<String>,
+}
+
+/// Formats ranked for keeping: lossless first.
+fn format_rank(format: &str) -> u8 {
+    match format {
+        "png" | "tiff" | "bmp" => 3,
+        "webp" => 2,
+        "jpeg" => 1,
+        _ => 0,
+    }
+}
+
+fn format_label(format: &str) -> String {
+    match format {
+        "png" | "tiff" | "bmp" => format!("{} (lossless)", format.to_uppercase()),
+        other => other.to_uppercase(),
+    }
+}
+
+/// Index of the picture to keep: most pixels, then the better format, then
+/// the one closest to all the others (the original an edit was made from is
+/// one edit from each copy; two copies are two edits apart), then a
+/// captioned one, then the larger file (less compressed), then by name.
+fn choose_keeper(members: &[&HashedPicture]) -> (usize, String) {
+    let spread = |p: &HashedPicture| -> u32 {
+        members
+            .iter()
+            .map(|o| p.hashed.hash.distance(&o.hashed.hash))
+            .sum()
+    };
+    let key = |p: &HashedPicture| {
+        (
+            u64::from(p.hashed.width) * u64::from(p.hashed.height),
+            format_rank(&p.hashed.format),
+            std::cmp::Reverse(spread(p)),
+            p.caption.is_some(),
+            p.file_size,
+        )
+    };
+    let mut best = 0;
+    for (i, p) in members.iter().enumerate().skip(1) {
+        if key(p) > key(members[best]) {
+            best = i;
+        }
+    }
+    let keeper = members[best];
+    let others: Vec<&&HashedPicture> = members
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != best)
+        .map(|(_, p)| p)
+        .collect();
+    let pixels = |p: &HashedPicture| u64::from(p.hashed.width) * u64::from(p.hashed.height);
+    let reason = if others.iter().all(|p| p.content == keeper.content) {
+        "identical files: the first by name".to_string()
+    } else if others.iter().all(|p| pixels(p) < pixels(keeper)) {
+        format!(
+            "largest picture ({}×{})",
+            keeper.hashed.width, keeper.hashed.height
+        )
+    } else if others.iter().all(|p| {
+        format_rank(&p.hashed.format) < format_rank(&keeper.hashed.format)
+            || pixels(p) < pixels(keeper)
+    }) {
+        format!(
+            "largest picture ({}×{}), and {} keeps more detail than the others' format",
+            keeper.hashed.width,
+            keeper.hashed.height,
+            format_label(&keeper.hashed.format)
+        )
+    } else {
+        format!(
+            "largest picture ({}×{}), and the closest to all the others: likely the original",
+            keeper.hashed.width, keeper.hashed.height
+        )
+    };
+    (best, reason)
+}
+
+/// Joins pairs into groups (connected pairs); returns the groups of two or
+/// more, each sorted.
+pub fn connected_groups(n: usize, pairs: impl Iterator<Item = (usize, usize)>) -> Vec<Vec<usize>> {
+    let mut parent: Vec<usize> = (0..n).collect();
+    fn find(parent: &mut [usize], mut x: usize) -> usize {
+        while parent[x] != x {
+            parent[x] = parent[parent[x]];
+            x = parent[x];
+        }
+        x
+    }
+    for (a, b) in pairs {
+        let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
+        if ra != rb {
+            parent[ra.max(rb)] = ra.min(rb);
+        }
+    }
+    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for i in 0..n {
+        let r = find(&mut parent, i);
+        groups.entry(r).or_default().push(i);
+    }
+    groups.into_values().filter(|g| g.len() > 1).collect()
+}
+
+/// True when a candidate pair is a copy: sure by hash, or its thumbnails
+/// match once one is aligned as a crop of the other.
+fn confirmed(a: &HashedPicture, b: &HashedPicture, pair: &HashPair) -> bool {
+    if u32::from(pair.distance) <= SURE_DISTANCE || a.content == b.content {
+        return true;
+    }
+    // Look only the way round the hashes matched best (mirrored or not).
+    let orientation = if pair.mirrored() {
+        crop_check::Orientation::Mirrored
+    } else {
+        crop_check::Orientation::AsIs
+    };
+    crop_check::crop_similarity_until(
+        &a.hashed.small,
+        &b.hashed.small,
+        orientation,
+        MIN_ALIGNED_SIMILARITY,
+    )
+    .is_some_and(|s| s >= MIN_ALIGNED_SIMILARITY)
+}
+
+/// Pairs of copies among pictures already hashed: candidates within
+/// `threshold` bits, each confirmed. Returns the confirmed pairs, how many
+/// candidates were not confirmed, and how the candidates were searched.
+pub fn duplicate_pairs(
+    pictures: &[HashedPicture],
+    threshold: u32,
+) -> (Vec<HashPair>, usize, SearchMethod) {
+    let hashes: Vec<PictureHash> = pictures.iter().map(|p| p.hashed.hash).collect();
+    let views = Views::from_hashes(&hashes);
+    let (candidates, method) = hamming::pairs_within(&views, threshold);
+    let total = candidates.len();
+    let pairs: Vec<HashPair> = candidates
+        .into_par_iter()
+        .filter(|p| confirmed(&pictures[p.a as usize], &pictures[p.b as usize], p))
+        .collect();
+    let rejected = total - pairs.len();
+    (pairs, rejected, method)
+}
+
+/// Finds the near-duplicate groups among pictures already hashed: pairs
+/// within `threshold`, confirmed, joined into groups. Also returns how many
+/// candidate pairs were not confirmed.
+pub fn group_duplicates(
+    pictures: &[HashedPicture],
+    threshold: u32,
+) -> (Vec<DuplicateGroup>, usize, SearchMethod) {
+    let (pairs, similar_not_copies, method) = duplicate_pairs(pictures, threshold);
+    let components = connected_groups(
+        pictures.len(),
+        pairs.iter().map(|p| (p.a as usize, p.b as usize)),
+    );
+    let mut groups: Vec<DuplicateGroup> = components
+        .into_iter()
+        .map(|indexes| {
+            let members: Vec<&HashedPicture> = indexes.iter().map(|&i| &pictures[i]).collect();
+            let (k, keeper_reason) = choose_keeper(&members);
+            let keeper = members[k];
+            let mut out: Vec<GroupMember> = members
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let (distance, mirrored, cropped) = if i == k {
+                        (0, false, false)
+                    } else {
+                        let c = keeper.hashed.hash.compare(&p.hashed.hash);
+                        (c.distance, c.mirrored, c.cropped)
+                    };
+                    let identical = i != k && p.content == keeper.content;
+                    GroupMember {
+                        path: p.shown.clone(),
+                        width: p.hashed.width,
+                        height: p.hashed.height,
+                        format: p.hashed.format.clone(),
+                        file_size: p.file_size,
+                        distance,
+                        likeness: if i == k {
+                            Likeness::LooksIdentical
+                        } else {
+                            Likeness::of(distance, identical)
+                        },
+                        mirrored,
+                        cropped,
+                        keep: i == k,
+                        caption: p.caption.clone(),
+                    }
+                })
+                .collect();
+            out.sort_by(|a, b| {
+                b.keep
+                    .cmp(&a.keep)
+                    .then(a.distance.cmp(&b.distance))
+                    .then(a.path.cmp(&b.path))
+            });
+            DuplicateGroup {
+                id: 0,
+                keeper: keeper.shown.clone(),
+                keeper_reason,
+                max_distance: out.iter().map(|m| m.distance).max().unwrap_or(0),
+                members: out,
+                contact_sheet: None,
+            }
+        })
+        .collect();
+    groups.sort_by(|a, b| {
+        b.members
+            .len()
+            .cmp(&a.members.len())
+            .then(a.keeper.cmp(&b.keeper))
+    });
+    for (i, g) in groups.iter_mut().enumerate() {
+        g.id = i + 1;
+    }
+    (groups, similar_not_copies, method)
+}
+
+/// Finds groups of near-duplicate pictures under `dir`.
+pub fn find_duplicates(
+    dir: &Path,
+    workspace: &Workspace,
+    options: &DuplicateOptions,
+    progress: &dyn Progress,
+) -> Result<DuplicateReport, DedupError> {
+    if options.threshold > MAX_THRESHOLD {
+        return Err(DedupError::BadThreshold {
+            threshold: options.threshold,
+        });
+    }
+    let folder = hash_folder(
+        dir,
+        workspace,
+        &options.caption_extension,
+        options.use_cache,
+        JpegDecode::GreyOnly,
+        progress,
+    )?;
+    let n = folder.pictures.len() as u64;
+    progress.report(n, Some(n), &format!("comparing {n} pictures"));
+    let (groups, similar_not_copies, search_method) =
+        group_duplicates(&folder.pictures, options.threshold);
+    let suggested_quarantine: Vec<String> = groups
+        .iter()
+        .flat_map(|g| g.members.iter().filter(|m| !m.keep).map(|m| m.path.clone()))
+        .collect();
+    let identical_files = groups
+        .iter()
+        .flat_map(|g| g.members.iter())
+        .filter(|m| m.likeness == Likeness::IdenticalFile)
+        .count();
+    Ok(DuplicateReport {
+        folder: workspace.display_path(dir),
+        threshold: options.threshold,
+        pictures: folder.pictures.len(),
+        hashed_now: folder.hashed_now,
+        from_cache: folder.from_cache,
+        pictures_in_groups: groups.iter().map(|g| g.members.len()).sum(),
+        groups,
+        suggested_quarantine,
+        identical_files,
+        similar_not_copies,
+        unreadable: folder.unreadable,
+        search_method,
+        cache_note: folder.cache_note,
+    })
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+impl DuplicateReport {
+    /// The short plain-language paragraph shown to the person.
+    pub fn plain_summary(&self) -> String {
+        let mut out = format!(
+            "Compared {} in `{}`",
+            plural(self.pictures, "picture", "pictures"),
+            self.folder
+        );
+        if self.groups.is_empty() {
+            out.push_str(": no duplicates found.");
+        } else {
+            let extra = self.suggested_quarantine.len();
+            out.push_str(&format!(
+                ": {} of copies ({} in all). Keeping the best of each and setting the other {} aside would leave {} pictures; a LoRA trained with the copies learns those pictures by heart instead of the style.",
+                plural(self.groups.len(), "group", "groups"),
+                plural(self.pictures_in_groups, "picture", "pictures"),
+                extra,
+                self.pictures - extra
+            ));
+            if self.identical_files > 0 {
+                out.push_str(&format!(
+                    " {} the very same file twice.",
+                    if self.identical_files == 1 {
+                        "1 of them is".to_string()
+                    } else {
+                        format!("{} of them are", self.identical_files)
+                    }
+                ));
+            }
+            if let Some(g) = self.groups.first() {
+                let kinds: Vec<&str> = {
+                    let mut k: Vec<Likeness> =
+                        g.members.iter().skip(1).map(|m| m.likeness).collect();
+                    k.sort();
+                    k.dedup();
+                    k.into_iter().map(Likeness::words).collect()
+                };
+                out.push_str(&format!(
+                    " Largest group: {} pictures around `{}` ({}{}).",
+                    g.members.len(),
+                    g.keeper,
+                    kinds.join(", "),
+                    if g.members.iter().any(|m| m.mirrored) {
+                        ", including a mirrored copy"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+            out.push_str(" Look at the groups, then set aside the ones you agree with (quarantine_files; restore_quarantine undoes it).");
+        }
+        out.push_str(&format!(
+            " Threshold: {} of 64 bits (lower finds only closer copies, higher also heavier edits).",
+            self.threshold
+        ));
+        if self.similar_not_copies > 0 {
+            out.push_str(&format!(
+                " {} looked alike at first but are different pictures once aligned (not counted; curate_dataset shows pictures that are too alike).",
+                plural(self.similar_not_copies, "pair", "pairs")
+            ));
+        }
+        if !self.unreadable.is_empty() {
+            out.push_str(&format!(
+                " {} could not be read and {} left out; the audit says why.",
+                plural(self.unreadable.len(), "picture", "pictures"),
+                if self.unreadable.len() == 1 {
+                    "was"
+                } else {
+                    "were"
+                }
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use image::DynamicImage;
+
+    use super::*;
+    use crate::dataset::dedup_bench::{SetSpec, VariantKind, img_dir, write_labelled_set};
+    use crate::studio::NoProgress;
+
+    fn studio() -> (tempfile::TempDir, Workspace) {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::open(dir.path()).unwrap();
+        (dir, ws)
+    }
+
+    fn name(path: &str) -> String {
+        path.rsplit('/').next().unwrap().to_string()
+    }
+
+    #[test]
+    fn finds_every_kind_of_copy_and_nothing_else() {
+        let (_d, ws) = studio();
+        let set = ws.root().join("set");
+        let spec = SetSpec {
+            base: 16,
+            with_variants: 4,
+            hard_negative_families: 0,
+            size: 256,
+            captions: true,
+            seed: 5,
+        };
+        let truth = write_labelled_set(&set, &spec).unwrap();
+        let report = find_duplicates(
+            &img_dir(&set),
+            &ws,
+            &DuplicateOptions::default(),
+            &NoProgress,
+        )
+        .unwrap();
+        assert_eq!(report.pictures, 16 + 4 * VariantKind::ALL.len());
+        assert!(report.unreadable.is_empty());
+        let found: BTreeSet<BTreeSet<String>> = report
+            .groups
+            .iter()
+            .map(|g| g.members.iter().map(|m| name(&m.path)).collect())
+            .collect();
+        let want: BTreeSet<BTreeSet<String>> = truth
+            .groups
+            .iter()
+            .map(|g| g.iter().map(|m| m.file.clone()).collect())
+            .collect();
+        assert_eq!(found, want, "{}", report.plain_summary());
+        for g in &report.groups {
+            let keeper = &g.members[0];
+            assert!(keeper.keep && keeper.path == g.keeper);
+            assert!(
+                g.members
+                    .iter()
+                    .all(|m| m.width * m.height <= keeper.width * keeper.height)
+            );
+            assert!(g.members.iter().all(|m| m.caption.is_some()));
+            let mirror = g
+                .members
+                .iter()
+                .find(|m| m.path.contains("_mirror"))
+                .unwrap();
+            assert!(mirror.mirrored || mirror.keep, "{mirror:?}");
+        }
+        assert_eq!(
+            report.suggested_quarantine.len(),
+            4 * VariantKind::ALL.len()
+        );
+        assert!(
+            report.plain_summary().contains("4 groups"),
+            "{}",
+            report.plain_summary()
+        );
+    }
+
+    #[test]
+    fn identical_files_and_the_cache() {
+        let (_d, ws) = studio();
+        let dir = ws.root().join("pics");
+        std::fs::create_dir_all(&dir).unwrap();
+        for seed in 0..6u64 {
+            let img = DynamicImage::ImageRgb8(crate::dataset::dedup_bench::base_picture(seed, 128));
+            let bytes =
+                crate::dataset::dedup_bench::encode(&img, image::ImageFormat::Png, 95).unwrap();
+            std::fs::write(dir.join(format!("p{seed}.png")), &bytes).unwrap();
+        }
+        std::fs::copy(dir.join("p2.png"), dir.join("p2 copy.png")).unwrap();
+        let options = DuplicateOptions::default();
+        let first = find_duplicates(&dir, &ws, &options, &NoProgress).unwrap();
+        assert_eq!((first.hashed_now, first.from_cache), (7, 0));
+        assert_eq!(first.groups.len(), 1);
+        assert_eq!(first.identical_files, 1);
+        let copy = &first.groups[0].members[1];
+        assert_eq!((copy.likeness, copy.distance), (Likeness::IdenticalFile, 0));
+        assert_eq!(
+            first.groups[0].keeper, "pics/p2 copy.png",
+            "same file: first by name"
+        );
+
+        let second = find_duplicates(&dir, &ws, &options, &NoProgress).unwrap();
+        assert_eq!((second.hashed_now, second.from_cache), (0, 7));
+        assert_eq!(second.groups[0].members.len(), 2);
+
+        // A touched file is read again but not decoded: its bytes are known.
+        let bytes = std::fs::read(dir.join("p4.png")).unwrap();
+        std::fs::remove_file(dir.join("p4.png")).unwrap();
+        std::fs::write(dir.join("p4-renamed.png"), bytes).unwrap();
+        let third = find_duplicates(&dir, &ws, &options, &NoProgress).unwrap();
+        assert_eq!((third.hashed_now, third.from_cache), (0, 7));
+    }
+
+    #[test]
+    fn refuses_a_bad_threshold_and_a_file() {
+        let (_d, ws) = studio();
+        let options = DuplicateOptions {
+            threshold: 40,
+            ..DuplicateOptions::default()
+        };
+        let err = find_duplicates(ws.root(), &ws, &options, &NoProgress).unwrap_err();
+        assert!(err.hint().unwrap().contains("default"));
+        std::fs::write(ws.root().join("x.png"), b"x").unwrap();
+        let err = find_duplicates(
+            &ws.root().join("x.png"),
+            &ws,
+            &DuplicateOptions::default(),
+            &NoProgress,
+        )
+        .unwrap_err();
+        assert!(matches!(err, DedupError::NotAFolder { .. }));
+    }
+
+    #[test]
+    fn groups_are_connected_pairs() {
+        let groups = connected_groups(6, [(0, 1), (1, 2), (4, 5)].into_iter());
+        assert_eq!(groups, vec![vec![0, 1, 2], vec![4, 5]]);
+    }
+}

@@ -1,0 +1,1173 @@
+//! A labelled set of pictures with known near-duplicates, and the benchmark
+//! that measures the duplicate search on it (`ategnatos bench duplicates`):
+//! precision and recall per kind of copy, hashing speed, pair-search time at
+//! 100,000 and 1,000,000 hashes, peak memory, and imagededup's PHash on the
+//! same set in the same run.
+//!
+//! The generator follows `../shared/research/dedup-scripts/gen_dataset.py`:
+//! smooth multi-octave noise with a few random shapes (so pictures have
+//! detail at every scale and compress like real ones), a share of them with
+//! one copy per kind of change, and optionally families of "hard negatives"
+//! (the same background with different shapes) that must not be grouped.
+//! The ground truth is written in that script's format, so its scorer and
+//! `bench_python.py` read it unchanged.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
+use serde::{Deserialize, Serialize};
+
+use super::synth::Rng;
+
+/// The kinds of copy the search must find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VariantKind {
+    /// Scaled to half the width and height.
+    Resize50,
+    /// Re-encoded as JPEG at quality 60.
+    Jpeg60,
+    /// 8 % cut off the width and the height, at a random offset.
+    Crop8,
+    /// Every channel × 1.15.
+    Brighter15,
+    /// Mirrored left–right.
+    Mirror,
+}
+
+impl VariantKind {
+    pub const ALL: [VariantKind; 5] = [
+        VariantKind::Resize50,
+        VariantKind::Jpeg60,
+        VariantKind::Crop8,
+        VariantKind::Brighter15,
+        VariantKind::Mirror,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            VariantKind::Resize50 => "resize50",
+            VariantKind::Jpeg60 => "jpeg60",
+            VariantKind::Crop8 => "crop8",
+            VariantKind::Brighter15 => "bright15",
+            VariantKind::Mirror => "mirror",
+        }
+    }
+}
+
+/// Bilinear sample of a `res`×`res` grid of RGB values at (`fx`, `fy`) in grid units.
+fn sample_grid(grid: &[[f32; 3]], res: usize, fx: f32, fy: f32) -> [f32; 3] {
+    let x0 = (fx as usize).min(res - 1);
+    let y0 = (fy as usize).min(res - 1);
+    let (x1, y1) = ((x0 + 1).min(res - 1), (y0 + 1).min(res - 1));
+    let (tx, ty) = (fx - x0 as f32, fy - y0 as f32);
+    let mut out = [0f32; 3];
+    for (c, o) in out.iter_mut().enumerate() {
+        let top = grid[y0 * res + x0][c] * (1.0 - tx) + grid[y0 * res + x1][c] * tx;
+        let bottom = grid[y1 * res + x0][c] * (1.0 - tx) + grid[y1 * res + x1][c] * tx;
+        *o = top * (1.0 - ty) + bottom * ty;
+    }
+    out
+}
+
+/// Smooth multi-octave colour noise, contrast-stretched.
+pub fn noise_background(rng: &mut Rng, size: u32) -> RgbImage {
+    const OCTAVES: [(usize, f32); 4] = [(4, 1.0), (8, 0.5), (16, 0.25), (32, 0.12)];
+    let grids: Vec<(usize, Vec<[f32; 3]>)> = OCTAVES
+        .iter()
+        .map(|&(res, _)| {
+            let g = (0..res * res)
+                .map(|_| [0, 1, 2].map(|_| rng.below(256) as f32))
+                .collect();
+            (res, g)
+        })
+        .collect();
+    let total: f32 = OCTAVES.iter().map(|o| o.1).sum();
+    let n = size as usize;
+    let mut acc = vec![[0f32; 3]; n * n];
+    let (mut lo, mut hi) = (f32::MAX, f32::MIN);
+    for y in 0..n {
+        for x in 0..n {
+            let mut v = [0f32; 3];
+            for ((res, grid), (_, amp)) in grids.iter().zip(OCTAVES.iter()) {
+                let scale = (*res - 1) as f32 / (n.max(2) - 1) as f32;
+                let s = sample_grid(grid, *res, x as f32 * scale, y as f32 * scale);
+                for c in 0..3 {
+                    v[c] += amp * s[c] / total;
+                }
+            }
+            for c in v {
+                lo = lo.min(c);
+                hi = hi.max(c);
+            }
+            acc[y * n + x] = v;
+        }
+    }
+    let k = 255.0 / (hi - lo).max(1.0);
+    RgbImage::from_fn(size, size, |x, y| {
+        let v = acc[y as usize * n + x as usize];
+        Rgb(v.map(|c| ((c - lo) * k).clamp(0.0, 255.0) as u8))
+    })
+}
+
+/// Draws `count` random filled ellipses, rectangles and thick lines.
+pub fn draw_shapes(rng: &mut Rng, img: &mut RgbImage, count: u32) {
+    let (w, h) = img.dimensions();
+    for _ in 0..count {
+        let x0 = rng.below(w) as f32;
+        let y0 = rng.below(h) as f32;
+        let x1 = x0 + (w / 16 + rng.below(w / 3 - w / 16)) as f32;
+        let y1 = y0 + (h / 16 + rng.below(h / 3 - h / 16)) as f32;
+        let colour = Rgb([
+            rng.below(256) as u8,
+            rng.below(256) as u8,
+            rng.below(256) as u8,
+        ]);
+        let kind = rng.below(3);
+        let thickness = 3.0 + rng.below(12) as f32;
+        let (cx, cy, rx, ry) = (
+            (x0 + x1) / 2.0,
+            (y0 + y1) / 2.0,
+            (x1 - x0) / 2.0,
+            (y1 - y0) / 2.0,
+        );
+        let (bx0, by0) = (
+            (x0 - thickness).max(0.0) as u32,
+            (y0 - thickness).max(0.0) as u32,
+        );
+        let (bx1, by1) = (
+            ((x1 + thickness) as u32).min(w),
+            ((y1 + thickness) as u32).min(h),
+        );
+        for y in by0..by1 {
+            for x in bx0..bx1 {
+                let (px, py) = (x as f32 + 0.5, y as f32 + 0.5);
+                let inside = match kind {
+                    0 => ((px - cx) / rx).powi(2) + ((py - cy) / ry).powi(2) <= 1.0,
+                    1 => px >= x0 && px <= x1 && py >= y0 && py <= y1,
+                    _ => {
+                        let (dx, dy) = (x1 - x0, y1 - y0);
+                        let t = (((px - x0) * dx + (py - y0) * dy) / (dx * dx + dy * dy))
+                            .clamp(0.0, 1.0);
+                        let (qx, qy) = (x0 + t * dx - px, y0 + t * dy - py);
+                        (qx * qx + qy * qy).sqrt() <= thickness / 2.0
+                    }
+                };
+                if inside {
+                    img.put_pixel(x, y, colour);
+                }
+            }
+        }
+    }
+}
+
+/// A base picture: noise background plus 2–7 shapes.
+pub fn base_picture(seed: u64, size: u32) -> RgbImage {
+    let mut rng = Rng::new(seed);
+    let mut img = noise_background(&mut rng, size);
+    let count = 2 + rng.below(6);
+    draw_shapes(&mut rng, &mut img, count);
+    img
+}
+
+/// Encodes `img` as `format` (JPEG at `quality`; WebP lossless, the only
+/// WebP the `image` crate writes).
+pub fn encode(
+    img: &DynamicImage,
+    format: ImageFormat,
+    quality: u8,
+) -> Result<Vec<u8>, image::ImageError> {
+    let mut out = Cursor::new(Vec::new());
+    match format {
+        ImageFormat::Jpeg => {
+            let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality);
+            img.to_rgb8().write_with_encoder(enc)?;
+        }
+        ImageFormat::WebP => {
+            let enc = image::codecs::webp::WebPEncoder::new_lossless(&mut out);
+            img.to_rgb8().write_with_encoder(enc)?;
+        }
+        other => img.write_to(&mut out, other)?,
+    }
+    Ok(out.into_inner())
+}
+
+/// The copy of `img` of the given kind, and the format to save it in
+/// (`original` for kinds that keep the original's format).
+pub fn make_variant(
+    img: &RgbImage,
+    kind: VariantKind,
+    rng: &mut Rng,
+    original: ImageFormat,
+) -> (DynamicImage, ImageFormat, u8) {
+    let (w, h) = img.dimensions();
+    let dynamic = DynamicImage::ImageRgb8(img.clone());
+    match kind {
+        VariantKind::Resize50 => (
+            dynamic.resize_exact(w / 2, h / 2, image::imageops::FilterType::Lanczos3),
+            original,
+            95,
+        ),
+        VariantKind::Jpeg60 => (dynamic, ImageFormat::Jpeg, 60),
+        VariantKind::Crop8 => {
+            let (cw, ch) = (w * 92 / 100, h * 92 / 100);
+            let (ox, oy) = (rng.below(w - cw + 1), rng.below(h - ch + 1));
+            (dynamic.crop_imm(ox, oy, cw, ch), ImageFormat::Png, 95)
+        }
+        VariantKind::Brighter15 => {
+            let mut b = img.clone();
+            for p in b.pixels_mut() {
+                p.0 = p.0.map(|c| (f32::from(c) * 1.15).min(255.0) as u8);
+            }
+            (DynamicImage::ImageRgb8(b), ImageFormat::Png, 95)
+        }
+        VariantKind::Mirror => (dynamic.fliph(), ImageFormat::Png, 95),
+    }
+}
+
+/// One picture of a ground-truth group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TruthMember {
+    /// Path relative to the set's `img/` folder.
+    pub file: String,
+    /// `original` or the variant kind's name.
+    pub transform: String,
+}
+
+/// The ground truth, in `gen_dataset.py`'s format.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroundTruth {
+    /// The `img/` folder.
+    pub root: String,
+    /// Each original with its copies.
+    pub groups: Vec<Vec<TruthMember>>,
+    /// Families that share a background but are different pictures.
+    pub hard_negative_families: Vec<Vec<String>>,
+    pub n_images: usize,
+}
+
+/// How to build a labelled set.
+#[derive(Debug, Clone, Serialize)]
+pub struct SetSpec {
+    /// Distinct base pictures.
+    pub base: usize,
+    /// How many of them get one copy of every kind.
+    pub with_variants: usize,
+    /// Families of hard negatives (5 pictures each).
+    pub hard_negative_families: usize,
+    /// Side of the square base pictures, in pixels.
+    pub size: u32,
+    /// Write a `.txt` caption beside every picture.
+    pub captions: bool,
+    pub seed: u64,
+}
+
+const FORMATS: [(ImageFormat, &str); 5] = [
+    (ImageFormat::Png, "png"),
+    (ImageFormat::Jpeg, "jpg"),
+    (ImageFormat::Png, "png"),
+    (ImageFormat::Jpeg, "jpg"),
+    (ImageFormat::WebP, "webp"),
+];
+
+fn extension(format: ImageFormat) -> &'static str {
+    match format {
+        ImageFormat::Jpeg => "jpg",
+        ImageFormat::WebP => "webp",
+        _ => "png",
+    }
+}
+
+/// Writes the set under `dir/img/` and its truth to `dir/ground_truth.json`.
+/// Originals are 40 % PNG, 40 % JPEG (quality 95), 20 % WebP (lossless).
+pub fn write_labelled_set(dir: &Path, spec: &SetSpec) -> Result<GroundTruth, String> {
+    use rayon::prelude::*;
+    let img_dir = dir.join("img");
+    std::fs::create_dir_all(&img_dir)
+        .map_err(|e| format!("cannot create `{}`: {e}", img_dir.display()))?;
+    let stride = (spec.base / spec.with_variants.max(1)).max(1);
+    let write =
+        |name: &str, img: &DynamicImage, format: ImageFormat, quality: u8| -> Result<(), String> {
+            let bytes = encode(img, format, quality).map_err(|e| e.to_string())?;
+            std::fs::write(img_dir.join(name), bytes).map_err(|e| e.to_string())?;
+            if spec.captions {
+                let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
+                std::fs::write(
+                    img_dir.join(format!("{stem}.txt")),
+                    format!("zkbench, picture {stem}"),
+                )
+                .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        };
+    let groups: Vec<Option<Vec<TruthMember>>> = (0..spec.base)
+        .into_par_iter()
+        .map(|i| {
+            let seed = spec.seed.wrapping_mul(1_000_003).wrapping_add(i as u64);
+            let img = base_picture(seed, spec.size);
+            let (format, ext) = FORMATS[i % FORMATS.len()];
+            let name = format!("b{i:06}.{ext}");
+            write(&name, &DynamicImage::ImageRgb8(img.clone()), format, 95)?;
+            if i % stride != 0 || i / stride >= spec.with_variants {
+                return Ok(None);
+            }
+            let mut rng = Rng::new(seed ^ 0xC0FFEE);
+            let mut members = vec![TruthMember {
+                file: name,
+                transform: "original".into(),
+            }];
+            for kind in VariantKind::ALL {
+                let (v, vformat, quality) = make_variant(&img, kind, &mut rng, format);
+                let vname = format!("b{i:06}_{}.{}", kind.name(), extension(vformat));
+                write(&vname, &v, vformat, quality)?;
+                members.push(TruthMember {
+                    file: vname,
+                    transform: kind.name().into(),
+                });
+            }
+            Ok(Some(members))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let groups: Vec<Vec<TruthMember>> = groups.into_iter().flatten().collect();
+    let families: Vec<Vec<String>> = (0..spec.hard_negative_families)
+        .into_par_iter()
+        .map(|f| {
+            let mut rng = Rng::new(spec.seed ^ (0xFA11 + f as u64 * 7919));
+            let background = noise_background(&mut rng, spec.size);
+            (0..5)
+                .map(|k| {
+                    let mut img = background.clone();
+                    let count = 3 + rng.below(4);
+                    draw_shapes(&mut rng, &mut img, count);
+                    let name = format!("h{f:04}_{k}.png");
+                    write(&name, &DynamicImage::ImageRgb8(img), ImageFormat::Png, 95)?;
+                    Ok(name)
+                })
+                .collect::<Result<Vec<_>, String>>()
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let truth = GroundTruth {
+        root: img_dir.to_string_lossy().into_owned(),
+        n_images: spec.base + groups.len() * VariantKind::ALL.len() + families.len() * 5,
+        groups,
+        hard_negative_families: families,
+    };
+    let json = serde_json::to_vec_pretty(&truth).map_err(|e| e.to_string())?;
+    crate::studio::write_atomic(&dir.join("ground_truth.json"), &json)
+        .map_err(|e| e.to_string())?;
+    Ok(truth)
+}
+
+/// Precision and recall of found pairs against the truth.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Quality {
+    /// Pairs found (between pictures of the set).
+    pub found: usize,
+    pub true_pairs: usize,
+    pub correct: usize,
+    pub precision: f64,
+    pub recall: f64,
+    /// Recall of original ↔ copy pairs, per kind of copy.
+    pub recall_by_kind: BTreeMap<String, f64>,
+    /// Of the found pairs touching a copy of this kind, the share that is right.
+    pub precision_by_kind: BTreeMap<String, f64>,
+    /// Found pairs inside a hard-negative family (should be 0).
+    pub hard_negative_pairs: usize,
+    /// Hard-negative pairs there are.
+    pub hard_negative_total: usize,
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 { 1.0 } else { a as f64 / b as f64 }
+}
+
+/// Scores `pairs` (file names relative to the set's `img/`) against `truth`.
+pub fn score(truth: &GroundTruth, pairs: &[(String, String)]) -> Quality {
+    let key = |a: &str, b: &str| {
+        if a < b {
+            (a.to_string(), b.to_string())
+        } else {
+            (b.to_string(), a.to_string())
+        }
+    };
+    let mut true_pairs = HashSet::new();
+    let mut kind_of: HashMap<String, String> = HashMap::new();
+    let mut orig_pairs: Vec<((String, String), String)> = Vec::new();
+    for g in &truth.groups {
+        for (i, a) in g.iter().enumerate() {
+            if a.transform != "original" {
+                kind_of.insert(a.file.clone(), a.transform.clone());
+            }
+            for b in &g[i + 1..] {
+                true_pairs.insert(key(&a.file, &b.file));
+            }
+        }
+        if let Some(o) = g.first() {
+            for m in &g[1..] {
+                orig_pairs.push((key(&o.file, &m.file), m.transform.clone()));
+            }
+        }
+    }
+    let mut family: HashMap<&str, usize> = HashMap::new();
+    for (i, f) in truth.hard_negative_families.iter().enumerate() {
+        for name in f {
+            family.insert(name, i);
+        }
+    }
+    let found: HashSet<(String, String)> = pairs
+        .iter()
+        .filter(|(a, b)| a != b)
+        .map(|(a, b)| key(a, b))
+        .collect();
+    let correct = found.intersection(&true_pairs).count();
+    let mut recall_by_kind = BTreeMap::new();
+    let mut precision_by_kind = BTreeMap::new();
+    for kind in VariantKind::ALL {
+        let name = kind.name();
+        let want: Vec<&(String, String)> = orig_pairs
+            .iter()
+            .filter(|(_, t)| t == name)
+            .map(|(p, _)| p)
+            .collect();
+        let hit = want.iter().filter(|p| found.contains(**p)).count();
+        recall_by_kind.insert(name.to_string(), ratio(hit, want.len()));
+        let touching: Vec<&(String, String)> = found
+            .iter()
+            .filter(|(a, b)| {
+                kind_of.get(a).is_some_and(|k| k == name)
+                    || kind_of.get(b).is_some_and(|k| k == name)
+            })
+            .collect();
+        let right = touching.iter().filter(|p| true_pairs.contains(**p)).count();
+        precision_by_kind.insert(name.to_string(), ratio(right, touching.len()));
+    }
+    let hard_negative_pairs = found
+        .iter()
+        .filter(|(a, b)| matches!((family.get(a.as_str()), family.get(b.as_str())), (Some(x), Some(y)) if x == y))
+        .count();
+    Quality {
+        found: found.len(),
+        true_pairs: true_pairs.len(),
+        correct,
+        precision: ratio(correct, found.len()),
+        recall: ratio(correct, true_pairs.len()),
+        recall_by_kind,
+        precision_by_kind,
+        hard_negative_pairs,
+        hard_negative_total: truth.hard_negative_families.len() * 10,
+    }
+}
+
+/// The set's folder for pictures.
+pub fn img_dir(dir: &Path) -> PathBuf {
+    dir.join("img")
+}
+
+/// Distances between each original and its copies, per kind, and how many
+/// unrelated pairs fall at each distance: what the threshold is chosen from.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DistanceProfile {
+    /// For each kind of copy: count of copies at distance 0, 1, 2, ... 32.
+    pub copies: BTreeMap<String, Vec<usize>>,
+    /// Unrelated pairs (not in the same truth group) at distance 0 ... 32.
+    pub unrelated: Vec<usize>,
+    /// Same-background (hard-negative) pairs at distance 0 ... 32.
+    pub hard_negative: Vec<usize>,
+}
+
+/// Measures the [`DistanceProfile`] of hashed pictures (names relative to `img/`).
+pub fn distance_profile(
+    truth: &GroundTruth,
+    hashes: &HashMap<String, super::phash::PictureHash>,
+) -> DistanceProfile {
+    const MAX: usize = 32;
+    let mut p = DistanceProfile {
+        unrelated: vec![0; MAX + 1],
+        hard_negative: vec![0; MAX + 1],
+        ..Default::default()
+    };
+    let mut group_of: HashMap<&str, usize> = HashMap::new();
+    for (i, g) in truth.groups.iter().enumerate() {
+        let Some(o) = g.first().and_then(|o| hashes.get(&o.file)) else {
+            continue;
+        };
+        for m in g {
+            group_of.insert(&m.file, i);
+            if m.transform == "original" {
+                continue;
+            }
+            if let Some(h) = hashes.get(&m.file) {
+                let d = (o.distance(h) as usize).min(MAX);
+                p.copies
+                    .entry(m.transform.clone())
+                    .or_insert_with(|| vec![0; MAX + 1])[d] += 1;
+            }
+        }
+    }
+    let mut family: HashMap<&str, usize> = HashMap::new();
+    for (i, f) in truth.hard_negative_families.iter().enumerate() {
+        for name in f {
+            family.insert(name, i);
+        }
+    }
+    let names: Vec<&String> = hashes.keys().collect();
+    let all: Vec<super::phash::PictureHash> = names.iter().map(|n| hashes[*n]).collect();
+    for pair in super::hamming::brute_force(&super::hamming::Views::from_hashes(&all), MAX as u32) {
+        let (a, b) = (
+            names[pair.a as usize].as_str(),
+            names[pair.b as usize].as_str(),
+        );
+        let same_group = matches!((group_of.get(a), group_of.get(b)), (Some(x), Some(y)) if x == y);
+        if same_group {
+            continue;
+        }
+        let same_family = matches!((family.get(a), family.get(b)), (Some(x), Some(y)) if x == y);
+        let d = usize::from(pair.distance);
+        if same_family {
+            p.hard_negative[d] += 1;
+        } else {
+            p.unrelated[d] += 1;
+        }
+    }
+    p
+}
+
+/// What the benchmark runs on, and how.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Where generated sets are kept (reused when already complete).
+    pub dir: PathBuf,
+    pub set: SetSpec,
+    /// Hash counts for the pair-search timing.
+    pub search_sizes: Vec<usize>,
+    /// The brute force is timed only up to this many hashes.
+    pub brute_force_up_to: usize,
+    /// Python interpreter with imagededup installed (see research/dedup.md).
+    pub python: Option<PathBuf>,
+    /// `bench_python.py` from `research/dedup-scripts/`.
+    pub python_script: Option<PathBuf>,
+}
+
+/// Time, CPU and memory of one measured phase.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Phase {
+    pub name: String,
+    pub seconds: f64,
+    /// CPU seconds (user + system) this process used.
+    pub cpu_seconds: f64,
+    /// Peak resident memory during the phase, MB.
+    pub peak_mb: f64,
+    pub images_per_second: f64,
+}
+
+/// One pair-search timing.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchTiming {
+    pub hashes: usize,
+    pub threshold: u32,
+    pub method: String,
+    pub seconds: f64,
+    /// CPU seconds, all threads: the cost when the machine is shared.
+    pub cpu_seconds: f64,
+    pub pairs: usize,
+}
+
+/// The 1-minute load average, so shared-machine timings can be read right.
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// What imagededup did on the same set.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AnchorRun {
+    /// Its own encode + search time (excludes Python start-up and imports).
+    pub seconds: f64,
+    /// The whole process, start to end.
+    pub process_seconds: f64,
+    pub images_per_second: f64,
+    /// Peak memory of the process and of its workers, MB, as it reports them.
+    pub peak_mb: String,
+    pub quality: Quality,
+    /// Why it did not run, when it did not.
+    pub skipped: Option<String>,
+}
+
+/// Everything the benchmark measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub set: SetSpec,
+    pub images: usize,
+    pub threads: usize,
+    /// 1-minute load average before and after (other work on the machine).
+    pub load_before: f64,
+    pub load_after: f64,
+    pub threshold: u32,
+    /// First search (nothing cached), the same with full-colour JPEG decoding,
+    /// and a second search answered from the cache.
+    pub phases: Vec<Phase>,
+    /// Quality of the confirmed pairs at the default threshold.
+    pub quality: Quality,
+    /// Quality of pairs in the same reported group (what the user sees).
+    pub grouped_quality: Quality,
+    /// Quality of hash-only pairs (no crop confirmation) at 10 bits, for
+    /// comparison with imagededup at its default.
+    pub hash_only_quality_at_10: Quality,
+    pub search: Vec<SearchTiming>,
+    pub imagededup: AnchorRun,
+    /// Per format, one thread: milliseconds per picture to decode only, and
+    /// to decode and hash as the search does.
+    pub per_format: Vec<FormatTiming>,
+}
+
+/// Where hashing time goes, per format.
+#[derive(Debug, Clone, Serialize)]
+pub struct FormatTiming {
+    pub format: String,
+    pub files: usize,
+    pub mean_kb: f64,
+    /// `image::load_from_memory`, full colour.
+    pub decode_ms: f64,
+    /// What the search does (grey-only JPEG, thumbnails, hashes).
+    pub hash_ms: f64,
+}
+
+/// Times decoding and hashing, one thread, up to 200 files per extension.
+fn per_format_timings(img: &Path) -> Vec<FormatTiming> {
+    use super::phash::{JpegDecode, hash_file_bytes};
+    let mut by_ext: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(img)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    entries.sort();
+    for p in entries {
+        let ext = p
+            .extension()
+            .map(|e| e.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        let list = by_ext.entry(ext).or_default();
+        if list.len() < 200
+            && let Ok(b) = std::fs::read(&p)
+        {
+            list.push(b);
+        }
+    }
+    by_ext
+        .into_iter()
+        .filter(|(ext, _)| super::is_image_extension(ext))
+        .map(|(format, files)| {
+            let t0 = std::time::Instant::now();
+            for b in &files {
+                let _ = image::load_from_memory(b);
+            }
+            let decode = t0.elapsed().as_secs_f64();
+            let t0 = std::time::Instant::now();
+            for b in &files {
+                let _ = hash_file_bytes(b, JpegDecode::GreyOnly);
+            }
+            let hash = t0.elapsed().as_secs_f64();
+            let n = files.len().max(1) as f64;
+            FormatTiming {
+                mean_kb: files.iter().map(|b| b.len()).sum::<usize>() as f64 / n / 1024.0,
+                files: files.len(),
+                format,
+                decode_ms: decode * 1000.0 / n,
+                hash_ms: hash * 1000.0 / n,
+            }
+        })
+        .collect()
+}
+
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn measure<T>(name: &str, images: usize, f: impl FnOnce() -> T) -> (Phase, T) {
+    // Linux: writing 5 resets the peak-RSS counter, so each phase stands alone.
+    let _ = std::fs::write("/proc/self/clear_refs", b"5");
+    let cpu0 = cpu_seconds();
+    let t0 = std::time::Instant::now();
+    let out = f();
+    let seconds = t0.elapsed().as_secs_f64();
+    (
+        Phase {
+            name: name.to_string(),
+            seconds,
+            cpu_seconds: cpu_seconds() - cpu0,
+            peak_mb: peak_rss_mb(),
+            images_per_second: images as f64 / seconds.max(1e-9),
+        },
+        out,
+    )
+}
+
+fn file_name(path: &str) -> String {
+    path.rsplit('/').next().unwrap_or(path).to_string()
+}
+
+/// Runs the whole benchmark; `log` hears what is happening (for stderr).
+pub fn run_bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchReport, String> {
+    use super::dedup::{self, DEFAULT_THRESHOLD, DuplicateOptions};
+    use super::phash::JpegDecode;
+    use crate::studio::{NoProgress, Workspace};
+
+    let load_before = load_average();
+    let spec = &options.set;
+    let set_dir = options.dir.join(format!(
+        "dups-{}-{}-{}-{}px-seed{}",
+        spec.base, spec.with_variants, spec.hard_negative_families, spec.size, spec.seed
+    ));
+    let marker = set_dir.join(".complete");
+    if !marker.exists() {
+        log(&format!(
+            "generating the labelled set in {} …",
+            set_dir.display()
+        ));
+        write_labelled_set(&set_dir, spec)?;
+        std::fs::write(&marker, b"").map_err(|e| e.to_string())?;
+    }
+    let truth: GroundTruth = serde_json::from_slice(
+        &std::fs::read(set_dir.join("ground_truth.json")).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    let ws = Workspace::open(&set_dir).map_err(|e| e.to_string())?;
+    let img = img_dir(&set_dir);
+    // Warm the page cache: every phase reads from memory, as the anchor will.
+    for entry in std::fs::read_dir(&img)
+        .map_err(|e| e.to_string())?
+        .flatten()
+    {
+        let _ = std::fs::read(entry.path());
+    }
+    let cache_file = ws.state_dir().join(super::hash_cache::CACHE_FILE);
+    let _ = std::fs::remove_file(&cache_file);
+    let images = truth.n_images;
+    let threshold = DEFAULT_THRESHOLD;
+    let defaults = DuplicateOptions::default();
+
+    log("first search (nothing cached) …");
+    let (first, report) = measure("find_duplicates, first run", images, || {
+        dedup::find_duplicates(&img, &ws, &defaults, &NoProgress)
+    });
+    let report = report.map_err(|e| e.to_string())?;
+    log("second search (cached) …");
+    let (second, _) = measure("find_duplicates, cached", images, || {
+        dedup::find_duplicates(&img, &ws, &defaults, &NoProgress)
+    });
+    log("hashing only, grey-only and full JPEG decoding …");
+    let (hash_grey, folder) = measure("hashing, JPEG grey only", images, || {
+        dedup::hash_folder(&img, &ws, "txt", false, JpegDecode::GreyOnly, &NoProgress)
+    });
+    let folder = folder.map_err(|e| e.to_string())?;
+    let (hash_full, _) = measure("hashing, JPEG full colour", images, || {
+        dedup::hash_folder(&img, &ws, "txt", false, JpegDecode::Full, &NoProgress)
+    });
+
+    let names: Vec<String> = folder
+        .pictures
+        .iter()
+        .map(|p| file_name(&p.shown))
+        .collect();
+    let (pairs, _, _) = dedup::duplicate_pairs(&folder.pictures, threshold);
+    let as_names = |pairs: &[super::hamming::HashPair]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|p| (names[p.a as usize].clone(), names[p.b as usize].clone()))
+            .collect()
+    };
+    let quality = score(&truth, &as_names(&pairs));
+    let mut grouped = Vec::new();
+    for g in &report.groups {
+        for (i, a) in g.members.iter().enumerate() {
+            for b in &g.members[i + 1..] {
+                grouped.push((file_name(&a.path), file_name(&b.path)));
+            }
+        }
+    }
+    let grouped_quality = score(&truth, &grouped);
+    let hashes: Vec<super::phash::PictureHash> =
+        folder.pictures.iter().map(|p| p.hashed.hash).collect();
+    let hash_only = super::hamming::brute_force(&super::hamming::Views::from_hashes(&hashes), 10);
+    let hash_only_quality_at_10 = score(&truth, &as_names(&hash_only));
+
+    log("per-format decode and hash timings …");
+    let per_format = per_format_timings(&img);
+    let search = search_timings(&options.search_sizes, options.brute_force_up_to, log);
+
+    let imagededup = match (&options.python, &options.python_script) {
+        (Some(python), Some(script)) => {
+            log("imagededup PHash on the same set …");
+            run_imagededup(python, script, &set_dir, &truth)
+        }
+        _ => AnchorRun {
+            skipped: Some("no Python interpreter or bench_python.py given".into()),
+            ..AnchorRun::default()
+        },
+    };
+    Ok(BenchReport {
+        set: spec.clone(),
+        images,
+        threads: rayon::current_num_threads(),
+        load_before,
+        load_after: load_average(),
+        threshold,
+        phases: vec![first, second, hash_grey, hash_full],
+        quality,
+        grouped_quality,
+        hash_only_quality_at_10,
+        search,
+        imagededup,
+        per_format,
+    })
+}
+
+/// Times the pair search on synthetic hashes of each size, at 10 bits and at
+/// the default threshold, by brute force (up to `brute_force_up_to`) and by
+/// multi-index hashing (at 10 bits, where it can pay off).
+pub fn search_timings(
+    sizes: &[usize],
+    brute_force_up_to: usize,
+    log: &mut dyn FnMut(&str),
+) -> Vec<SearchTiming> {
+    let threshold = super::dedup::DEFAULT_THRESHOLD;
+    let mut search = Vec::new();
+    for &n in sizes {
+        let views = super::hamming::synthetic_views(n, 42);
+        for t in [10, threshold] {
+            if n <= brute_force_up_to {
+                log(&format!("search: brute force, {n} hashes, threshold {t} …"));
+                let (cpu0, t0) = (cpu_seconds(), std::time::Instant::now());
+                let found = super::hamming::brute_force(&views, t).len();
+                search.push(SearchTiming {
+                    hashes: n,
+                    threshold: t,
+                    method: "brute force".into(),
+                    seconds: t0.elapsed().as_secs_f64(),
+                    cpu_seconds: cpu_seconds() - cpu0,
+                    pairs: found,
+                });
+            }
+            if t <= 12 {
+                log(&format!("search: multi-index, {n} hashes, threshold {t} …"));
+                let (cpu0, t0) = (cpu_seconds(), std::time::Instant::now());
+                let found = super::hamming::multi_index(&views, t).len();
+                search.push(SearchTiming {
+                    hashes: n,
+                    threshold: t,
+                    method: "multi-index".into(),
+                    seconds: t0.elapsed().as_secs_f64(),
+                    cpu_seconds: cpu_seconds() - cpu0,
+                    pairs: found,
+                });
+            }
+        }
+    }
+    search
+}
+
+/// The search timings as a text table.
+pub fn search_table(search: &[SearchTiming]) -> String {
+    let mut out = format!(
+        "{:>10} {:>9} {:<12} {:>9} {:>9} {:>10}\n",
+        "hashes", "threshold", "method", "seconds", "CPU s", "pairs"
+    );
+    for s in search {
+        out.push_str(&format!(
+            "{:>10} {:>9} {:<12} {:>9.3} {:>9.2} {:>10}\n",
+            s.hashes, s.threshold, s.method, s.seconds, s.cpu_seconds, s.pairs
+        ));
+    }
+    out
+}
+
+fn run_imagededup(python: &Path, script: &Path, set_dir: &Path, truth: &GroundTruth) -> AnchorRun {
+    let pairs_file = set_dir.join("imagededup-pairs.json");
+    let t0 = std::time::Instant::now();
+    let output = std::process::Command::new(python)
+        .arg(script)
+        .arg(set_dir)
+        .arg("imagededup:PHash:10")
+        .arg(&pairs_file)
+        .output();
+    let process_seconds = t0.elapsed().as_secs_f64();
+    let skipped = |why: String| AnchorRun {
+        skipped: Some(why),
+        ..AnchorRun::default()
+    };
+    let output = match output {
+        Ok(o) if o.status.success() => o,
+        Ok(o) => {
+            let err = String::from_utf8_lossy(&o.stderr);
+            let tail: String = err.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
+            return skipped(format!("it failed: {tail}"));
+        }
+        Err(e) => return skipped(format!("could not start `{}`: {e}", python.display())),
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let Some(json) = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    else {
+        return skipped("it printed no result".into());
+    };
+    let pairs: Vec<(String, String)> = std::fs::read(&pairs_file)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Vec<serde_json::Value>>(&b).ok())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| {
+            Some((
+                file_name(p.get(0)?.as_str()?),
+                file_name(p.get(1)?.as_str()?),
+            ))
+        })
+        .collect();
+    let seconds = json.get("total_s").and_then(|v| v.as_f64()).unwrap_or(0.0);
+    AnchorRun {
+        seconds,
+        process_seconds,
+        images_per_second: json
+            .get("images_per_s")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0),
+        peak_mb: json
+            .get("peak_rss_mb_self_children")
+            .map(|v| v.to_string())
+            .unwrap_or_default(),
+        quality: score(truth, &pairs),
+        skipped: None,
+    }
+}
+
+fn quality_line(name: &str, q: &Quality) -> String {
+    let kinds: Vec<String> = VariantKind::ALL
+        .iter()
+        .map(|k| {
+            format!(
+                "{} R {:.3} P {:.3}",
+                k.name(),
+                q.recall_by_kind.get(k.name()).copied().unwrap_or(0.0),
+                q.precision_by_kind.get(k.name()).copied().unwrap_or(0.0)
+            )
+        })
+        .collect();
+    format!(
+        "{name:<34} pairs {:>5}  P {:.3}  R {:.3}  hard-negative pairs {}/{}\n{:<34} {}",
+        q.found,
+        q.precision,
+        q.recall,
+        q.hard_negative_pairs,
+        q.hard_negative_total,
+        "",
+        kinds.join(" · ")
+    )
+}
+
+impl BenchReport {
+    /// The figures as a text table.
+    pub fn to_text(&self) -> String {
+        let mut out = format!(
+            "ategnatos bench duplicates: {} pictures ({} bases of {} px, {} with 5 copies each, {} hard-negative families of 5), {} threads, threshold {}, load average {:.1} → {:.1}\n\n",
+            self.images,
+            self.set.base,
+            self.set.size,
+            self.set.with_variants,
+            self.set.hard_negative_families,
+            self.threads,
+            self.threshold,
+            self.load_before,
+            self.load_after
+        );
+        out.push_str(&format!(
+            "{:<28} {:>9} {:>9} {:>10} {:>9}\n",
+            "phase", "seconds", "CPU s", "images/s", "peak MB"
+        ));
+        for p in &self.phases {
+            out.push_str(&format!(
+                "{:<28} {:>9.3} {:>9.2} {:>10.0} {:>9.1}\n",
+                p.name, p.seconds, p.cpu_seconds, p.images_per_second, p.peak_mb
+            ));
+        }
+        out.push_str("\nper format, one thread (ms per picture)\n");
+        for f in &self.per_format {
+            out.push_str(&format!(
+                "{:<6} {:>5} files {:>7.0} KB   decode {:>6.2}   decode + hash {:>6.2}\n",
+                f.format, f.files, f.mean_kb, f.decode_ms, f.hash_ms
+            ));
+        }
+        out.push('\n');
+        out.push_str(&quality_line("ategnatos (confirmed pairs)", &self.quality));
+        out.push('\n');
+        out.push_str(&quality_line(
+            "ategnatos (pairs within groups)",
+            &self.grouped_quality,
+        ));
+        out.push('\n');
+        out.push_str(&quality_line(
+            "ategnatos hash only, 10 bits",
+            &self.hash_only_quality_at_10,
+        ));
+        out.push('\n');
+        match &self.imagededup.skipped {
+            Some(why) => out.push_str(&format!("imagededup: not run ({why})\n")),
+            None => {
+                out.push_str(&quality_line(
+                    "imagededup PHash, 10 bits",
+                    &self.imagededup.quality,
+                ));
+                out.push('\n');
+                let ours = self.phases.first().map_or(0.0, |p| p.seconds);
+                out.push_str(&format!(
+                    "imagededup: {:.2} s encode+search ({:.2} s whole process), {:.0} images/s, peak MB (self, workers) {}\n",
+                    self.imagededup.seconds,
+                    self.imagededup.process_seconds,
+                    self.imagededup.images_per_second,
+                    self.imagededup.peak_mb
+                ));
+                out.push_str(&format!(
+                    "speed-up, first run vs imagededup encode+search: {:.1}x (vs its whole process: {:.1}x)\n",
+                    self.imagededup.seconds / ours.max(1e-9),
+                    self.imagededup.process_seconds / ours.max(1e-9)
+                ));
+            }
+        }
+        out.push_str(
+            "\npair search on synthetic hashes (4 views each, 10 % planted near-copies)\n",
+        );
+        out.push_str(&search_table(&self.search));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Not a test: prints the distance profile of a generated set, to choose
+    /// the threshold. `cargo test --release --lib -- --ignored distance_profile_print --nocapture`
+    #[test]
+    #[ignore]
+    fn distance_profile_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let n: usize = std::env::var("PROFILE_BASE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200);
+        let size: u32 = std::env::var("PROFILE_SIZE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(256);
+        let spec = SetSpec {
+            base: n,
+            with_variants: n / 4,
+            hard_negative_families: n / 20,
+            size,
+            captions: false,
+            seed: 1,
+        };
+        let truth = write_labelled_set(dir.path(), &spec).unwrap();
+        let mut hashes = HashMap::new();
+        let mut smalls = HashMap::new();
+        for entry in std::fs::read_dir(img_dir(dir.path())).unwrap() {
+            let p = entry.unwrap().path();
+            let bytes = std::fs::read(&p).unwrap();
+            let h = super::super::phash::hash_file_bytes(
+                &bytes,
+                super::super::phash::JpegDecode::GreyOnly,
+            )
+            .unwrap();
+            hashes.insert(
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                h.hash,
+            );
+            smalls.insert(
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                h.small,
+            );
+        }
+        // Crop confirmation: similarity histograms (0.80..1.00 by 0.01) of pairs within 20 bits.
+        let names: Vec<&String> = hashes.keys().collect();
+        let all: Vec<super::super::phash::PictureHash> = names.iter().map(|n| hashes[*n]).collect();
+        let mut group_of: HashMap<&str, (usize, &str)> = HashMap::new();
+        for (i, g) in truth.groups.iter().enumerate() {
+            for m in g {
+                group_of.insert(&m.file, (i, &m.transform));
+            }
+        }
+        let mut family: HashMap<&str, usize> = HashMap::new();
+        for (i, f) in truth.hard_negative_families.iter().enumerate() {
+            for n in f {
+                family.insert(n, i);
+            }
+        }
+        let mut hist: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for pair in
+            super::super::hamming::brute_force(&super::super::hamming::Views::from_hashes(&all), 20)
+        {
+            let (a, b) = (
+                names[pair.a as usize].as_str(),
+                names[pair.b as usize].as_str(),
+            );
+            let label = match (group_of.get(a), group_of.get(b)) {
+                (Some(x), Some(y)) if x.0 == y.0 => {
+                    if x.1 == "crop8" || y.1 == "crop8" {
+                        "crop8".to_string()
+                    } else {
+                        "other-true".to_string()
+                    }
+                }
+                _ => match (family.get(a), family.get(b)) {
+                    (Some(x), Some(y)) if x == y => "hard-neg".to_string(),
+                    _ => "unrelated".to_string(),
+                },
+            };
+            let label = format!(
+                "{label}@{}",
+                if pair.distance <= 10 { "le10" } else { "gt10" }
+            );
+            let s =
+                super::super::crop_check::crop_similarity(&smalls[a], &smalls[b], true).unwrap();
+            let bucket = (((s - 0.80) * 100.0).floor().max(-1.0) + 1.0) as usize;
+            let h = hist.entry(label).or_insert_with(|| vec![0; 22]);
+            h[bucket.min(21)] += 1;
+        }
+        for (k, v) in &hist {
+            println!("ncc {k:>16} {v:?}");
+        }
+        let p = distance_profile(&truth, &hashes);
+        for (k, v) in &p.copies {
+            println!("{k:>10} {v:?}");
+        }
+        println!("{:>10} {:?}", "unrelated", p.unrelated);
+        println!("{:>10} {:?}", "hard-neg", p.hard_negative);
+    }
+}
