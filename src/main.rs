@@ -35,13 +35,22 @@ enum Command {
     /// Captioning: preview, write, approve, restore.
     #[command(subcommand)]
     Captions(cli::project::CaptionsCmd),
-    /// Run a gate for a project (1 = dataset).
+    /// Run a gate for a project (1 = dataset, 2 = training plan).
     Gate {
         /// Gate number.
         gate: u8,
         #[arg(long)]
         project: String,
+        /// Gate 2: the GPU to check the plan against (default: the plan's).
+        #[arg(long)]
+        gpu: Option<String>,
     },
+    /// Make a project's training plan from a preset, fitted to the GPU.
+    Plan(cli::plan::PlanCmd),
+    /// How much GPU memory a plan (or a model) needs, and whether it fits.
+    Vram(cli::plan::VramCmd),
+    /// Write the project's plan as its trainer's config files and config.md.
+    Config(cli::plan::ConfigCmd),
     /// Find near-duplicate pictures (copies, resized, re-saved, cropped, mirrored).
     Duplicates(cli::dedup::DuplicatesCmd),
     /// Set files aside in workspace/quarantine/ (captions go along); never deletes.
@@ -71,7 +80,12 @@ fn main() -> ExitCode {
         Command::Audit(cmd) => cli::audit::run(&cli.root, cmd),
         Command::Project(cmd) => cli::project::run_project(&cli.root, cmd),
         Command::Captions(cmd) => cli::project::run_captions(&cli.root, cmd),
-        Command::Gate { gate, project } => cli::project::run_gate(&cli.root, gate, &project),
+        Command::Gate { gate, project, gpu } => {
+            cli::project::run_gate(&cli.root, gate, &project, gpu.as_deref())
+        }
+        Command::Plan(cmd) => cli::plan::run_plan(&cli.root, cmd),
+        Command::Vram(cmd) => cli::plan::run_vram(&cli.root, cmd),
+        Command::Config(cmd) => cli::plan::run_config(&cli.root, cmd),
         Command::Duplicates(cmd) => cli::dedup::duplicates(&cli.root, cmd),
         Command::Quarantine(cmd) => cli::dedup::quarantine(&cli.root, cmd),
         Command::Restore(cmd) => cli::dedup::restore(&cli.root, cmd),

@@ -174,7 +174,7 @@ mod tests {
         let sections: Vec<&str> = table.keys().map(String::as_str).collect();
         assert_eq!(
             sections,
-            vec!["data", "model", "network", "output", "train"]
+            vec!["model", "network", "data", "train", "output"]
         );
         // An extra key is refused, as the engine will refuse it.
         let bad = text.replace("[network]\n", "[network]\ndropout = 0.1\n");

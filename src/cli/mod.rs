@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod bench;
 pub mod dedup;
+pub mod plan;
 pub mod progress;
 pub mod project;
 pub mod serve;

@@ -203,7 +203,12 @@ pub fn run_captions(root: &Path, cmd: CaptionsCmd) -> Result<ExitCode, CliError>
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run_gate(root: &Path, gate: u8, project: &str) -> Result<ExitCode, CliError> {
+pub fn run_gate(
+    root: &Path,
+    gate: u8,
+    project: &str,
+    gpu: Option<&str>,
+) -> Result<ExitCode, CliError> {
     let ws = open_workspace(root)?;
     match gate {
         1 => {
@@ -218,9 +223,19 @@ pub fn run_gate(root: &Path, gate: u8, project: &str) -> Result<ExitCode, CliErr
                 ExitCode::from(1)
             })
         }
+        2 => {
+            let g = ategnatos::gates::config::run_gate2(&ws, project, gpu)
+                .map_err(|e| CliError::new(&e, e.hint()))?;
+            println!("{}", g.plain_summary());
+            Ok(if g.blockers.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         n => Err(CliError::new(
             format!("gate `{n}` is not available from the command line yet"),
-            Some("gate 1 (dataset) is".into()),
+            Some("gates 1 (dataset) and 2 (training plan) are".into()),
         )),
     }
 }

@@ -90,7 +90,7 @@ pub struct AtegnatosServer {
 
 const INSTRUCTIONS: &str = "Ategnatos takes an artist from a folder of pictures to a trained LoRA. \
 Work through the gates in order and never skip one: (1) dataset — audit_dataset, then fix what it reports; \
-(2) training plan; (3) environment; (4) dry run; only then training. Paths are relative to the workspace root. \
+(2) training plan — plan_training (explain every parameter to the artist), generate_config, run_gate 2; estimate_vram answers 'will it fit'; (3) environment; (4) dry run; only then training. Paths are relative to the workspace root. \
 Long tools return a job id when they need more time than `wait_seconds`: follow it with job_status. \
 Explain every result to the artist in plain words; every refusal includes what to do.";
 

@@ -26,6 +26,8 @@ pub enum PlanError {
     NoSuchProject { name: String },
     #[error("project `{project}` has no training plan yet")]
     NoPlan { project: String },
+    #[error("there is nothing to estimate: neither a project nor a base model was named")]
+    NothingToEstimate,
     #[error("the dataset folder `{path}` cannot be read: {reason}")]
     Dataset { path: String, reason: String },
     #[error("the plan is not safe to train: {}", .rejections.iter().map(|r| r.message.as_str()).collect::<Vec<_>>().join("; "))]
@@ -45,6 +47,9 @@ impl PlanError {
                 "start the project first (start_project), or check the name with list_projects"
                     .into(),
             ),
+            PlanError::NothingToEstimate => {
+                Some("name a project (its stored plan) or a base model to estimate".into())
+            }
             PlanError::NoPlan { .. } => Some("make one with plan_training".into()),
             PlanError::Dataset { .. } => {
                 Some("check the project's dataset folder exists inside the workspace".into())
@@ -439,6 +444,95 @@ pub fn sketch_plan(
     Ok((plan, model))
 }
 
+/// A "will it fit" question: a project's stored plan, or a model on its own.
+#[derive(Debug, Clone, Default)]
+pub struct VramQuery {
+    /// A project whose stored plan to estimate.
+    pub project: Option<String>,
+    /// Or a base model (catalog id) with the standard character preset.
+    pub base_model: Option<String>,
+    /// The backend (default: the plan's, or kohya).
+    pub backend: Option<Backend>,
+    /// The GPU (default: the plan's, or the one the driver reports).
+    pub gpu: Option<String>,
+    pub price_per_hour: Option<f64>,
+    /// Changes to try on top (not saved).
+    pub choices: PlanOverrides,
+}
+
+/// The answer to a [`VramQuery`].
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct VramAnswer {
+    pub estimate: VramEstimate,
+    /// What plan_training would change to make it fit, when it does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shrink_preview: Option<ShrinkReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<TimeEstimate>,
+    /// The plan that was estimated.
+    pub plan: TrainingPlan,
+}
+
+impl VramAnswer {
+    pub fn plain_summary(&self) -> String {
+        let mut s = self.estimate.plain_summary();
+        if let Some(p) = &self.shrink_preview
+            && p.fits
+            && !p.steps.is_empty()
+        {
+            let changes: Vec<&str> = p.steps.iter().map(|s| s.change.as_str()).collect();
+            s.push_str(&format!(
+                " plan_training would make it fit with: {} ({:.1} GB).",
+                changes.join("; "),
+                p.end_gib
+            ));
+        }
+        if let Some(t) = &self.time {
+            s.push(' ');
+            s.push_str(&t.plain_summary());
+        }
+        s
+    }
+}
+
+/// Estimates memory (and time, with a GPU) for a project's plan or a model.
+pub fn answer_vram(ws: &Workspace, q: &VramQuery) -> Result<VramAnswer, PlanError> {
+    let (mut plan, model) = match (&q.project, &q.base_model) {
+        (Some(project), _) => {
+            let plan = load_plan(ws, project)?.ok_or_else(|| PlanError::NoPlan {
+                project: project.clone(),
+            })?;
+            let model = catalog::lookup(&plan.base_model)?;
+            (plan, model)
+        }
+        (None, Some(id)) => sketch_plan(
+            id,
+            q.backend.unwrap_or(Backend::Kohya),
+            &PlanOverrides::default(),
+        )?,
+        (None, None) => return Err(PlanError::NothingToEstimate),
+    };
+    if let Some(b) = q.backend {
+        plan.backend = b;
+    }
+    let locked = q.choices.apply(&mut plan, model);
+    let gpu = gpu::resolve(q.gpu.as_deref().or(plan.gpu.as_deref()))?;
+    let estimate = estimate_vram(&plan, model, gpu.as_ref());
+    let shrink_preview = match (&gpu, estimate.fits) {
+        (Some(g), Some(false)) => Some(shrink_to_fit(&plan, model, g, &locked)),
+        _ => None,
+    };
+    let time = gpu
+        .as_ref()
+        .map(|g| estimate_time(&plan, model, g, q.price_per_hour));
+    Ok(VramAnswer {
+        estimate,
+        shrink_preview,
+        time,
+        plan,
+    })
+}
+
 fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
@@ -686,6 +780,42 @@ mod tests {
         assert!(err.hint().unwrap().contains("RTX 4090"));
         let err = review_plan(&ws, "ink-fox", None, None).unwrap_err();
         assert!(matches!(err, PlanError::NoPlan { .. }));
+    }
+
+    #[test]
+    fn vram_questions_about_a_model_or_a_project() {
+        let (_d, ws) = studio_with_project(19, "sdxl");
+        let q = VramQuery {
+            base_model: Some("flux-dev".into()),
+            gpu: Some("RTX 4090".into()),
+            ..VramQuery::default()
+        };
+        let a = answer_vram(&ws, &q).unwrap();
+        assert_eq!(a.estimate.fits, Some(false));
+        let preview = a.shrink_preview.as_ref().unwrap();
+        assert!(preview.fits);
+        assert!(
+            a.plain_summary()
+                .contains("plan_training would make it fit"),
+            "{}",
+            a.plain_summary()
+        );
+        plan_training(&ws, &request("RTX 4090")).unwrap();
+        let q = VramQuery {
+            project: Some("ink-fox".into()),
+            choices: PlanOverrides {
+                batch_size: Some(4),
+                ..PlanOverrides::default()
+            },
+            ..VramQuery::default()
+        };
+        let a = answer_vram(&ws, &q).unwrap();
+        assert_eq!(a.plan.batch_size, 4);
+        assert_eq!(a.estimate.gpu.as_ref().unwrap().name, "RTX 4090");
+        // Trying a change does not save it.
+        assert_ne!(load_plan(&ws, "ink-fox").unwrap().unwrap().batch_size, 4);
+        let err = answer_vram(&ws, &VramQuery::default()).unwrap_err();
+        assert!(err.hint().unwrap().contains("base model"));
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub struct RunGateArgs {
     pub project: String,
     /// Gate number: 1 dataset, 2 training plan, 3 environment, 4 dry run.
     pub gate: u8,
+    /// Gate 2 only: the GPU to check the plan against (default the plan's, or the one the NVIDIA driver reports).
+    #[serde(default)]
+    pub gpu: Option<String>,
     /// Seconds to wait for the result before returning a job id (default 30, at most 240).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
@@ -24,7 +27,7 @@ pub struct RunGateArgs {
 #[tool_router(router = gates_router, vis = "pub(crate)")]
 impl AtegnatosServer {
     #[tool(
-        description = "Run a gate for a project and record the result as the resource ategnatos://projects/{name}/gates/{gate}. Gate 1 (dataset) audits the pictures and captions against the project's intent, looks for duplicates, weighs content/style balance, writes dataset-report.md and decides GO or NO-GO with fixes. Gates must pass in order; there is no override.",
+        description = "Run a gate for a project and record the result as the resource ategnatos://projects/{name}/gates/{gate}. Gate 1 (dataset) audits the pictures and captions against the project's intent, looks for duplicates, weighs content/style balance, writes dataset-report.md and decides GO or NO-GO with fixes. Gate 2 (training plan) passes when the plan from plan_training is safe and its memory estimate fits the GPU with a 20 % margin; editing the plan makes it stale. Gates must pass in order; there is no override.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,
@@ -50,9 +53,21 @@ impl AtegnatosServer {
                 .await;
                 result
             }
-            2..=4 => reply::failure(
+            2 => {
+                let project = args.project.clone();
+                let gpu = args.gpu.clone();
+                let (_job, result) = super::run_job(self, "run_gate", args.wait_seconds, &ctx, move |_progress| {
+                    let g = crate::gates::config::run_gate2(&ws, &project, gpu.as_deref())
+                        .map_err(|e| JobFailure { error: e.to_string(), hint: e.hint() })?;
+                    let result = serde_json::to_value(&g).map_err(|e| JobFailure { error: e.to_string(), hint: None })?;
+                    Ok(JobOutput { summary: g.plain_summary(), changed: vec![g.resource_uri.clone()], result })
+                })
+                .await;
+                result
+            }
+            3..=4 => reply::failure(
                 format!("gate {} is not available in this version of Ategnatos yet", args.gate),
-                Some("gate 1 (dataset) is; the training plan, environment and dry-run gates come next".into()),
+                Some("gates 1 (dataset) and 2 (training plan) are; the environment and dry-run gates come next".into()),
             ),
             other => reply::failure(format!("there is no gate `{other}`"), Some("gates are numbered 1 (dataset), 2 (plan), 3 (environment), 4 (dry run)".into())),
         }

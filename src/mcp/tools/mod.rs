@@ -10,6 +10,7 @@ mod captions;
 mod duplicates;
 mod gates;
 mod jobs;
+mod plan;
 mod project;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub fn router() -> ToolRouter<AtegnatosServer> {
     AtegnatosServer::audit_router()
         + AtegnatosServer::project_router()
         + AtegnatosServer::captions_router()
+        + AtegnatosServer::plan_router()
         + AtegnatosServer::gates_router()
         + AtegnatosServer::duplicates_router()
         + AtegnatosServer::jobs_router()

@@ -1,0 +1,142 @@
+//! Issue 5 end to end over the MCP client: a plan that must shrink to fit an
+//! 8 GB card, refused unsafe choices, a "will it fit" question, the kohya
+//! config written, Gate 2 GO, and Gate 2 stale once the plan is edited.
+#![allow(deprecated)]
+
+mod common;
+
+use std::path::Path;
+
+use ategnatos::mcp::{AtegnatosServer, Shared};
+use ategnatos::studio::Workspace;
+use rmcp::ServiceExt;
+use rmcp::model::*;
+use serde_json::{Value, json};
+
+fn pictures(root: &Path, name: &str, n: u64) {
+    for i in 0..n {
+        let dir = root.join(name);
+        common::write(
+            &dir.join(format!("p{i:02}.png")),
+            &common::encoded(&common::picture(700 + i, 64, 64), image::ImageFormat::Png),
+        );
+        common::caption(&dir, &format!("p{i:02}"), "zkfox, a fox in the snow");
+    }
+}
+
+fn args(v: Value) -> JsonObject {
+    v.as_object().unwrap().clone()
+}
+
+fn text(r: &CallToolResult) -> String {
+    r.content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn plan_fit_config_and_gate_2_over_mcp() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    pictures(&root, "set", 20);
+    let (server_io, client_io) = tokio::io::duplex(1 << 22);
+    let shared = Shared::new(Workspace::open(&root).unwrap());
+    tokio::spawn(async move {
+        if let Ok(s) = AtegnatosServer::new(shared).serve(server_io).await {
+            let _ = s.waiting().await;
+        }
+    });
+    let client = ().serve(client_io).await.unwrap();
+    let call = |name: &'static str, a: Value| {
+        let client = &client;
+        async move {
+            client
+                .call_tool(CallToolRequestParams::new(name).with_arguments(args(a)))
+                .await
+                .unwrap()
+        }
+    };
+
+    let tools = client.list_all_tools().await.unwrap();
+    for name in ["plan_training", "estimate_vram", "generate_config"] {
+        let tool = tools.iter().find(|t| t.name == name).expect("listed");
+        assert!(tool.output_schema.is_some(), "{name} has an output schema");
+    }
+
+    let r = call("start_project", json!({"name": "fox", "training_type": "character", "base_model": "sdxl", "trigger_word": "zkfox", "dataset": "set"})).await;
+    assert_eq!(r.is_error, Some(false), "{}", text(&r));
+
+    // Gate 2 before any plan says what to do.
+    let r = call(
+        "run_gate",
+        json!({"project": "fox", "gate": 2, "gpu": "RTX 4060"}),
+    )
+    .await;
+    assert_eq!(r.is_error, Some(true));
+    assert!(text(&r).contains("plan_training"), "{}", text(&r));
+
+    // An unsafe choice is refused with the reason.
+    let r = call(
+        "plan_training",
+        json!({"project": "fox", "gpu": "RTX 4060", "choices": {"learning_rate": 0.05}}),
+    )
+    .await;
+    assert_eq!(r.is_error, Some(true));
+    assert!(
+        text(&r).contains("learning rate") && text(&r).contains("hint:"),
+        "{}",
+        text(&r)
+    );
+
+    // "Will it fit?" for the standard preset on an 8 GB card: no, with what would help.
+    let r = call(
+        "estimate_vram",
+        json!({"base_model": "sdxl", "gpu": "RTX 4060"}),
+    )
+    .await;
+    assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    let s = r.structured_content.clone().unwrap();
+    assert_eq!(s["estimate"]["fits"], json!(false));
+    assert!(s["shrink_preview"]["steps"].as_array().unwrap().len() >= 2);
+
+    // The plan is shrunk step by step to fit, each step reported.
+    let r = call("plan_training", json!({"project": "fox", "preset": "standard", "backend": "kohya", "gpu": "RTX 4060", "price_per_hour": 0.2})).await;
+    assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    let out = r.structured_content.clone().unwrap();
+    let steps = out["shrink"]["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["change"], json!("batch 2 → 1"));
+    assert!(steps.iter().all(|s| !s["why"].as_str().unwrap().is_empty()));
+    assert_eq!(out["vram"]["fits"], json!(true));
+    assert_eq!(out["plan"]["epochs"], json!(15));
+    assert!(text(&r).contains("Changed:"), "{}", text(&r));
+
+    let r = call("generate_config", json!({"project": "fox"})).await;
+    assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    let dataset_toml =
+        std::fs::read_to_string(root.join("workspace/configs/fox/kohya/dataset.toml")).unwrap();
+    assert!(dataset_toml.contains("caption_extension = \".txt\""));
+    let md = std::fs::read_to_string(root.join("grimoire/training/fox/config.md")).unwrap();
+    assert!(md.contains("RTX 4060") && md.contains("fits"), "{md}");
+
+    let r = call("run_gate", json!({"project": "fox", "gate": 2})).await;
+    assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    assert!(text(&r).contains("GO"), "{}", text(&r));
+    let r = call("project_status", json!({"project": "fox"})).await;
+    assert_eq!(
+        r.structured_content.unwrap()["gates"][1]["state"],
+        json!("pass")
+    );
+
+    // Editing the plan (a bigger rank) makes Gate 2 stale.
+    let r = call(
+        "plan_training",
+        json!({"project": "fox", "gpu": "RTX 4060", "choices": {"rank": 16}}),
+    )
+    .await;
+    assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    let r = call("project_status", json!({"project": "fox"})).await;
+    let status = r.structured_content.unwrap();
+    assert_eq!(status["gates"][1]["state"], json!("stale"), "{status}");
+}
