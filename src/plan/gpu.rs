@@ -301,7 +301,7 @@ pub fn lookup(name: &str) -> Result<Gpu, UnknownGpu> {
     }
     if let Some(gb) = parse_memory_size(&wanted) {
         return Ok(Gpu {
-            name: format!("a {gb:.0} GB GPU"),
+            name: format!("{gb:.0} GB GPU"),
             vram_gib: gb,
             generation: GpuGeneration::Ampere,
             relative_speed: 0.3,
