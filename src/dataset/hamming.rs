@@ -104,19 +104,42 @@ impl HashPair {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SearchMethod {
+    /// Every pair, all six view pairs (copies, mirrored, cropped).
     BruteForce,
+    /// Every pair, whole pictures and mirror images only (crops are not
+    /// looked for): used for very large sets.
+    BruteForceWholeAndMirror,
+    /// Multi-index hashing (all six view pairs).
     MultiIndex,
 }
 
-/// Picture counts from which multi-index hashing is used by default.
-/// MEASURE-ME: set from the benchmark's crossover.
-pub const MULTI_INDEX_FROM: usize = 300_000;
+/// Which view pairs the brute force compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewSet {
+    /// All six of [`VIEW_PAIRS`].
+    All,
+    /// The first two: whole against whole, and against the mirror image.
+    WholeAndMirror,
+}
+
+/// From this many pictures on, the search compares whole pictures and mirror
+/// images only. Measured (`ategnatos bench duplicates`, 2 cores, AVX-512):
+/// all six view pairs cost about 1 s per 100,000 pictures squared /
+/// 10¹⁰, so 1,000,000 pictures would take well over a minute; the two whole
+/// view pairs take about a third of that. Hashing that many pictures takes
+/// hours anyway; below this size every kind of copy is looked for.
+pub const WHOLE_VIEWS_FROM: usize = 300_000;
 
 /// Every pair within `max_distance` bits, sorted, with the method chosen by
-/// size.
+/// size. Multi-index hashing is never chosen: with four hashes per picture
+/// and 10–16-bit radii its candidate lists are long, and it measured 20×
+/// slower than the brute force at 100,000 pictures (see the benchmark).
 pub fn pairs_within(views: &Views, max_distance: u32) -> (Vec<HashPair>, SearchMethod) {
-    if views.len() >= MULTI_INDEX_FROM && max_distance < 32 {
-        (multi_index(views, max_distance), SearchMethod::MultiIndex)
+    if views.len() >= WHOLE_VIEWS_FROM {
+        (
+            brute_force_views(views, max_distance, ViewSet::WholeAndMirror),
+            SearchMethod::BruteForceWholeAndMirror,
+        )
     } else {
         (brute_force(views, max_distance), SearchMethod::BruteForce)
     }
@@ -133,6 +156,14 @@ fn pair_key(a: u64, a_centre: u64, h: u64, m: u64, c: u64, cm: u64) -> u32 {
     let k4 = ((a ^ cm).count_ones() << 3) | 4;
     let k5 = ((a_centre ^ m).count_ones() << 3) | 5;
     k0.min(k1).min(k2).min(k3).min(k4).min(k5)
+}
+
+/// [`pair_key`] over the first two view pairs only.
+#[inline(always)]
+fn pair_key_whole(a: u64, h: u64, m: u64) -> u32 {
+    let k0 = (a ^ h).count_ones() << 3;
+    let k1 = ((a ^ m).count_ones() << 3) | 1;
+    k0.min(k1)
 }
 
 /// The key of pair `(i, j)`, computed plainly.
@@ -152,7 +183,13 @@ fn key_of(views: &Views, i: usize, j: usize) -> u32 {
 const BLOCK: usize = 16;
 
 #[inline(always)]
-fn scan_row_generic(i: usize, cols: Range<usize>, v: &Views, t: u32, out: &mut Vec<HashPair>) {
+fn scan_row_generic<const ALL: bool>(
+    i: usize,
+    cols: Range<usize>,
+    v: &Views,
+    t: u32,
+    out: &mut Vec<HashPair>,
+) {
     let (a, ac) = (v.full[i], v.centre[i]);
     let start = cols.start.max(i + 1);
     let n = cols.end.min(v.len());
@@ -171,7 +208,11 @@ fn scan_row_generic(i: usize, cols: Range<usize>, v: &Views, t: u32, out: &mut V
     while j < full {
         let mut keys = [0u32; BLOCK];
         for k in 0..BLOCK {
-            keys[k] = pair_key(a, ac, h[j + k], m[j + k], c[j + k], cm[j + k]);
+            keys[k] = if ALL {
+                pair_key(a, ac, h[j + k], m[j + k], c[j + k], cm[j + k])
+            } else {
+                pair_key_whole(a, h[j + k], m[j + k])
+            };
         }
         // Hits are rare: test the whole block branch-free, then look closer.
         if keys.iter().fold(false, |any, &x| any | (x <= limit)) {
@@ -184,25 +225,35 @@ fn scan_row_generic(i: usize, cols: Range<usize>, v: &Views, t: u32, out: &mut V
         j += BLOCK;
     }
     for k in full..h.len() {
-        let x = pair_key(a, ac, h[k], m[k], c[k], cm[k]);
+        let x = if ALL {
+            pair_key(a, ac, h[k], m[k], c[k], cm[k])
+        } else {
+            pair_key_whole(a, h[k], m[k])
+        };
         if x <= limit {
             out.push(HashPair::from_key(i, start + k, x));
         }
     }
 }
 
-/// The brute-force row with AVX-512: 8 pictures per step, 6 XOR + popcount
-/// pairs each, all in 64-bit lanes.
+/// The brute-force row with AVX-512: 8 pictures per step, 6 (or 2) XOR +
+/// popcount pairs each, all in 64-bit lanes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vpopcntdq")]
-fn scan_row_avx512(i: usize, cols: Range<usize>, v: &Views, t: u32, out: &mut Vec<HashPair>) {
+fn scan_row_avx512<const ALL: bool>(
+    i: usize,
+    cols: Range<usize>,
+    v: &Views,
+    t: u32,
+    out: &mut Vec<HashPair>,
+) {
     use std::arch::x86_64::*;
     const LANES: usize = 8;
     let n = cols.end.min(v.len());
     let start = cols.start.max(i + 1);
     let a = _mm512_set1_epi64(v.full[i] as i64);
     let ac = _mm512_set1_epi64(v.centre[i] as i64);
-    let limit_scalar = (u64::from(t) << 3) | 7;
+    let limit_scalar = (t << 3) | 7;
     let limit = _mm512_set1_epi64(i64::from(t));
     let d = |x: __m512i, y: __m512i| _mm512_popcnt_epi64(_mm512_xor_si512(x, y));
     let (full, mirrored, centre, centre_mirrored) = (
@@ -211,63 +262,72 @@ fn scan_row_avx512(i: usize, cols: Range<usize>, v: &Views, t: u32, out: &mut Ve
         &v.centre[..n],
         &v.centre_mirrored[..n],
     );
+    let key_of_lane = |x: usize| {
+        if ALL {
+            pair_key(
+                v.full[i],
+                v.centre[i],
+                full[x],
+                mirrored[x],
+                centre[x],
+                centre_mirrored[x],
+            )
+        } else {
+            pair_key_whole(v.full[i], full[x], mirrored[x])
+        }
+    };
     let mut j = start;
     while j + LANES <= n {
         // SAFETY: `j + LANES <= n` and every slice has `n` elements, so the
         // 64-byte unaligned loads stay inside them.
-        let (h, m, c, cm) = unsafe {
+        let (h, m) = unsafe {
             (
                 _mm512_loadu_si512(full.as_ptr().add(j).cast()),
                 _mm512_loadu_si512(mirrored.as_ptr().add(j).cast()),
-                _mm512_loadu_si512(centre.as_ptr().add(j).cast()),
-                _mm512_loadu_si512(centre_mirrored.as_ptr().add(j).cast()),
             )
         };
         // Only the smallest distance here; which views gave it is worked
         // out again for the rare hits.
-        let k = _mm512_min_epu64(
-            _mm512_min_epu64(d(a, h), d(a, m)),
-            _mm512_min_epu64(d(a, c), d(ac, h)),
-        );
-        let k = _mm512_min_epu64(k, _mm512_min_epu64(d(a, cm), d(ac, m)));
+        let mut k = _mm512_min_epu64(d(a, h), d(a, m));
+        if ALL {
+            // SAFETY: as above.
+            let (c, cm) = unsafe {
+                (
+                    _mm512_loadu_si512(centre.as_ptr().add(j).cast()),
+                    _mm512_loadu_si512(centre_mirrored.as_ptr().add(j).cast()),
+                )
+            };
+            k = _mm512_min_epu64(k, _mm512_min_epu64(d(a, c), d(ac, h)));
+            k = _mm512_min_epu64(k, _mm512_min_epu64(d(a, cm), d(ac, m)));
+        }
         let hits = _mm512_cmple_epu64_mask(k, limit);
         if hits != 0 {
             for lane in 0..LANES {
                 if hits & (1 << lane) != 0 {
-                    let x = j + lane;
-                    let key = pair_key(
-                        v.full[i],
-                        v.centre[i],
-                        full[x],
-                        mirrored[x],
-                        centre[x],
-                        centre_mirrored[x],
-                    );
-                    out.push(HashPair::from_key(i, x, key));
+                    out.push(HashPair::from_key(i, j + lane, key_of_lane(j + lane)));
                 }
             }
         }
         j += LANES;
     }
-    for k in j..n {
-        let x = pair_key(
-            v.full[i],
-            v.centre[i],
-            full[k],
-            mirrored[k],
-            centre[k],
-            centre_mirrored[k],
-        );
-        if u64::from(x) <= limit_scalar {
-            out.push(HashPair::from_key(i, k, x));
+    for x in j..n {
+        let key = key_of_lane(x);
+        if key <= limit_scalar {
+            out.push(HashPair::from_key(i, x, key));
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,popcnt")]
-fn scan_row_avx2(i: usize, cols: Range<usize>, v: &Views, t: u32, out: &mut Vec<HashPair>) {
-    scan_row_generic(i, cols, v, t, out)
+fn scan_row_avx2<const ALL: bool>(
+    i: usize,
+    cols: Range<usize>,
+    v: &Views,
+    t: u32,
+    out: &mut Vec<HashPair>,
+) {
+    scan_row_generic::<ALL>(i, cols, v, t, out)
 }
 
 /// The widest vector unit this CPU has, checked once per search.
@@ -295,43 +355,69 @@ fn detect_simd() -> Simd {
     Simd::Plain
 }
 
+/// How one brute-force search runs: the CPU's vector unit, the view pairs
+/// compared, and the distance.
+#[derive(Clone, Copy)]
+struct Scan {
+    simd: Simd,
+    all: bool,
+    t: u32,
+}
+
 /// Compares picture `i` with pictures `cols` (only those after `i`).
-fn scan_row(simd: Simd, i: usize, cols: Range<usize>, v: &Views, t: u32, out: &mut Vec<HashPair>) {
-    match simd {
+fn scan_row(scan: Scan, i: usize, cols: Range<usize>, v: &Views, out: &mut Vec<HashPair>) {
+    let t = scan.t;
+    match (scan.simd, scan.all) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: only chosen after `detect_simd` found these features on this CPU.
-        Simd::Avx512 => unsafe { scan_row_avx512(i, cols, v, t, out) },
+        (Simd::Avx512, true) => unsafe { scan_row_avx512::<true>(i, cols, v, t, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Simd::Avx2 => unsafe { scan_row_avx2(i, cols, v, t, out) },
-        _ => scan_row_generic(i, cols, v, t, out),
+        (Simd::Avx512, false) => unsafe { scan_row_avx512::<false>(i, cols, v, t, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        (Simd::Avx2, true) => unsafe { scan_row_avx2::<true>(i, cols, v, t, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        (Simd::Avx2, false) => unsafe { scan_row_avx2::<false>(i, cols, v, t, out) },
+        (_, true) => scan_row_generic::<true>(i, cols, v, t, out),
+        (_, false) => scan_row_generic::<false>(i, cols, v, t, out),
     }
 }
 
 /// Rows per tile of the brute force.
 const TILE_ROWS: usize = 128;
 /// Columns per tile: 4 views × 8 bytes × 1024 = 32 KB, so a tile's columns
-/// stay in the L1/L2 cache while every row of the tile runs over them. (The
-/// untiled loop streamed all columns from L3 for every row and was 2× slower.)
+/// stay in the L1/L2 cache while every row of the tile runs over them,
+/// instead of streaming every column from memory for every row.
 const TILE_COLS: usize = 1024;
 
 /// Compares every row of `rows` with every later picture, tile by tile.
-fn scan_rows(simd: Simd, rows: Range<usize>, v: &Views, t: u32, out: &mut Vec<HashPair>) {
+fn scan_rows(scan: Scan, rows: Range<usize>, v: &Views, out: &mut Vec<HashPair>) {
     let n = v.len();
     let mut col = rows.start;
     while col < n {
         let cols = col..(col + TILE_COLS).min(n);
         for i in rows.clone() {
-            scan_row(simd, i, cols.clone(), v, t, out);
+            scan_row(scan, i, cols.clone(), v, out);
         }
         col += TILE_COLS;
     }
 }
 
-/// Compares every pair.
+/// Compares every pair over all six view pairs.
 pub fn brute_force(views: &Views, max_distance: u32) -> Vec<HashPair> {
+    brute_force_views(views, max_distance, ViewSet::All)
+}
+
+/// Compares every pair over the chosen view pairs.
+pub fn brute_force_views(views: &Views, max_distance: u32, view_set: ViewSet) -> Vec<HashPair> {
     let n = views.len();
-    let simd = detect_simd();
+    let scan = Scan {
+        simd: detect_simd(),
+        all: view_set == ViewSet::All,
+        t: max_distance,
+    };
     // Row block b costs about (n - b × TILE_ROWS) comparisons per row: pair
     // block b with block last - b so every task has the same work.
     let blocks = n.div_ceil(TILE_ROWS);
@@ -339,10 +425,10 @@ pub fn brute_force(views: &Views, max_distance: u32) -> Vec<HashPair> {
     let mut pairs: Vec<HashPair> = (0..blocks.div_ceil(2))
         .into_par_iter()
         .fold(Vec::new, |mut out, b| {
-            scan_rows(simd, rows(b), views, max_distance, &mut out);
+            scan_rows(scan, rows(b), views, &mut out);
             let other = blocks - 1 - b;
             if other != b {
-                scan_rows(simd, rows(other), views, max_distance, &mut out);
+                scan_rows(scan, rows(other), views, &mut out);
             }
             out
         })
@@ -554,6 +640,19 @@ mod tests {
         out
     }
 
+    fn naive_whole(v: &Views, t: u32) -> Vec<HashPair> {
+        let mut out = Vec::new();
+        for i in 0..v.len() {
+            for j in i + 1..v.len() {
+                let key = pair_key_whole(v.full[i], v.full[j], v.mirrored[j]);
+                if key >> 3 <= t {
+                    out.push(HashPair::from_key(i, j, key));
+                }
+            }
+        }
+        out
+    }
+
     #[test]
     fn brute_force_and_multi_index_agree_with_the_definition() {
         let mut v = synthetic_views(2_000, 11);
@@ -580,20 +679,41 @@ mod tests {
     fn every_code_path_finds_the_same_pairs() {
         let v = synthetic_views(700, 5);
         let want = naive(&v, 12);
+        let whole: Vec<HashPair> = want.iter().copied().filter(|p| p.views < 2).collect();
         let mut generic = Vec::new();
         for i in 0..v.len() {
-            scan_row_generic(i, 0..v.len(), &v, 12, &mut generic);
+            scan_row_generic::<true>(i, 0..v.len(), &v, 12, &mut generic);
         }
         generic.sort_unstable();
         assert_eq!(generic, want);
-        for simd in [detect_simd(), Simd::Plain] {
-            let mut rows = Vec::new();
-            for i in 0..v.len() {
-                scan_row(simd, i, 0..v.len(), &v, 12, &mut rows);
-            }
-            rows.sort_unstable();
-            assert_eq!(rows, want);
+        let mut simds = vec![detect_simd(), Simd::Plain];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("popcnt")
+        {
+            simds.push(Simd::Avx2);
         }
+        for simd in simds {
+            for all in [true, false] {
+                let scan = Scan { simd, all, t: 12 };
+                let mut rows = Vec::new();
+                for i in 0..v.len() {
+                    scan_row(scan, i, 0..v.len(), &v, &mut rows);
+                }
+                rows.sort_unstable();
+                let expected: Vec<HashPair> = if all {
+                    want.clone()
+                } else {
+                    naive_whole(&v, 12)
+                };
+                assert_eq!(rows, expected, "all views: {all}");
+            }
+        }
+        assert!(whole.len() <= naive_whole(&v, 12).len());
+        assert_eq!(
+            brute_force_views(&v, 12, ViewSet::WholeAndMirror),
+            naive_whole(&v, 12)
+        );
     }
 
     #[test]

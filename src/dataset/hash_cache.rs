@@ -24,7 +24,7 @@ pub const CACHE_FILE: &str = "picture-hashes.json";
 
 /// Changes whenever the hash of a picture would change: old entries are then
 /// dropped instead of being compared with new ones.
-pub const ALGORITHM: &str = "dct8x8-median-on-area32-luma601-mirror/1";
+pub const ALGORITHM: &str = "dct8x8-median/area32-luma601/mirror/centre92/small16/2";
 
 /// What is remembered about one picture file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
