@@ -4,6 +4,7 @@
 //! (`main.rs`). Arrows point one way: `mcp` → domain modules → `studio`.
 
 pub mod dataset;
+pub mod engine;
 pub mod gates;
 pub mod mcp;
 pub mod plan;

@@ -71,7 +71,9 @@ impl AuditOptions {
 }
 
 /// How much a finding matters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// Training would crash or learn the wrong thing: fix before training.
@@ -83,7 +85,9 @@ pub enum Severity {
 }
 
 /// Every kind of finding the audit makes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingKind {
     NoImages,
@@ -160,25 +164,44 @@ impl FindingKind {
     fn headline(self, count: usize, ctx: &Ctx) -> String {
         use FindingKind::*;
         let s = if count == 1 { "" } else { "s" };
-        let (is, has) = if count == 1 { ("is", "has") } else { ("are", "have") };
+        let (is, has) = if count == 1 {
+            ("is", "has")
+        } else {
+            ("are", "have")
+        };
         match self {
             NoImages => "the folder has no pictures".into(),
             Unreadable => format!("{count} file{s} cannot be decoded (damaged or cut short)"),
-            DecompressionBomb => format!("{count} file{s} declare an impossible size (decompression bomb)"),
+            DecompressionBomb => {
+                format!("{count} file{s} declare an impossible size (decompression bomb)")
+            }
             ZeroByte => format!("{count} file{s} {is} empty (0 bytes)"),
             MissingCaption => format!("{count} picture{s} {has} no caption"),
             EmptyCaption => format!("{count} caption{s} {is} empty"),
             CaptionNotUtf8 => format!("{count} caption{s} {is} not UTF-8 text"),
             CaptionUnreadable => format!("{count} caption{s} cannot be read"),
             MissingTrigger => format!("{count} caption{s} lack the trigger word `{}`", ctx.trigger),
-            TooSmall => format!("{count} picture{s} {is} below {} px on the short side ({})", ctx.min_side, ctx.min_side_reason),
-            ExtremeAspect => format!("{count} picture{s} {is} longer than 1:{} (extreme aspect ratio)", ctx.max_aspect),
+            TooSmall => format!(
+                "{count} picture{s} {is} below {} px on the short side ({})",
+                ctx.min_side, ctx.min_side_reason
+            ),
+            ExtremeAspect => format!(
+                "{count} picture{s} {is} longer than 1:{} (extreme aspect ratio)",
+                ctx.max_aspect
+            ),
             Cmyk => format!("{count} picture{s} {is} in CMYK (print) colour mode"),
             Transparency => format!("{count} picture{s} {has} transparent areas"),
-            ExtensionMismatch => format!("{count} file{s} {has} an extension that does not match the content"),
+            ExtensionMismatch => {
+                format!("{count} file{s} {has} an extension that does not match the content")
+            }
             UnsupportedFormat => format!("{count} file{s} {is} in a format trainers cannot read"),
-            OutsideKohyaSubsets => format!("{count} picture{s} {is} outside the `{{repeats}}_{{name}}` subfolders and will not be trained"),
-            UnreadableEntry => format!("{count} entr{} could not be read or followed", if count == 1 { "y" } else { "ies" }),
+            OutsideKohyaSubsets => format!(
+                "{count} picture{s} {is} outside the `{{repeats}}_{{name}}` subfolders and will not be trained"
+            ),
+            UnreadableEntry => format!(
+                "{count} entr{} could not be read or followed",
+                if count == 1 { "y" } else { "ies" }
+            ),
             NonUtf8Name => format!("{count} file name{s} {is} not valid UTF-8"),
             OrphanCaption => format!("{count} caption{s} {has} no picture"),
             Greyscale => format!("{count} picture{s} {is} greyscale"),
@@ -328,7 +351,9 @@ pub enum AuditError {
 impl AuditError {
     pub fn hint(&self) -> Option<String> {
         match self {
-            AuditError::NotAFolder { .. } => Some("give the folder that holds the pictures, not a single file".into()),
+            AuditError::NotAFolder { .. } => {
+                Some("give the folder that holds the pictures, not a single file".into())
+            }
             AuditError::Unreadable { .. } => Some("check the folder's permissions".into()),
             AuditError::Cancelled => None,
         }
@@ -354,7 +379,10 @@ pub fn audit_dataset(
     })?;
     let (min_side, min_side_reason) = options.min_side();
     let ctx = Ctx {
-        caption_ext: options.caption_extension.trim_start_matches('.').to_string(),
+        caption_ext: options
+            .caption_extension
+            .trim_start_matches('.')
+            .to_string(),
         trigger: options.trigger_word.clone().unwrap_or_default(),
         min_side,
         min_side_reason,
@@ -384,9 +412,14 @@ pub fn audit_dataset(
     for p in &listing.problems {
         let detail = match &p.kind {
             WalkProblemKind::NotReadable(why) => why.clone(),
-            WalkProblemKind::SymlinkLoop => "a link that leads back into a folder already being read (a loop); not followed".into(),
+            WalkProblemKind::SymlinkLoop => {
+                "a link that leads back into a folder already being read (a loop); not followed"
+                    .into()
+            }
             WalkProblemKind::BrokenLink => "a link whose target does not exist".into(),
-            WalkProblemKind::OutsideWorkspace => "a link that leads outside the workspace; not read".into(),
+            WalkProblemKind::OutsideWorkspace => {
+                "a link that leads outside the workspace; not read".into()
+            }
         };
         other_files.push(OtherFile {
             path: p.rel.clone(),
@@ -408,7 +441,9 @@ pub fn audit_dataset(
 
     let folders: Vec<&str> = pictures.iter().map(|p| p.folder.as_str()).collect();
     let layout = layout::detect(&folders, false);
-    if matches!(layout.kind, LayoutKind::Mixed | LayoutKind::Kohya) && layout.images_outside_subsets > 0 {
+    if matches!(layout.kind, LayoutKind::Mixed | LayoutKind::Kohya)
+        && layout.images_outside_subsets > 0
+    {
         for p in pictures.iter().filter(|p| {
             let top = p.folder.split('/').next().unwrap_or("");
             layout::parse_subset_name(top).is_none() || p.folder.contains('/')
@@ -417,7 +452,8 @@ pub fn audit_dataset(
                 path: p.rel.clone(),
                 finding: Finding {
                     kind: FindingKind::OutsideKohyaSubsets,
-                    detail: "kohya only trains pictures directly inside `{repeats}_{name}` folders".into(),
+                    detail: "kohya only trains pictures directly inside `{repeats}_{name}` folders"
+                        .into(),
                 },
             });
         }
@@ -444,14 +480,23 @@ pub fn audit_dataset(
         );
     }
     let summary = AuditSummary {
-        blocking: problems.iter().filter(|p| p.severity == Severity::Blocking).count(),
-        warnings: problems.iter().filter(|p| p.severity == Severity::Warning).count(),
+        blocking: problems
+            .iter()
+            .filter(|p| p.severity == Severity::Blocking)
+            .count(),
+        warnings: problems
+            .iter()
+            .filter(|p| p.severity == Severity::Warning)
+            .count(),
         ..summary
     };
     let files = if options.include_all_files {
         reports
     } else {
-        reports.into_iter().filter(|r| !r.findings.is_empty()).collect()
+        reports
+            .into_iter()
+            .filter(|r| !r.findings.is_empty())
+            .collect()
     };
     Ok(AuditReport {
         folder: display.to_string(),
@@ -473,7 +518,10 @@ pub fn audit_dataset(
 
 /// Splits files into pictures (by extension, or by content when the extension
 /// says otherwise) and everything else.
-fn classify<'a>(files: &'a [FoundFile], caption_ext: &str) -> (Vec<&'a FoundFile>, Vec<&'a FoundFile>) {
+fn classify<'a>(
+    files: &'a [FoundFile],
+    caption_ext: &str,
+) -> (Vec<&'a FoundFile>, Vec<&'a FoundFile>) {
     let mut pictures = Vec::new();
     let mut others = Vec::new();
     for f in files {
@@ -539,7 +587,9 @@ fn inspect_picture(file: &FoundFile, options: &AuditOptions, ctx: &Ctx) -> Image
                     DecodeFailure::ZeroBytes => FindingKind::ZeroByte,
                     DecodeFailure::Bomb { .. } => FindingKind::DecompressionBomb,
                     DecodeFailure::Unsupported(_) => FindingKind::UnsupportedFormat,
-                    DecodeFailure::NotAnImage | DecodeFailure::Corrupt(_) => FindingKind::Unreadable,
+                    DecodeFailure::NotAnImage | DecodeFailure::Corrupt(_) => {
+                        FindingKind::Unreadable
+                    }
                 };
                 push(kind, failure.plain());
                 None
@@ -554,11 +604,20 @@ fn inspect_picture(file: &FoundFile, options: &AuditOptions, ctx: &Ctx) -> Image
         let short = d.width.min(d.height);
         let long = d.width.max(d.height);
         short_side = Some(short);
-        aspect_ratio = Some((f64::from(d.width) / f64::from(d.height.max(1)) * 1000.0).round() / 1000.0);
+        aspect_ratio =
+            Some((f64::from(d.width) / f64::from(d.height.max(1)) * 1000.0).round() / 1000.0);
         if let Some(format) = image::ImageFormat::from_extension(&ext).filter(|_| !ext.is_empty()) {
             let real = image::ImageFormat::all().find(|f| inspect::format_name(*f) == d.format);
-            if real.is_some_and(|real| !inspect::extension_matches(&ext, real)) && inspect::format_name(format) != d.format {
-                push(FindingKind::ExtensionMismatch, format!("named `.{ext}` but the content is {}", d.format.to_uppercase()));
+            if real.is_some_and(|real| !inspect::extension_matches(&ext, real))
+                && inspect::format_name(format) != d.format
+            {
+                push(
+                    FindingKind::ExtensionMismatch,
+                    format!(
+                        "named `.{ext}` but the content is {}",
+                        d.format.to_uppercase()
+                    ),
+                );
             }
         } else {
             push(
@@ -566,42 +625,83 @@ fn inspect_picture(file: &FoundFile, options: &AuditOptions, ctx: &Ctx) -> Image
                 format!(
                     "the content is {} but the name {}; trainers pick pictures by extension and will skip it",
                     d.format.to_uppercase(),
-                    if ext.is_empty() { "has no extension".to_string() } else { format!("ends in `.{ext}`") }
+                    if ext.is_empty() {
+                        "has no extension".to_string()
+                    } else {
+                        format!("ends in `.{ext}`")
+                    }
                 ),
             );
         }
         if short < ctx.min_side {
-            push(FindingKind::TooSmall, format!("{}×{}: short side {short} px, below {} px", d.width, d.height, ctx.min_side));
+            push(
+                FindingKind::TooSmall,
+                format!(
+                    "{}×{}: short side {short} px, below {} px",
+                    d.width, d.height, ctx.min_side
+                ),
+            );
         }
         if f64::from(long) > f64::from(short.max(1)) * ctx.max_aspect {
-            push(FindingKind::ExtremeAspect, format!("{}×{} is 1:{:.1}", d.width, d.height, f64::from(long) / f64::from(short.max(1))));
+            push(
+                FindingKind::ExtremeAspect,
+                format!(
+                    "{}×{} is 1:{:.1}",
+                    d.width,
+                    d.height,
+                    f64::from(long) / f64::from(short.max(1))
+                ),
+            );
         }
         match d.color_mode {
             ColorMode::Cmyk => push(FindingKind::Cmyk, "CMYK (print) colour mode".into()),
-            ColorMode::Greyscale | ColorMode::GreyscaleAlpha => push(FindingKind::Greyscale, "greyscale".into()),
+            ColorMode::Greyscale | ColorMode::GreyscaleAlpha => {
+                push(FindingKind::Greyscale, "greyscale".into())
+            }
             _ => {}
         }
         if d.has_alpha {
             if d.uses_transparency {
                 push(FindingKind::Transparency, "has transparent pixels".into());
             } else {
-                push(FindingKind::UnusedAlpha, "alpha channel present but fully opaque".into());
+                push(
+                    FindingKind::UnusedAlpha,
+                    "alpha channel present but fully opaque".into(),
+                );
             }
         }
         if d.bits_per_channel > 8 {
-            push(FindingKind::SixteenBit, format!("{} bits per channel", d.bits_per_channel));
+            push(
+                FindingKind::SixteenBit,
+                format!("{} bits per channel", d.bits_per_channel),
+            );
         }
     }
     match caption.status {
         CaptionStatus::Ok => {
             if caption.has_trigger == Some(false) {
-                push(FindingKind::MissingTrigger, format!("the caption does not contain `{}`", ctx.trigger));
+                push(
+                    FindingKind::MissingTrigger,
+                    format!("the caption does not contain `{}`", ctx.trigger),
+                );
             }
         }
-        CaptionStatus::Missing => push(FindingKind::MissingCaption, format!("no `{}` beside it", file_name(&caption_path))),
-        CaptionStatus::Empty => push(FindingKind::EmptyCaption, "the caption file is empty".into()),
-        CaptionStatus::NotUtf8 => push(FindingKind::CaptionNotUtf8, caption.problem.clone().unwrap_or_default()),
-        CaptionStatus::Unreadable => push(FindingKind::CaptionUnreadable, caption.problem.clone().unwrap_or_default()),
+        CaptionStatus::Missing => push(
+            FindingKind::MissingCaption,
+            format!("no `{}` beside it", file_name(&caption_path)),
+        ),
+        CaptionStatus::Empty => push(
+            FindingKind::EmptyCaption,
+            "the caption file is empty".into(),
+        ),
+        CaptionStatus::NotUtf8 => push(
+            FindingKind::CaptionNotUtf8,
+            caption.problem.clone().unwrap_or_default(),
+        ),
+        CaptionStatus::Unreadable => push(
+            FindingKind::CaptionUnreadable,
+            caption.problem.clone().unwrap_or_default(),
+        ),
     }
     ImageReport {
         path: file.rel.clone(),
@@ -616,10 +716,16 @@ fn inspect_picture(file: &FoundFile, options: &AuditOptions, ctx: &Ctx) -> Image
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
-fn other_findings(others: &[&FoundFile], pictures: &[&FoundFile], caption_ext: &str) -> Vec<OtherFile> {
+fn other_findings(
+    others: &[&FoundFile],
+    pictures: &[&FoundFile],
+    caption_ext: &str,
+) -> Vec<OtherFile> {
     let stems: std::collections::HashSet<PathBuf> =
         pictures.iter().map(|p| p.path.with_extension("")).collect();
     others
@@ -634,7 +740,9 @@ fn other_findings(others: &[&FoundFile], pictures: &[&FoundFile], caption_ext: &
                     kind: FindingKind::OrphanCaption,
                     detail: "no picture with the same name beside it".into(),
                 }
-            } else if std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0) == 0 && ext.is_empty() {
+            } else if std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0) == 0
+                && ext.is_empty()
+            {
                 Finding {
                     kind: FindingKind::NonImageFile,
                     detail: "an empty file".into(),
@@ -642,7 +750,11 @@ fn other_findings(others: &[&FoundFile], pictures: &[&FoundFile], caption_ext: &
             } else {
                 Finding {
                     kind: FindingKind::NonImageFile,
-                    detail: if ext.is_empty() { "not a picture".into() } else { format!("a `.{ext}` file, not a picture") },
+                    detail: if ext.is_empty() {
+                        "not a picture".into()
+                    } else {
+                        format!("a `.{ext}` file, not a picture")
+                    },
                 }
             };
             Some(OtherFile {
@@ -672,11 +784,14 @@ fn regularization_layout(reg: &Path, workspace_root: &Path) -> Result<Layout, Au
 /// to the dataset changes it.
 fn fingerprint_of(reports: &[ImageReport], files: &[FoundFile], caption_ext: &str) -> String {
     let mut hasher = blake3::Hasher::new();
-    let by_rel: HashMap<&str, &ImageReport> = reports.iter().map(|r| (r.path.as_str(), r)).collect();
+    let by_rel: HashMap<&str, &ImageReport> =
+        reports.iter().map(|r| (r.path.as_str(), r)).collect();
     for f in files {
         let ext = inspect::extension_of(&f.path).unwrap_or_default();
         if let Some(r) = by_rel.get(f.rel.as_str()) {
-            hasher.update(format!("image\0{}\0{}\0{}\n", r.path, r.file_size, r.content_hash).as_bytes());
+            hasher.update(
+                format!("image\0{}\0{}\0{}\n", r.path, r.file_size, r.content_hash).as_bytes(),
+            );
             if let Some(h) = &r.caption.hash {
                 hasher.update(format!("caption\0{}\0{}\0{h}\n", r.path, r.caption.size).as_bytes());
             }
@@ -709,7 +824,11 @@ fn aspect_bucket(w: u32, h: u32, max_aspect: f64) -> &'static str {
     }
     RATIOS
         .iter()
-        .min_by(|a, b| (a.1.ln() - r.ln()).abs().total_cmp(&(b.1.ln() - r.ln()).abs()))
+        .min_by(|a, b| {
+            (a.1.ln() - r.ln())
+                .abs()
+                .total_cmp(&(b.1.ln() - r.ln()).abs())
+        })
         .map(|(name, _)| *name)
         .unwrap_or("1:1")
 }
@@ -733,10 +852,19 @@ fn summarize(reports: &[ImageReport], other_files: usize) -> AuditSummary {
         s.readable += 1;
         sum_w += u64::from(d.width);
         sum_h += u64::from(d.height);
-        *buckets.entry(aspect_bucket(d.width, d.height, DEFAULT_MAX_ASPECT)).or_default() += 1;
+        *buckets
+            .entry(aspect_bucket(d.width, d.height, DEFAULT_MAX_ASPECT))
+            .or_default() += 1;
         *s.formats.entry(d.format.clone()).or_default() += 1;
-        let mode = serde_json::to_value(d.color_mode).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-        let mode = if d.bits_per_channel > 8 { format!("{mode} ({}-bit)", d.bits_per_channel) } else { mode };
+        let mode = serde_json::to_value(d.color_mode)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        let mode = if d.bits_per_channel > 8 {
+            format!("{mode} ({}-bit)", d.bits_per_channel)
+        } else {
+            mode
+        };
         *s.color_modes.entry(mode).or_default() += 1;
         let short = d.width.min(d.height);
         if smallest.is_none_or(|(w, h)| short < w.min(h)) {
@@ -754,7 +882,10 @@ fn summarize(reports: &[ImageReport], other_files: usize) -> AuditSummary {
     s.largest = largest.map(|(w, h)| format!("{w}x{h}"));
     s.aspect_ratios = buckets
         .into_iter()
-        .map(|(ratio, count)| AspectBucket { ratio: ratio.to_string(), count })
+        .map(|(ratio, count)| AspectBucket {
+            ratio: ratio.to_string(),
+            count,
+        })
         .collect();
     s
 }
@@ -791,7 +922,15 @@ impl AuditReport {
         let s = &self.summary;
         let layout = match self.layout.kind {
             LayoutKind::Flat => "flat folder".to_string(),
-            LayoutKind::Kohya => format!("kohya layout, {} subfolder{}", self.layout.subsets.len(), if self.layout.subsets.len() == 1 { "" } else { "s" }),
+            LayoutKind::Kohya => format!(
+                "kohya layout, {} subfolder{}",
+                self.layout.subsets.len(),
+                if self.layout.subsets.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                }
+            ),
             LayoutKind::Mixed => "partly kohya layout".to_string(),
             LayoutKind::Empty => "no pictures".to_string(),
         };
@@ -807,10 +946,20 @@ impl AuditReport {
             out.push_str(&format!(", average {w}×{h}"));
         }
         out.push('.');
-        let blocking: Vec<&Problem> = self.problems.iter().filter(|p| p.severity == Severity::Blocking).collect();
-        let warnings: Vec<&Problem> = self.problems.iter().filter(|p| p.severity == Severity::Warning).collect();
+        let blocking: Vec<&Problem> = self
+            .problems
+            .iter()
+            .filter(|p| p.severity == Severity::Blocking)
+            .collect();
+        let warnings: Vec<&Problem> = self
+            .problems
+            .iter()
+            .filter(|p| p.severity == Severity::Warning)
+            .collect();
         if blocking.is_empty() && warnings.is_empty() {
-            out.push_str(" No problems found: the pictures are ready for captioning and the next checks.");
+            out.push_str(
+                " No problems found: the pictures are ready for captioning and the next checks.",
+            );
             return out;
         }
         if !blocking.is_empty() {

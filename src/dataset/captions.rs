@@ -132,7 +132,13 @@ mod tests {
         assert!(info.problem.unwrap().contains("byte 3"));
         std::fs::write(&p, "ohwx, a fox, ink wash").unwrap();
         let info = read_caption(&p, Some("ohwx"));
-        assert_eq!((info.tags, info.words, info.has_trigger), (3, 5, Some(true)));
-        assert_eq!(caption_path_for(Path::new("x/a.b.png"), ".txt"), Path::new("x/a.b.txt"));
+        assert_eq!(
+            (info.tags, info.words, info.has_trigger),
+            (3, 5, Some(true))
+        );
+        assert_eq!(
+            caption_path_for(Path::new("x/a.b.png"), ".txt"),
+            Path::new("x/a.b.txt")
+        );
     }
 }

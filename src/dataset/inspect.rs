@@ -53,7 +53,10 @@ pub enum DecodeFailure {
     /// The content is not an image format we know.
     NotAnImage,
     /// Declares more pixels than we will decode.
-    Bomb { width: u32, height: u32 },
+    Bomb {
+        width: u32,
+        height: u32,
+    },
     /// The decoder gave up; the text says why in plain words.
     Corrupt(String),
     /// A format we recognise but cannot decode.
@@ -65,7 +68,9 @@ impl DecodeFailure {
     pub fn plain(&self) -> String {
         match self {
             DecodeFailure::ZeroBytes => "the file is empty (0 bytes)".into(),
-            DecodeFailure::NotAnImage => "the content is not a picture format Ategnatos can read".into(),
+            DecodeFailure::NotAnImage => {
+                "the content is not a picture format Ategnatos can read".into()
+            }
             DecodeFailure::Bomb { width, height } => format!(
                 "it declares {width} × {height} pixels (about {:.0} GB once decoded), far beyond any training picture: a corrupt file or a decompression bomb, not decoded",
                 *width as f64 * *height as f64 * 4.0 / 1e9
@@ -117,8 +122,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeFailure> {
     let (width, height) = reader(Limits::no_limits())
         .into_dimensions()
         .map_err(|e| plain_decode_error(&e, format))?;
-    if width > MAX_SIDE || height > MAX_SIDE || u64::from(width) * u64::from(height) > MAX_PIXELS
-    {
+    if width > MAX_SIDE || height > MAX_SIDE || u64::from(width) * u64::from(height) > MAX_PIXELS {
         return Err(DecodeFailure::Bomb { width, height });
     }
     let mut limits = Limits::default();
@@ -190,7 +194,11 @@ fn plain_decode_error(e: &image::ImageError, format: ImageFormat) -> DecodeFailu
         other => {
             let text = other.to_string();
             let lower = text.to_ascii_lowercase();
-            if lower.contains("eof") || lower.contains("end of") || lower.contains("truncat") || lower.contains("no more data") {
+            if lower.contains("eof")
+                || lower.contains("end of")
+                || lower.contains("truncat")
+                || lower.contains("no more data")
+            {
                 DecodeFailure::Corrupt(format!(
                     "the {name} file ends early: it was cut short while copying or downloading ({text})"
                 ))
@@ -278,7 +286,9 @@ mod tests {
     }
 
     fn gradient(w: u32, h: u32) -> image::RgbImage {
-        image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]))
+        image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
+        })
     }
 
     #[test]
@@ -296,7 +306,11 @@ mod tests {
     fn truncated_files_are_corrupt() {
         let jpg = encode(gradient(256, 256).into(), ImageFormat::Jpeg);
         let cut = &jpg[..jpg.len() / 2];
-        assert!(matches!(decode(cut), Err(DecodeFailure::Corrupt(_))), "{:?}", decode(cut));
+        assert!(
+            matches!(decode(cut), Err(DecodeFailure::Corrupt(_))),
+            "{:?}",
+            decode(cut)
+        );
         let png = encode(gradient(256, 256).into(), ImageFormat::Png);
         let cut = &png[..png.len() / 2];
         let err = decode(cut).unwrap_err();

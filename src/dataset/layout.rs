@@ -103,7 +103,11 @@ pub fn detect(image_folders: &[&str], regularization: bool) -> Layout {
     let nested: usize = subsets.iter().map(|s| s.nested_images).sum();
     Layout {
         kind,
-        images_outside_subsets: if kind == LayoutKind::Flat { 0 } else { outside + nested },
+        images_outside_subsets: if kind == LayoutKind::Flat {
+            0
+        } else {
+            outside + nested
+        },
         subsets,
         images_per_epoch,
     }
@@ -115,7 +119,10 @@ mod tests {
 
     #[test]
     fn subset_names() {
-        assert_eq!(parse_subset_name("10_ohwx style"), Some((10, "ohwx style".into())));
+        assert_eq!(
+            parse_subset_name("10_ohwx style"),
+            Some((10, "ohwx style".into()))
+        );
         assert_eq!(parse_subset_name("1_a_b"), Some((1, "a_b".into())));
         assert_eq!(parse_subset_name("x_fox"), None);
         assert_eq!(parse_subset_name("10_"), None);

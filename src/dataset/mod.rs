@@ -20,7 +20,9 @@ pub use audit::{AuditError, AuditOptions, AuditReport, audit_dataset};
 pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"];
 
 /// Image formats people have that the trainers (and we) cannot read.
-pub const UNSUPPORTED_IMAGE_EXTENSIONS: &[&str] = &["avif", "heic", "heif", "jxl", "psd", "raw", "cr2", "nef", "arw", "dng", "svg"];
+pub const UNSUPPORTED_IMAGE_EXTENSIONS: &[&str] = &[
+    "avif", "heic", "heif", "jxl", "psd", "raw", "cr2", "nef", "arw", "dng", "svg",
+];
 
 /// True when `ext` (without the dot, any case) is a training-image extension.
 pub fn is_image_extension(ext: &str) -> bool {

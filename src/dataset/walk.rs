@@ -151,10 +151,7 @@ fn walk_dir(
             walk_dir(base, &path, root, visiting, out);
             visiting.remove(&real);
         } else if target_meta.is_file() {
-            let folder = path
-                .parent()
-                .map(|p| rel_of(base, p).0)
-                .unwrap_or_default();
+            let folder = path.parent().map(|p| rel_of(base, p).0).unwrap_or_default();
             out.files.push(FoundFile {
                 path,
                 rel,
@@ -205,7 +202,12 @@ mod tests {
         let l = list_files(&data, &root).unwrap();
         let rels: Vec<_> = l.files.iter().map(|f| f.rel.as_str()).collect();
         assert_eq!(rels, ["10_fox/sub/b.png", "a.png"]);
-        let kind = |r: &str| l.problems.iter().find(|p| p.rel == r).map(|p| p.kind.clone());
+        let kind = |r: &str| {
+            l.problems
+                .iter()
+                .find(|p| p.rel == r)
+                .map(|p| p.kind.clone())
+        };
         assert_eq!(kind("10_fox/loop"), Some(WalkProblemKind::SymlinkLoop));
         assert_eq!(kind("dangling.png"), Some(WalkProblemKind::BrokenLink));
         assert_eq!(kind("etc"), Some(WalkProblemKind::OutsideWorkspace));

@@ -13,7 +13,19 @@ use serde::{Deserialize, Serialize};
 use crate::studio::{StudioError, Workspace, clock, write_json_atomic};
 
 /// The four gates, in the order they must pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Gate {
     Dataset,
@@ -133,11 +145,16 @@ pub fn parse_uri(uri: &str) -> Option<(String, Gate)> {
     Some((project.to_string(), Gate::parse(gate)?))
 }
 
-fn record_path(ws: &Workspace, project: &str, gate: Gate) -> Result<std::path::PathBuf, StudioError> {
-    Ok(ws
-        .project_state_dir(project)?
-        .join("gates")
-        .join(format!("{}-{}.json", gate.number(), gate.slug())))
+fn record_path(
+    ws: &Workspace,
+    project: &str,
+    gate: Gate,
+) -> Result<std::path::PathBuf, StudioError> {
+    Ok(ws.project_state_dir(project)?.join("gates").join(format!(
+        "{}-{}.json",
+        gate.number(),
+        gate.slug()
+    )))
 }
 
 /// Stores a record (atomically) and returns its URI.
@@ -164,7 +181,11 @@ pub fn list(ws: &Workspace) -> Vec<GateRecord> {
     projects.sort();
     projects
         .iter()
-        .flat_map(|p| Gate::ALL.into_iter().filter_map(move |g| load(ws, p, g).ok().flatten()))
+        .flat_map(|p| {
+            Gate::ALL
+                .into_iter()
+                .filter_map(move |g| load(ws, p, g).ok().flatten())
+        })
         .collect()
 }
 
@@ -177,7 +198,10 @@ mod tests {
         let u = uri("ink-fox", Gate::DryRun);
         assert_eq!(u, "ategnatos://projects/ink-fox/gates/4");
         assert_eq!(parse_uri(&u), Some(("ink-fox".into(), Gate::DryRun)));
-        assert_eq!(parse_uri("ategnatos://projects/ink-fox/gates/dataset").map(|x| x.1), Some(Gate::Dataset));
+        assert_eq!(
+            parse_uri("ategnatos://projects/ink-fox/gates/dataset").map(|x| x.1),
+            Some(Gate::Dataset)
+        );
         assert_eq!(parse_uri("ategnatos://projects/../gates/1"), None);
         assert_eq!(parse_uri("ategnatos://projects/a/gates/9"), None);
     }
@@ -190,7 +214,10 @@ mod tests {
         let rec = GateRecord::new("fox", Gate::Dataset, GateStatus::Fail, "abc".into());
         store(&ws, &rec).unwrap();
         let back = load(&ws, "fox", Gate::Dataset).unwrap().unwrap();
-        assert_eq!((back.status, back.fingerprint.as_str()), (GateStatus::Fail, "abc"));
+        assert_eq!(
+            (back.status, back.fingerprint.as_str()),
+            (GateStatus::Fail, "abc")
+        );
         assert_eq!(list(&ws).len(), 1);
     }
 }

@@ -131,7 +131,10 @@ mod tests {
             resolve_inside(&root, root.join("pics/new.txt").to_str().unwrap()).unwrap(),
             root.join("pics/new.txt")
         );
-        assert_eq!(resolve_inside(&root, "pics/../pics/./x").unwrap(), root.join("pics/x"));
+        assert_eq!(
+            resolve_inside(&root, "pics/../pics/./x").unwrap(),
+            root.join("pics/x")
+        );
     }
 
     #[test]
