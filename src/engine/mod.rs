@@ -13,25 +13,29 @@
 //! rate schedules and Lion; [`train`] the loop; [`lora_file`] writes and
 //! reads kohya LoRA files; [`config`] is the TOML the child process reads.
 
-//TMP pub mod bench;
-//TMP pub mod cli;
+pub mod bench;
+pub mod cli;
 pub mod clip;
-//TMP pub mod config;
+pub mod config;
 pub mod ldm;
 pub mod lora;
-//TMP pub mod lora_file;
+pub mod lora_file;
+pub mod model;
 pub mod nn;
-//TMP pub mod optim;
+pub mod optim;
 pub mod safetensors_file;
-//TMP pub mod schedule;
-//TMP pub mod train;
+pub mod schedule;
+pub mod train;
 pub mod unet;
 pub mod vae;
 pub mod weights;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::PathBuf;
 
-//TMP pub use config::EngineConfig;
+pub use config::EngineConfig;
 pub use weights::LoadReport;
 
 /// The CPU backend every test and CPU run uses.

@@ -6,7 +6,7 @@
 //! one-to-one mapping and lets [`Linear`] and [`Conv2d`] carry a LoRA adapter
 //! (see [`super::lora`]).
 
-use burn::module::{Module, Param};
+use burn::module::{Module, Param, ParamId};
 use burn::tensor::activation;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::{conv2d, linear};
@@ -15,23 +15,41 @@ use burn::tensor::{Distribution, Tensor};
 
 use super::lora::{ConvLora, LinearLora, LoraSpec};
 
-/// A frozen parameter made from uniform noise in ±`bound`: what a model is
-/// built with before its checkpoint is loaded (and what benchmarks run on).
+/// A frozen parameter of uniform noise in ±`bound`: what a model is built
+/// with before its checkpoint is loaded (and what benchmarks run on). It is
+/// lazy: nothing is allocated until the value is used, so loading a
+/// checkpoint never pays for the noise, and a full-size model can be built
+/// just to list its layers.
 pub(crate) fn init_param<B: Backend, const D: usize>(
     shape: [usize; D],
     bound: f64,
     device: &B::Device,
 ) -> Param<Tensor<B, D>> {
-    let tensor = Tensor::random(shape, Distribution::Uniform(-bound, bound), device);
-    Param::from_tensor(tensor).set_require_grad(false)
+    lazy_param(shape, device, move |device| {
+        Tensor::random(shape, Distribution::Uniform(-bound, bound), device)
+    })
+}
+
+fn lazy_param<B: Backend, const D: usize>(
+    shape: [usize; D],
+    device: &B::Device,
+    init: impl Fn(&B::Device) -> Tensor<B, D> + Send + Sync + 'static,
+) -> Param<Tensor<B, D>> {
+    Param::uninitialized(
+        ParamId::new(),
+        move |device, _| init(device).set_require_grad(false),
+        device.clone(),
+        false,
+        shape.into(),
+    )
 }
 
 fn ones_param<B: Backend>(size: usize, device: &B::Device) -> Param<Tensor<B, 1>> {
-    Param::from_tensor(Tensor::ones([size], device)).set_require_grad(false)
+    lazy_param([size], device, move |device| Tensor::ones([size], device))
 }
 
 fn zeros_param<B: Backend>(size: usize, device: &B::Device) -> Param<Tensor<B, 1>> {
-    Param::from_tensor(Tensor::zeros([size], device)).set_require_grad(false)
+    lazy_param([size], device, move |device| Tensor::zeros([size], device))
 }
 
 /// A linear layer. `weight` is stored `[d_in, d_out]` (burn's layout); the

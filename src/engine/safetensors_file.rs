@@ -114,4 +114,31 @@ impl SafetensorsFile {
         };
         Ok((values, info.shape.clone()))
     }
+
+    /// An integer tensor (token ids) as `i64`, with its shape.
+    pub fn read_i64(&self, key: &str) -> Result<(Vec<i64>, Vec<usize>), EngineError> {
+        let info = self.index.get(key).ok_or_else(|| EngineError::BadWeights {
+            path: self.path.clone(),
+            reason: format!("no tensor named `{key}`"),
+        })?;
+        let (start, end) = info.data_offsets;
+        let raw = &self.bytes[self.data_start + start..self.data_start + end];
+        let values = match info.dtype {
+            Dtype::I64 => raw
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+                .collect(),
+            Dtype::I32 => raw
+                .chunks_exact(4)
+                .map(|b| i64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+                .collect(),
+            other => {
+                return Err(EngineError::BadWeights {
+                    path: self.path.clone(),
+                    reason: format!("tensor `{key}` is {other:?}; token ids must be I64 or I32"),
+                });
+            }
+        };
+        Ok((values, info.shape.clone()))
+    }
 }

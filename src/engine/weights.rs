@@ -162,6 +162,10 @@ impl Checkpoint {
                         }
                         Component::Vae => {
                             if let Some(rest) = key.strip_prefix(ldm::VAE_PREFIX) {
+                                if ldm::VAE_UNUSED_PREFIXES.iter().any(|p| rest.starts_with(p)) {
+                                    weights.unused += 1;
+                                    continue;
+                                }
                                 match ldm::rename(rest, &vae_table) {
                                     Some(name) => weights.add(name, key),
                                     None => weights.unexpected.push(key.to_string()),
@@ -424,13 +428,14 @@ impl<B: Backend> ModuleMapper<B> for Loader<'_, B> {
         }
         let key = self.key();
         let expected = param.lazy_shape().to_vec();
-        let (id, tensor, mapper) = param.consume();
         match self.fetch(&key, &expected) {
+            // A fresh parameter with the same id: the lazy noise it replaces
+            // is never allocated.
             Some(data) => {
                 let loaded = Tensor::<B, D>::from_data(data, &self.device).set_require_grad(false);
-                Param::from_mapped_value(id, loaded, mapper)
+                Param::initialized(param.id, loaded)
             }
-            None => Param::from_mapped_value(id, tensor, mapper),
+            None => param,
         }
     }
 }
