@@ -5,6 +5,7 @@
 
 pub mod backends;
 pub mod dataset;
+pub mod engine;
 pub mod gates;
 pub mod mcp;
 pub mod plan;

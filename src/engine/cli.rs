@@ -1,0 +1,261 @@
+//! The child-process entry point, `ategnatos engine train CONFIG
+//! [--dry-run]`, and the progress lines it prints.
+//!
+//! The lines copy kohya's `train_network.py` output (tqdm's `steps:` bar
+//! with `avr_loss`, the `running training` block, `epoch N/M`,
+//! `saving checkpoint: PATH`, `model saved.`) so the monitor that reads
+//! kohya's logs reads ours unchanged. They go to stdout, one per line; this
+//! module is the only place in the engine that prints.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use burn::tensor::backend::AutodiffBackend;
+
+use super::config::{DeviceKind, EngineConfig};
+use super::model::LoraModel;
+use super::train::{LatentDataset, TrainEvent, TrainOutcome, train};
+use super::weights::{Checkpoint, Component};
+use super::{CpuTrainBackend, EngineError};
+
+/// Exit codes of the engine process.
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+
+/// `args` are what follows `ategnatos engine`: `train CONFIG [--dry-run]`.
+/// Errors go to stderr as `error: …` and `hint: …`.
+pub fn run_engine_cli(args: &[String]) -> i32 {
+    let (config, dry_run) = match args {
+        [cmd, config] if cmd == "train" => (config, false),
+        [cmd, config, flag] | [cmd, flag, config] if cmd == "train" && flag == "--dry-run" => {
+            (config, true)
+        }
+        _ => {
+            eprintln!("usage: ategnatos engine train CONFIG [--dry-run]");
+            return EXIT_USAGE;
+        }
+    };
+    let mut out = std::io::stdout();
+    match run_train(Path::new(config), dry_run, &mut out) {
+        Ok(_) => EXIT_OK,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if let Some(hint) = e.hint() {
+                eprintln!("hint: {hint}");
+            }
+            EXIT_FAILED
+        }
+    }
+}
+
+/// Loads the config, checkpoint and latent cache, then trains (or, with
+/// `dry_run`, runs two real steps and writes nothing), printing progress
+/// lines to `out`.
+pub fn run_train(
+    config_path: &Path,
+    dry_run: bool,
+    out: &mut dyn Write,
+) -> Result<TrainOutcome, EngineError> {
+    let mut config = EngineConfig::load(config_path)?;
+    if dry_run {
+        config.training.max_steps = Some(config.training.max_steps.unwrap_or(2).min(2));
+    }
+    match config.training.device {
+        DeviceKind::Cpu => run_on::<CpuTrainBackend>(&config, &Default::default(), dry_run, out),
+        DeviceKind::Cuda => run_cuda(&config, dry_run, out),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn run_cuda(
+    config: &EngineConfig,
+    dry_run: bool,
+    out: &mut dyn Write,
+) -> Result<TrainOutcome, EngineError> {
+    type Cuda = burn::backend::Autodiff<burn::backend::Cuda<f32>>;
+    run_on::<Cuda>(config, &Default::default(), dry_run, out)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn run_cuda(_: &EngineConfig, _: bool, _: &mut dyn Write) -> Result<TrainOutcome, EngineError> {
+    Err(EngineError::BackendUnavailable {
+        backend: "cuda".into(),
+    })
+}
+
+fn run_on<B: AutodiffBackend>(
+    config: &EngineConfig,
+    device: &B::Device,
+    dry_run: bool,
+    out: &mut dyn Write,
+) -> Result<TrainOutcome, EngineError> {
+    let arch = config.model.architecture;
+    let checkpoint = Checkpoint::open(
+        &config.model.checkpoint,
+        &[Component::Unet, Component::TextEncoder],
+    )?;
+    let model = LoraModel::<B>::init(arch, &config.network, device);
+    let (model, reports) = model.load_base(&checkpoint, arch, device)?;
+    drop(checkpoint);
+    for report in &reports {
+        line(out, &format!("loaded {}", report.summary()));
+    }
+    let dataset = LatentDataset::load(&config.data.latents)?;
+    let mut on_event = |event: &TrainEvent| {
+        if let Some(text) = format_event(event) {
+            line(out, &text);
+        }
+    };
+    let (_, outcome) = train(config, model, &dataset, device, !dry_run, &mut on_event)?;
+    line(
+        out,
+        if dry_run {
+            "dry run finished, nothing saved."
+        } else {
+            "model saved."
+        },
+    );
+    Ok(outcome)
+}
+
+fn line(out: &mut dyn Write, text: &str) {
+    // a closed stdout must not kill a training run
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+/// The kohya line(s) for an event.
+pub fn format_event(event: &TrainEvent) -> Option<String> {
+    match event {
+        TrainEvent::Start {
+            num_images,
+            batches_per_epoch,
+            epochs,
+            total_steps,
+            batch_size,
+        } => Some(format!(
+            "running training / 学習開始\n  num train images * repeats / 学習画像の数×繰り返し回数: {num_images}\n  num reg images / 正則化画像の数: 0\n  num batches per epoch / 1epochのバッチ数: {batches_per_epoch}\n  num epochs / epoch数: {epochs}\n  batch size per device / バッチサイズ: {batch_size}\n  total optimization steps / 学習ステップ数: {total_steps}"
+        )),
+        TrainEvent::Epoch { epoch, epochs } => Some(format!("\nepoch {epoch}/{epochs}")),
+        TrainEvent::Step {
+            step,
+            total_steps,
+            avr_loss,
+            elapsed,
+            ..
+        } => Some(tqdm_line(
+            "steps",
+            *step,
+            *total_steps,
+            *elapsed,
+            &format!("avr_loss={}", format_g3(*avr_loss)),
+        )),
+        TrainEvent::Saved { path } => Some(format!("saving checkpoint: {}", path.display())),
+    }
+}
+
+/// tqdm's default bar: `desc: pct%|bar| n/total [elapsed<remaining, rate, postfix]`.
+pub fn tqdm_line(desc: &str, n: usize, total: usize, elapsed: Duration, postfix: &str) -> String {
+    let frac = if total == 0 {
+        0.0
+    } else {
+        n as f64 / total as f64
+    };
+    let secs = elapsed.as_secs_f64();
+    let rate = if secs > 0.0 { n as f64 / secs } else { 0.0 };
+    let remaining = if rate > 0.0 {
+        format_interval((total.saturating_sub(n)) as f64 / rate)
+    } else {
+        "?".into()
+    };
+    let rate_text = if rate == 0.0 {
+        "?it/s".to_string()
+    } else if rate >= 1.0 {
+        format!("{rate:5.2}it/s")
+    } else {
+        format!("{:5.2}s/it", 1.0 / rate)
+    };
+    format!(
+        "{desc}: {:3.0}%|{}| {n}/{total} [{}<{remaining}, {rate_text}, {postfix}]",
+        frac * 100.0,
+        bar(frac, 10),
+        format_interval(secs),
+    )
+}
+
+fn bar(frac: f64, width: usize) -> String {
+    const PARTS: [char; 8] = [' ', '▏', '▎', '▍', '▌', '▋', '▊', '▉'];
+    let fill = frac.clamp(0.0, 1.0) * width as f64;
+    let full = fill.floor() as usize;
+    let mut s: String = "█".repeat(full);
+    if full < width {
+        s.push(PARTS[((fill - full as f64) * 8.0).floor() as usize % 8]);
+        s.push_str(&" ".repeat(width - full - 1));
+    }
+    s
+}
+
+/// tqdm's `format_interval`: `MM:SS`, or `H:MM:SS` past an hour.
+fn format_interval(secs: f64) -> String {
+    let total = secs.max(0.0) as u64;
+    let (h, m, s) = (total / 3600, (total / 60) % 60, total % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m:02}:{s:02}")
+    }
+}
+
+/// Python's `{:.3g}`, which tqdm uses for postfix numbers.
+pub fn format_g3(x: f32) -> String {
+    if x.is_nan() {
+        return "nan".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if x == 0.0 {
+        return "0".into();
+    }
+    let exp = x.abs().log10().floor() as i32;
+    if !(-4..3).contains(&exp) {
+        let s = format!("{:.2e}", x); // e.g. 1.50e-5
+        let (mantissa, e) = s.split_once('e').unwrap_or((&s, "0"));
+        let mantissa = mantissa.trim_end_matches('0').trim_end_matches('.');
+        let e: i32 = e.parse().unwrap_or(0);
+        let sign = if e < 0 { '-' } else { '+' };
+        return format!("{mantissa}e{sign}{:02}", e.abs());
+    }
+    let decimals = (2 - exp).max(0) as usize;
+    let s = format!("{x:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_lines_match_kohyas_tqdm_shape() {
+        let text = tqdm_line("steps", 92, 920, Duration::from_secs(83), "avr_loss=0.123");
+        assert_eq!(
+            text,
+            "steps:  10%|█         | 92/920 [01:23<12:27,  1.11it/s, avr_loss=0.123]"
+        );
+    }
+
+    #[test]
+    fn postfix_numbers_use_three_significant_digits() {
+        assert_eq!(format_g3(0.12345), "0.123");
+        assert_eq!(format_g3(0.012345), "0.0123");
+        assert_eq!(format_g3(1.5e-5), "1.5e-05");
+        assert_eq!(format_g3(12.0), "12");
+        assert_eq!(format_g3(f32::NAN), "nan");
+    }
+}

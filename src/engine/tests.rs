@@ -1,0 +1,747 @@
+//! End-to-end tests of the engine on the tiny model: checkpoints written in
+//! both real key layouts by the test itself, loading, training, the saved
+//! LoRA, and the ComfyUI key map for SD1.5.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use burn::tensor::{Distribution, ElementConversion, Int, Tensor, TensorData};
+
+use super::config::{Architecture, EngineConfig, SavePrecision};
+use super::ldm;
+use super::lora_file::{Alphas, kohya_tensors, load_lora, save_lora};
+use super::model::LoraModel;
+use super::safetensors_file::SafetensorsFile;
+use super::train::{LatentDataset, LatentSample, SplitMix64, train};
+use super::vae::AutoencoderKlEncoder;
+use super::weights::{Checkpoint, Component, Layout, load_component, named_tensors};
+use super::{EngineError, TestAutodiff, TestBackend};
+
+type Named = Vec<(String, TensorData, String)>;
+
+/// A tensor in the file's (PyTorch) layout.
+fn to_file_layout(data: &TensorData, parent: &str) -> (Vec<usize>, Vec<f32>) {
+    let shape = data.shape.to_vec();
+    let values = data.to_vec::<f32>().unwrap();
+    if parent == "Struct:Linear" && shape.len() == 2 {
+        let (i, o) = (shape[0], shape[1]);
+        let mut t = vec![0f32; values.len()];
+        for r in 0..i {
+            for c in 0..o {
+                t[c * i + r] = values[r * o + c];
+            }
+        }
+        (vec![o, i], t)
+    } else {
+        (shape, values)
+    }
+}
+
+fn write_safetensors(path: &Path, tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) {
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(k, (shape, v))| {
+            (
+                k.clone(),
+                shape.clone(),
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+        })
+        .collect();
+    let views: Vec<_> = bytes
+        .iter()
+        .map(|(k, shape, b)| {
+            (
+                k.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), b)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+/// diffusers name → ldm name, by running the rename table backwards.
+fn to_ldm(name: &str, table: &[ldm::Rename]) -> String {
+    let row = table
+        .iter()
+        .filter(|r| name.starts_with(&r.to))
+        .max_by_key(|r| r.to.len())
+        .unwrap_or_else(|| panic!("no row for {name}"));
+    let mut rest = name[row.to.len()..].to_string();
+    for (from, to) in row.inner {
+        if let Some(tail) = rest.strip_prefix(to)
+            && tail.starts_with('.')
+        {
+            rest = format!("{from}{tail}");
+            break;
+        }
+    }
+    format!("{}{rest}", row.from)
+}
+
+struct TinyBase {
+    unet: Named,
+    clip: Named,
+    vae: Named,
+}
+
+/// Random tiny weights, with the base model they came from.
+fn tiny_base() -> TinyBase {
+    let device = Default::default();
+    let network = super::config::NetworkSection::default();
+    let plain = super::config::NetworkSection { ..network };
+    let model = LoraModel::<TestBackend>::init(Architecture::Tiny, &plain, &device);
+    let vae = AutoencoderKlEncoder::<TestBackend>::init(&Architecture::Tiny.vae(), &device);
+    let base_only = |named: Named| {
+        named
+            .into_iter()
+            .filter(|(k, _, _)| !k.contains(".lora."))
+            .collect::<Named>()
+    };
+    TinyBase {
+        unet: base_only(named_tensors(&model.unet)),
+        clip: base_only(named_tensors(&model.text_encoder)),
+        vae: named_tensors(&vae),
+    }
+}
+
+fn write_diffusers(dir: &Path, base: &TinyBase) {
+    for (named, file) in [
+        (&base.unet, "unet/diffusion_pytorch_model.safetensors"),
+        (&base.clip, "text_encoder/model.safetensors"),
+        (&base.vae, "vae/diffusion_pytorch_model.safetensors"),
+    ] {
+        let map = named
+            .iter()
+            .map(|(k, d, p)| (k.clone(), to_file_layout(d, p)))
+            .collect();
+        write_safetensors(&dir.join(file), &map);
+    }
+}
+
+fn write_ldm(path: &Path, base: &TinyBase) {
+    let unet_table = ldm::unet_table(&Architecture::Tiny.unet());
+    let vae_table = ldm::vae_table(&Architecture::Tiny.vae());
+    let mut map = BTreeMap::new();
+    for (k, d, p) in &base.unet {
+        map.insert(
+            format!("{}{}", ldm::UNET_PREFIX, to_ldm(k, &unet_table)),
+            to_file_layout(d, p),
+        );
+    }
+    for (k, d, p) in &base.clip {
+        map.insert(format!("{}{k}", ldm::CLIP_PREFIX), to_file_layout(d, p));
+    }
+    for (k, d, p) in &base.vae {
+        let (mut shape, values) = to_file_layout(d, p);
+        if k.contains("mid_block.attentions") && shape.len() == 2 {
+            shape.extend([1, 1]); // ldm stores the VAE attention as 1×1 convs
+        }
+        map.insert(
+            format!("{}{}", ldm::VAE_PREFIX, to_ldm(k, &vae_table)),
+            (shape, values),
+        );
+    }
+    // what real single files carry besides the three models
+    map.insert("alphas_cumprod".into(), (vec![2], vec![0.9, 0.8]));
+    map.insert(
+        format!("{}decoder.conv_in.weight", ldm::VAE_PREFIX),
+        (vec![1], vec![0.0]),
+    );
+    write_safetensors(path, &map);
+}
+
+fn same_tensors(a: &Named, b: &Named) {
+    assert_eq!(a.len(), b.len());
+    for ((ka, da, _), (kb, db, _)) in a.iter().zip(b) {
+        assert_eq!(ka, kb);
+        assert_eq!(da.as_bytes(), db.as_bytes(), "{ka} differs");
+    }
+}
+
+#[test]
+fn checkpoints_round_trip_in_both_layouts_with_no_missing_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_base();
+    write_diffusers(&dir.path().join("diffusers"), &base);
+    write_ldm(&dir.path().join("ldm.safetensors"), &base);
+    let device = Default::default();
+    let all = [Component::Unet, Component::TextEncoder, Component::Vae];
+    for (path, layout) in [
+        (dir.path().join("diffusers"), Layout::Diffusers),
+        (dir.path().join("ldm.safetensors"), Layout::Ldm),
+    ] {
+        let ckpt = Checkpoint::open(&path, &all).unwrap();
+        assert_eq!(ckpt.layout, layout);
+        let (unet_cfg, vae_cfg) = (Architecture::Tiny.unet(), Architecture::Tiny.vae());
+        let network = super::config::NetworkSection::default();
+        let fresh = LoraModel::<TestBackend>::init(Architecture::Tiny, &network, &device);
+        let (model, reports) = fresh.load_base(&ckpt, Architecture::Tiny, &device).unwrap();
+        assert!(reports.iter().all(|r| r.is_complete()), "{reports:?}");
+        let strip = |n: Named| {
+            n.into_iter()
+                .filter(|(k, _, _)| !k.contains(".lora."))
+                .collect::<Named>()
+        };
+        same_tensors(&strip(named_tensors(&model.unet)), &base.unet);
+        same_tensors(&strip(named_tensors(&model.text_encoder)), &base.clip);
+
+        let vae_weights = ckpt.component(Component::Vae, &unet_cfg, &vae_cfg).unwrap();
+        let fresh_vae = AutoencoderKlEncoder::<TestBackend>::init(&vae_cfg, &device);
+        let (vae, report) = load_component(fresh_vae, &vae_weights, &device);
+        assert!(report.is_complete(), "{}", report.summary());
+        if layout == Layout::Ldm {
+            assert_eq!(
+                report.unused, 1,
+                "the decoder key is not needed, not unexpected"
+            );
+        }
+        same_tensors(&named_tensors(&vae), &base.vae);
+    }
+}
+
+#[test]
+fn a_checkpoint_with_a_missing_key_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut base = tiny_base();
+    base.unet
+        .retain(|(k, _, _)| k != "mid_block.attentions.0.proj_in.weight");
+    write_diffusers(dir.path(), &base);
+    let ckpt = Checkpoint::open(dir.path(), &[Component::Unet, Component::TextEncoder]).unwrap();
+    let network = super::config::NetworkSection::default();
+    let device = Default::default();
+    let model = LoraModel::<TestBackend>::init(Architecture::Tiny, &network, &device);
+    let err = model
+        .load_base(&ckpt, Architecture::Tiny, &device)
+        .unwrap_err();
+    match &err {
+        EngineError::IncompleteWeights(report) => {
+            assert_eq!(
+                report.missing,
+                vec!["mid_block.attentions.0.proj_in.weight".to_string()]
+            );
+        }
+        other => panic!("expected IncompleteWeights, got {other}"),
+    }
+    assert!(err.hint().unwrap().contains("SD1.5"));
+}
+
+#[test]
+fn unexpected_keys_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut base = tiny_base();
+    let extra = base.unet[0].clone();
+    base.unet
+        .push(("add_embedding.linear_1.weight".into(), extra.1, extra.2));
+    write_diffusers(dir.path(), &base);
+    let ckpt = Checkpoint::open(dir.path(), &[Component::Unet]).unwrap();
+    let (u, v) = (Architecture::Tiny.unet(), Architecture::Tiny.vae());
+    let weights = ckpt.component(Component::Unet, &u, &v).unwrap();
+    let device = Default::default();
+    let unet =
+        super::unet::UNet2DConditionModel::<TestBackend>::init(&u, &Default::default(), &device);
+    let (_, report) = load_component(unet, &weights, &device);
+    assert_eq!(
+        report.unexpected,
+        vec!["add_embedding.linear_1.weight".to_string()]
+    );
+    assert!(!report.is_complete());
+}
+
+/// Four fixed samples: 8×8 latents and 8 caption tokens each.
+fn fixture_dataset() -> LatentDataset {
+    let mut rng = SplitMix64::new(7);
+    let samples = (0..4)
+        .map(|i| LatentSample {
+            latents: (0..4 * 8 * 8)
+                .map(|_| (rng.below(2001) as f32 / 1000.0) - 1.0)
+                .collect(),
+            shape: [4, 8, 8],
+            input_ids: (0..8).map(|j| ((i * 8 + j) % 64) as i64).collect(),
+        })
+        .collect();
+    LatentDataset { samples }
+}
+
+fn tiny_config(dir: &Path, checkpoint: &Path) -> EngineConfig {
+    let text = format!(
+        r#"
+[model]
+checkpoint = "{}"
+architecture = "tiny"
+[network]
+rank = 4
+alpha = 4.0
+conv_rank = 2
+conv_alpha = 2.0
+train_text_encoder = true
+[training]
+device = "cpu"
+learning_rate = 1e-2
+optimizer = "adam_w"
+weight_decay = 0.0
+lr_scheduler = "constant"
+warmup_steps = 0
+epochs = 30
+batch_size = 4
+seed = 3
+noise_offset = 0.0
+shuffle = true
+[data]
+latents = "{}"
+[output]
+dir = "{}"
+name = "tiny-lora"
+save_precision = "fp32"
+"#,
+        checkpoint.display(),
+        dir.join("latents.safetensors").display(),
+        dir.join("out").display()
+    );
+    EngineConfig::parse(&text).unwrap()
+}
+
+/// The loss over every sample at fixed timesteps and noise: comparable
+/// before and after training.
+fn eval_loss<B: burn::tensor::backend::Backend>(
+    model: &LoraModel<B>,
+    data: &LatentDataset,
+    device: &B::Device,
+) -> f32 {
+    let schedule = super::schedule::NoiseSchedule::sd15();
+    let mut total = 0.0;
+    for (i, s) in data.samples.iter().enumerate() {
+        let latents =
+            Tensor::<B, 4>::from_data(TensorData::new(s.latents.clone(), [1, 4, 8, 8]), device);
+        let mut rng = SplitMix64::new(100 + i as u64);
+        let noise: Vec<f32> = (0..256)
+            .map(|_| (rng.below(2001) as f32 / 1000.0) - 1.0)
+            .collect();
+        let noise = Tensor::<B, 4>::from_data(TensorData::new(noise, [1, 4, 8, 8]), device);
+        for t in [100usize, 500, 900] {
+            let noisy = schedule.add_noise(latents.clone(), noise.clone(), &[t]);
+            let ids = Tensor::<B, 2, Int>::from_data(
+                TensorData::new(s.input_ids.clone(), [1, 8]),
+                device,
+            );
+            let ctx = model.text_encoder.forward(ids, 1);
+            let pred = model
+                .unet
+                .forward(noisy, Tensor::from_floats([t as f32], device), ctx);
+            let loss: f32 = (pred - noise.clone())
+                .powi_scalar(2)
+                .mean()
+                .into_scalar()
+                .elem();
+            total += loss;
+        }
+    }
+    total / (data.samples.len() * 3) as f32
+}
+
+fn base_params<B: burn::tensor::backend::Backend>(model: &LoraModel<B>) -> Named {
+    named_tensors(model)
+        .into_iter()
+        .filter(|(k, _, _)| !k.contains(".lora."))
+        .collect()
+}
+
+#[test]
+fn training_lowers_the_loss_keeps_the_base_and_the_lora_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_base();
+    let ckpt_path = dir.path().join("ldm.safetensors");
+    write_ldm(&ckpt_path, &base);
+    let data = fixture_dataset();
+    std::fs::write(
+        dir.path().join("latents.safetensors"),
+        data.to_bytes().unwrap(),
+    )
+    .unwrap();
+    let config = tiny_config(dir.path(), &ckpt_path);
+    let device = Default::default();
+
+    // base weights from the checkpoint, adapters fresh
+    let ckpt = Checkpoint::open(&ckpt_path, &[Component::Unet, Component::TextEncoder]).unwrap();
+    let model = LoraModel::<TestAutodiff>::init(Architecture::Tiny, &config.network, &device);
+    let (model, _) = model.load_base(&ckpt, Architecture::Tiny, &device).unwrap();
+    let data = LatentDataset::load(&config.data.latents).unwrap();
+    let before = eval_loss(&model, &data, &device);
+    let base_before = base_params(&model);
+
+    let mut events = Vec::new();
+    let (trained, outcome) = train(&config, model, &data, &device, true, &mut |e| {
+        events.push(e.clone())
+    })
+    .unwrap();
+    assert_eq!(outcome.steps, 30);
+    let after = eval_loss(&trained, &data, &device);
+    assert!(
+        after < before * 0.8,
+        "loss {before} → {after}: not clearly lower"
+    );
+
+    // base weights bit-identical
+    same_tensors(&base_params(&trained), &base_before);
+
+    // the saved file: kohya keys, reloads, and strength 0 is the base model
+    let saved = SafetensorsFile::open(&config.output_path()).unwrap();
+    assert_eq!(
+        saved.metadata.get("ss_network_dim").map(String::as_str),
+        Some("4")
+    );
+    assert_eq!(
+        saved.metadata.get("ss_steps").map(String::as_str),
+        Some("30")
+    );
+    let alphas = Alphas {
+        linear: 4.0,
+        conv: 2.0,
+    };
+    let ids = Tensor::<TestBackend, 2, Int>::from_data(
+        TensorData::new(data.samples[0].input_ids.clone(), [1, 8]),
+        &device,
+    );
+    let latents = Tensor::<TestBackend, 4>::random([1, 4, 8, 8], Distribution::Default, &device);
+    let t = Tensor::<TestBackend, 1>::from_floats([321.0], &device);
+    let run = |m: &LoraModel<TestBackend>| {
+        let ctx = m.text_encoder.forward(ids.clone(), 1);
+        m.unet.forward(latents.clone(), t.clone(), ctx).into_data()
+    };
+    let plain_network = super::config::NetworkSection {
+        conv_rank: 0,
+        train_text_encoder: false,
+        ..config.network.clone()
+    };
+    let reload = |strength: f64| {
+        let fresh = LoraModel::<TestBackend>::init(Architecture::Tiny, &config.network, &device);
+        let (fresh, _) = fresh.load_base(&ckpt, Architecture::Tiny, &device).unwrap();
+        let (m, report) = load_lora(fresh, &saved, alphas, strength, &device);
+        assert!(report.is_complete(), "{}", report.summary());
+        m
+    };
+    let trained_inner = burn::module::AutodiffModule::valid(&trained);
+    run(&reload(1.0)).assert_approx_eq::<f32>(
+        &run(&trained_inner),
+        burn::tensor::Tolerance::absolute(1e-5),
+    );
+
+    // a base model without adapters at all
+    let _ = plain_network;
+    let no_lora = super::config::NetworkSection {
+        rank: 1,
+        ..config.network.clone()
+    };
+    let _ = no_lora;
+    let bare_unet = super::unet::UNet2DConditionModel::<TestBackend>::init(
+        &Architecture::Tiny.unet(),
+        &Default::default(),
+        &device,
+    );
+    let bare_te =
+        super::clip::ClipTextModel::<TestBackend>::init(&Architecture::Tiny.clip(), None, &device);
+    let (u, v) = (Architecture::Tiny.unet(), Architecture::Tiny.vae());
+    let (bare_unet, _) = load_component(
+        bare_unet,
+        &ckpt.component(Component::Unet, &u, &v).unwrap(),
+        &device,
+    );
+    let (bare_te, _) = load_component(
+        bare_te,
+        &ckpt.component(Component::TextEncoder, &u, &v).unwrap(),
+        &device,
+    );
+    let bare = LoraModel {
+        unet: bare_unet,
+        text_encoder: bare_te,
+    };
+    assert_eq!(
+        run(&reload(0.0)),
+        run(&bare),
+        "strength 0 must give the base output exactly"
+    );
+
+    // progress events in order
+    assert!(matches!(
+        events.first(),
+        Some(super::train::TrainEvent::Start {
+            total_steps: 30,
+            ..
+        })
+    ));
+    assert!(matches!(
+        events.last(),
+        Some(super::train::TrainEvent::Saved { .. })
+    ));
+}
+
+/// ComfyUI's SD1.5 LoRA key map (`comfy/lora.py::model_lora_keys_unet` and
+/// `model_lora_keys_clip`, with `comfy/utils.py::unet_to_diffusers`),
+/// re-derived here from SD1.5's numbers as an independent oracle: the
+/// `lora_unet_` names of every UNet weight in diffusers and ldm naming, and
+/// `lora_te_text_model_encoder_layers_N_*` for CLIP-L.
+fn comfyui_sd15_lora_names() -> BTreeSet<String> {
+    let resnet = [
+        ("in_layers.0", "norm1"),
+        ("in_layers.2", "conv1"),
+        ("emb_layers.1", "time_emb_proj"),
+        ("out_layers.0", "norm2"),
+        ("out_layers.3", "conv2"),
+        ("skip_connection", "conv_shortcut"),
+    ];
+    let attention = ["proj_in", "proj_out", "norm"];
+    let block = [
+        "norm1",
+        "norm2",
+        "norm3",
+        "attn1.to_q",
+        "attn1.to_k",
+        "attn1.to_v",
+        "attn1.to_out.0",
+        "attn2.to_q",
+        "attn2.to_k",
+        "attn2.to_v",
+        "attn2.to_out.0",
+        "ff.net.0.proj",
+        "ff.net.2",
+    ];
+    let res_blocks = 2; // per stage, all four stages
+    let mut depth: Vec<usize> = vec![1, 1, 1, 1, 1, 1, 0, 0];
+    let mut depth_out: Vec<usize> = vec![1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0];
+    let mut modules: Vec<(String, String)> = Vec::new(); // (diffusers, ldm)
+    for x in 0..4 {
+        let mut n = 1 + (res_blocks + 1) * x;
+        for i in 0..res_blocks {
+            for (l, d) in resnet {
+                modules.push((
+                    format!("down_blocks.{x}.resnets.{i}.{d}"),
+                    format!("input_blocks.{n}.0.{l}"),
+                ));
+            }
+            if depth.remove(0) > 0 {
+                for a in attention {
+                    modules.push((
+                        format!("down_blocks.{x}.attentions.{i}.{a}"),
+                        format!("input_blocks.{n}.1.{a}"),
+                    ));
+                }
+                for b in block {
+                    modules.push((
+                        format!("down_blocks.{x}.attentions.{i}.transformer_blocks.0.{b}"),
+                        format!("input_blocks.{n}.1.transformer_blocks.0.{b}"),
+                    ));
+                }
+            }
+            n += 1;
+        }
+        modules.push((
+            format!("down_blocks.{x}.downsamplers.0.conv"),
+            format!("input_blocks.{n}.0.op"),
+        ));
+    }
+    for (i, l) in [(0, 0), (1, 2)] {
+        for (lr, d) in resnet {
+            modules.push((
+                format!("mid_block.resnets.{i}.{d}"),
+                format!("middle_block.{l}.{lr}"),
+            ));
+        }
+    }
+    for a in attention {
+        modules.push((
+            format!("mid_block.attentions.0.{a}"),
+            format!("middle_block.1.{a}"),
+        ));
+    }
+    for b in block {
+        modules.push((
+            format!("mid_block.attentions.0.transformer_blocks.0.{b}"),
+            format!("middle_block.1.transformer_blocks.0.{b}"),
+        ));
+    }
+    for x in 0..4 {
+        let l = res_blocks + 1;
+        for i in 0..l {
+            let n = l * x + i;
+            let mut c = 0;
+            for (lr, d) in resnet {
+                modules.push((
+                    format!("up_blocks.{x}.resnets.{i}.{d}"),
+                    format!("output_blocks.{n}.0.{lr}"),
+                ));
+            }
+            c += 1;
+            if depth_out.pop().unwrap_or(0) > 0 {
+                c += 1;
+                for a in attention {
+                    modules.push((
+                        format!("up_blocks.{x}.attentions.{i}.{a}"),
+                        format!("output_blocks.{n}.1.{a}"),
+                    ));
+                }
+                for b in block {
+                    modules.push((
+                        format!("up_blocks.{x}.attentions.{i}.transformer_blocks.0.{b}"),
+                        format!("output_blocks.{n}.1.transformer_blocks.0.{b}"),
+                    ));
+                }
+            }
+            if i == l - 1 {
+                modules.push((
+                    format!("up_blocks.{x}.upsamplers.0.conv"),
+                    format!("output_blocks.{n}.{c}.conv"),
+                ));
+            }
+        }
+    }
+    for (d, l) in [
+        ("conv_in", "input_blocks.0.0"),
+        ("conv_out", "out.2"),
+        ("conv_norm_out", "out.0"),
+        ("time_embedding.linear_1", "time_embed.0"),
+        ("time_embedding.linear_2", "time_embed.2"),
+    ] {
+        modules.push((d.into(), l.into()));
+    }
+    let mut names = BTreeSet::new();
+    for (d, l) in modules {
+        names.insert(format!("lora_unet_{}", d.replace('.', "_")));
+        names.insert(format!("lora_unet_{}", l.replace('.', "_")));
+    }
+    for b in 0..12 {
+        for c in [
+            "self_attn_q_proj",
+            "self_attn_k_proj",
+            "self_attn_v_proj",
+            "self_attn_out_proj",
+            "mlp_fc1",
+            "mlp_fc2",
+        ] {
+            names.insert(format!("lora_te_text_model_encoder_layers_{b}_{c}"));
+        }
+    }
+    names
+}
+
+#[test]
+fn every_sd15_lora_key_is_one_comfyui_loads() {
+    let device = Default::default();
+    let comfy = comfyui_sd15_lora_names();
+    // LoCon adds 22 resnets × (conv1, conv2, time_emb_proj) + 14 shortcuts + 3 down- and 3 upsamplers
+    for (conv_rank, unet_modules) in [(0usize, 192usize), (4, 192 + 86)] {
+        let network = super::config::NetworkSection {
+            rank: 4,
+            alpha: 1.0,
+            dropout: 0.0,
+            conv_rank,
+            conv_alpha: 1.0,
+            train_text_encoder: true,
+        };
+        // base weights stay lazy: only the small adapters are allocated
+        let model = LoraModel::<TestBackend>::init(Architecture::Sd15, &network, &device);
+        let tensors = kohya_tensors(
+            &model,
+            Alphas {
+                linear: 1.0,
+                conv: 1.0,
+            },
+        );
+        let mut modules = BTreeSet::new();
+        for t in &tensors {
+            let module = t
+                .name
+                .strip_suffix(".lora_down.weight")
+                .or_else(|| t.name.strip_suffix(".lora_up.weight"))
+                .or_else(|| t.name.strip_suffix(".alpha"))
+                .unwrap_or_else(|| panic!("`{}` has no kohya suffix", t.name));
+            modules.insert(module.to_string());
+        }
+        let unmapped: Vec<_> = modules.iter().filter(|m| !comfy.contains(*m)).collect();
+        assert!(
+            unmapped.is_empty(),
+            "{} of {} modules unknown to ComfyUI: {unmapped:?}",
+            unmapped.len(),
+            modules.len()
+        );
+        assert_eq!(
+            tensors.len(),
+            modules.len() * 3,
+            "each module has down, up and alpha"
+        );
+        let unet = modules
+            .iter()
+            .filter(|m| m.starts_with("lora_unet_"))
+            .count();
+        let te = modules.iter().filter(|m| m.starts_with("lora_te_")).count();
+        // kohya logs "create LoRA for U-Net: 192 modules" and "Text Encoder: 72 modules" for SD1.5
+        assert_eq!((unet, te), (unet_modules, 72));
+    }
+}
+
+#[test]
+fn saved_files_use_kohya_layouts_and_dtypes() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = Default::default();
+    let network = super::config::NetworkSection {
+        rank: 4,
+        alpha: 2.0,
+        conv_rank: 2,
+        ..Default::default()
+    };
+    let model = LoraModel::<TestBackend>::init(Architecture::Tiny, &network, &device);
+    let path = dir.path().join("l.safetensors");
+    let meta = BTreeMap::from([("ss_network_dim".to_string(), "4".to_string())]);
+    save_lora(
+        &path,
+        &model,
+        Alphas {
+            linear: 2.0,
+            conv: 1.0,
+        },
+        &meta,
+        SavePrecision::Fp16,
+    )
+    .unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let q = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q";
+    assert_eq!(
+        st.tensor(&format!("{q}.lora_down.weight")).unwrap().shape(),
+        &[4, 16]
+    );
+    assert_eq!(
+        st.tensor(&format!("{q}.lora_up.weight")).unwrap().shape(),
+        &[16, 4]
+    );
+    assert_eq!(
+        st.tensor(&format!("{q}.lora_up.weight")).unwrap().dtype(),
+        safetensors::Dtype::F16
+    );
+    let alpha = st.tensor(&format!("{q}.alpha")).unwrap();
+    assert_eq!(
+        (alpha.shape(), alpha.dtype()),
+        (&[][..], safetensors::Dtype::F32)
+    );
+    let conv = "lora_unet_down_blocks_0_resnets_0_conv1";
+    assert_eq!(
+        st.tensor(&format!("{conv}.lora_down.weight"))
+            .unwrap()
+            .shape(),
+        &[2, 16, 3, 3]
+    );
+    assert_eq!(
+        st.tensor(&format!("{conv}.lora_up.weight"))
+            .unwrap()
+            .shape(),
+        &[16, 2, 1, 1]
+    );
+    let proj = "lora_unet_down_blocks_0_attentions_0_proj_in";
+    assert_eq!(
+        st.tensor(&format!("{proj}.lora_down.weight"))
+            .unwrap()
+            .shape(),
+        &[4, 16, 1, 1]
+    );
+}

@@ -1,0 +1,484 @@
+//! The training loop: cached latents and caption tokens in, a kohya LoRA
+//! out.
+//!
+//! One step: sample a timestep per image, noise the latents with the DDPM
+//! schedule, run the text encoder and the UNet, take the (min-SNR weighted)
+//! MSE against the epsilon or velocity target, back-propagate into the
+//! adapters only, and step the optimizer. Batches are formed inside
+//! same-size groups, which is aspect-ratio bucketing for latents of
+//! different sizes. The loop reports [`TrainEvent`]s; the child-process
+//! entry point ([`super::cli`]) turns them into kohya-style lines.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use burn::module::AutodiffModule;
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Distribution, ElementConversion, Int, Tensor, TensorData};
+
+use super::EngineError;
+use super::config::{EngineConfig, OptimizerKind};
+use super::lora_file::{Alphas, TrainingFacts, save_lora};
+use super::model::LoraModel;
+use super::optim::{Lion, LrSchedule};
+use super::safetensors_file::SafetensorsFile;
+use super::schedule::NoiseSchedule;
+
+/// One cached training sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatentSample {
+    /// `[c, h, w]`, already multiplied by the VAE scaling factor.
+    pub latents: Vec<f32>,
+    pub shape: [usize; 3],
+    /// CLIP token ids, padded to the encoder's length.
+    pub input_ids: Vec<i64>,
+}
+
+/// The latent cache: a safetensors file holding, for sample N,
+/// `N.latents` (`[c, h, w]`, f32/f16) and `N.input_ids` (`[seq]`, i64/i32).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatentDataset {
+    pub samples: Vec<LatentSample>,
+}
+
+impl LatentDataset {
+    pub fn load(path: &Path) -> Result<Self, EngineError> {
+        let bad = |reason: String| EngineError::BadDataset {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let file = SafetensorsFile::open(path)?;
+        let mut samples = Vec::new();
+        for i in 0.. {
+            let key = format!("{i}.latents");
+            if file.shape(&key).is_none() {
+                break;
+            }
+            let (latents, shape) = file.read_f32(&key)?;
+            let [c, h, w] = <[usize; 3]>::try_from(shape.as_slice())
+                .map_err(|_| bad(format!("`{key}` must be [channels, h, w], not {shape:?}")))?;
+            let (input_ids, _) = file
+                .read_i64(&format!("{i}.input_ids"))
+                .map_err(|_| bad(format!("sample {i} has latents but no `{i}.input_ids`")))?;
+            samples.push(LatentSample {
+                latents,
+                shape: [c, h, w],
+                input_ids,
+            });
+        }
+        if samples.is_empty() {
+            return Err(bad("it holds no `0.latents`; the cache is empty".into()));
+        }
+        let seq = samples[0].input_ids.len();
+        if samples.iter().any(|s| s.input_ids.len() != seq) {
+            return Err(bad("caption token lists have different lengths".into()));
+        }
+        Ok(Self { samples })
+    }
+
+    /// Writes the cache format [`LatentDataset::load`] reads.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
+        let mut owned: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+        for (i, s) in self.samples.iter().enumerate() {
+            owned.push((
+                format!("{i}.latents"),
+                safetensors::Dtype::F32,
+                s.shape.to_vec(),
+                s.latents.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ));
+            owned.push((
+                format!("{i}.input_ids"),
+                safetensors::Dtype::I64,
+                vec![s.input_ids.len()],
+                s.input_ids.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ));
+        }
+        let views = owned
+            .iter()
+            .map(|(name, dtype, shape, bytes)| {
+                safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
+                    .map(|v| (name.clone(), v))
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        safetensors::serialize(views, None).map_err(|e| e.to_string())
+    }
+
+    /// Batches of sample indices for one epoch: `repeats` copies of every
+    /// sample, grouped by latent size, shuffled within and across groups.
+    pub fn epoch_batches(
+        &self,
+        batch_size: usize,
+        repeats: usize,
+        rng: Option<&mut SplitMix64>,
+    ) -> Vec<Vec<usize>> {
+        let mut groups: BTreeMap<[usize; 3], Vec<usize>> = BTreeMap::new();
+        for (i, s) in self.samples.iter().enumerate() {
+            for _ in 0..repeats.max(1) {
+                groups.entry(s.shape).or_default().push(i);
+            }
+        }
+        let mut batches = Vec::new();
+        let mut rng = rng;
+        for (_, mut idx) in groups {
+            if let Some(r) = rng.as_deref_mut() {
+                r.shuffle(&mut idx);
+            }
+            batches.extend(idx.chunks(batch_size.max(1)).map(<[usize]>::to_vec));
+        }
+        if let Some(r) = rng {
+            r.shuffle(&mut batches);
+        }
+        batches
+    }
+}
+
+/// A small seeded generator (SplitMix64) for timesteps and sample order,
+/// so a seed reproduces a run without another dependency.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = self.below(i + 1);
+            items.swap(i, j);
+        }
+    }
+}
+
+/// What the loop reports as it goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainEvent {
+    Start {
+        num_images: usize,
+        batches_per_epoch: usize,
+        epochs: usize,
+        total_steps: usize,
+        batch_size: usize,
+    },
+    Epoch {
+        epoch: usize,
+        epochs: usize,
+    },
+    Step {
+        step: usize,
+        total_steps: usize,
+        loss: f32,
+        /// kohya's `avr_loss`: the mean over the last epoch's worth of steps.
+        avr_loss: f32,
+        lr: f64,
+        elapsed: Duration,
+    },
+    Saved {
+        path: PathBuf,
+    },
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainOutcome {
+    pub steps: usize,
+    pub losses: Vec<f32>,
+    pub saved: Vec<PathBuf>,
+}
+
+enum AnyOptimizer<M: AutodiffModule<B>, B: AutodiffBackend> {
+    AdamW(OptimizerAdaptor<AdamW, M, B>),
+    Lion(OptimizerAdaptor<Lion, M, B>),
+}
+
+impl<M: AutodiffModule<B>, B: AutodiffBackend> AnyOptimizer<M, B> {
+    fn new(config: &EngineConfig) -> Self {
+        let wd = config.training.weight_decay;
+        match config.training.optimizer {
+            OptimizerKind::AdamW => AnyOptimizer::AdamW(
+                AdamWConfig::new()
+                    .with_weight_decay(wd as f32)
+                    .with_epsilon(1e-8)
+                    .init(),
+            ),
+            OptimizerKind::Lion => AnyOptimizer::Lion(
+                Lion {
+                    beta_1: 0.9,
+                    beta_2: 0.99,
+                    weight_decay: wd,
+                }
+                .init(),
+            ),
+        }
+    }
+
+    fn step(&mut self, lr: f64, module: M, grads: GradientsParams) -> M {
+        match self {
+            AnyOptimizer::AdamW(o) => o.step(lr, module, grads),
+            AnyOptimizer::Lion(o) => o.step(lr, module, grads),
+        }
+    }
+}
+
+/// The steps a config will run over this dataset.
+pub fn plan_steps(config: &EngineConfig, dataset: &LatentDataset) -> (usize, usize, usize) {
+    let t = &config.training;
+    let per_epoch = dataset
+        .epoch_batches(t.batch_size, config.data.repeats, None)
+        .len();
+    let by_epochs = per_epoch * t.epochs;
+    let total = match t.max_steps {
+        Some(max) if t.epochs == 0 => max,
+        Some(max) => max.min(by_epochs),
+        None => by_epochs,
+    };
+    let epochs = if per_epoch == 0 {
+        0
+    } else {
+        total.div_ceil(per_epoch)
+    };
+    (per_epoch, epochs, total)
+}
+
+/// Trains `model`'s adapters on `dataset`; writes epoch checkpoints and the
+/// final LoRA as the config says (nothing when `write_files` is false: the
+/// dry run). The model must hold loaded base weights.
+pub fn train<B: AutodiffBackend>(
+    config: &EngineConfig,
+    mut model: LoraModel<B>,
+    dataset: &LatentDataset,
+    device: &B::Device,
+    write_files: bool,
+    on_event: &mut dyn FnMut(&TrainEvent),
+) -> Result<(LoraModel<B>, TrainOutcome), EngineError> {
+    let t = &config.training;
+    B::seed(device, t.seed);
+    let mut rng = SplitMix64::new(t.seed);
+    let schedule = NoiseSchedule::sd15();
+    let (per_epoch, epochs, total_steps) = plan_steps(config, dataset);
+    let lr_unet = LrSchedule {
+        kind: t.lr_scheduler,
+        peak: t.learning_rate,
+        warmup_steps: t.warmup_steps,
+        total_steps,
+    };
+    let lr_te = LrSchedule {
+        peak: t.text_encoder_lr.unwrap_or(t.learning_rate),
+        ..lr_unet
+    };
+    let mut opt_unet = AnyOptimizer::new(config);
+    let mut opt_te = AnyOptimizer::new(config);
+    let started = Instant::now();
+    let started_unix = crate::studio::clock::unix_now();
+    let mut outcome = TrainOutcome {
+        steps: 0,
+        losses: Vec::with_capacity(total_steps),
+        saved: Vec::new(),
+    };
+    on_event(&TrainEvent::Start {
+        num_images: dataset.samples.len() * config.data.repeats.max(1),
+        batches_per_epoch: per_epoch,
+        epochs,
+        total_steps,
+        batch_size: t.batch_size,
+    });
+
+    let mut step = 0;
+    for epoch in 1..=epochs {
+        on_event(&TrainEvent::Epoch { epoch, epochs });
+        let order = if t.shuffle { Some(&mut rng) } else { None };
+        let batches = dataset.epoch_batches(t.batch_size, config.data.repeats, order);
+        for batch in batches {
+            if step >= total_steps {
+                break;
+            }
+            let timesteps: Vec<usize> = batch.iter().map(|_| rng.below(schedule.len())).collect();
+            let loss = step_loss(
+                config, &model, dataset, &batch, &timesteps, &schedule, device,
+            );
+            let loss_value: f32 = loss.clone().into_scalar().elem();
+            let grads = loss.backward();
+            let mut grads_for = grads;
+            let unet_grads = GradientsParams::from_module(&mut grads_for, &model.unet);
+            let te_grads = GradientsParams::from_module(&mut grads_for, &model.text_encoder);
+            model.unet = opt_unet.step(lr_unet.at(step), model.unet, unet_grads);
+            if !te_grads.is_empty() {
+                model.text_encoder = opt_te.step(lr_te.at(step), model.text_encoder, te_grads);
+            }
+            outcome.losses.push(loss_value);
+            step += 1;
+            outcome.steps = step;
+            let window = per_epoch.max(1);
+            let recent = &outcome.losses[outcome.losses.len().saturating_sub(window)..];
+            let avr_loss = recent.iter().sum::<f32>() / recent.len() as f32;
+            on_event(&TrainEvent::Step {
+                step,
+                total_steps,
+                loss: loss_value,
+                avr_loss,
+                lr: lr_unet.at(step - 1),
+                elapsed: started.elapsed(),
+            });
+            if !loss_value.is_finite() {
+                return Err(EngineError::NonFiniteLoss {
+                    step,
+                    loss: loss_value,
+                });
+            }
+        }
+        let every = config.output.save_every_n_epochs;
+        if write_files && every > 0 && epoch % every == 0 && epoch < epochs {
+            let path = config.epoch_path(epoch);
+            save(
+                config,
+                &model,
+                dataset,
+                step,
+                epoch,
+                epochs,
+                started_unix,
+                &path,
+            )?;
+            on_event(&TrainEvent::Saved { path: path.clone() });
+            outcome.saved.push(path);
+        }
+    }
+    if !write_files {
+        return Ok((model, outcome));
+    }
+    let path = config.output_path();
+    save(
+        config,
+        &model,
+        dataset,
+        step,
+        epochs,
+        epochs,
+        started_unix,
+        &path,
+    )?;
+    on_event(&TrainEvent::Saved { path: path.clone() });
+    outcome.saved.push(path);
+    Ok((model, outcome))
+}
+
+/// The loss of one batch, with the graph for backward.
+pub(crate) fn step_loss<B: AutodiffBackend>(
+    config: &EngineConfig,
+    model: &LoraModel<B>,
+    dataset: &LatentDataset,
+    batch: &[usize],
+    timesteps: &[usize],
+    schedule: &NoiseSchedule,
+    device: &B::Device,
+) -> Tensor<B, 1> {
+    let b = batch.len();
+    let [c, h, w] = dataset.samples[batch[0]].shape;
+    let seq = dataset.samples[batch[0]].input_ids.len();
+    let latents: Vec<f32> = batch
+        .iter()
+        .flat_map(|&i| dataset.samples[i].latents.iter().copied())
+        .collect();
+    let ids: Vec<i64> = batch
+        .iter()
+        .flat_map(|&i| dataset.samples[i].input_ids.iter().copied())
+        .collect();
+    let latents = Tensor::<B, 4>::from_data(TensorData::new(latents, [b, c, h, w]), device);
+    let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [b, seq]), device);
+
+    let mut noise = latents.random_like(Distribution::Normal(0.0, 1.0)); // [b, c, h, w]
+    if config.training.noise_offset > 0.0 {
+        let offset = Tensor::<B, 4>::random([b, c, 1, 1], Distribution::Normal(0.0, 1.0), device);
+        noise = noise + offset.mul_scalar(config.training.noise_offset);
+    }
+    let noisy = schedule.add_noise(latents.clone(), noise.clone(), timesteps);
+    let prediction = config.model.prediction;
+    let target = schedule.target(prediction, latents, noise, timesteps);
+
+    let context = model.text_encoder.forward(ids, config.model.clip_skip); // [b, seq, d]
+    let t_values: Vec<f32> = timesteps.iter().map(|&t| t as f32).collect();
+    let t_tensor = Tensor::<B, 1>::from_data(TensorData::new(t_values, [b]), device);
+    let predicted = model.unet.forward(noisy, t_tensor, context); // [b, c, h, w]
+
+    let per_sample = (predicted - target)
+        .powi_scalar(2)
+        .flatten::<2>(1, 3)
+        .mean_dim(1); // [b, 1]
+    let weights = schedule.loss_weights(prediction, timesteps, config.training.min_snr_gamma);
+    let weights = Tensor::<B, 2>::from_data(TensorData::new(weights, [b, 1]), device);
+    (per_sample * weights).mean()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn save<B: AutodiffBackend>(
+    config: &EngineConfig,
+    model: &LoraModel<B>,
+    dataset: &LatentDataset,
+    steps: usize,
+    epoch: usize,
+    epochs: usize,
+    started_at: u64,
+    path: &Path,
+) -> Result<(), EngineError> {
+    let n = &config.network;
+    let t = &config.training;
+    let [_, h, w] = dataset.samples[0].shape;
+    let facts = TrainingFacts {
+        output_name: config.output.name.clone(),
+        rank: n.rank,
+        alpha: n.alpha,
+        conv_rank: n.conv_rank,
+        conv_alpha: n.conv_alpha,
+        train_text_encoder: n.train_text_encoder,
+        learning_rate: t.learning_rate,
+        text_encoder_lr: t.text_encoder_lr.unwrap_or(t.learning_rate),
+        optimizer: match t.optimizer {
+            OptimizerKind::AdamW => "burn.optim.AdamW".into(),
+            OptimizerKind::Lion => "ategnatos.Lion".into(),
+        },
+        lr_scheduler: format!("{:?}", t.lr_scheduler).to_lowercase(),
+        warmup_steps: t.warmup_steps,
+        steps,
+        epoch,
+        epochs,
+        batch_size: t.batch_size,
+        num_train_images: dataset.samples.len() * config.data.repeats.max(1),
+        seed: t.seed,
+        clip_skip: config.model.clip_skip,
+        noise_offset: t.noise_offset,
+        min_snr_gamma: t.min_snr_gamma,
+        v_prediction: config.model.prediction == super::schedule::Prediction::VPrediction,
+        resolution: (w * 8, h * 8),
+        started_at,
+        finished_at: crate::studio::clock::unix_now(),
+    };
+    let alphas = Alphas {
+        linear: n.alpha,
+        conv: n.conv_alpha,
+    };
+    save_lora(
+        path,
+        model,
+        alphas,
+        &facts.metadata(),
+        config.output.save_precision,
+    )?;
+    Ok(())
+}

@@ -1,0 +1,475 @@
+//! Loading a Stable Diffusion checkpoint into our modules.
+//!
+//! A [`Checkpoint`] is either one ldm-layout `.safetensors` (what most users
+//! download) or a diffusers folder (`unet/`, `text_encoder/`, `vae/`). For
+//! each component it yields a key map in diffusers names
+//! ([`ComponentWeights`]); [`load_component`] then walks the module with a
+//! [`ModuleMapper`] whose path is the key, fills every frozen base
+//! parameter, and returns a [`LoadReport`] of what was missing, mismatched or
+//! unexpected. LoRA adapter parameters (any path with a `lora` segment) are
+//! not part of a checkpoint and are left alone.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+
+use super::EngineError;
+use super::ldm;
+use super::safetensors_file::SafetensorsFile;
+use super::unet::UNetConfig;
+use super::vae::VaeConfig;
+
+/// The three parts of SD1.5 the engine can load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Component {
+    Unet,
+    TextEncoder,
+    Vae,
+}
+
+impl Component {
+    pub fn name(self) -> &'static str {
+        match self {
+            Component::Unet => "unet",
+            Component::TextEncoder => "text_encoder",
+            Component::Vae => "vae",
+        }
+    }
+
+    /// The file inside a diffusers folder.
+    fn diffusers_file(self) -> &'static str {
+        match self {
+            Component::Unet => "unet/diffusion_pytorch_model.safetensors",
+            Component::TextEncoder => "text_encoder/model.safetensors",
+            Component::Vae => "vae/diffusion_pytorch_model.safetensors",
+        }
+    }
+}
+
+/// Which key layout a checkpoint uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// One file, `model.diffusion_model.*` / `first_stage_model.*` /
+    /// `cond_stage_model.transformer.*`.
+    Ldm,
+    /// A folder with one file per component, in diffusers names.
+    Diffusers,
+}
+
+/// An opened checkpoint.
+#[derive(Debug)]
+pub struct Checkpoint {
+    pub path: PathBuf,
+    pub layout: Layout,
+    /// One file for ldm; for diffusers, the component files that exist.
+    files: BTreeMap<Component, SafetensorsFile>,
+    single: Option<SafetensorsFile>,
+}
+
+impl Checkpoint {
+    /// Opens a single ldm `.safetensors` file or a diffusers folder. For a
+    /// folder only the `components` asked for are read.
+    pub fn open(path: &Path, components: &[Component]) -> Result<Self, EngineError> {
+        if path.is_dir() {
+            let mut files = BTreeMap::new();
+            for &c in components {
+                let file = path.join(c.diffusers_file());
+                if !file.is_file() {
+                    return Err(EngineError::BadWeights {
+                        path: path.to_path_buf(),
+                        reason: format!("this diffusers folder has no `{}`", c.diffusers_file()),
+                    });
+                }
+                files.insert(c, SafetensorsFile::open(&file)?);
+            }
+            return Ok(Self {
+                path: path.to_path_buf(),
+                layout: Layout::Diffusers,
+                files,
+                single: None,
+            });
+        }
+        let file = SafetensorsFile::open(path)?;
+        if !file.keys().any(|k| k.starts_with(ldm::UNET_PREFIX)) {
+            return Err(EngineError::BadWeights {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "no `{}*` keys: this is not a Stable Diffusion single-file checkpoint",
+                    ldm::UNET_PREFIX
+                ),
+            });
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            layout: Layout::Ldm,
+            files: BTreeMap::new(),
+            single: Some(file),
+        })
+    }
+
+    fn file(&self, component: Component) -> Option<&SafetensorsFile> {
+        match self.layout {
+            Layout::Ldm => self.single.as_ref(),
+            Layout::Diffusers => self.files.get(&component),
+        }
+    }
+
+    /// The component's tensors under their diffusers names.
+    pub fn component(
+        &self,
+        component: Component,
+        unet: &UNetConfig,
+        vae: &VaeConfig,
+    ) -> Result<ComponentWeights<'_>, EngineError> {
+        let file = self
+            .file(component)
+            .ok_or_else(|| EngineError::BadWeights {
+                path: self.path.clone(),
+                reason: format!("the `{}` weights were not opened", component.name()),
+            })?;
+        let mut weights = ComponentWeights {
+            component,
+            file,
+            keys: BTreeMap::new(),
+            unexpected: Vec::new(),
+            unused: 0,
+        };
+        match self.layout {
+            Layout::Diffusers => {
+                for key in file.keys() {
+                    let name = match component {
+                        Component::Vae => ldm::rename_prefix(key, ldm::VAE_DIFFUSERS_LEGACY),
+                        _ => key.to_string(),
+                    };
+                    weights.add(name, key);
+                }
+            }
+            Layout::Ldm => {
+                let unet_table = ldm::unet_table(unet);
+                let vae_table = ldm::vae_table(vae);
+                for key in file.keys() {
+                    match component {
+                        Component::Unet => {
+                            if let Some(rest) = key.strip_prefix(ldm::UNET_PREFIX) {
+                                match ldm::rename(rest, &unet_table) {
+                                    Some(name) => weights.add(name, key),
+                                    None => weights.unexpected.push(key.to_string()),
+                                }
+                            }
+                        }
+                        Component::Vae => {
+                            if let Some(rest) = key.strip_prefix(ldm::VAE_PREFIX) {
+                                if ldm::VAE_UNUSED_PREFIXES.iter().any(|p| rest.starts_with(p)) {
+                                    weights.unused += 1;
+                                    continue;
+                                }
+                                match ldm::rename(rest, &vae_table) {
+                                    Some(name) => weights.add(name, key),
+                                    None => weights.unexpected.push(key.to_string()),
+                                }
+                            }
+                        }
+                        Component::TextEncoder => {
+                            if let Some(rest) = key.strip_prefix(ldm::CLIP_PREFIX) {
+                                weights.add(ldm::clip_key(rest), key);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(weights)
+    }
+}
+
+/// One component's tensors: diffusers name → key in the file.
+#[derive(Debug)]
+pub struct ComponentWeights<'a> {
+    pub component: Component,
+    file: &'a SafetensorsFile,
+    keys: BTreeMap<String, String>,
+    /// Keys in the component's namespace that no rename row knows.
+    unexpected: Vec<String>,
+    /// Keys the engine does not need (the VAE decoder, buffers).
+    unused: usize,
+}
+
+impl ComponentWeights<'_> {
+    fn add(&mut self, name: String, key: &str) {
+        let unused = match self.component {
+            Component::Vae => ldm::VAE_UNUSED_PREFIXES.iter().any(|p| name.starts_with(p)),
+            Component::TextEncoder => ldm::CLIP_UNUSED_SUFFIXES.iter().any(|s| name.ends_with(s)),
+            Component::Unet => false,
+        };
+        if unused {
+            self.unused += 1;
+        } else {
+            self.keys.insert(name, key.to_string());
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// A parameter whose checkpoint tensor has the wrong shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShapeMismatch {
+    pub key: String,
+    pub expected: Vec<usize>,
+    pub found: Vec<usize>,
+}
+
+/// What loading one component did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LoadReport {
+    pub component: String,
+    pub loaded: usize,
+    /// Parameters of the model the checkpoint has no tensor for.
+    pub missing: Vec<String>,
+    pub mismatched: Vec<ShapeMismatch>,
+    /// Checkpoint tensors of this component the model has no place for.
+    pub unexpected: Vec<String>,
+    /// Tensors deliberately not loaded (VAE decoder, buffers).
+    pub unused: usize,
+    /// Tensors that could not be decoded.
+    pub errors: Vec<String>,
+}
+
+impl LoadReport {
+    /// True when every parameter was filled and nothing was left over.
+    pub fn is_complete(&self) -> bool {
+        self.missing.is_empty()
+            && self.mismatched.is_empty()
+            && self.unexpected.is_empty()
+            && self.errors.is_empty()
+    }
+
+    /// Refuses an incomplete load with an error that lists what is wrong.
+    pub fn require_complete(self) -> Result<Self, EngineError> {
+        if self.is_complete() {
+            Ok(self)
+        } else {
+            Err(EngineError::IncompleteWeights(Box::new(self)))
+        }
+    }
+
+    /// One paragraph for a log or an error.
+    pub fn summary(&self) -> String {
+        let sample = |keys: &[String]| keys.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+        let mut text = format!(
+            "{}: {} tensors loaded, {} missing, {} mismatched, {} unexpected, {} not needed",
+            self.component,
+            self.loaded,
+            self.missing.len(),
+            self.mismatched.len(),
+            self.unexpected.len(),
+            self.unused
+        );
+        if !self.missing.is_empty() {
+            text.push_str(&format!("; missing e.g. {}", sample(&self.missing)));
+        }
+        if let Some(m) = self.mismatched.first() {
+            text.push_str(&format!(
+                "; `{}` should be {:?} but is {:?}",
+                m.key, m.expected, m.found
+            ));
+        }
+        if !self.unexpected.is_empty() {
+            text.push_str(&format!("; unexpected e.g. {}", sample(&self.unexpected)));
+        }
+        if let Some(e) = self.errors.first() {
+            text.push_str(&format!("; {e}"));
+        }
+        text
+    }
+}
+
+/// Fills `module`'s base parameters from `weights`. The module's parameter
+/// paths must be the component's diffusers keys. Linear weights are
+/// transposed from PyTorch's `[out, in]`, and 1×1 conv weights are accepted
+/// for linear layers (the ldm VAE stores its attention that way).
+pub fn load_component<B: Backend, M: Module<B>>(
+    module: M,
+    weights: &ComponentWeights<'_>,
+    device: &B::Device,
+) -> (M, LoadReport) {
+    let mut loader = Loader::<B> {
+        path: Vec::new(),
+        weights,
+        used: BTreeSet::new(),
+        report: LoadReport {
+            component: weights.component.name().to_string(),
+            unused: weights.unused,
+            unexpected: weights.unexpected.clone(),
+            ..LoadReport::default()
+        },
+        device: device.clone(),
+    };
+    let module = module.map(&mut loader);
+    let mut report = loader.report;
+    for name in weights.keys.keys() {
+        if !loader.used.contains(name) {
+            report.unexpected.push(weights.keys[name].clone());
+        }
+    }
+    (module, report)
+}
+
+struct Loader<'a, B: Backend> {
+    /// (field name, the type of the struct holding it)
+    path: Vec<(String, String)>,
+    weights: &'a ComponentWeights<'a>,
+    used: BTreeSet<String>,
+    report: LoadReport,
+    device: B::Device,
+}
+
+impl<B: Backend> Loader<'_, B> {
+    fn key(&self) -> String {
+        self.path
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+
+    fn parent_type(&self) -> &str {
+        self.path.last().map(|(_, t)| t.as_str()).unwrap_or("")
+    }
+
+    fn is_adapter(&self) -> bool {
+        self.path.iter().any(|(name, _)| name == "lora")
+    }
+
+    /// The checkpoint tensor for `key`, reshaped to burn's layout, or why not.
+    fn fetch(&mut self, key: &str, expected: &[usize]) -> Option<TensorData> {
+        let Some(file_key) = self.weights.keys.get(key) else {
+            self.report.missing.push(key.to_string());
+            return None;
+        };
+        self.used.insert(key.to_string());
+        let (values, shape) = match self.weights.file.read_f32(file_key) {
+            Ok(v) => v,
+            Err(e) => {
+                self.report.errors.push(e.to_string());
+                return None;
+            }
+        };
+        let is_linear_weight = self.parent_type() == "Struct:Linear" && expected.len() == 2;
+        let data = if is_linear_weight {
+            // PyTorch [out, in] (or a 1×1 conv [out, in, 1, 1]) → burn [in, out]
+            let squeezed = match shape.as_slice() {
+                [o, i] => Some((*o, *i)),
+                [o, i, 1, 1] => Some((*o, *i)),
+                _ => None,
+            };
+            match squeezed {
+                Some((o, i)) if [i, o] == expected[..] => {
+                    let mut t = vec![0f32; values.len()];
+                    for r in 0..o {
+                        for c in 0..i {
+                            t[c * o + r] = values[r * i + c];
+                        }
+                    }
+                    TensorData::new(t, [i, o])
+                }
+                _ => {
+                    self.mismatch(key, expected, shape, true);
+                    return None;
+                }
+            }
+        } else if shape == expected {
+            TensorData::new(values, shape)
+        } else {
+            self.mismatch(key, expected, shape, false);
+            return None;
+        };
+        self.report.loaded += 1;
+        Some(data)
+    }
+
+    fn mismatch(&mut self, key: &str, expected: &[usize], found: Vec<usize>, linear: bool) {
+        // report linear shapes in PyTorch's order, as the file has them
+        let expected = if linear {
+            expected.iter().rev().copied().collect()
+        } else {
+            expected.to_vec()
+        };
+        self.report.mismatched.push(ShapeMismatch {
+            key: key.to_string(),
+            expected,
+            found,
+        });
+    }
+}
+
+impl<B: Backend> ModuleMapper<B> for Loader<'_, B> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path
+            .push((name.to_string(), container_type.to_string()));
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        if self.is_adapter() {
+            return param;
+        }
+        let key = self.key();
+        let expected = param.lazy_shape().to_vec();
+        match self.fetch(&key, &expected) {
+            // A fresh parameter with the same id: the lazy noise it replaces
+            // is never allocated.
+            Some(data) => {
+                let loaded = Tensor::<B, D>::from_data(data, &self.device).set_require_grad(false);
+                Param::initialized(param.id, loaded)
+            }
+            None => param,
+        }
+    }
+}
+
+/// Every base parameter of a module, by path: used by tests (to write
+/// checkpoints and to compare weights) and by the benchmark.
+pub fn named_tensors<B: Backend, M: Module<B>>(module: &M) -> Vec<(String, TensorData, String)> {
+    struct Collect {
+        path: Vec<(String, String)>,
+        out: Vec<(String, TensorData, String)>,
+    }
+    impl<B: Backend> burn::module::ModuleVisitor<B> for Collect {
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            self.path
+                .push((name.to_string(), container_type.to_string()));
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let key = self
+                .path
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(".");
+            let parent = self.path.last().map(|(_, t)| t.clone()).unwrap_or_default();
+            self.out.push((key, param.val().into_data(), parent));
+        }
+    }
+    let mut collect = Collect {
+        path: Vec::new(),
+        out: Vec::new(),
+    };
+    module.visit(&mut collect);
+    collect.out
+}
