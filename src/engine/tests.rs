@@ -821,3 +821,37 @@ fn the_cli_refuses_bad_usage_and_missing_configs() {
     let missing = super::cli::run_engine_cli(&["train".into(), "/nonexistent/engine.toml".into()]);
     assert_eq!(missing, super::cli::EXIT_FAILED);
 }
+
+/// Parameter count from the lazy shapes: nothing is allocated.
+fn lazy_param_count<B: burn::tensor::backend::Backend, M: burn::module::Module<B>>(
+    module: &M,
+) -> usize {
+    struct Count(usize);
+    impl<B: burn::tensor::backend::Backend> burn::module::ModuleVisitor<B> for Count {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
+            self.0 += param.lazy_shape().num_elements();
+        }
+    }
+    let mut count = Count(0);
+    module.visit(&mut count);
+    count.0
+}
+
+#[test]
+fn sd15_models_have_the_published_parameter_counts() {
+    let device = Default::default();
+    let unet = super::unet::UNet2DConditionModel::<TestBackend>::init(
+        &super::unet::UNetConfig::sd15(),
+        &Default::default(),
+        &device,
+    );
+    // diffusers' UNet2DConditionModel for SD1.5: 859,520,964 parameters
+    assert_eq!(lazy_param_count(&unet), 859_520_964);
+    let clip = super::clip::ClipTextModel::<TestBackend>::init(
+        &super::clip::ClipConfig::sd15(),
+        None,
+        &device,
+    );
+    // transformers' CLIPTextModel (ViT-L/14): 123,060,480 parameters
+    assert_eq!(lazy_param_count(&clip), 123_060_480);
+}
