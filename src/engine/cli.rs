@@ -11,13 +11,15 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
+use burn::backend::Autodiff;
+use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::tensor::backend::AutodiffBackend;
 
 use super::config::{DeviceKind, EngineConfig};
 use super::model::LoraModel;
 use super::train::{LatentDataset, TrainEvent, TrainOutcome, train};
 use super::weights::{Checkpoint, Component};
-use super::{CpuTrainBackend, EngineError};
+use super::{CpuBackend, CpuTrainBackend, EngineError};
 
 /// Exit codes of the engine process.
 pub const EXIT_OK: i32 = 0;
@@ -62,7 +64,14 @@ pub fn run_train(
     if dry_run {
         config.training.max_steps = Some(config.training.max_steps.unwrap_or(2).min(2));
     }
+    let checkpointing = config.training.gradient_checkpointing;
     match config.training.device {
+        DeviceKind::Cpu if checkpointing => run_on::<Autodiff<CpuBackend, BalancedCheckpointing>>(
+            &config,
+            &Default::default(),
+            dry_run,
+            out,
+        ),
         DeviceKind::Cpu => run_on::<CpuTrainBackend>(&config, &Default::default(), dry_run, out),
         DeviceKind::Cuda => run_cuda(&config, dry_run, out),
     }
@@ -74,8 +83,13 @@ fn run_cuda(
     dry_run: bool,
     out: &mut dyn Write,
 ) -> Result<TrainOutcome, EngineError> {
-    type Cuda = burn::backend::Autodiff<burn::backend::Cuda<f32>>;
-    run_on::<Cuda>(config, &Default::default(), dry_run, out)
+    type Cuda = burn::backend::Cuda<f32>;
+    let device = Default::default();
+    if config.training.gradient_checkpointing {
+        run_on::<Autodiff<Cuda, BalancedCheckpointing>>(config, &device, dry_run, out)
+    } else {
+        run_on::<Autodiff<Cuda>>(config, &device, dry_run, out)
+    }
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -164,7 +164,7 @@ pub enum DeviceKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct TrainingSection {
     pub device: DeviceKind,
     pub learning_rate: f64,
@@ -183,6 +183,10 @@ pub struct TrainingSection {
     pub noise_offset: f64,
     /// Shuffle the sample order every epoch.
     pub shuffle: bool,
+    /// burn's `BalancedCheckpointing`: recomputes cheap (memory-bound) ops in
+    /// backward instead of keeping their outputs. Op-level, so it saves less
+    /// than PyTorch's per-block checkpointing; matmuls and convs still cache.
+    pub gradient_checkpointing: bool,
 }
 
 impl Default for TrainingSection {
@@ -202,6 +206,7 @@ impl Default for TrainingSection {
             min_snr_gamma: None,
             noise_offset: 0.0,
             shuffle: true,
+            gradient_checkpointing: false,
         }
     }
 }

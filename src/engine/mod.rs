@@ -8,12 +8,16 @@
 //!
 //! Map: [`nn`] and [`lora`] are the layers; [`unet`], [`clip`], [`vae`] the
 //! SD1.5 models, one file per block, parameters named as their diffusers
-//! checkpoint keys; [`weights`] + [`ldm`] load checkpoints in both key
-//! layouts; [`schedule`] is the DDPM noise schedule; [`optim`] the learning
-//! rate schedules and Lion; [`train`] the loop; [`lora_file`] writes and
-//! reads kohya LoRA files; [`config`] is the TOML the child process reads.
+//! checkpoint keys; [`model`] pairs the UNet and text encoder being trained;
+//! [`weights`] + [`ldm`] (+ [`safetensors_file`]) load checkpoints in both
+//! key layouts; [`tokenizer`] is CLIP's BPE; [`cache`] turns images and
+//! captions into the latent cache; [`schedule`] is the DDPM noise schedule;
+//! [`optim`] the learning-rate schedules and Lion; [`train`] the loop;
+//! [`lora_file`] writes and reads kohya LoRA files; [`config`] is the TOML
+//! the child process reads; [`bench`] times training steps.
 
 pub mod bench;
+pub mod cache;
 pub mod cli;
 pub mod clip;
 pub mod config;
@@ -25,6 +29,7 @@ pub mod nn;
 pub mod optim;
 pub mod safetensors_file;
 pub mod schedule;
+pub mod tokenizer;
 pub mod train;
 pub mod unet;
 pub mod vae;

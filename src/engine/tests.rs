@@ -745,3 +745,113 @@ fn saved_files_use_kohya_layouts_and_dtypes() {
         &[4, 16, 1, 1]
     );
 }
+
+#[test]
+fn the_cli_trains_from_a_config_file_and_prints_kohya_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_base();
+    let ckpt_path = dir.path().join("ldm.safetensors");
+    write_ldm(&ckpt_path, &base);
+    std::fs::write(
+        dir.path().join("latents.safetensors"),
+        fixture_dataset().to_bytes().unwrap(),
+    )
+    .unwrap();
+    let config = r#"
+[model]
+checkpoint = "ldm.safetensors"
+architecture = "tiny"
+[network]
+rank = 2
+alpha = 1.0
+[training]
+device = "cpu"
+learning_rate = 1e-3
+optimizer = "lion"
+weight_decay = 0.0
+lr_scheduler = "cosine"
+warmup_steps = 1
+epochs = 2
+batch_size = 2
+seed = 1
+noise_offset = 0.05
+min_snr_gamma = 5.0
+shuffle = true
+[data]
+latents = "latents.safetensors"
+[output]
+dir = "out"
+name = "cli-lora"
+save_every_n_epochs = 1
+"#;
+    let config_path = dir.path().join("engine.toml");
+    std::fs::write(&config_path, config).unwrap();
+
+    let mut out = Vec::new();
+    let outcome = super::cli::run_train(&config_path, true, &mut out).unwrap();
+    assert_eq!(outcome.steps, 2, "a dry run is two real steps");
+    assert!(!dir.path().join("out").exists(), "a dry run writes nothing");
+
+    let mut out = Vec::new();
+    let outcome = super::cli::run_train(&config_path, false, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(outcome.steps, 4);
+    for expected in [
+        "running training / 学習開始",
+        "  total optimization steps / 学習ステップ数: 4",
+        "epoch 1/2",
+        "steps: 100%|██████████| 4/4 [",
+        "avr_loss=",
+        "saving checkpoint: ",
+        "cli-lora-000001.safetensors",
+        "model saved.",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+    assert!(dir.path().join("out/cli-lora.safetensors").is_file());
+    assert!(dir.path().join("out/cli-lora-000001.safetensors").is_file());
+}
+
+#[test]
+fn the_cli_refuses_bad_usage_and_missing_configs() {
+    assert_eq!(
+        super::cli::run_engine_cli(&["train".into()]),
+        super::cli::EXIT_USAGE
+    );
+    let missing = super::cli::run_engine_cli(&["train".into(), "/nonexistent/engine.toml".into()]);
+    assert_eq!(missing, super::cli::EXIT_FAILED);
+}
+
+/// Parameter count from the lazy shapes: nothing is allocated.
+fn lazy_param_count<B: burn::tensor::backend::Backend, M: burn::module::Module<B>>(
+    module: &M,
+) -> usize {
+    struct Count(usize);
+    impl<B: burn::tensor::backend::Backend> burn::module::ModuleVisitor<B> for Count {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
+            self.0 += param.lazy_shape().num_elements();
+        }
+    }
+    let mut count = Count(0);
+    module.visit(&mut count);
+    count.0
+}
+
+#[test]
+fn sd15_models_have_the_published_parameter_counts() {
+    let device = Default::default();
+    let unet = super::unet::UNet2DConditionModel::<TestBackend>::init(
+        &super::unet::UNetConfig::sd15(),
+        &Default::default(),
+        &device,
+    );
+    // diffusers' UNet2DConditionModel for SD1.5: 859,520,964 parameters
+    assert_eq!(lazy_param_count(&unet), 859_520_964);
+    let clip = super::clip::ClipTextModel::<TestBackend>::init(
+        &super::clip::ClipConfig::sd15(),
+        None,
+        &device,
+    );
+    // transformers' CLIPTextModel (ViT-L/14): 123,060,480 parameters
+    assert_eq!(lazy_param_count(&clip), 123_060_480);
+}

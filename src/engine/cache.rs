@@ -1,0 +1,194 @@
+//! Latent caching: images and captions in, the [`LatentDataset`] file the
+//! training loop reads out. Each image is fitted to the aspect-ratio bucket
+//! closest to its own shape (about `resolution²` pixels, sides multiples of
+//! `bucket_step`), resized to fill and centre-cropped, scaled to [-1, 1],
+//! and encoded by the VAE (the distribution's mean, as kohya's cache does);
+//! its caption becomes CLIP token ids.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+
+use super::EngineError;
+use super::tokenizer::ClipTokenizer;
+use super::train::{LatentDataset, LatentSample};
+use super::vae::AutoencoderKlEncoder;
+
+/// One image and its caption.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheItem {
+    pub image: PathBuf,
+    pub caption: String,
+}
+
+/// The bucket `(width, height)` for an image of this shape: the side pair
+/// of about `resolution²` pixels, both multiples of `step`, whose aspect
+/// ratio is closest to the image's.
+pub fn choose_bucket(width: u32, height: u32, resolution: usize, step: usize) -> (usize, usize) {
+    let step = step.max(1);
+    let area = resolution * resolution;
+    let target = (width.max(1) as f64 / height.max(1) as f64).ln();
+    let mut best = (resolution, resolution);
+    let mut best_err = f64::INFINITY;
+    let mut w = step;
+    while w <= resolution * 2 {
+        let h = (area / w) / step * step;
+        if h >= step && h <= resolution * 2 {
+            let err = ((w as f64 / h as f64).ln() - target).abs();
+            if err < best_err {
+                best_err = err;
+                best = (w, h);
+            }
+        }
+        w += step;
+    }
+    best
+}
+
+fn load_image(path: &Path, size: (usize, usize)) -> Result<Vec<f32>, EngineError> {
+    let bad = |reason: String| EngineError::BadDataset {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let image = image::open(path).map_err(|e| bad(e.to_string()))?;
+    let fitted = image.resize_to_fill(
+        size.0 as u32,
+        size.1 as u32,
+        image::imageops::FilterType::Lanczos3,
+    );
+    let rgb = fitted.to_rgb8();
+    let (w, h) = (size.0, size.1);
+    // HWC u8 → CHW in [-1, 1]
+    let mut chw = vec![0f32; 3 * w * h];
+    for (x, y, pixel) in rgb.enumerate_pixels() {
+        for c in 0..3 {
+            chw[c * w * h + y as usize * w + x as usize] = pixel[c] as f32 / 127.5 - 1.0;
+        }
+    }
+    Ok(chw)
+}
+
+/// Encodes every item; one image at a time, so memory stays at one image.
+#[allow(clippy::too_many_arguments)]
+pub fn cache_latents<B: Backend>(
+    items: &[CacheItem],
+    vae: &AutoencoderKlEncoder<B>,
+    tokenizer: &ClipTokenizer,
+    resolution: usize,
+    bucket_step: usize,
+    seq_len: usize,
+    device: &B::Device,
+) -> Result<LatentDataset, EngineError> {
+    let mut samples = Vec::with_capacity(items.len());
+    for item in items {
+        let (iw, ih) =
+            image::image_dimensions(&item.image).map_err(|e| EngineError::BadDataset {
+                path: item.image.clone(),
+                reason: e.to_string(),
+            })?;
+        let (w, h) = choose_bucket(iw, ih, resolution, bucket_step);
+        let pixels = load_image(&item.image, (w, h))?;
+        let images = Tensor::<B, 4>::from_data(TensorData::new(pixels, [1, 3, h, w]), device);
+        let latents = vae.encode(images, false); // [1, 4, h/8, w/8]
+        let [_, c, lh, lw] = latents.dims();
+        let values = latents
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .map_err(|e| EngineError::BadDataset {
+                path: item.image.clone(),
+                reason: format!("{e:?}"),
+            })?;
+        samples.push(LatentSample {
+            latents: values,
+            shape: [c, lh, lw],
+            input_ids: tokenizer.encode_padded(&item.caption, seq_len),
+        });
+    }
+    if samples.is_empty() {
+        return Err(EngineError::BadDataset {
+            path: PathBuf::new(),
+            reason: "no images to cache".into(),
+        });
+    }
+    Ok(LatentDataset { samples })
+}
+
+/// Writes a dataset to `path` atomically.
+pub fn write_cache(path: &Path, dataset: &LatentDataset) -> Result<(), EngineError> {
+    let bytes = dataset
+        .to_bytes()
+        .map_err(|reason| EngineError::BadDataset {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+    crate::studio::write_atomic(path, &bytes)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::TestBackend;
+    use crate::engine::vae::VaeConfig;
+
+    #[test]
+    fn sd15_buckets_follow_the_aspect_ratio() {
+        assert_eq!(choose_bucket(1000, 1000, 512, 64), (512, 512));
+        let (w, h) = choose_bucket(1600, 900, 512, 64);
+        assert!(
+            w > h && w % 64 == 0 && h % 64 == 0 && w * h <= 512 * 512,
+            "{w}x{h}"
+        );
+        let (w, h) = choose_bucket(900, 1600, 512, 64);
+        assert!(h > w, "{w}x{h}");
+    }
+
+    #[test]
+    fn images_of_two_shapes_land_in_two_buckets_and_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let wide = dir.path().join("wide.png");
+        let tall = dir.path().join("tall.png");
+        image::RgbImage::from_fn(40, 20, |x, y| {
+            image::Rgb([(x * 6) as u8, (y * 12) as u8, 90])
+        })
+        .save(&wide)
+        .unwrap();
+        image::RgbImage::from_fn(20, 40, |x, _| image::Rgb([30, (x * 12) as u8, 200]))
+            .save(&tall)
+            .unwrap();
+        let vocab = r#"{"<|startoftext|>": 0, "<|endoftext|>": 1, "ink</w>": 2, "fox</w>": 3}"#;
+        let tokenizer =
+            ClipTokenizer::from_strs(vocab, "#version: 0.2\ni n\nin k</w>\nf o\nfo x</w>\n")
+                .unwrap();
+        let device = Default::default();
+        let vae = AutoencoderKlEncoder::<TestBackend>::init(&VaeConfig::tiny(), &device);
+        let items = [
+            CacheItem {
+                image: wide,
+                caption: "ink fox".into(),
+            },
+            CacheItem {
+                image: tall,
+                caption: "fox".into(),
+            },
+        ];
+        let data = cache_latents(&items, &vae, &tokenizer, 16, 4, 8, &device).unwrap();
+        let [_, h0, w0] = data.samples[0].shape;
+        let [_, h1, w1] = data.samples[1].shape;
+        assert!(
+            w0 > h0 && h1 > w1,
+            "{:?} {:?}",
+            data.samples[0].shape,
+            data.samples[1].shape
+        );
+        assert_eq!(data.samples[0].input_ids, vec![0, 2, 3, 1, 1, 1, 1, 1]);
+        let path = dir.path().join("cache.safetensors");
+        write_cache(&path, &data).unwrap();
+        assert_eq!(LatentDataset::load(&path).unwrap(), data);
+        // two sizes never share a batch
+        let batches = data.epoch_batches(2, 1, None);
+        assert_eq!(batches.len(), 2);
+    }
+}
