@@ -61,6 +61,11 @@ enum Command {
     Curate(cli::dedup::CurateCmd),
     /// Copy flat folders into kohya's `{repeats}_{name}/` layout.
     Structure(cli::dedup::StructureCmd),
+    /// The native LoRA engine, run as a child process: `engine train CONFIG [--dry-run]`.
+    Engine {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Measure speed: `bench audit`, `bench duplicates`.
     Bench(cli::bench::BenchCmd),
 }
@@ -91,6 +96,10 @@ fn main() -> ExitCode {
         Command::Restore(cmd) => cli::dedup::restore(&cli.root, cmd),
         Command::Curate(cmd) => cli::dedup::curate(&cli.root, cmd),
         Command::Structure(cmd) => cli::dedup::structure(&cli.root, cmd),
+        Command::Engine { args } => {
+            let code = ategnatos::engine::cli::run_engine_cli(&args);
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(2)))
+        }
         Command::Bench(cmd) => cli::bench::run(cmd),
     };
     match result {
