@@ -1167,9 +1167,18 @@ mod tests {
             );
             let s =
                 super::super::crop_check::crop_similarity(&smalls[a], &smalls[b], true).unwrap();
-            let bucket = (((s - 0.80) * 100.0).floor().max(-1.0) + 1.0) as usize;
-            let h = hist.entry(label).or_insert_with(|| vec![0; 22]);
-            h[bucket.min(21)] += 1;
+            let coarse =
+                super::super::crop_check::coarse_crop_similarity(&smalls[a], &smalls[b], true)
+                    .unwrap();
+            let bucket = |s: f32| (((s - 0.80) * 100.0).floor().max(-1.0) + 1.0) as usize;
+            let h = hist.entry(label.clone()).or_insert_with(|| vec![0; 22]);
+            h[bucket(s).min(21)] += 1;
+            // The 8×8 first look, for pairs that pass the 16×16 check and those that do not.
+            let passes = if s >= 0.95 { "pass" } else { "fail" };
+            let h = hist
+                .entry(format!("8x8 {label} {passes}"))
+                .or_insert_with(|| vec![0; 22]);
+            h[bucket(coarse).min(21)] += 1;
         }
         for (k, v) in &hist {
             println!("ncc {k:>16} {v:?}");
