@@ -786,11 +786,20 @@ pub fn run_bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Be
     });
     log("hashing only, grey-only and full JPEG decoding …");
     let (hash_grey, folder) = measure("hashing, JPEG grey only", images, || {
-        dedup::hash_folder(&img, &ws, "txt", false, JpegDecode::GreyOnly, &NoProgress)
+        let mut off = super::hash_cache::HashCache::disabled();
+        dedup::hash_folder(
+            &img,
+            &ws,
+            "txt",
+            &mut off,
+            JpegDecode::GreyOnly,
+            &NoProgress,
+        )
     });
     let folder = folder.map_err(|e| e.to_string())?;
     let (hash_full, _) = measure("hashing, JPEG full colour", images, || {
-        dedup::hash_folder(&img, &ws, "txt", false, JpegDecode::Full, &NoProgress)
+        let mut off = super::hash_cache::HashCache::disabled();
+        dedup::hash_folder(&img, &ws, "txt", &mut off, JpegDecode::Full, &NoProgress)
     });
 
     let names: Vec<String> = folder
@@ -798,7 +807,11 @@ pub fn run_bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Be
         .iter()
         .map(|p| file_name(&p.shown))
         .collect();
-    let (pairs, _, _) = dedup::duplicate_pairs(&folder.pictures, threshold);
+    let (pairs, _, _) = dedup::duplicate_pairs(
+        &folder.pictures,
+        threshold,
+        &mut super::hash_cache::HashCache::disabled(),
+    );
     let as_names = |pairs: &[super::hamming::HashPair]| -> Vec<(String, String)> {
         pairs
             .iter()
