@@ -39,19 +39,31 @@ pub fn small_thumbnail(full: &Thumbnail) -> Vec<u8> {
     out
 }
 
-/// Sample positions (in source cells) of a window of `scale` at `offset`
-/// (both as shares of the side), one per destination cell.
-fn positions(scale: f32, offset: f32) -> [f32; SMALL_SIDE] {
-    let n = SMALL_SIDE as f32;
-    std::array::from_fn(|i| (offset + scale * (i as f32 + 0.5) / n) * n - 0.5)
+/// Linear interpolation taps, one per destination cell, of a window of
+/// `scale` at `offset` (both as shares of the side) over `side` cells:
+/// (index, index + 1, weight of the second).
+fn window_taps(side: usize, scale: f32, offset: f32) -> Vec<(usize, usize, f32)> {
+    let n = side as f32;
+    (0..side)
+        .map(|i| {
+            let p = ((offset + scale * (i as f32 + 0.5) / n) * n - 0.5).clamp(0.0, n - 1.0);
+            let lo = p.floor() as usize;
+            (lo, (lo + 1).min(side - 1), p - lo as f32)
+        })
+        .collect()
 }
 
-/// Linear interpolation weights for a position: (index, index + 1, weight of the second).
-fn taps(p: f32) -> (usize, usize, f32) {
-    let p = p.clamp(0.0, (SMALL_SIDE - 1) as f32);
-    let i = p.floor() as usize;
-    let j = (i + 1).min(SMALL_SIDE - 1);
-    (i, j, p - i as f32)
+/// Halves a square thumbnail's side by 2×2 averages.
+fn halve(t: &[f32], side: usize) -> Vec<f32> {
+    let half = side / 2;
+    let mut out = Vec::with_capacity(half * half);
+    for y in 0..half {
+        for x in 0..half {
+            let at = |dy: usize, dx: usize| t[(2 * y + dy) * side + 2 * x + dx];
+            out.push((at(0, 0) + at(0, 1) + at(1, 0) + at(1, 1)) / 4.0);
+        }
+    }
+    out
 }
 
 /// Every window tried along one axis: (scale, offset).
@@ -102,30 +114,30 @@ impl Inner {
     }
 }
 
-/// Best match of `inner` (whole) inside some window of `outer`; stops early
-/// once a window reaches `enough`.
-fn best_window(outer: &[f32], inner: &Inner, enough: f32) -> f32 {
+/// Best match of `inner` (whole) inside some window of `outer` (both
+/// `side` × `side`); stops early once a window reaches `enough`.
+fn best_window(outer: &[f32], inner: &Inner, side: usize, enough: f32) -> f32 {
     let wins = windows();
+    let taps: Vec<Vec<(usize, usize, f32)>> =
+        wins.iter().map(|&(s, o)| window_taps(side, s, o)).collect();
     // Resample rows once per horizontal window, then columns per vertical one.
     let mut best = f32::MIN;
-    let mut rows = vec![0f32; SMALL_SIDE * SMALL_SIDE];
-    let mut window = vec![0f32; SMALL_SIDE * SMALL_SIDE];
-    for &(sx, ox) in &wins {
-        let xs = positions(sx, ox).map(taps);
-        for y in 0..SMALL_SIDE {
-            let row = &outer[y * SMALL_SIDE..(y + 1) * SMALL_SIDE];
+    let mut rows = vec![0f32; side * side];
+    let mut window = vec![0f32; side * side];
+    for xs in &taps {
+        for y in 0..side {
+            let row = &outer[y * side..(y + 1) * side];
             for (x, &(i, j, w)) in xs.iter().enumerate() {
-                rows[y * SMALL_SIDE + x] = row[i] + (row[j] - row[i]) * w;
+                rows[y * side + x] = row[i] + (row[j] - row[i]) * w;
             }
         }
-        for &(sy, oy) in &wins {
-            let ys = positions(sy, oy).map(taps);
+        for ys in &taps {
             for (y, &(i, j, w)) in ys.iter().enumerate() {
                 let (top, bottom) = (
-                    &rows[i * SMALL_SIDE..(i + 1) * SMALL_SIDE],
-                    &rows[j * SMALL_SIDE..(j + 1) * SMALL_SIDE],
+                    &rows[i * side..(i + 1) * side],
+                    &rows[j * side..(j + 1) * side],
                 );
-                for ((out, t), b) in window[y * SMALL_SIDE..(y + 1) * SMALL_SIDE]
+                for ((out, t), b) in window[y * side..(y + 1) * side]
                     .iter_mut()
                     .zip(top)
                     .zip(bottom)
@@ -141,6 +153,13 @@ fn best_window(outer: &[f32], inner: &Inner, enough: f32) -> f32 {
     }
     best
 }
+
+/// Below this similarity at 8×8, a pair is not checked at 16×16. Measured on
+/// the labelled set (`distance_profile_print`, 200 bases of 256 px): every
+/// pair that passed at 16×16 scored at least 0.93 at 8×8, while 2,870 of
+/// 2,874 unrelated candidate pairs scored below 0.80 (none above 0.87) and
+/// half of the same-background pairs below 0.90: they stop at the cheap look.
+const COARSE_ENOUGH_TO_LOOK_CLOSER: f32 = 0.90;
 
 fn mirrored(t: &[f32]) -> Vec<f32> {
     t.chunks_exact(SMALL_SIDE)
@@ -178,26 +197,71 @@ pub fn crop_similarity_until(
     }
     let a = to_floats(a);
     let b = to_floats(b);
-    let inner_a = Inner::new(&a);
-    let mut best = f32::MIN;
-    let mut try_pair = |b: &[f32]| -> bool {
+    // Either direction: `b` inside a window of `a`, or `a` inside one of `b`.
+    let best_of = |a: &[f32], b: &[f32], side: usize, enough: f32| -> f32 {
+        let mut best = f32::MIN;
         if let Some(inner_b) = Inner::new(b) {
-            best = best.max(best_window(&a, &inner_b, enough));
+            best = best.max(best_window(a, &inner_b, side, enough));
         }
         if best < enough
-            && let Some(inner_a) = &inner_a
+            && let Some(inner_a) = Inner::new(a)
         {
-            best = best.max(best_window(b, inner_a, enough));
+            best = best.max(best_window(b, &inner_a, side, enough));
         }
-        best >= enough
+        best
     };
-    if matches!(orientation, Orientation::AsIs | Orientation::Either) && try_pair(&b) {
-        return Some(best);
+    let mut best = f32::MIN;
+    let mut candidates = Vec::new();
+    if matches!(orientation, Orientation::AsIs | Orientation::Either) {
+        candidates.push(b.clone());
     }
     if matches!(orientation, Orientation::Mirrored | Orientation::Either) {
-        try_pair(&mirrored(&b));
+        candidates.push(mirrored(&b));
+    }
+    let coarse_a = halve(&a, SMALL_SIDE);
+    for b in &candidates {
+        // A cheap look at 8×8 first: most pairs that are not copies stop here.
+        let coarse = best_of(
+            &coarse_a,
+            &halve(b, SMALL_SIDE),
+            SMALL_SIDE / 2,
+            f32::INFINITY,
+        );
+        if coarse < COARSE_ENOUGH_TO_LOOK_CLOSER && enough.is_finite() {
+            best = best.max(coarse.min(COARSE_ENOUGH_TO_LOOK_CLOSER));
+            continue;
+        }
+        best = best.max(best_of(&a, b, SMALL_SIDE, enough));
+        if best >= enough {
+            break;
+        }
     }
     Some(if best == f32::MIN { 0.0 } else { best })
+}
+
+/// The 8×8 first look of [`crop_similarity_until`] on its own (for measuring).
+pub fn coarse_crop_similarity(a: &[u8], b: &[u8], try_mirror: bool) -> Option<f32> {
+    if a.len() != SMALL_SIDE * SMALL_SIDE || b.len() != a.len() {
+        return None;
+    }
+    let half = SMALL_SIDE / 2;
+    let a = halve(&to_floats(a), SMALL_SIDE);
+    let b = to_floats(b);
+    let mut best = f32::MIN;
+    let mut look = |b: &[f32]| {
+        let b = halve(b, SMALL_SIDE);
+        if let Some(inner) = Inner::new(&b) {
+            best = best.max(best_window(&a, &inner, half, f32::INFINITY));
+        }
+        if let Some(inner) = Inner::new(&a) {
+            best = best.max(best_window(&b, &inner, half, f32::INFINITY));
+        }
+    };
+    look(&b);
+    if try_mirror {
+        look(&mirrored(&b));
+    }
+    Some(best)
 }
 
 /// [`crop_similarity_until`] without stopping early.

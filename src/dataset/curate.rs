@@ -20,7 +20,9 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::dedup::{DedupError, HashedPicture, UnreadablePicture, hash_folder};
+use super::dedup::{
+    DedupError, HashedPicture, UnreadablePicture, hash_folder, open_cache, save_cache,
+};
 use super::hamming::{self, Views};
 use super::phash::{JpegDecode, PictureHash};
 use crate::studio::project::TrainingType;
@@ -424,14 +426,17 @@ pub fn curate_dataset(
             threshold: options.similar_threshold,
         });
     }
+    let mut cache = open_cache(workspace, options.use_cache);
     let folder = hash_folder(
         dir,
         workspace,
         &options.caption_extension,
-        options.use_cache,
+        &mut cache,
         JpegDecode::GreyOnly,
         progress,
     )?;
+    // Curation only reads the cache's hashes; a failed save changes nothing here.
+    let _ = save_cache(&mut cache);
     let pictures = &folder.pictures;
     let n = pictures.len();
     progress.report(n as u64, Some(n as u64), &format!("comparing {n} pictures"));

@@ -145,8 +145,6 @@ pub struct HashedFolder {
     pub hashed_now: usize,
     /// Pictures whose hash came from the cache.
     pub from_cache: usize,
-    /// Set when the cache could not be saved (the result is still right).
-    pub cache_note: Option<String>,
 }
 
 enum Outcome {
@@ -154,13 +152,33 @@ enum Outcome {
     Failed(UnreadablePicture),
 }
 
-/// Hashes every picture under `dir` (decoding only those the cache does not
-/// know), in parallel, reporting progress per picture.
+/// The workspace's hash cache, or one that remembers nothing.
+pub fn open_cache(workspace: &Workspace, use_cache: bool) -> HashCache {
+    if use_cache {
+        HashCache::load(&workspace.state_dir())
+    } else {
+        HashCache::disabled()
+    }
+}
+
+/// Saves the cache; a note for the report when that failed (the results
+/// are right either way).
+pub fn save_cache(cache: &mut HashCache) -> Option<String> {
+    cache.save().err().map(|e| {
+        format!(
+            "the hash cache could not be saved ({e}); the next search will hash every picture again"
+        )
+    })
+}
+
+/// Hashes every picture under `dir` (decoding only those `cache` does not
+/// know), in parallel, reporting progress per picture, and updates `cache`
+/// (the caller saves it).
 pub fn hash_folder(
     dir: &Path,
     workspace: &Workspace,
     caption_extension: &str,
-    use_cache: bool,
+    cache: &mut HashCache,
     jpeg: JpegDecode,
     progress: &dyn Progress,
 ) -> Result<HashedFolder, DedupError> {
@@ -174,11 +192,6 @@ pub fn hash_folder(
     })?;
     let caption_extension = caption_extension.trim_start_matches('.');
     let (pictures, _) = manifest::classify(&listing.files, caption_extension);
-    let mut cache = if use_cache {
-        HashCache::load(&workspace.state_dir())
-    } else {
-        HashCache::disabled()
-    };
     let total = pictures.len() as u64;
     let done = AtomicU64::new(0);
     progress.report(0, Some(total), &format!("hashing {total} pictures"));
@@ -188,7 +201,7 @@ pub fn hash_folder(
             if progress.is_cancelled() {
                 return None;
             }
-            let outcome = hash_one(&file.path, workspace, caption_extension, &cache, jpeg);
+            let outcome = hash_one(&file.path, workspace, caption_extension, cache, jpeg);
             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
             progress.report(n, Some(total), &format!("hashed {n} of {total} pictures"));
             Some(outcome)
@@ -201,7 +214,6 @@ pub fn hash_folder(
         unreadable: Vec::new(),
         hashed_now: 0,
         from_cache: 0,
-        cache_note: None,
     };
     let mut seen = HashSet::new();
     for outcome in outcomes {
@@ -226,11 +238,6 @@ pub fn hash_folder(
         d => format!("{d}/"),
     };
     cache.forget_missing(&prefix, &seen);
-    if let Err(e) = cache.save() {
-        out.cache_note = Some(format!(
-            "the hash cache could not be saved ({e}); the next search will hash every picture again"
-        ));
-    }
     out.pictures.sort_by(|a, b| a.shown.cmp(&b.shown));
     Ok(out)
 }
@@ -532,21 +539,42 @@ fn confirmed(a: &HashedPicture, b: &HashedPicture, pair: &HashPair) -> bool {
 }
 
 /// Pairs of copies among pictures already hashed: candidates within
-/// `threshold` bits, each confirmed. Returns the confirmed pairs, how many
+/// `threshold` bits, each confirmed (verdicts `cache` remembers are reused,
+/// new ones are added to it). Returns the confirmed pairs, how many
 /// candidates were not confirmed, and how the candidates were searched.
 pub fn duplicate_pairs(
     pictures: &[HashedPicture],
     threshold: u32,
+    cache: &mut HashCache,
 ) -> (Vec<HashPair>, usize, SearchMethod) {
     let hashes: Vec<PictureHash> = pictures.iter().map(|p| p.hashed.hash).collect();
     let views = Views::from_hashes(&hashes);
     let (candidates, method) =
         hamming::pairs_within(&views, effective_threshold(pictures.len(), threshold));
     let total = candidates.len();
-    let pairs: Vec<HashPair> = candidates
-        .into_par_iter()
-        .filter(|p| confirmed(&pictures[p.a as usize], &pictures[p.b as usize], p))
+    let verdicts: Vec<(bool, bool)> = candidates
+        .par_iter()
+        .map(|p| {
+            let (a, b) = (&pictures[p.a as usize], &pictures[p.b as usize]);
+            match cache.verdict(&a.content, &b.content) {
+                Some(v) => (v, false),
+                None => (confirmed(a, b, p), true),
+            }
+        })
         .collect();
+    let mut pairs = Vec::new();
+    for (p, (ok, new)) in candidates.into_iter().zip(verdicts) {
+        if new && u32::from(p.distance) > SURE_DISTANCE {
+            cache.remember_verdict(
+                &pictures[p.a as usize].content,
+                &pictures[p.b as usize].content,
+                ok,
+            );
+        }
+        if ok {
+            pairs.push(p);
+        }
+    }
     let rejected = total - pairs.len();
     (pairs, rejected, method)
 }
@@ -557,8 +585,9 @@ pub fn duplicate_pairs(
 pub fn group_duplicates(
     pictures: &[HashedPicture],
     threshold: u32,
+    cache: &mut HashCache,
 ) -> (Vec<DuplicateGroup>, usize, SearchMethod) {
-    let (pairs, similar_not_copies, method) = duplicate_pairs(pictures, threshold);
+    let (pairs, similar_not_copies, method) = duplicate_pairs(pictures, threshold, cache);
     let components = connected_groups(
         pictures.len(),
         pairs.iter().map(|p| (p.a as usize, p.b as usize)),
@@ -639,18 +668,20 @@ pub fn find_duplicates(
             threshold: options.threshold,
         });
     }
+    let mut cache = open_cache(workspace, options.use_cache);
     let folder = hash_folder(
         dir,
         workspace,
         &options.caption_extension,
-        options.use_cache,
+        &mut cache,
         JpegDecode::GreyOnly,
         progress,
     )?;
     let n = folder.pictures.len() as u64;
     progress.report(n, Some(n), &format!("comparing {n} pictures"));
     let (groups, similar_not_copies, search_method) =
-        group_duplicates(&folder.pictures, options.threshold);
+        group_duplicates(&folder.pictures, options.threshold, &mut cache);
+    let cache_note = save_cache(&mut cache);
     let suggested_quarantine: Vec<String> = groups
         .iter()
         .flat_map(|g| g.members.iter().filter(|m| !m.keep).map(|m| m.path.clone()))
@@ -673,7 +704,7 @@ pub fn find_duplicates(
         similar_not_copies,
         unreadable: folder.unreadable,
         search_method,
-        cache_note: folder.cache_note,
+        cache_note,
     })
 }
 

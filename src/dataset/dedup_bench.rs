@@ -786,11 +786,20 @@ pub fn run_bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Be
     });
     log("hashing only, grey-only and full JPEG decoding …");
     let (hash_grey, folder) = measure("hashing, JPEG grey only", images, || {
-        dedup::hash_folder(&img, &ws, "txt", false, JpegDecode::GreyOnly, &NoProgress)
+        let mut off = super::hash_cache::HashCache::disabled();
+        dedup::hash_folder(
+            &img,
+            &ws,
+            "txt",
+            &mut off,
+            JpegDecode::GreyOnly,
+            &NoProgress,
+        )
     });
     let folder = folder.map_err(|e| e.to_string())?;
     let (hash_full, _) = measure("hashing, JPEG full colour", images, || {
-        dedup::hash_folder(&img, &ws, "txt", false, JpegDecode::Full, &NoProgress)
+        let mut off = super::hash_cache::HashCache::disabled();
+        dedup::hash_folder(&img, &ws, "txt", &mut off, JpegDecode::Full, &NoProgress)
     });
 
     let names: Vec<String> = folder
@@ -798,7 +807,11 @@ pub fn run_bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Be
         .iter()
         .map(|p| file_name(&p.shown))
         .collect();
-    let (pairs, _, _) = dedup::duplicate_pairs(&folder.pictures, threshold);
+    let (pairs, _, _) = dedup::duplicate_pairs(
+        &folder.pictures,
+        threshold,
+        &mut super::hash_cache::HashCache::disabled(),
+    );
     let as_names = |pairs: &[super::hamming::HashPair]| -> Vec<(String, String)> {
         pairs
             .iter()
@@ -1167,9 +1180,18 @@ mod tests {
             );
             let s =
                 super::super::crop_check::crop_similarity(&smalls[a], &smalls[b], true).unwrap();
-            let bucket = (((s - 0.80) * 100.0).floor().max(-1.0) + 1.0) as usize;
-            let h = hist.entry(label).or_insert_with(|| vec![0; 22]);
-            h[bucket.min(21)] += 1;
+            let coarse =
+                super::super::crop_check::coarse_crop_similarity(&smalls[a], &smalls[b], true)
+                    .unwrap();
+            let bucket = |s: f32| (((s - 0.80) * 100.0).floor().max(-1.0) + 1.0) as usize;
+            let h = hist.entry(label.clone()).or_insert_with(|| vec![0; 22]);
+            h[bucket(s).min(21)] += 1;
+            // The 8×8 first look, for pairs that pass the 16×16 check and those that do not.
+            let passes = if s >= 0.95 { "pass" } else { "fail" };
+            let h = hist
+                .entry(format!("8x8 {label} {passes}"))
+                .or_insert_with(|| vec![0; 22]);
+            h[bucket(coarse).min(21)] += 1;
         }
         for (k, v) in &hist {
             println!("ncc {k:>16} {v:?}");

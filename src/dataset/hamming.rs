@@ -1,22 +1,26 @@
 //! Finding every pair of 64-bit hashes within a Hamming distance, fast, at
-//! any count: a flat parallel brute force up to about a million hashes, and
-//! multi-index hashing above that.
+//! any count: a flat, tiled, parallel brute force over XOR + popcount.
 //!
 //! Each picture has four hashes (whole, mirrored, centre, centre mirrored;
 //! see [`super::phash`]). A pair `(i, j)`, `i < j`, is at the smallest
 //! distance over [`super::phash::VIEW_PAIRS`]: `i` whole against every view
 //! of `j`, and `i`'s centre against `j` whole and mirrored.
 //!
-//! Why two methods, chosen by measurement (`ategnatos bench duplicates`
-//! prints the crossover on the machine it runs on): the brute force compares
-//! every pair with XOR + popcount over contiguous arrays, which the CPU does
-//! 8 pairs per instruction (AVX-512 `vpopcntq`, or AVX2); its cost grows with
-//! n², while a tree or index pays random memory accesses per candidate. The
-//! research measured a BK-tree crate at 30 s for 50,000 hashes where the
-//! brute force took 0.73 s. Multi-index hashing (Norouzi et al., 2012) splits
-//! the hash into `m` parts: two hashes within `t` bits agree within
-//! `⌊t/m⌋` bits on at least one part, so only those candidates are checked.
-//! Its cost grows with n × (candidates per query), which wins once n is large.
+//! Why a brute force, chosen by measurement (`ategnatos bench duplicates`
+//! prints it on the machine it runs on): it compares every pair over
+//! contiguous arrays, 8 pairs per instruction with AVX-512 `vpopcntq`
+//! (AVX2 or plain code elsewhere, chosen at run time), in tiles that stay in
+//! cache. On 2 shared cores it took 1.8 CPU-s for 100,000 pictures (all six
+//! view pairs) and 200 CPU-s for 1,000,000. Trees and indexes pay a random
+//! memory access per candidate instead: the research measured a BK-tree
+//! crate at 30 s for 50,000 hashes where a brute force took 0.73 s, and the
+//! multi-index hashing here (Norouzi et al., 2012: split the hash into `m`
+//! parts; two hashes within `t` bits agree within `⌊t/m⌋` bits on some part)
+//! took 32 CPU-s for 100,000 pictures: with four hashes per picture and
+//! 10–16-bit radii its candidate lists are long. It stays, tested against
+//! the brute force, as the measured alternative. For very large sets the
+//! brute force compares whole pictures and mirror images only
+//! ([`WHOLE_VIEWS_FROM`]).
 
 use std::ops::Range;
 
@@ -123,17 +127,16 @@ pub enum ViewSet {
 }
 
 /// From this many pictures on, the search compares whole pictures and mirror
-/// images only. Measured (`ategnatos bench duplicates`, 2 cores, AVX-512):
-/// all six view pairs cost about 1 s per 100,000 pictures squared /
-/// 10¹⁰, so 1,000,000 pictures would take well over a minute; the two whole
-/// view pairs take about a third of that. Hashing that many pictures takes
-/// hours anyway; below this size every kind of copy is looked for.
+/// images only (no crops). Measured (`ategnatos bench duplicates`, 2 shared
+/// cores, AVX-512): 1,000,000 pictures took 200 CPU-s over all six view
+/// pairs and 109 CPU-s over the two whole ones (≈ 55 s on 2 free cores).
+/// Hashing that many pictures takes hours anyway; below this size every
+/// kind of copy is looked for.
 pub const WHOLE_VIEWS_FROM: usize = 300_000;
 
 /// Every pair within `max_distance` bits, sorted, with the method chosen by
-/// size. Multi-index hashing is never chosen: with four hashes per picture
-/// and 10–16-bit radii its candidate lists are long, and it measured 20×
-/// slower than the brute force at 100,000 pictures (see the benchmark).
+/// size. Multi-index hashing is never chosen: it measured 17× slower than
+/// the brute force at 100,000 pictures (see the module notes).
 pub fn pairs_within(views: &Views, max_distance: u32) -> (Vec<HashPair>, SearchMethod) {
     if views.len() >= WHOLE_VIEWS_FROM {
         (

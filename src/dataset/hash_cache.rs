@@ -76,6 +76,22 @@ impl CacheEntry {
 struct CacheFile {
     algorithm: String,
     entries: HashMap<String, CacheEntry>,
+    /// Crop-check verdicts: (content key, content key, copies?).
+    #[serde(default)]
+    verdicts: Vec<(u64, u64, bool)>,
+}
+
+/// A short key for a file's content: the first 64 bits of its BLAKE3.
+fn content_key(content: &str) -> u64 {
+    content
+        .get(..16)
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .unwrap_or(0)
+}
+
+fn pair_key(a: &str, b: &str) -> (u64, u64) {
+    let (a, b) = (content_key(a), content_key(b));
+    (a.min(b), a.max(b))
 }
 
 /// The cache, loaded in memory.
@@ -84,6 +100,9 @@ pub struct HashCache {
     path: Option<PathBuf>,
     entries: HashMap<String, CacheEntry>,
     by_content: HashMap<String, String>,
+    /// Whether two pictures (by content) were confirmed as copies: the crop
+    /// check is the costly part of a search over an unchanged folder.
+    verdicts: HashMap<(u64, u64), bool>,
     changed: bool,
 }
 
@@ -104,11 +123,18 @@ impl HashCache {
     /// another hash algorithm.
     pub fn load(state_dir: &Path) -> HashCache {
         let path = state_dir.join(CACHE_FILE);
-        let entries = std::fs::read(&path)
+        let (entries, verdicts) = std::fs::read(&path)
             .ok()
             .and_then(|bytes| serde_json::from_slice::<CacheFile>(&bytes).ok())
             .filter(|f| f.algorithm == ALGORITHM)
-            .map(|f| f.entries)
+            .map(|f| {
+                let verdicts = f
+                    .verdicts
+                    .into_iter()
+                    .map(|(a, b, v)| ((a, b), v))
+                    .collect();
+                (f.entries, verdicts)
+            })
             .unwrap_or_default();
         let by_content = entries
             .iter()
@@ -118,6 +144,7 @@ impl HashCache {
             path: Some(path),
             entries,
             by_content,
+            verdicts,
             changed: false,
         }
     }
@@ -140,6 +167,18 @@ impl HashCache {
             .get(content)
             .and_then(|k| self.entries.get(k))
             .filter(|e| e.content == content)
+    }
+
+    /// The remembered verdict for two pictures (by content), if any.
+    pub fn verdict(&self, a: &str, b: &str) -> Option<bool> {
+        self.verdicts.get(&pair_key(a, b)).copied()
+    }
+
+    /// Remembers whether two pictures (by content) are copies.
+    pub fn remember_verdict(&mut self, a: &str, b: &str, copies: bool) {
+        if self.path.is_some() && self.verdicts.insert(pair_key(a, b), copies) != Some(copies) {
+            self.changed = true;
+        }
     }
 
     /// Remembers `entry` for `key` (only when the cache is enabled).
@@ -183,9 +222,23 @@ impl HashCache {
         if !self.changed {
             return Ok(());
         }
+        // Keep only verdicts about pictures still remembered.
+        let live: std::collections::HashSet<u64> = self
+            .entries
+            .values()
+            .map(|e| content_key(&e.content))
+            .collect();
+        let mut verdicts: Vec<(u64, u64, bool)> = self
+            .verdicts
+            .iter()
+            .filter(|((a, b), _)| live.contains(a) && live.contains(b))
+            .map(|((a, b), v)| (*a, *b, *v))
+            .collect();
+        verdicts.sort_unstable();
         let file = CacheFile {
             algorithm: ALGORITHM.to_string(),
             entries: std::mem::take(&mut self.entries),
+            verdicts,
         };
         // Compact: this file is for the program, and can hold many thousand entries.
         let result = serde_json::to_vec(&file)
@@ -206,11 +259,15 @@ impl HashCache {
 mod tests {
     use super::*;
 
+    fn hex(name: &str) -> String {
+        blake3::hash(name.as_bytes()).to_hex().to_string()
+    }
+
     fn entry(content: &str, size: u64, t: u64) -> CacheEntry {
         CacheEntry {
             size,
             modified_ns: t,
-            content: content.into(),
+            content: hex(content),
             hash: PictureHash {
                 hash: 7,
                 mirrored: 9,
@@ -238,11 +295,23 @@ mod tests {
         assert!(cache.get("pics/a.png", 100, 5).is_some());
         assert!(cache.get("pics/a.png", 101, 5).is_none(), "size changed");
         assert!(cache.get("pics/a.png", 100, 6).is_none(), "time changed");
-        assert_eq!(cache.get_by_content("c2").unwrap().size, 200);
+        assert_eq!(cache.get_by_content(&hex("c2")).unwrap().size, 200);
+        cache.remember_verdict(&hex("c1"), &hex("c2"), true);
+        cache.save().unwrap();
+        let mut cache = HashCache::load(dir.path());
+        assert_eq!(cache.verdict(&hex("c2"), &hex("c1")), Some(true));
+        assert_eq!(cache.verdict(&hex("c2"), &hex("c3")), None);
 
         cache.forget_missing("pics/", &Default::default());
         assert!(cache.get("pics/a.png", 100, 5).is_none());
-        assert!(cache.get_by_content("c1").is_none());
+        assert!(cache.get_by_content(&hex("c1")).is_none());
+        cache.save().unwrap();
+        let cache = HashCache::load(dir.path());
+        assert_eq!(
+            cache.verdict(&hex("c2"), &hex("c1")),
+            None,
+            "verdicts about forgotten pictures go"
+        );
         assert!(
             cache.get("other/b.png", 200, 6).is_some(),
             "other folders are kept"
