@@ -368,7 +368,7 @@ pub(crate) mod tests {
             let mut plan = sample_plan();
             plan.backend = backend;
             if backend == Backend::Native {
-                plan.optimizer = crate::plan::Optimizer::AdamW;
+                plan = native::tests::native_plan();
             }
             crate::plan::training::save_plan(&ws, &plan).unwrap();
             let g = generate_config(&ws, "ink-fox", None).unwrap();

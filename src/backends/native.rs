@@ -1,127 +1,97 @@
 //! The Ategnatos engine's own config, `engine.toml`, run as
 //! `ategnatos engine train <engine.toml>` (DESIGN decision 14).
 //!
-//! [`EngineConfig`] is the format: the engine reads it with
-//! `deny_unknown_fields`, so the keys it accepts are exactly these fields.
+//! The file is [`crate::engine::EngineConfig`] itself, the format the engine
+//! reads with `deny_unknown_fields`: what is written here is exactly what
+//! trains. The engine lists the plan's folders, encodes the pictures with
+//! the checkpoint's VAE into the cache folder once, and reuses that cache
+//! until a picture, caption or the model changes.
 
-use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
-use super::{Rendered, RunPaths, model_source, path_text, sample_prompts};
-use crate::plan::catalog::{ModelFamily, ModelSpec, PredictionType};
-use crate::plan::training::{LrScheduler, Optimizer, Precision, TrainingPlan};
+use super::{Rendered, RunPaths, model_source, path_text};
+use crate::engine::EngineConfig;
+use crate::engine::config::{
+    Architecture, DataSection, DeviceKind, ModelSection, NetworkSection, OptimizerKind,
+    OutputSection, SavePrecision, TrainingSection,
+};
+use crate::engine::optim::LrScheduleKind;
+use crate::engine::schedule::Prediction;
+use crate::plan::catalog::{ModelSpec, PredictionType};
+use crate::plan::training::{LrScheduler, Optimizer, TrainingPlan};
 
-/// The whole engine config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EngineConfig {
-    pub model: EngineModel,
-    pub network: EngineNetwork,
-    pub data: EngineData,
-    pub train: EngineTrain,
-    pub output: EngineOutput,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EngineModel {
-    /// Catalog id.
-    pub id: String,
-    pub family: ModelFamily,
-    pub prediction: PredictionType,
-    /// Single-file checkpoint.
-    pub checkpoint: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EngineNetwork {
-    pub rank: u32,
-    pub alpha: f32,
-    /// `attention`: q, k, v and out projections.
-    pub targets: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EngineData {
-    pub folders: Vec<String>,
-    pub caption_extension: String,
-    pub trigger_word: String,
-    pub repeats: u32,
-    pub resolution: u32,
-    pub batch_size: u32,
-    pub cache_latents: bool,
-    pub cache_text_embeddings: bool,
-    pub cache_dir: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EngineTrain {
-    pub epochs: u32,
-    pub optimizer: Optimizer,
-    pub learning_rate: f64,
-    pub lr_scheduler: LrScheduler,
-    pub warmup_steps: u32,
-    pub precision: Precision,
-    pub gradient_checkpointing: bool,
-    pub seed: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EngineOutput {
-    pub dir: String,
-    pub name: String,
-    pub save_every_epochs: u32,
-    pub sample_prompts: Vec<String>,
-}
-
-/// The plan as the engine's config.
+/// The plan as the engine's config. The plan must have passed validation
+/// (the native engine trains SD1.5 in fp32 with AdamW, Lion or Prodigy;
+/// anything else is refused there, before a file is written).
 pub fn engine_config(plan: &TrainingPlan, model: &ModelSpec, paths: &RunPaths) -> EngineConfig {
+    let learning_rate = plan.learning_rate;
     EngineConfig {
-        model: EngineModel {
-            id: model.id.into(),
-            family: model.family,
-            prediction: model.prediction,
-            checkpoint: model_source(plan, model, paths, true),
+        model: ModelSection {
+            checkpoint: PathBuf::from(model_source(plan, model, paths, true)),
+            architecture: Architecture::Sd15,
+            prediction: match model.prediction {
+                PredictionType::VPrediction => Prediction::VPrediction,
+                PredictionType::Epsilon | PredictionType::FlowMatching => Prediction::Epsilon,
+            },
+            clip_skip: 1,
         },
-        network: EngineNetwork {
-            rank: plan.rank,
-            alpha: plan.alpha,
-            targets: "attention".into(),
+        network: NetworkSection {
+            rank: plan.rank as usize,
+            alpha: f64::from(plan.alpha),
+            train_text_encoder: plan.train_text_encoder,
+            ..NetworkSection::default()
         },
-        data: EngineData {
+        training: TrainingSection {
+            // A GPU in the plan means CUDA (a build with `--features cuda`);
+            // without one the engine trains on the CPU, slowly.
+            device: if plan.gpu.is_some() {
+                DeviceKind::Cuda
+            } else {
+                DeviceKind::Cpu
+            },
+            learning_rate,
+            text_encoder_lr: plan.text_encoder_lr,
+            optimizer: match plan.optimizer {
+                Optimizer::Lion => OptimizerKind::Lion,
+                Optimizer::Prodigy => OptimizerKind::Prodigy,
+                Optimizer::AdamW | Optimizer::AdamW8bit | Optimizer::Adafactor => {
+                    OptimizerKind::AdamW
+                }
+            },
+            lr_scheduler: match plan.lr_scheduler {
+                LrScheduler::Constant | LrScheduler::ConstantWithWarmup => LrScheduleKind::Constant,
+                LrScheduler::Cosine => LrScheduleKind::Cosine,
+            },
+            warmup_steps: plan.warmup_steps as usize,
+            epochs: plan.epochs as usize,
+            batch_size: plan.batch_size as usize,
+            seed: plan.seed,
+            gradient_checkpointing: plan.gradient_checkpointing,
+            ..TrainingSection::default()
+        },
+        data: DataSection {
+            latents: paths.cache_dir.join("latents.safetensors"),
             folders: plan
                 .image_folders
                 .iter()
                 .filter(|f| f.images > 0)
-                .map(|f| path_text(&paths.abs(&f.path)))
+                .map(|f| paths.abs(&f.path))
                 .collect(),
             caption_extension: plan.caption_extension.trim_start_matches('.').into(),
-            trigger_word: plan.trigger_word.clone(),
-            repeats: plan.repeats,
-            resolution: plan.resolution,
-            batch_size: plan.batch_size,
-            cache_latents: plan.cache_latents,
-            cache_text_embeddings: plan.cache_text_embeddings,
-            cache_dir: path_text(&paths.cache_dir),
+            resolution: plan.resolution as usize,
+            bucket_step: 64,
+            // Tag captions (SD1.5's style) are shuffled with the trigger
+            // word kept first, as kohya's `shuffle_caption` + `keep_tokens`.
+            shuffle_caption: true,
+            keep_tokens: 1,
+            tokenizer: None,
+            repeats: plan.repeats.max(1) as usize,
         },
-        train: EngineTrain {
-            epochs: plan.epochs,
-            optimizer: plan.optimizer,
-            learning_rate: plan.learning_rate,
-            lr_scheduler: plan.lr_scheduler,
-            warmup_steps: plan.warmup_steps,
-            precision: plan.precision,
-            gradient_checkpointing: plan.gradient_checkpointing,
-            seed: plan.seed,
-        },
-        output: EngineOutput {
-            dir: path_text(&paths.output_dir),
+        output: OutputSection {
+            dir: paths.output_dir.clone(),
             name: plan.project.clone(),
-            save_every_epochs: plan.save_every_epochs,
-            sample_prompts: sample_prompts(plan),
+            save_every_n_epochs: plan.save_every_epochs as usize,
+            save_precision: SavePrecision::Fp16,
         },
     }
 }
@@ -141,43 +111,51 @@ pub fn render(plan: &TrainingPlan, model: &ModelSpec, paths: &RunPaths) -> Rende
             path_text(&paths.config_dir.join("engine.toml")),
         ],
         working_dir: "the workspace root".into(),
-        model_files: vec![config.model.checkpoint.clone()],
+        model_files: vec![path_text(&config.model.checkpoint)],
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::backends::tests::test_paths;
     use crate::plan::training::Backend;
     use crate::plan::training::tests::sample_plan;
 
-    #[test]
-    fn engine_toml_round_trips_through_the_strict_format() {
+    pub(crate) fn native_plan() -> TrainingPlan {
         let mut plan = sample_plan();
         plan.backend = Backend::Native;
-        plan.optimizer = Optimizer::AdamW;
+        plan.base_model = "sd15".into();
+        plan.optimizer = Optimizer::Prodigy;
+        plan.learning_rate = 1.0;
+        plan.precision = crate::plan::training::Precision::Fp32;
+        plan.resolution = 512;
+        plan.batch_size = 4;
+        plan
+    }
+
+    #[test]
+    fn the_written_file_is_what_the_engine_reads() {
+        let plan = native_plan();
         let model = plan.model().unwrap();
-        let r = render(&plan, model, &test_paths(Backend::Native));
+        let paths = test_paths(Backend::Native);
+        let r = render(&plan, model, &paths);
         let text = &r.files[0].1;
-        let back: EngineConfig = toml::from_str(text).unwrap();
-        assert_eq!(
-            back,
-            engine_config(&plan, model, &test_paths(Backend::Native))
-        );
-        assert_eq!(back.network.alpha, 16.0);
+        // The engine's own strict parser, with its validation.
+        let back = EngineConfig::parse(text).unwrap();
+        assert_eq!(back, engine_config(&plan, model, &paths));
+        assert_eq!(back.training.optimizer, OptimizerKind::Prodigy);
+        assert_eq!(back.network.rank, plan.rank as usize);
+        assert_eq!(back.data.repeats, plan.repeats as usize);
+        assert!(back.data.shuffle_caption && back.data.keep_tokens == 1);
         assert_eq!(
             back.model.checkpoint,
-            "/studio/models/sd_xl_base_1.0.safetensors"
+            PathBuf::from("/studio/models/v1-5-pruned-emaonly.safetensors")
         );
-        let table: toml::Table = text.parse().unwrap();
-        let sections: Vec<&str> = table.keys().map(String::as_str).collect();
-        assert_eq!(
-            sections,
-            vec!["model", "network", "data", "train", "output"]
-        );
-        // An extra key is refused, as the engine will refuse it.
-        let bad = text.replace("[network]\n", "[network]\ndropout = 0.1\n");
-        assert!(toml::from_str::<EngineConfig>(&bad).is_err());
+        assert!(back.data.latents.starts_with(&paths.cache_dir));
+        assert!(!back.data.folders.is_empty());
+        // An unknown key is refused, as the engine refuses it.
+        let bad = text.replace("[network]\n", "[network]\nlayers = \"all\"\n");
+        assert!(EngineConfig::parse(&bad).is_err());
     }
 }

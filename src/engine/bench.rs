@@ -13,7 +13,7 @@ use burn::tensor::{ElementConversion, Tensor};
 use super::config::{Architecture, EngineConfig};
 use super::model::LoraModel;
 use super::schedule::NoiseSchedule;
-use super::train::{LatentDataset, LatentSample, SplitMix64, step_loss};
+use super::train::{LatentDataset, LatentSample, SplitMix64, batch_ids, step_loss};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -80,9 +80,13 @@ pub fn run_benchmark<B: AutodiffBackend>(spec: &BenchSpec, device: &B::Device) -
             input_ids: (0..seq)
                 .map(|_| rng.below(clip.vocab_size) as i64)
                 .collect(),
+            caption: None,
         })
         .collect();
-    let dataset = LatentDataset { samples };
+    let dataset = LatentDataset {
+        samples,
+        fingerprint: None,
+    };
     let batch: Vec<usize> = (0..spec.batch).collect();
     let schedule = NoiseSchedule::sd15();
 
@@ -93,8 +97,9 @@ pub fn run_benchmark<B: AutodiffBackend>(spec: &BenchSpec, device: &B::Device) -
     for i in 0..spec.warmup_steps + spec.steps {
         let timesteps: Vec<usize> = batch.iter().map(|_| rng.below(1000)).collect();
         let start = Instant::now();
+        let ids = batch_ids(&dataset, &batch);
         let loss = step_loss(
-            &config, &model, &dataset, &batch, &timesteps, &schedule, device,
+            &config, &model, &dataset, &batch, ids, &timesteps, &schedule, device,
         );
         let mut grads = loss.clone().backward();
         let grads = GradientsParams::from_module(&mut grads, &model.unet);

@@ -104,6 +104,7 @@ pub fn cache_latents<B: Backend>(
             latents: values,
             shape: [c, lh, lw],
             input_ids: tokenizer.encode_padded(&item.caption, seq_len),
+            caption: Some(item.caption.clone()),
         });
     }
     if samples.is_empty() {
@@ -112,7 +113,10 @@ pub fn cache_latents<B: Backend>(
             reason: "no images to cache".into(),
         });
     }
-    Ok(LatentDataset { samples })
+    Ok(LatentDataset {
+        samples,
+        fingerprint: None,
+    })
 }
 
 /// Writes a dataset to `path` atomically.

@@ -17,7 +17,7 @@ use burn::tensor::backend::AutodiffBackend;
 
 use super::config::{DeviceKind, EngineConfig};
 use super::model::LoraModel;
-use super::train::{LatentDataset, TrainEvent, TrainOutcome, train};
+use super::train::{TrainEvent, TrainOutcome, train};
 use super::weights::{Checkpoint, Component};
 use super::{CpuBackend, CpuTrainBackend, EngineError};
 
@@ -105,6 +105,11 @@ fn run_on<B: AutodiffBackend>(
     dry_run: bool,
     out: &mut dyn Write,
 ) -> Result<TrainOutcome, EngineError> {
+    // The latents first: the VAE is dropped before the UNet is loaded.
+    let prepared = super::data::prepare::<B>(config, device)?;
+    for text in &prepared.lines {
+        line(out, text);
+    }
     let arch = config.model.architecture;
     let checkpoint = Checkpoint::open(
         &config.model.checkpoint,
@@ -116,13 +121,21 @@ fn run_on<B: AutodiffBackend>(
     for report in &reports {
         line(out, &format!("loaded {}", report.summary()));
     }
-    let dataset = LatentDataset::load(&config.data.latents)?;
+    let dataset = prepared.dataset;
     let mut on_event = |event: &TrainEvent| {
         if let Some(text) = format_event(event) {
             line(out, &text);
         }
     };
-    let (_, outcome) = train(config, model, &dataset, device, !dry_run, &mut on_event)?;
+    let (_, outcome) = train(
+        config,
+        model,
+        &dataset,
+        prepared.tokenizer.as_ref(),
+        device,
+        !dry_run,
+        &mut on_event,
+    )?;
     line(
         out,
         if dry_run {

@@ -153,6 +153,8 @@ impl NetworkSection {
 pub enum OptimizerKind {
     AdamW,
     Lion,
+    /// Finds its own step size; keep the learning rate at 1.0.
+    Prodigy,
 }
 
 /// Where the tensors live.
@@ -216,10 +218,44 @@ impl Default for TrainingSection {
 pub struct DataSection {
     /// The latent cache: a safetensors file with `N.latents` `[4, h, w]` and
     /// `N.input_ids` `[77]` per sample (see [`super::train::LatentDataset`]).
+    /// With `folders`, the engine writes it and keeps it current.
     pub latents: PathBuf,
+    /// Folders of pictures with their captions; empty = train from an
+    /// existing `latents` file only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub folders: Vec<PathBuf>,
+    /// The captions' extension (`txt` for `image.png` → `image.txt`).
+    #[serde(default = "default_caption_extension")]
+    pub caption_extension: String,
+    /// Side of the square the buckets keep the area of, in pixels.
+    #[serde(default = "default_resolution")]
+    pub resolution: usize,
+    /// Bucket sides are multiples of this, in pixels.
+    #[serde(default = "default_bucket_step")]
+    pub bucket_step: usize,
+    /// Shuffle each caption's comma-separated tags at every step, keeping
+    /// the first `keep_tokens` (the trigger word) in place.
+    #[serde(default)]
+    pub shuffle_caption: bool,
+    #[serde(default = "one")]
+    pub keep_tokens: usize,
+    /// A folder with CLIP's `vocab.json` and `merges.txt`; found by itself
+    /// for diffusers checkpoints (see [`super::data::find_tokenizer`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<PathBuf>,
     /// Repeats of the dataset per epoch (kohya's `num_repeats`).
     #[serde(default = "one")]
     pub repeats: usize,
+}
+
+fn default_caption_extension() -> String {
+    "txt".into()
+}
+fn default_resolution() -> usize {
+    512
+}
+fn default_bucket_step() -> usize {
+    64
 }
 
 /// How saved tensors are stored.
@@ -267,11 +303,16 @@ impl EngineConfig {
             reason,
         })?;
         if let Some(base) = path.parent() {
-            for p in [
+            let data = &mut config.data;
+            let paths = [
                 &mut config.model.checkpoint,
-                &mut config.data.latents,
+                &mut data.latents,
                 &mut config.output.dir,
-            ] {
+            ]
+            .into_iter()
+            .chain(data.folders.iter_mut())
+            .chain(data.tokenizer.iter_mut());
+            for p in paths {
                 if p.is_relative() {
                     *p = base.join(&*p);
                 }
@@ -309,6 +350,25 @@ impl EngineConfig {
         }
         if t.epochs == 0 && t.max_steps.is_none() {
             return Err("set `training.epochs` or `training.max_steps`".into());
+        }
+        let d = &self.data;
+        let unit = 8 * self.model.architecture.unet().downscale();
+        if d.bucket_step == 0 || !d.bucket_step.is_multiple_of(unit) {
+            return Err(format!(
+                "`data.bucket_step` must be a multiple of {unit} pixels (the VAE's 8 times the UNet's downscaling)"
+            ));
+        }
+        if d.resolution < d.bucket_step || !d.resolution.is_multiple_of(d.bucket_step) {
+            return Err(format!(
+                "`data.resolution` must be a multiple of `data.bucket_step` ({})",
+                d.bucket_step
+            ));
+        }
+        if d.caption_extension.trim_start_matches('.').is_empty() {
+            return Err("`data.caption_extension` is empty; captions are usually `txt`".into());
+        }
+        if d.repeats == 0 {
+            return Err("`data.repeats` must be at least 1".into());
         }
         if self.model.clip_skip == 0 {
             return Err("`model.clip_skip` starts at 1 (the last layer)".into());

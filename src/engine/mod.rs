@@ -21,6 +21,7 @@ pub mod cache;
 pub mod cli;
 pub mod clip;
 pub mod config;
+pub mod data;
 pub mod ldm;
 pub mod lora;
 pub mod lora_file;
@@ -78,6 +79,10 @@ pub enum EngineError {
     Write(#[from] crate::studio::StudioError),
     #[error("this build has no `{backend}` backend")]
     BackendUnavailable { backend: String },
+    #[error("`{}` has no caption", .image.display())]
+    Uncaptioned { image: PathBuf },
+    #[error("CLIP's tokenizer files (vocab.json, merges.txt) were not found; looked in: {}", .looked.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    NoTokenizer { looked: Vec<PathBuf> },
 }
 
 impl EngineError {
@@ -104,6 +109,12 @@ impl EngineError {
                 "use a LoRA trained for SD1.5 with the same rank and layer set".into(),
             ),
             EngineError::Write(e) => e.hint(),
+            EngineError::Uncaptioned { .. } => Some(
+                "write a caption for it (caption_preview, then write_captions), or move it out of the training folder".into(),
+            ),
+            EngineError::NoTokenizer { .. } => Some(
+                "a single-file SD1.5 checkpoint does not carry CLIP's vocabulary: set `data.tokenizer` to a folder holding vocab.json and merges.txt (the `tokenizer` folder of the diffusers SD1.5 repository)".into(),
+            ),
             EngineError::BackendUnavailable { .. } => Some(
                 "build Ategnatos with `--features cuda` to train on an NVIDIA GPU, or set `device = \"cpu\"`".into(),
             ),

@@ -260,9 +260,13 @@ fn fixture_dataset() -> LatentDataset {
                 .collect(),
             shape: [4, 8, 8],
             input_ids: (0..8).map(|j| ((i * 8 + j) % 64) as i64).collect(),
+            caption: None,
         })
         .collect();
-    LatentDataset { samples }
+    LatentDataset {
+        samples,
+        fingerprint: None,
+    }
 }
 
 fn tiny_config(dir: &Path, checkpoint: &Path) -> EngineConfig {
@@ -372,7 +376,7 @@ fn training_lowers_the_loss_keeps_the_base_and_the_lora_reloads() {
     let base_before = base_params(&model);
 
     let mut events = Vec::new();
-    let (trained, outcome) = train(&config, model, &data, &device, true, &mut |e| {
+    let (trained, outcome) = train(&config, model, &data, None, &device, true, &mut |e| {
         events.push(e.clone())
     })
     .unwrap();
@@ -854,4 +858,208 @@ fn sd15_models_have_the_published_parameter_counts() {
     );
     // transformers' CLIPTextModel (ViT-L/14): 123,060,480 parameters
     assert_eq!(lazy_param_count(&clip), 123_060_480);
+}
+
+/// A CLIP vocabulary small enough for the tiny text encoder (64 ids):
+/// the two special tokens, every letter alone and word-final, and a comma.
+fn write_tiny_tokenizer(dir: &Path) {
+    let mut vocab = BTreeMap::new();
+    vocab.insert("<|startoftext|>".to_string(), 0);
+    vocab.insert("<|endoftext|>".to_string(), 1);
+    for (i, c) in ('a'..='z').enumerate() {
+        vocab.insert(c.to_string(), 2 + i as i64);
+        vocab.insert(format!("{c}</w>"), 28 + i as i64);
+    }
+    vocab.insert(",</w>".to_string(), 54);
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("vocab.json"),
+        serde_json::to_string(&vocab).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("merges.txt"), "#version: 0.2\n").unwrap();
+}
+
+#[test]
+fn a_generated_native_config_caches_the_pictures_and_trains() {
+    use crate::backends::generate_config;
+    use crate::plan::training::{ImageFolder, save_plan};
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let ws = crate::studio::Workspace::open(root).unwrap();
+    // The base model the artist has: a diffusers folder with its tokenizer.
+    let checkpoint = root.join("models/tiny-sd");
+    write_diffusers(&checkpoint, &tiny_base());
+    write_tiny_tokenizer(&checkpoint.join("tokenizer"));
+    // Four captioned pictures.
+    let pics = root.join("pics/fox");
+    std::fs::create_dir_all(&pics).unwrap();
+    for i in 0..4u32 {
+        image::RgbImage::from_fn(80, 64, |x, y| {
+            image::Rgb([(x * 3 + i * 40) as u8, (y * 4) as u8, (i * 60) as u8])
+        })
+        .save(pics.join(format!("fox{i}.png")))
+        .unwrap();
+        std::fs::write(
+            pics.join(format!("fox{i}.txt")),
+            "zkfox, red fox, snow, night, ink",
+        )
+        .unwrap();
+    }
+    // The plan, as the plan tools save it, and Gate 2's config generator.
+    let mut plan = crate::backends::native::tests::native_plan();
+    plan.project = "ink-fox".into();
+    plan.model_path = Some(path_str(&checkpoint));
+    plan.image_folders = vec![ImageFolder {
+        path: "pics/fox".into(),
+        images: 4,
+    }];
+    plan.repeats = 1;
+    plan.epochs = 2;
+    plan.batch_size = 2;
+    plan.save_every_epochs = 1;
+    plan.gpu = None;
+    save_plan(&ws, &plan).unwrap();
+    let generated = generate_config(&ws, "ink-fox", None).unwrap();
+    let engine_toml = generated
+        .files
+        .iter()
+        .find(|f| f.path.ends_with("engine.toml"))
+        .map(|f| root.join(&f.path))
+        .unwrap();
+    // The only edits: the tiny architecture and 64 px pictures stand in
+    // for SD1.5's numbers, so the test trains in seconds.
+    let text = std::fs::read_to_string(&engine_toml).unwrap();
+    for expected in ["architecture = \"sd15\"", "resolution = 512"] {
+        assert!(text.contains(expected), "{text}");
+    }
+    std::fs::write(
+        &engine_toml,
+        text.replace("architecture = \"sd15\"", "architecture = \"tiny\"")
+            .replace("resolution = 512", "resolution = 64"),
+    )
+    .unwrap();
+
+    let run = |dry_run: bool| {
+        let mut out = Vec::new();
+        let result = super::cli::run_train(&engine_toml, dry_run, &mut out);
+        (result, String::from_utf8(out).unwrap())
+    };
+    let (result, text) = run(false);
+    let outcome = result.unwrap();
+    assert_eq!(outcome.steps, 4, "{text}");
+    assert!(text.contains("caching latents: 4 pictures"), "{text}");
+    assert!(text.contains("model saved."), "{text}");
+    let lora = outcome.saved.last().unwrap();
+    assert!(lora.is_file());
+    let config = EngineConfig::load(&engine_toml).unwrap();
+    assert!(config.data.latents.is_file());
+    assert_eq!(
+        config.training.optimizer,
+        super::config::OptimizerKind::Prodigy
+    );
+
+    // Unchanged pictures and captions: the cache is reused, not rebuilt.
+    let (result, text) = run(true);
+    result.unwrap();
+    assert!(text.contains("cached in"), "{text}");
+    assert!(!text.contains("caching latents"), "{text}");
+
+    // An edited caption makes it stale.
+    std::fs::write(pics.join("fox2.txt"), "zkfox, fox, forest").unwrap();
+    let (result, text) = run(true);
+    result.unwrap();
+    assert!(text.contains("caching latents: 4 pictures"), "{text}");
+    let cached = LatentDataset::load(&config.data.latents).unwrap();
+    assert_eq!(
+        cached.samples[2].caption.as_deref(),
+        Some("zkfox, fox, forest")
+    );
+
+    // A picture without a caption is refused by name, and the cache is kept.
+    std::fs::remove_file(pics.join("fox3.txt")).unwrap();
+    let before = std::fs::read(&config.data.latents).unwrap();
+    let (result, _) = run(true);
+    match result {
+        Err(e @ EngineError::Uncaptioned { .. }) => {
+            assert!(e.to_string().contains("fox3.png"), "{e}");
+            assert!(e.hint().unwrap().contains("caption"));
+        }
+        other => panic!("expected the uncaptioned picture to be refused: {other:?}"),
+    }
+    assert_eq!(std::fs::read(&config.data.latents).unwrap(), before);
+}
+
+#[test]
+fn a_single_file_checkpoint_without_a_vocabulary_is_refused_with_a_way_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("sd15.safetensors");
+    write_ldm(&ckpt, &tiny_base());
+    let pics = dir.path().join("pics");
+    std::fs::create_dir_all(&pics).unwrap();
+    image::RgbImage::new(64, 64)
+        .save(pics.join("a.png"))
+        .unwrap();
+    std::fs::write(pics.join("a.txt"), "zkfox").unwrap();
+    let text = format!(
+        "[model]\ncheckpoint = \"{}\"\narchitecture = \"tiny\"\n[data]\nlatents = \"cache.safetensors\"\nfolders = [\"{}\"]\nresolution = 64\n[output]\ndir = \"out\"\nname = \"x\"\n",
+        path_str(&ckpt),
+        path_str(&pics)
+    );
+    let mut config = EngineConfig::parse(&text).unwrap();
+    config.data.latents = dir.path().join("cache.safetensors");
+    // Nowhere to find CLIP's files: not beside the checkpoint, not in a
+    // Hugging Face cache.
+    let empty_home = dir.path().join("home");
+    config.data.tokenizer = None;
+    let found = super::data::find_tokenizer_in(&config, Some(&empty_home));
+    match found {
+        Err(e @ EngineError::NoTokenizer { .. }) => {
+            assert!(e.hint().unwrap().contains("data.tokenizer"), "{e}");
+        }
+        other => panic!("expected NoTokenizer: {other:?}"),
+    }
+    // Pointing `data.tokenizer` at the files works.
+    write_tiny_tokenizer(&dir.path().join("clip"));
+    config.data.tokenizer = Some(dir.path().join("clip"));
+    assert_eq!(
+        super::data::find_tokenizer(&config).unwrap(),
+        dir.path().join("clip")
+    );
+}
+
+#[test]
+fn shuffled_captions_keep_the_trigger_first_and_change_the_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_tokenizer(dir.path());
+    let tokenizer = super::tokenizer::ClipTokenizer::from_files(
+        &dir.path().join("vocab.json"),
+        &dir.path().join("merges.txt"),
+    )
+    .unwrap();
+    let caption = "zk, a, b, c, d";
+    let dataset = LatentDataset {
+        samples: vec![LatentSample {
+            latents: vec![0.0; 4 * 8 * 8],
+            shape: [4, 8, 8],
+            input_ids: tokenizer.encode_padded(caption, 16),
+            caption: Some(caption.into()),
+        }],
+        fingerprint: None,
+    };
+    let mut rng = SplitMix64::new(5);
+    let mut orders = BTreeSet::new();
+    for _ in 0..20 {
+        let ids = super::train::shuffled_ids(&dataset, &[0], &tokenizer, 1, &mut rng);
+        assert_eq!(ids.len(), 16);
+        // <bos> z k ,  — the trigger stays first.
+        assert_eq!(&ids[..4], &dataset.samples[0].input_ids[..4]);
+        orders.insert(ids);
+    }
+    assert!(orders.len() > 3, "the other tags change order: {orders:?}");
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
 }

@@ -23,9 +23,10 @@ use super::EngineError;
 use super::config::{EngineConfig, OptimizerKind};
 use super::lora_file::{Alphas, TrainingFacts, save_lora};
 use super::model::LoraModel;
-use super::optim::{Lion, LrSchedule};
+use super::optim::{Lion, LrSchedule, Prodigy, ProdigyConfig};
 use super::safetensors_file::SafetensorsFile;
 use super::schedule::NoiseSchedule;
+use super::tokenizer::{ClipTokenizer, shuffle_caption};
 
 /// One cached training sample.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,14 +36,22 @@ pub struct LatentSample {
     pub shape: [usize; 3],
     /// CLIP token ids, padded to the encoder's length.
     pub input_ids: Vec<i64>,
+    /// The caption the ids came from, when the cache kept it (needed to
+    /// shuffle tags at every step).
+    pub caption: Option<String>,
 }
 
 /// The latent cache: a safetensors file holding, for sample N,
-/// `N.latents` (`[c, h, w]`, f32/f16) and `N.input_ids` (`[seq]`, i64/i32).
-#[derive(Debug, Clone, PartialEq)]
+/// `N.latents` (`[c, h, w]`, f32/f16) and `N.input_ids` (`[seq]`, i64/i32);
+/// its metadata keeps each caption as `N.caption` and what the cache was
+/// built from as `ategnatos.fingerprint` (see [`super::data`]).
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct LatentDataset {
     pub samples: Vec<LatentSample>,
+    pub fingerprint: Option<String>,
 }
+
+const FINGERPRINT_KEY: &str = "ategnatos.fingerprint";
 
 impl LatentDataset {
     pub fn load(path: &Path) -> Result<Self, EngineError> {
@@ -67,6 +76,7 @@ impl LatentDataset {
                 latents,
                 shape: [c, h, w],
                 input_ids,
+                caption: file.metadata.get(&format!("{i}.caption")).cloned(),
             });
         }
         if samples.is_empty() {
@@ -76,13 +86,23 @@ impl LatentDataset {
         if samples.iter().any(|s| s.input_ids.len() != seq) {
             return Err(bad("caption token lists have different lengths".into()));
         }
-        Ok(Self { samples })
+        Ok(Self {
+            samples,
+            fingerprint: file.metadata.get(FINGERPRINT_KEY).cloned(),
+        })
     }
 
     /// Writes the cache format [`LatentDataset::load`] reads.
     pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
         let mut owned: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut metadata = std::collections::HashMap::new();
+        if let Some(print) = &self.fingerprint {
+            metadata.insert(FINGERPRINT_KEY.to_string(), print.clone());
+        }
         for (i, s) in self.samples.iter().enumerate() {
+            if let Some(caption) = &s.caption {
+                metadata.insert(format!("{i}.caption"), caption.clone());
+            }
             owned.push((
                 format!("{i}.latents"),
                 safetensors::Dtype::F32,
@@ -104,7 +124,8 @@ impl LatentDataset {
                     .map_err(|e| e.to_string())
             })
             .collect::<Result<Vec<_>, _>>()?;
-        safetensors::serialize(views, None).map_err(|e| e.to_string())
+        let metadata = (!metadata.is_empty()).then_some(metadata);
+        safetensors::serialize(views, metadata).map_err(|e| e.to_string())
     }
 
     /// Batches of sample indices for one epoch: `repeats` copies of every
@@ -206,6 +227,7 @@ pub struct TrainOutcome {
 enum AnyOptimizer<M: AutodiffModule<B>, B: AutodiffBackend> {
     AdamW(OptimizerAdaptor<AdamW, M, B>),
     Lion(OptimizerAdaptor<Lion, M, B>),
+    Prodigy(Prodigy<B>),
 }
 
 impl<M: AutodiffModule<B>, B: AutodiffBackend> AnyOptimizer<M, B> {
@@ -226,6 +248,10 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> AnyOptimizer<M, B> {
                 }
                 .init(),
             ),
+            OptimizerKind::Prodigy => AnyOptimizer::Prodigy(Prodigy::new(ProdigyConfig {
+                weight_decay: wd,
+                ..ProdigyConfig::default()
+            })),
         }
     }
 
@@ -233,6 +259,7 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> AnyOptimizer<M, B> {
         match self {
             AnyOptimizer::AdamW(o) => o.step(lr, module, grads),
             AnyOptimizer::Lion(o) => o.step(lr, module, grads),
+            AnyOptimizer::Prodigy(o) => o.step(lr, module, &grads),
         }
     }
 }
@@ -264,6 +291,7 @@ pub fn train<B: AutodiffBackend>(
     config: &EngineConfig,
     mut model: LoraModel<B>,
     dataset: &LatentDataset,
+    tokenizer: Option<&ClipTokenizer>,
     device: &B::Device,
     write_files: bool,
     on_event: &mut dyn FnMut(&TrainEvent),
@@ -310,8 +338,18 @@ pub fn train<B: AutodiffBackend>(
                 break;
             }
             let timesteps: Vec<usize> = batch.iter().map(|_| rng.below(schedule.len())).collect();
+            let ids = match tokenizer {
+                Some(tokenizer) if config.data.shuffle_caption => shuffled_ids(
+                    dataset,
+                    &batch,
+                    tokenizer,
+                    config.data.keep_tokens,
+                    &mut rng,
+                ),
+                _ => batch_ids(dataset, &batch),
+            };
             let loss = step_loss(
-                config, &model, dataset, &batch, &timesteps, &schedule, device,
+                config, &model, dataset, &batch, ids, &timesteps, &schedule, device,
             );
             let loss_value: f32 = loss.clone().into_scalar().elem();
             let grads = loss.backward();
@@ -379,12 +417,46 @@ pub fn train<B: AutodiffBackend>(
     Ok((model, outcome))
 }
 
-/// The loss of one batch, with the graph for backward.
+/// The cached caption tokens of a batch, one row per sample.
+pub(crate) fn batch_ids(dataset: &LatentDataset, batch: &[usize]) -> Vec<i64> {
+    batch
+        .iter()
+        .flat_map(|&i| dataset.samples[i].input_ids.iter().copied())
+        .collect()
+}
+
+/// The batch's captions with their tags shuffled (the first `keep` stay in
+/// place, so the trigger word stays first), tokenized again. Samples whose
+/// caption the cache did not keep use their cached tokens.
+pub(crate) fn shuffled_ids(
+    dataset: &LatentDataset,
+    batch: &[usize],
+    tokenizer: &ClipTokenizer,
+    keep: usize,
+    rng: &mut SplitMix64,
+) -> Vec<i64> {
+    batch
+        .iter()
+        .flat_map(|&i| {
+            let sample = &dataset.samples[i];
+            match &sample.caption {
+                Some(caption) => tokenizer
+                    .encode_padded(&shuffle_caption(caption, keep, rng), sample.input_ids.len()),
+                None => sample.input_ids.clone(),
+            }
+        })
+        .collect()
+}
+
+/// The loss of one batch (caption tokens `ids`, `[batch, seq]` flattened),
+/// with the graph for backward.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn step_loss<B: AutodiffBackend>(
     config: &EngineConfig,
     model: &LoraModel<B>,
     dataset: &LatentDataset,
     batch: &[usize],
+    ids: Vec<i64>,
     timesteps: &[usize],
     schedule: &NoiseSchedule,
     device: &B::Device,
@@ -395,10 +467,6 @@ pub(crate) fn step_loss<B: AutodiffBackend>(
     let latents: Vec<f32> = batch
         .iter()
         .flat_map(|&i| dataset.samples[i].latents.iter().copied())
-        .collect();
-    let ids: Vec<i64> = batch
-        .iter()
-        .flat_map(|&i| dataset.samples[i].input_ids.iter().copied())
         .collect();
     let latents = Tensor::<B, 4>::from_data(TensorData::new(latents, [b, c, h, w]), device);
     let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [b, seq]), device);
@@ -452,6 +520,7 @@ fn save<B: AutodiffBackend>(
         optimizer: match t.optimizer {
             OptimizerKind::AdamW => "burn.optim.AdamW".into(),
             OptimizerKind::Lion => "ategnatos.Lion".into(),
+            OptimizerKind::Prodigy => "ategnatos.Prodigy".into(),
         },
         lr_scheduler: format!("{:?}", t.lr_scheduler).to_lowercase(),
         warmup_steps: t.warmup_steps,

@@ -131,7 +131,11 @@ pub fn preset_plan(
             Preset::Standard | Preset::Thorough => LrScheduler::Cosine,
         },
         warmup_steps: 0,
-        precision: Precision::Bf16,
+        precision: if backend.support().precisions.contains(&Precision::Bf16) {
+            Precision::Bf16
+        } else {
+            Precision::Fp32
+        },
         base_weights: BaseWeights::Full,
         // The transformers practically always need it; the UNets train faster without.
         gradient_checkpointing: family.is_transformer(),

@@ -256,8 +256,8 @@ impl Backend {
     /// What this backend supports. Sources: `research/backends.md` §1 and §4
     /// (kohya's three training scripts; SimpleTuner's `mixed_precision`
     /// bf16|no and `base_model_precision`; ai-toolkit's `quantize`); the
-    /// native engine: DESIGN decision 11 (burn 0.21 has AdamW; Lion, Prodigy and
-    /// Adafactor are ours; no 8-bit state, no quantised base yet).
+    /// native engine: DESIGN decision 11 (burn 0.21 has AdamW; Lion and Prodigy
+    /// are ours; no 8-bit state, no quantised base, f32 only, SD1.5 only).
     pub fn support(self) -> BackendSupport {
         match self {
             Backend::Kohya => BackendSupport {
@@ -286,17 +286,14 @@ impl Backend {
                 precisions: &[Precision::Bf16, Precision::Fp16],
                 text_encoder_training: &[Sd15, Sdxl],
             },
+            // What `src/engine` trains today: SD1.5 (UNet and, optionally,
+            // the text encoder) in fp32, with AdamW, Lion or Prodigy.
             Backend::Native => BackendSupport {
-                families: &[Sd15, Sdxl],
-                optimizers: &[
-                    Optimizer::AdamW,
-                    Optimizer::Prodigy,
-                    Optimizer::Lion,
-                    Optimizer::Adafactor,
-                ],
+                families: &[Sd15],
+                optimizers: &[Optimizer::AdamW, Optimizer::Prodigy, Optimizer::Lion],
                 base_weights: &[BaseWeights::Full],
-                precisions: &[Precision::Bf16, Precision::Fp16, Precision::Fp32],
-                text_encoder_training: &[],
+                precisions: &[Precision::Fp32],
+                text_encoder_training: &[Sd15],
             },
         }
     }

@@ -1208,8 +1208,12 @@ mod tests {
 
     #[test]
     fn the_native_engine_costs_more_than_pytorch_trainers() {
-        let plan = sample_plan();
-        let model = catalog::lookup("sdxl").unwrap();
+        let plan = TrainingPlan {
+            base_model: "sd15".into(),
+            precision: Precision::Fp32,
+            ..sample_plan()
+        };
+        let model = catalog::lookup("sd15").unwrap();
         let native = TrainingPlan {
             backend: Backend::Native,
             optimizer: Optimizer::AdamW,

@@ -1,0 +1,244 @@
+//! From the artist's folders to the latent cache the loop trains on.
+//!
+//! With `data.folders` set, the engine lists the pictures and their
+//! captions, and encodes them with the checkpoint's own VAE into
+//! `data.latents` — once: the cache records a fingerprint of every picture
+//! (path, size, modification time), every caption, the resolution, bucket
+//! step, tokenizer and checkpoint, and is rebuilt only when one of those
+//! changes. Without `data.folders`, `data.latents` must already exist.
+//!
+//! Captions are kept in the cache as text too, so `shuffle_caption` can
+//! reorder the tags at every step (the trigger word stays first).
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+
+use super::EngineError;
+use super::cache::{CacheItem, cache_latents, write_cache};
+use super::config::EngineConfig;
+use super::tokenizer::ClipTokenizer;
+use super::train::LatentDataset;
+use super::vae::AutoencoderKlEncoder;
+use super::weights::{Checkpoint, Component, load_component};
+
+/// Picture extensions the engine reads (what `image` decodes here).
+const PICTURE_EXTENSIONS: [&str; 5] = ["png", "jpg", "jpeg", "webp", "bmp"];
+
+/// The pictures of every folder, sorted, each with its caption.
+pub fn list_items(config: &EngineConfig) -> Result<Vec<CacheItem>, EngineError> {
+    let ext = config.data.caption_extension.trim_start_matches('.');
+    let mut items = Vec::new();
+    for folder in &config.data.folders {
+        let entries = std::fs::read_dir(folder).map_err(|source| EngineError::Read {
+            path: folder.clone(),
+            source,
+        })?;
+        let mut pictures: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_file() && is_picture(p))
+            .collect();
+        pictures.sort();
+        for image in pictures {
+            let caption_path = image.with_extension(ext);
+            let caption = match std::fs::read_to_string(&caption_path) {
+                Ok(text) if !text.trim().is_empty() => text.trim().to_string(),
+                _ => return Err(EngineError::Uncaptioned { image }),
+            };
+            items.push(CacheItem { image, caption });
+        }
+    }
+    if items.is_empty() {
+        return Err(EngineError::BadDataset {
+            path: config.data.folders.first().cloned().unwrap_or_default(),
+            reason: "the folders hold no pictures (png, jpg, webp, bmp)".into(),
+        });
+    }
+    Ok(items)
+}
+
+fn is_picture(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| PICTURE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// The folder holding CLIP's `vocab.json` and `merges.txt`: `data.tokenizer`
+/// when set, else the `tokenizer/` folder of a diffusers checkpoint (or one
+/// beside a single-file checkpoint), else the Hugging Face cache's copy of
+/// `openai/clip-vit-large-patch14`, which SD1.5 uses.
+pub fn find_tokenizer(config: &EngineConfig) -> Result<PathBuf, EngineError> {
+    let hf_home = std::env::var_os("HF_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/huggingface")));
+    find_tokenizer_in(config, hf_home.as_deref())
+}
+
+/// [`find_tokenizer`] with the Hugging Face cache folder given.
+pub fn find_tokenizer_in(
+    config: &EngineConfig,
+    hf_home: Option<&Path>,
+) -> Result<PathBuf, EngineError> {
+    let has_files =
+        |dir: &Path| dir.join("vocab.json").is_file() && dir.join("merges.txt").is_file();
+    if let Some(dir) = &config.data.tokenizer {
+        return if has_files(dir) {
+            Ok(dir.clone())
+        } else {
+            Err(EngineError::NoTokenizer {
+                looked: vec![dir.clone()],
+            })
+        };
+    }
+    let checkpoint = &config.model.checkpoint;
+    let mut looked = Vec::new();
+    if checkpoint.is_dir() {
+        looked.push(checkpoint.join("tokenizer"));
+    } else if let Some(parent) = checkpoint.parent() {
+        looked.push(parent.join("tokenizer"));
+    }
+    if let Some(home) = hf_home {
+        let snapshots = home.join("hub/models--openai--clip-vit-large-patch14/snapshots");
+        if let Ok(entries) = std::fs::read_dir(&snapshots) {
+            let mut found: Vec<PathBuf> =
+                entries.filter_map(Result::ok).map(|e| e.path()).collect();
+            found.sort();
+            looked.extend(found);
+        } else {
+            looked.push(snapshots);
+        }
+    }
+    looked
+        .iter()
+        .find(|d| has_files(d))
+        .cloned()
+        .ok_or(EngineError::NoTokenizer { looked })
+}
+
+/// Loads the tokenizer [`find_tokenizer`] finds.
+pub fn load_tokenizer(config: &EngineConfig) -> Result<ClipTokenizer, EngineError> {
+    let dir = find_tokenizer(config)?;
+    ClipTokenizer::from_files(&dir.join("vocab.json"), &dir.join("merges.txt"))
+}
+
+/// What the cache was built from, as a BLAKE3 hex digest.
+pub fn fingerprint(config: &EngineConfig, items: &[CacheItem], tokenizer: &Path) -> String {
+    let mut h = blake3::Hasher::new();
+    let d = &config.data;
+    h.update(format!("ategnatos-latents-v1 {} {}\n", d.resolution, d.bucket_step).as_bytes());
+    h.update(format!("{:?}\n", config.model.architecture).as_bytes());
+    let mut stamp = |p: &Path| {
+        let meta = std::fs::metadata(p).ok();
+        let size = meta.as_ref().map_or(0, std::fs::Metadata::len);
+        let modified = meta
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |t| t.as_nanos());
+        h.update(format!("{}\t{size}\t{modified}\n", p.display()).as_bytes());
+    };
+    stamp(&config.model.checkpoint);
+    stamp(&tokenizer.join("vocab.json"));
+    stamp(&tokenizer.join("merges.txt"));
+    for item in items {
+        stamp(&item.image);
+    }
+    for item in items {
+        h.update(item.caption.as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize().to_hex().to_string()
+}
+
+/// Where the loop's data comes from, and what preparing it printed.
+pub struct Prepared {
+    pub dataset: LatentDataset,
+    /// Needed when captions are shuffled at every step.
+    pub tokenizer: Option<ClipTokenizer>,
+    pub lines: Vec<String>,
+}
+
+/// The latent cache for `config`: read when it is current, built (with the
+/// checkpoint's VAE) when `data.folders` is set and it is missing or stale.
+pub fn prepare<B: Backend>(
+    config: &EngineConfig,
+    device: &B::Device,
+) -> Result<Prepared, EngineError> {
+    let d = &config.data;
+    let mut lines = Vec::new();
+    if d.folders.is_empty() {
+        let dataset = LatentDataset::load(&d.latents)?;
+        let tokenizer = if d.shuffle_caption {
+            if dataset.samples.iter().any(|s| s.caption.is_none()) {
+                return Err(EngineError::BadDataset {
+                    path: d.latents.clone(),
+                    reason:
+                        "`shuffle_caption` needs the captions, and this cache has only tokens; \
+                             set `data.folders` so the engine rebuilds it"
+                            .into(),
+                });
+            }
+            Some(load_tokenizer(config)?)
+        } else {
+            None
+        };
+        return Ok(Prepared {
+            dataset,
+            tokenizer,
+            lines,
+        });
+    }
+    let items = list_items(config)?;
+    let tokenizer_dir = find_tokenizer(config)?;
+    let tokenizer = ClipTokenizer::from_files(
+        &tokenizer_dir.join("vocab.json"),
+        &tokenizer_dir.join("merges.txt"),
+    )?;
+    let print = fingerprint(config, &items, &tokenizer_dir);
+    if d.latents.is_file()
+        && let Ok(cached) = LatentDataset::load(&d.latents)
+        && cached.fingerprint.as_deref() == Some(print.as_str())
+    {
+        lines.push(format!(
+            "latents: {} pictures, cached in {} (pictures, captions and model unchanged)",
+            cached.samples.len(),
+            d.latents.display()
+        ));
+        return Ok(Prepared {
+            dataset: cached,
+            tokenizer: Some(tokenizer),
+            lines,
+        });
+    }
+    let arch = config.model.architecture;
+    let checkpoint = Checkpoint::open(&config.model.checkpoint, &[Component::Vae])?;
+    let vae_weights = checkpoint.component(Component::Vae, &arch.unet(), &arch.vae())?;
+    let (vae, report) = load_component(
+        AutoencoderKlEncoder::<B>::init(&arch.vae(), device),
+        &vae_weights,
+        device,
+    );
+    let report = report.require_complete()?;
+    lines.push(format!("loaded {}", report.summary()));
+    let mut dataset = cache_latents(
+        &items,
+        &vae,
+        &tokenizer,
+        d.resolution,
+        d.bucket_step,
+        arch.clip().max_position_embeddings,
+        device,
+    )?;
+    dataset.fingerprint = Some(print);
+    write_cache(&d.latents, &dataset)?;
+    lines.push(format!(
+        "caching latents: {} pictures encoded into {}",
+        dataset.samples.len(),
+        d.latents.display()
+    ));
+    Ok(Prepared {
+        dataset,
+        tokenizer: Some(tokenizer),
+        lines,
+    })
+}
