@@ -2,27 +2,14 @@
 //! aside and bring them back byte for byte, curate, and lay the set out for
 //! kohya so that the audit passes it.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use ategnatos::dataset::dedup_bench::{SetSpec, write_labelled_set};
-use ategnatos::mcp::{AtegnatosServer, Shared};
-use ategnatos::studio::Workspace;
-use rmcp::ServiceExt;
-use rmcp::model::*;
+use common::client::text;
 use serde_json::{Value, json};
-
-fn args(v: Value) -> JsonObject {
-    v.as_object().unwrap().clone()
-}
-
-fn text(r: &CallToolResult) -> String {
-    r.content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 /// Every file under `dir` with its bytes.
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
@@ -61,23 +48,8 @@ async fn duplicates_quarantine_curation_and_layout_over_mcp() {
     let img = root.join("set/img");
     let before = snapshot(&img);
 
-    let (server_io, client_io) = tokio::io::duplex(1 << 22);
-    let shared = Shared::new(Workspace::open(&root).unwrap());
-    tokio::spawn(async move {
-        if let Ok(s) = AtegnatosServer::new(shared).serve(server_io).await {
-            let _ = s.waiting().await;
-        }
-    });
-    let client = ().serve(client_io).await.unwrap();
-    let call = |name: &'static str, a: Value| {
-        let client = &client;
-        async move {
-            client
-                .call_tool(CallToolRequestParams::new(name).with_arguments(args(a)))
-                .await
-                .unwrap()
-        }
-    };
+    let client = common::client::connect(&root).await;
+    let call = |name: &'static str, a: Value| common::client::call(&client, name, a);
 
     let tools = client.list_all_tools().await.unwrap();
     for name in [

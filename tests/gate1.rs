@@ -11,10 +11,9 @@ use ategnatos::dataset::captioning;
 use ategnatos::dataset::intent::{ProjectRequest, start_project};
 use ategnatos::gates::dataset::run_gate1;
 use ategnatos::gates::status::{GateState, project_status};
-use ategnatos::mcp::{AtegnatosServer, Shared};
 use ategnatos::studio::project::TrainingType;
 use ategnatos::studio::{NoProgress, Workspace};
-use rmcp::ServiceExt;
+use common::client::text;
 use rmcp::model::*;
 use serde_json::{Value, json};
 
@@ -28,40 +27,13 @@ fn pictures(root: &Path, name: &str, n: u64) {
     }
 }
 
-fn args(v: Value) -> JsonObject {
-    v.as_object().unwrap().clone()
-}
-
-fn text(r: &CallToolResult) -> String {
-    r.content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[tokio::test]
 async fn from_start_to_gate_1_go_over_mcp() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().canonicalize().unwrap();
     pictures(&root, "set", 16);
-    let (server_io, client_io) = tokio::io::duplex(1 << 22);
-    let shared = Shared::new(Workspace::open(&root).unwrap());
-    tokio::spawn(async move {
-        if let Ok(s) = AtegnatosServer::new(shared).serve(server_io).await {
-            let _ = s.waiting().await;
-        }
-    });
-    let client = ().serve(client_io).await.unwrap();
-    let call = |name: &'static str, a: Value| {
-        let client = &client;
-        async move {
-            client
-                .call_tool(CallToolRequestParams::new(name).with_arguments(args(a)))
-                .await
-                .unwrap()
-        }
-    };
+    let client = common::client::connect(&root).await;
+    let call = |name: &'static str, a: Value| common::client::call(&client, name, a);
 
     // An ordinary word is refused as a trigger, with the reason and a suggestion.
     let r = call("start_project", json!({"name": "fox", "training_type": "character", "base_model": "sd15", "trigger_word": "fox", "dataset": "set"})).await;

@@ -7,10 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use ategnatos::mcp::{AtegnatosServer, Shared};
-use ategnatos::studio::Workspace;
-use rmcp::ServiceExt;
-use rmcp::model::*;
+use common::client::text;
 use serde_json::{Value, json};
 
 fn pictures(root: &Path, name: &str, n: u64) {
@@ -24,40 +21,13 @@ fn pictures(root: &Path, name: &str, n: u64) {
     }
 }
 
-fn args(v: Value) -> JsonObject {
-    v.as_object().unwrap().clone()
-}
-
-fn text(r: &CallToolResult) -> String {
-    r.content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[tokio::test]
 async fn plan_fit_config_and_gate_2_over_mcp() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().canonicalize().unwrap();
     pictures(&root, "set", 20);
-    let (server_io, client_io) = tokio::io::duplex(1 << 22);
-    let shared = Shared::new(Workspace::open(&root).unwrap());
-    tokio::spawn(async move {
-        if let Ok(s) = AtegnatosServer::new(shared).serve(server_io).await {
-            let _ = s.waiting().await;
-        }
-    });
-    let client = ().serve(client_io).await.unwrap();
-    let call = |name: &'static str, a: Value| {
-        let client = &client;
-        async move {
-            client
-                .call_tool(CallToolRequestParams::new(name).with_arguments(args(a)))
-                .await
-                .unwrap()
-        }
-    };
+    let client = common::client::connect(&root).await;
+    let call = |name: &'static str, a: Value| common::client::call(&client, name, a);
 
     let tools = client.list_all_tools().await.unwrap();
     for name in ["plan_training", "estimate_vram", "generate_config"] {

@@ -2,6 +2,8 @@
 //! problems, laid out in a workspace folder.
 #![allow(dead_code)]
 
+pub mod client;
+
 use std::path::{Path, PathBuf};
 
 use ategnatos::dataset::synth;
