@@ -1,42 +1,56 @@
 #!/usr/bin/env python3
-"""Reference outputs for the native engine's tiny models, from diffusers and
+"""Reference outputs for the native engine's models, from diffusers and
 transformers themselves.
 
 The Rust engine (src/engine/) re-implements SD1.5's UNet2DConditionModel,
 CLIP text encoder and VAE encoder. This script runs the real PyTorch models on
 the same weights and inputs and writes their outputs to small JSON files under
-fixtures/engine-reference/. The Rust test `engine::reference_tests` compares
-our forward passes with those files; CI needs neither Python nor torch.
+fixtures/engine-reference/, one per variant. The Rust test
+`engine::reference_tests` compares our forward passes with those files; CI
+needs neither Python nor torch.
 
 The weights and inputs are not random: the Rust side makes them with a fixed
 generator (SplitMix64, seeded by each tensor's name), and an ignored Rust test
-writes them out in the diffusers layout for this script to read. The JSON
-holds only outputs, so regenerating it means running both steps:
+writes them out for this script, one folder per variant:
 
-    # 1. the weights, inputs and tiny configs, written by Rust
+    <dir>/<variant>/configs.json            our configs, in our field names
+    <dir>/<variant>/inputs.safetensors      latents, timesteps, context,
+                                            token ids, images
+    <dir>/<variant>/unet/...safetensors     diffusers layout; text_encoder/
+    <dir>/<variant>/vae/...safetensors      only where the variant has CLIP
+
+The variants are `tiny` (the tiny test configs), `tiny-small-activations`
+(the same, with the residual streams near 1e-3 so the norms' eps matter) and
+`sd15-shaped` (SD1.5's block layout at toy widths); src/engine/
+reference_tests.rs says why each exists. The JSON holds only outputs, so
+regenerating it means running both steps:
+
+    # 1. the weights, inputs and configs, written by Rust
     export CARGO_TARGET_DIR=/work/target-ref   # or your usual target dir
     ENGINE_REFERENCE_DIR=/tmp/engine-reference \
         cargo test --lib engine::reference_tests::write_reference_inputs -- --ignored
 
-    # 2. the outputs, computed by diffusers and transformers (CPU, float32)
+    # 2. the outputs, computed by diffusers and transformers (CPU, float32;
+    #    any torch build works, a CUDA one just runs on the CPU here)
     python3 -m venv /work/pyenv-torch
     /work/pyenv-torch/bin/pip install torch diffusers transformers safetensors numpy
     /work/pyenv-torch/bin/python scripts/engine_reference.py \
         /tmp/engine-reference fixtures/engine-reference
 
     # 3. the check
-    cargo test --lib engine::reference_tests
+    cargo test --lib engine::reference_tests -- --nocapture
 
 The committed JSON was made with torch 2.15.0, diffusers 0.42.1,
 transformers 5.24.0, safetensors 0.8.0, numpy 2.4.6, Python 3.11.7, on an
-x86-64 CPU; each file also records the versions it came from. A newer
-diffusers or transformers should give the same numbers to about 1e-6: if it
-does not, the library changed its model code, and the diff is worth reading.
+x86-64 CPU; each file also records the versions it came from. Another
+version should give the same numbers to about 1e-6: if it does not, the
+library changed its model code, and the diff is worth reading.
 
-The models are built from `configs.json`, which step 1 writes from the Rust
-tiny configs (`UNetConfig::tiny`, `ClipConfig::tiny`, `VaeConfig::tiny`), so
-the two sides cannot drift apart. Loading is strict: a key the Rust model has
-and diffusers does not (or the other way round) stops the script.
+The models are built from configs.json, which step 1 writes from the Rust
+configs, so the two sides cannot drift apart. Loading goes through each
+library's own `from_pretrained` and is strict: a key the Rust model has and
+the reference does not (or the other way round) stops the script. Only the
+VAE decoder's keys may be missing, since the engine has no decoder.
 """
 
 import argparse
@@ -196,19 +210,53 @@ def dumps(doc):
     return text + "\n"
 
 
-def write(out_dir, name, model, inputs, outputs):
-    doc = {
-        "generated_by": "scripts/engine_reference.py",
-        "model": model,
-        "versions": versions(),
-        "inputs": inputs,
-        "outputs": {k: tensor_json(v) for k, v in outputs.items()},
-    }
-    path = out_dir / f"{name}.json"
-    path.write_text(dumps(doc))
-    json.loads(path.read_text())  # still valid JSON
-    sizes = ", ".join(f"{k} {list(v.shape)}" for k, v in outputs.items())
-    print(f"wrote {path}: {sizes}")
+def run_variant(folder):
+    """Every model the variant in `folder` has, run on its inputs: a dict of
+    output name → tensor, plus a description of what went in."""
+    configs = json.loads((folder / "configs.json").read_text())
+    inputs = load_file(str(folder / "inputs.safetensors"))
+    outputs, described = {}, {"activation_scale": configs["activation_scale"]}
+
+    if "unet" in configs:
+        unet = load_strict(unet_model(configs["unet"]), folder / "unet")
+        outputs["unet.sample"] = unet(
+            inputs["unet.latents"],
+            inputs["unet.timesteps"],
+            encoder_hidden_states=inputs["unet.context"],
+        ).sample
+        described["unet"] = {
+            "config": configs["unet"],
+            "latents": list(inputs["unet.latents"].shape),
+            "timesteps": inputs["unet.timesteps"].tolist(),
+            "context": list(inputs["unet.context"].shape),
+        }
+
+    if "clip" in configs:
+        clip = load_strict(clip_model(configs["clip"]), folder / "text_encoder")
+        ids = inputs["clip.input_ids"]
+        out = clip(input_ids=ids, output_hidden_states=True)
+        outputs["clip.last_hidden_state"] = out.last_hidden_state
+        # clip_skip 2 as kohya and the A1111 family do it: the hidden state
+        # before the last layer, then the final LayerNorm all the same.
+        # (transformers 5 dropped the `text_model` wrapper; 4.x has it)
+        final_layer_norm = getattr(clip, "text_model", clip).final_layer_norm
+        outputs["clip.clip_skip_2"] = final_layer_norm(out.hidden_states[-2])
+        described["clip"] = {"config": configs["clip"], "input_ids": ids.tolist()}
+
+    if "vae" in configs:
+        vae = load_strict(
+            vae_model(configs["vae"]),
+            folder / "vae",
+            allowed_missing=("decoder.", "post_quant_conv."),
+        )
+        dist = vae.encode(inputs["vae.images"]).latent_dist
+        outputs["vae.mean"] = dist.mean
+        outputs["vae.logvar"] = dist.logvar
+        described["vae"] = {
+            "config": configs["vae"],
+            "images": list(inputs["vae.images"].shape),
+        }
+    return described, outputs
 
 
 def main():
@@ -219,63 +267,26 @@ def main():
 
     torch.manual_seed(0)
     torch.set_grad_enabled(False)
-    configs = json.loads((args.inputs / "configs.json").read_text())
-    inputs = load_file(str(args.inputs / "inputs.safetensors"))
+    diffusers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.set_verbosity_error()
     args.out.mkdir(parents=True, exist_ok=True)
-
-    unet = load_strict(
-        unet_model(configs["unet"]),
-        args.inputs / "unet",
-    )
-    sample = unet(
-        inputs["unet.latents"],
-        inputs["unet.timesteps"],
-        encoder_hidden_states=inputs["unet.context"],
-    ).sample
-    write(
-        args.out,
-        "unet",
-        "diffusers UNet2DConditionModel",
-        {
-            "latents": list(inputs["unet.latents"].shape),
-            "timesteps": inputs["unet.timesteps"].tolist(),
-            "context": list(inputs["unet.context"].shape),
-        },
-        {"sample": sample},
-    )
-
-    clip = load_strict(
-        clip_model(configs["clip"]),
-        args.inputs / "text_encoder",
-    )
-    ids = inputs["clip.input_ids"]
-    out = clip(input_ids=ids, output_hidden_states=True)
-    # clip_skip 2 as kohya and the A1111 family do it: the hidden state
-    # before the last layer, then the final LayerNorm all the same.
-    # (transformers 5 dropped the `text_model` wrapper; 4.x still has it)
-    final_layer_norm = getattr(clip, "text_model", clip).final_layer_norm
-    penultimate = final_layer_norm(out.hidden_states[-2])
-    write(
-        args.out,
-        "clip",
-        "transformers CLIPTextModel",
-        {"input_ids": ids.tolist()},
-        {"last_hidden_state": out.last_hidden_state, "clip_skip_2": penultimate},
-    )
-
-    vae = load_strict(
-        vae_model(configs["vae"]),
-        args.inputs / "vae",
-        allowed_missing=("decoder.", "post_quant_conv."),
-    )
-    dist = vae.encode(inputs["vae.images"]).latent_dist
-    write(
-        args.out,
-        "vae",
-        "diffusers AutoencoderKL (encoder + quant_conv)",
-        {"images": list(inputs["vae.images"].shape)},
-        {"mean": dist.mean, "logvar": dist.logvar},
-    )
+    folders = sorted(p.parent for p in args.inputs.glob("*/configs.json"))
+    if not folders:
+        sys.exit(f"{args.inputs} has no <variant>/configs.json: run step 1 first")
+    for folder in folders:
+        described, outputs = run_variant(folder)
+        doc = {
+            "generated_by": "scripts/engine_reference.py",
+            "variant": folder.name,
+            "versions": versions(),
+            "inputs": described,
+            "outputs": {k: tensor_json(v) for k, v in outputs.items()},
+        }
+        path = args.out / f"{folder.name}.json"
+        path.write_text(dumps(doc))
+        json.loads(path.read_text())  # still valid JSON
+        sizes = ", ".join(f"{k} {list(v.shape)}" for k, v in outputs.items())
+        print(f"wrote {path}: {sizes}")
 
 
 if __name__ == "__main__":

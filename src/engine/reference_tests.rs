@@ -1,23 +1,34 @@
-//! The tiny models checked against diffusers and transformers: on the same
+//! Our SD1.5 models checked against diffusers and transformers: on the same
 //! weights and inputs, our UNet, CLIP text encoder and VAE encoder must give
 //! the outputs the PyTorch libraries give. Those outputs are committed in
-//! `fixtures/engine-reference/*.json`, made by `scripts/engine_reference.py`,
-//! whose header says how to regenerate them; this test needs no Python.
+//! `fixtures/engine-reference/<variant>.json`, made by
+//! `scripts/engine_reference.py`, whose header says how to regenerate them;
+//! this test needs no Python.
 //!
-//! Weights and inputs are not stored anywhere: [`uniform`] makes them from a
-//! fixed generator seeded by each tensor's name, so the test rebuilds them
-//! in memory, and the ignored [`write_reference_inputs`] writes the very same
-//! ones (as a diffusers folder plus `inputs.safetensors` and `configs.json`)
-//! for the script to read. The test loads them through [`Checkpoint`] from
-//! a diffusers folder it writes, so key names and the linear transposes are
-//! checked along the way.
+//! Weights and inputs are stored nowhere: [`uniform`] makes them from a fixed
+//! generator seeded by each tensor's name, so the test rebuilds them in
+//! memory, and the ignored [`write_reference_inputs`] writes the very same
+//! ones (a diffusers folder plus `inputs.safetensors` and `configs.json` per
+//! variant) for the script to read. The test loads them through
+//! [`Checkpoint`] from a diffusers folder it writes, so key names and the
+//! linear transposes are checked along the way.
 //!
-//! Tolerance: `|ours − reference| ≤ 1e-4 · max(1, |reference|)` per value.
-//! Both sides compute in float32 and differ only in summation order and in
-//! the last bit of `exp`/`erf`/`sin`; on these models that leaves about 1e-6
-//! (the measured figures are in `MEASURED` below). Every bug this check found
-//! moved outputs by 1e-2 or more, so 1e-4 leaves a wide margin on both sides
-//! while still catching a wrong constant that shifts outputs by 0.01%.
+//! Three variants (see [`variants`]): `tiny` (the tiny configs the other
+//! tests use, activations O(1)), `tiny-small-activations` (the same models
+//! with every residual stream near 1e-3, so the norms' `eps` matter), and
+//! `sd15-shaped` (SD1.5's block layout at toy widths: four stages, two
+//! resnets each, attention in three).
+//!
+//! Tolerance: `|ours − reference| ≤ 1e-4 · max(rms(reference), |reference|)`
+//! per value, the rms taken over the whole output. Both sides compute in
+//! float32 and differ only in summation order and the last bit of
+//! `exp`/`erf`/`sin`: measured, the largest difference is 5.5e-6 × rms
+//! (UNet, sd15-shaped; CLIP 7.5e-7, VAE 3.2e-6). Planted bugs move outputs
+//! by 7e-4 × rms (a resnet GroupNorm `eps` ten times too big) to 1.0 × rms
+//! (CLIP without its causal mask); 1e-4 sits between with a margin of ~20×
+//! below and ~7× above. It is relative to the rms, not to 1, because the
+//! outputs are O(0.1–1): a bound of 1e-4 absolute would be loose for the
+//! small ones.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,19 +70,21 @@ fn uniform(name: &str, n: usize) -> Vec<f32> {
 /// The value of one checkpoint tensor, in PyTorch's layout. Weights are
 /// uniform in ±√(3 / fan_in), which keeps activations near unit variance
 /// through every layer, so each path (timestep, context, skip) visibly moves
-/// the output; norms get weights near 1 and biases near 0, not exactly, so a
-/// swapped or ignored affine shows.
-fn reference_tensor(key: &str, shape: &[usize], parent: &str) -> Vec<f32> {
+/// the output; norms get weights near 1 and biases near 0, not exactly, so
+/// a swapped or ignored affine shows. `scale` multiplies the layers that
+/// [`writes_a_stream`] names (see [`Variant::activation_scale`]).
+fn reference_tensor(key: &str, shape: &[usize], parent: &str, scale: f32) -> Vec<f32> {
     let n = shape.iter().product();
     let is_bias = key.ends_with(".bias");
+    let scale = if writes_a_stream(key) { scale } else { 1.0 };
     let (scale, offset) = match parent {
         "Struct:GroupNorm" | "Struct:LayerNorm" if is_bias => (0.2, 0.0),
         "Struct:GroupNorm" | "Struct:LayerNorm" => (0.2, 1.0),
-        "Struct:Embedding" => (1.0, 0.0),
-        _ if is_bias => (0.1, 0.0),
+        "Struct:Embedding" => (scale, 0.0),
+        _ if is_bias => (0.1 * scale, 0.0),
         _ => {
             let fan_in: usize = shape.iter().skip(1).product();
-            ((3.0 / fan_in.max(1) as f32).sqrt(), 0.0)
+            ((3.0 / fan_in.max(1) as f32).sqrt() * scale, 0.0)
         }
     };
     uniform(key, n)
@@ -80,9 +93,37 @@ fn reference_tensor(key: &str, shape: &[usize], parent: &str) -> Vec<f32> {
         .collect()
 }
 
+/// The layers whose output goes straight into a residual stream or a norm:
+/// the embeddings and input convs that start a stream, a resnet's convs and
+/// timestep projection, and the value and last projection of attention and
+/// MLPs. Scaled by `s`, they put every stream, and so every norm's input, at
+/// ~`s`; the other layers (queries, keys, the MLP insides, shortcuts, the
+/// output convs after the last norm) keep scale 1, so attention patterns stay
+/// sharp and the output stays O(1).
+fn writes_a_stream(key: &str) -> bool {
+    const LAYERS: [&str; 11] = [
+        "conv_in",
+        "conv1",
+        "conv2",
+        "time_emb_proj",
+        "proj_in",
+        "to_v",
+        "v_proj",
+        "fc2",
+        "net.2",
+        "token_embedding",
+        "position_embedding",
+    ];
+    let layer = key.rsplit_once('.').map_or(key, |(layer, _)| layer);
+    LAYERS
+        .iter()
+        .any(|l| layer == *l || layer.ends_with(&format!(".{l}")))
+}
+
 /// Every base parameter of `module` as (key, PyTorch shape, values).
 fn reference_weights<M: burn::module::Module<TestBackend>>(
     module: &M,
+    scale: f32,
 ) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
     named_tensors(module)
         .into_iter()
@@ -92,7 +133,7 @@ fn reference_weights<M: burn::module::Module<TestBackend>>(
             if parent == "Struct:Linear" && shape.len() == 2 {
                 shape.reverse(); // burn [in, out] → PyTorch [out, in]
             }
-            let values = reference_tensor(&key, &shape, &parent);
+            let values = reference_tensor(&key, &shape, &parent, scale);
             (key, (shape, values))
         })
         .collect()
@@ -118,38 +159,226 @@ fn write_safetensors(path: &Path, tensors: &BTreeMap<String, Raw>) {
     std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
 }
 
-/// Writes the three tiny models' weights as a diffusers folder.
-fn write_diffusers_folder(dir: &Path) {
-    let device = Default::default();
-    let unet = UNet2DConditionModel::<TestBackend>::init(
-        &UNetConfig::tiny(),
-        &LoraTargets::default(),
-        &device,
-    );
-    let clip = ClipTextModel::<TestBackend>::init(&ClipConfig::tiny(), None, &device);
-    let vae = AutoencoderKlEncoder::<TestBackend>::init(&VaeConfig::tiny(), &device);
-    for (weights, file) in [
-        (
-            reference_weights(&unet),
-            "unet/diffusion_pytorch_model.safetensors",
-        ),
-        (reference_weights(&clip), "text_encoder/model.safetensors"),
-        (
-            reference_weights(&vae),
-            "vae/diffusion_pytorch_model.safetensors",
-        ),
-    ] {
-        let raw = weights
-            .iter()
-            .map(|(k, (shape, values))| (k.clone(), f32_raw(shape, values)))
-            .collect();
-        write_safetensors(&dir.join(file), &raw);
+/// One set of models, weights and inputs the fixtures hold outputs for.
+struct Variant {
+    /// The fixture file's stem and the folder the inputs are written to.
+    name: &'static str,
+    unet: Option<UNetConfig>,
+    clip: Option<ClipConfig>,
+    vae: Option<VaeConfig>,
+    /// 1, or 2⁻¹⁰ to run every residual stream at activations near 1e-3
+    /// (see [`writes_a_stream`]; a power of two, so those weights are the
+    /// unit ones scaled exactly). Then every norm's input variance is near
+    /// 1e-6, the size of the norms' `eps`, and a wrong `eps` moves the
+    /// output by far more than the tolerance; at scale 1 it would move it by
+    /// ~1e-6 and hide.
+    activation_scale: f32,
+    /// `[batch, c, h, w]` of the UNet's latents and of the VAE's images.
+    latents: [usize; 4],
+    images: [usize; 4],
+}
+
+/// SD1.5's block layout at toy widths: four stages, attention in the first
+/// three, two resnets per stage (`layers_per_block = 2`), a stage that keeps
+/// its width (no shortcut conv), and up blocks with both attention and an
+/// upsampler, which the two-stage tiny config does not have.
+fn unet_sd15_shaped() -> UNetConfig {
+    UNetConfig {
+        block_out_channels: vec![8, 16, 32, 32],
+        down_block_attention: vec![true, true, true, false],
+        layers_per_block: 2,
+        norm_num_groups: 4,
+        ..UNetConfig::tiny()
     }
 }
 
-/// The inputs every model is run on. The latents and images are not square,
-/// so a swapped height and width cannot hide; the two batch items have
-/// different timesteps, contexts and token ids.
+/// The SD1.5 VAE encoder's layout at toy widths.
+fn vae_sd15_shaped() -> VaeConfig {
+    VaeConfig {
+        block_out_channels: vec![8, 16, 32, 32],
+        layers_per_block: 2,
+        ..VaeConfig::tiny()
+    }
+}
+
+fn variants() -> Vec<Variant> {
+    let tiny = |name, activation_scale| Variant {
+        name,
+        unet: Some(UNetConfig::tiny()),
+        clip: Some(ClipConfig::tiny()),
+        vae: Some(VaeConfig::tiny()),
+        activation_scale,
+        latents: [2, 4, 8, 12],
+        images: [2, 3, 8, 16],
+    };
+    vec![
+        tiny("tiny", 1.0),
+        tiny("tiny-small-activations", 1.0 / 1024.0),
+        Variant {
+            name: "sd15-shaped",
+            unet: Some(unet_sd15_shaped()),
+            clip: None,
+            vae: Some(vae_sd15_shaped()),
+            activation_scale: 1.0,
+            latents: [2, 4, 8, 8],
+            images: [1, 3, 32, 48],
+        },
+    ]
+}
+
+impl Variant {
+    fn unet(&self, lora: &LoraTargets) -> Option<UNet2DConditionModel<TestBackend>> {
+        let config = self.unet.as_ref()?;
+        config.validate().unwrap();
+        Some(UNet2DConditionModel::init(
+            config,
+            lora,
+            &Default::default(),
+        ))
+    }
+
+    fn clip(&self) -> Option<ClipTextModel<TestBackend>> {
+        let config = self.clip.as_ref()?;
+        Some(ClipTextModel::init(config, None, &Default::default()))
+    }
+
+    fn vae(&self) -> Option<AutoencoderKlEncoder<TestBackend>> {
+        let config = self.vae.as_ref()?;
+        Some(AutoencoderKlEncoder::init(config, &Default::default()))
+    }
+
+    /// Writes this variant's weights as a diffusers folder.
+    fn write_weights(&self, dir: &Path) {
+        let s = self.activation_scale;
+        let unet = self.unet(&LoraTargets::default());
+        let files = [
+            (
+                unet.map(|m| reference_weights(&m, s)),
+                "unet/diffusion_pytorch_model.safetensors",
+            ),
+            (
+                self.clip().map(|m| reference_weights(&m, s)),
+                "text_encoder/model.safetensors",
+            ),
+            (
+                self.vae().map(|m| reference_weights(&m, s)),
+                "vae/diffusion_pytorch_model.safetensors",
+            ),
+        ];
+        for (weights, file) in files {
+            if let Some(weights) = weights {
+                let raw = weights
+                    .iter()
+                    .map(|(k, (shape, values))| (k.clone(), f32_raw(shape, values)))
+                    .collect();
+                write_safetensors(&dir.join(file), &raw);
+            }
+        }
+    }
+
+    /// The components this variant has, as a diffusers folder in `dir`.
+    fn checkpoint(&self, dir: &Path) -> Checkpoint {
+        self.write_weights(dir);
+        let components: Vec<Component> = [
+            (self.unet.is_some(), Component::Unet),
+            (self.clip.is_some(), Component::TextEncoder),
+            (self.vae.is_some(), Component::Vae),
+        ]
+        .into_iter()
+        .filter_map(|(has, c)| has.then_some(c))
+        .collect();
+        Checkpoint::open(dir, &components).unwrap()
+    }
+
+    fn inputs(&self) -> Inputs {
+        let count = |shape: &[usize]| shape.iter().product::<usize>();
+        let context_dim = self.unet.as_ref().map_or(1, |u| u.cross_attention_dim);
+        let context = vec![self.latents[0], 6, context_dim];
+        let (ids, vocab) = match &self.clip {
+            Some(c) => (vec![2, c.max_position_embeddings], c.vocab_size),
+            None => (vec![0, 0], 1),
+        };
+        let mut rng = SplitMix64::new(seed_of("clip.input_ids"));
+        Inputs {
+            latents: (
+                self.latents.to_vec(),
+                uniform("unet.latents", count(&self.latents))
+                    .into_iter()
+                    .map(|u| u * 1.5)
+                    .collect(),
+            ),
+            timesteps: [37.0, 801.0, 500.0, 999.0]
+                .into_iter()
+                .cycle()
+                .take(self.latents[0])
+                .collect(),
+            context: (context.clone(), uniform("unet.context", count(&context))),
+            input_ids: (
+                ids.clone(),
+                (0..count(&ids)).map(|_| rng.below(vocab) as i64).collect(),
+            ),
+            images: (
+                self.images.to_vec(),
+                uniform("vae.images", count(&self.images)),
+            ),
+        }
+    }
+
+    /// The configs in the words the Python script builds its models from.
+    fn configs_json(&self) -> Value {
+        let mut doc = serde_json::Map::new();
+        if let Some(u) = &self.unet {
+            doc.insert(
+                "unet".into(),
+                json!({
+                    "in_channels": u.in_channels,
+                    "out_channels": u.out_channels,
+                    "block_out_channels": u.block_out_channels,
+                    "down_block_attention": u.down_block_attention,
+                    "layers_per_block": u.layers_per_block,
+                    "heads": u.heads,
+                    "cross_attention_dim": u.cross_attention_dim,
+                    "norm_num_groups": u.norm_num_groups,
+                    "norm_eps": u.norm_eps,
+                    "transformer_depth": u.transformer_depth,
+                }),
+            );
+        }
+        if let Some(c) = &self.clip {
+            doc.insert(
+                "clip".into(),
+                json!({
+                    "vocab_size": c.vocab_size,
+                    "max_position_embeddings": c.max_position_embeddings,
+                    "hidden_size": c.hidden_size,
+                    "intermediate_size": c.intermediate_size,
+                    "num_hidden_layers": c.num_hidden_layers,
+                    "num_attention_heads": c.num_attention_heads,
+                    "layer_norm_eps": c.layer_norm_eps,
+                }),
+            );
+        }
+        if let Some(v) = &self.vae {
+            doc.insert(
+                "vae".into(),
+                json!({
+                    "in_channels": v.in_channels,
+                    "latent_channels": v.latent_channels,
+                    "block_out_channels": v.block_out_channels,
+                    "layers_per_block": v.layers_per_block,
+                    "norm_num_groups": v.norm_num_groups,
+                    "scaling_factor": v.scaling_factor,
+                }),
+            );
+        }
+        doc.insert("activation_scale".into(), json!(self.activation_scale));
+        Value::Object(doc)
+    }
+}
+
+/// The inputs a variant's models are run on. The tiny latents and images
+/// are not square, so a swapped height and width cannot hide; the batch
+/// items have different timesteps, contexts and token ids.
 struct Inputs {
     latents: (Vec<usize>, Vec<f32>),
     timesteps: Vec<f32>,
@@ -159,44 +388,20 @@ struct Inputs {
 }
 
 impl Inputs {
-    fn new() -> Self {
-        let unet = UNetConfig::tiny();
-        let clip = ClipConfig::tiny();
-        let vae = VaeConfig::tiny();
-        let latents = vec![2, unet.in_channels, 8, 12];
-        let context = vec![2, 6, unet.cross_attention_dim];
-        let ids = vec![2, clip.max_position_embeddings];
-        let images = vec![2, vae.in_channels, 16, 24];
-        let count = |shape: &[usize]| shape.iter().product::<usize>();
-        let mut rng = SplitMix64::new(seed_of("clip.input_ids"));
-        Self {
-            latents: (
-                latents.clone(),
-                uniform("unet.latents", count(&latents))
-                    .into_iter()
-                    .map(|u| u * 1.5)
-                    .collect(),
-            ),
-            timesteps: vec![37.0, 801.0],
-            context: (context.clone(), uniform("unet.context", count(&context))),
-            input_ids: (
-                ids.clone(),
-                (0..count(&ids))
-                    .map(|_| rng.below(clip.vocab_size) as i64)
-                    .collect(),
-            ),
-            images: (images.clone(), uniform("vae.images", count(&images))),
-        }
-    }
-
     fn write(&self, path: &Path) {
         let mut raw = BTreeMap::new();
-        raw.insert("unet.latents".into(), f32_raw(&self.latents.0, &self.latents.1));
+        raw.insert(
+            "unet.latents".into(),
+            f32_raw(&self.latents.0, &self.latents.1),
+        );
         raw.insert(
             "unet.timesteps".into(),
             f32_raw(&[self.timesteps.len()], &self.timesteps),
         );
-        raw.insert("unet.context".into(), f32_raw(&self.context.0, &self.context.1));
+        raw.insert(
+            "unet.context".into(),
+            f32_raw(&self.context.0, &self.context.1),
+        );
         raw.insert(
             "clip.input_ids".into(),
             (
@@ -214,63 +419,33 @@ impl Inputs {
     }
 }
 
-fn float_tensor<const D: usize>((shape, values): &(Vec<usize>, Vec<f32>)) -> Tensor<TestBackend, D> {
+fn float_tensor<const D: usize>(
+    (shape, values): &(Vec<usize>, Vec<f32>),
+) -> Tensor<TestBackend, D> {
     Tensor::from_data(
         TensorData::new(values.clone(), shape.clone()),
         &Default::default(),
     )
 }
 
-/// The tiny configs in the words the Python script builds its models from.
-fn configs_json() -> Value {
-    let (u, c, v) = (UNetConfig::tiny(), ClipConfig::tiny(), VaeConfig::tiny());
-    json!({
-        "unet": {
-            "in_channels": u.in_channels,
-            "out_channels": u.out_channels,
-            "block_out_channels": u.block_out_channels,
-            "down_block_attention": u.down_block_attention,
-            "layers_per_block": u.layers_per_block,
-            "heads": u.heads,
-            "cross_attention_dim": u.cross_attention_dim,
-            "norm_num_groups": u.norm_num_groups,
-            "norm_eps": u.norm_eps,
-            "transformer_depth": u.transformer_depth,
-        },
-        "clip": {
-            "vocab_size": c.vocab_size,
-            "max_position_embeddings": c.max_position_embeddings,
-            "hidden_size": c.hidden_size,
-            "intermediate_size": c.intermediate_size,
-            "num_hidden_layers": c.num_hidden_layers,
-            "num_attention_heads": c.num_attention_heads,
-            "layer_norm_eps": c.layer_norm_eps,
-        },
-        "vae": {
-            "in_channels": v.in_channels,
-            "latent_channels": v.latent_channels,
-            "block_out_channels": v.block_out_channels,
-            "layers_per_block": v.layers_per_block,
-            "norm_num_groups": v.norm_num_groups,
-            "scaling_factor": v.scaling_factor,
-        },
-    })
-}
-
 /// Step 1 of regenerating the fixtures (see `scripts/engine_reference.py`):
-/// writes the weights, inputs and configs to `$ENGINE_REFERENCE_DIR`
-/// (default: `engine-reference` in the system temp folder).
+/// writes each variant's weights, inputs and configs to
+/// `$ENGINE_REFERENCE_DIR/<variant>/` (default: `engine-reference` in the
+/// system temp folder).
 #[test]
 #[ignore = "writes the inputs of scripts/engine_reference.py; run by hand"]
 fn write_reference_inputs() {
-    let dir = std::env::var_os("ENGINE_REFERENCE_DIR")
+    let root = std::env::var_os("ENGINE_REFERENCE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("engine-reference"));
-    write_diffusers_folder(&dir);
-    Inputs::new().write(&dir.join("inputs.safetensors"));
-    let configs = serde_json::to_string_pretty(&configs_json()).unwrap();
-    std::fs::write(dir.join("configs.json"), configs).unwrap();
-    eprintln!("wrote the reference inputs to {}", dir.display());
+    for variant in variants() {
+        let dir = root.join(variant.name);
+        variant.write_weights(&dir);
+        variant.inputs().write(&dir.join("inputs.safetensors"));
+        let configs = serde_json::to_string_pretty(&variant.configs_json()).unwrap();
+        std::fs::write(dir.join("configs.json"), configs).unwrap();
+    }
+    eprintln!("wrote the reference inputs to {}", root.display());
 }
 
 /// One output of a fixture file.
@@ -279,60 +454,62 @@ struct Expected {
     values: Vec<f32>,
 }
 
-fn expected(file: &str, output: &str) -> Expected {
-    let path = fixtures().join(file);
+fn expected(variant: &str, output: &str) -> Expected {
+    let path = fixtures().join(format!("{variant}.json"));
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let doc: Value = serde_json::from_str(&text).unwrap();
     let out = &doc["outputs"][output];
     let numbers = |v: &Value| -> Vec<f64> {
         v.as_array()
-            .unwrap_or_else(|| panic!("{file}: `{output}` has no numbers"))
+            .unwrap_or_else(|| panic!("{}: no output `{output}`", path.display()))
             .iter()
             .map(|x| x.as_f64().unwrap())
             .collect()
     };
     Expected {
-        shape: numbers(&out["shape"]).into_iter().map(|x| x as usize).collect(),
-        values: numbers(&out["values"]).into_iter().map(|x| x as f32).collect(),
+        shape: numbers(&out["shape"])
+            .into_iter()
+            .map(|x| x as usize)
+            .collect(),
+        values: numbers(&out["values"])
+            .into_iter()
+            .map(|x| x as f32)
+            .collect(),
     }
 }
 
-/// Asserts `ours` matches the fixture within [`TOLERANCE`] and returns the
-/// largest absolute difference.
+/// Asserts `ours` matches the fixture: every value within [`TOLERANCE`] ×
+/// max(rms of the reference output, |reference value|).
 fn assert_matches<const D: usize>(
+    variant: &Variant,
+    output: &str,
     what: &str,
     ours: Tensor<TestBackend, D>,
-    file: &str,
-    output: &str,
-) -> f32 {
-    let reference = expected(file, output);
+) {
+    let reference = expected(variant.name, output);
+    let what = format!("{what} ({})", variant.name);
     assert_eq!(ours.dims().to_vec(), reference.shape, "{what}: shape");
     let ours = ours.into_data().to_vec::<f32>().unwrap();
+    let n = reference.values.len().max(1) as f32;
+    let rms = (reference.values.iter().map(|v| v * v).sum::<f32>() / n).sqrt();
     let mut worst = (0.0f32, 0usize);
     for (i, (a, b)) in ours.iter().zip(&reference.values).enumerate() {
         let diff = (a - b).abs();
         assert!(
-            diff <= TOLERANCE * b.abs().max(1.0),
+            diff <= TOLERANCE * b.abs().max(rms),
             "{what} differs from the reference at flat index {i}: ours {a}, reference {b} \
-             (tolerance {TOLERANCE} × max(1, |reference|))"
+             (allowed {TOLERANCE} × max({rms:.2e}, |reference|))"
         );
         if diff > worst.0 {
             worst = (diff, i);
         }
     }
     eprintln!(
-        "{what}: max |ours − reference| = {:.2e} (at index {})",
-        worst.0, worst.1
+        "{what}: max |ours − reference| = {:.2e} = {:.1e} × rms {rms:.2e}",
+        worst.0,
+        worst.0 / rms
     );
-    worst.0
-}
-
-/// A diffusers folder with the reference weights, opened for loading.
-fn reference_checkpoint(dir: &Path) -> Checkpoint {
-    write_diffusers_folder(dir);
-    let all = [Component::Unet, Component::TextEncoder, Component::Vae];
-    Checkpoint::open(dir, &all).unwrap()
 }
 
 fn load<M: burn::module::Module<TestBackend>>(
@@ -340,6 +517,7 @@ fn load<M: burn::module::Module<TestBackend>>(
     checkpoint: &Checkpoint,
     component: Component,
 ) -> M {
+    // the configs only matter for the ldm layout; this folder is diffusers
     let weights = checkpoint
         .component(component, &UNetConfig::tiny(), &VaeConfig::tiny())
         .unwrap();
@@ -350,74 +528,83 @@ fn load<M: burn::module::Module<TestBackend>>(
 
 #[test]
 fn unet_output_matches_diffusers() {
-    let dir = tempfile::tempdir().unwrap();
-    let checkpoint = reference_checkpoint(dir.path());
-    let inputs = Inputs::new();
-    let device = Default::default();
     let spec = LoraSpec {
         rank: 2,
         alpha: 1.0,
         dropout: 0.0,
     };
-    // Plain, and with fresh adapters on every layer kohya trains (their `up`
-    // starts at zero, so they must not change the output at all).
-    for (what, targets) in [
-        ("UNet", LoraTargets::default()),
-        (
-            "UNet with fresh LoRA",
-            LoraTargets {
-                linear: Some(spec),
-                conv3x3: Some(spec),
-            },
-        ),
-    ] {
-        let unet = UNet2DConditionModel::<TestBackend>::init(&UNetConfig::tiny(), &targets, &device);
-        let unet = load(unet, &checkpoint, Component::Unet);
-        let out = unet.forward(
-            float_tensor(&inputs.latents),
-            Tensor::from_data(TensorData::from(inputs.timesteps.as_slice()), &device),
-            float_tensor(&inputs.context),
-        );
-        assert_matches(what, out, "unet.json", "sample");
+    let device = Default::default();
+    for variant in variants() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoint = variant.checkpoint(dir.path());
+        let inputs = variant.inputs();
+        // Plain, and with fresh adapters on every layer kohya trains (their
+        // `up` starts at zero, so they must not change the output at all).
+        for (what, targets) in [
+            ("UNet", LoraTargets::default()),
+            (
+                "UNet with fresh LoRA",
+                LoraTargets {
+                    linear: Some(spec),
+                    conv3x3: Some(spec),
+                },
+            ),
+        ] {
+            let Some(unet) = variant.unet(&targets) else {
+                continue;
+            };
+            let unet = load(unet, &checkpoint, Component::Unet);
+            let out = unet.forward(
+                float_tensor(&inputs.latents),
+                Tensor::from_data(TensorData::from(inputs.timesteps.as_slice()), &device),
+                float_tensor(&inputs.context),
+            );
+            assert_matches(&variant, "unet.sample", what, out);
+        }
     }
 }
 
 #[test]
 fn clip_hidden_states_match_transformers() {
-    let dir = tempfile::tempdir().unwrap();
-    let checkpoint = reference_checkpoint(dir.path());
-    let inputs = Inputs::new();
     let device = Default::default();
-    let clip = ClipTextModel::<TestBackend>::init(&ClipConfig::tiny(), None, &device);
-    let clip = load(clip, &checkpoint, Component::TextEncoder);
-    let ids = || {
-        Tensor::<TestBackend, 2, Int>::from_data(
-            TensorData::new(inputs.input_ids.1.clone(), inputs.input_ids.0.clone()),
-            &device,
-        )
-    };
-    assert_matches(
-        "CLIP last hidden state",
-        clip.forward(ids(), 1),
-        "clip.json",
-        "last_hidden_state",
-    );
-    assert_matches(
-        "CLIP clip_skip 2",
-        clip.forward(ids(), 2),
-        "clip.json",
-        "clip_skip_2",
-    );
+    for variant in variants() {
+        let Some(clip) = variant.clip() else {
+            continue;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoint = variant.checkpoint(dir.path());
+        let inputs = variant.inputs();
+        let clip = load(clip, &checkpoint, Component::TextEncoder);
+        let ids = || {
+            Tensor::<TestBackend, 2, Int>::from_data(
+                TensorData::new(inputs.input_ids.1.clone(), inputs.input_ids.0.clone()),
+                &device,
+            )
+        };
+        let last = clip.forward(ids(), 1);
+        assert_matches(
+            &variant,
+            "clip.last_hidden_state",
+            "CLIP last hidden state",
+            last,
+        );
+        let skip = clip.forward(ids(), 2);
+        assert_matches(&variant, "clip.clip_skip_2", "CLIP clip_skip 2", skip);
+    }
 }
 
 #[test]
 fn vae_moments_match_diffusers() {
-    let dir = tempfile::tempdir().unwrap();
-    let checkpoint = reference_checkpoint(dir.path());
-    let inputs = Inputs::new();
-    let vae = AutoencoderKlEncoder::<TestBackend>::init(&VaeConfig::tiny(), &Default::default());
-    let vae = load(vae, &checkpoint, Component::Vae);
-    let (mean, logvar) = vae.encode_moments(float_tensor(&inputs.images));
-    assert_matches("VAE latent mean", mean, "vae.json", "mean");
-    assert_matches("VAE latent logvar", logvar, "vae.json", "logvar");
+    for variant in variants() {
+        let Some(vae) = variant.vae() else {
+            continue;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoint = variant.checkpoint(dir.path());
+        let inputs = variant.inputs();
+        let vae = load(vae, &checkpoint, Component::Vae);
+        let (mean, logvar) = vae.encode_moments(float_tensor(&inputs.images));
+        assert_matches(&variant, "vae.mean", "VAE latent mean", mean);
+        assert_matches(&variant, "vae.logvar", "VAE latent logvar", logvar);
+    }
 }
