@@ -18,6 +18,8 @@ writes them out for this script, one folder per variant:
                                             token ids, images
     <dir>/<variant>/unet/...safetensors     diffusers layout; text_encoder/
     <dir>/<variant>/vae/...safetensors      only where the variant has CLIP
+    <dir>/<variant>/ldm.safetensors         the same weights as one ldm-layout
+                                            file, named by our ldm tables
 
 The variants are `tiny` (the tiny test configs), `tiny-small-activations`
 (the same, with the residual streams near 1e-3 so the norms' eps matter) and
@@ -51,6 +53,12 @@ configs, so the two sides cannot drift apart. Loading goes through each
 library's own `from_pretrained` and is strict: a key the Rust model has and
 the reference does not (or the other way round) stops the script. Only the
 VAE decoder's keys may be missing, since the engine has no decoder.
+
+The ldm-layout file is converted with diffusers' own single-file converters
+(`convert_ldm_unet_checkpoint`, `convert_ldm_vae_checkpoint`,
+`convert_ldm_clip_checkpoint`) and must give back exactly the diffusers-layout
+weights: that checks src/engine/ldm.rs's rename tables against diffusers'.
+Each JSON file names the components this was checked for.
 """
 
 import argparse
@@ -190,24 +198,93 @@ def versions():
 
 
 def dumps(doc):
-    """JSON with each output's values eight to a line: small diffs when
-    numbers change, and a file a person can scroll."""
+    """JSON with each output's values eight to a line and each key pair on
+    its own line: small diffs when numbers change, and a file a person can
+    scroll."""
     rows = {}
 
-    def pack(values):
-        key = f"@values{len(rows)}@"
-        rows[key] = ",\n    ".join(
-            ", ".join(json.dumps(v) for v in values[i : i + 8])
-            for i in range(0, len(values), 8)
-        )
+    def pack(lines, indent):
+        key = f"@rows{len(rows)}@"
+        pad = " " * indent
+        rows[key] = f"[\n{pad}" + f",\n{pad}".join(lines) + f"\n{pad[:-1]}]"
         return key
 
     for out in doc["outputs"].values():
-        out["values"] = pack(out["values"])
+        values = out["values"]
+        out["values"] = pack(
+            [
+                ", ".join(json.dumps(v) for v in values[i : i + 8])
+                for i in range(0, len(values), 8)
+            ],
+            4,
+        )
+        key = f"@rows{len(rows)}@"
+        rows[key] = json.dumps(out["shape"])  # on one line
+        out["shape"] = key
+    for name, pairs in doc.get("ldm_key_map", {}).items():
+        doc["ldm_key_map"][name] = pack([json.dumps(p) for p in pairs], 3)
     text = json.dumps(doc, indent=1)
     for key, body in rows.items():
-        text = text.replace(f'"{key}"', f"[\n    {body}\n   ]")
+        text = text.replace(f'"{key}"', body)
     return text + "\n"
+
+
+def check_ldm_file(folder, unet, vae):
+    """Converts `folder`/ldm.safetensors (our ldm rename tables, run
+    backwards) with diffusers' single-file converters, and requires exactly
+    the diffusers-layout weights back. Returns what was checked."""
+    from diffusers.loaders.single_file_utils import (
+        convert_ldm_clip_checkpoint,
+        convert_ldm_unet_checkpoint,
+        convert_ldm_vae_checkpoint,
+    )
+
+    ldm = load_file(str(folder / "ldm.safetensors"))
+    checks = []
+    if unet is not None:
+        checks.append(
+            ("unet", convert_ldm_unet_checkpoint(ldm, dict(unet.config)),
+             folder / "unet" / "diffusion_pytorch_model.safetensors")
+        )
+    if vae is not None:
+        checks.append(
+            ("vae", convert_ldm_vae_checkpoint(ldm, dict(vae.config)),
+             folder / "vae" / "diffusion_pytorch_model.safetensors")
+        )
+    if (folder / "text_encoder").is_dir():
+        checks.append(
+            ("text_encoder", convert_ldm_clip_checkpoint(ldm),
+             folder / "text_encoder" / "model.safetensors")
+        )
+    for name, converted, diffusers_file in checks:
+        expected = load_file(str(diffusers_file))
+        if name == "vae":
+            # the decoder is not ours to write
+            converted = {k: v for k, v in converted.items() if k in expected}
+        missing = sorted(set(expected) - set(converted))
+        extra = sorted(set(converted) - set(expected))
+        differ = sorted(
+            k for k in set(expected) & set(converted)
+            if expected[k].shape != converted[k].shape
+            or not torch.equal(expected[k], converted[k].to(expected[k].dtype))
+        )
+        if missing or extra or differ:
+            sys.exit(
+                f"{folder}/ldm.safetensors, {name}: diffusers' converter disagrees "
+                f"with our ldm tables\n  not produced: {missing[:10]}\n"
+                f"  unexpected: {extra[:10]}\n  other values: {differ[:10]}"
+            )
+    # Which ldm key became which diffusers key, found by value (every tensor
+    # is distinct), for the Rust test to hold our tables to.
+    by_value = {v.flatten().numpy().tobytes(): k for k, v in ldm.items()}
+    key_map = {}
+    for name, converted, _ in checks:
+        if name == "text_encoder":
+            continue  # a plain prefix swap
+        key_map[name] = sorted(
+            [by_value[v.flatten().numpy().tobytes()], k] for k, v in converted.items()
+        )
+    return [name for name, _, _ in checks], key_map
 
 
 def run_variant(folder):
@@ -256,7 +333,17 @@ def run_variant(folder):
             "config": configs["vae"],
             "images": list(inputs["vae.images"].shape),
         }
-    return described, outputs
+    key_map = None
+    if (folder / "ldm.safetensors").is_file():
+        checked, key_map = check_ldm_file(
+            folder,
+            unet if "unet" in configs else None,
+            vae if "vae" in configs else None,
+        )
+        described["ldm_layout_checked_by_diffusers_converter"] = checked
+        if not configs.get("record_ldm_key_map"):
+            key_map = None
+    return described, outputs, key_map
 
 
 def main():
@@ -274,7 +361,7 @@ def main():
     if not folders:
         sys.exit(f"{args.inputs} has no <variant>/configs.json: run step 1 first")
     for folder in folders:
-        described, outputs = run_variant(folder)
+        described, outputs, key_map = run_variant(folder)
         doc = {
             "generated_by": "scripts/engine_reference.py",
             "variant": folder.name,
@@ -282,6 +369,9 @@ def main():
             "inputs": described,
             "outputs": {k: tensor_json(v) for k, v in outputs.items()},
         }
+        if key_map:
+            # [ldm key, diffusers key] as diffusers' converters pair them
+            doc["ldm_key_map"] = key_map
         path = args.out / f"{folder.name}.json"
         path.write_text(dumps(doc))
         json.loads(path.read_text())  # still valid JSON

@@ -19,6 +19,12 @@
 //! `sd15-shaped` (SD1.5's block layout at toy widths: four stages, two
 //! resnets each, attention in three).
 //!
+//! The script also converts the same weights, written as an ldm single file
+//! by our rename tables run backwards, with diffusers' own converters and
+//! requires the diffusers weights back; for `sd15-shaped`, whose keys are
+//! SD1.5's, the fixture keeps the key pairs, and
+//! [`ldm_keys_rename_as_diffusers_converts_them`] holds `ldm.rs` to them.
+//!
 //! Tolerance: `|ours − reference| ≤ 1e-4 · max(rms(reference), |reference|)`
 //! per value, the rms taken over the whole output. Both sides compute in
 //! float32 and differ only in summation order and the last bit of
@@ -30,7 +36,7 @@
 //! outputs are O(0.1–1): a bound of 1e-4 absolute would be loose for the
 //! small ones.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Int, Tensor, TensorData};
@@ -38,7 +44,9 @@ use serde_json::{Value, json};
 
 use super::TestBackend;
 use super::clip::{ClipConfig, ClipTextModel};
+use super::ldm;
 use super::lora::LoraSpec;
+use super::tests::to_ldm;
 use super::train::SplitMix64;
 use super::unet::{LoraTargets, UNet2DConditionModel, UNetConfig};
 use super::vae::{AutoencoderKlEncoder, VaeConfig};
@@ -173,6 +181,9 @@ struct Variant {
     /// output by far more than the tolerance; at scale 1 it would move it by
     /// ~1e-6 and hide.
     activation_scale: f32,
+    /// Whether the fixture keeps the ldm ↔ diffusers key pairs diffusers'
+    /// converters make (for `sd15-shaped`, whose keys are SD1.5's).
+    record_ldm_key_map: bool,
     /// `[batch, c, h, w]` of the UNet's latents and of the VAE's images.
     latents: [usize; 4],
     images: [usize; 4],
@@ -208,6 +219,7 @@ fn variants() -> Vec<Variant> {
         clip: Some(ClipConfig::tiny()),
         vae: Some(VaeConfig::tiny()),
         activation_scale,
+        record_ldm_key_map: false,
         latents: [2, 4, 8, 12],
         images: [2, 3, 8, 16],
     };
@@ -220,6 +232,7 @@ fn variants() -> Vec<Variant> {
             clip: None,
             vae: Some(vae_sd15_shaped()),
             activation_scale: 1.0,
+            record_ldm_key_map: true,
             latents: [2, 4, 8, 8],
             images: [1, 3, 32, 48],
         },
@@ -274,6 +287,39 @@ impl Variant {
                 write_safetensors(&dir.join(file), &raw);
             }
         }
+    }
+
+    /// The same weights as one ldm-layout file (`model.diffusion_model.*`,
+    /// `first_stage_model.*`, `cond_stage_model.transformer.*`), named by
+    /// running our ldm rename tables backwards. The script converts it with
+    /// diffusers' own single-file converters and requires the diffusers
+    /// weights back, which checks our tables against diffusers'.
+    fn write_ldm(&self, path: &Path) {
+        let s = self.activation_scale;
+        let mut raw = BTreeMap::new();
+        if let (Some(config), Some(unet)) = (&self.unet, self.unet(&LoraTargets::default())) {
+            let table = ldm::unet_table(config);
+            for (k, (shape, values)) in reference_weights(&unet, s) {
+                let key = format!("{}{}", ldm::UNET_PREFIX, to_ldm(&k, &table));
+                raw.insert(key, f32_raw(&shape, &values));
+            }
+        }
+        if let (Some(config), Some(vae)) = (&self.vae, self.vae()) {
+            let table = ldm::vae_table(config);
+            for (k, (mut shape, values)) in reference_weights(&vae, s) {
+                if k.contains("mid_block.attentions") && shape.len() == 2 {
+                    shape.extend([1, 1]); // ldm's VAE attention is 1×1 convs
+                }
+                let key = format!("{}{}", ldm::VAE_PREFIX, to_ldm(&k, &table));
+                raw.insert(key, f32_raw(&shape, &values));
+            }
+        }
+        if let Some(clip) = self.clip() {
+            for (k, (shape, values)) in reference_weights(&clip, s) {
+                raw.insert(format!("{}{k}", ldm::CLIP_PREFIX), f32_raw(&shape, &values));
+            }
+        }
+        write_safetensors(path, &raw);
     }
 
     /// The components this variant has, as a diffusers folder in `dir`.
@@ -372,6 +418,7 @@ impl Variant {
             );
         }
         doc.insert("activation_scale".into(), json!(self.activation_scale));
+        doc.insert("record_ldm_key_map".into(), json!(self.record_ldm_key_map));
         Value::Object(doc)
     }
 }
@@ -441,6 +488,7 @@ fn write_reference_inputs() {
     for variant in variants() {
         let dir = root.join(variant.name);
         variant.write_weights(&dir);
+        variant.write_ldm(&dir.join("ldm.safetensors"));
         variant.inputs().write(&dir.join("inputs.safetensors"));
         let configs = serde_json::to_string_pretty(&variant.configs_json()).unwrap();
         std::fs::write(dir.join("configs.json"), configs).unwrap();
@@ -454,11 +502,17 @@ struct Expected {
     values: Vec<f32>,
 }
 
-fn expected(variant: &str, output: &str) -> Expected {
+fn fixture(variant: &str) -> (PathBuf, Value) {
     let path = fixtures().join(format!("{variant}.json"));
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let doc: Value = serde_json::from_str(&text).unwrap();
+    let doc = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not valid JSON: {e}", path.display()));
+    (path, doc)
+}
+
+fn expected(variant: &str, output: &str) -> Expected {
+    let (path, doc) = fixture(variant);
     let out = &doc["outputs"][output];
     let numbers = |v: &Value| -> Vec<f64> {
         v.as_array()
@@ -606,5 +660,63 @@ fn vae_moments_match_diffusers() {
         let (mean, logvar) = vae.encode_moments(float_tensor(&inputs.images));
         assert_matches(&variant, "vae.mean", "VAE latent mean", mean);
         assert_matches(&variant, "vae.logvar", "VAE latent logvar", logvar);
+    }
+}
+
+/// Our ldm rename tables turn every key of an SD1.5-layout single file into
+/// the diffusers key diffusers' own converters turn it into, and together
+/// cover every parameter. (The script checked the pairs by converting the
+/// ldm file our tables name; this keeps the tables to them.)
+#[test]
+fn ldm_keys_rename_as_diffusers_converts_them() {
+    let variant = variants()
+        .into_iter()
+        .find(|v| v.record_ldm_key_map)
+        .unwrap();
+    let (path, doc) = fixture(variant.name);
+    let (Some(unet_config), Some(vae_config)) = (&variant.unet, &variant.vae) else {
+        panic!("the `{}` variant needs a UNet and a VAE", variant.name);
+    };
+    let param_keys = |weights: BTreeMap<String, _>| weights.into_keys().collect::<BTreeSet<_>>();
+    let components = [
+        (
+            "unet",
+            ldm::UNET_PREFIX,
+            ldm::unet_table(unet_config),
+            param_keys(reference_weights(
+                &variant.unet(&LoraTargets::default()).unwrap(),
+                1.0,
+            )),
+        ),
+        (
+            "vae",
+            ldm::VAE_PREFIX,
+            ldm::vae_table(vae_config),
+            param_keys(reference_weights(&variant.vae().unwrap(), 1.0)),
+        ),
+    ];
+    for (component, prefix, table, params) in components {
+        let pairs = doc["ldm_key_map"][component]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}: no `ldm_key_map.{component}`", path.display()));
+        let mut renamed = BTreeSet::new();
+        for pair in pairs {
+            let (Some(ldm_key), Some(diffusers_key)) = (pair[0].as_str(), pair[1].as_str()) else {
+                panic!("{}: `{pair}` is not a pair of keys", path.display());
+            };
+            let rest = ldm_key
+                .strip_prefix(prefix)
+                .unwrap_or_else(|| panic!("`{ldm_key}` lacks the `{prefix}` prefix"));
+            assert_eq!(
+                ldm::rename(rest, &table).as_deref(),
+                Some(diffusers_key),
+                "the ldm key `{ldm_key}` is renamed differently from diffusers"
+            );
+            renamed.insert(diffusers_key.to_string());
+        }
+        assert_eq!(
+            renamed, params,
+            "the {component} keys diffusers converts are not exactly our parameters"
+        );
     }
 }
