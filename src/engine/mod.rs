@@ -37,6 +37,8 @@ pub mod vae;
 pub mod weights;
 
 #[cfg(test)]
+mod reference_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::PathBuf;

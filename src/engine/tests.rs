@@ -63,7 +63,7 @@ fn write_safetensors(path: &Path, tensors: &BTreeMap<String, (Vec<usize>, Vec<f3
 }
 
 /// diffusers name → ldm name, by running the rename table backwards.
-fn to_ldm(name: &str, table: &[ldm::Rename]) -> String {
+pub(super) fn to_ldm(name: &str, table: &[ldm::Rename]) -> String {
     let row = table
         .iter()
         .filter(|r| name.starts_with(&r.to))
