@@ -674,7 +674,7 @@ pub fn find_duplicates(
         workspace,
         &options.caption_extension,
         &mut cache,
-        JpegDecode::GreyOnly,
+        JpegDecode::DcOnly,
         progress,
     )?;
     let n = folder.pictures.len() as u64;
