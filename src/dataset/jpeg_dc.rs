@@ -36,6 +36,10 @@ const MAX_BLOCKS_PER_MCU: usize = 10;
 /// the slow path. Nine bits cover nearly all codes of the usual tables.
 const LOOKUP_BITS: u32 = 9;
 
+/// Bits looked up at once when skipping AC symbols: wide enough that two
+/// short symbols (codes and extra bits) often fit, so one lookup skips both.
+const SKIP_BITS: u32 = 11;
+
 /// How the components of a JPEG encode colour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JpegColour {
@@ -154,6 +158,10 @@ struct Huffman {
     /// `length << 8 | symbol` for codes of at most `LOOKUP_BITS` bits, 0 for
     /// a longer code.
     fast: [u16; 1 << LOOKUP_BITS],
+    /// What to skip for the next [`SKIP_BITS`] bits, one or two symbols
+    /// (see [`skip_entry`]); 0 when the first code is longer. All 0 in a DC
+    /// table.
+    skip: Box<SkipTable>,
     /// For each length `l`, one past the largest code of that length,
     /// left-aligned in 16 bits (so it compares with the next 16 bits).
     limit: [u32; 17],
@@ -165,15 +173,18 @@ struct Huffman {
 
 impl Huffman {
     /// Builds a table from the 16 code counts and the symbols of a DHT.
-    fn new(counts: &[u8; 16], symbols: &[u8]) -> Result<Huffman, DcError> {
+    fn new(counts: &[u8; 16], symbols: &[u8], ac: bool) -> Result<Huffman, DcError> {
         let mut table = Huffman {
             fast: [0; 1 << LOOKUP_BITS],
+            skip: Box::new([0; 1 << SKIP_BITS]),
             limit: [0; 17],
             offset: [0; 17],
             symbols: symbols.to_vec(),
         };
         let mut code: u32 = 0;
         let mut index: usize = 0;
+        // (code, length, symbol) of the codes that fit a skip lookup.
+        let mut short = Vec::new();
         for len in 1..=16u32 {
             let count = u32::from(counts[len as usize - 1]);
             table.offset[len as usize] = index as i32 - code as i32;
@@ -183,9 +194,13 @@ impl Huffman {
                 }
                 if len <= LOOKUP_BITS {
                     let shift = LOOKUP_BITS - len;
-                    let entry = (len as u16) << 8 | u16::from(symbols[index]);
+                    let symbol = symbols[index];
+                    let entry = (len as u16) << 8 | u16::from(symbol);
                     let first = (code << shift) as usize;
                     table.fast[first..first + (1 << shift)].fill(entry);
+                }
+                if len <= SKIP_BITS {
+                    short.push((code, len, symbols[index]));
                 }
                 code += 1;
                 index += 1;
@@ -193,7 +208,110 @@ impl Huffman {
             table.limit[len as usize] = code << (16 - len);
             code <<= 1;
         }
+        if ac {
+            fill_skip_table(&mut table.skip, &short);
+        }
         Ok(table)
+    }
+
+    /// The code at the top of `buf`: `(length, symbol)`.
+    #[cfg(test)]
+    fn code_at(&self, buf: u64) -> Option<(u32, u8)> {
+        match self.fast[(buf >> (64 - LOOKUP_BITS)) as usize] {
+            0 => long_code(self, buf),
+            e => Some((u32::from(e >> 8), e as u8)),
+        }
+    }
+
+    /// The skip entry for the [`SKIP_BITS`] bits `bits`, decoded directly:
+    /// what [`fill_skip_table`] must write.
+    #[cfg(test)]
+    fn pair_at(&self, bits: u32) -> u32 {
+        let buf = u64::from(bits) << (64 - SKIP_BITS);
+        let Some((len, symbol)) = self.code_at(buf).filter(|c| c.0 <= SKIP_BITS) else {
+            return 0;
+        };
+        let first = skip_entry(len, symbol);
+        let first_bits = first & 63;
+        if first & END_OF_BLOCK != 0 || first_bits >= SKIP_BITS {
+            return first;
+        }
+        let Some((len, symbol)) = self.code_at(buf << first_bits) else {
+            return first;
+        };
+        let second = skip_entry(len, symbol);
+        let bits = first_bits + (second & 63);
+        if bits > SKIP_BITS {
+            return first;
+        }
+        let coefficients = (first >> 8 & 63) + (second >> 8 & 63);
+        bits | coefficients << 8 | (second & END_OF_BLOCK) | PAIR | first << 16
+    }
+}
+
+/// Fills the [`Huffman::skip`] table of the codes of at most [`SKIP_BITS`] bits,
+/// `(code, length, symbol)`: each code fills the entries that start with
+/// it, and where the first symbol leaves room, each second code that fits
+/// after each value of its extra bits fills the entries that start with
+/// both. Filling ranges costs a few microseconds; decoding all 2,048
+/// entries one by one cost more than the pairs save on a 512 px picture.
+fn fill_skip_table(skip: &mut SkipTable, codes: &[(u32, u32, u8)]) {
+    let mut fill = |prefix: u32, bits: u32, entry: u32| {
+        let start = (prefix << (SKIP_BITS - bits)) as usize;
+        skip[start..start + (1 << (SKIP_BITS - bits))].fill(entry);
+    };
+    for &(code, len, symbol) in codes {
+        let first = skip_entry(len, symbol);
+        fill(code, len, first);
+        let first_bits = first & 63;
+        if first & END_OF_BLOCK != 0 || first_bits >= SKIP_BITS {
+            continue;
+        }
+        let size = first_bits - len;
+        let room = SKIP_BITS - first_bits;
+        for extra in 0..1 << size {
+            let prefix = code << size | extra;
+            for &(code2, len2, symbol2) in codes {
+                let second = skip_entry(len2, symbol2);
+                if second & 63 > room {
+                    continue;
+                }
+                let coefficients = (first >> 8 & 63) + (second >> 8 & 63);
+                let bits = first_bits + (second & 63);
+                let entry = bits | coefficients << 8 | (second & END_OF_BLOCK) | PAIR | first << 16;
+                fill(prefix << len2 | code2, first_bits + len2, entry);
+            }
+        }
+    }
+}
+
+/// See [`Huffman::skip`].
+type SkipTable = [u32; 1 << SKIP_BITS];
+
+/// The entry of the first symbol of a two-symbol [`Huffman::skip`] entry.
+#[cold]
+#[inline(never)]
+fn first_of_pair(entry: u32) -> u32 {
+    entry >> 16
+}
+
+/// Flag of a [`Huffman::skip`] entry: the block ends with it.
+const END_OF_BLOCK: u32 = 1 << 15;
+/// Flag of a [`Huffman::skip`] entry: it holds two symbols, and its upper
+/// half is the entry of the first alone.
+const PAIR: u32 = 1 << 7;
+
+/// The [`Huffman::skip`] entry of one AC symbol with a code of `len` bits:
+/// bits to drop (code and extra bits) in bits 0–5, coefficients it stands
+/// for in bits 8–13, and [`END_OF_BLOCK`]. A two-symbol entry has the sums
+/// there, [`PAIR`], and the first symbol's entry in bits 16–31.
+fn skip_entry(len: u32, symbol: u8) -> u32 {
+    let (run, size) = (u32::from(symbol >> 4), u32::from(symbol & 15));
+    let bits = len + size;
+    match (run, size) {
+        (15, 0) => bits | 16 << 8,
+        (_, 0) => bits | END_OF_BLOCK,
+        _ => bits | (run + 1) << 8,
     }
 }
 
@@ -277,7 +395,8 @@ impl<'a> DcReader<'a> {
                 0xC2 | 0xC6 => return Err(DcError::Progressive),
                 0xC3 | 0xC7 => return Err(DcError::Lossless),
                 0xC5 => return Err(DcError::Hierarchical),
-                0xC9..=0xCB | 0xCD..=0xCF | 0xCC => return Err(DcError::Arithmetic),
+                // SOF9–SOF15 and DAC (0xCC).
+                0xC9..=0xCF => return Err(DcError::Arithmetic),
                 0xDE | 0xDF => return Err(DcError::Hierarchical),
                 0xDC => return Err(DcError::Unsupported("a DNL marker")),
                 0xC4 => {
@@ -346,7 +465,7 @@ impl<'a> DcReader<'a> {
         let (columns, rows) = self.frame.blocks_of(0);
         let first = self.frame.components[0];
         let block = |max: u8, own: u8| -> Result<usize, DcError> {
-            if max % own != 0 {
+            if !max.is_multiple_of(own) {
                 return Err(DcError::Unsupported("sampling factors that do not divide"));
             }
             Ok(8 * usize::from(max / own))
@@ -649,7 +768,7 @@ fn read_huffman(mut body: &[u8], tables: &mut Tables) -> Result<(), DcError> {
         if n > 256 || body.len() < 17 + n {
             return Err(DcError::Corrupt("a Huffman table is cut short"));
         }
-        let table = Box::new(Huffman::new(&counts, &body[17..17 + n])?);
+        let table = Box::new(Huffman::new(&counts, &body[17..17 + n], class == 1)?);
         if class == 0 {
             tables.dc[id] = Some(table);
         } else {
@@ -709,6 +828,7 @@ fn colour_of(frame: &Frame, jfif: bool, adobe: Option<u8>) -> Result<JpegColour,
 /// bytes at a time when none of them is 0xFF, byte by byte otherwise
 /// (un-stuffing `FF 00`). At a marker or the end of the data it feeds zero
 /// bits and counts them, so reading past the scan's data is seen.
+#[derive(Clone, Copy)]
 struct Bits<'a> {
     data: &'a [u8],
     pos: usize,
@@ -720,6 +840,22 @@ struct Bits<'a> {
     at_marker: bool,
     /// A code not in its table, or a block of more than 64 coefficients.
     bad: bool,
+}
+
+/// The code longer than [`LOOKUP_BITS`] at the top of `buf`: `(length,
+/// symbol)`, or `None` when no code of `table` matches.
+#[cold]
+#[inline(never)]
+fn long_code(table: &Huffman, buf: u64) -> Option<(u32, u8)> {
+    let next = (buf >> 48) as u32;
+    for len in LOOKUP_BITS + 1..=16 {
+        if next < table.limit[len as usize] {
+            let code = (next >> (16 - len)) as i32;
+            let index = (table.offset[len as usize] + code) as usize;
+            return table.symbols.get(index).map(|&s| (len, s));
+        }
+    }
+    None
 }
 
 /// Bits a symbol needs at most: a 16-bit code and 15 extra bits.
@@ -756,11 +892,14 @@ impl<'a> Bits<'a> {
                 return;
             }
         }
-        self.refill_slow();
+        // By value, so that the reader's fields stay in registers in the
+        // hot loop instead of living in memory for this call.
+        *self = self.refill_slow();
     }
 
     #[cold]
-    fn refill_slow(&mut self) {
+    #[inline(never)]
+    fn refill_slow(mut self) -> Bits<'a> {
         while self.count <= 56 {
             if !self.at_marker {
                 match self.data.get(self.pos) {
@@ -780,6 +919,7 @@ impl<'a> Bits<'a> {
             self.count += 8;
             self.padded = self.padded.saturating_add(8);
         }
+        self
     }
 
     #[inline(always)]
@@ -807,24 +947,18 @@ impl<'a> Bits<'a> {
         if entry != 0 {
             return (u32::from(entry >> 8), entry as u8);
         }
-        self.lookup_slow(table)
+        self.long_code(table)
     }
 
-    #[cold]
-    fn lookup_slow(&mut self, table: &Huffman) -> (u32, u8) {
-        let next = (self.buf >> 48) as u32;
-        for len in LOOKUP_BITS + 1..=16 {
-            if next < table.limit[len as usize] {
-                let code = (next >> (16 - len)) as i32;
-                let index = (table.offset[len as usize] + code) as usize;
-                if let Some(&s) = table.symbols.get(index) {
-                    return (len, s);
-                }
-                break;
+    #[inline(always)]
+    fn long_code(&mut self, table: &Huffman) -> (u32, u8) {
+        match long_code(table, self.buf) {
+            Some(code) => code,
+            None => {
+                self.bad = true;
+                (16, 0)
             }
         }
-        self.bad = true;
-        (16, 0)
     }
 
     /// Reads one DC difference.
@@ -860,22 +994,32 @@ impl<'a> Bits<'a> {
         self.consume(len + u32::from(size & 15));
     }
 
-    /// Skips the 63 AC coefficients of a block.
+    /// Skips the 63 AC coefficients of a block: one table lookup says how
+    /// many bits to drop for the next one or two symbols and how many
+    /// coefficients they stand for.
     #[inline(always)]
     fn skip_ac(&mut self, table: &Huffman) {
         let mut k = 1;
         while k < 64 {
-            let (len, symbol) = self.lookup(table);
-            let (run, size) = (u32::from(symbol >> 4), u32::from(symbol & 15));
-            self.consume(len + size);
-            if size == 0 {
-                if run != 15 {
-                    return; // end of block
-                }
-                k += 16;
-            } else {
-                k += run + 1;
+            if self.count < SYMBOL_BITS {
+                self.refill();
             }
+            let mut entry = table.skip[(self.buf >> (64 - SKIP_BITS)) as usize];
+            if entry == 0 {
+                let (len, symbol) = self.long_code(table);
+                entry = skip_entry(len, symbol);
+            } else if k + (entry >> 24) >= 64 {
+                // Only a pair's upper half is not 0: its first symbol fills
+                // the block, and the second is not AC. Rare, so a branch
+                // (a call, not a conditional move, which would put `k` on
+                // the path from one lookup to the next).
+                entry = first_of_pair(entry);
+            }
+            self.consume(entry & 63);
+            if entry & END_OF_BLOCK != 0 {
+                return;
+            }
+            k += (entry >> 8) & 63;
         }
         if k > 64 {
             self.bad = true;
@@ -1155,6 +1299,26 @@ mod tests {
         assert_eq!(got.colour, JpegColour::YCbCr);
         assert_eq!(got.means, want.means);
         assert_means_match(&grey, 2);
+    }
+
+    #[test]
+    fn skip_tables_match_decoding_each_entry() {
+        let img = picture(10, 320, 256);
+        let standard = encode(&img, 90, SamplingFactor::F_2_2, None, |_| {});
+        let optimised = encode(&img, 60, SamplingFactor::F_2_2, None, |e| {
+            e.set_optimized_huffman_tables(true)
+        });
+        let mut checked = 0;
+        for bytes in [standard, optimised] {
+            let reader = DcReader::new(&bytes, LIMITS).unwrap();
+            for table in reader.tables.ac.iter().flatten() {
+                let direct: Vec<u32> = (0..1 << SKIP_BITS).map(|i| table.pair_at(i)).collect();
+                assert_eq!(table.skip.to_vec(), direct);
+                assert!(direct.iter().filter(|&&e| e & PAIR != 0).count() > 500);
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 4);
     }
 
     fn error_of(bytes: &[u8]) -> DcError {

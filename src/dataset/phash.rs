@@ -479,13 +479,14 @@ impl HashedFile {
 pub const DC_MIN_SIDE: u32 = 256;
 
 /// How JPEG files are decoded for hashing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum JpegDecode {
     /// The 8×8 block means of the grey (Y) channel, read from the DC
     /// coefficients ([`super::jpeg_dc`]): no inverse DCT at all. JPEGs it
     /// cannot read, that are not grey or YCbCr, or whose shortest side is
     /// under [`DC_MIN_SIDE`] are decoded as with `GreyOnly`. What the
     /// duplicate search and curation use.
+    #[default]
     DcOnly,
     /// Only the grey (Y) channel, straight from `zune-jpeg`: no colour
     /// upsampling or conversion, which is most of a JPEG decode after the
