@@ -69,7 +69,30 @@ enum Which {
         /// Only time the pair search (no pictures generated).
         #[arg(long)]
         search_only: bool,
+        /// How the searches and the scored hashes decode JPEGs: from the
+        /// 8×8 block means (`dc`, the default), grey only, or in full colour.
+        #[arg(long, value_enum, default_value_t = JpegMode::Dc)]
+        jpeg: JpegMode,
     },
+}
+
+/// `--jpeg` values.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum JpegMode {
+    Dc,
+    Grey,
+    Full,
+}
+
+impl JpegMode {
+    fn decode(self) -> dataset::phash::JpegDecode {
+        use dataset::phash::JpegDecode;
+        match self {
+            JpegMode::Dc => JpegDecode::DcOnly,
+            JpegMode::Grey => JpegDecode::GreyOnly,
+            JpegMode::Full => JpegDecode::Full,
+        }
+    }
 }
 
 pub fn run(cmd: BenchCmd) -> Result<ExitCode, CliError> {
@@ -87,6 +110,7 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode, CliError> {
             dir,
             json,
             search_only,
+            jpeg,
         } => {
             if search_only {
                 let timings =
@@ -110,6 +134,7 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode, CliError> {
                 brute_force_up_to,
                 python,
                 python_script: Some(script),
+                jpeg: jpeg.decode(),
             };
             let report = dedup_bench::run_bench(&options, &mut |line| eprintln!("{line}"))
                 .map_err(|e| CliError::new(e, None))?;

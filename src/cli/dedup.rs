@@ -136,6 +136,7 @@ pub fn duplicates(root: &Path, cmd: DuplicatesCmd) -> Result<ExitCode, CliError>
         threshold: cmd.threshold,
         caption_extension: cmd.caption_ext.trim_start_matches('.').to_string(),
         use_cache: !cmd.no_cache,
+        ..DuplicateOptions::default()
     };
     let bar = Bar::new();
     let report = dedup::find_duplicates(&dir, &ws, &options, &bar);

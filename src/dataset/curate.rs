@@ -432,7 +432,7 @@ pub fn curate_dataset(
         workspace,
         &options.caption_extension,
         &mut cache,
-        JpegDecode::GreyOnly,
+        JpegDecode::default(),
         progress,
     )?;
     // Curation only reads the cache's hashes; a failed save changes nothing here.

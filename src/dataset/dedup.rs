@@ -70,6 +70,9 @@ pub struct DuplicateOptions {
     pub caption_extension: String,
     /// Use and update the hash cache under `grimoire/.state/`.
     pub use_cache: bool,
+    /// How JPEGs are decoded for hashing; the default except when measuring
+    /// (cached hashes do not record which way they were made).
+    pub jpeg: JpegDecode,
 }
 
 impl Default for DuplicateOptions {
@@ -78,6 +81,7 @@ impl Default for DuplicateOptions {
             threshold: DEFAULT_THRESHOLD,
             caption_extension: "txt".into(),
             use_cache: true,
+            jpeg: JpegDecode::default(),
         }
     }
 }
@@ -674,7 +678,7 @@ pub fn find_duplicates(
         workspace,
         &options.caption_extension,
         &mut cache,
-        JpegDecode::GreyOnly,
+        options.jpeg,
         progress,
     )?;
     let n = folder.pictures.len() as u64;

@@ -548,6 +548,8 @@ pub struct BenchOptions {
     pub python: Option<PathBuf>,
     /// `bench_python.py` from `research/dedup-scripts/`.
     pub python_script: Option<PathBuf>,
+    /// How the searches and the scored hashes decode JPEGs.
+    pub jpeg: super::phash::JpegDecode,
 }
 
 /// Time, CPU and memory of one measured phase.
@@ -609,8 +611,10 @@ pub struct BenchReport {
     pub load_before: f64,
     pub load_after: f64,
     pub threshold: u32,
-    /// First search (nothing cached), the same with full-colour JPEG decoding,
-    /// and a second search answered from the cache.
+    /// How the searches and the scored hashes decoded JPEGs.
+    pub jpeg: String,
+    /// First search (nothing cached), a second search answered from the
+    /// cache, and hashing alone with each way of decoding JPEGs.
     pub phases: Vec<Phase>,
     /// Quality of the confirmed pairs at the default threshold.
     pub quality: Quality,
@@ -626,7 +630,8 @@ pub struct BenchReport {
     pub per_format: Vec<FormatTiming>,
 }
 
-/// Where hashing time goes, per format.
+/// Where hashing time goes, per format: milliseconds of one thread's CPU
+/// time per picture (fair on a shared machine).
 #[derive(Debug, Clone, Serialize)]
 pub struct FormatTiming {
     pub format: String,
@@ -634,8 +639,45 @@ pub struct FormatTiming {
     pub mean_kb: f64,
     /// `image::load_from_memory`, full colour.
     pub decode_ms: f64,
-    /// What the search does (grey-only JPEG, thumbnails, hashes).
+    /// What the search does (JPEG block means, thumbnails, hashes).
     pub hash_ms: f64,
+    /// JPEG only: the same with a grey-only decode, and with a full-colour
+    /// decode.
+    pub hash_grey_ms: Option<f64>,
+    pub hash_full_ms: Option<f64>,
+}
+
+/// CPU seconds (user + system) from a `/proc/.../stat` file.
+fn stat_cpu_seconds(path: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(path) else {
+        return 0.0;
+    };
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Milliseconds of this thread's CPU time per run of `f`, repeating it until
+/// about half a second was spent (the clock ticks every 10 ms).
+fn thread_cpu_ms(runs_per_call: usize, mut f: impl FnMut()) -> f64 {
+    let thread = || stat_cpu_seconds("/proc/thread-self/stat");
+    let t0 = std::time::Instant::now();
+    f();
+    let once = t0.elapsed().as_secs_f64().max(1e-4);
+    let reps = ((0.5 / once).ceil() as usize).clamp(1, 20);
+    let c0 = thread();
+    for _ in 0..reps {
+        f();
+    }
+    (thread() - c0) * 1000.0 / (reps * runs_per_call.max(1)) as f64
 }
 
 /// Times decoding and hashing, one thread, up to 200 files per extension.
@@ -662,43 +704,37 @@ fn per_format_timings(img: &Path) -> Vec<FormatTiming> {
         .into_iter()
         .filter(|(ext, _)| super::is_image_extension(ext))
         .map(|(format, files)| {
-            let t0 = std::time::Instant::now();
-            for b in &files {
-                let _ = image::load_from_memory(b);
-            }
-            let decode = t0.elapsed().as_secs_f64();
-            let t0 = std::time::Instant::now();
-            for b in &files {
-                let _ = hash_file_bytes(b, JpegDecode::GreyOnly);
-            }
-            let hash = t0.elapsed().as_secs_f64();
-            let n = files.len().max(1) as f64;
+            let n = files.len();
+            let decode_ms = thread_cpu_ms(n, || {
+                for b in &files {
+                    let _ = image::load_from_memory(b);
+                }
+            });
+            let hash = |mode: JpegDecode| {
+                thread_cpu_ms(n, || {
+                    for b in &files {
+                        let _ = hash_file_bytes(b, mode);
+                    }
+                })
+            };
+            let jpeg = matches!(format.as_str(), "jpg" | "jpeg");
             FormatTiming {
-                mean_kb: files.iter().map(|b| b.len()).sum::<usize>() as f64 / n / 1024.0,
-                files: files.len(),
+                mean_kb: files.iter().map(|b| b.len()).sum::<usize>() as f64
+                    / n.max(1) as f64
+                    / 1024.0,
+                files: n,
+                decode_ms,
+                hash_ms: hash(JpegDecode::DcOnly),
+                hash_grey_ms: jpeg.then(|| hash(JpegDecode::GreyOnly)),
+                hash_full_ms: jpeg.then(|| hash(JpegDecode::Full)),
                 format,
-                decode_ms: decode * 1000.0 / n,
-                hash_ms: hash * 1000.0 / n,
             }
         })
         .collect()
 }
 
 fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
+    stat_cpu_seconds("/proc/self/stat")
 }
 
 fn peak_rss_mb() -> f64 {
@@ -773,7 +809,10 @@ pub fn run_bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Be
     let _ = std::fs::remove_file(&cache_file);
     let images = truth.n_images;
     let threshold = DEFAULT_THRESHOLD;
-    let defaults = DuplicateOptions::default();
+    let defaults = DuplicateOptions {
+        jpeg: options.jpeg,
+        ..DuplicateOptions::default()
+    };
 
     log("first search (nothing cached) …");
     let (first, report) = measure("find_duplicates, first run", images, || {
@@ -784,23 +823,25 @@ pub fn run_bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Be
     let (second, _) = measure("find_duplicates, cached", images, || {
         dedup::find_duplicates(&img, &ws, &defaults, &NoProgress)
     });
-    log("hashing only, grey-only and full JPEG decoding …");
-    let (hash_grey, folder) = measure("hashing, JPEG grey only", images, || {
-        let mut off = super::hash_cache::HashCache::disabled();
-        dedup::hash_folder(
-            &img,
-            &ws,
-            "txt",
-            &mut off,
-            JpegDecode::GreyOnly,
-            &NoProgress,
-        )
-    });
-    let folder = folder.map_err(|e| e.to_string())?;
-    let (hash_full, _) = measure("hashing, JPEG full colour", images, || {
-        let mut off = super::hash_cache::HashCache::disabled();
-        dedup::hash_folder(&img, &ws, "txt", &mut off, JpegDecode::Full, &NoProgress)
-    });
+    log("hashing only, JPEGs from block means, grey-only and full decoding …");
+    let mut phases = vec![first, second];
+    let mut folder = None;
+    for (name, mode) in [
+        ("hashing, JPEG DC only", JpegDecode::DcOnly),
+        ("hashing, JPEG grey only", JpegDecode::GreyOnly),
+        ("hashing, JPEG full colour", JpegDecode::Full),
+    ] {
+        let (phase, hashed) = measure(name, images, || {
+            let mut off = super::hash_cache::HashCache::disabled();
+            dedup::hash_folder(&img, &ws, "txt", &mut off, mode, &NoProgress)
+        });
+        let hashed = hashed.map_err(|e| e.to_string())?;
+        if mode == options.jpeg {
+            folder = Some(hashed);
+        }
+        phases.push(phase);
+    }
+    let folder = folder.ok_or("no hashing phase for the chosen JPEG decoding")?;
 
     let names: Vec<String> = folder
         .pictures
@@ -854,7 +895,8 @@ pub fn run_bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Be
         load_before,
         load_after: load_average(),
         threshold,
-        phases: vec![first, second, hash_grey, hash_full],
+        jpeg: format!("{:?}", options.jpeg),
+        phases,
         quality,
         grouped_quality,
         hash_only_quality_at_10,
@@ -1037,12 +1079,21 @@ impl BenchReport {
                 p.name, p.seconds, p.cpu_seconds, p.images_per_second, p.peak_mb
             ));
         }
-        out.push_str("\nper format, one thread (ms per picture)\n");
+        out.push_str(&format!(
+            "\nper format, one thread's CPU time (ms per picture); searches and scores decode JPEGs as {}\n",
+            self.jpeg
+        ));
         for f in &self.per_format {
             out.push_str(&format!(
-                "{:<6} {:>5} files {:>7.0} KB   decode {:>6.2}   decode + hash {:>6.2}\n",
+                "{:<6} {:>5} files {:>7.0} KB   decode {:>6.2}   decode + hash {:>6.2}",
                 f.format, f.files, f.mean_kb, f.decode_ms, f.hash_ms
             ));
+            if let (Some(grey), Some(full)) = (f.hash_grey_ms, f.hash_full_ms) {
+                out.push_str(&format!(
+                    "   (JPEG grey-only decode {grey:>6.2}, full decode {full:>6.2})"
+                ));
+            }
+            out.push('\n');
         }
         out.push('\n');
         out.push_str(&quality_line("ategnatos (confirmed pairs)", &self.quality));

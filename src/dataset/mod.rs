@@ -8,7 +8,8 @@
 //! memory, into one [`audit::AuditReport`]. A file that cannot be read becomes a
 //! finding; it never stops the audit, and the audit never changes a file.
 //!
-//! Duplicates and curation: [`phash`] hashes what a picture looks like,
+//! Duplicates and curation: [`phash`] hashes what a picture looks like
+//! (JPEGs from their block means, [`jpeg_dc`]),
 //! [`hamming`] finds close hashes, [`crop_check`] confirms crops,
 //! [`hash_cache`] remembers hashes, [`dedup`] groups copies (and
 //! [`contact_sheet`] shows them), [`curate`]
@@ -29,6 +30,7 @@ pub mod hamming;
 pub mod hash_cache;
 pub mod inspect;
 pub mod intent;
+pub mod jpeg_dc;
 pub mod layout;
 pub mod manifest;
 pub mod phash;

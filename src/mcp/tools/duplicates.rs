@@ -162,6 +162,7 @@ impl AtegnatosServer {
             threshold: args.threshold.unwrap_or(dedup::DEFAULT_THRESHOLD),
             caption_extension: caption_ext(&args.caption_extension),
             use_cache: true,
+            ..DuplicateOptions::default()
         };
         let sheets = args.contact_sheets.unwrap_or(true);
         let previews = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));

@@ -1,0 +1,1463 @@
+//! The 8×8 block means of a JPEG's first component, read straight from the
+//! DC coefficients: no inverse DCT, no colour conversion, no upsampling.
+//!
+//! A JPEG stores every 8×8 block of a component as 64 DCT coefficients. The
+//! first, DC, is 8 × (the block's mean − 128) once dequantised, so the DC
+//! coefficients of the Y component are the picture's grey level averaged
+//! over 8×8 cells: a 1/8-scale area average, which is all a perceptual hash
+//! needs. The entropy-coded data must still be walked symbol by symbol (the
+//! Huffman codes have no index), but the AC symbols are only skipped: the
+//! code is looked up, its extra bits jumped over, and nothing is
+//! dequantised, stored or transformed. Blocks of the other components are
+//! walked the same way and dropped.
+//!
+//! Supported: baseline and extended sequential Huffman JPEGs with 8-bit
+//! samples (SOF0, SOF1), 1, 3 or 4 components, any sampling factors whose
+//! ratio to the largest is a whole number, interleaved and one-component
+//! scans, restart intervals, byte stuffing and fill bytes. Everything else
+//! (progressive, arithmetic coding, lossless, hierarchical, 12-bit samples,
+//! a height given only after the scan) is refused with a [`DcError`], as is
+//! data that ends or goes wrong before every block was read: the caller then
+//! decodes the file fully, so the answer is never wrong, only slower.
+//!
+//! Corruption that still decodes as valid Huffman codes cannot be seen (no
+//! decoder can); the checks catch a scan that runs out of data, leftover or
+//! missing data at a restart marker or at the end of the scan, restart
+//! markers out of order, codes that are not in the table, and blocks with
+//! more than 64 coefficients.
+
+use std::ops::Range;
+
+/// Largest sum of h × v over the components of one MCU (the standard's
+/// limit).
+const MAX_BLOCKS_PER_MCU: usize = 10;
+
+/// Bits looked up at once when decoding a Huffman code; longer codes take
+/// the slow path. Nine bits cover nearly all codes of the usual tables.
+const LOOKUP_BITS: u32 = 9;
+
+/// Bits looked up at once when skipping AC symbols: wide enough that two
+/// short symbols (codes and extra bits) often fit, so one lookup skips both.
+const SKIP_BITS: u32 = 11;
+
+/// How the components of a JPEG encode colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JpegColour {
+    /// One component: grey.
+    Grey,
+    /// Three components, the first is luma (Y).
+    YCbCr,
+    /// Three components coded as RGB (Adobe transform 0, or ids `R`, `G`,
+    /// `B`): the first is red, not grey.
+    Rgb,
+    /// Four components, CMYK (the first is cyan).
+    Cmyk,
+    /// Four components, Adobe YCCK (the first is an inverted luma).
+    Ycck,
+}
+
+/// Why a JPEG's block means could not be read. Every case means "decode it
+/// the ordinary way instead".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DcError {
+    #[error("not a JPEG: no start-of-image marker")]
+    NotJpeg,
+    #[error("progressive JPEG")]
+    Progressive,
+    #[error("arithmetic-coded JPEG")]
+    Arithmetic,
+    #[error("lossless JPEG")]
+    Lossless,
+    #[error("hierarchical JPEG")]
+    Hierarchical,
+    #[error("`{bits}`-bit samples (only 8-bit are read)")]
+    Precision { bits: u8 },
+    #[error("unsupported JPEG: {0}")]
+    Unsupported(&'static str),
+    #[error("the picture is `{width}` × `{height}` pixels, beyond the limit")]
+    TooLarge { width: u32, height: u32 },
+    #[error("the data ends before every block was read")]
+    Truncated,
+    #[error("corrupt JPEG: {0}")]
+    Corrupt(&'static str),
+}
+
+/// The block means of a JPEG's first component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DcImage {
+    /// Size of the picture, in pixels.
+    pub width: u32,
+    pub height: u32,
+    pub colour: JpegColour,
+    /// Size of the grid of means, cropped to the picture: the last column
+    /// and row may stand for blocks partly outside it.
+    pub columns: usize,
+    pub rows: usize,
+    /// Picture pixels each mean stands for across and down: 8 for a
+    /// full-resolution component, 16 for one subsampled by two.
+    pub block_width: usize,
+    pub block_height: usize,
+    /// `columns` × `rows` means, row-major, 0–255.
+    pub means: Vec<u8>,
+}
+
+/// A JPEG whose headers have been read up to its first scan: its size and
+/// colour are known, no entropy-coded data has been read yet.
+#[derive(Debug)]
+pub struct DcReader<'a> {
+    data: &'a [u8],
+    /// Just after the first SOS marker.
+    pos: usize,
+    frame: Frame,
+    tables: Tables,
+    restart_interval: u16,
+    colour: JpegColour,
+}
+
+#[derive(Debug, Clone)]
+struct Frame {
+    width: u32,
+    height: u32,
+    components: Vec<Component>,
+    h_max: u8,
+    v_max: u8,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Component {
+    id: u8,
+    h: u8,
+    v: u8,
+    quant: u8,
+}
+
+impl Frame {
+    /// Blocks across and down that hold samples of component `c` (the MCU
+    /// padding of an interleaved scan comes on top of these).
+    fn blocks_of(&self, c: usize) -> (usize, usize) {
+        let comp = self.components[c];
+        let across = (self.width as usize * usize::from(comp.h)).div_ceil(usize::from(self.h_max));
+        let down = (self.height as usize * usize::from(comp.v)).div_ceil(usize::from(self.v_max));
+        (across.div_ceil(8), down.div_ceil(8))
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    /// First (DC) entry of each quantisation table.
+    quant_dc: [Option<u16>; 4],
+    dc: [Option<Box<Huffman>>; 4],
+    ac: [Option<Box<Huffman>>; 4],
+}
+
+/// A Huffman table: a lookup on the next [`LOOKUP_BITS`] bits, and the
+/// canonical-code limits for longer codes.
+#[derive(Debug)]
+struct Huffman {
+    /// `length << 8 | symbol` for codes of at most `LOOKUP_BITS` bits, 0 for
+    /// a longer code.
+    fast: [u16; 1 << LOOKUP_BITS],
+    /// What to skip for the next [`SKIP_BITS`] bits, one or two symbols
+    /// (see [`skip_entry`]); 0 when the first code is longer. All 0 in a DC
+    /// table.
+    skip: Box<SkipTable>,
+    /// For each length `l`, one past the largest code of that length,
+    /// left-aligned in 16 bits (so it compares with the next 16 bits).
+    limit: [u32; 17],
+    /// For each length, the index in `symbols` of its first code minus that
+    /// code.
+    offset: [i32; 17],
+    symbols: Vec<u8>,
+}
+
+impl Huffman {
+    /// Builds a table from the 16 code counts and the symbols of a DHT.
+    fn new(counts: &[u8; 16], symbols: &[u8], ac: bool) -> Result<Huffman, DcError> {
+        let mut table = Huffman {
+            fast: [0; 1 << LOOKUP_BITS],
+            skip: Box::new([0; 1 << SKIP_BITS]),
+            limit: [0; 17],
+            offset: [0; 17],
+            symbols: symbols.to_vec(),
+        };
+        let mut code: u32 = 0;
+        let mut index: usize = 0;
+        // (code, length, symbol) of the codes that fit a skip lookup.
+        let mut short = Vec::new();
+        for len in 1..=16u32 {
+            let count = u32::from(counts[len as usize - 1]);
+            table.offset[len as usize] = index as i32 - code as i32;
+            for _ in 0..count {
+                if code >= 1 << len {
+                    return Err(DcError::Corrupt("a Huffman table has too many codes"));
+                }
+                if len <= LOOKUP_BITS {
+                    let shift = LOOKUP_BITS - len;
+                    let symbol = symbols[index];
+                    let entry = (len as u16) << 8 | u16::from(symbol);
+                    let first = (code << shift) as usize;
+                    table.fast[first..first + (1 << shift)].fill(entry);
+                }
+                if len <= SKIP_BITS {
+                    short.push((code, len, symbols[index]));
+                }
+                code += 1;
+                index += 1;
+            }
+            table.limit[len as usize] = code << (16 - len);
+            code <<= 1;
+        }
+        if ac {
+            fill_skip_table(&mut table.skip, &short);
+        }
+        Ok(table)
+    }
+
+    /// The code at the top of `buf`: `(length, symbol)`.
+    #[cfg(test)]
+    fn code_at(&self, buf: u64) -> Option<(u32, u8)> {
+        match self.fast[(buf >> (64 - LOOKUP_BITS)) as usize] {
+            0 => long_code(self, buf),
+            e => Some((u32::from(e >> 8), e as u8)),
+        }
+    }
+
+    /// The skip entry for the [`SKIP_BITS`] bits `bits`, decoded directly:
+    /// what [`fill_skip_table`] must write.
+    #[cfg(test)]
+    fn pair_at(&self, bits: u32) -> u32 {
+        let buf = u64::from(bits) << (64 - SKIP_BITS);
+        let Some((len, symbol)) = self.code_at(buf).filter(|c| c.0 <= SKIP_BITS) else {
+            return 0;
+        };
+        let first = skip_entry(len, symbol);
+        let first_bits = first & 63;
+        if first & END_OF_BLOCK != 0 || first_bits >= SKIP_BITS {
+            return first;
+        }
+        let Some((len, symbol)) = self.code_at(buf << first_bits) else {
+            return first;
+        };
+        let second = skip_entry(len, symbol);
+        let bits = first_bits + (second & 63);
+        if bits > SKIP_BITS {
+            return first;
+        }
+        let coefficients = (first >> 8 & 63) + (second >> 8 & 63);
+        bits | coefficients << 8 | (second & END_OF_BLOCK) | PAIR | first << 16
+    }
+}
+
+/// Fills the [`Huffman::skip`] table of the codes of at most [`SKIP_BITS`] bits,
+/// `(code, length, symbol)`: each code fills the entries that start with
+/// it, and where the first symbol leaves room, each second code that fits
+/// after each value of its extra bits fills the entries that start with
+/// both. Filling ranges costs a few microseconds; decoding all 2,048
+/// entries one by one cost more than the pairs save on a 512 px picture.
+fn fill_skip_table(skip: &mut SkipTable, codes: &[(u32, u32, u8)]) {
+    let mut fill = |prefix: u32, bits: u32, entry: u32| {
+        let start = (prefix << (SKIP_BITS - bits)) as usize;
+        skip[start..start + (1 << (SKIP_BITS - bits))].fill(entry);
+    };
+    for &(code, len, symbol) in codes {
+        let first = skip_entry(len, symbol);
+        fill(code, len, first);
+        let first_bits = first & 63;
+        if first & END_OF_BLOCK != 0 || first_bits >= SKIP_BITS {
+            continue;
+        }
+        let size = first_bits - len;
+        let room = SKIP_BITS - first_bits;
+        for extra in 0..1 << size {
+            let prefix = code << size | extra;
+            for &(code2, len2, symbol2) in codes {
+                let second = skip_entry(len2, symbol2);
+                if second & 63 > room {
+                    continue;
+                }
+                let coefficients = (first >> 8 & 63) + (second >> 8 & 63);
+                let bits = first_bits + (second & 63);
+                let entry = bits | coefficients << 8 | (second & END_OF_BLOCK) | PAIR | first << 16;
+                fill(prefix << len2 | code2, first_bits + len2, entry);
+            }
+        }
+    }
+}
+
+/// See [`Huffman::skip`].
+type SkipTable = [u32; 1 << SKIP_BITS];
+
+/// The entry of the first symbol of a two-symbol [`Huffman::skip`] entry.
+#[cold]
+#[inline(never)]
+fn first_of_pair(entry: u32) -> u32 {
+    entry >> 16
+}
+
+/// Flag of a [`Huffman::skip`] entry: the block ends with it.
+const END_OF_BLOCK: u32 = 1 << 15;
+/// Flag of a [`Huffman::skip`] entry: it holds two symbols, and its upper
+/// half is the entry of the first alone.
+const PAIR: u32 = 1 << 7;
+
+/// The [`Huffman::skip`] entry of one AC symbol with a code of `len` bits:
+/// bits to drop (code and extra bits) in bits 0–5, coefficients it stands
+/// for in bits 8–13, and [`END_OF_BLOCK`]. A two-symbol entry has the sums
+/// there, [`PAIR`], and the first symbol's entry in bits 16–31.
+fn skip_entry(len: u32, symbol: u8) -> u32 {
+    let (run, size) = (u32::from(symbol >> 4), u32::from(symbol & 15));
+    let bits = len + size;
+    match (run, size) {
+        (15, 0) => bits | 16 << 8,
+        (_, 0) => bits | END_OF_BLOCK,
+        _ => bits | (run + 1) << 8,
+    }
+}
+
+/// Big-endian `u16` at `at`.
+fn be16(data: &[u8], at: usize) -> Result<usize, DcError> {
+    match data.get(at..at + 2) {
+        Some(b) => Ok(usize::from(b[0]) << 8 | usize::from(b[1])),
+        None => Err(DcError::Truncated),
+    }
+}
+
+/// The body of the marker segment whose length field is at `at`.
+fn segment(data: &[u8], at: usize) -> Result<Range<usize>, DcError> {
+    let len = be16(data, at)?;
+    if len < 2 {
+        return Err(DcError::Corrupt(
+            "a marker segment is shorter than its length field",
+        ));
+    }
+    let end = at + len;
+    if end > data.len() {
+        return Err(DcError::Truncated);
+    }
+    Ok(at + 2..end)
+}
+
+/// The next marker at or after `pos` (skipping fill bytes), and the position
+/// after it. Bytes that are not a marker are corruption.
+fn next_marker(data: &[u8], mut pos: usize) -> Result<(u8, usize), DcError> {
+    match data.get(pos) {
+        Some(0xFF) => {}
+        Some(_) => return Err(DcError::Corrupt("data where a marker was expected")),
+        None => return Err(DcError::Truncated),
+    }
+    while data.get(pos) == Some(&0xFF) {
+        pos += 1;
+    }
+    match data.get(pos) {
+        Some(0) => Err(DcError::Corrupt(
+            "a stuffed byte where a marker was expected",
+        )),
+        Some(&m) => Ok((m, pos + 1)),
+        None => Err(DcError::Truncated),
+    }
+}
+
+/// Size limits checked before any block is read.
+#[derive(Debug, Clone, Copy)]
+pub struct DcLimits {
+    pub max_side: u32,
+    pub max_pixels: u64,
+}
+
+impl<'a> DcReader<'a> {
+    /// Reads the headers of `data` up to the first scan.
+    pub fn new(data: &'a [u8], limits: DcLimits) -> Result<DcReader<'a>, DcError> {
+        if data.get(..2) != Some(&[0xFF, 0xD8]) {
+            return Err(DcError::NotJpeg);
+        }
+        let mut pos = 2;
+        let mut tables = Tables::default();
+        let mut frame: Option<Frame> = None;
+        let mut restart_interval = 0;
+        let (mut jfif, mut adobe) = (false, None);
+        loop {
+            let (marker, after) = next_marker(data, pos)?;
+            pos = after;
+            match marker {
+                0xD8 => return Err(DcError::Corrupt("a second start-of-image marker")),
+                0xD9 => return Err(DcError::Corrupt("the picture ends before any scan")),
+                // Restart markers and TEM have no length.
+                0xD0..=0xD7 | 0x01 => continue,
+                0xC0 | 0xC1 => {
+                    if frame.is_some() {
+                        return Err(DcError::Corrupt("a second frame header"));
+                    }
+                    let body = segment(data, pos)?;
+                    frame = Some(read_frame(&data[body.clone()], limits)?);
+                    pos = body.end;
+                }
+                0xC2 | 0xC6 => return Err(DcError::Progressive),
+                0xC3 | 0xC7 => return Err(DcError::Lossless),
+                0xC5 => return Err(DcError::Hierarchical),
+                // SOF9–SOF15 and DAC (0xCC).
+                0xC9..=0xCF => return Err(DcError::Arithmetic),
+                0xDE | 0xDF => return Err(DcError::Hierarchical),
+                0xDC => return Err(DcError::Unsupported("a DNL marker")),
+                0xC4 => {
+                    let body = segment(data, pos)?;
+                    read_huffman(&data[body.clone()], &mut tables)?;
+                    pos = body.end;
+                }
+                0xDB => {
+                    let body = segment(data, pos)?;
+                    read_quant(&data[body.clone()], &mut tables)?;
+                    pos = body.end;
+                }
+                0xDD => {
+                    let body = segment(data, pos)?;
+                    if body.len() != 2 {
+                        return Err(DcError::Corrupt(
+                            "a restart-interval segment of the wrong size",
+                        ));
+                    }
+                    restart_interval = be16(data, body.start)? as u16;
+                    pos = body.end;
+                }
+                0xDA => {
+                    let Some(frame) = frame else {
+                        return Err(DcError::Corrupt("a scan before the frame header"));
+                    };
+                    let colour = colour_of(&frame, jfif, adobe)?;
+                    return Ok(DcReader {
+                        data,
+                        pos,
+                        frame,
+                        tables,
+                        restart_interval,
+                        colour,
+                    });
+                }
+                _ => {
+                    // APPn, COM and anything else with a length: skipped,
+                    // except what tells the colour model.
+                    let body = segment(data, pos)?;
+                    let bytes = &data[body.clone()];
+                    if marker == 0xE0 && bytes.starts_with(b"JFIF\0") {
+                        jfif = true;
+                    }
+                    if marker == 0xEE && bytes.starts_with(b"Adobe") && bytes.len() >= 12 {
+                        adobe = Some(bytes[11]);
+                    }
+                    pos = body.end;
+                }
+            }
+        }
+    }
+
+    /// Width and height of the picture.
+    pub fn dimensions(&self) -> (u32, u32) {
+        (self.frame.width, self.frame.height)
+    }
+
+    pub fn colour(&self) -> JpegColour {
+        self.colour
+    }
+
+    /// Walks the scans until the first component's blocks are all read, and
+    /// returns their means.
+    pub fn decode(mut self) -> Result<DcImage, DcError> {
+        let (columns, rows) = self.frame.blocks_of(0);
+        let first = self.frame.components[0];
+        let block = |max: u8, own: u8| -> Result<usize, DcError> {
+            if !max.is_multiple_of(own) {
+                return Err(DcError::Unsupported("sampling factors that do not divide"));
+            }
+            Ok(8 * usize::from(max / own))
+        };
+        let block_width = block(self.frame.h_max, first.h)?;
+        let block_height = block(self.frame.v_max, first.v)?;
+        let mut dc = vec![0i32; columns * rows];
+        loop {
+            // `self.pos` is just after an SOS marker.
+            let body = segment(self.data, self.pos)?;
+            let scan = self.read_scan(&self.data[body.clone()])?;
+            let quant = if scan.has_first {
+                self.tables.quant_dc[usize::from(first.quant)]
+                    .ok_or(DcError::Corrupt("a missing quantisation table"))?
+            } else {
+                0
+            };
+            self.pos = self.walk_scan(body.end, &scan, &mut dc, columns, rows)?;
+            if scan.has_first {
+                let means = dc
+                    .iter()
+                    .map(|&d| {
+                        // mean = dequantised DC / 8 + 128, rounded.
+                        ((i64::from(d) * i64::from(quant) + 1028) >> 3).clamp(0, 255) as u8
+                    })
+                    .collect();
+                return Ok(DcImage {
+                    width: self.frame.width,
+                    height: self.frame.height,
+                    colour: self.colour,
+                    columns,
+                    rows,
+                    block_width,
+                    block_height,
+                    means,
+                });
+            }
+            // Tables and restart intervals may change between scans.
+            loop {
+                let (marker, after) = next_marker(self.data, self.pos)?;
+                self.pos = after;
+                match marker {
+                    0xDA => break,
+                    0xD9 => {
+                        return Err(DcError::Corrupt(
+                            "the picture ends before its first component",
+                        ));
+                    }
+                    0xD0..=0xD7 | 0x01 => {}
+                    0xC4 => {
+                        let body = segment(self.data, self.pos)?;
+                        read_huffman(&self.data[body.clone()], &mut self.tables)?;
+                        self.pos = body.end;
+                    }
+                    0xDB => {
+                        let body = segment(self.data, self.pos)?;
+                        read_quant(&self.data[body.clone()], &mut self.tables)?;
+                        self.pos = body.end;
+                    }
+                    0xDD => {
+                        let body = segment(self.data, self.pos)?;
+                        self.restart_interval = be16(self.data, body.start)? as u16;
+                        self.pos = body.end;
+                    }
+                    0xDC => return Err(DcError::Unsupported("a DNL marker")),
+                    _ => self.pos = segment(self.data, self.pos)?.end,
+                }
+            }
+        }
+    }
+
+    /// Parses an SOS body into the scan's components and tables.
+    fn read_scan(&self, body: &[u8]) -> Result<Scan, DcError> {
+        let count = usize::from(*body.first().ok_or(DcError::Truncated)?);
+        if count == 0 || count > 4 || body.len() != 1 + 2 * count + 3 {
+            return Err(DcError::Corrupt("a scan header of the wrong size"));
+        }
+        let mut members = Vec::with_capacity(count);
+        for i in 0..count {
+            let (id, sel) = (body[1 + 2 * i], body[2 + 2 * i]);
+            let c = self
+                .frame
+                .components
+                .iter()
+                .position(|c| c.id == id)
+                .ok_or(DcError::Corrupt("a scan names a component the frame lacks"))?;
+            let (dc, ac) = (usize::from(sel >> 4), usize::from(sel & 15));
+            if dc > 3 || ac > 3 {
+                return Err(DcError::Corrupt("a scan names a Huffman table beyond 3"));
+            }
+            members.push((c, dc, ac));
+        }
+        let (ss, se, a) = (
+            body[1 + 2 * count],
+            body[2 + 2 * count],
+            body[3 + 2 * count],
+        );
+        if ss != 0 || se != 63 || a != 0 {
+            return Err(DcError::Corrupt(
+                "a sequential scan with a spectral selection",
+            ));
+        }
+        let mut blocks = Vec::new();
+        for &(c, dc, ac) in &members {
+            let comp = self.frame.components[c];
+            let (h, v) = if count == 1 { (1, 1) } else { (comp.h, comp.v) };
+            for by in 0..v {
+                for bx in 0..h {
+                    blocks.push(BlockSlot {
+                        component: c,
+                        dc_table: dc,
+                        ac_table: ac,
+                        dx: usize::from(bx),
+                        dy: usize::from(by),
+                    });
+                }
+            }
+        }
+        if blocks.len() > MAX_BLOCKS_PER_MCU {
+            return Err(DcError::Corrupt("an MCU of more than 10 blocks"));
+        }
+        for slot in &blocks {
+            if self.tables.dc[slot.dc_table].is_none() || self.tables.ac[slot.ac_table].is_none() {
+                return Err(DcError::Corrupt(
+                    "a scan uses a Huffman table never defined",
+                ));
+            }
+        }
+        let (mcus_across, mcus_down, scale) = if count == 1 {
+            let (across, down) = self.frame.blocks_of(members[0].0);
+            (across, down, (1, 1))
+        } else {
+            let across = (self.frame.width as usize).div_ceil(8 * usize::from(self.frame.h_max));
+            let down = (self.frame.height as usize).div_ceil(8 * usize::from(self.frame.v_max));
+            let first = self.frame.components[0];
+            (across, down, (usize::from(first.h), usize::from(first.v)))
+        };
+        Ok(Scan {
+            has_first: members.iter().any(|m| m.0 == 0),
+            blocks,
+            mcus_across,
+            mcus_down,
+            first_blocks: scale,
+        })
+    }
+
+    /// Walks the entropy-coded data of one scan starting at `start`, keeping
+    /// the DC values of component 0 in `dc`; returns where the data ends
+    /// (at the next marker).
+    fn walk_scan(
+        &self,
+        start: usize,
+        scan: &Scan,
+        dc: &mut [i32],
+        columns: usize,
+        rows: usize,
+    ) -> Result<usize, DcError> {
+        let dc_tables: Vec<&Huffman> = scan
+            .blocks
+            .iter()
+            .map(|s| self.tables.dc[s.dc_table].as_deref())
+            .collect::<Option<_>>()
+            .ok_or(DcError::Corrupt("a missing Huffman table"))?;
+        let ac_tables: Vec<&Huffman> = scan
+            .blocks
+            .iter()
+            .map(|s| self.tables.ac[s.ac_table].as_deref())
+            .collect::<Option<_>>()
+            .ok_or(DcError::Corrupt("a missing Huffman table"))?;
+        let mut bits = Bits::new(self.data, start);
+        let mut pred = 0i32;
+        let interval = match self.restart_interval {
+            0 => usize::MAX,
+            n => usize::from(n),
+        };
+        let (fw, fh) = scan.first_blocks;
+        let mut next_restart = 0u8;
+        let mut left_in_interval = interval;
+        for my in 0..scan.mcus_down {
+            for mx in 0..scan.mcus_across {
+                if left_in_interval == 0 {
+                    bits.restart(next_restart)?;
+                    next_restart = (next_restart + 1) & 7;
+                    pred = 0;
+                    left_in_interval = interval;
+                }
+                left_in_interval -= 1;
+                for (i, slot) in scan.blocks.iter().enumerate() {
+                    if slot.component == 0 {
+                        pred = pred.wrapping_add(bits.dc_diff(dc_tables[i]));
+                        let (x, y) = (mx * fw + slot.dx, my * fh + slot.dy);
+                        if x < columns && y < rows {
+                            dc[y * columns + x] = pred;
+                        }
+                    } else {
+                        bits.skip_dc(dc_tables[i]);
+                    }
+                    bits.skip_ac(ac_tables[i]);
+                }
+            }
+            bits.check()?;
+        }
+        bits.finish()
+    }
+}
+
+/// One scan: which blocks make up an MCU, and how many MCUs there are.
+#[derive(Debug)]
+struct Scan {
+    has_first: bool,
+    blocks: Vec<BlockSlot>,
+    mcus_across: usize,
+    mcus_down: usize,
+    /// Blocks of component 0 across and down one MCU.
+    first_blocks: (usize, usize),
+}
+
+/// One block of an MCU: its component, tables and place in the MCU.
+#[derive(Debug, Clone, Copy)]
+struct BlockSlot {
+    component: usize,
+    dc_table: usize,
+    ac_table: usize,
+    dx: usize,
+    dy: usize,
+}
+
+fn read_frame(body: &[u8], limits: DcLimits) -> Result<Frame, DcError> {
+    if body.len() < 6 {
+        return Err(DcError::Truncated);
+    }
+    if body[0] != 8 {
+        return Err(DcError::Precision { bits: body[0] });
+    }
+    let height = (u32::from(body[1]) << 8) | u32::from(body[2]);
+    let width = (u32::from(body[3]) << 8) | u32::from(body[4]);
+    let count = usize::from(body[5]);
+    if height == 0 {
+        return Err(DcError::Unsupported(
+            "the height is given after the scan (DNL)",
+        ));
+    }
+    if width == 0 {
+        return Err(DcError::Corrupt("a width of 0"));
+    }
+    if width > limits.max_side
+        || height > limits.max_side
+        || u64::from(width) * u64::from(height) > limits.max_pixels
+    {
+        return Err(DcError::TooLarge { width, height });
+    }
+    if !matches!(count, 1 | 3 | 4) {
+        return Err(DcError::Unsupported(
+            "a component count other than 1, 3 or 4",
+        ));
+    }
+    if body.len() != 6 + 3 * count {
+        return Err(DcError::Corrupt("a frame header of the wrong size"));
+    }
+    let mut components = Vec::with_capacity(count);
+    for i in 0..count {
+        let b = &body[6 + 3 * i..9 + 3 * i];
+        let (h, v) = (b[1] >> 4, b[1] & 15);
+        if !(1..=4).contains(&h) || !(1..=4).contains(&v) {
+            return Err(DcError::Corrupt("a sampling factor outside 1–4"));
+        }
+        if b[2] > 3 {
+            return Err(DcError::Corrupt("a quantisation table beyond 3"));
+        }
+        components.push(Component {
+            id: b[0],
+            h,
+            v,
+            quant: b[2],
+        });
+    }
+    let h_max = components.iter().map(|c| c.h).max().unwrap_or(1);
+    let v_max = components.iter().map(|c| c.v).max().unwrap_or(1);
+    Ok(Frame {
+        width,
+        height,
+        components,
+        h_max,
+        v_max,
+    })
+}
+
+fn read_huffman(mut body: &[u8], tables: &mut Tables) -> Result<(), DcError> {
+    while !body.is_empty() {
+        if body.len() < 17 {
+            return Err(DcError::Corrupt("a Huffman table header is cut short"));
+        }
+        let (class, id) = (body[0] >> 4, usize::from(body[0] & 15));
+        if class > 1 || id > 3 {
+            return Err(DcError::Corrupt("a Huffman table of unknown class or id"));
+        }
+        let mut counts = [0u8; 16];
+        counts.copy_from_slice(&body[1..17]);
+        let n: usize = counts.iter().map(|&c| usize::from(c)).sum();
+        if n > 256 || body.len() < 17 + n {
+            return Err(DcError::Corrupt("a Huffman table is cut short"));
+        }
+        let table = Box::new(Huffman::new(&counts, &body[17..17 + n], class == 1)?);
+        if class == 0 {
+            tables.dc[id] = Some(table);
+        } else {
+            tables.ac[id] = Some(table);
+        }
+        body = &body[17 + n..];
+    }
+    Ok(())
+}
+
+fn read_quant(mut body: &[u8], tables: &mut Tables) -> Result<(), DcError> {
+    while !body.is_empty() {
+        let (wide, id) = (body[0] >> 4, usize::from(body[0] & 15));
+        let size = match wide {
+            0 => 64,
+            1 => 128,
+            _ => {
+                return Err(DcError::Corrupt(
+                    "a quantisation table of unknown precision",
+                ));
+            }
+        };
+        if id > 3 || body.len() < 1 + size {
+            return Err(DcError::Corrupt("a quantisation table is cut short"));
+        }
+        tables.quant_dc[id] = Some(if wide == 1 {
+            u16::from(body[1]) << 8 | u16::from(body[2])
+        } else {
+            u16::from(body[1])
+        });
+        body = &body[1 + size..];
+    }
+    Ok(())
+}
+
+/// The colour model, as libjpeg guesses it: the Adobe marker's transform
+/// first, then JFIF (always YCbCr), then component ids spelling `RGB`.
+fn colour_of(frame: &Frame, jfif: bool, adobe: Option<u8>) -> Result<JpegColour, DcError> {
+    let ids: Vec<u8> = frame.components.iter().map(|c| c.id).collect();
+    Ok(match (ids.len(), adobe) {
+        (1, _) => JpegColour::Grey,
+        (3, Some(0)) => JpegColour::Rgb,
+        (3, Some(_)) => JpegColour::YCbCr,
+        (3, None) if !jfif && ids == b"RGB" => JpegColour::Rgb,
+        (3, None) => JpegColour::YCbCr,
+        (4, Some(2)) => JpegColour::Ycck,
+        (4, _) => JpegColour::Cmyk,
+        _ => {
+            return Err(DcError::Unsupported(
+                "a component count other than 1, 3 or 4",
+            ));
+        }
+    })
+}
+
+/// Reads entropy-coded bits: a 64-bit buffer, left-aligned, refilled eight
+/// bytes at a time when none of them is 0xFF, byte by byte otherwise
+/// (un-stuffing `FF 00`). At a marker or the end of the data it feeds zero
+/// bits and counts them, so reading past the scan's data is seen.
+#[derive(Clone, Copy)]
+struct Bits<'a> {
+    data: &'a [u8],
+    pos: usize,
+    buf: u64,
+    /// Valid bits in `buf` (from the top).
+    count: u32,
+    /// How many of the last `count` bits are padding past the data.
+    padded: u32,
+    at_marker: bool,
+    /// A code not in its table, or a block of more than 64 coefficients.
+    bad: bool,
+}
+
+/// The code longer than [`LOOKUP_BITS`] at the top of `buf`: `(length,
+/// symbol)`, or `None` when no code of `table` matches.
+#[cold]
+#[inline(never)]
+fn long_code(table: &Huffman, buf: u64) -> Option<(u32, u8)> {
+    let next = (buf >> 48) as u32;
+    for len in LOOKUP_BITS + 1..=16 {
+        if next < table.limit[len as usize] {
+            let code = (next >> (16 - len)) as i32;
+            let index = (table.offset[len as usize] + code) as usize;
+            return table.symbols.get(index).map(|&s| (len, s));
+        }
+    }
+    None
+}
+
+/// Bits a symbol needs at most: a 16-bit code and 15 extra bits.
+const SYMBOL_BITS: u32 = 31;
+
+impl<'a> Bits<'a> {
+    fn new(data: &'a [u8], pos: usize) -> Bits<'a> {
+        Bits {
+            data,
+            pos,
+            buf: 0,
+            count: 0,
+            padded: 0,
+            at_marker: false,
+            bad: false,
+        }
+    }
+
+    #[inline(always)]
+    fn refill(&mut self) {
+        if !self.at_marker
+            && let Some(chunk) = self.data.get(self.pos..self.pos + 8)
+        {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let x = u64::from_be_bytes(word);
+            // No byte is 0xFF: no zero byte in !x.
+            if (!x).wrapping_sub(0x0101_0101_0101_0101) & x & 0x8080_8080_8080_8080 == 0 {
+                let bytes = (64 - self.count) / 8;
+                let take = 8 * bytes;
+                self.buf |= (x >> (64 - take)) << (64 - take - self.count);
+                self.count += take;
+                self.pos += bytes as usize;
+                return;
+            }
+        }
+        // By value, so that the reader's fields stay in registers in the
+        // hot loop instead of living in memory for this call.
+        *self = self.refill_slow();
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn refill_slow(mut self) -> Bits<'a> {
+        while self.count <= 56 {
+            if !self.at_marker {
+                match self.data.get(self.pos) {
+                    Some(0xFF) if self.data.get(self.pos + 1) == Some(&0) => {
+                        self.pos += 2;
+                        self.push(0xFF);
+                        continue;
+                    }
+                    Some(0xFF) | None => self.at_marker = true,
+                    Some(&b) => {
+                        self.pos += 1;
+                        self.push(b);
+                        continue;
+                    }
+                }
+            }
+            self.count += 8;
+            self.padded = self.padded.saturating_add(8);
+        }
+        self
+    }
+
+    #[inline(always)]
+    fn push(&mut self, byte: u8) {
+        self.buf |= u64::from(byte) << (56 - self.count);
+        self.count += 8;
+    }
+
+    /// Drops `n` bits (`n` ≤ `count`, which a refill to 57 bits before
+    /// every symbol guarantees).
+    #[inline(always)]
+    fn consume(&mut self, n: u32) {
+        self.buf <<= n;
+        self.count -= n;
+    }
+
+    /// The next Huffman code in `table`: `(code length, symbol)`, not
+    /// consumed. An unknown code sets `bad` and reads as a 16-bit symbol 0.
+    #[inline(always)]
+    fn lookup(&mut self, table: &Huffman) -> (u32, u8) {
+        if self.count < SYMBOL_BITS {
+            self.refill();
+        }
+        let entry = table.fast[(self.buf >> (64 - LOOKUP_BITS)) as usize];
+        if entry != 0 {
+            return (u32::from(entry >> 8), entry as u8);
+        }
+        self.long_code(table)
+    }
+
+    #[inline(always)]
+    fn long_code(&mut self, table: &Huffman) -> (u32, u8) {
+        match long_code(table, self.buf) {
+            Some(code) => code,
+            None => {
+                self.bad = true;
+                (16, 0)
+            }
+        }
+    }
+
+    /// Reads one DC difference.
+    #[inline(always)]
+    fn dc_diff(&mut self, table: &Huffman) -> i32 {
+        let (len, size) = self.lookup(table);
+        self.consume(len);
+        if size == 0 {
+            return 0;
+        }
+        if size > 11 {
+            self.bad = true;
+            return 0;
+        }
+        let size = u32::from(size);
+        let v = (self.buf >> (64 - size)) as i32;
+        self.consume(size);
+        // Values below half the range are negative.
+        if v < 1 << (size - 1) {
+            v - (1 << size) + 1
+        } else {
+            v
+        }
+    }
+
+    /// Skips one DC difference.
+    #[inline(always)]
+    fn skip_dc(&mut self, table: &Huffman) {
+        let (len, size) = self.lookup(table);
+        if size > 11 {
+            self.bad = true;
+        }
+        self.consume(len + u32::from(size & 15));
+    }
+
+    /// Skips the 63 AC coefficients of a block: one table lookup says how
+    /// many bits to drop for the next one or two symbols and how many
+    /// coefficients they stand for.
+    #[inline(always)]
+    fn skip_ac(&mut self, table: &Huffman) {
+        let mut k = 1;
+        while k < 64 {
+            if self.count < SYMBOL_BITS {
+                self.refill();
+            }
+            let mut entry = table.skip[(self.buf >> (64 - SKIP_BITS)) as usize];
+            if entry == 0 {
+                let (len, symbol) = self.long_code(table);
+                entry = skip_entry(len, symbol);
+            } else if k + (entry >> 24) >= 64 {
+                // Only a pair's upper half is not 0: its first symbol fills
+                // the block, and the second is not AC. Rare, so a branch
+                // (a call, not a conditional move, which would put `k` on
+                // the path from one lookup to the next).
+                entry = first_of_pair(entry);
+            }
+            self.consume(entry & 63);
+            if entry & END_OF_BLOCK != 0 {
+                return;
+            }
+            k += (entry >> 8) & 63;
+        }
+        if k > 64 {
+            self.bad = true;
+        }
+    }
+
+    /// Fails when a bad code was met or bits past the data were used.
+    fn check(&self) -> Result<(), DcError> {
+        if self.bad {
+            return Err(DcError::Corrupt("a code that is not in its Huffman table"));
+        }
+        if self.overrun() {
+            return Err(DcError::Truncated);
+        }
+        Ok(())
+    }
+
+    /// True when bits past the end of the scan's data were used.
+    fn overrun(&self) -> bool {
+        self.count < self.padded
+    }
+
+    /// Bits left in the buffer that came from the data.
+    fn real_bits(&self) -> u32 {
+        self.count.saturating_sub(self.padded)
+    }
+
+    /// Checks that the data up to the next marker was used up exactly (up to
+    /// the padding of the last byte) and returns the marker's position.
+    fn end_of_data(&mut self) -> Result<usize, DcError> {
+        if !self.at_marker {
+            self.refill_slow();
+        }
+        if self.real_bits() >= 8 {
+            return Err(DcError::Corrupt(
+                "data left over at the end of a scan or interval",
+            ));
+        }
+        Ok(self.pos)
+    }
+
+    /// At the end of a restart interval: the `RSTn` marker must come next.
+    fn restart(&mut self, expected: u8) -> Result<(), DcError> {
+        self.check()?;
+        let at = self.end_of_data()?;
+        let (marker, after) = next_marker(self.data, at)?;
+        if !(0xD0..=0xD7).contains(&marker) {
+            return Err(DcError::Truncated);
+        }
+        if marker != 0xD0 + expected {
+            return Err(DcError::Corrupt("restart markers out of order"));
+        }
+        *self = Bits::new(self.data, after);
+        Ok(())
+    }
+
+    /// At the end of the scan: returns where the next marker is.
+    fn finish(mut self) -> Result<usize, DcError> {
+        self.check()?;
+        self.end_of_data()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::dedup_bench::base_picture;
+    use image::{DynamicImage, RgbImage};
+    use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
+
+    const LIMITS: DcLimits = DcLimits {
+        max_side: 30_000,
+        max_pixels: 120_000_000,
+    };
+
+    /// A detailed picture (noise and shapes) of any size.
+    fn picture(seed: u64, width: u32, height: u32) -> RgbImage {
+        let side = width.max(height);
+        DynamicImage::ImageRgb8(base_picture(seed, side))
+            .crop_imm(0, 0, width, height)
+            .to_rgb8()
+    }
+
+    /// Encodes with `jpeg-encoder`, which can subsample, write restart
+    /// markers and optimise Huffman tables.
+    fn encode(
+        img: &RgbImage,
+        quality: u8,
+        sampling: SamplingFactor,
+        restart: Option<u16>,
+        configure: impl FnOnce(&mut Encoder<&mut Vec<u8>>),
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut encoder = Encoder::new(&mut out, quality);
+        encoder.set_sampling_factor(sampling);
+        if let Some(r) = restart {
+            encoder.set_restart_interval(r);
+        }
+        configure(&mut encoder);
+        encoder
+            .encode(
+                img.as_raw(),
+                img.width() as u16,
+                img.height() as u16,
+                ColorType::Rgb,
+            )
+            .unwrap();
+        out
+    }
+
+    /// Encodes with the `image` crate (4:4:4, or grey).
+    fn encode_image(img: &DynamicImage, quality: u8) -> Vec<u8> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality);
+        img.write_with_encoder(enc).unwrap();
+        out.into_inner()
+    }
+
+    /// The grey (Y) channel of a full decode, straight from zune-jpeg.
+    fn decode_y(bytes: &[u8]) -> (usize, usize, Vec<u8>) {
+        use zune_core::colorspace::ColorSpace;
+        let options =
+            zune_core::options::DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::Luma);
+        let mut decoder = zune_jpeg::JpegDecoder::new_with_options(
+            zune_core::bytestream::ZCursor::new(bytes),
+            options,
+        );
+        let grey = decoder.decode().unwrap();
+        let (w, h) = decoder.dimensions().unwrap();
+        (w, h, grey)
+    }
+
+    /// Asserts that the DC image of `bytes` is the block means of its full
+    /// decode within `tolerance` grey levels. Blocks that cross the right or
+    /// bottom edge are compared with the mean of the picture padded by
+    /// repeating its last column and row, as encoders pad.
+    fn assert_means_match(bytes: &[u8], tolerance: i32) -> DcImage {
+        let dc = DcReader::new(bytes, LIMITS).unwrap().decode().unwrap();
+        let (w, h, grey) = decode_y(bytes);
+        assert_eq!((dc.width as usize, dc.height as usize), (w, h));
+        let (bw, bh) = (dc.block_width, dc.block_height);
+        assert_eq!((dc.columns, dc.rows), (w.div_ceil(bw), h.div_ceil(bh)));
+        assert_eq!(dc.means.len(), dc.columns * dc.rows);
+        let mut worst = 0;
+        for by in 0..dc.rows {
+            for bx in 0..dc.columns {
+                let mut sum = 0u32;
+                for y in by * bh..(by + 1) * bh {
+                    for x in bx * bw..(bx + 1) * bw {
+                        sum += u32::from(grey[y.min(h - 1) * w + x.min(w - 1)]);
+                    }
+                }
+                let mean = (sum as f32 / (bw * bh) as f32).round() as i32;
+                let got = i32::from(dc.means[by * dc.columns + bx]);
+                worst = worst.max((got - mean).abs());
+                assert!(
+                    (got - mean).abs() <= tolerance,
+                    "block ({bx}, {by}): DC mean {got}, decoded mean {mean}"
+                );
+            }
+        }
+        assert!(worst <= tolerance);
+        dc
+    }
+
+    #[test]
+    fn colour_444_from_the_image_crate() {
+        let img = DynamicImage::ImageRgb8(picture(1, 512, 384));
+        let dc = assert_means_match(&encode_image(&img, 95), 2);
+        assert_eq!(dc.colour, JpegColour::YCbCr);
+        assert_eq!((dc.columns, dc.rows, dc.block_width), (64, 48, 8));
+    }
+
+    #[test]
+    fn colour_420_and_422_at_an_odd_size() {
+        let img = picture(2, 517, 301);
+        for (sampling, (h, v)) in [
+            (SamplingFactor::F_2_2, (2, 2)),
+            (SamplingFactor::F_2_1, (2, 1)),
+            (SamplingFactor::F_1_1, (1, 1)),
+        ] {
+            let bytes = encode(&img, 85, sampling, None, |_| {});
+            let reader = DcReader::new(&bytes, LIMITS).unwrap();
+            assert_eq!(
+                (reader.frame.components[0].h, reader.frame.components[0].v),
+                (h, v)
+            );
+            let dc = assert_means_match(&bytes, 2);
+            assert_eq!((dc.columns, dc.rows), (65, 38));
+        }
+    }
+
+    #[test]
+    fn grey_jpegs() {
+        let img =
+            DynamicImage::ImageLuma8(DynamicImage::ImageRgb8(picture(3, 333, 257)).to_luma8());
+        let dc = assert_means_match(&encode_image(&img, 90), 2);
+        assert_eq!(dc.colour, JpegColour::Grey);
+        let mut out = Vec::new();
+        Encoder::new(&mut out, 80)
+            .encode(img.as_bytes(), 333, 257, ColorType::Luma)
+            .unwrap();
+        assert_eq!(assert_means_match(&out, 2).colour, JpegColour::Grey);
+    }
+
+    #[test]
+    fn restart_markers() {
+        let img = picture(4, 517, 301);
+        for (sampling, interval) in [
+            (SamplingFactor::F_2_2, 1),
+            (SamplingFactor::F_2_2, 7),
+            (SamplingFactor::F_1_1, 33),
+            (SamplingFactor::F_2_1, 200),
+        ] {
+            let bytes = encode(&img, 75, sampling, Some(interval), |_| {});
+            assert!(
+                bytes.windows(2).any(|w| w == [0xFF, 0xD3]),
+                "no RST3 marker"
+            );
+            assert_means_match(&bytes, 2);
+        }
+    }
+
+    #[test]
+    fn optimised_huffman_tables_give_the_same_means() {
+        // Same quantised coefficients, other codes: the means must be equal.
+        // (zune-jpeg 0.5.15 misdecodes this file, filling much of it with 0,
+        // while libjpeg reads it, so it is not the reference here.
+        // jpeg-encoder 0.6.1 cannot optimise tables and restart together.)
+        let img = picture(4, 517, 301);
+        let plain = encode(&img, 92, SamplingFactor::F_2_2, None, |_| {});
+        let optimised = encode(&img, 92, SamplingFactor::F_2_2, None, |e| {
+            e.set_optimized_huffman_tables(true)
+        });
+        assert_ne!(plain, optimised);
+        let means = |b: &[u8]| DcReader::new(b, LIMITS).unwrap().decode().unwrap().means;
+        assert_eq!(means(&plain), means(&optimised));
+    }
+
+    #[test]
+    fn high_and_low_quality() {
+        let img = picture(5, 400, 300);
+        for quality in [100, 50, 20] {
+            let bytes = encode(&img, quality, SamplingFactor::F_2_2, None, |_| {});
+            assert_means_match(&bytes, 2);
+        }
+    }
+
+    #[test]
+    fn one_component_scans_in_any_order() {
+        // jpeg-encoder writes only interleaved baseline scans; build a
+        // 3-component frame from a grey JPEG whose scan is used twice, as a
+        // Cb-only scan (walked and skipped) and then as the Y-only scan.
+        let img = DynamicImage::ImageRgb8(picture(9, 333, 257)).to_luma8();
+        let mut grey = Vec::new();
+        Encoder::new(&mut grey, 85)
+            .encode(img.as_raw(), 333, 257, ColorType::Luma)
+            .unwrap();
+        let sof = marker_at(&grey, 0xC0);
+        let sos = marker_at(&grey, 0xDA);
+        let sos_len = usize::from(grey[sos + 2]) << 8 | usize::from(grey[sos + 3]);
+        let tables = grey[sos + 6];
+        let entropy = &grey[sos + 2 + sos_len..grey.len() - 2];
+        let mut built = grey[..sof].to_vec();
+        built.extend_from_slice(&[0xFF, 0xC0, 0, 17, 8]);
+        built.extend_from_slice(&grey[sof + 5..sof + 9]); // height, width
+        built.extend_from_slice(&[3, 1, 0x11, 0, 2, 0x11, 0, 3, 0x11, 0]);
+        let sof_len = usize::from(grey[sof + 2]) << 8 | usize::from(grey[sof + 3]);
+        built.extend_from_slice(&grey[sof + 2 + sof_len..sos]);
+        for id in [2, 1] {
+            built.extend_from_slice(&[0xFF, 0xDA, 0, 8, 1, id, tables, 0, 63, 0]);
+            built.extend_from_slice(entropy);
+        }
+        built.extend_from_slice(&[0xFF, 0xD9]);
+        let want = DcReader::new(&grey, LIMITS).unwrap().decode().unwrap();
+        let got = DcReader::new(&built, LIMITS).unwrap().decode().unwrap();
+        assert_eq!(got.colour, JpegColour::YCbCr);
+        assert_eq!(got.means, want.means);
+        assert_means_match(&grey, 2);
+    }
+
+    #[test]
+    fn skip_tables_match_decoding_each_entry() {
+        let img = picture(10, 320, 256);
+        let standard = encode(&img, 90, SamplingFactor::F_2_2, None, |_| {});
+        let optimised = encode(&img, 60, SamplingFactor::F_2_2, None, |e| {
+            e.set_optimized_huffman_tables(true)
+        });
+        let mut checked = 0;
+        for bytes in [standard, optimised] {
+            let reader = DcReader::new(&bytes, LIMITS).unwrap();
+            for table in reader.tables.ac.iter().flatten() {
+                let direct: Vec<u32> = (0..1 << SKIP_BITS).map(|i| table.pair_at(i)).collect();
+                assert_eq!(table.skip.to_vec(), direct);
+                assert!(direct.iter().filter(|&&e| e & PAIR != 0).count() > 500);
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 4);
+    }
+
+    fn error_of(bytes: &[u8]) -> DcError {
+        DcReader::new(bytes, LIMITS)
+            .and_then(DcReader::decode)
+            .unwrap_err()
+    }
+
+    /// The offset of the first `FF marker` in `bytes`.
+    fn marker_at(bytes: &[u8], marker: u8) -> usize {
+        bytes.windows(2).position(|w| w == [0xFF, marker]).unwrap()
+    }
+
+    #[test]
+    fn progressive_arithmetic_lossless_and_12_bit_are_refused() {
+        let img = picture(6, 320, 256);
+        let bytes = encode(&img, 90, SamplingFactor::F_2_2, None, |e| {
+            e.set_progressive(true)
+        });
+        assert_eq!(error_of(&bytes), DcError::Progressive);
+        let baseline = encode(&img, 90, SamplingFactor::F_2_2, None, |_| {});
+        let sof = marker_at(&baseline, 0xC0);
+        let patched = |at: usize, value: u8| {
+            let mut b = baseline.clone();
+            b[at] = value;
+            b
+        };
+        assert_eq!(error_of(&patched(sof + 1, 0xC9)), DcError::Arithmetic);
+        assert_eq!(error_of(&patched(sof + 1, 0xC3)), DcError::Lossless);
+        assert_eq!(
+            error_of(&patched(sof + 4, 12)),
+            DcError::Precision { bits: 12 }
+        );
+        assert_eq!(
+            error_of(&patched(sof + 5, 0)),
+            DcError::Unsupported("the height is given after the scan (DNL)")
+        );
+        assert_eq!(error_of(b"not a jpeg"), DcError::NotJpeg);
+        let small = DcLimits {
+            max_side: 300,
+            max_pixels: u64::MAX,
+        };
+        assert!(matches!(
+            DcReader::new(&baseline, small).unwrap_err(),
+            DcError::TooLarge {
+                width: 320,
+                height: 256
+            }
+        ));
+    }
+
+    #[test]
+    fn truncated_files_are_refused() {
+        let img = picture(7, 517, 301);
+        for restart in [None, Some(4)] {
+            let bytes = encode(&img, 90, SamplingFactor::F_2_2, restart, |_| {});
+            for keep in [bytes.len() / 2, bytes.len() - 40, bytes.len() - 3] {
+                assert_eq!(
+                    error_of(&bytes[..keep]),
+                    DcError::Truncated,
+                    "cut at {keep}"
+                );
+            }
+            // Only the end-of-image marker missing: every block is there.
+            let whole = &bytes[..bytes.len() - 2];
+            assert!(DcReader::new(whole, LIMITS).unwrap().decode().is_ok());
+            // The headers cut short.
+            assert_eq!(error_of(&bytes[..100]), DcError::Truncated);
+        }
+    }
+
+    #[test]
+    fn corrupt_files_are_refused() {
+        let img = picture(8, 517, 301);
+        let bytes = encode(&img, 90, SamplingFactor::F_2_2, Some(6), |_| {});
+        let sos = marker_at(&bytes, 0xDA);
+        // An end-of-image marker in the middle of the data.
+        let mut early_end = bytes.clone();
+        let mid = bytes.len() / 2;
+        let mid = mid + early_end[mid..].iter().position(|&b| b != 0xFF).unwrap();
+        early_end[mid..mid + 2].copy_from_slice(&[0xFF, 0xD9]);
+        assert!(matches!(
+            error_of(&early_end),
+            DcError::Truncated | DcError::Corrupt(_)
+        ));
+        // Restart markers out of order.
+        let rst = marker_at(&bytes[sos..], 0xD2) + sos;
+        let mut swapped = bytes.clone();
+        swapped[rst + 1] = 0xD5;
+        assert_eq!(
+            error_of(&swapped),
+            DcError::Corrupt("restart markers out of order")
+        );
+        // Garbage in the entropy-coded data desynchronises the walk: the
+        // interval then ends early or late. Decoders cannot catch every
+        // corruption; these are caught.
+        let mut refused = 0;
+        for seed in 0..20u64 {
+            let mut garbled = bytes.clone();
+            let mut rng = crate::dataset::synth::Rng::new(seed);
+            let at = sos + 20 + rng.below((bytes.len() - sos - 60) as u32) as usize;
+            for b in &mut garbled[at..at + 12] {
+                *b = rng.below(255) as u8;
+            }
+            if DcReader::new(&garbled, LIMITS)
+                .and_then(DcReader::decode)
+                .is_err()
+            {
+                refused += 1;
+            }
+        }
+        assert!(refused >= 16, "only {refused} of 20 garbled files refused");
+        // A Huffman table with more codes than fit.
+        let dht = marker_at(&bytes, 0xC4);
+        let mut bad_table = bytes.clone();
+        // Three 1-bit codes (counts start 5 bytes after the marker), taken
+        // from the 3-bit codes so the symbol count is unchanged.
+        assert!(bad_table[dht + 7] >= 3);
+        bad_table[dht + 5] += 3;
+        bad_table[dht + 7] -= 3;
+        assert_eq!(
+            error_of(&bad_table),
+            DcError::Corrupt("a Huffman table has too many codes")
+        );
+    }
+
+    #[test]
+    fn cmyk_is_walked_and_reported() {
+        let (w, h) = (300u16, 260u16);
+        let data: Vec<u8> = (0..usize::from(w) * usize::from(h) * 4)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let mut out = Vec::new();
+        Encoder::new(&mut out, 90)
+            .encode(&data, w, h, ColorType::Cmyk)
+            .unwrap();
+        let reader = DcReader::new(&out, LIMITS).unwrap();
+        assert_eq!(reader.colour(), JpegColour::Cmyk);
+        let dc = reader.decode().unwrap();
+        assert_eq!((dc.columns, dc.rows), (38, 33));
+    }
+}
