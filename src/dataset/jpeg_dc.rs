@@ -1462,6 +1462,42 @@ mod tests {
     }
 
     #[test]
+    fn mutated_files_never_panic() {
+        // Random bytes changed anywhere (headers too) and random cuts: the
+        // reader must answer, with means or an error, and never panic.
+        let img = picture(11, 200, 120);
+        let bases = [
+            encode(&img, 80, SamplingFactor::F_2_2, Some(3), |_| {}),
+            encode(&img, 95, SamplingFactor::F_2_1, None, |_| {}),
+            encode_image(&DynamicImage::ImageRgb8(img.clone()), 90),
+        ];
+        let rounds: u64 = std::env::var("JPEG_DC_FUZZ_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300);
+        let mut rng = crate::dataset::synth::Rng::new(42);
+        for round in 0..rounds {
+            let base = &bases[(round % 3) as usize];
+            let mut bytes = base.clone();
+            for _ in 0..1 + rng.below(6) {
+                // Half of the changes in the headers (the first 700 bytes).
+                let span = match rng.below(2) {
+                    0 => bytes.len().min(700),
+                    _ => bytes.len(),
+                };
+                let at = rng.below(span as u32) as usize;
+                bytes[at] = rng.below(256) as u8;
+            }
+            if rng.below(4) == 0 {
+                bytes.truncate(rng.below(bytes.len() as u32) as usize);
+            }
+            if let Ok(dc) = DcReader::new(&bytes, LIMITS).and_then(DcReader::decode) {
+                assert_eq!(dc.means.len(), dc.columns * dc.rows);
+            }
+        }
+    }
+
+    #[test]
     fn cmyk_is_walked_and_reported() {
         let (w, h) = (300u16, 260u16);
         let data: Vec<u8> = (0..usize::from(w) * usize::from(h) * 4)
