@@ -399,25 +399,8 @@ impl<'a> DcReader<'a> {
                 0xC9..=0xCF => return Err(DcError::Arithmetic),
                 0xDE | 0xDF => return Err(DcError::Hierarchical),
                 0xDC => return Err(DcError::Unsupported("a DNL marker")),
-                0xC4 => {
-                    let body = segment(data, pos)?;
-                    read_huffman(&data[body.clone()], &mut tables)?;
-                    pos = body.end;
-                }
-                0xDB => {
-                    let body = segment(data, pos)?;
-                    read_quant(&data[body.clone()], &mut tables)?;
-                    pos = body.end;
-                }
-                0xDD => {
-                    let body = segment(data, pos)?;
-                    if body.len() != 2 {
-                        return Err(DcError::Corrupt(
-                            "a restart-interval segment of the wrong size",
-                        ));
-                    }
-                    restart_interval = be16(data, body.start)? as u16;
-                    pos = body.end;
+                0xC4 | 0xDB | 0xDD => {
+                    pos = read_tables(data, pos, marker, &mut tables, &mut restart_interval)?;
                 }
                 0xDA => {
                     let Some(frame) = frame else {
@@ -515,20 +498,14 @@ impl<'a> DcReader<'a> {
                         ));
                     }
                     0xD0..=0xD7 | 0x01 => {}
-                    0xC4 => {
-                        let body = segment(self.data, self.pos)?;
-                        read_huffman(&self.data[body.clone()], &mut self.tables)?;
-                        self.pos = body.end;
-                    }
-                    0xDB => {
-                        let body = segment(self.data, self.pos)?;
-                        read_quant(&self.data[body.clone()], &mut self.tables)?;
-                        self.pos = body.end;
-                    }
-                    0xDD => {
-                        let body = segment(self.data, self.pos)?;
-                        self.restart_interval = be16(self.data, body.start)? as u16;
-                        self.pos = body.end;
+                    0xC4 | 0xDB | 0xDD => {
+                        self.pos = read_tables(
+                            self.data,
+                            self.pos,
+                            marker,
+                            &mut self.tables,
+                            &mut self.restart_interval,
+                        )?;
                     }
                     0xDC => return Err(DcError::Unsupported("a DNL marker")),
                     _ => self.pos = segment(self.data, self.pos)?.end,
@@ -753,6 +730,32 @@ fn read_frame(body: &[u8], limits: DcLimits) -> Result<Frame, DcError> {
     })
 }
 
+/// Reads a DHT, DQT or DRI segment whose length field is at `pos`; returns
+/// the position after it.
+fn read_tables(
+    data: &[u8],
+    pos: usize,
+    marker: u8,
+    tables: &mut Tables,
+    restart_interval: &mut u16,
+) -> Result<usize, DcError> {
+    let body = segment(data, pos)?;
+    let bytes = &data[body.clone()];
+    match marker {
+        0xC4 => read_huffman(bytes, tables)?,
+        0xDB => read_quant(bytes, tables)?,
+        _ => match bytes {
+            &[high, low] => *restart_interval = u16::from(high) << 8 | u16::from(low),
+            _ => {
+                return Err(DcError::Corrupt(
+                    "a restart-interval segment of the wrong size",
+                ));
+            }
+        },
+    }
+    Ok(body.end)
+}
+
 fn read_huffman(mut body: &[u8], tables: &mut Tables) -> Result<(), DcError> {
     while !body.is_empty() {
         if body.len() < 17 {
@@ -899,6 +902,7 @@ impl<'a> Bits<'a> {
 
     #[cold]
     #[inline(never)]
+    #[must_use]
     fn refill_slow(mut self) -> Bits<'a> {
         while self.count <= 56 {
             if !self.at_marker {
@@ -1051,7 +1055,7 @@ impl<'a> Bits<'a> {
     /// the padding of the last byte) and returns the marker's position.
     fn end_of_data(&mut self) -> Result<usize, DcError> {
         if !self.at_marker {
-            self.refill_slow();
+            *self = self.refill_slow();
         }
         if self.real_bits() >= 8 {
             return Err(DcError::Corrupt(
@@ -1404,8 +1408,20 @@ mod tests {
             error_of(&early_end),
             DcError::Truncated | DcError::Corrupt(_)
         ));
-        // Restart markers out of order.
+        // A fill byte before a restart marker is allowed; a data byte is not.
         let rst = marker_at(&bytes[sos..], 0xD2) + sos;
+        let with = |byte: u8| {
+            let mut b = bytes.clone();
+            b.insert(rst, byte);
+            b
+        };
+        let means = |b: &[u8]| DcReader::new(b, LIMITS).and_then(DcReader::decode);
+        assert_eq!(means(&with(0xFF)), means(&bytes));
+        assert_eq!(
+            means(&with(0x55)).unwrap_err(),
+            DcError::Corrupt("data left over at the end of a scan or interval")
+        );
+        // Restart markers out of order.
         let mut swapped = bytes.clone();
         swapped[rst + 1] = 0xD5;
         assert_eq!(
@@ -1443,6 +1459,42 @@ mod tests {
             error_of(&bad_table),
             DcError::Corrupt("a Huffman table has too many codes")
         );
+    }
+
+    #[test]
+    fn mutated_files_never_panic() {
+        // Random bytes changed anywhere (headers too) and random cuts: the
+        // reader must answer, with means or an error, and never panic.
+        let img = picture(11, 200, 120);
+        let bases = [
+            encode(&img, 80, SamplingFactor::F_2_2, Some(3), |_| {}),
+            encode(&img, 95, SamplingFactor::F_2_1, None, |_| {}),
+            encode_image(&DynamicImage::ImageRgb8(img.clone()), 90),
+        ];
+        let rounds: u64 = std::env::var("JPEG_DC_FUZZ_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300);
+        let mut rng = crate::dataset::synth::Rng::new(42);
+        for round in 0..rounds {
+            let base = &bases[(round % 3) as usize];
+            let mut bytes = base.clone();
+            for _ in 0..1 + rng.below(6) {
+                // Half of the changes in the headers (the first 700 bytes).
+                let span = match rng.below(2) {
+                    0 => bytes.len().min(700),
+                    _ => bytes.len(),
+                };
+                let at = rng.below(span as u32) as usize;
+                bytes[at] = rng.below(256) as u8;
+            }
+            if rng.below(4) == 0 {
+                bytes.truncate(rng.below(bytes.len() as u32) as usize);
+            }
+            if let Ok(dc) = DcReader::new(&bytes, LIMITS).and_then(DcReader::decode) {
+                assert_eq!(dc.means.len(), dc.columns * dc.rows);
+            }
+        }
     }
 
     #[test]
