@@ -138,6 +138,16 @@ pub fn fingerprint(config: &EngineConfig, items: &[CacheItem], tokenizer: &Path)
         h.update(format!("{}\t{size}\t{modified}\n", p.display()).as_bytes());
     };
     stamp(&config.model.checkpoint);
+    if config.model.checkpoint.is_dir() {
+        // A diffusers folder: the VAE's own file, since a folder's stamp
+        // does not change when a file inside is replaced.
+        stamp(
+            &config
+                .model
+                .checkpoint
+                .join(Component::Vae.diffusers_file()),
+        );
+    }
     stamp(&tokenizer.join("vocab.json"));
     stamp(&tokenizer.join("merges.txt"));
     for item in items {

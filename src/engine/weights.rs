@@ -40,7 +40,7 @@ impl Component {
     }
 
     /// The file inside a diffusers folder.
-    fn diffusers_file(self) -> &'static str {
+    pub(crate) fn diffusers_file(self) -> &'static str {
         match self {
             Component::Unet => "unet/diffusion_pytorch_model.safetensors",
             Component::TextEncoder => "text_encoder/model.safetensors",
