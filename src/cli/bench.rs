@@ -186,21 +186,7 @@ fn generate(n: usize, dir: &Path) -> Result<PathBuf, CliError> {
 
 /// CPU seconds (user + system) this process has used.
 fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // Fields after the command name (which may hold spaces) start after ')'.
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
+    ategnatos::dataset::dedup_bench::stat_cpu_seconds("/proc/self/stat")
 }
 
 /// Peak resident memory in MB since the last reset.

@@ -647,8 +647,9 @@ pub struct FormatTiming {
     pub hash_full_ms: Option<f64>,
 }
 
-/// CPU seconds (user + system) from a `/proc/.../stat` file.
-fn stat_cpu_seconds(path: &str) -> f64 {
+/// CPU seconds (user + system) from a `/proc/.../stat` file
+/// (`/proc/self/stat` for this process); 0 where there is none.
+pub fn stat_cpu_seconds(path: &str) -> f64 {
     let Ok(stat) = std::fs::read_to_string(path) else {
         return 0.0;
     };
