@@ -1036,8 +1036,9 @@ mod tests {
 
     #[test]
     fn mutated_files_never_panic() {
-        // Random bytes changed anywhere (headers too) and random cuts: the
-        // reader must answer, with means or an error, and never panic.
+        // Random bytes changed anywhere (headers too), then a cut, a planted
+        // marker or a repeated stretch: the reader must answer, with means or
+        // an error, and never panic or loop.
         let img = picture(11, 200, 120);
         let bases = [
             encode(&img, 80, SamplingFactor::F_2_2, Some(3), |_| {}),
@@ -1047,7 +1048,7 @@ mod tests {
         let rounds: u64 = std::env::var("JPEG_DC_FUZZ_ROUNDS")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(300);
+            .unwrap_or(3000);
         let mut rng = crate::dataset::synth::Rng::new(42);
         for round in 0..rounds {
             let base = &bases[(round % 3) as usize];
@@ -1061,8 +1062,24 @@ mod tests {
                 let at = rng.below(span as u32) as usize;
                 bytes[at] = rng.below(256) as u8;
             }
-            if rng.below(4) == 0 {
-                bytes.truncate(rng.below(bytes.len() as u32) as usize);
+            match rng.below(4) {
+                // Cut anywhere.
+                0 => bytes.truncate(rng.below(bytes.len() as u32) as usize),
+                // A marker planted anywhere, the scan included.
+                1 => {
+                    let at = rng.below(bytes.len() as u32 - 1) as usize;
+                    bytes[at] = 0xFF;
+                    bytes[at + 1] = rng.below(256) as u8;
+                }
+                // A stretch of the file repeated.
+                2 => {
+                    let from = rng.below(bytes.len() as u32) as usize;
+                    let len = (rng.below(64) as usize).min(bytes.len() - from);
+                    let stretch = bytes[from..from + len].to_vec();
+                    let at = rng.below(bytes.len() as u32) as usize;
+                    bytes.splice(at..at, stretch);
+                }
+                _ => {}
             }
             if let Ok(dc) = DcReader::new(&bytes, LIMITS).and_then(DcReader::decode) {
                 assert_eq!(dc.means.len(), dc.columns * dc.rows);

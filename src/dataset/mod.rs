@@ -31,8 +31,6 @@ pub mod hash_cache;
 pub mod inspect;
 pub mod intent;
 pub mod jpeg_dc;
-#[cfg(test)]
-mod jpeg_dc_mutations;
 pub mod layout;
 pub mod manifest;
 pub mod phash;
