@@ -34,6 +34,7 @@ pub mod jpeg_dc;
 pub mod layout;
 pub mod manifest;
 pub mod phash;
+pub mod png_rows;
 pub mod quarantine;
 pub mod structure;
 pub mod synth;

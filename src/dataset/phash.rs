@@ -36,6 +36,7 @@ use image::{DynamicImage, ImageFormat, ImageReader, Limits};
 
 use super::inspect::{self, DecodeFailure, MAX_PIXELS, MAX_SIDE};
 use super::jpeg_dc::{DcImage, DcLimits, DcReader, JpegColour};
+use super::png_rows::{self, PngColour, PngPixels};
 
 /// Side of the grey thumbnail the hash is computed from.
 pub const THUMB_SIDE: usize = 32;
@@ -397,44 +398,89 @@ fn over_white(value: u8, alpha: u8) -> u8 {
     ((v * a + 255 * (255 - a) + 127) / 255) as u8
 }
 
+/// How a row of 8-bit pixels is laid out, for turning it into grey.
+#[derive(Debug, Clone, Copy)]
+enum Samples {
+    Grey,
+    GreyAlpha,
+    Rgb,
+    Rgba,
+}
+
+/// Fills `line` with the grey of the pixels in `src`.
+#[inline]
+fn grey_line(samples: Samples, src: &[u8], line: &mut [u8]) {
+    match samples {
+        Samples::Grey => line.copy_from_slice(&src[..line.len()]),
+        Samples::GreyAlpha => {
+            for (px, p) in line.iter_mut().zip(src.chunks_exact(2)) {
+                *px = over_white(p[0], p[1]);
+            }
+        }
+        Samples::Rgb => {
+            for (px, rgb) in line.iter_mut().zip(src.chunks_exact(3)) {
+                *px = luma(rgb[0], rgb[1], rgb[2]);
+            }
+        }
+        Samples::Rgba => {
+            for (px, p) in line.iter_mut().zip(src.chunks_exact(4)) {
+                *px = over_white(luma(p[0], p[1], p[2]), p[3]);
+            }
+        }
+    }
+}
+
 /// The grey thumbnails of a decoded picture.
 pub fn thumbnails_of(image: &DynamicImage) -> Thumbnails {
     let (w, h) = (image.width() as usize, image.height() as usize);
-    match image {
-        DynamicImage::ImageLuma8(b) => thumbnails_of_grey(w, h, b.as_raw()),
-        DynamicImage::ImageRgb8(b) => {
-            let raw = b.as_raw();
-            area_average(w, h, CENTRE_KEEP, |y, line| {
-                let src = &raw[y * w * 3..(y + 1) * w * 3];
-                for (px, rgb) in line.iter_mut().zip(src.chunks_exact(3)) {
-                    *px = luma(rgb[0], rgb[1], rgb[2]);
-                }
-            })
-        }
-        DynamicImage::ImageRgba8(b) => {
-            let raw = b.as_raw();
-            area_average(w, h, CENTRE_KEEP, |y, line| {
-                let src = &raw[y * w * 4..(y + 1) * w * 4];
-                for (px, p) in line.iter_mut().zip(src.chunks_exact(4)) {
-                    *px = over_white(luma(p[0], p[1], p[2]), p[3]);
-                }
-            })
-        }
-        DynamicImage::ImageLumaA8(b) => {
-            let raw = b.as_raw();
-            area_average(w, h, CENTRE_KEEP, |y, line| {
-                let src = &raw[y * w * 2..(y + 1) * w * 2];
-                for (px, p) in line.iter_mut().zip(src.chunks_exact(2)) {
-                    *px = over_white(p[0], p[1]);
-                }
-            })
-        }
+    let (samples, raw): (Samples, &[u8]) = match image {
+        DynamicImage::ImageLuma8(b) => (Samples::Grey, b.as_raw()),
+        DynamicImage::ImageLumaA8(b) => (Samples::GreyAlpha, b.as_raw()),
+        DynamicImage::ImageRgb8(b) => (Samples::Rgb, b.as_raw()),
+        DynamicImage::ImageRgba8(b) => (Samples::Rgba, b.as_raw()),
         // 16-bit and float pictures are rare in training sets: convert once.
         other if other.color().has_alpha() => {
-            thumbnails_of(&DynamicImage::ImageRgba8(other.to_rgba8()))
+            return thumbnails_of(&DynamicImage::ImageRgba8(other.to_rgba8()));
         }
-        other => thumbnails_of(&DynamicImage::ImageRgb8(other.to_rgb8())),
-    }
+        other => return thumbnails_of(&DynamicImage::ImageRgb8(other.to_rgb8())),
+    };
+    let stride = raw.len() / h.max(1);
+    area_average(w, h, CENTRE_KEEP, |y, line| {
+        grey_line(samples, &raw[y * stride..(y + 1) * stride], line);
+    })
+}
+
+/// The grey thumbnails of a PNG from [`super::png_rows`]: the same grey,
+/// pixel for pixel, as [`thumbnails_of`] the `image` crate's decode.
+fn thumbnails_of_png(png: &PngPixels) -> Thumbnails {
+    let (w, h) = (png.width, png.height);
+    let samples = match png.colour {
+        PngColour::Grey => Samples::Grey,
+        PngColour::GreyAlpha => Samples::GreyAlpha,
+        PngColour::Rgb => Samples::Rgb,
+        PngColour::Rgba => Samples::Rgba,
+        PngColour::Palette => {
+            // `image` expands a palette to RGB, or to RGBA when it has
+            // transparency; the grey of each entry is worked out once.
+            let grey: [u8; 256] = std::array::from_fn(|i| {
+                let [r, g, b, a] = png.palette[i];
+                let l = luma(r, g, b);
+                if png.palette_alpha {
+                    over_white(l, a)
+                } else {
+                    l
+                }
+            });
+            return area_average(w, h, CENTRE_KEEP, |y, line| {
+                for (px, &index) in line.iter_mut().zip(png.row(y)) {
+                    *px = grey[usize::from(index)];
+                }
+            });
+        }
+    };
+    area_average(w, h, CENTRE_KEEP, |y, line| {
+        grey_line(samples, png.row(y), line)
+    })
 }
 
 /// The grey thumbnails of 8-bit grey pixels (`width` × `height`, row-major).
@@ -503,6 +549,11 @@ pub fn hash_file_bytes(bytes: &[u8], jpeg: JpegDecode) -> Result<HashedFile, Dec
         return Err(DecodeFailure::ZeroBytes);
     }
     let format = inspect::sniff(bytes).ok_or(DecodeFailure::NotAnImage)?;
+    if format == ImageFormat::Png
+        && let Some(done) = hash_png(bytes)
+    {
+        return Ok(done);
+    }
     if format == ImageFormat::Jpeg {
         if jpeg == JpegDecode::DcOnly
             && let Some(done) = hash_jpeg_dc(bytes)
@@ -538,6 +589,23 @@ pub fn hash_file_bytes(bytes: &[u8], jpeg: JpegDecode) -> Result<HashedFile, Dec
         width,
         height,
         inspect::format_name(format),
+    ))
+}
+
+/// The fast PNG path ([`super::png_rows`]); `None` when the file needs the
+/// general decoder (16-bit, interlaced, colour key, damaged, too large).
+fn hash_png(bytes: &[u8]) -> Option<HashedFile> {
+    let head = png_rows::header(bytes)?;
+    let (width, height) = (head.width, head.height);
+    if width > MAX_SIDE || height > MAX_SIDE || u64::from(width) * u64::from(height) > MAX_PIXELS {
+        return None;
+    }
+    let png = png_rows::decode(bytes)?;
+    Some(HashedFile::from_thumbnails(
+        &thumbnails_of_png(&png),
+        width,
+        height,
+        inspect::format_name(ImageFormat::Png),
     ))
 }
 
@@ -632,6 +700,74 @@ mod tests {
             let d = a.distance(&hash_image(&picture(seed)));
             assert!(d > 14, "unrelated picture {seed} at distance {d}");
         }
+    }
+
+    #[test]
+    fn pngs_hash_exactly_as_the_general_decode_does() {
+        use crate::dataset::png_rows::tests::{encode_png, samples};
+        use png::{BitDepth, ColorType, Filter};
+        let plte: Vec<u8> = (0..=255u8).flat_map(|i| [i, 255 - i, i / 3]).collect();
+        let trns: Vec<u8> = (0..=255u8).map(|i| 255 - i / 2).collect();
+        let indices = samples(9, 301, 203, 1);
+        let cases = [
+            ("grey", ColorType::Grayscale, 1, None),
+            ("grey + alpha", ColorType::GrayscaleAlpha, 2, None),
+            ("RGB", ColorType::Rgb, 3, None),
+            ("RGBA", ColorType::Rgba, 4, None),
+            ("palette", ColorType::Indexed, 1, Some((&plte[..], None))),
+            (
+                "palette with transparency",
+                ColorType::Indexed,
+                1,
+                Some((&plte[..], Some(&trns[..]))),
+            ),
+        ];
+        for (what, colour, channels, palette) in cases {
+            let pixels = if palette.is_some() {
+                indices.clone()
+            } else {
+                samples(9, 301, 203, channels)
+            };
+            let bytes = encode_png(
+                301,
+                203,
+                colour,
+                BitDepth::Eight,
+                Filter::Adaptive,
+                palette,
+                &pixels,
+            );
+            let fast = hash_png(&bytes).expect("the fast path reads it");
+            let general = image::load_from_memory(&bytes).unwrap();
+            assert_eq!(fast.hash, hash_image(&general), "{what}");
+            assert_eq!(
+                fast.small,
+                crop_check_small(&general),
+                "{what}: the crop check's thumbnail"
+            );
+            assert_eq!(hash_file_bytes(&bytes, JpegDecode::DcOnly).unwrap(), fast);
+        }
+        // A damaged PNG still gets the general decoder's explanation.
+        let mut damaged = encode_png(
+            64,
+            64,
+            ColorType::Rgb,
+            BitDepth::Eight,
+            Filter::Paeth,
+            None,
+            &samples(2, 64, 64, 3),
+        );
+        let at = damaged.len() - 20;
+        damaged[at] ^= 0x55;
+        assert!(hash_png(&damaged).is_none());
+        assert!(matches!(
+            hash_file_bytes(&damaged, JpegDecode::DcOnly),
+            Err(DecodeFailure::Corrupt(_))
+        ));
+    }
+
+    fn crop_check_small(image: &DynamicImage) -> Vec<u8> {
+        crate::dataset::crop_check::small_thumbnail(&thumbnails_of(image).full)
     }
 
     #[test]
