@@ -11,6 +11,9 @@
 //! brightness and contrast changes). A real crop matches almost perfectly
 //! once aligned; two pictures that merely share a background do not.
 
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
 use super::phash::{THUMB_SIDE, Thumbnail};
 
 /// Side of the small thumbnail kept per picture (256 bytes).
@@ -39,10 +42,13 @@ pub fn small_thumbnail(full: &Thumbnail) -> Vec<u8> {
     out
 }
 
+/// One linear interpolation tap: (index, index + 1, weight of the second).
+type Tap = (usize, usize, f32);
+
 /// Linear interpolation taps, one per destination cell, of a window of
 /// `scale` at `offset` (both as shares of the side) over `side` cells:
 /// (index, index + 1, weight of the second).
-fn window_taps(side: usize, scale: f32, offset: f32) -> Vec<(usize, usize, f32)> {
+fn window_taps(side: usize, scale: f32, offset: f32) -> Vec<Tap> {
     let n = side as f32;
     (0..side)
         .map(|i| {
@@ -99,12 +105,18 @@ impl Inner {
     /// Normalised cross-correlation with `w` (1 = the same up to brightness
     /// and contrast). One pass: dot product, sum and sum of squares.
     fn ncc(&self, w: &[f32]) -> f32 {
-        let (mut dot, mut sum, mut squares) = (0.0f32, 0.0f32, 0.0f32);
-        for (x, c) in w.iter().zip(&self.centred) {
-            dot += x * c;
-            sum += x;
-            squares += x * x;
+        // Eight running sums of each kind (one vector register each), so
+        // the additions do not wait on one another; sides are multiples of 8.
+        let (mut dot, mut sum, mut squares) = ([0.0f32; 8], [0.0f32; 8], [0.0f32; 8]);
+        for (x, c) in w.chunks_exact(8).zip(self.centred.chunks_exact(8)) {
+            for k in 0..8 {
+                dot[k] += x[k] * c[k];
+                sum[k] += x[k];
+                squares[k] += x[k] * x[k];
+            }
         }
+        let total = |v: [f32; 8]| v.iter().sum::<f32>();
+        let (dot, sum, squares) = (total(dot), total(sum), total(squares));
         let var = squares - sum * sum / w.len() as f32;
         if var <= 1e-3 {
             return 0.0;
@@ -117,21 +129,39 @@ impl Inner {
 /// Best match of `inner` (whole) inside some window of `outer` (both
 /// `side` × `side`); stops early once a window reaches `enough`.
 fn best_window(outer: &[f32], inner: &Inner, side: usize, enough: f32) -> f32 {
-    let wins = windows();
-    let taps: Vec<Vec<(usize, usize, f32)>> =
-        wins.iter().map(|&(s, o)| window_taps(side, s, o)).collect();
+    // The taps depend only on the side (16, or 8 for the first look).
+    static TAPS: LazyLock<[Vec<Vec<Tap>>; 2]> = LazyLock::new(|| {
+        [SMALL_SIDE, SMALL_SIDE / 2].map(|side| {
+            windows()
+                .iter()
+                .map(|&(s, o)| window_taps(side, s, o))
+                .collect()
+        })
+    });
+    let taps: Cow<[Vec<Tap>]> = if side == SMALL_SIDE {
+        Cow::Borrowed(&TAPS[0])
+    } else if side == SMALL_SIDE / 2 {
+        Cow::Borrowed(&TAPS[1])
+    } else {
+        Cow::Owned(
+            windows()
+                .iter()
+                .map(|&(s, o)| window_taps(side, s, o))
+                .collect(),
+        )
+    };
     // Resample rows once per horizontal window, then columns per vertical one.
     let mut best = f32::MIN;
     let mut rows = vec![0f32; side * side];
     let mut window = vec![0f32; side * side];
-    for xs in &taps {
+    for xs in taps.iter() {
         for y in 0..side {
             let row = &outer[y * side..(y + 1) * side];
             for (x, &(i, j, w)) in xs.iter().enumerate() {
                 rows[y * side + x] = row[i] + (row[j] - row[i]) * w;
             }
         }
-        for ys in &taps {
+        for ys in taps.iter() {
             for (y, &(i, j, w)) in ys.iter().enumerate() {
                 let (top, bottom) = (
                     &rows[i * side..(i + 1) * side],

@@ -197,6 +197,8 @@ fn inflate(parts: &[&[u8]], buffer: &mut Vec<u8>, total: usize) -> Option<()> {
     // The decompressor may write a little past what it reports.
     buffer.resize(total + 64, 0);
     let mut decompressor = fdeflate::Decompressor::new();
+    // Every chunk's CRC has been checked already.
+    decompressor.ignore_adler32();
     let (mut read, mut written) = (0, 0);
     while written < total {
         let (r, w) = decompressor
@@ -382,7 +384,12 @@ fn four_rows<const BPP: usize>(
     let (r0, rest) = rest.split_at_mut(row_len);
     let (r1, rest) = rest.split_at_mut(row_len);
     let (r2, r3) = rest.split_at_mut(row_len);
-    let mut rows = [&mut r0[1..], &mut r1[1..], &mut r2[1..], &mut r3[1..row_len]];
+    let mut rows = [
+        &mut r0[1..],
+        &mut r1[1..],
+        &mut r2[1..],
+        &mut r3[1..row_len],
+    ];
 
     let mut out: Lanes = [0; 16];
     let mut prev_b: Lanes = [0; 16];
@@ -540,7 +547,8 @@ mod sse2 {
             )
         };
         let paeth = |a: __m128i, b: __m128i, c: __m128i| {
-            let threshold = _mm_sub_epi16(_mm_add_epi16(c, _mm_add_epi16(c, c)), _mm_add_epi16(a, b));
+            let threshold =
+                _mm_sub_epi16(_mm_add_epi16(c, _mm_add_epi16(c, c)), _mm_add_epi16(a, b));
             let low = _mm_min_epi16(a, b);
             let high = _mm_max_epi16(a, b);
             let t0 = select(_mm_cmpgt_epi16(high, threshold), c, low);
@@ -635,7 +643,11 @@ pub(crate) mod tests {
                 let at = |y: usize, i: usize| data[y * row_len + i];
                 let a = if i > bpp { at(y, i - bpp) } else { 0 };
                 let b = if y > 0 { at(y - 1, i) } else { 0 };
-                let c = if y > 0 && i > bpp { at(y - 1, i - bpp) } else { 0 };
+                let c = if y > 0 && i > bpp {
+                    at(y - 1, i - bpp)
+                } else {
+                    0
+                };
                 let (a16, b16, c16) = (i16::from(a), i16::from(b), i16::from(c));
                 let p = a16 + b16 - c16;
                 let (pa, pb, pc) = ((p - a16).abs(), (p - b16).abs(), (p - c16).abs());
