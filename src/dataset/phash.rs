@@ -809,6 +809,43 @@ mod tests {
             );
             assert_eq!(hash_file_bytes(&bytes, JpegDecode::DcOnly).unwrap(), fast);
         }
+        // A short palette: indices past its end, and a tRNS longer than it
+        // (both read as the `png` crate reads them: opaque black, and no
+        // transparency at all).
+        let short: Vec<u8> = (0..10u8).flat_map(|i| [i * 25, 255 - i * 20, 7]).collect();
+        let trns_long = [90u8; 12];
+        let plain = encode_png(
+            40,
+            36,
+            ColorType::Indexed,
+            BitDepth::Eight,
+            Filter::Sub,
+            Some((&short, None)),
+            &samples(4, 40, 36, 1)
+                .iter()
+                .map(|v| v % 14)
+                .collect::<Vec<u8>>(),
+        );
+        let with_long_trns = {
+            // IHDR, then a tRNS of 12 entries for a palette of 10, then the rest.
+            let mut out = plain[..33].to_vec();
+            let mut body = b"tRNS".to_vec();
+            body.extend_from_slice(&trns_long);
+            out.extend_from_slice(&(trns_long.len() as u32).to_be_bytes());
+            out.extend_from_slice(&body);
+            out.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
+            out.extend_from_slice(&plain[33..]);
+            out
+        };
+        for (what, bytes) in [
+            ("short palette", plain),
+            ("tRNS longer than the palette", with_long_trns),
+        ] {
+            let fast = hash_png(&bytes).expect("the fast path reads it");
+            let general = image::load_from_memory(&bytes).unwrap();
+            assert_eq!(fast.hash, hash_image(&general), "{what}");
+            assert_eq!(fast.small, crop_check_small(&general), "{what}");
+        }
         // A damaged PNG still gets the general decoder's explanation.
         let mut damaged = encode_png(
             64,

@@ -120,7 +120,8 @@ pub fn decode(bytes: &[u8]) -> Option<PngPixels> {
     let (width, height) = (head.width as usize, head.height as usize);
     let bpp = head.colour.bytes_per_pixel();
     let mut palette = Box::new([[0, 0, 0, 255]; 256]);
-    let mut palette_alpha = false;
+    let mut palette_len = None;
+    let mut transparency = None;
     let mut idat: Vec<&[u8]> = Vec::new();
     let mut pos = 8;
     let mut ended = false;
@@ -144,17 +145,15 @@ pub fn decode(bytes: &[u8]) -> Option<PngPixels> {
                 for (entry, rgb) in palette.iter_mut().zip(body.chunks_exact(3)) {
                     *entry = [rgb[0], rgb[1], rgb[2], 255];
                 }
+                palette_len = Some(len / 3);
             }
             b"tRNS" => {
                 // A colour key on grey or RGB pictures is left to the
                 // general decoder, which turns it into an alpha channel.
-                if head.colour != PngColour::Palette || len > 256 {
+                if head.colour != PngColour::Palette {
                     return None;
                 }
-                for (entry, &alpha) in palette.iter_mut().zip(body) {
-                    entry[3] = alpha;
-                }
-                palette_alpha = true;
+                transparency = Some(body);
             }
             b"IDAT" => idat.push(body),
             b"IEND" => {
@@ -167,6 +166,18 @@ pub fn decode(bytes: &[u8]) -> Option<PngPixels> {
     }
     if !ended || idat.is_empty() {
         return None;
+    }
+    let mut palette_alpha = false;
+    if head.colour == PngColour::Palette {
+        // A palette picture without a palette is damaged; a tRNS longer
+        // than the palette is ignored, as the `png` crate does.
+        let entries = palette_len?;
+        if let Some(alphas) = transparency.filter(|a| a.len() <= entries) {
+            for (entry, &alpha) in palette.iter_mut().zip(alphas) {
+                entry[3] = alpha;
+            }
+            palette_alpha = true;
+        }
     }
     let row_len = width.checked_mul(bpp)?.checked_add(1)?;
     let total = row_len.checked_mul(height)?;
@@ -915,7 +926,20 @@ pub(crate) mod tests {
             writer.finish().unwrap();
             encoder_out
         };
+        let plte: Vec<u8> = (0..16u8).flat_map(|i| [i * 16, 3, 200]).collect();
+        let indexed = encode_png(
+            8,
+            8,
+            ColorType::Indexed,
+            BitDepth::Eight,
+            Filter::Paeth,
+            Some((&plte, None)),
+            &[3; 64],
+        );
+        assert!(decode(&indexed).is_some());
+        let no_palette = without_chunk(&indexed, b"PLTE");
         for (what, bytes) in [
+            ("palette picture without a palette", no_palette),
             ("16-bit", sixteen),
             ("interlaced", interlaced),
             ("bad checksum", bad_checksum),
@@ -926,6 +950,20 @@ pub(crate) mod tests {
         ] {
             assert!(decode(&bytes).is_none(), "{what}");
         }
+    }
+
+    /// `png` without its `kind` chunk.
+    fn without_chunk(png: &[u8], kind: &[u8; 4]) -> Vec<u8> {
+        let mut out = png[..8].to_vec();
+        let mut pos = 8;
+        while pos + 12 <= png.len() {
+            let len = u32::from_be_bytes(png[pos..pos + 4].try_into().unwrap()) as usize;
+            if &png[pos + 4..pos + 8] != kind {
+                out.extend_from_slice(&png[pos..pos + 12 + len]);
+            }
+            pos += 12 + len;
+        }
+        out
     }
 
     /// `data` as a zlib stream of stored (uncompressed) blocks.
