@@ -9,13 +9,18 @@
 //! because each pixel waits for its left neighbour: a chain of dependent
 //! instructions as long as the row.
 //!
-//! Here runs of Paeth rows are undone four rows at a time along a diagonal
-//! wavefront: row `r + 1` works on pixel `x − 1` while row `r` works on pixel
-//! `x`, which is all it needs from the row above. The four rows' pixels sit
-//! side by side in one 16-byte vector, so one chain of vector operations
-//! advances four pixels, and what the lower rows need from the upper ones is
-//! already in the previous step's result (shifted by one lane), not in
-//! memory. The result is byte-identical to the `png` crate's (tested).
+//! Here rows are undone four at a time along a diagonal wavefront: row
+//! `r + 1` works on pixel `x − 1` while row `r` works on pixel `x`, which is
+//! all it needs from the row above. The four rows' pixels sit side by side
+//! in two vector registers (SSE2, part of every x86-64 processor, for 3-
+//! and 4-byte pixels; plain Rust otherwise), so one chain of vector
+//! operations advances four pixels, and what the lower rows need from the
+//! upper ones is already in the previous step's result (shifted by one
+//! lane), not in memory. Rows with other filters ride along: each row keeps
+//! its own filter's prediction. Measured there, a 512 px RGB PNG took
+//! 1.02 ms instead of the `png` crate's 1.73, of which inflating (the same
+//! `fdeflate` the crate uses) is now 0.70. The result is byte-identical to
+//! the `png` crate's (tested).
 //!
 //! Only what training sets hold is read here: 8-bit grey, grey + alpha,
 //! RGB, RGBA and palette pictures, not interlaced, with no transparent
@@ -59,7 +64,8 @@ pub struct PngPixels {
     /// Palette entries as RGBA (alpha 255 where the file gives none);
     /// indices past the palette read as opaque black, as in the `png` crate.
     pub palette: Box<[[u8; 4]; 256]>,
-    /// Whether the palette has transparency (a `tRNS` chunk).
+    /// Whether the palette has transparency (a `tRNS` chunk no longer than
+    /// the palette).
     pub palette_alpha: bool,
     data: Vec<u8>,
 }
