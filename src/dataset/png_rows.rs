@@ -253,8 +253,8 @@ impl Vector {
 }
 
 /// Undoes the row filters in place. `data` holds rows of `row_len` bytes,
-/// each a filter byte then the filtered pixels. Rows go four at a time
-/// through [`four_rows`]; the last `height % 4` one by one.
+/// each a filter byte then the filtered pixels. Rows go eight or four at a
+/// time through [`rows_together`]; what is left at the bottom one by one.
 fn unfilter(data: &mut [u8], row_len: usize, bpp: usize) -> Option<()> {
     unfilter_with(data, row_len, bpp, Vector::detect())
 }
@@ -263,10 +263,24 @@ fn unfilter_with(data: &mut [u8], row_len: usize, bpp: usize, vector: Vector) ->
     let height = data.len() / row_len;
     let width = (row_len - 1) / bpp;
     let zeros = vec![0u8; row_len - 1];
+    // Eight rows at a time where the steady part is in SSE2 (two chains of
+    // four rows' worth of work per step hide each other's latency); four
+    // in plain Rust.
+    let most = if vector == Vector::Sse2 && bpp >= 3 {
+        8
+    } else {
+        4
+    };
     let mut y = 0;
     while y < height {
-        if y + 4 <= height && width >= 4 {
-            let filters: [u8; 4] = std::array::from_fn(|r| data[(y + r) * row_len]);
+        let rows = [most, 4]
+            .into_iter()
+            .find(|&n| y + n <= height && width >= n);
+        if let Some(n) = rows {
+            let mut filters = [0u8; MAX_ROWS];
+            for (r, f) in filters[..n].iter_mut().enumerate() {
+                *f = data[(y + r) * row_len];
+            }
             if filters.iter().any(|&f| f > PAETH) {
                 return None;
             }
@@ -276,13 +290,16 @@ fn unfilter_with(data: &mut [u8], row_len: usize, bpp: usize, vector: Vector) ->
                 width,
                 filters,
             };
-            match bpp {
-                1 => four_rows::<1>(data, group, &zeros, Vector::Plain),
-                2 => four_rows::<2>(data, group, &zeros, Vector::Plain),
-                3 => four_rows::<3>(data, group, &zeros, vector),
-                _ => four_rows::<4>(data, group, &zeros, vector),
+            let plain = Vector::Plain;
+            match (bpp, n) {
+                (1, _) => rows_together::<1, 4>(data, group, &zeros, plain),
+                (2, _) => rows_together::<2, 4>(data, group, &zeros, plain),
+                (3, 8) => rows_together::<3, 8>(data, group, &zeros, vector),
+                (3, _) => rows_together::<3, 4>(data, group, &zeros, vector),
+                (_, 8) => rows_together::<4, 8>(data, group, &zeros, vector),
+                _ => rows_together::<4, 4>(data, group, &zeros, vector),
             }
-            y += 4;
+            y += n;
             continue;
         }
         let (above, rest) = data.split_at_mut(y * row_len);
@@ -363,10 +380,13 @@ fn paeth(a: u8, b: u8, c: u8) -> u8 {
     }
 }
 
-/// Four rows' pixels, one 4-sample lane per row (samples past a pixel's
-/// own are unused), widened to 16 bits so that every comparison is one
-/// signed vector instruction even on baseline x86-64.
-type Lanes = [i16; 16];
+/// The most rows undone together.
+const MAX_ROWS: usize = 8;
+
+/// Up to eight rows' pixels, one 4-sample lane per row (samples past a
+/// pixel's own are unused), widened to 16 bits so that every comparison is
+/// one signed vector instruction even on baseline x86-64.
+type Lanes = [i16; 4 * MAX_ROWS];
 
 /// Paeth's prediction in the formulation of Sean Barrett's stb_image,
 /// which has no unsigned comparisons and no branches: `t = 3c − (a + b)`
@@ -379,13 +399,19 @@ fn paeth_wide(a: i16, b: i16, c: i16) -> i16 {
     if threshold <= low { high } else { t0 }
 }
 
-/// One wavefront step on every lane: each row's filter's prediction from
-/// `a` (left), `b` (above) and `c` (above-left), added to the filtered
-/// bytes.
+/// One wavefront step on the first `R` rows' lanes: each row's filter's
+/// prediction from `a` (left), `b` (above) and `c` (above-left), added to
+/// the filtered bytes.
 #[inline(always)]
-fn predict_lanes(a: &Lanes, b: &Lanes, c: &Lanes, filtered: &Lanes, filters: [u8; 4]) -> Lanes {
-    let mut out: Lanes = [0; 16];
-    for i in 0..16 {
+fn predict_lanes<const R: usize>(
+    a: &Lanes,
+    b: &Lanes,
+    c: &Lanes,
+    filtered: &Lanes,
+    filters: [u8; MAX_ROWS],
+) -> Lanes {
+    let mut out: Lanes = [0; 4 * MAX_ROWS];
+    for i in 0..4 * R {
         let (a, b, c) = (a[i], b[i], c[i]);
         let predicted = match filters[i / 4] {
             0 => 0,
@@ -411,22 +437,27 @@ fn store<const BPP: usize>(pixel: &mut [u8], lanes: &Lanes, lane: usize) {
     }
 }
 
-/// Four rows undone together: the first, the rows' length with their
-/// filter byte, the pixels per row and each row's filter.
+/// Rows undone together: the first, the rows' length with their filter
+/// byte, the pixels per row and each row's filter.
 #[derive(Debug, Clone, Copy)]
 struct Group {
     y0: usize,
     row_len: usize,
     width: usize,
-    filters: [u8; 4],
+    filters: [u8; MAX_ROWS],
 }
 
-/// Undoes the filters of rows `y0 .. y0 + 4` along a diagonal: at step
+/// Undoes the filters of rows `y0 .. y0 + R` along a diagonal: at step
 /// `s`, row `y0 + r` works on pixel `s − r`. For row `r ≥ 1` the pixel
 /// above (`b`) is what row `r − 1` produced one step earlier and the one
 /// above-left (`c`) is the previous step's `b`, so the chain from step to
 /// step stays in registers. `zeros` stands in for the row above the first.
-fn four_rows<const BPP: usize>(data: &mut [u8], group: Group, zeros: &[u8], vector: Vector) {
+fn rows_together<const BPP: usize, const R: usize>(
+    data: &mut [u8],
+    group: Group,
+    zeros: &[u8],
+    vector: Vector,
+) {
     let Group {
         y0,
         row_len,
@@ -439,33 +470,29 @@ fn four_rows<const BPP: usize>(data: &mut [u8], group: Group, zeros: &[u8], vect
     } else {
         &head[(y0 - 1) * row_len + 1..]
     };
-    let (r0, rest) = rest.split_at_mut(row_len);
-    let (r1, rest) = rest.split_at_mut(row_len);
-    let (r2, r3) = rest.split_at_mut(row_len);
-    let mut rows = [
-        &mut r0[1..],
-        &mut r1[1..],
-        &mut r2[1..],
-        &mut r3[1..row_len],
-    ];
+    let mut rows: Vec<&mut [u8]> = rest[..R * row_len]
+        .chunks_exact_mut(row_len)
+        .map(|row| &mut row[1..])
+        .collect();
 
-    let mut out: Lanes = [0; 16];
-    let mut prev_b: Lanes = [0; 16];
-    // One step with bounds checks, for the first and last three steps where
-    // some rows are before their first pixel or past their last.
-    let edge_step = |s: usize, rows: &mut [&mut [u8]; 4], out: &mut Lanes, prev_b: &mut Lanes| {
-        let mut b: Lanes = [0; 16];
+    let mut out: Lanes = [0; 4 * MAX_ROWS];
+    let mut prev_b: Lanes = [0; 4 * MAX_ROWS];
+    // One step with bounds checks, for the first and last R − 1 steps where
+    // some rows are before their first pixel or past their last (and for
+    // every step in plain Rust).
+    let step = |s: usize, rows: &mut [&mut [u8]], out: &mut Lanes, prev_b: &mut Lanes| {
+        let mut b: Lanes = [0; 4 * MAX_ROWS];
         if s < width {
             load::<BPP>(&mut b, 0, &above[s * BPP..]);
         }
-        b[4..].copy_from_slice(&out[..12]);
-        let mut filtered: Lanes = [0; 16];
+        b[4..4 * R].copy_from_slice(&out[..4 * R - 4]);
+        let mut filtered: Lanes = [0; 4 * MAX_ROWS];
         for (r, row) in rows.iter().enumerate() {
             if let Some(x) = s.checked_sub(r).filter(|&x| x < width) {
                 load::<BPP>(&mut filtered, r, &row[x * BPP..]);
             }
         }
-        let next = predict_lanes(out, &b, prev_b, &filtered, filters);
+        let next = predict_lanes::<R>(out, &b, prev_b, &filtered, filters);
         for (r, row) in rows.iter_mut().enumerate() {
             if let Some(x) = s.checked_sub(r).filter(|&x| x < width) {
                 store::<BPP>(&mut row[x * BPP..], &next, r);
@@ -474,65 +501,42 @@ fn four_rows<const BPP: usize>(data: &mut [u8], group: Group, zeros: &[u8], vect
         // Lanes before their row's first pixel must stay zero: they are the
         // left and above-left neighbours of the first pixels.
         *out = next;
-        for r in (s + 1)..4 {
+        for r in (s + 1)..R {
             out[4 * r..4 * r + 4].fill(0);
         }
         *prev_b = b;
     };
-    for s in 0..3 {
-        edge_step(s, &mut rows, &mut out, &mut prev_b);
-    }
     #[cfg(target_arch = "x86_64")]
-    if BPP >= 3 && vector != Vector::Plain {
+    if BPP >= 3 && vector == Vector::Sse2 {
+        for s in 0..R - 1 {
+            step(s, &mut rows, &mut out, &mut prev_b);
+        }
         // SAFETY: SSE2 is part of x86-64 itself; every x86-64 processor has it.
-        unsafe { x86::steady_steps::<BPP>(&mut rows, above, group, &mut out, &mut prev_b) };
-        for s in width - 1..width + 3 {
-            edge_step(s, &mut rows, &mut out, &mut prev_b);
+        let next =
+            unsafe { x86::steady_steps::<BPP, R>(&mut rows, above, group, &mut out, &mut prev_b) };
+        for s in next..width + R - 1 {
+            step(s, &mut rows, &mut out, &mut prev_b);
         }
         return;
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = vector;
-    {
-        // Steps 3 .. width: every row has a pixel; no bounds checks.
-        let [q0, q1, q2, q3] = &mut rows;
-        let steady = q0[3 * BPP..]
-            .chunks_exact_mut(BPP)
-            .zip(q1[2 * BPP..].chunks_exact_mut(BPP))
-            .zip(q2[BPP..].chunks_exact_mut(BPP))
-            .zip(q3.chunks_exact_mut(BPP))
-            .zip(above[3 * BPP..width * BPP].chunks_exact(BPP));
-        for ((((p0, p1), p2), p3), up) in steady {
-            let mut b: Lanes = [0; 16];
-            load::<BPP>(&mut b, 0, up);
-            b[4..].copy_from_slice(&out[..12]);
-            let mut filtered: Lanes = [0; 16];
-            load::<BPP>(&mut filtered, 0, p0);
-            load::<BPP>(&mut filtered, 1, p1);
-            load::<BPP>(&mut filtered, 2, p2);
-            load::<BPP>(&mut filtered, 3, p3);
-            let next = predict_lanes(&out, &b, &prev_b, &filtered, filters);
-            store::<BPP>(p0, &next, 0);
-            store::<BPP>(p1, &next, 1);
-            store::<BPP>(p2, &next, 2);
-            store::<BPP>(p3, &next, 3);
-            out = next;
-            prev_b = b;
-        }
-    }
-    for s in width..width + 3 {
-        edge_step(s, &mut rows, &mut out, &mut prev_b);
+    for s in 0..width + R - 1 {
+        step(s, &mut rows, &mut out, &mut prev_b);
     }
 }
 
-/// The steady part of [`four_rows`] for 3- and 4-byte pixels, in SSE2
-/// (part of every x86-64 processor): the four rows' samples as 16-bit lanes
-/// in two registers, rows 0–1 and rows 2–3.
+/// The steady part of [`rows_together`] for 3- and 4-byte pixels, in SSE2
+/// (part of every x86-64 processor): the rows' samples as 16-bit lanes, two
+/// rows per register.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Group, Lanes, PAETH};
+    use super::{Group, Lanes, MAX_ROWS, PAETH};
+
+    /// Registers for up to eight rows (two per register).
+    type Registers = [__m128i; MAX_ROWS / 2];
 
     /// Four bytes from `at` (which must have four bytes after it).
     #[inline(always)]
@@ -543,35 +547,38 @@ mod x86 {
     }
 
     #[target_feature(enable = "sse2")]
-    fn to_registers(lanes: &Lanes) -> (__m128i, __m128i) {
-        let l = lanes;
-        (
-            _mm_set_epi16(l[7], l[6], l[5], l[4], l[3], l[2], l[1], l[0]),
-            _mm_set_epi16(l[15], l[14], l[13], l[12], l[11], l[10], l[9], l[8]),
-        )
+    fn to_registers(lanes: &Lanes) -> Registers {
+        std::array::from_fn(|k| {
+            let l = &lanes[8 * k..8 * k + 8];
+            _mm_set_epi16(l[7], l[6], l[5], l[4], l[3], l[2], l[1], l[0])
+        })
     }
 
     #[target_feature(enable = "sse2")]
-    fn from_registers(lo: __m128i, hi: __m128i) -> Lanes {
-        let mut out: Lanes = [0; 16];
-        macro_rules! lanes {
-            ($($i:literal)*) => {$(
-                out[$i] = _mm_extract_epi16::<$i>(lo) as i16;
-                out[$i + 8] = _mm_extract_epi16::<$i>(hi) as i16;
-            )*};
+    fn from_registers(registers: &Registers) -> Lanes {
+        let mut out: Lanes = [0; 4 * MAX_ROWS];
+        for (k, &v) in registers.iter().enumerate() {
+            let o = &mut out[8 * k..8 * k + 8];
+            o[0] = _mm_extract_epi16::<0>(v) as i16;
+            o[1] = _mm_extract_epi16::<1>(v) as i16;
+            o[2] = _mm_extract_epi16::<2>(v) as i16;
+            o[3] = _mm_extract_epi16::<3>(v) as i16;
+            o[4] = _mm_extract_epi16::<4>(v) as i16;
+            o[5] = _mm_extract_epi16::<5>(v) as i16;
+            o[6] = _mm_extract_epi16::<6>(v) as i16;
+            o[7] = _mm_extract_epi16::<7>(v) as i16;
         }
-        lanes!(0 1 2 3 4 5 6 7);
         out
     }
 
     /// All-ones in the lanes of the rows whose filter is `filter`.
     #[target_feature(enable = "sse2")]
-    fn rows_with(filters: [u8; 4], filter: u8) -> (__m128i, __m128i) {
+    fn rows_with(filters: [u8; MAX_ROWS], filter: u8) -> Registers {
         let m = filters.map(|f| if f == filter { -1i16 } else { 0 });
-        (
-            _mm_set_epi16(m[1], m[1], m[1], m[1], m[0], m[0], m[0], m[0]),
-            _mm_set_epi16(m[3], m[3], m[3], m[3], m[2], m[2], m[2], m[2]),
-        )
+        std::array::from_fn(|k| {
+            let (lo, hi) = (m[2 * k], m[2 * k + 1]);
+            _mm_set_epi16(hi, hi, hi, hi, lo, lo, lo, lo)
+        })
     }
 
     #[target_feature(enable = "sse2")]
@@ -580,23 +587,24 @@ mod x86 {
         _mm_or_si128(_mm_and_si128(mask, yes), _mm_andnot_si128(mask, no))
     }
 
-    /// Steps 3 .. width − 1 of the wavefront: every row has a pixel, with
-    /// at least four bytes from it to the end of its row, so pixels move
-    /// as 32-bit words. For 3-byte pixels the fourth byte is the next
-    /// pixel's, written back as it was read.
+    /// Steps `R − 1 .. width − 1` of the wavefront (returns where it
+    /// stopped): every row has a pixel, with at least four bytes from it to
+    /// the end of its row, so pixels move as 32-bit words. For 3-byte
+    /// pixels the fourth byte is the next pixel's, written back as it was
+    /// read.
     #[target_feature(enable = "sse2")]
-    pub(super) fn steady_steps<const BPP: usize>(
-        rows: &mut [&mut [u8]; 4],
+    pub(super) fn steady_steps<const BPP: usize, const R: usize>(
+        rows: &mut [&mut [u8]],
         above: &[u8],
         group: Group,
         out: &mut Lanes,
         prev_b: &mut Lanes,
-    ) {
+    ) -> usize {
         let Group { width, filters, .. } = group;
         let zero = _mm_setzero_si128();
         let bytes = _mm_set1_epi16(0xff);
         let keep = if BPP == 3 { 0xff00_0000_u32 as i32 } else { 0 };
-        let all_paeth = filters.iter().all(|&f| f == PAETH);
+        let all_paeth = filters[..R].iter().all(|&f| f == PAETH);
         let masks = [1, 2, 3, PAETH].map(|f| rows_with(filters, f));
         let widen = |w0: i32, w1: i32| {
             _mm_unpacklo_epi8(
@@ -613,77 +621,82 @@ mod x86 {
             select(_mm_cmpgt_epi16(threshold, low), t0, high)
         };
         // Any mix of filters: every prediction, each row keeping its own.
-        let predict = |a: __m128i, b: __m128i, c: __m128i, m: [__m128i; 4]| {
+        let predict = |a: __m128i, b: __m128i, c: __m128i, k: usize| {
             let avg = _mm_srli_epi16::<1>(_mm_add_epi16(a, b));
-            let p = _mm_and_si128(m[0], a);
-            let p = _mm_or_si128(p, _mm_and_si128(m[1], b));
-            let p = _mm_or_si128(p, _mm_and_si128(m[2], avg));
-            _mm_or_si128(p, _mm_and_si128(m[3], paeth(a, b, c)))
+            let p = _mm_and_si128(masks[0][k], a);
+            let p = _mm_or_si128(p, _mm_and_si128(masks[1][k], b));
+            let p = _mm_or_si128(p, _mm_and_si128(masks[2][k], avg));
+            _mm_or_si128(p, _mm_and_si128(masks[3][k], paeth(a, b, c)))
         };
-        let (mut a_lo, mut a_hi) = to_registers(out);
-        let (mut c_lo, mut c_hi) = to_registers(prev_b);
-        let [q0, q1, q2, q3] = rows;
+        let mut a = to_registers(out);
+        let mut c = to_registers(prev_b);
         let end = width.saturating_sub(1);
-        let read = |q0: &[u8], q1: &[u8], q2: &[u8], q3: &[u8], s: usize| {
-            [
-                word(q0, s * BPP),
-                word(q1, (s - 1) * BPP),
-                word(q2, (s - 2) * BPP),
-                word(q3, (s - 3) * BPP),
-            ]
-        };
-        if end <= 3 {
-            return;
+        let first = R - 1;
+        if end <= first {
+            return first;
         }
-        let mut next_words = read(q0, q1, q2, q3, 3);
-        for s in 3..end {
-            let at = [s * BPP, (s - 1) * BPP, (s - 2) * BPP, (s - 3) * BPP];
+        let read = |rows: &[&mut [u8]], s: usize| -> [i32; MAX_ROWS] {
+            std::array::from_fn(|r| {
+                if r < R {
+                    word(rows[r], (s - r) * BPP)
+                } else {
+                    0
+                }
+            })
+        };
+        let mut next_words = read(rows, first);
+        for s in first..end {
             // The next step's pixels are read before this step's are
             // written: with 3-byte pixels they share a byte, and reading
             // a word that overlaps a pending write stalls the processor.
             let words = next_words;
             if s + 1 < end {
-                next_words = read(q0, q1, q2, q3, s + 1);
+                next_words = read(rows, s + 1);
             }
-            let f_lo = widen(words[0], words[1]);
-            let f_hi = widen(words[2], words[3]);
             // Above: the row over the group for row 0, else the row above's
-            // result from the previous step.
+            // result from the previous step (the high half of the register
+            // before, or the low half of the same one).
             let up = widen(word(above, s * BPP), 0);
-            let b_lo = _mm_unpacklo_epi64(up, a_lo);
-            let b_hi = _mm_castpd_si128(_mm_shuffle_pd::<0b01>(
-                _mm_castsi128_pd(a_lo),
-                _mm_castsi128_pd(a_hi),
-            ));
-            let (p_lo, p_hi) = if all_paeth {
-                (paeth(a_lo, b_lo, c_lo), paeth(a_hi, b_hi, c_hi))
-            } else {
-                (
-                    predict(a_lo, b_lo, c_lo, masks.map(|m| m.0)),
-                    predict(a_hi, b_hi, c_hi, masks.map(|m| m.1)),
-                )
-            };
-            let next_lo = _mm_and_si128(_mm_add_epi16(f_lo, p_lo), bytes);
-            let next_hi = _mm_and_si128(_mm_add_epi16(f_hi, p_hi), bytes);
-            let packed = _mm_packus_epi16(next_lo, next_hi);
-            let results = [
-                _mm_cvtsi128_si32(packed),
-                _mm_cvtsi128_si32(_mm_srli_si128::<4>(packed)),
-                _mm_cvtsi128_si32(_mm_srli_si128::<8>(packed)),
-                _mm_cvtsi128_si32(_mm_srli_si128::<12>(packed)),
-            ];
-            for (lane, row) in [&mut **q0, &mut **q1, &mut **q2, &mut **q3]
-                .into_iter()
-                .enumerate()
-            {
-                let w = results[lane] & !keep | words[lane] & keep;
-                row[at[lane]..at[lane] + 4].copy_from_slice(&w.to_le_bytes());
+            let mut next = [zero; MAX_ROWS / 2];
+            let mut b = [zero; MAX_ROWS / 2];
+            for k in 0..R / 2 {
+                b[k] = if k == 0 {
+                    _mm_unpacklo_epi64(up, a[0])
+                } else {
+                    _mm_castpd_si128(_mm_shuffle_pd::<0b01>(
+                        _mm_castsi128_pd(a[k - 1]),
+                        _mm_castsi128_pd(a[k]),
+                    ))
+                };
+                let p = if all_paeth {
+                    paeth(a[k], b[k], c[k])
+                } else {
+                    predict(a[k], b[k], c[k], k)
+                };
+                let f = widen(words[2 * k], words[2 * k + 1]);
+                next[k] = _mm_and_si128(_mm_add_epi16(f, p), bytes);
             }
-            (a_lo, a_hi) = (next_lo, next_hi);
-            (c_lo, c_hi) = (b_lo, b_hi);
+            for half in 0..R / 4 {
+                let packed = _mm_packus_epi16(next[2 * half], next[2 * half + 1]);
+                let results = [
+                    _mm_cvtsi128_si32(packed),
+                    _mm_cvtsi128_si32(_mm_srli_si128::<4>(packed)),
+                    _mm_cvtsi128_si32(_mm_srli_si128::<8>(packed)),
+                    _mm_cvtsi128_si32(_mm_srli_si128::<12>(packed)),
+                ];
+                for (i, &result) in results.iter().enumerate() {
+                    let r = 4 * half + i;
+                    let at = (s - r) * BPP;
+                    let w = result & !keep | words[r] & keep;
+                    rows[r][at..at + 4].copy_from_slice(&w.to_le_bytes());
+                }
+            }
+            a = next;
+            c = b;
         }
-        *out = from_registers(a_lo, a_hi);
-        *prev_b = from_registers(c_lo, c_hi);
+        *out = from_registers(&a);
+        *prev_b = from_registers(&c);
+        end
     }
 }
 
@@ -738,7 +751,7 @@ pub(crate) mod tests {
         for case in 0..800 {
             let bpp = 1 + case % 4;
             let width = 1 + rng.below(23) as usize;
-            let height = 1 + rng.below(14) as usize;
+            let height = 1 + rng.below(21) as usize;
             let row_len = width * bpp + 1;
             let mut data: Vec<u8> = (0..row_len * height)
                 .map(|_| rng.below(256) as u8)
@@ -781,9 +794,10 @@ pub(crate) mod tests {
                         c
                     };
                     assert_eq!(paeth(a, b, c), want, "{a} {b} {c}");
-                    let lanes = |v: u8| [i16::from(v); 16];
+                    let lanes = |v: u8| [i16::from(v); 32];
                     assert_eq!(
-                        predict_lanes(&lanes(a), &lanes(b), &lanes(c), &[0; 16], [PAETH; 4])[5],
+                        predict_lanes::<4>(&lanes(a), &lanes(b), &lanes(c), &[0; 32], [PAETH; 8])
+                            [5],
                         i16::from(want)
                     );
                 }
