@@ -770,7 +770,7 @@ mod tests {
 
     #[test]
     fn pngs_hash_exactly_as_the_general_decode_does() {
-        use crate::dataset::png_rows::tests::{encode_png, samples};
+        use crate::dataset::png_rows::tests::{chunk, encode_png, samples};
         use png::{BitDepth, ColorType, Filter};
         let plte: Vec<u8> = (0..=255u8).flat_map(|i| [i, 255 - i, i / 3]).collect();
         let trns: Vec<u8> = (0..=255u8).map(|i| 255 - i / 2).collect();
@@ -833,11 +833,7 @@ mod tests {
         let with_long_trns = {
             // IHDR, then a tRNS of 12 entries for a palette of 10, then the rest.
             let mut out = plain[..33].to_vec();
-            let mut body = b"tRNS".to_vec();
-            body.extend_from_slice(&trns_long);
-            out.extend_from_slice(&(trns_long.len() as u32).to_be_bytes());
-            out.extend_from_slice(&body);
-            out.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
+            out.extend(chunk(b"tRNS", &trns_long));
             out.extend_from_slice(&plain[33..]);
             out
         };

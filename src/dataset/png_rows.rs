@@ -946,19 +946,34 @@ pub(crate) mod tests {
         panic!("no {kind:?} chunk");
     }
 
-    #[test]
-    fn leaves_what_it_does_not_read_to_the_general_decoder() {
-        use png::{BitDepth, ColorType, Filter};
+    /// A 40×30 RGB picture's pixels, and the PNG of them (Paeth rows).
+    fn small_rgb_png() -> (Vec<u8>, Vec<u8>) {
         let rgb = samples(3, 40, 30, 3);
-        let good = encode_png(
+        let png = encode_png(
             40,
             30,
-            ColorType::Rgb,
-            BitDepth::Eight,
-            Filter::Paeth,
+            png::ColorType::Rgb,
+            png::BitDepth::Eight,
+            png::Filter::Paeth,
             None,
             &rgb,
         );
+        (rgb, png)
+    }
+
+    /// One PNG chunk: length, kind, body and checksum.
+    pub(crate) fn chunk(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        let mut out = (body.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(kind);
+        out.extend_from_slice(body);
+        out.extend_from_slice(&crc32fast::hash(&out[4..]).to_be_bytes());
+        out
+    }
+
+    #[test]
+    fn leaves_what_it_does_not_read_to_the_general_decoder() {
+        use png::{BitDepth, ColorType, Filter};
+        let (rgb, good) = small_rgb_png();
         assert!(decode(&good).is_some());
         let wide: Vec<u8> = rgb.iter().flat_map(|&v| [v, v]).collect();
         let sixteen = encode_png(
@@ -1063,11 +1078,7 @@ pub(crate) mod tests {
     /// `png` with its image data replaced by `zlib` in one IDAT chunk.
     fn replace_idat(png: &[u8], zlib: &[u8]) -> Vec<u8> {
         let mut out = png[..33].to_vec(); // signature + IHDR
-        out.extend_from_slice(&(zlib.len() as u32).to_be_bytes());
-        let mut body = b"IDAT".to_vec();
-        body.extend_from_slice(zlib);
-        out.extend_from_slice(&body);
-        out.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
+        out.extend(chunk(b"IDAT", zlib));
         out.extend_from_slice(&png[png.len() - 12..]); // IEND
         out
     }
@@ -1076,17 +1087,7 @@ pub(crate) mod tests {
     fn a_stored_stream_with_known_filters_is_read() {
         // The same hand-made stream with valid filter types decodes, so the
         // refusal above is the filter byte's doing.
-        use png::{BitDepth, ColorType, Filter};
-        let rgb = samples(3, 40, 30, 3);
-        let good = encode_png(
-            40,
-            30,
-            ColorType::Rgb,
-            BitDepth::Eight,
-            Filter::Paeth,
-            None,
-            &rgb,
-        );
+        let (rgb, good) = small_rgb_png();
         let raw: Vec<u8> = rgb
             .chunks_exact(120)
             .flat_map(|row| std::iter::once(0u8).chain(row.iter().copied()))
