@@ -11,9 +11,6 @@
 //! brightness and contrast changes). A real crop matches almost perfectly
 //! once aligned; two pictures that merely share a background do not.
 
-use std::borrow::Cow;
-use std::sync::LazyLock;
-
 use super::phash::{THUMB_SIDE, Thumbnail};
 
 /// Side of the small thumbnail kept per picture (256 bytes).
@@ -129,39 +126,22 @@ impl Inner {
 /// Best match of `inner` (whole) inside some window of `outer` (both
 /// `side` × `side`); stops early once a window reaches `enough`.
 fn best_window(outer: &[f32], inner: &Inner, side: usize, enough: f32) -> f32 {
-    // The taps depend only on the side (16, or 8 for the first look).
-    static TAPS: LazyLock<[Vec<Vec<Tap>>; 2]> = LazyLock::new(|| {
-        [SMALL_SIDE, SMALL_SIDE / 2].map(|side| {
-            windows()
-                .iter()
-                .map(|&(s, o)| window_taps(side, s, o))
-                .collect()
-        })
-    });
-    let taps: Cow<[Vec<Tap>]> = if side == SMALL_SIDE {
-        Cow::Borrowed(&TAPS[0])
-    } else if side == SMALL_SIDE / 2 {
-        Cow::Borrowed(&TAPS[1])
-    } else {
-        Cow::Owned(
-            windows()
-                .iter()
-                .map(|&(s, o)| window_taps(side, s, o))
-                .collect(),
-        )
-    };
+    let taps: Vec<Vec<Tap>> = windows()
+        .iter()
+        .map(|&(s, o)| window_taps(side, s, o))
+        .collect();
     // Resample rows once per horizontal window, then columns per vertical one.
     let mut best = f32::MIN;
     let mut rows = vec![0f32; side * side];
     let mut window = vec![0f32; side * side];
-    for xs in taps.iter() {
+    for xs in &taps {
         for y in 0..side {
             let row = &outer[y * side..(y + 1) * side];
             for (x, &(i, j, w)) in xs.iter().enumerate() {
                 rows[y * side + x] = row[i] + (row[j] - row[i]) * w;
             }
         }
-        for ys in taps.iter() {
+        for ys in &taps {
             for (y, &(i, j, w)) in ys.iter().enumerate() {
                 let (top, bottom) = (
                     &rows[i * side..(i + 1) * side],
