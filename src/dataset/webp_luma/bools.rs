@@ -1,0 +1,212 @@
+//! VP8's boolean entropy decoder (RFC 6386 section 7), reading several
+//! bytes ahead into a 64-bit window instead of one byte per shift.
+
+/// One partition's bool decoder.
+///
+/// `value >> bits` is the RFC's 8-bit comparison window (always below
+/// `range`); the `bits` bits under it are read-ahead. Past the end of the
+/// partition zeros are shifted in, as every VP8 decoder does, and counted,
+/// so [`Bools::overran`] can tell a cut-off partition from a complete one.
+pub(super) struct Bools<'a> {
+    data: &'a [u8],
+    pos: usize,
+    value: u64,
+    bits: i32,
+    range: u32,
+    zeros: usize,
+}
+
+impl<'a> Bools<'a> {
+    pub(super) fn new(data: &'a [u8]) -> Self {
+        let mut bools = Bools {
+            data,
+            pos: 0,
+            value: 0,
+            bits: -8,
+            range: 255,
+            zeros: 0,
+        };
+        bools.refill();
+        bools
+    }
+
+    #[inline(never)]
+    fn refill(&mut self) {
+        while self.bits < 48 {
+            let byte = match self.data.get(self.pos) {
+                Some(&b) => {
+                    self.pos += 1;
+                    b
+                }
+                None => {
+                    self.zeros += 1;
+                    0
+                }
+            };
+            self.value = (self.value << 8) | u64::from(byte);
+            self.bits += 8;
+        }
+    }
+
+    /// One bool whose chance of being 0 is `prob` / 256.
+    #[inline(always)]
+    pub(super) fn read(&mut self, prob: u8) -> bool {
+        if self.bits < 0 {
+            self.refill();
+        }
+        let split = 1 + (((self.range - 1) * u32::from(prob)) >> 8);
+        let big_split = u64::from(split) << self.bits;
+        let one = self.value >= big_split;
+        if one {
+            self.range -= split;
+            self.value -= big_split;
+        } else {
+            self.range = split;
+        }
+        // Renormalise: shift until the range is back in 128..=255.
+        let shift = self.range.leading_zeros() as i32 - 24;
+        self.range <<= shift;
+        self.bits -= shift;
+        one
+    }
+
+    /// An unsigned number of `n` bits, high bit first, each at 1/2.
+    pub(super) fn literal(&mut self, n: u32) -> u32 {
+        (0..n).fold(0, |v, _| (v << 1) | u32::from(self.read(128)))
+    }
+
+    /// A magnitude of `n` bits followed by a sign bit.
+    pub(super) fn signed(&mut self, n: u32) -> i32 {
+        let magnitude = self.literal(n) as i32;
+        if self.read(128) {
+            -magnitude
+        } else {
+            magnitude
+        }
+    }
+
+    /// A flag, and when it is set, a signed value of `n` bits; else 0.
+    pub(super) fn optional_signed(&mut self, n: u32) -> i32 {
+        if self.read(128) { self.signed(n) } else { 0 }
+    }
+
+    /// Whether decoding used bytes past the end of the partition (beyond
+    /// the two a complete partition may leave the decoder short of).
+    pub(super) fn overran(&self) -> bool {
+        let ahead = (self.bits.max(0) / 8) as usize;
+        self.zeros > ahead + 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 6386's boolean encoder (section 7.3), the mirror of the decoder,
+    /// so the tests can write bools with known probabilities.
+    pub(crate) struct Encoder {
+        out: Vec<u8>,
+        range: u32,
+        bottom: u32,
+        bit_count: i32,
+    }
+
+    impl Encoder {
+        pub(crate) fn new() -> Self {
+            Encoder {
+                out: Vec::new(),
+                range: 255,
+                bottom: 0,
+                bit_count: 24,
+            }
+        }
+
+        fn carry(&mut self) {
+            for byte in self.out.iter_mut().rev() {
+                if *byte == 255 {
+                    *byte = 0;
+                } else {
+                    *byte += 1;
+                    break;
+                }
+            }
+        }
+
+        pub(crate) fn write(&mut self, prob: u8, bit: bool) {
+            let split = 1 + (((self.range - 1) * u32::from(prob)) >> 8);
+            if bit {
+                self.bottom = self.bottom.wrapping_add(split);
+                self.range -= split;
+            } else {
+                self.range = split;
+            }
+            while self.range < 128 {
+                self.range <<= 1;
+                if self.bottom & (1 << 31) != 0 {
+                    self.carry();
+                }
+                self.bottom <<= 1;
+                self.bit_count -= 1;
+                if self.bit_count == 0 {
+                    self.out.push((self.bottom >> 24) as u8);
+                    self.bottom &= (1 << 24) - 1;
+                    self.bit_count = 8;
+                }
+            }
+        }
+
+        pub(crate) fn finish(mut self) -> Vec<u8> {
+            let mut c = self.bit_count;
+            let mut v = self.bottom;
+            if v & (1 << (32 - c)) != 0 {
+                self.carry();
+            }
+            v <<= c & 7;
+            c >>= 3;
+            while c > 0 {
+                v <<= 8;
+                c -= 1;
+            }
+            for _ in 0..4 {
+                self.out.push((v >> 24) as u8);
+                v <<= 8;
+            }
+            self.out
+        }
+    }
+
+    #[test]
+    fn reads_back_what_the_encoder_wrote() {
+        let mut seed = 0x2545_f491_u32;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        let written: Vec<(u8, bool)> = (0..20_000)
+            .map(|_| {
+                let prob = (next() % 255 + 1) as u8;
+                // Bits drawn with roughly the stated odds, plus surprises.
+                let bit = (next() % 256) as u8 >= prob;
+                (prob, bit)
+            })
+            .collect();
+        let mut encoder = Encoder::new();
+        for &(prob, bit) in &written {
+            encoder.write(prob, bit);
+        }
+        let bytes = encoder.finish();
+        let mut bools = Bools::new(&bytes);
+        for (i, &(prob, bit)) in written.iter().enumerate() {
+            assert_eq!(bools.read(prob), bit, "bool {i}");
+        }
+        assert!(!bools.overran());
+        // The same stream cut short is noticed.
+        let mut cut = Bools::new(&bytes[..bytes.len() / 2]);
+        for &(prob, _) in &written {
+            cut.read(prob);
+        }
+        assert!(cut.overran());
+    }
+}
