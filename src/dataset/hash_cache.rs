@@ -26,7 +26,8 @@ pub const CACHE_FILE: &str = "picture-hashes.json";
 /// dropped instead of being compared with new ones. Version 3: JPEGs of 256
 /// px and more are hashed from their 8×8 block means (a bit or two away from
 /// a full decode's hashes).
-pub const ALGORITHM: &str = "dct8x8-median/area32-luma601/mirror/centre92/small16/jpegdc256/3";
+pub const ALGORITHM: &str =
+    "dct8x8-median/area32-luma601/mirror/centre92/small16/jpegdc256/webp-y/4";
 
 /// What is remembered about one picture file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

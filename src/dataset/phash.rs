@@ -23,6 +23,10 @@
 //!   filters eight rows at a time and gives the same pixels as the `png`
 //!   crate in 56 % of its time; the grey and the thumbnail come from those
 //!   rows directly, so hashes are identical to a full decode's.
+//! - **A lossy WebP is read by [`super::webp_luma`]**: VP8 stores grey (its
+//!   luma plane) apart from colour, so only the luma plane is rebuilt, without
+//!   the loop filter, the chroma planes or the colour conversion — a third of
+//!   the work of a full decode, hashes within a bit or two of it.
 //! - **The mirrored hash comes for free.** Mirroring a picture left–right
 //!   multiplies the DCT coefficient of every odd horizontal frequency by −1
 //!   (exactly, for DCT-II), so the hash of the mirrored picture is computed
@@ -41,6 +45,7 @@ use image::{DynamicImage, ImageFormat, ImageReader, Limits};
 use super::inspect::{self, DecodeFailure, MAX_PIXELS, MAX_SIDE};
 use super::jpeg_dc::{DcImage, DcLimits, DcReader, JpegColour};
 use super::png_rows::{self, PngColour, PngPixels};
+use super::webp_luma::{self, LumaLimits};
 
 /// Side of the grey thumbnail the hash is computed from.
 pub const THUMB_SIDE: usize = 32;
@@ -620,6 +625,11 @@ pub fn hash_file_bytes(bytes: &[u8], jpeg: JpegDecode) -> Result<HashedFile, Dec
     {
         return Ok(done);
     }
+    if format == ImageFormat::WebP
+        && let Some(done) = hash_webp_lossy(bytes)
+    {
+        return Ok(done);
+    }
     if format == ImageFormat::Jpeg {
         if jpeg == JpegDecode::DcOnly
             && let Some(done) = hash_jpeg_dc(bytes)
@@ -672,6 +682,26 @@ fn hash_png(bytes: &[u8]) -> Option<HashedFile> {
         width,
         height,
         inspect::format_name(ImageFormat::Png),
+    ))
+}
+
+/// The lossy WebP path: the grey straight from VP8's luma plane
+/// ([`super::webp_luma`]); `None` for lossless, alpha, animated or damaged
+/// files, and for sizes past the limits (the general decoder then explains).
+fn hash_webp_lossy(bytes: &[u8]) -> Option<HashedFile> {
+    let limits = LumaLimits {
+        max_side: MAX_SIDE,
+        max_pixels: MAX_PIXELS,
+    };
+    let luma = webp_luma::decode(bytes, limits)?;
+    let thumbnails = area_average(luma.width, luma.height, CENTRE_KEEP, |y, line| {
+        luma.grey_row(y, line)
+    });
+    Some(HashedFile::from_thumbnails(
+        &thumbnails,
+        luma.width as u32,
+        luma.height as u32,
+        inspect::format_name(ImageFormat::WebP),
     ))
 }
 
@@ -939,6 +969,81 @@ mod tests {
         let a = hash_image(&DynamicImage::ImageLuma8(grey.clone()));
         let b = hash_thumbnails(&thumbnails_of_grey(300, 200, grey.as_raw()));
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn lossy_webps_hash_as_their_full_decode_does() {
+        use crate::dataset::webp_luma::tests::{Lossy, encode_lossy, picture};
+        let mut worst = 0;
+        for (i, (w, h)) in [(512, 384), (301, 707), (1024, 256)]
+            .into_iter()
+            .enumerate()
+        {
+            let rgb = picture(w, h, 40 + i as u32);
+            let original = hash_image(&DynamicImage::ImageRgb8(
+                image::RgbImage::from_raw(w as u32, h as u32, rgb.clone()).unwrap(),
+            ));
+            for quality in [30.0, 75.0, 95.0] {
+                let settings = Lossy {
+                    quality,
+                    ..Lossy::default()
+                };
+                let file = encode_lossy(&rgb, w, h, settings);
+                let fast = hash_webp_lossy(&file).expect("a lossy WebP is read");
+                let full = image::load_from_memory(&file).unwrap();
+                let d = fast.hash.distance(&hash_image(&full));
+                assert!(d <= 2, "{w}x{h} q{quality}: {d} bits from the full decode");
+                // No farther from the picture it was made from than the full
+                // decode is.
+                let (ours, theirs) = (
+                    fast.hash.distance(&original),
+                    hash_image(&full).distance(&original),
+                );
+                assert!(ours <= theirs + 2, "{w}x{h} q{quality}: {ours} vs {theirs}");
+                let small_diff = fast
+                    .small
+                    .iter()
+                    .zip(crop_check_small(&full))
+                    .map(|(&a, b)| a.abs_diff(b))
+                    .max()
+                    .unwrap();
+                assert!(
+                    small_diff <= 4,
+                    "{w}x{h} q{quality}: crop thumbnail off by {small_diff}"
+                );
+                assert_eq!((fast.width, fast.height), (w as u32, h as u32));
+                assert_eq!(fast.format, "webp");
+                assert_eq!(hash_file_bytes(&file, JpegDecode::DcOnly).unwrap(), fast);
+                worst = worst.max(d);
+            }
+        }
+        eprintln!("lossy WebP: at most {worst} bits from the full decode");
+    }
+
+    #[test]
+    fn webps_the_luma_reader_cannot_read_still_hash() {
+        // Lossless (the only WebP `image` writes) goes to the general decoder.
+        let mut lossless = Vec::new();
+        DynamicImage::ImageRgb8(image::RgbImage::from_fn(64, 48, |x, y| {
+            image::Rgb([x as u8 * 3, y as u8 * 5, 90])
+        }))
+        .write_to(&mut Cursor::new(&mut lossless), ImageFormat::WebP)
+        .unwrap();
+        assert!(hash_webp_lossy(&lossless).is_none());
+        let general = hash_image(&image::load_from_memory(&lossless).unwrap());
+        assert_eq!(
+            hash_file_bytes(&lossless, JpegDecode::DcOnly).unwrap().hash,
+            general
+        );
+        // A cut-off lossy file is reported as damaged, not hashed from zeros.
+        use crate::dataset::webp_luma::tests::{Lossy, encode_lossy, picture};
+        let file = encode_lossy(&picture(200, 150, 3), 200, 150, Lossy::default());
+        let cut = &file[..file.len() * 2 / 3];
+        assert!(hash_webp_lossy(cut).is_none());
+        assert!(matches!(
+            hash_file_bytes(cut, JpegDecode::DcOnly),
+            Err(DecodeFailure::Corrupt(_))
+        ));
     }
 
     #[test]

@@ -94,12 +94,9 @@ fn vp8_chunk(file: &[u8]) -> Option<&[u8]> {
         let body = file.get(at + 8..at + 8 + size)?;
         match fourcc {
             b"VP8 " => return Some(body),
-            // Animation flag: frames live in ANMF chunks.
-            b"VP8X" if first => {
-                if body.first()? & 0x02 != 0 {
-                    return None;
-                }
-            }
+            // An extended header without the animation flag (animated
+            // files keep their frames in ANMF chunks).
+            b"VP8X" if first && body.first().is_some_and(|flags| flags & 0x02 == 0) => {}
             b"VP8L" | b"ALPH" | b"ANIM" | b"ANMF" => return None,
             _ if first => return None,
             _ => {}
@@ -623,8 +620,12 @@ fn read_block(
             };
             (v, 2)
         };
-        let signed = if bools.read(128) { -value } else { value };
-        out[ZIGZAG[i]] = signed * quant[usize::from(i > 0)];
+        // Branch-free sign: v or −v from a mask of the (random) sign bit.
+        let negative = -i32::from(bools.read_half());
+        let signed = (value ^ negative) - negative;
+        // Kept to 16 bits, as VP8 decoders store coefficients (only a
+        // damaged stream gets near).
+        out[ZIGZAG[i]] = (signed * quant[usize::from(i > 0)]).clamp(-32768, 32767);
         i += 1;
         if i == 16 {
             return true;
@@ -679,31 +680,33 @@ fn add_residue(plane: &mut [u8], at: usize, stride: usize, coeffs: &[i32; 16], h
         }
         return;
     }
-    const C1: i32 = 20091; // cos(π/8)·√2 − 1, in 1/65536
-    const S1: i32 = 35468; // sin(π/8)·√2, in 1/65536
+    // x·(cos(π/8)·√2 − 1) and x·sin(π/8)·√2, in 1/65536 (in 64 bits: a
+    // damaged stream can bring 16-bit coefficients past the 32-bit range).
+    let c1 = |x: i32| ((i64::from(x) * 20091) >> 16) as i32;
+    let s1 = |x: i32| ((i64::from(x) * 35468) >> 16) as i32;
     let mut tmp = [0i32; 16];
     for i in 0..4 {
         let (x0, x1, x2, x3) = (coeffs[i], coeffs[4 + i], coeffs[8 + i], coeffs[12 + i]);
         let a1 = x0 + x2;
         let b1 = x0 - x2;
-        let c1 = ((x1 * S1) >> 16) - (x3 + ((x3 * C1) >> 16));
-        let d1 = (x1 + ((x1 * C1) >> 16)) + ((x3 * S1) >> 16);
-        tmp[i] = a1 + d1;
-        tmp[12 + i] = a1 - d1;
-        tmp[4 + i] = b1 + c1;
-        tmp[8 + i] = b1 - c1;
+        let c = s1(x1) - (x3 + c1(x3));
+        let d = (x1 + c1(x1)) + s1(x3);
+        tmp[i] = a1 + d;
+        tmp[12 + i] = a1 - d;
+        tmp[4 + i] = b1 + c;
+        tmp[8 + i] = b1 - c;
     }
     for y in 0..4 {
         let (x0, x1, x2, x3) = (tmp[4 * y], tmp[4 * y + 1], tmp[4 * y + 2], tmp[4 * y + 3]);
         let a1 = x0 + x2;
         let b1 = x0 - x2;
-        let c1 = ((x1 * S1) >> 16) - (x3 + ((x3 * C1) >> 16));
-        let d1 = (x1 + ((x1 * C1) >> 16)) + ((x3 * S1) >> 16);
+        let c = s1(x1) - (x3 + c1(x3));
+        let d = (x1 + c1(x1)) + s1(x3);
         let row = &mut plane[at + y * stride..at + y * stride + 4];
-        add(&mut row[0], (a1 + d1 + 4) >> 3);
-        add(&mut row[3], (a1 - d1 + 4) >> 3);
-        add(&mut row[1], (b1 + c1 + 4) >> 3);
-        add(&mut row[2], (b1 - c1 + 4) >> 3);
+        add(&mut row[0], (a1 + d + 4) >> 3);
+        add(&mut row[3], (a1 - d + 4) >> 3);
+        add(&mut row[1], (b1 + c + 4) >> 3);
+        add(&mut row[2], (b1 - c + 4) >> 3);
     }
 }
 
@@ -1024,5 +1027,109 @@ pub(crate) mod tests {
             }
         }
         assert_eq!(cases, 24);
+    }
+
+    #[test]
+    fn damaged_files_get_an_answer_never_a_panic() {
+        let mut state = 0x9e37_79b9_u32;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as usize % n.max(1)
+        };
+        let files: Vec<Vec<u8>> = [(96, 64, 20.0, 0), (70, 90, 90.0, 3), (33, 17, 60.0, 1)]
+            .into_iter()
+            .map(|(w, h, quality, partitions)| {
+                let settings = Lossy {
+                    quality,
+                    partitions,
+                    ..Lossy::default()
+                };
+                encode_lossy(&picture(w, h, 9), w, h, settings)
+            })
+            .collect();
+        let (mut read, mut refused) = (0, 0);
+        for round in 0..3000 {
+            let mut file = files[round % files.len()].clone();
+            for _ in 0..1 + next(6) {
+                // Headers are small: hit them as often as the data.
+                let at = if next(2) == 0 {
+                    next(48)
+                } else {
+                    next(file.len())
+                };
+                if let Some(byte) = file.get_mut(at) {
+                    *byte = next(256) as u8;
+                }
+            }
+            if next(3) == 0 {
+                file.truncate(next(file.len()));
+            }
+            match decode(&file, ANY) {
+                Some(luma) => {
+                    let mut line = vec![0; luma.width];
+                    luma.grey_row(luma.height - 1, &mut line);
+                    read += 1;
+                }
+                None => refused += 1,
+            }
+        }
+        // Both outcomes happen: the damage reaches the decoder's insides.
+        assert!(
+            read > 300 && refused > 300,
+            "read {read}, refused {refused}"
+        );
+    }
+
+    #[test]
+    fn alpha_lossless_and_oversized_files_are_left_to_the_general_decoder() {
+        let rgb = picture(40, 30, 5);
+        let file = encode_lossy(&rgb, 40, 30, Lossy::default());
+        assert!(decode(&file, ANY).is_some());
+        // The size guard applies before anything is allocated.
+        let small = LumaLimits {
+            max_side: 39,
+            max_pixels: u64::MAX,
+        };
+        assert!(decode(&file, small).is_none());
+        let few = LumaLimits {
+            max_side: 100,
+            max_pixels: 40 * 30 - 1,
+        };
+        assert!(decode(&file, few).is_none());
+        // The same frame in an extended file with an alpha chunk, and with
+        // the animation flag.
+        let vp8 = &file[12..];
+        let extended = |flags: u8, alph: bool| {
+            let mut chunks = Vec::new();
+            chunks.extend_from_slice(b"VP8X");
+            chunks.extend_from_slice(&10u32.to_le_bytes());
+            chunks.extend_from_slice(&[flags, 0, 0, 0, 39, 0, 0, 29, 0, 0]);
+            if alph {
+                chunks.extend_from_slice(b"ALPH");
+                chunks.extend_from_slice(&2u32.to_le_bytes());
+                chunks.extend_from_slice(&[0, 0]);
+            }
+            chunks.extend_from_slice(vp8);
+            let mut out = b"RIFF".to_vec();
+            out.extend_from_slice(&(4 + chunks.len() as u32).to_le_bytes());
+            out.extend_from_slice(b"WEBP");
+            out.extend_from_slice(&chunks);
+            out
+        };
+        let plain = decode(&extended(0, false), ANY).expect("extended file without alpha");
+        assert_eq!((plain.width, plain.height), (40, 30));
+        assert!(decode(&extended(0x10, true), ANY).is_none());
+        assert!(decode(&extended(0x02, false), ANY).is_none());
+        // Lossless: `image` writes only lossless WebP.
+        let mut lossless = Vec::new();
+        image::DynamicImage::ImageRgb8(image::RgbImage::from_raw(40, 30, rgb).unwrap())
+            .write_to(
+                &mut std::io::Cursor::new(&mut lossless),
+                image::ImageFormat::WebP,
+            )
+            .unwrap();
+        assert!(decode(&lossless, ANY).is_none());
     }
 }

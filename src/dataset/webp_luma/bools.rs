@@ -26,12 +26,30 @@ impl<'a> Bools<'a> {
             range: 255,
             zeros: 0,
         };
-        bools.refill();
+        bools.refill_tail();
         bools
     }
 
-    #[inline(never)]
+    /// Reads the next bytes into the window: seven at once while there are
+    /// eight left, else one by one (zeros past the end).
+    #[inline(always)]
     fn refill(&mut self) {
+        if let Some(chunk) = self.data.get(self.pos..self.pos + 8) {
+            let mut next = [0u8; 8];
+            next.copy_from_slice(chunk);
+            // `bits` is -8..=-1 here, so the window holds at most 7 bits
+            // and 56 more fit.
+            self.value = (self.value << 56) | (u64::from_be_bytes(next) >> 8);
+            self.bits += 56;
+            self.pos += 7;
+        } else {
+            self.refill_tail();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn refill_tail(&mut self) {
         while self.bits < 48 {
             let byte = match self.data.get(self.pos) {
                 Some(&b) => {
@@ -55,14 +73,29 @@ impl<'a> Bools<'a> {
             self.refill();
         }
         let split = 1 + (((self.range - 1) * u32::from(prob)) >> 8);
+        self.decide(split)
+    }
+
+    /// One bool at even odds (sign bits): [`Bools::read`] with 128,
+    /// without the multiplication.
+    #[inline(always)]
+    pub(super) fn read_half(&mut self) -> bool {
+        if self.bits < 0 {
+            self.refill();
+        }
+        let split = (self.range + 1) >> 1;
+        self.decide(split)
+    }
+
+    #[inline(always)]
+    fn decide(&mut self, split: u32) -> bool {
         let big_split = u64::from(split) << self.bits;
         let one = self.value >= big_split;
-        if one {
-            self.range -= split;
-            self.value -= big_split;
-        } else {
-            self.range = split;
-        }
+        // Without branches: the outcome is as good as random, so a branch
+        // here would be mispredicted often (the caller's branch on it is
+        // unavoidable, this one is not).
+        self.value -= big_split & u64::from(one).wrapping_neg();
+        self.range = if one { self.range - split } else { split };
         // Renormalise: shift until the range is back in 128..=255.
         let shift = self.range.leading_zeros() as i32 - 24;
         self.range <<= shift;
@@ -72,7 +105,7 @@ impl<'a> Bools<'a> {
 
     /// An unsigned number of `n` bits, high bit first, each at 1/2.
     pub(super) fn literal(&mut self, n: u32) -> u32 {
-        (0..n).fold(0, |v, _| (v << 1) | u32::from(self.read(128)))
+        (0..n).fold(0, |v, _| (v << 1) | u32::from(self.read_half()))
     }
 
     /// A magnitude of `n` bits followed by a sign bit.
@@ -87,7 +120,7 @@ impl<'a> Bools<'a> {
 
     /// A flag, and when it is set, a signed value of `n` bits; else 0.
     pub(super) fn optional_signed(&mut self, n: u32) -> i32 {
-        if self.read(128) { self.signed(n) } else { 0 }
+        if self.read_half() { self.signed(n) } else { 0 }
     }
 
     /// Whether decoding used bytes past the end of the partition (beyond
@@ -186,7 +219,11 @@ mod tests {
         };
         let written: Vec<(u8, bool)> = (0..20_000)
             .map(|_| {
-                let prob = (next() % 255 + 1) as u8;
+                let prob = if next() % 4 == 0 {
+                    128
+                } else {
+                    (next() % 255 + 1) as u8
+                };
                 // Bits drawn with roughly the stated odds, plus surprises.
                 let bit = (next() % 256) as u8 >= prob;
                 (prob, bit)
@@ -199,7 +236,13 @@ mod tests {
         let bytes = encoder.finish();
         let mut bools = Bools::new(&bytes);
         for (i, &(prob, bit)) in written.iter().enumerate() {
-            assert_eq!(bools.read(prob), bit, "bool {i}");
+            // Even odds go through the shortcut every other time.
+            let read = if prob == 128 && i % 2 == 0 {
+                bools.read_half()
+            } else {
+                bools.read(prob)
+            };
+            assert_eq!(read, bit, "bool {i}");
         }
         assert!(!bools.overran());
         // The same stream cut short is noticed.
