@@ -583,6 +583,23 @@ fn read_block(
     quant: [i32; 2],
     out: &mut [i32; 16],
 ) -> bool {
+    // A local copy the compiler can keep in registers for the whole block
+    // (through the reference it stores and reloads them around every bool).
+    let mut local = *bools;
+    let any = read_tokens(&mut local, probs, ctx, first, quant, out);
+    *bools = local;
+    any
+}
+
+#[inline(always)]
+fn read_tokens(
+    bools: &mut Bools,
+    probs: &[[[u8; 11]; 3]; 8],
+    ctx: usize,
+    first: usize,
+    quant: [i32; 2],
+    out: &mut [i32; 16],
+) -> bool {
     let mut i = first;
     let mut p = &probs[BANDS[i]][ctx];
     if !bools.read(p[0]) {

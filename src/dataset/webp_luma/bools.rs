@@ -3,16 +3,18 @@
 
 /// One partition's bool decoder.
 ///
-/// `value >> bits` is the RFC's 8-bit comparison window (always below
-/// `range`); the `bits` bits under it are read-ahead. Past the end of the
+/// `value >> bits` is the RFC's 8-bit comparison window (always at most
+/// `range_m1`, the RFC's range minus one); the `bits` bits under it are
+/// read-ahead. Past the end of the
 /// partition zeros are shifted in, as every VP8 decoder does, and counted,
 /// so [`Bools::overran`] can tell a cut-off partition from a complete one.
+#[derive(Clone, Copy)]
 pub(super) struct Bools<'a> {
     data: &'a [u8],
     pos: usize,
     value: u64,
     bits: i32,
-    range: u32,
+    range_m1: u32,
     zeros: usize,
 }
 
@@ -23,7 +25,7 @@ impl<'a> Bools<'a> {
             pos: 0,
             value: 0,
             bits: -8,
-            range: 255,
+            range_m1: 254,
             zeros: 0,
         };
         bools.refill_tail();
@@ -47,23 +49,13 @@ impl<'a> Bools<'a> {
         }
     }
 
-    #[cold]
-    #[inline(never)]
+    /// The last bytes, one at a time. The state goes in and out by value:
+    /// a call that took `&mut self` would make the compiler keep the
+    /// decoder's state in memory around every bool, not in registers.
+    #[inline(always)]
     fn refill_tail(&mut self) {
-        while self.bits < 48 {
-            let byte = match self.data.get(self.pos) {
-                Some(&b) => {
-                    self.pos += 1;
-                    b
-                }
-                None => {
-                    self.zeros += 1;
-                    0
-                }
-            };
-            self.value = (self.value << 8) | u64::from(byte);
-            self.bits += 8;
-        }
+        (self.pos, self.value, self.bits, self.zeros) =
+            refill_bytewise(self.data, self.pos, self.value, self.bits, self.zeros);
     }
 
     /// One bool whose chance of being 0 is `prob` / 256.
@@ -72,8 +64,7 @@ impl<'a> Bools<'a> {
         if self.bits < 0 {
             self.refill();
         }
-        let split = 1 + (((self.range - 1) * u32::from(prob)) >> 8);
-        self.decide(split)
+        self.decide((self.range_m1 * u32::from(prob)) >> 8)
     }
 
     /// One bool at even odds (sign bits): [`Bools::read`] with 128,
@@ -83,22 +74,30 @@ impl<'a> Bools<'a> {
         if self.bits < 0 {
             self.refill();
         }
-        let split = (self.range + 1) >> 1;
-        self.decide(split)
+        self.decide(self.range_m1 >> 1)
     }
 
+    /// The RFC's step with `split_m1` = split − 1: a 1 when the window
+    /// reaches the split.
     #[inline(always)]
-    fn decide(&mut self, split: u32) -> bool {
-        let big_split = u64::from(split) << self.bits;
-        let one = self.value >= big_split;
+    fn decide(&mut self, split_m1: u32) -> bool {
+        // The window is cut from `value` while the split is being worked
+        // out, and compared in 32 bits.
+        let window = (self.value >> self.bits) as u32;
+        let one = window > split_m1;
         // Without branches: the outcome is as good as random, so a branch
         // here would be mispredicted often (the caller's branch on it is
         // unavoidable, this one is not).
-        self.value -= big_split & u64::from(one).wrapping_neg();
-        self.range = if one { self.range - split } else { split };
+        let taken = u64::from(split_m1 + 1) << self.bits;
+        self.value -= taken & u64::from(one).wrapping_neg();
+        let range = if one {
+            self.range_m1 - split_m1
+        } else {
+            split_m1 + 1
+        };
         // Renormalise: shift until the range is back in 128..=255.
-        let shift = self.range.leading_zeros() as i32 - 24;
-        self.range <<= shift;
+        let shift = range.leading_zeros() as i32 - 24;
+        self.range_m1 = (range << shift) - 1;
         self.bits -= shift;
         one
     }
@@ -129,6 +128,32 @@ impl<'a> Bools<'a> {
         let ahead = (self.bits.max(0) / 8) as usize;
         self.zeros > ahead + 2
     }
+}
+
+#[cold]
+#[inline(never)]
+fn refill_bytewise(
+    data: &[u8],
+    mut pos: usize,
+    mut value: u64,
+    mut bits: i32,
+    mut zeros: usize,
+) -> (usize, u64, i32, usize) {
+    while bits < 48 {
+        let byte = match data.get(pos) {
+            Some(&b) => {
+                pos += 1;
+                b
+            }
+            None => {
+                zeros += 1;
+                0
+            }
+        };
+        value = (value << 8) | u64::from(byte);
+        bits += 8;
+    }
+    (pos, value, bits, zeros)
 }
 
 #[cfg(test)]

@@ -1,0 +1,134 @@
+//! How fast lossy WebPs are hashed: our VP8 luma reader against a full decode
+//! through the `image` crate (what hashing a WebP cost before) and through
+//! libwebp itself, measured in the same run on the same files.
+//!
+//! `cargo bench --bench lossy_webp` (add `-- --count N` for another number
+//! of pictures per set). Under `cargo test` it runs a few small pictures,
+//! to show it still works.
+
+use std::time::Instant;
+
+use ategnatos::dataset::dedup_bench::base_picture;
+use ategnatos::dataset::phash::{JpegDecode, PictureHash, hash_file_bytes, hash_image};
+use ategnatos::dataset::synth::Rng;
+use image::{DynamicImage, RgbImage};
+use libwebp_sys as webp;
+
+/// libwebp's one-call encoder at `quality`.
+fn encode(img: &RgbImage, quality: f32) -> Vec<u8> {
+    let (w, h) = (img.width() as i32, img.height() as i32);
+    let mut out = std::ptr::null_mut();
+    // SAFETY: the pixels are w × h × 3 bytes with stride 3w; libwebp
+    // allocates the output, which is copied and then freed.
+    unsafe {
+        let size = webp::WebPEncodeRGB(img.as_raw().as_ptr(), w, h, 3 * w, quality, &mut out);
+        assert!(size > 0 && !out.is_null(), "libwebp could not encode");
+        let bytes = std::slice::from_raw_parts(out, size).to_vec();
+        webp::WebPFree(out.cast());
+        bytes
+    }
+}
+
+/// libwebp's full RGB decode, hashed the way every decoded picture is.
+fn libwebp_hash(file: &[u8]) -> PictureHash {
+    let (mut w, mut h) = (0, 0);
+    // SAFETY: libwebp returns w × h × 3 bytes (or null), copied then freed.
+    unsafe {
+        let rgb = webp::WebPDecodeRGB(file.as_ptr(), file.len(), &mut w, &mut h);
+        assert!(!rgb.is_null(), "libwebp could not decode");
+        let pixels = std::slice::from_raw_parts(rgb, (w * h * 3) as usize).to_vec();
+        webp::WebPFree(rgb.cast());
+        hash_image(&DynamicImage::ImageRgb8(
+            RgbImage::from_raw(w as u32, h as u32, pixels).expect("sizes agree"),
+        ))
+    }
+}
+
+/// Milliseconds per file of `hash` over `files`, best of three passes.
+fn per_file(files: &[Vec<u8>], mut hash: impl FnMut(&[u8]) -> PictureHash) -> f64 {
+    (0..3)
+        .map(|_| {
+            let start = Instant::now();
+            for file in files {
+                std::hint::black_box(hash(file));
+            }
+            start.elapsed().as_secs_f64() * 1000.0 / files.len() as f64
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let benching = args.iter().any(|a| a == "--bench");
+    let count = args
+        .iter()
+        .position(|a| a == "--count")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(if benching { 100 } else { 3 });
+    let sizes: &[u32] = if benching { &[512, 1024] } else { &[96] };
+    println!(
+        "Lossy WebP hashing, one thread, {count} pictures per set, libwebp quality 90\n\
+         {:<8} {:>5} {:>8} {:>11} {:>9} {:>7} {:>13} {:>10} {:>17}",
+        "pictures",
+        "px",
+        "KB/file",
+        "image-webp",
+        "libwebp",
+        "ours",
+        "× image-webp",
+        "× libwebp",
+        "bits off (max/mean)"
+    );
+    for &size in sizes {
+        for grain in [0u32, 24] {
+            let files: Vec<Vec<u8>> = (0..count)
+                .map(|i| {
+                    let mut img = base_picture(1000 + i as u64, size);
+                    if grain > 0 {
+                        // Film-grain-like noise: many more tokens per block.
+                        let mut rng = Rng::new(i as u64);
+                        for px in img.pixels_mut() {
+                            for c in &mut px.0 {
+                                let n = rng.below(2 * grain + 1) as i32 - grain as i32;
+                                *c = (i32::from(*c) + n).clamp(0, 255) as u8;
+                            }
+                        }
+                    }
+                    encode(&img, 90.0)
+                })
+                .collect();
+            let ours = |f: &[u8]| {
+                hash_file_bytes(f, JpegDecode::DcOnly)
+                    .expect("our reader reads it")
+                    .hash
+            };
+            let through_image =
+                |f: &[u8]| hash_image(&image::load_from_memory(f).expect("image decodes it"));
+            let off: Vec<u32> = files
+                .iter()
+                .map(|f| ours(f).distance(&through_image(f)))
+                .collect();
+            let t_image = per_file(&files, through_image);
+            let t_libwebp = per_file(&files, libwebp_hash);
+            let t_ours = per_file(&files, ours);
+            let kb = files.iter().map(Vec::len).sum::<usize>() as f64 / 1024.0 / count as f64;
+            println!(
+                "{:<8} {:>5} {:>8.0} {:>8.2} ms {:>6.2} ms {:>4.2} ms {:>12.1}× {:>9.1}× {:>9} / {:.2}",
+                if grain > 0 { "grainy" } else { "drawn" },
+                size,
+                kb,
+                t_image,
+                t_libwebp,
+                t_ours,
+                t_image / t_ours,
+                t_libwebp / t_ours,
+                off.iter().max().unwrap_or(&0),
+                off.iter().sum::<u32>() as f64 / count as f64,
+            );
+            assert!(
+                off.iter().all(|&d| d <= 4),
+                "a hash is far from the full decode's: {off:?}"
+            );
+        }
+    }
+}
