@@ -40,6 +40,7 @@ pub mod structure;
 pub mod synth;
 pub mod trigger;
 pub mod walk;
+pub mod webp_lossless;
 pub mod webp_luma;
 
 pub use audit::{AuditError, AuditOptions, AuditReport, audit_dataset};

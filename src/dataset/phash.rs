@@ -45,6 +45,7 @@ use image::{DynamicImage, ImageFormat, ImageReader, Limits};
 use super::inspect::{self, DecodeFailure, MAX_PIXELS, MAX_SIDE};
 use super::jpeg_dc::{DcImage, DcLimits, DcReader, JpegColour};
 use super::png_rows::{self, PngColour, PngPixels};
+use super::webp_lossless;
 use super::webp_luma::{self, LumaLimits};
 
 /// Side of the grey thumbnail the hash is computed from.
@@ -626,7 +627,7 @@ pub fn hash_file_bytes(bytes: &[u8], jpeg: JpegDecode) -> Result<HashedFile, Dec
         return Ok(done);
     }
     if format == ImageFormat::WebP
-        && let Some(done) = hash_webp_lossy(bytes)
+        && let Some(done) = hash_webp_lossy(bytes).or_else(|| hash_webp_lossless(bytes))
     {
         return Ok(done);
     }
@@ -701,6 +702,44 @@ fn hash_webp_lossy(bytes: &[u8]) -> Option<HashedFile> {
         &thumbnails,
         luma.width as u32,
         luma.height as u32,
+        inspect::format_name(ImageFormat::WebP),
+    ))
+}
+
+/// The lossless WebP path ([`super::webp_lossless`]): the same pixels as
+/// the general decoder, so the same hash; `None` when the file needs it.
+fn hash_webp_lossless(bytes: &[u8]) -> Option<HashedFile> {
+    let fits = |w: u32, h: u32| {
+        w <= MAX_SIDE && h <= MAX_SIDE && u64::from(w) * u64::from(h) <= MAX_PIXELS
+    };
+    let picture = webp_lossless::decode(bytes, fits)?;
+    let (w, h) = (picture.width, picture.height);
+    // Without the header's alpha flag decoders give RGB, alpha ignored.
+    let (samples, channels) = if picture.has_alpha {
+        (Samples::Rgba, 4)
+    } else {
+        (Samples::Rgb, 3)
+    };
+    let mut bytes_row = vec![0u8; w * channels];
+    let thumbnails = area_average(w, h, CENTRE_KEEP, |y, line| {
+        for (out, &px) in bytes_row
+            .chunks_exact_mut(channels)
+            .zip(&picture.argb[y * w..(y + 1) * w])
+        {
+            let rgba = [
+                (px >> 16) as u8,
+                (px >> 8) as u8,
+                px as u8,
+                (px >> 24) as u8,
+            ];
+            out.copy_from_slice(&rgba[..channels]);
+        }
+        grey_line(samples, &bytes_row, line);
+    });
+    Some(HashedFile::from_thumbnails(
+        &thumbnails,
+        w as u32,
+        h as u32,
         inspect::format_name(ImageFormat::WebP),
     ))
 }
@@ -1018,6 +1057,48 @@ mod tests {
             }
         }
         eprintln!("lossy WebP: at most {worst} bits from the full decode");
+    }
+
+    #[test]
+    fn lossless_webps_hash_exactly_as_the_general_decode_does() {
+        use crate::dataset::webp_luma::tests::{encode_libwebp, picture};
+        for (i, (w, h)) in [(256, 192), (97, 301)].into_iter().enumerate() {
+            let rgb = picture(w, h, 60 + i as u32);
+            // Written by `image` (image-webp's encoder) and by libwebp, with
+            // and without alpha.
+            let mut by_image = Vec::new();
+            DynamicImage::ImageRgb8(
+                image::RgbImage::from_raw(w as u32, h as u32, rgb.clone()).unwrap(),
+            )
+            .write_to(&mut Cursor::new(&mut by_image), ImageFormat::WebP)
+            .unwrap();
+            let rgba: Vec<u8> = rgb
+                .chunks_exact(3)
+                .enumerate()
+                .flat_map(|(k, p)| [p[0], p[1], p[2], (k % 251) as u8])
+                .collect();
+            let opaque: Vec<u8> = rgb
+                .chunks_exact(3)
+                .flat_map(|p| [p[0], p[1], p[2], 255])
+                .collect();
+            let by_libwebp = |pixels: &[u8]| {
+                encode_libwebp(pixels, 4, w, h, 75.0, |config| {
+                    config.lossless = 1;
+                    config.exact = 1;
+                })
+            };
+            for (what, file) in [
+                ("image", by_image),
+                ("libwebp, alpha", by_libwebp(&rgba)),
+                ("libwebp, opaque", by_libwebp(&opaque)),
+            ] {
+                let fast = hash_webp_lossless(&file).unwrap_or_else(|| panic!("{what}: read"));
+                let general = image::load_from_memory(&file).unwrap();
+                assert_eq!(fast.hash, hash_image(&general), "{what} {w}x{h}");
+                assert_eq!(fast.small, crop_check_small(&general), "{what} {w}x{h}");
+                assert_eq!(hash_file_bytes(&file, JpegDecode::DcOnly).unwrap(), fast);
+            }
+        }
     }
 
     #[test]

@@ -915,25 +915,46 @@ pub(crate) mod tests {
         height: usize,
         settings: Lossy,
     ) -> Vec<u8> {
-        let mut config = webp::WebPConfig::new_with_preset(
-            webp::WebPPreset::WEBP_PRESET_DEFAULT,
-            settings.quality,
-        )
-        .expect("libwebp config");
-        config.method = settings.method;
-        config.filter_strength = settings.filter_strength;
-        config.segments = settings.segments;
-        config.partitions = settings.partitions;
-        config.sns_strength = settings.sns;
+        encode_libwebp(rgb, 3, width, height, settings.quality, |config| {
+            config.method = settings.method;
+            config.filter_strength = settings.filter_strength;
+            config.segments = settings.segments;
+            config.partitions = settings.partitions;
+            config.sns_strength = settings.sns;
+        })
+    }
+
+    /// Encodes RGB (`channels` 3) or RGBA (4) pixels with libwebp, the
+    /// reference encoder (built from source for the tests only), with the
+    /// default settings at `quality` changed by `configure`.
+    pub(crate) fn encode_libwebp(
+        pixels: &[u8],
+        channels: usize,
+        width: usize,
+        height: usize,
+        quality: f32,
+        configure: impl FnOnce(&mut webp::WebPConfig),
+    ) -> Vec<u8> {
+        let mut config =
+            webp::WebPConfig::new_with_preset(webp::WebPPreset::WEBP_PRESET_DEFAULT, quality)
+                .expect("libwebp config");
+        configure(&mut config);
         let mut picture = webp::WebPPicture::new().expect("libwebp picture");
         picture.width = width as i32;
         picture.height = height as i32;
+        picture.use_argb = config.lossless;
+        let stride = (channels * width) as i32;
         // SAFETY: the picture, writer and pixels outlive every call; libwebp
         // copies the pixels on import and the writer owns its buffer until
         // it is copied out and cleared.
         unsafe {
-            assert!(webp::WebPValidateConfig(&config) != 0, "{settings:?}");
-            assert!(webp::WebPPictureImportRGB(&mut picture, rgb.as_ptr(), 3 * width as i32) != 0);
+            assert!(webp::WebPValidateConfig(&config) != 0, "invalid settings");
+            let imported = if channels == 4 {
+                webp::WebPPictureImportRGBA(&mut picture, pixels.as_ptr(), stride)
+            } else {
+                webp::WebPPictureImportRGB(&mut picture, pixels.as_ptr(), stride)
+            };
+            assert!(imported != 0);
             let mut writer = std::mem::MaybeUninit::<webp::WebPMemoryWriter>::uninit();
             webp::WebPMemoryWriterInit(writer.as_mut_ptr());
             let mut writer = writer.assume_init();
@@ -941,7 +962,7 @@ pub(crate) mod tests {
             picture.custom_ptr = (&mut writer as *mut webp::WebPMemoryWriter).cast();
             let ok = webp::WebPEncode(&config, &mut picture);
             webp::WebPPictureFree(&mut picture);
-            assert!(ok != 0, "libwebp could not encode {settings:?}");
+            assert!(ok != 0, "libwebp could not encode");
             let bytes = std::slice::from_raw_parts(writer.mem, writer.size).to_vec();
             webp::WebPMemoryWriterClear(&mut writer);
             bytes
