@@ -715,26 +715,16 @@ fn hash_webp_lossless(bytes: &[u8]) -> Option<HashedFile> {
     let picture = webp_lossless::decode(bytes, fits)?;
     let (w, h) = (picture.width, picture.height);
     // Without the header's alpha flag decoders give RGB, alpha ignored.
-    let (samples, channels) = if picture.has_alpha {
-        (Samples::Rgba, 4)
-    } else {
-        (Samples::Rgb, 3)
-    };
-    let mut bytes_row = vec![0u8; w * channels];
+    let alpha = picture.has_alpha;
     let thumbnails = area_average(w, h, CENTRE_KEEP, |y, line| {
-        for (out, &px) in bytes_row
-            .chunks_exact_mut(channels)
-            .zip(&picture.argb[y * w..(y + 1) * w])
-        {
-            let rgba = [
-                (px >> 16) as u8,
-                (px >> 8) as u8,
-                px as u8,
-                (px >> 24) as u8,
-            ];
-            out.copy_from_slice(&rgba[..channels]);
+        for (out, &px) in line.iter_mut().zip(&picture.argb[y * w..(y + 1) * w]) {
+            let grey = luma((px >> 16) as u8, (px >> 8) as u8, px as u8);
+            *out = if alpha {
+                over_white(grey, (px >> 24) as u8)
+            } else {
+                grey
+            };
         }
-        grey_line(samples, &bytes_row, line);
     });
     Some(HashedFile::from_thumbnails(
         &thumbnails,

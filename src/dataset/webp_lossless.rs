@@ -201,7 +201,7 @@ fn per_channel(a: u32, b: u32, c: u32, f: impl Fn(i32, i32, i32) -> i32) -> u32 
     })
 }
 
-fn select(left: u32, top: u32, top_left: u32) -> u32 {
+fn select(left: u32, top: u32, _top_right: u32, top_left: u32) -> u32 {
     // Manhattan distances of the gradient estimate L + T − TL to L and to
     // T; the nearer wins, T on a tie.
     let (mut to_left, mut to_top) = (0, 0);
@@ -211,29 +211,6 @@ fn select(left: u32, top: u32, top_left: u32) -> u32 {
         to_top += (estimate - channel(top, shift)).abs();
     }
     if to_left < to_top { left } else { top }
-}
-
-fn predict(mode: u32, left: u32, top: u32, top_right: u32, top_left: u32) -> u32 {
-    match mode {
-        1 => left,
-        2 => top,
-        3 => top_right,
-        4 => top_left,
-        5 => average(average(left, top_right), top),
-        6 => average(left, top_left),
-        7 => average(left, top),
-        8 => average(top_left, top),
-        9 => average(top, top_right),
-        10 => average(average(left, top_left), average(top, top_right)),
-        11 => select(left, top, top_left),
-        12 => per_channel(left, top, top_left, |l, t, tl| l + t - tl),
-        13 => {
-            let avg = average(left, top);
-            per_channel(avg, top_left, 0, |a, tl, _| a + (a - tl) / 2)
-        }
-        // 0, and the unused 14 and 15.
-        _ => 0xff00_0000,
-    }
 }
 
 fn undo_predictor(argb: &mut [u32], width: usize, height: usize, size_bits: u32, modes: &[u32]) {
@@ -249,38 +226,82 @@ fn undo_predictor(argb: &mut [u32], width: usize, height: usize, size_bits: u32,
         let row = y * width;
         argb[row] = add_pixels(argb[row], argb[row - width]);
         let mode_row = &modes[(y >> size_bits) * tiles..];
-        for x in 1..width {
-            let i = row + x;
-            let mode = (mode_row[x >> size_bits] >> 8) & 0xf;
-            // The top-right of the last column is the first pixel of this
-            // row, which is what the flat index gives.
-            let p = predict(
-                mode,
-                argb[i - 1],
-                argb[i - width],
-                argb[i - width + 1],
-                argb[i - width - 1],
-            );
-            argb[i] = add_pixels(argb[i], p);
+        let mut x = 1;
+        while x < width {
+            // One tile's run of the row: one mode, so the choice is made
+            // once per run and each mode gets its own loop.
+            let end = (((x >> size_bits) + 1) << size_bits).min(width);
+            let (from, to) = (row + x, row + end);
+            match (mode_row[x >> size_bits] >> 8) & 0xf {
+                1 => predict_run(argb, from, to, width, |l, _, _, _| l),
+                2 => predict_run(argb, from, to, width, |_, t, _, _| t),
+                3 => predict_run(argb, from, to, width, |_, _, tr, _| tr),
+                4 => predict_run(argb, from, to, width, |_, _, _, tl| tl),
+                5 => predict_run(argb, from, to, width, |l, t, tr, _| {
+                    average(average(l, tr), t)
+                }),
+                6 => predict_run(argb, from, to, width, |l, _, _, tl| average(l, tl)),
+                7 => predict_run(argb, from, to, width, |l, t, _, _| average(l, t)),
+                8 => predict_run(argb, from, to, width, |_, t, _, tl| average(tl, t)),
+                9 => predict_run(argb, from, to, width, |_, t, tr, _| average(t, tr)),
+                10 => predict_run(argb, from, to, width, |l, t, tr, tl| {
+                    average(average(l, tl), average(t, tr))
+                }),
+                11 => predict_run(argb, from, to, width, select),
+                12 => predict_run(argb, from, to, width, |l, t, _, tl| {
+                    per_channel(l, t, tl, |l, t, tl| l + t - tl)
+                }),
+                13 => predict_run(argb, from, to, width, |l, t, _, tl| {
+                    per_channel(average(l, t), tl, 0, |a, tl, _| a + (a - tl) / 2)
+                }),
+                _ => predict_run(argb, from, to, width, |_, _, _, _| 0xff00_0000),
+            }
+            x = end;
         }
+    }
+}
+
+/// Undoes the prediction of pixels `from..to` of one row (not the first
+/// row or column) with `predict(left, top, top_right, top_left)`.
+#[inline(always)]
+fn predict_run(
+    argb: &mut [u32],
+    from: usize,
+    to: usize,
+    width: usize,
+    predict: impl Fn(u32, u32, u32, u32) -> u32,
+) {
+    for i in from..to {
+        // The top-right of the last column is the first pixel of this row,
+        // which is what the flat index gives.
+        let p = predict(
+            argb[i - 1],
+            argb[i - width],
+            argb[i - width + 1],
+            argb[i - width - 1],
+        );
+        argb[i] = add_pixels(argb[i], p);
     }
 }
 
 fn undo_cross_colour(argb: &mut [u32], width: usize, size_bits: u32, elements: &[u32]) {
     let tiles = width.div_ceil(1 << size_bits);
-    let delta = |t: u32, c: u32| ((t as u8 as i8 as i32) * (c as u8 as i8 as i32)) >> 5;
+    let signed = |v: u32| i32::from(v as u8 as i8);
     for (y, row) in argb.chunks_exact_mut(width).enumerate() {
         let element_row = &elements[(y >> size_bits) * tiles..];
-        for (x, px) in row.iter_mut().enumerate() {
-            let e = element_row[x >> size_bits];
+        for (tile, run) in row.chunks_mut(1 << size_bits).enumerate() {
+            let e = element_row[tile];
             let (green_to_red, green_to_blue, red_to_blue) =
-                (e & 0xff, (e >> 8) & 0xff, (e >> 16) & 0xff);
-            let green = (*px >> 8) & 0xff;
-            let red = ((((*px >> 16) & 0xff) as i32 + delta(green_to_red, green)) & 0xff) as u32;
-            let blue =
-                ((*px & 0xff) as i32 + delta(green_to_blue, green) + delta(red_to_blue, red))
+                (signed(e), signed(e >> 8), signed(e >> 16));
+            for px in run {
+                let green = signed(*px >> 8);
+                let red = ((*px >> 16) as i32 + ((green_to_red * green) >> 5)) & 0xff;
+                let blue = (*px as i32
+                    + ((green_to_blue * green) >> 5)
+                    + ((red_to_blue * i32::from(red as u8 as i8)) >> 5))
                     & 0xff;
-            *px = (*px & 0xff00_ff00) | (red << 16) | blue as u32;
+                *px = (*px & 0xff00_ff00) | (red as u32) << 16 | blue as u32;
+            }
         }
     }
 }
@@ -310,6 +331,7 @@ fn undo_colour_indexing(
 
 /// Length and distance prefix codes: the value for `prefix` (plus extra
 /// bits).
+#[inline(always)]
 fn prefix_value(bits: &mut Bits, prefix: u32) -> Option<usize> {
     if prefix < 4 {
         return Some(prefix as usize + 1);
@@ -450,6 +472,8 @@ const DISTANCES: [(i8, u8); 120] = [
 /// alpha, distance.
 struct Group {
     codes: [Huffman; 5],
+    /// The alpha value when the alpha code has a single symbol.
+    alpha: Option<u32>,
 }
 
 fn read_group(bits: &mut Bits, cache_size: usize) -> Option<Group> {
@@ -459,9 +483,9 @@ fn read_group(bits: &mut Bits, cache_size: usize) -> Option<Group> {
         *code = Some(read_code(bits, size)?);
     }
     let [g, r, b, a, d] = codes;
-    Some(Group {
-        codes: [g?, r?, b?, a?, d?],
-    })
+    let codes = [g?, r?, b?, a?, d?];
+    let alpha = codes[3].single;
+    Some(Group { codes, alpha })
 }
 
 /// Reads an entropy-coded image of `xsize` × `ysize` pixels; only the main
@@ -517,25 +541,32 @@ fn read_image(bits: &mut Bits, xsize: usize, ysize: usize, main: bool) -> Option
     // Pixels up to `cached` have been put in the colour cache.
     let mut cached = 0usize;
     let mut i = 0usize;
+    // A local copy of the reader, which the compiler keeps in registers
+    // (through the reference it would store and reload it for every code).
+    let mut b = *bits;
     while i < total {
         if meta_bits > 0 && x & ((1 << meta_bits) - 1) == 0 {
             group = &groups[group_at(x, y)];
         }
-        bits.refill();
-        let green = group.codes[0].decode(bits);
+        b.refill();
+        let green = group.codes[0].decode(&mut b);
         if green < 256 {
-            let red = group.codes[1].decode(bits);
-            bits.refill();
-            let blue = group.codes[2].decode(bits);
-            let alpha = group.codes[3].decode(bits);
+            let red = group.codes[1].decode(&mut b);
+            b.refill();
+            let blue = group.codes[2].decode(&mut b);
+            // Opaque pictures: one alpha value, nothing to read.
+            let alpha = match group.alpha {
+                Some(alpha) => alpha,
+                None => group.codes[3].decode(&mut b),
+            };
             out[i] = (alpha << 24) | (red << 16) | (green << 8) | blue;
             i += 1;
             x += 1;
         } else if green < 256 + 24 {
-            let length = prefix_value(bits, green - 256)?;
-            bits.refill();
-            let distance_prefix = group.codes[4].decode(bits);
-            let distance_code = prefix_value(bits, distance_prefix)?;
+            let length = prefix_value(&mut b, green - 256)?;
+            b.refill();
+            let distance_prefix = group.codes[4].decode(&mut b);
+            let distance_code = prefix_value(&mut b, distance_prefix)?;
             let distance = if distance_code > 120 {
                 distance_code - 120
             } else {
@@ -576,11 +607,13 @@ fn read_image(bits: &mut Bits, xsize: usize, ysize: usize, main: bool) -> Option
             if meta_bits > 0 && y < ysize {
                 group = &groups[group_at(x, y)];
             }
-        }
-        if bits.overran() {
-            return None;
+            // Past the end only zeros come; checked once a row.
+            if b.overran() {
+                return None;
+            }
         }
     }
+    *bits = b;
     Some(out)
 }
 
@@ -658,6 +691,8 @@ const ROOT_BITS: u32 = 8;
 /// the low bits.
 struct Huffman {
     table: Vec<u32>,
+    /// The symbol of a one-symbol code (read with no bits).
+    single: Option<u32>,
 }
 
 const LINK: u32 = 1 << 15;
@@ -679,6 +714,7 @@ impl Huffman {
             let symbol = lengths.iter().position(|&l| l != 0)? as u32;
             return Some(Huffman {
                 table: vec![symbol << 16; 1 << ROOT_BITS],
+                single: Some(symbol),
             });
         }
         // Kraft sum must be exactly 1.
@@ -741,7 +777,10 @@ impl Huffman {
                 }
             }
         }
-        Some(Huffman { table })
+        Some(Huffman {
+            table,
+            single: None,
+        })
     }
 
     /// Decodes one symbol; the caller has refilled (15 bits available).
@@ -762,6 +801,7 @@ impl Huffman {
 }
 
 /// Least-significant-bit-first reader with a 64-bit buffer.
+#[derive(Clone, Copy)]
 struct Bits<'a> {
     data: &'a [u8],
     /// Next byte to load; may run past the end (zeros are loaded there).
@@ -814,6 +854,7 @@ impl<'a> Bits<'a> {
     }
 
     /// Reads `n` ≤ 24 bits.
+    #[inline(always)]
     fn read(&mut self, n: u32) -> u32 {
         self.refill();
         let v = (self.buffer & ((1u64 << n) - 1)) as u32;

@@ -1,27 +1,50 @@
-//! How fast lossy WebPs are hashed: our VP8 luma reader against a full decode
-//! through the `image` crate (what hashing a WebP cost before) and through
-//! libwebp itself, measured in the same run on the same files.
+//! How fast WebPs are hashed: our readers (VP8 luma for lossy, our VP8L
+//! decoder for lossless) against a full decode through the `image` crate
+//! (what hashing a WebP cost before) and through libwebp itself, measured in
+//! the same run on the same files.
 //!
-//! `cargo bench --bench lossy_webp` (add `-- --count N` for another number
-//! of pictures per set). Under `cargo test` it runs a few small pictures,
-//! to show it still works.
+//! `cargo bench --bench webp` (add `-- --count N` for another number of
+//! pictures per set). Under `cargo test` it runs a few small pictures, to
+//! show it still works.
 
 use std::time::Instant;
 
 use ategnatos::dataset::dedup_bench::base_picture;
 use ategnatos::dataset::phash::{JpegDecode, PictureHash, hash_file_bytes, hash_image};
 use ategnatos::dataset::synth::Rng;
-use image::{DynamicImage, RgbImage};
+use image::{DynamicImage, ImageFormat, RgbImage};
 use libwebp_sys as webp;
 
-/// libwebp's one-call encoder at `quality`.
-fn encode(img: &RgbImage, quality: f32) -> Vec<u8> {
+/// How the bench's files are written.
+#[derive(Clone, Copy)]
+enum Writer {
+    /// libwebp, lossy, quality 90.
+    Lossy,
+    /// libwebp, lossless, default effort.
+    LibwebpLossless,
+    /// The `image` crate (image-webp), lossless: the duplicates bench's WebPs.
+    ImageLossless,
+}
+
+/// libwebp's one-call encoders.
+fn encode(img: &RgbImage, writer: Writer) -> Vec<u8> {
+    if let Writer::ImageLossless = writer {
+        let mut out = std::io::Cursor::new(Vec::new());
+        DynamicImage::ImageRgb8(img.clone())
+            .write_to(&mut out, ImageFormat::WebP)
+            .expect("image writes WebP");
+        return out.into_inner();
+    }
     let (w, h) = (img.width() as i32, img.height() as i32);
     let mut out = std::ptr::null_mut();
     // SAFETY: the pixels are w × h × 3 bytes with stride 3w; libwebp
     // allocates the output, which is copied and then freed.
     unsafe {
-        let size = webp::WebPEncodeRGB(img.as_raw().as_ptr(), w, h, 3 * w, quality, &mut out);
+        let pixels = img.as_raw().as_ptr();
+        let size = match writer {
+            Writer::Lossy => webp::WebPEncodeRGB(pixels, w, h, 3 * w, 90.0, &mut out),
+            _ => webp::WebPEncodeLosslessRGB(pixels, w, h, 3 * w, &mut out),
+        };
         assert!(size > 0 && !out.is_null(), "libwebp could not encode");
         let bytes = std::slice::from_raw_parts(out, size).to_vec();
         webp::WebPFree(out.cast());
@@ -67,8 +90,8 @@ fn main() {
         .unwrap_or(if benching { 100 } else { 3 });
     let sizes: &[u32] = if benching { &[512, 1024] } else { &[96] };
     println!(
-        "Lossy WebP hashing, one thread, {count} pictures per set, libwebp quality 90\n\
-         {:<8} {:>5} {:>8} {:>11} {:>9} {:>7} {:>13} {:>10} {:>17}",
+        "WebP hashing, one thread, {count} pictures per set (lossy: libwebp quality 90)\n\
+         {:<27} {:>5} {:>8} {:>11} {:>9} {:>7} {:>13} {:>10} {:>17}",
         "pictures",
         "px",
         "KB/file",
@@ -79,8 +102,14 @@ fn main() {
         "× libwebp",
         "bits off (max/mean)"
     );
+    let sets = [
+        ("lossy, drawn", Writer::Lossy, 0u32),
+        ("lossy, grainy", Writer::Lossy, 24),
+        ("lossless (libwebp), drawn", Writer::LibwebpLossless, 0),
+        ("lossless (image), drawn", Writer::ImageLossless, 0),
+    ];
     for &size in sizes {
-        for grain in [0u32, 24] {
+        for (name, writer, grain) in sets {
             let files: Vec<Vec<u8>> = (0..count)
                 .map(|i| {
                     let mut img = base_picture(1000 + i as u64, size);
@@ -94,7 +123,7 @@ fn main() {
                             }
                         }
                     }
-                    encode(&img, 90.0)
+                    encode(&img, writer)
                 })
                 .collect();
             let ours = |f: &[u8]| {
@@ -113,8 +142,8 @@ fn main() {
             let t_ours = per_file(&files, ours);
             let kb = files.iter().map(Vec::len).sum::<usize>() as f64 / 1024.0 / count as f64;
             println!(
-                "{:<8} {:>5} {:>8.0} {:>8.2} ms {:>6.2} ms {:>4.2} ms {:>12.1}× {:>9.1}× {:>9} / {:.2}",
-                if grain > 0 { "grainy" } else { "drawn" },
+                "{:<27} {:>5} {:>8.0} {:>8.2} ms {:>6.2} ms {:>4.2} ms {:>12.1}× {:>9.1}× {:>9} / {:.2}",
+                name,
                 size,
                 kb,
                 t_image,
@@ -125,9 +154,11 @@ fn main() {
                 off.iter().max().unwrap_or(&0),
                 off.iter().sum::<u32>() as f64 / count as f64,
             );
+            // Lossless pixels are exact, so the hashes are equal.
+            let allowed = if let Writer::Lossy = writer { 4 } else { 0 };
             assert!(
-                off.iter().all(|&d| d <= 4),
-                "a hash is far from the full decode's: {off:?}"
+                off.iter().all(|&d| d <= allowed),
+                "a hash is off the full decode's: {off:?}"
             );
         }
     }
