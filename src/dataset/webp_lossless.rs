@@ -14,6 +14,8 @@
 //! early, a transform given twice — returns `None`, and the caller decodes it
 //! with the general decoder, which explains what is wrong.
 
+use super::webp_luma::image_chunk;
+
 /// A decoded lossless WebP: ARGB pixels, row-major.
 pub struct Lossless {
     pub width: usize,
@@ -24,34 +26,10 @@ pub struct Lossless {
     pub argb: Vec<u32>,
 }
 
-/// The `VP8L` chunk of a WebP file (simple or extended, not animated).
-fn vp8l_chunk(file: &[u8]) -> Option<&[u8]> {
-    if file.len() < 20 || &file[..4] != b"RIFF" || &file[8..12] != b"WEBP" {
-        return None;
-    }
-    let mut at = 12;
-    let mut first = true;
-    while at + 8 <= file.len() {
-        let fourcc = &file[at..at + 4];
-        let size = u32::from_le_bytes(file[at + 4..at + 8].try_into().ok()?) as usize;
-        let body = file.get(at + 8..at + 8 + size)?;
-        match fourcc {
-            b"VP8L" => return Some(body),
-            b"VP8X" if first && body.first().is_some_and(|flags| flags & 0x02 == 0) => {}
-            _ if first => return None,
-            b"VP8 " | b"ALPH" | b"ANIM" | b"ANMF" => return None,
-            _ => {}
-        }
-        first = false;
-        at += 8 + size + (size & 1);
-    }
-    None
-}
-
 /// Decodes a lossless WebP file whose width and height pass `allow`
 /// (checked before anything is allocated).
 pub fn decode(file: &[u8], allow: impl Fn(u32, u32) -> bool) -> Option<Lossless> {
-    let data = vp8l_chunk(file)?;
+    let data = image_chunk(file, b"VP8L")?;
     if data.len() < 5 || data[0] != 0x2f {
         return None;
     }
@@ -871,7 +849,7 @@ impl<'a> Bits<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::webp_luma::tests::{encode_libwebp, picture};
+    use crate::dataset::webp_luma::tests::{damaged_copies, encode_libwebp, picture};
     use libwebp_sys as webp;
 
     /// libwebp's RGBA decode.
@@ -974,13 +952,6 @@ mod tests {
 
     #[test]
     fn damaged_files_get_an_answer_never_a_panic() {
-        let mut state = 0x2545_f491_u32;
-        let mut next = move |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as usize % n.max(1)
-        };
         let files: Vec<Vec<u8>> = pictures(40, 30, 4)
             .into_iter()
             .map(|(_, rgba)| {
@@ -990,21 +961,7 @@ mod tests {
             })
             .collect();
         let (mut read, mut refused) = (0, 0);
-        for round in 0..4000 {
-            let mut file = files[round % files.len()].clone();
-            for _ in 0..1 + next(4) {
-                let at = if next(2) == 0 {
-                    next(64)
-                } else {
-                    next(file.len())
-                };
-                if let Some(byte) = file.get_mut(at) {
-                    *byte ^= 1 << next(8);
-                }
-            }
-            if next(3) == 0 {
-                file.truncate(next(file.len()));
-            }
+        for file in damaged_copies(&files, 4000, 0x2545_f491, 4, 64) {
             match decode(&file, |w, h| w * h <= 1 << 20) {
                 Some(picture) => {
                     assert_eq!(picture.argb.len(), picture.width * picture.height);

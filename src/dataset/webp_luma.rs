@@ -80,9 +80,11 @@ const FULL_RANGE: [u8; 256] = {
     table
 };
 
-/// The `VP8 ` chunk of a WebP file, when the file is a still lossy picture
-/// without alpha.
-fn vp8_chunk(file: &[u8]) -> Option<&[u8]> {
+/// The image chunk of a still WebP file when it is `wanted` (`VP8 ` for
+/// lossy, `VP8L` for lossless): the first chunk, or the first after an
+/// extended (`VP8X`) header without the animation flag. A lossy file with
+/// an alpha chunk, an animation, or a damaged chunk list gives `None`.
+pub(crate) fn image_chunk<'a>(file: &'a [u8], wanted: &[u8; 4]) -> Option<&'a [u8]> {
     if file.len() < 20 || &file[..4] != b"RIFF" || &file[8..12] != b"WEBP" {
         return None;
     }
@@ -93,11 +95,10 @@ fn vp8_chunk(file: &[u8]) -> Option<&[u8]> {
         let size = u32::from_le_bytes(file[at + 4..at + 8].try_into().ok()?) as usize;
         let body = file.get(at + 8..at + 8 + size)?;
         match fourcc {
-            b"VP8 " => return Some(body),
-            // An extended header without the animation flag (animated
-            // files keep their frames in ANMF chunks).
+            // Animated files keep their frames in ANMF chunks.
             b"VP8X" if first && body.first().is_some_and(|flags| flags & 0x02 == 0) => {}
-            b"VP8L" | b"ALPH" | b"ANIM" | b"ANMF" => return None,
+            _ if fourcc == wanted => return Some(body),
+            b"VP8 " | b"VP8L" | b"ALPH" | b"ANIM" | b"ANMF" => return None,
             _ if first => return None,
             _ => {}
         }
@@ -118,7 +119,7 @@ pub struct LumaLimits {
 /// Decodes the luma plane of a lossy WebP (see the module notes for what is
 /// read and what returns `None`).
 pub fn decode(file: &[u8], limits: LumaLimits) -> Option<WebpLuma> {
-    let frame = vp8_chunk(file)?;
+    let frame = image_chunk(file, b"VP8 ")?;
     let header = Header::read(frame)?;
     let (w, h) = (header.width as u32, header.height as u32);
     if w > limits.max_side || h > limits.max_side || u64::from(w) * u64::from(h) > limits.max_pixels
@@ -1067,15 +1068,47 @@ pub(crate) mod tests {
         assert_eq!(cases, 24);
     }
 
-    #[test]
-    fn damaged_files_get_an_answer_never_a_panic() {
-        let mut state = 0x9e37_79b9_u32;
+    /// `rounds` damaged copies of `files` (taken in turn): up to
+    /// `max_changes` bytes changed, half of them within the first `header`
+    /// bytes (headers are small: hit them as often as the data), and a
+    /// third of the copies cut short.
+    pub(crate) fn damaged_copies(
+        files: &[Vec<u8>],
+        rounds: usize,
+        seed: u32,
+        max_changes: usize,
+        header: usize,
+    ) -> Vec<Vec<u8>> {
+        let mut state = seed.max(1);
         let mut next = move |n: usize| {
             state ^= state << 13;
             state ^= state >> 17;
             state ^= state << 5;
             state as usize % n.max(1)
         };
+        (0..rounds)
+            .map(|round| {
+                let mut file = files[round % files.len()].clone();
+                for _ in 0..1 + next(max_changes) {
+                    let at = if next(2) == 0 {
+                        next(header)
+                    } else {
+                        next(file.len())
+                    };
+                    if let Some(byte) = file.get_mut(at) {
+                        *byte ^= 1 + next(255) as u8;
+                    }
+                }
+                if next(3) == 0 {
+                    file.truncate(next(file.len()));
+                }
+                file
+            })
+            .collect()
+    }
+
+    #[test]
+    fn damaged_files_get_an_answer_never_a_panic() {
         let files: Vec<Vec<u8>> = [(96, 64, 20.0, 0), (70, 90, 90.0, 3), (33, 17, 60.0, 1)]
             .into_iter()
             .map(|(w, h, quality, partitions)| {
@@ -1088,22 +1121,7 @@ pub(crate) mod tests {
             })
             .collect();
         let (mut read, mut refused) = (0, 0);
-        for round in 0..3000 {
-            let mut file = files[round % files.len()].clone();
-            for _ in 0..1 + next(6) {
-                // Headers are small: hit them as often as the data.
-                let at = if next(2) == 0 {
-                    next(48)
-                } else {
-                    next(file.len())
-                };
-                if let Some(byte) = file.get_mut(at) {
-                    *byte = next(256) as u8;
-                }
-            }
-            if next(3) == 0 {
-                file.truncate(next(file.len()));
-            }
+        for file in damaged_copies(&files, 3000, 0x9e37_79b9, 6, 48) {
             match decode(&file, ANY) {
                 Some(luma) => {
                     let mut line = vec![0; luma.width];
