@@ -4,9 +4,11 @@
 //!
 //! Lossless WebP has no shortcut to a smaller picture (every pixel depends
 //! on earlier ones through back-references, the colour cache and the
-//! predictor transform), so this is a full decode; it is here because the
-//! general decoder spent a fifth of its time refilling its bit reader a
-//! byte at a time. Everything in the format is read: the predictor,
+//! predictor transform), so this is a full decode, 1.2–1.4× faster than the
+//! `image` crate's (`cargo bench --bench webp`): the decoding is a chain of
+//! dependent table lookups, and red and blue come from one lookup in a
+//! per-group pair table; each predictor mode runs as its own loop over a
+//! tile's run of pixels. Everything in the format is read: the predictor,
 //! cross-colour, subtract-green and colour-indexing transforms (with pixel
 //! bundling), colour caches, meta prefix codes, simple and normal prefix
 //! codes, and back-references. A file that breaks a rule — an incomplete or
