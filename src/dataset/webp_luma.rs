@@ -504,7 +504,7 @@ impl<'a> Decoder<'a> {
                         }
                     }
                 }
-                self.reconstruct(mb_x, mb_y, mode, &sub_modes, &coeffs, has_y2, &nonzero);
+                self.reconstruct(mb_x, mb_y, mode, &sub_modes, &coeffs, &nonzero);
             }
             // The next row's rightmost macroblock predicts from four pixels
             // past the frame's edge: repeat this row's last pixel there.
@@ -524,7 +524,6 @@ impl<'a> Decoder<'a> {
     }
 
     /// Predicts one macroblock's luma and adds its residue.
-    #[allow(clippy::too_many_arguments)]
     fn reconstruct(
         &mut self,
         mb_x: usize,
@@ -532,7 +531,6 @@ impl<'a> Decoder<'a> {
         mode: LumaMode,
         sub_modes: &[u8; 16],
         coeffs: &[[i32; 16]; 16],
-        has_y2: bool,
         nonzero: &[bool; 16],
     ) {
         let stride = self.stride;
@@ -557,11 +555,10 @@ impl<'a> Decoder<'a> {
             return;
         }
         predict_16x16(plane, origin, stride, mode, mb_x > 0, mb_y > 0);
+        // Every block has a DC from the Y2 block, AC only where `nonzero`.
         for b in 0..16 {
             let at = origin + 4 * (b / 4) * stride + 4 * (b % 4);
-            if has_y2 || nonzero[b] {
-                add_residue(plane, at, stride, &coeffs[b], nonzero[b]);
-            }
+            add_residue(plane, at, stride, &coeffs[b], nonzero[b]);
         }
     }
 }
