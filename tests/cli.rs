@@ -71,3 +71,22 @@ fn a_path_outside_the_root_is_refused_with_a_hint() {
         "{err}"
     );
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    // `ategnatos audit … | head -1`: the reader closes the pipe early. Here
+    // it is closed before the command starts, so the first write fails.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    common::clean_set(&root, 3);
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = ategnatos(&root)
+        .args(["audit", "clean"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}

@@ -99,9 +99,9 @@ pub fn run(root: &Path, cmd: AuditCmd) -> Result<ExitCode, CliError> {
     }
     if cmd.json {
         let text = serde_json::to_string_pretty(&report).map_err(|e| CliError::new(e, None))?;
-        println!("{text}");
+        outln!("{text}");
     } else {
-        print!("{}", render_text(&report));
+        out!("{}", render_text(&report));
     }
     if let Some(s) = saved {
         eprintln!("{s}");

@@ -117,7 +117,7 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode, CliError> {
                     dedup_bench::search_timings(&search_sizes, brute_force_up_to, &mut |line| {
                         eprintln!("{line}")
                     });
-                print!("{}", dedup_bench::search_table(&timings));
+                out!("{}", dedup_bench::search_table(&timings));
                 return Ok(ExitCode::SUCCESS);
             }
             let options = dedup_bench::BenchOptions {
@@ -139,12 +139,12 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode, CliError> {
             let report = dedup_bench::run_bench(&options, &mut |line| eprintln!("{line}"))
                 .map_err(|e| CliError::new(e, None))?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&report).map_err(|e| CliError::new(e, None))?
                 );
             } else {
-                print!("{}", report.to_text());
+                out!("{}", report.to_text());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -267,16 +267,20 @@ fn bench_audit(n: usize, dir: &Path) -> Result<ExitCode, CliError> {
         blocking = r.summary.blocking;
         Ok(())
     })?;
-    println!(
+    outln!(
         "ategnatos bench audit: {} pictures (768–1536 px, half JPEG, half PNG), {threads} threads",
         files.len()
     );
-    println!(
+    outln!(
         "{:<22} {:>9} {:>10} {:>10} {:>10}",
-        "phase", "seconds", "images/s", "cores used", "peak MB"
+        "phase",
+        "seconds",
+        "images/s",
+        "cores used",
+        "peak MB"
     );
     for p in [&seq, &par, &audit] {
-        println!(
+        outln!(
             "{:<22} {:>9.2} {:>10.1} {:>10.2} {:>10.0}",
             p.name,
             p.seconds,
@@ -285,16 +289,16 @@ fn bench_audit(n: usize, dir: &Path) -> Result<ExitCode, CliError> {
             p.peak_mb
         );
     }
-    println!(
+    outln!(
         "audit / parallel decode: {:.2}x the time (target ≤ 1.30x)",
         audit.seconds / par.seconds
     );
-    println!(
+    outln!(
         "audit / 1-thread decode: {:.2}x the time",
         audit.seconds / seq.seconds
     );
     if blocking > 0 {
-        println!("note: the generated set produced {blocking} blocking problems (unexpected)");
+        outln!("note: the generated set produced {blocking} blocking problems (unexpected)");
     }
     Ok(ExitCode::SUCCESS)
 }

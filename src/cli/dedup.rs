@@ -125,7 +125,7 @@ fn existing(root: &Path, p: &Path) -> Result<PathBuf, CliError> {
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| CliError::new(e, None))?;
-    println!("{text}");
+    outln!("{text}");
     Ok(())
 }
 
@@ -151,7 +151,7 @@ pub fn duplicates(root: &Path, cmd: DuplicatesCmd) -> Result<ExitCode, CliError>
     if cmd.json {
         print_json(&report)?;
     } else {
-        print!("{}", render_duplicates(&report));
+        out!("{}", render_duplicates(&report));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -212,7 +212,7 @@ pub fn quarantine(root: &Path, cmd: QuarantineCmd) -> Result<ExitCode, CliError>
         cmd.reason.as_deref(),
     )
     .map_err(|e| CliError::new(&e, e.hint()))?;
-    println!("{}", report.plain_summary());
+    outln!("{}", report.plain_summary());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -220,7 +220,7 @@ pub fn restore(root: &Path, cmd: RestoreCmd) -> Result<ExitCode, CliError> {
     let ws = open_workspace(root)?;
     let report = quarantine::restore_quarantine(&ws, cmd.id.as_deref())
         .map_err(|e| CliError::new(&e, e.hint()))?;
-    println!("{}", report.plain_summary());
+    outln!("{}", report.plain_summary());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -241,7 +241,7 @@ pub fn curate(root: &Path, cmd: CurateCmd) -> Result<ExitCode, CliError> {
     if cmd.json {
         print_json(&report)?;
     } else {
-        print!("{}", render_curation(&report));
+        out!("{}", render_curation(&report));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -320,9 +320,9 @@ pub fn structure(root: &Path, cmd: StructureCmd) -> Result<ExitCode, CliError> {
     if cmd.json {
         print_json(&report)?;
     } else {
-        println!("{}", report.plain_summary());
+        outln!("{}", report.plain_summary());
         for s in &report.subsets {
-            println!("  {}  ← {}  ({})", s.folder, s.source, s.repeats_reason);
+            outln!("  {}  ← {}  ({})", s.folder, s.source, s.repeats_reason);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -177,7 +177,7 @@ pub struct ConfigCmd {
 fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| CliError::new(format!("cannot print the result: {e}"), None))?;
-    println!("{text}");
+    outln!("{text}");
     Ok(())
 }
 
@@ -195,17 +195,21 @@ pub fn run_plan(root: &Path, cmd: PlanCmd) -> Result<ExitCode, CliError> {
     if cmd.json {
         print_json(&out)?;
     } else {
-        println!("{}\n", out.plain_summary());
+        outln!("{}\n", out.plain_summary());
         if let Some(s) = &out.shrink {
             for step in &s.steps {
-                println!(
+                outln!(
                     "  step {}: {} ({:.1} → {:.1} GB) — {}",
-                    step.step, step.change, step.before_gib, step.after_gib, step.why
+                    step.step,
+                    step.change,
+                    step.before_gib,
+                    step.after_gib,
+                    step.why
                 );
             }
         }
         for p in &out.parameters {
-            println!("  {:<28} {:<14} {}", p.name, p.value, p.meaning);
+            outln!("  {:<28} {:<14} {}", p.name, p.value, p.meaning);
         }
     }
     Ok(match out.vram.fits {
@@ -228,11 +232,11 @@ pub fn run_vram(root: &Path, cmd: VramCmd) -> Result<ExitCode, CliError> {
     if cmd.json {
         print_json(&a)?;
     } else {
-        println!("{}\n", a.plain_summary());
+        outln!("{}\n", a.plain_summary());
         for c in &a.estimate.components {
-            println!("  {:<28} {:>6.2} GB  {}", c.part, c.gib, c.why);
+            outln!("  {:<28} {:>6.2} GB  {}", c.part, c.gib, c.why);
         }
-        println!("  {:<28} {:>6.2} GB", "total", a.estimate.total_gib);
+        outln!("  {:<28} {:>6.2} GB", "total", a.estimate.total_gib);
     }
     Ok(match a.estimate.fits {
         Some(false) => ExitCode::from(1),
@@ -247,7 +251,7 @@ pub fn run_config(root: &Path, cmd: ConfigCmd) -> Result<ExitCode, CliError> {
     if cmd.json {
         print_json(&g)?;
     } else {
-        println!("{}", g.plain_summary());
+        outln!("{}", g.plain_summary());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -105,11 +105,11 @@ pub fn run_project(root: &Path, cmd: ProjectCmd) -> Result<ExitCode, CliError> {
             };
             let started =
                 intent::start_project(&ws, &req).map_err(|e| CliError::new(&e, e.hint()))?;
-            println!("{}", started.plain_summary());
+            outln!("{}", started.plain_summary());
         }
         ProjectCmd::List => {
             for p in project::list(&ws) {
-                println!(
+                outln!(
                     "{}\t{}\t{}\t{}",
                     p.name,
                     p.training_type.word(),
@@ -128,13 +128,13 @@ pub fn run_project(root: &Path, cmd: ProjectCmd) -> Result<ExitCode, CliError> {
                     status::GateState::Fail => "FAIL",
                     status::GateState::Stale => "stale",
                 };
-                println!(
+                outln!(
                     "{:<24} {state:<8} {}",
                     g.title,
                     g.checked_at.as_deref().unwrap_or("")
                 );
             }
-            println!("next: {}", s.next_step);
+            outln!("next: {}", s.next_step);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -151,9 +151,9 @@ pub fn run_captions(root: &Path, cmd: CaptionsCmd) -> Result<ExitCode, CliError>
         } => {
             let p = captioning::caption_preview(&ws, &project, count.clamp(1, 12), &[], 768)
                 .map_err(fail)?;
-            println!("{}\n", p.instructions);
+            outln!("{}\n", p.instructions);
             for item in &p.items {
-                println!(
+                outln!(
                     "{}  ({}×{})  {}",
                     item.path,
                     item.width,
@@ -184,11 +184,11 @@ pub fn run_captions(root: &Path, cmd: CaptionsCmd) -> Result<ExitCode, CliError>
                 })?;
             let pairs: Vec<(String, String)> = map.into_iter().collect();
             let r = captioning::write_captions(&ws, &project, &pairs).map_err(fail)?;
-            println!("{}", r.plain_summary());
+            outln!("{}", r.plain_summary());
         }
         CaptionsCmd::Approve { project, paths } => {
             let s = captioning::approve_captions(&ws, &project, &paths).map_err(fail)?;
-            println!("{} approved caption(s) in `{project}`.", s.approved.len());
+            outln!("{} approved caption(s) in `{project}`.", s.approved.len());
         }
         CaptionsCmd::Restore {
             project,
@@ -197,7 +197,7 @@ pub fn run_captions(root: &Path, cmd: CaptionsCmd) -> Result<ExitCode, CliError>
         } => {
             let r = captioning::restore_caption(&ws, &project, &path, batch.as_deref())
                 .map_err(fail)?;
-            println!("restored `{}`: {}", r.path, r.caption);
+            outln!("restored `{}`: {}", r.path, r.caption);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -216,7 +216,7 @@ pub fn run_gate(
             let g = ategnatos::gates::dataset::run_gate1(&ws, project, &bar);
             bar.finish();
             let g = g.map_err(|e| CliError::new(&e, e.hint()))?;
-            println!("{}", g.plain_summary());
+            outln!("{}", g.plain_summary());
             Ok(if g.blockers.is_empty() {
                 ExitCode::SUCCESS
             } else {
@@ -226,7 +226,7 @@ pub fn run_gate(
         2 => {
             let g = ategnatos::gates::config::run_gate2(&ws, project, gpu)
                 .map_err(|e| CliError::new(&e, e.hint()))?;
-            println!("{}", g.plain_summary());
+            outln!("{}", g.plain_summary());
             Ok(if g.blockers.is_empty() {
                 ExitCode::SUCCESS
             } else {
