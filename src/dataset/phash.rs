@@ -46,7 +46,7 @@ use image::{DynamicImage, ImageFormat, ImageReader, Limits};
 
 use super::inspect::{self, DecodeFailure, MAX_PIXELS, MAX_SIDE};
 use super::jpeg_dc::{DcImage, DcLimits, DcReader, JpegColour};
-use super::png_rows::{self, PngColour, PngPixels};
+use super::png_rows::{self, PngColour, PngLayout};
 use super::webp_lossless;
 use super::webp_luma;
 
@@ -252,96 +252,160 @@ fn cell_runs(len: usize, centre_keep: f32) -> (CellRuns, CellRuns) {
 
 /// Area-averages grey rows (`grey_row(y, line)` fills `line` with row `y`)
 /// into the full and centre thumbnails, in one pass over the picture with
-/// integer sums. Pictures too small for that are sampled instead.
+/// integer sums ([`CellSums`]). Pictures too small for that are sampled
+/// instead.
 fn area_average(
     width: usize,
     height: usize,
     centre_keep: f32,
     mut grey_row: impl FnMut(usize, &mut [u8]),
 ) -> Thumbnails {
+    let mut line = vec![0u8; width];
+    if let Some(mut sums) = CellSums::new(width, height, centre_keep) {
+        for y in 0..height {
+            grey_row(y, &mut line);
+            sums.add_row(&line);
+        }
+        return sums.finish();
+    }
     let mut full = [0f32; THUMB_SIDE * THUMB_SIDE];
     let mut centre = [0f32; THUMB_SIDE * THUMB_SIDE];
     if width == 0 || height == 0 {
         return Thumbnails { full, centre };
     }
-    let mut line = vec![0u8; width];
-    let min_side = (THUMB_SIDE as f32 / centre_keep).ceil() as usize;
-    if width < min_side || height < min_side {
-        let margin = (1.0 - centre_keep) / 2.0;
-        for (ty, out) in full.chunks_exact_mut(THUMB_SIDE).enumerate() {
-            grey_row(ty * height / THUMB_SIDE, &mut line);
-            for (tx, px) in out.iter_mut().enumerate() {
-                *px = f32::from(line[tx * width / THUMB_SIDE]);
-            }
-        }
-        let at = |t: usize, len: usize| {
-            (((margin + centre_keep * (t as f32 + 0.5) / THUMB_SIDE as f32) * len as f32) as usize)
-                .min(len - 1)
-        };
-        for (ty, out) in centre.chunks_exact_mut(THUMB_SIDE).enumerate() {
-            grey_row(at(ty, height), &mut line);
-            for (tx, px) in out.iter_mut().enumerate() {
-                *px = f32::from(line[at(tx, width)]);
-            }
-        }
-        return Thumbnails { full, centre };
-    }
-    let (cols, centre_cols) = cell_runs(width, centre_keep);
-    let (rows, centre_rows) = cell_runs(height, centre_keep);
-    let mut sums = [0u64; THUMB_SIDE * THUMB_SIDE];
-    let mut centre_sums = [0u64; THUMB_SIDE * THUMB_SIDE];
-    // Rows are added up column by column (one vector add per few pixels)
-    // until a row of cells is complete; only then are the columns summed
-    // into cells.
-    let mut columns = vec![0u32; width];
-    let mut centre_columns = vec![0u32; width];
-    let add = |columns: &mut [u32], line: &[u8]| {
-        for (c, &v) in columns.iter_mut().zip(line) {
-            *c += u32::from(v);
-        }
-    };
-    let flush = |columns: &mut [u32], runs: &CellRuns, out: &mut [u64]| {
-        for (o, &(a, b)) in out.iter_mut().zip(runs) {
-            *o += columns[a..b].iter().map(|&v| u64::from(v)).sum::<u64>();
-        }
-        columns.fill(0);
-    };
-    let (mut ty, mut cy) = (0, 0);
-    for y in 0..height {
-        grey_row(y, &mut line);
-        add(&mut columns, &line);
-        if y + 1 == rows[ty].1 {
-            flush(
-                &mut columns,
-                &cols,
-                &mut sums[ty * THUMB_SIDE..(ty + 1) * THUMB_SIDE],
-            );
-            ty += 1;
-        }
-        if cy < THUMB_SIDE && y >= centre_rows[cy].0 {
-            add(&mut centre_columns, &line);
-            if y + 1 == centre_rows[cy].1 {
-                flush(
-                    &mut centre_columns,
-                    &centre_cols,
-                    &mut centre_sums[cy * THUMB_SIDE..(cy + 1) * THUMB_SIDE],
-                );
-                cy += 1;
-            }
+    let margin = (1.0 - centre_keep) / 2.0;
+    for (ty, out) in full.chunks_exact_mut(THUMB_SIDE).enumerate() {
+        grey_row(ty * height / THUMB_SIDE, &mut line);
+        for (tx, px) in out.iter_mut().enumerate() {
+            *px = f32::from(line[tx * width / THUMB_SIDE]);
         }
     }
-    for (thumb, sums, rows, cols) in [
-        (&mut full, &sums, &rows, &cols),
-        (&mut centre, &centre_sums, &centre_rows, &centre_cols),
-    ] {
-        for (ty, &(r0, r1)) in rows.iter().enumerate() {
-            for (tx, &(c0, c1)) in cols.iter().enumerate() {
-                let count = ((r1 - r0) * (c1 - c0)).max(1);
-                thumb[ty * THUMB_SIDE + tx] = sums[ty * THUMB_SIDE + tx] as f32 / count as f32;
-            }
+    let at = |t: usize, len: usize| {
+        (((margin + centre_keep * (t as f32 + 0.5) / THUMB_SIDE as f32) * len as f32) as usize)
+            .min(len - 1)
+    };
+    for (ty, out) in centre.chunks_exact_mut(THUMB_SIDE).enumerate() {
+        grey_row(at(ty, height), &mut line);
+        for (tx, px) in out.iter_mut().enumerate() {
+            *px = f32::from(line[at(tx, width)]);
         }
     }
     Thumbnails { full, centre }
+}
+
+/// The full and centre thumbnails' cell sums, fed one grey row at a time
+/// from the top (so a decoder can hand rows over as it makes them). Rows
+/// are added up column by column (one vector add per few pixels) until a
+/// row of cells is complete; only then are the columns summed into cells.
+struct CellSums {
+    height: usize,
+    /// The next row's index.
+    y: usize,
+    cols: CellRuns,
+    rows: CellRuns,
+    centre_cols: CellRuns,
+    centre_rows: CellRuns,
+    sums: [u64; THUMB_SIDE * THUMB_SIDE],
+    centre_sums: [u64; THUMB_SIDE * THUMB_SIDE],
+    columns: Vec<u32>,
+    centre_columns: Vec<u32>,
+    /// The row of cells being filled, in each view.
+    ty: usize,
+    cy: usize,
+}
+
+impl CellSums {
+    /// `None` when a side is too short for every cell of the centre view to
+    /// hold a pixel (the caller samples such pictures instead).
+    fn new(width: usize, height: usize, centre_keep: f32) -> Option<CellSums> {
+        let min_side = (THUMB_SIDE as f32 / centre_keep).ceil() as usize;
+        if width < min_side || height < min_side {
+            return None;
+        }
+        let (cols, centre_cols) = cell_runs(width, centre_keep);
+        let (rows, centre_rows) = cell_runs(height, centre_keep);
+        Some(CellSums {
+            height,
+            y: 0,
+            cols,
+            rows,
+            centre_cols,
+            centre_rows,
+            sums: [0; THUMB_SIDE * THUMB_SIDE],
+            centre_sums: [0; THUMB_SIDE * THUMB_SIDE],
+            columns: vec![0; width],
+            centre_columns: vec![0; width],
+            ty: 0,
+            cy: 0,
+        })
+    }
+
+    /// Adds the next grey row (`width` pixels). Rows past the last are
+    /// ignored.
+    fn add_row(&mut self, line: &[u8]) {
+        let add = |columns: &mut [u32], line: &[u8]| {
+            for (c, &v) in columns.iter_mut().zip(line) {
+                *c += u32::from(v);
+            }
+        };
+        let flush = |columns: &mut [u32], runs: &CellRuns, out: &mut [u64]| {
+            for (o, &(a, b)) in out.iter_mut().zip(runs) {
+                *o += columns[a..b].iter().map(|&v| u64::from(v)).sum::<u64>();
+            }
+            columns.fill(0);
+        };
+        let y = self.y;
+        if y >= self.height {
+            return;
+        }
+        self.y += 1;
+        add(&mut self.columns, line);
+        if y + 1 == self.rows[self.ty].1 {
+            let ty = self.ty;
+            flush(
+                &mut self.columns,
+                &self.cols,
+                &mut self.sums[ty * THUMB_SIDE..(ty + 1) * THUMB_SIDE],
+            );
+            self.ty += 1;
+        }
+        let cy = self.cy;
+        if cy < THUMB_SIDE && y >= self.centre_rows[cy].0 {
+            add(&mut self.centre_columns, line);
+            if y + 1 == self.centre_rows[cy].1 {
+                flush(
+                    &mut self.centre_columns,
+                    &self.centre_cols,
+                    &mut self.centre_sums[cy * THUMB_SIDE..(cy + 1) * THUMB_SIDE],
+                );
+                self.cy += 1;
+            }
+        }
+    }
+
+    /// The thumbnails: each cell's mean.
+    fn finish(&self) -> Thumbnails {
+        debug_assert_eq!(self.y, self.height, "every row was added");
+        let mut full = [0f32; THUMB_SIDE * THUMB_SIDE];
+        let mut centre = [0f32; THUMB_SIDE * THUMB_SIDE];
+        for (thumb, sums, rows, cols) in [
+            (&mut full, &self.sums, &self.rows, &self.cols),
+            (
+                &mut centre,
+                &self.centre_sums,
+                &self.centre_rows,
+                &self.centre_cols,
+            ),
+        ] {
+            for (ty, &(r0, r1)) in rows.iter().enumerate() {
+                for (tx, &(c0, c1)) in cols.iter().enumerate() {
+                    let count = ((r1 - r0) * (c1 - c0)).max(1);
+                    thumb[ty * THUMB_SIDE + tx] = sums[ty * THUMB_SIDE + tx] as f32 / count as f32;
+                }
+            }
+        }
+        Thumbnails { full, centre }
+    }
 }
 
 /// For each cell of `runs` (pixel ranges along one side), the blocks of
@@ -524,37 +588,48 @@ pub fn thumbnails_of(image: &DynamicImage) -> Thumbnails {
     })
 }
 
-/// The grey thumbnails of a PNG from [`super::png_rows`]: the same grey,
+/// How a PNG's rows from [`super::png_rows`] become grey: the same grey,
 /// pixel for pixel, as [`thumbnails_of`] the `image` crate's decode.
-fn thumbnails_of_png(png: &PngPixels) -> Thumbnails {
-    let (w, h) = (png.width, png.height);
-    let samples = match png.colour {
-        PngColour::Grey => Samples::Grey,
-        PngColour::GreyAlpha => Samples::GreyAlpha,
-        PngColour::Rgb => Samples::Rgb,
-        PngColour::Rgba => Samples::Rgba,
-        PngColour::Palette => {
-            // `image` expands a palette to RGB, or to RGBA when it has
-            // transparency; the grey of each entry is worked out once.
-            let grey: [u8; 256] = std::array::from_fn(|i| {
-                let [r, g, b, a] = png.palette[i];
-                let l = luma(r, g, b);
-                if png.palette_alpha {
-                    over_white(l, a)
-                } else {
-                    l
-                }
-            });
-            return area_average(w, h, CENTRE_KEEP, |y, line| {
-                for (px, &index) in line.iter_mut().zip(png.row(y)) {
+enum PngGrey {
+    Samples(Samples),
+    /// `image` expands a palette to RGB, or to RGBA when it has
+    /// transparency; the grey of each entry is worked out once.
+    Palette(Box<[u8; 256]>),
+}
+
+impl PngGrey {
+    fn of(layout: &PngLayout) -> PngGrey {
+        PngGrey::Samples(match layout.colour {
+            PngColour::Grey => Samples::Grey,
+            PngColour::GreyAlpha => Samples::GreyAlpha,
+            PngColour::Rgb => Samples::Rgb,
+            PngColour::Rgba => Samples::Rgba,
+            PngColour::Palette => {
+                return PngGrey::Palette(Box::new(std::array::from_fn(|i| {
+                    let [r, g, b, a] = layout.palette[i];
+                    let l = luma(r, g, b);
+                    if layout.palette_alpha {
+                        over_white(l, a)
+                    } else {
+                        l
+                    }
+                })));
+            }
+        })
+    }
+
+    /// Fills `line` with the grey of one row's pixel bytes.
+    #[inline]
+    fn line(&self, row: &[u8], line: &mut [u8]) {
+        match self {
+            PngGrey::Samples(samples) => grey_line(*samples, row, line),
+            PngGrey::Palette(grey) => {
+                for (px, &index) in line.iter_mut().zip(row) {
                     *px = grey[usize::from(index)];
                 }
-            });
+            }
         }
-    };
-    area_average(w, h, CENTRE_KEEP, |y, line| {
-        grey_line(samples, png.row(y), line)
-    })
+    }
 }
 
 /// The grey thumbnails of 8-bit grey pixels (`width` × `height`, row-major).
@@ -679,9 +754,25 @@ fn hash_png(bytes: &[u8]) -> Option<HashedFile> {
     if !within_limits(width, height) {
         return None;
     }
-    let png = png_rows::decode(bytes)?;
+    let file = png_rows::open(bytes)?;
+    let grey = PngGrey::of(&file.layout);
+    let (w, h) = (file.layout.width, file.layout.height);
+    let thumbs = if let Some(mut sums) = CellSums::new(w, h, CENTRE_KEEP) {
+        // Rows go into the sums as they are decoded; the picture is never
+        // held whole.
+        let mut line = vec![0u8; w];
+        file.rows(|row| {
+            grey.line(row, &mut line);
+            sums.add_row(&line);
+        })?;
+        sums.finish()
+    } else {
+        // Too small to average over: sampled, from the whole decode.
+        let png = file.decode()?;
+        area_average(w, h, CENTRE_KEEP, |y, line| grey.line(png.row(y), line))
+    };
     Some(HashedFile::from_thumbnails(
-        &thumbnails_of_png(&png),
+        &thumbs,
         width,
         height,
         inspect::format_name(ImageFormat::Png),
