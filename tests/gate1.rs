@@ -377,3 +377,51 @@ fn captions_are_old_or_new_never_partial_while_a_batch_is_written() {
         .collect();
     assert!(leftovers.is_empty());
 }
+
+#[test]
+fn a_caption_that_links_outside_the_workspace_is_never_read() {
+    // A caption file that is a link to a private file elsewhere on the
+    // computer: its text must not reach a preview, a gate or a copy.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let secret = elsewhere.path().join("diary.txt");
+    std::fs::write(&secret, "zkfox, my private diary entry").unwrap();
+    let ws = project(&root, TrainingType::Character, 16);
+    std::fs::remove_file(root.join("set/p00.txt")).unwrap();
+    std::os::unix::fs::symlink(&secret, root.join("set/p00.txt")).unwrap();
+
+    let preview = captioning::caption_preview(&ws, "p", 1, &["p00.png".to_string()], 256).unwrap();
+    assert_eq!(preview.items[0].path, "p00.png");
+    assert_eq!(preview.items[0].current_caption, None);
+    assert_eq!(preview.uncaptioned, 1);
+
+    let g = run_gate1(&ws, "p", &NoProgress).unwrap();
+    assert_eq!(g.decision, "NO-GO");
+    let report =
+        std::fs::read_to_string(root.join("grimoire/training/p/dataset-report.md")).unwrap();
+    assert!(!report.contains("diary"), "{report}");
+    assert!(report.contains("link"), "{report}");
+
+    let options = ategnatos::dataset::structure::StructureOptions {
+        destination: root.join("train"),
+        concepts: vec![ategnatos::dataset::structure::Concept {
+            source: root.join("set"),
+            name: "zkfox".into(),
+            repeats: Some(2),
+        }],
+        target_steps: 1000,
+        epochs: 10,
+        caption_extension: "txt".into(),
+    };
+    let err = ategnatos::dataset::structure::structure_dataset(&ws, &options).unwrap_err();
+    assert!(
+        err.to_string().contains("p00.png") && err.to_string().contains("link"),
+        "{err}"
+    );
+    assert!(!root.join("train").exists());
+    assert_eq!(
+        std::fs::read_to_string(&secret).unwrap(),
+        "zkfox, my private diary entry"
+    );
+}

@@ -227,7 +227,7 @@ pub fn write_captions(
         let (caption, trigger_added) =
             caption_rules::normalise(text, model.caption_format, &project.trigger_word);
         let file = super::captions::caption_path_for(&picture, &project.caption_extension);
-        let previous = std::fs::read(&file)
+        let previous = super::captions::read_caption_file(&file)
             .ok()
             .map(|b| String::from_utf8_lossy(&b).into_owned());
         planned.push((rel, file, previous, caption, trigger_added));
@@ -345,7 +345,7 @@ pub fn restore_caption(
         path: path.to_string(),
     })?;
     let file = super::captions::caption_path_for(&picture, &project.caption_extension);
-    let current = std::fs::read(&file)
+    let current = super::captions::read_caption_file(&file)
         .ok()
         .map(|b| String::from_utf8_lossy(&b).into_owned());
     let record = HistoryBatch {
@@ -389,7 +389,7 @@ pub fn approve_captions(
     for given in paths {
         let (picture, rel) = resolve_picture(ws, &project, &dataset, given)?;
         let file = super::captions::caption_path_for(&picture, &project.caption_extension);
-        let caption = std::fs::read_to_string(&file)
+        let caption = super::captions::read_caption_text(&file)
             .ok()
             .filter(|c| !c.trim().is_empty())
             .ok_or_else(|| CaptionError::NothingToApprove {
@@ -526,7 +526,7 @@ pub fn caption_preview(
         })
         .collect();
     let caption_of = |p: &Path| {
-        std::fs::read_to_string(super::captions::caption_path_for(
+        super::captions::read_caption_text(&super::captions::caption_path_for(
             p,
             &project.caption_extension,
         ))

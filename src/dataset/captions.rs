@@ -62,6 +62,28 @@ pub fn caption_path_for(image: &Path, extension: &str) -> PathBuf {
     image.with_extension(extension.trim_start_matches('.'))
 }
 
+/// Reads a caption file's bytes. A caption that is a link (symbolic) is
+/// not followed: captions are read only from real files beside their
+/// pictures, so a link cannot bring the text of a file from elsewhere on
+/// the computer (outside the workspace) into a report, a preview, a copy
+/// or the caption history.
+pub fn read_caption_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        return Err(std::io::Error::other(
+            "the caption is a link to another file; captions are read only from real files \
+             beside their pictures — put a copy of the text there instead of the link",
+        ));
+    }
+    std::fs::read(path)
+}
+
+/// [`read_caption_file`] as text; `InvalidData` when it is not UTF-8.
+pub fn read_caption_text(path: &Path) -> std::io::Result<String> {
+    String::from_utf8(read_caption_file(path)?)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
 /// Reads and checks the caption at `path`.
 pub fn read_caption(path: &Path, trigger: Option<&str>) -> CaptionInfo {
     let mut info = CaptionInfo {
@@ -76,7 +98,7 @@ pub fn read_caption(path: &Path, trigger: Option<&str>) -> CaptionInfo {
         size: 0,
         hash: None,
     };
-    let bytes = match std::fs::read(path) {
+    let bytes = match read_caption_file(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             info.status = CaptionStatus::Missing;

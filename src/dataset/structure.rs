@@ -101,10 +101,11 @@ pub enum StructureError {
     NotAFolder { path: String },
     #[error("`{path}` has no pictures directly in it")]
     NoPictures { path: String },
-    #[error("{} picture{} in `{concept}` {} no caption: {}", .pictures.len(), if .pictures.len() == 1 { "" } else { "s" }, if .pictures.len() == 1 { "has" } else { "have" }, list(.pictures))]
+    #[error("{} picture{} in `{concept}` {} no usable caption: {}", .pictures.len(), if .pictures.len() == 1 { "" } else { "s" }, if .pictures.len() == 1 { "has" } else { "have" }, list_with_reasons(.pictures))]
     MissingCaptions {
         concept: String,
-        pictures: Vec<String>,
+        /// Each picture, and what is wrong with its caption.
+        pictures: Vec<(String, String)>,
     },
     #[error("the destination `{path}` already has files in it")]
     DestinationNotEmpty { path: String },
@@ -114,9 +115,13 @@ pub enum StructureError {
     Copy { path: String, reason: String },
 }
 
-fn list(paths: &[String]) -> String {
-    let shown: Vec<String> = paths.iter().take(10).map(|p| format!("`{p}`")).collect();
-    match paths.len().saturating_sub(10) {
+fn list_with_reasons(pictures: &[(String, String)]) -> String {
+    let shown: Vec<String> = pictures
+        .iter()
+        .take(10)
+        .map(|(p, why)| format!("`{p}` ({why})"))
+        .collect();
+    match pictures.len().saturating_sub(10) {
         0 => shown.join(", "),
         more => format!("{} and {more} more", shown.join(", ")),
     }
@@ -239,13 +244,23 @@ pub fn structure_dataset(
         if top.is_empty() {
             return Err(StructureError::NoPictures { path: shown });
         }
-        let uncaptioned: Vec<String> = top
+        let uncaptioned: Vec<(String, String)> = top
             .iter()
-            .filter(|f| {
+            .filter_map(|f| {
                 let c = captions::read_caption(&captions::caption_path_for(&f.path, ext), None);
-                !matches!(c.status, CaptionStatus::Ok)
+                let why = match c.status {
+                    CaptionStatus::Ok => return None,
+                    CaptionStatus::Missing => "no caption file".to_string(),
+                    CaptionStatus::Empty => "the caption is empty".to_string(),
+                    CaptionStatus::NotUtf8 => {
+                        "the caption is not UTF-8 text; save it again as UTF-8".to_string()
+                    }
+                    CaptionStatus::Unreadable => c
+                        .problem
+                        .unwrap_or_else(|| "the caption cannot be read".to_string()),
+                };
+                Some((workspace.display_path(&f.path), why))
             })
-            .map(|f| workspace.display_path(&f.path))
             .collect();
         if !uncaptioned.is_empty() {
             return Err(StructureError::MissingCaptions {

@@ -282,10 +282,9 @@ fn balance(
     let (mut naming_style, mut naming_content, mut captions) = (0, 0, 0);
     for f in &report.files {
         let path = dataset.join(&f.path);
-        let Ok(text) = std::fs::read_to_string(crate::dataset::captions::caption_path_for(
-            &path,
-            caption_ext,
-        )) else {
+        let Ok(text) = crate::dataset::captions::read_caption_text(
+            &crate::dataset::captions::caption_path_for(&path, caption_ext),
+        ) else {
             continue;
         };
         captions += 1;
