@@ -90,3 +90,73 @@ fn a_reader_that_goes_away_ends_the_command_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(141), "{stderr}");
 }
+
+#[test]
+fn caption_previews_are_saved_only_inside_the_workspace_and_outside_the_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    common::clean_set(&root, 3);
+    let started = ategnatos(&root)
+        .args(["project", "start", "foxes", "--type", "style"])
+        .args([
+            "--base-model",
+            "sd15",
+            "--trigger",
+            "zkfoxes",
+            "--dataset",
+            "clean",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(started.status.code(), Some(0), "{started:?}");
+    let listing = |dir: &std::path::Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let dataset_before = listing(&root.join("clean"));
+    let elsewhere = tempfile::tempdir().unwrap();
+    let preview = |out: &str| {
+        ategnatos(&root)
+            .args([
+                "captions",
+                "preview",
+                "--project",
+                "foxes",
+                "--count",
+                "2",
+                "--out",
+                out,
+            ])
+            .output()
+            .unwrap()
+    };
+
+    let outside = preview(elsewhere.path().join("previews").to_str().unwrap());
+    assert_eq!(outside.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&outside.stderr);
+    assert!(
+        said.contains("outside the workspace") && said.contains("hint:"),
+        "{said}"
+    );
+    assert!(!elsewhere.path().join("previews").exists());
+
+    let inside_dataset = preview("clean");
+    assert_eq!(inside_dataset.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&inside_dataset.stderr);
+    assert!(
+        said.contains("inside the dataset") && said.contains("hint:"),
+        "{said}"
+    );
+    assert_eq!(listing(&root.join("clean")), dataset_before);
+
+    let saved = preview("previews");
+    assert_eq!(saved.status.code(), Some(0), "{saved:?}");
+    let previews = listing(&root.join("previews"));
+    assert_eq!(previews.len(), 2, "{previews:?}");
+    assert!(previews.iter().all(|n| n.ends_with(".preview.jpg")));
+    assert_eq!(listing(&root.join("clean")), dataset_before);
+}

@@ -108,7 +108,7 @@ fn parse_type(s: &str) -> Result<TrainingType, String> {
 
 /// A path argument, relative to where the command runs, as a string the
 /// workspace path policy checks.
-fn given(p: &Path) -> String {
+pub(super) fn given(p: &Path) -> String {
     let full = if p.is_absolute() {
         p.to_path_buf()
     } else {

@@ -140,6 +140,30 @@ pub fn run_project(root: &Path, cmd: ProjectCmd) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where `captions preview --out` may write: inside the workspace, outside
+/// the project's dataset.
+fn preview_folder(
+    ws: &ategnatos::studio::Workspace,
+    project: &str,
+    dir: &Path,
+) -> Result<PathBuf, CliError> {
+    let path_err = |e: ategnatos::studio::paths::PathError| CliError::new(&e, e.hint());
+    let folder = ws.resolve(&super::dedup::given(dir)).map_err(path_err)?;
+    let project = intent::require_project(ws, project).map_err(|e| CliError::new(&e, e.hint()))?;
+    let dataset = captioning::dataset_dir(ws, &project).map_err(|e| CliError::new(&e, e.hint()))?;
+    if folder.starts_with(&dataset) {
+        return Err(CliError::new(
+            format!(
+                "`{}` is inside the dataset `{}`: the preview pictures would be trained on as pictures",
+                ws.display_path(&folder),
+                ws.display_path(&dataset)
+            ),
+            Some("choose a folder outside the dataset, for example `--out previews`".into()),
+        ));
+    }
+    Ok(folder)
+}
+
 pub fn run_captions(root: &Path, cmd: CaptionsCmd) -> Result<ExitCode, CliError> {
     let ws = open_workspace(root)?;
     let fail = |e: captioning::CaptionError| CliError::new(&e, e.hint());
@@ -149,6 +173,12 @@ pub fn run_captions(root: &Path, cmd: CaptionsCmd) -> Result<ExitCode, CliError>
             count,
             out,
         } => {
+            // Preview pictures go inside the workspace, and never into the
+            // dataset, where they would be trained on as pictures.
+            let out = match &out {
+                Some(dir) => Some(preview_folder(&ws, &project, dir)?),
+                None => None,
+            };
             let p = captioning::caption_preview(&ws, &project, count.clamp(1, 12), &[], 768)
                 .map_err(fail)?;
             outln!("{}\n", p.instructions);
