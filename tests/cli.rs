@@ -160,3 +160,69 @@ fn caption_previews_are_saved_only_inside_the_workspace_and_outside_the_dataset(
     assert!(previews.iter().all(|n| n.ends_with(".preview.jpg")));
     assert_eq!(listing(&root.join("clean")), dataset_before);
 }
+
+#[test]
+fn audit_for_a_started_project_checks_that_projects_rules_and_is_not_gate_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    common::clean_set(&root, 3);
+    // The captions carry `zkfox`; this project's trigger is another word.
+    let started = ategnatos(&root)
+        .args(["project", "start", "ghost", "--type", "style"])
+        .args([
+            "--base-model",
+            "sd15",
+            "--trigger",
+            "zkghost",
+            "--dataset",
+            "clean",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(started.status.code(), Some(0), "{started:?}");
+
+    let audit = ategnatos(&root)
+        .args(["audit", "clean", "--project", "ghost"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&audit.stdout);
+    assert_eq!(audit.status.code(), Some(1), "{text}");
+    assert!(text.contains("zkghost"), "{text}");
+
+    // A trigger word that is not the project's is refused before anything runs.
+    let other = ategnatos(&root)
+        .args([
+            "audit",
+            "clean",
+            "--project",
+            "ghost",
+            "--trigger",
+            common::TRIGGER,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(other.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&other.stderr);
+    assert!(said.contains("zkghost") && said.contains("hint:"), "{said}");
+
+    // With the captions fixed, the audit passes, but that is not Gate 1.
+    for i in 0..3 {
+        common::caption(
+            &root.join("clean"),
+            &format!("p{i}"),
+            &format!("zkghost, picture {i}, ink wash"),
+        );
+    }
+    let audit = ategnatos(&root)
+        .args(["audit", "clean", "--project", "ghost"])
+        .output()
+        .unwrap();
+    assert_eq!(audit.status.code(), Some(0), "{audit:?}");
+    let status = ategnatos(&root)
+        .args(["project", "status", "ghost"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(!text.contains("PASS"), "{text}");
+    assert!(text.contains("only the audit was recorded"), "{text}");
+}

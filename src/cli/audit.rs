@@ -73,7 +73,7 @@ pub fn run(root: &Path, cmd: AuditCmd) -> Result<ExitCode, CliError> {
         ),
         None => None,
     };
-    let options = AuditOptions {
+    let mut options = AuditOptions {
         base_model,
         min_short_side: cmd.min_side,
         max_aspect_ratio: cmd.max_aspect,
@@ -82,6 +82,10 @@ pub fn run(root: &Path, cmd: AuditCmd) -> Result<ExitCode, CliError> {
         regularization_dir,
         include_all_files: cmd.all,
     };
+    if let Some(project) = &cmd.project {
+        ategnatos::gates::dataset::apply_project_rules(&ws, project, &mut options)
+            .map_err(|e| CliError::new(&e, e.hint()))?;
+    }
     let bar = Bar::new();
     let report = dataset::audit_dataset(&dir, &ws.display_path(&dir), ws.root(), &options, &bar)
         .map_err(|e| CliError::new(&e, e.hint()));

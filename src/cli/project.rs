@@ -133,6 +133,10 @@ pub fn run_project(root: &Path, cmd: ProjectCmd) -> Result<ExitCode, CliError> {
                     g.title,
                     g.checked_at.as_deref().unwrap_or("")
                 );
+                // A recorded gate that does not pass says why.
+                if g.checked_at.is_some() && g.state != status::GateState::Pass {
+                    outln!("{:<24} {}", "", g.reason);
+                }
             }
             outln!("next: {}", s.next_step);
         }

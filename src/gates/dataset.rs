@@ -22,6 +22,67 @@ use crate::plan::catalog;
 use crate::studio::project::{Project, TrainingType};
 use crate::studio::{Progress, StudioError, Workspace, write_atomic, write_json_atomic};
 
+/// Why an audit could not take a project's rules.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectRulesError {
+    #[error(transparent)]
+    Studio(#[from] StudioError),
+    #[error("the project `{project}` uses the {what} `{expected}`, not `{given}`")]
+    Conflict {
+        project: String,
+        what: &'static str,
+        expected: String,
+        given: String,
+    },
+}
+
+impl ProjectRulesError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ProjectRulesError::Studio(e) => e.hint(),
+            ProjectRulesError::Conflict { what, .. } => Some(format!(
+                "leave the {what} out (the project's is used), or audit without naming the project"
+            )),
+        }
+    }
+}
+
+/// When `project` names a started project, the audit checks that project's
+/// rules: its trigger word and base model fill in what was not given (and
+/// what was given must agree), and its caption extension is used. An
+/// unknown name leaves the options as they are.
+pub fn apply_project_rules(
+    ws: &Workspace,
+    project: &str,
+    options: &mut AuditOptions,
+) -> Result<(), ProjectRulesError> {
+    let Some(p) = crate::studio::project::load(ws, project)? else {
+        return Ok(());
+    };
+    let conflict = |what, expected: &str, given: &str| ProjectRulesError::Conflict {
+        project: p.name.clone(),
+        what,
+        expected: expected.to_string(),
+        given: given.to_string(),
+    };
+    match &options.trigger_word {
+        Some(t) if !t.trim().eq_ignore_ascii_case(p.trigger_word.trim()) => {
+            return Err(conflict("trigger word", &p.trigger_word, t));
+        }
+        _ => options.trigger_word = Some(p.trigger_word.clone()),
+    }
+    let model = catalog::lookup(&p.base_model).ok();
+    match (options.base_model, model) {
+        (Some(given), Some(m)) if given.id != m.id => {
+            return Err(conflict("base model", m.id, given.id));
+        }
+        (None, Some(m)) => options.base_model = Some(m),
+        _ => {}
+    }
+    options.caption_extension = p.caption_extension.clone();
+    Ok(())
+}
+
 /// Writes `audit.json` for the project and records Gate 1 from the audit
 /// alone (scope `audit`). Returns the record and its URI.
 pub fn record_audit(

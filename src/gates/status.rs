@@ -99,6 +99,15 @@ pub fn project_status(ws: &Workspace, project: &Project) -> Result<ProjectStatus
                             rec.gate.title()
                         ),
                     ),
+                    // An audit recorded on its own (`audit_dataset` with a
+                    // project) is not Gate 1: it did not check duplicates,
+                    // variety or the caption balance. A failing one still
+                    // says what blocks.
+                    (_, GateStatus::Pass) if gate == Gate::Dataset && rec.scope == "audit" => (
+                        GateState::NotRun,
+                        Some(rec.checked_at),
+                        "only the audit was recorded; gate 1 also checks duplicates, variety and the captions' balance".to_string(),
+                    ),
                     (_, GateStatus::Pass) => {
                         (GateState::Pass, Some(rec.checked_at), rec.summary.clone())
                     }

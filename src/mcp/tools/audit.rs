@@ -117,10 +117,15 @@ impl AtegnatosServer {
                 "give the folder that holds the pictures, not a single file",
             );
         }
-        let options = match self.audit_options(&args) {
+        let mut options = match self.audit_options(&args) {
             Ok(o) => o,
             Err(refusal) => return refusal,
         };
+        if let Some(project) = &args.project
+            && let Err(e) = crate::gates::dataset::apply_project_rules(&ws, project, &mut options)
+        {
+            return reply::failure(&e, e.hint());
+        }
         let project = args.project.clone();
         let (_job, result) = super::run_job(
             self,
