@@ -272,7 +272,7 @@ impl UnknownGpu {
     pub fn hint(&self) -> Option<String> {
         let names: Vec<&str> = GPU_TABLE.iter().map(|g| g.name).collect();
         Some(format!(
-            "name one of: {} (or give its memory in GB, e.g. `12GB`)",
+            "name one of: {} (or give its memory in GB, from 1 to 1024, e.g. `12GB`)",
             names.join(", ")
         ))
     }
@@ -301,7 +301,7 @@ pub fn lookup(name: &str) -> Result<Gpu, UnknownGpu> {
     }
     if let Some(gb) = parse_memory_size(&wanted) {
         return Ok(Gpu {
-            name: format!("{gb:.0} GB GPU"),
+            name: format!("{gb} GB GPU"),
             vram_gib: gb,
             generation: GpuGeneration::Ampere,
             relative_speed: 0.3,
@@ -340,6 +340,8 @@ pub fn lookup(name: &str) -> Result<Gpu, UnknownGpu> {
 }
 
 fn parse_memory_size(text: &str) -> Option<f64> {
+    // `12 GB GPU` is how an unnamed card is shown (and stored in a plan).
+    let text = text.trim().trim_end_matches("gpu");
     let t = text
         .trim()
         .trim_end_matches("gib")
@@ -405,6 +407,18 @@ mod tests {
         assert_eq!(lookup("12GB").unwrap().vram_gib, 12.0);
         let err = lookup("voodoo 2").unwrap_err();
         assert!(err.hint().unwrap().contains("RTX 4090"));
+    }
+
+    #[test]
+    fn a_card_given_by_its_memory_is_found_again_by_the_name_it_is_shown_under() {
+        // A plan stores the card's name; `12GB` must read back as 12 GB.
+        for (given, gib) in [("12GB", 12.0), ("12.5 gb", 12.5), ("8 GiB", 8.0)] {
+            let card = lookup(given).unwrap();
+            assert_eq!(card.vram_gib, gib, "{given}");
+            let again = lookup(&card.name).unwrap();
+            assert_eq!((again.name, again.vram_gib), (card.name, gib), "{given}");
+        }
+        assert!(lookup("0 GB").is_err() && lookup("100000 GB").is_err());
     }
 
     #[test]
