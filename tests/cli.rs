@@ -226,3 +226,21 @@ fn audit_for_a_started_project_checks_that_projects_rules_and_is_not_gate_1() {
     assert!(!text.contains("PASS"), "{text}");
     assert!(text.contains("only the audit was recorded"), "{text}");
 }
+
+#[test]
+fn the_http_server_is_refused_on_an_address_other_computers_can_reach() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    for addr in ["0.0.0.0:0", "[::]:0"] {
+        let out = ategnatos(&root)
+            .args(["serve", "--http", addr])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{addr}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains("other computers") && said.contains("hint: serve on this computer only"),
+            "{said}"
+        );
+    }
+}
