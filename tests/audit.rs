@@ -313,3 +313,53 @@ fn caption_checks_name_format_length_repeats_and_copies() {
     assert!(by_file["p3.jpg"].contains(&CaptionFormat));
     assert!(!by_file["p0.jpg"].contains(&CaptionFormat));
 }
+
+#[test]
+fn gif_and_tiff_pictures_are_flagged_because_trainers_skip_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let dir = root.join("mixed");
+    for (name, format) in [
+        ("a.gif", image::ImageFormat::Gif),
+        ("b.tiff", image::ImageFormat::Tiff),
+        ("c.png", image::ImageFormat::Png),
+    ] {
+        common::write(
+            &dir.join(name),
+            &common::encoded(&common::picture(7, 576, 640), format),
+        );
+        let stem = name.split('.').next().unwrap();
+        common::caption(
+            &dir,
+            stem,
+            &format!("{}, picture {stem}, ink wash", common::TRIGGER),
+        );
+    }
+    let options = AuditOptions {
+        base_model: Some(catalog::lookup("sd15").unwrap()),
+        trigger_word: Some(common::TRIGGER.into()),
+        ..AuditOptions::default()
+    };
+    let r = audit(&dir, &root, &options);
+    let by_file = findings_by_file(&r);
+    for skipped in ["a.gif", "b.tiff"] {
+        assert!(
+            by_file
+                .get(skipped)
+                .is_some_and(|k| k.contains(&FindingKind::UnsupportedFormat)),
+            "{skipped}: {:?}",
+            by_file.get(skipped)
+        );
+        let file = r.files.iter().find(|f| f.path == skipped).unwrap();
+        assert!(
+            file.findings
+                .iter()
+                .any(|f| f.detail.contains("would not be trained on")),
+            "{:?}",
+            file.findings
+        );
+    }
+    assert_eq!(by_file.get("c.png"), None);
+    assert_eq!(r.summary.blocking, 0);
+    assert_eq!(r.summary.readable, 3);
+}

@@ -179,9 +179,16 @@ pub struct GeneratedConfig {
 
 impl GeneratedConfig {
     pub fn plain_summary(&self) -> String {
+        // `the kohya sd-scripts config`, `the Ategnatos engine config`.
+        let backend = self.backend.name();
+        let named = if backend.starts_with("the ") {
+            backend.to_string()
+        } else {
+            format!("the {backend}")
+        };
         format!(
-            "Wrote the {} config for `{}` ({} files, run `{}`): {}. Start it with `{}` in {}. The explanation of every setting is in {}. Next: run gate 2 (run_gate 2).",
-            self.backend.name(),
+            "Wrote {} config for `{}` ({} files, run `{}`): {}. Start it with `{}` in {}. The explanation of every setting is in {}. Next: run gate 2 (run_gate 2).",
+            named,
             self.project,
             self.files.len(),
             self.run_name,

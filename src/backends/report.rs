@@ -28,8 +28,8 @@ pub fn config_md(
     let _ = writeln!(md, "# Training config — {}\n", plan.project);
     let _ = writeln!(
         md,
-        "A {} LoRA on **{}**, {} preset, trained with **{}**. Run `{}`; plan fingerprint `{}`.\n",
-        plan.training_type.word(),
+        "{} LoRA on **{}**, {} preset, trained with **{}**. Run `{}`; plan fingerprint `{}`.\n",
+        capitalised(plan.training_type.with_article()),
         model.name,
         plan.preset.word(),
         plan.backend.name(),
@@ -122,4 +122,13 @@ pub fn config_md(
         generated.working_dir, generated.command_line
     );
     md
+}
+
+/// `an object` → `An object`.
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }

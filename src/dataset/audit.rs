@@ -278,7 +278,10 @@ impl FindingKind {
             ),
             DuplicateTags => format!("{count} caption{s} repeat a tag"),
             Greyscale => format!("{count} picture{s} {is} greyscale"),
-            SixteenBit => format!("{count} picture{s} use 16 bits per channel"),
+            SixteenBit => format!(
+                "{count} picture{s} use{} 16 bits per channel",
+                if count == 1 { "s" } else { "" }
+            ),
             UnusedAlpha => format!("{count} picture{s} {has} an unused alpha channel"),
             NonImageFile => format!("{count} other file{s} (not pictures or captions)"),
         }
@@ -657,6 +660,16 @@ fn inspect_picture(file: &FoundFile, options: &AuditOptions, ctx: &Ctx) -> Image
         }
     };
     drop(bytes);
+    if decoded.is_some()
+        && super::TRAINERS_SKIP_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str())
+    {
+        push(
+            FindingKind::UnsupportedFormat,
+            format!(
+                "kohya sd-scripts and the other trainers look only for PNG, JPEG, WebP and BMP files, so this `.{ext}` picture would not be trained on"
+            ),
+        );
+    }
 
     let mut short_side = None;
     let mut aspect_ratio = None;

@@ -64,7 +64,7 @@ pub enum CaptionError {
     #[error("`{path}` is not a picture in the dataset")]
     NotAPicture { path: String },
     #[error(
-        "no sample caption has been approved yet, and {count} of these pictures are not samples (for example `{example}`)"
+        "no sample caption has been approved yet, and {count} of these pictures {} not samples (for example `{example}`)", if *.count == 1 { "is" } else { "are" }
     )]
     NotApproved { count: usize, example: String },
     #[error("the caption for `{path}` is empty")]

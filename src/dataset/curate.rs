@@ -30,6 +30,9 @@ use crate::studio::{Progress, Workspace};
 
 /// Default largest distance for two pictures to count as too alike.
 pub const DEFAULT_SIMILAR_THRESHOLD: u32 = 18;
+
+/// The largest look-alike threshold taken.
+pub const MAX_SIMILAR_THRESHOLD: u32 = super::dedup::MAX_THRESHOLD + 6;
 /// Typical distance between unrelated pictures: half the bits.
 const UNRELATED_DISTANCE: f64 = 32.0;
 
@@ -421,9 +424,11 @@ pub fn curate_dataset(
     options: &CurateOptions,
     progress: &dyn Progress,
 ) -> Result<CurationReport, DedupError> {
-    if options.similar_threshold > super::dedup::MAX_THRESHOLD + 6 {
+    if options.similar_threshold > MAX_SIMILAR_THRESHOLD {
         return Err(DedupError::BadThreshold {
             threshold: options.similar_threshold,
+            max: MAX_SIMILAR_THRESHOLD,
+            default: DEFAULT_SIMILAR_THRESHOLD,
         });
     }
     let mut cache = open_cache(workspace, options.use_cache);

@@ -93,8 +93,14 @@ pub enum DedupError {
     NotAFolder { path: String },
     #[error("the folder `{path}` cannot be read: {reason}")]
     Unreadable { path: String, reason: String },
-    #[error("the threshold `{threshold}` is out of range: it must be 0 to {MAX_THRESHOLD} bits")]
-    BadThreshold { threshold: u32 },
+    #[error("the threshold `{threshold}` is out of range: it must be 0 to {max} bits")]
+    BadThreshold {
+        threshold: u32,
+        /// The largest this tool takes.
+        max: u32,
+        /// This tool's default.
+        default: u32,
+    },
     #[error("the search was cancelled")]
     Cancelled,
 }
@@ -107,8 +113,8 @@ impl DedupError {
                 Some("give the folder that holds the pictures, not a single file".into())
             }
             DedupError::Unreadable { .. } => Some("check the folder's permissions".into()),
-            DedupError::BadThreshold { .. } => Some(format!(
-                "leave it out for the default `{DEFAULT_THRESHOLD}`; use 4–6 to catch only very close copies, 12–14 to catch more distant ones"
+            DedupError::BadThreshold { max, default, .. } => Some(format!(
+                "leave it out for the default `{default}`; a lower number groups only closer copies, a higher one (up to {max}) also heavier edits"
             )),
             DedupError::Cancelled => None,
         }
@@ -670,6 +676,8 @@ pub fn find_duplicates(
     if options.threshold > MAX_THRESHOLD {
         return Err(DedupError::BadThreshold {
             threshold: options.threshold,
+            max: MAX_THRESHOLD,
+            default: DEFAULT_THRESHOLD,
         });
     }
     let mut cache = open_cache(workspace, options.use_cache);

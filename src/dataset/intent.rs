@@ -143,16 +143,16 @@ fn intent_markdown(p: &Project, model_name: &str, format: CaptionFormat, found: 
     let (lo, hi) = p.training_type.expected_images();
     let mut md = format!(
         "# Intent: {name}\n\n\
-         - **What it learns:** a {kind}\n\
+         - **What it learns:** {kind}\n\
          - **Base model:** {model_name} (`{model}`)\n\
          - **Trigger word:** `{trigger}`\n\
-         - **Pictures:** `{dataset}` ({found} found; a {kind} LoRA wants {lo}–{hi})\n\
+         - **Pictures:** `{dataset}` ({found} found; {kind} LoRA wants {lo}–{hi})\n\
          - **Captions:** `.{ext}` files beside the pictures, written as {format}, trigger word first\n\
          - **Started:** {created}\n\n\
          ## In the artist's words\n\n{description}\n\n\
          ## Content and style\n\n",
         name = p.name,
-        kind = p.training_type.word(),
+        kind = p.training_type.with_article(),
         model = p.base_model,
         trigger = p.trigger_word,
         dataset = p.dataset,

@@ -48,6 +48,10 @@ pub use audit::{AuditError, AuditOptions, AuditReport, audit_dataset};
 /// File extensions trainers pick up as training images.
 pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"];
 
+/// Picture formats we read but the trainers skip: kohya sd-scripts lists
+/// only PNG, JPEG, WebP and BMP files (its `IMAGE_EXTENSIONS`).
+pub const TRAINERS_SKIP_EXTENSIONS: &[&str] = &["gif", "tif", "tiff"];
+
 /// Image formats people have that the trainers (and we) cannot read.
 pub const UNSUPPORTED_IMAGE_EXTENSIONS: &[&str] = &[
     "avif", "heic", "heif", "jxl", "psd", "raw", "cr2", "nef", "arw", "dng", "svg",

@@ -127,9 +127,9 @@ pub fn run_gate2(
         blockers.push(finding(
             "blocking",
             format!(
-                "the plan trains a {} LoRA but the project is now a {} LoRA",
-                plan.training_type.word(),
-                project.training_type.word()
+                "the plan trains {} LoRA but the project is now {} LoRA",
+                plan.training_type.with_article(),
+                project.training_type.with_article()
             ),
             "make the plan again (plan_training)".into(),
         ));

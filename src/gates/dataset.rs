@@ -490,8 +490,8 @@ pub fn run_gate1(
         blockers.push(GateFinding {
             severity: "blocking".into(),
             message: format!(
-                "only {readable} usable pictures; a {} LoRA needs at least {lo}",
-                project.training_type.word()
+                "only {readable} usable pictures; {} LoRA needs at least {lo}",
+                project.training_type.with_article()
             ),
             what_to_do: format!(
                 "add {} more varied pictures (different subjects, settings and light)",
@@ -502,8 +502,8 @@ pub fn run_gate1(
         warnings.push(GateFinding {
             severity: "warning".into(),
             message: format!(
-                "{readable} pictures, more than the {lo}–{hi} a {} LoRA needs",
-                project.training_type.word()
+                "{readable} pictures, more than the {lo}–{hi} {} LoRA needs",
+                project.training_type.with_article()
             ),
             what_to_do: "curate down to the most varied ones, or expect longer training".into(),
         });
@@ -657,11 +657,11 @@ fn render_markdown(g: &Gate1Report, project: &Project, report: &AuditReport) -> 
     );
     md.push_str("## Summary\n\n");
     md.push_str(&format!(
-        "- Pictures: {} ({} readable, {} captioned); a {} LoRA wants {}–{}\n",
+        "- Pictures: {} ({} readable, {} captioned); {} LoRA wants {}–{}\n",
         s.images,
         s.readable,
         s.captioned,
-        project.training_type.word(),
+        project.training_type.with_article(),
         g.expected_min,
         g.expected_max
     ));

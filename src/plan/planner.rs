@@ -254,9 +254,9 @@ impl PlanOutcome {
             .map(|m| m.name)
             .unwrap_or("the base model");
         let mut s = format!(
-            "Plan for `{}`: a {} LoRA on {}, {} preset — {} epochs of {} pictures × {} repeats, {} per step = {} steps, with {}.",
+            "Plan for `{}`: {} LoRA on {}, {} preset — {} epochs of {} pictures × {} repeats, {} per step = {} steps, with {}.",
             p.project,
-            p.training_type.word(),
+            p.training_type.with_article(),
             model,
             p.preset.word(),
             p.epochs,

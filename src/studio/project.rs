@@ -35,6 +35,15 @@ impl TrainingType {
             TrainingType::Object => "object",
         }
     }
+
+    /// The word with its article: `a style`, `an object`.
+    pub fn with_article(self) -> &'static str {
+        match self {
+            TrainingType::Style => "a style",
+            TrainingType::Character => "a character",
+            TrainingType::Object => "an object",
+        }
+    }
 }
 
 /// A training project.
