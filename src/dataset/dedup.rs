@@ -694,9 +694,19 @@ pub fn find_duplicates(
     let (groups, similar_not_copies, search_method) =
         group_duplicates(&folder.pictures, options.threshold, &mut cache);
     let cache_note = save_cache(&mut cache);
+    // A link cannot be set aside (quarantine_files refuses it: it holds no
+    // picture of its own), so it is not suggested; the group still shows it.
+    let is_link = |shown: &str| {
+        workspace
+            .resolve(shown)
+            .ok()
+            .and_then(|p| std::fs::symlink_metadata(p).ok())
+            .is_some_and(|m| m.is_symlink())
+    };
     let suggested_quarantine: Vec<String> = groups
         .iter()
         .flat_map(|g| g.members.iter().filter(|m| !m.keep).map(|m| m.path.clone()))
+        .filter(|p| !is_link(p))
         .collect();
     let identical_files = groups
         .iter()
@@ -917,6 +927,19 @@ mod tests {
         std::fs::write(dir.join("p4-renamed.png"), bytes).unwrap();
         let third = find_duplicates(&dir, &ws, &options, &NoProgress).unwrap();
         assert_eq!((third.hashed_now, third.from_cache), (0, 7));
+
+        // A link to a picture is grouped with it, but not suggested for
+        // quarantine, which refuses links.
+        std::os::unix::fs::symlink("p5.png", dir.join("p5z.png")).unwrap();
+        let fourth = find_duplicates(&dir, &ws, &options, &NoProgress).unwrap();
+        assert_eq!(fourth.groups.len(), 2);
+        assert!(
+            fourth
+                .groups
+                .iter()
+                .any(|g| g.members.iter().any(|m| m.path == "pics/p5z.png"))
+        );
+        assert_eq!(fourth.suggested_quarantine, vec!["pics/p2.png".to_string()]);
     }
 
     #[test]

@@ -90,6 +90,8 @@ pub enum QuarantineError {
     NothingGiven,
     #[error("these paths are not files that can be set aside: {}", list(.paths))]
     NotFiles { paths: Vec<String> },
+    #[error("these are links to other files, not pictures of their own: {}", list(.paths))]
+    Links { paths: Vec<String> },
     #[error("these files are Ategnatos's own records or already in quarantine: {}", list(.paths))]
     Protected { paths: Vec<String> },
     #[error("there is no quarantine to restore")]
@@ -124,6 +126,7 @@ impl QuarantineError {
         match self {
             QuarantineError::NothingGiven => Some("list the pictures to set aside, for example the `suggested_quarantine` of find_duplicates".into()),
             QuarantineError::NotFiles { .. } => Some("give existing picture or caption files inside the workspace, not folders".into()),
+            QuarantineError::Links { .. } => Some("a link trains its picture a second time: remove the link itself (the picture it points to stays where it is), or set aside the file it points to".into()),
             QuarantineError::Protected { .. } => Some("leave `grimoire/` and `workspace/quarantine/` alone; restore_quarantine brings quarantined files back".into()),
             QuarantineError::NoQuarantine => Some("nothing has been set aside yet".into()),
             QuarantineError::UnknownQuarantine { known, .. } => Some(if known.is_empty() {
@@ -218,13 +221,16 @@ pub fn quarantine_files(
     let qroot = quarantine_root(workspace);
     let grimoire = workspace.grimoire();
     let mut not_files = Vec::new();
+    let mut links = Vec::new();
     let mut protected = Vec::new();
     let mut chosen: Vec<PathBuf> = Vec::new();
     let mut seen = BTreeSet::new();
     for p in paths {
         let shown = workspace.display_path(p);
         let meta = std::fs::symlink_metadata(p);
-        if !p.starts_with(workspace.root()) || !meta.as_ref().is_ok_and(|m| m.is_file()) {
+        if p.starts_with(workspace.root()) && meta.as_ref().is_ok_and(|m| m.is_symlink()) {
+            links.push(shown);
+        } else if !p.starts_with(workspace.root()) || !meta.as_ref().is_ok_and(|m| m.is_file()) {
             not_files.push(shown);
         } else if p.starts_with(&qroot) || p.starts_with(&grimoire) {
             protected.push(shown);
@@ -234,6 +240,9 @@ pub fn quarantine_files(
     }
     if !not_files.is_empty() {
         return Err(QuarantineError::NotFiles { paths: not_files });
+    }
+    if !links.is_empty() {
+        return Err(QuarantineError::Links { paths: links });
     }
     if !protected.is_empty() {
         return Err(QuarantineError::Protected { paths: protected });
@@ -571,6 +580,15 @@ mod tests {
             quarantine_files(&ws, &[], "txt", None),
             Err(QuarantineError::NothingGiven)
         ));
+        // A link to a picture is refused as a link, with what to do instead.
+        std::os::unix::fs::symlink("a.png", pics.join("again.png")).unwrap();
+        let with_link = snapshot(&pics);
+        let err = quarantine_files(&ws, &[pics.join("again.png")], "txt", None).unwrap_err();
+        assert!(matches!(err, QuarantineError::Links { .. }), "{err}");
+        assert!(err.to_string().contains("again.png"), "{err}");
+        assert!(err.hint().unwrap().contains("remove the link itself"));
+        assert_eq!(snapshot(&pics), with_link);
+        std::fs::remove_file(pics.join("again.png")).unwrap();
         assert_eq!(snapshot(&pics), before);
         let err = restore_quarantine(&ws, Some("20990101-000000")).unwrap_err();
         assert!(matches!(err, QuarantineError::UnknownQuarantine { .. }));
