@@ -425,3 +425,44 @@ fn a_caption_that_links_outside_the_workspace_is_never_read() {
         "zkfox, my private diary entry"
     );
 }
+
+#[test]
+fn a_damaged_project_record_is_kept_aside_when_the_project_is_started_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let ws = project(&root, TrainingType::Object, 4);
+    let record = root.join("grimoire/.state/projects/p/project.json");
+    let good = std::fs::read(&record).unwrap();
+    std::fs::write(&record, &good[..good.len() / 2]).unwrap();
+    let damaged = std::fs::read(&record).unwrap();
+    let err = ategnatos::studio::project::load(&ws, "p").unwrap_err();
+    assert!(err.to_string().contains("not valid"), "{err}");
+
+    let req = ProjectRequest {
+        name: "p".into(),
+        training_type: TrainingType::Object,
+        base_model: "sd15".into(),
+        description: String::new(),
+        trigger_word: "zkfox".into(),
+        dataset: "set".into(),
+        caption_extension: "txt".into(),
+    };
+    // A refused start (an ordinary word as trigger) changes nothing.
+    let refused = ProjectRequest {
+        trigger_word: "fox".into(),
+        ..req.clone()
+    };
+    assert!(start_project(&ws, &refused).is_err());
+    assert_eq!(std::fs::read(&record).unwrap(), damaged);
+
+    let started = start_project(&ws, &req).unwrap();
+    let kept = started.damaged_record_set_aside.clone().unwrap();
+    assert_eq!(std::fs::read(root.join(&kept)).unwrap(), damaged);
+    let summary = started.plain_summary();
+    assert!(
+        summary.contains(&kept) && summary.contains("an object LoRA"),
+        "{summary}"
+    );
+    let loaded = ategnatos::studio::project::load(&ws, "p").unwrap().unwrap();
+    assert_eq!(loaded.trigger_word, "zkfox");
+}

@@ -74,6 +74,10 @@ pub struct StartedProject {
     pub expected_max: usize,
     /// How captions should separate content and style for this type.
     pub caption_notes: Vec<String>,
+    /// Where a damaged `project.json` of the same name was kept, when the
+    /// project was started over it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damaged_record_set_aside: Option<String>,
 }
 
 impl StartedProject {
@@ -81,34 +85,39 @@ impl StartedProject {
         let p = &self.project;
         let count = if self.pictures_found < self.expected_min {
             format!(
-                "The folder has {} pictures; a {} LoRA wants {}–{}, so add {} more varied ones before Gate 1.",
+                "The folder has {} pictures; {} LoRA wants {}–{}, so add {} more varied ones before Gate 1.",
                 self.pictures_found,
-                p.training_type.word(),
+                p.training_type.with_article(),
                 self.expected_min,
                 self.expected_max,
                 self.expected_min - self.pictures_found
             )
         } else if self.pictures_found > self.expected_max {
             format!(
-                "The folder has {} pictures, more than the {}–{} a {} LoRA needs; curating down to the most varied ones usually trains better.",
+                "The folder has {} pictures, more than the {}–{} {} LoRA needs; curating down to the most varied ones usually trains better.",
                 self.pictures_found,
                 self.expected_min,
                 self.expected_max,
-                p.training_type.word()
+                p.training_type.with_article()
             )
         } else {
             format!(
-                "The folder has {} pictures, within the {}–{} a {} LoRA wants.",
+                "The folder has {} pictures, within the {}–{} {} LoRA wants.",
                 self.pictures_found,
                 self.expected_min,
                 self.expected_max,
-                p.training_type.word()
+                p.training_type.with_article()
             )
         };
+        let set_aside = self
+            .damaged_record_set_aside
+            .as_ref()
+            .map(|f| format!(" Its old record was damaged and unreadable; it was kept as `{f}`."))
+            .unwrap_or_default();
         format!(
-            "Started project `{}`: a {} LoRA for {} answering to `{}`, pictures in `{}`. {count} The intent is written to {}. Next: audit_dataset, then caption_preview.",
+            "Started project `{}`: {} LoRA for {} answering to `{}`, pictures in `{}`. {count} The intent is written to {}.{set_aside} Next: audit_dataset, then caption_preview.",
             p.name,
-            p.training_type.word(),
+            p.training_type.with_article(),
             catalog::lookup(&p.base_model)
                 .map(|m| m.name)
                 .unwrap_or(&p.base_model),
@@ -177,11 +186,18 @@ fn intent_markdown(p: &Project, model_name: &str, format: CaptionFormat, found: 
 /// Starts a project: checks everything, then writes `project.json` and `intent.md`.
 pub fn start_project(ws: &Workspace, req: &ProjectRequest) -> Result<StartedProject, IntentError> {
     crate::studio::check_project_name(&req.name)?;
-    if project::load(ws, &req.name)?.is_some() {
-        return Err(IntentError::Exists {
-            name: req.name.clone(),
-        });
-    }
+    // A damaged record of the same name is no project to protect, but it
+    // is kept: set aside under a new name once everything else checks out.
+    let damaged = match project::load(ws, &req.name) {
+        Ok(Some(_)) => {
+            return Err(IntentError::Exists {
+                name: req.name.clone(),
+            });
+        }
+        Ok(None) => None,
+        Err(StudioError::Corrupt { path, .. }) => Some(path),
+        Err(e) => return Err(e.into()),
+    };
     let model = catalog::lookup(&req.base_model)?;
     check_trigger(&req.trigger_word)?;
     let dir = crate::studio::paths::resolve_existing(ws.root(), &req.dataset)?;
@@ -201,6 +217,20 @@ pub fn start_project(ws: &Workspace, req: &ProjectRequest) -> Result<StartedProj
             super::inspect::extension_of(&f.path).is_some_and(|e| super::is_image_extension(&e))
         })
         .count();
+    let damaged_record_set_aside = match damaged {
+        Some(path) => {
+            let kept = path.with_extension(format!(
+                "json.damaged-{}",
+                crate::studio::clock::stamp(crate::studio::clock::unix_now())
+            ));
+            std::fs::rename(&path, &kept).map_err(|source| StudioError::Write {
+                path: kept.clone(),
+                source,
+            })?;
+            Some(ws.display_path(&kept))
+        }
+        None => None,
+    };
     let p = project::new_project(
         &req.name,
         req.training_type,
@@ -222,6 +252,7 @@ pub fn start_project(ws: &Workspace, req: &ProjectRequest) -> Result<StartedProj
         expected_min: lo,
         expected_max: hi,
         caption_notes: caption_notes(p.training_type),
+        damaged_record_set_aside,
         project: p,
     })
 }
