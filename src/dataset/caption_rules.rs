@@ -39,7 +39,13 @@ pub fn instructions(model: &ModelSpec, kind: TrainingType, trigger: &str) -> Str
 /// Tidies a caption for the base model's format and puts the trigger word
 /// first. Returns the text and whether the trigger had to be added.
 pub fn normalise(text: &str, format: CaptionFormat, trigger: &str) -> (String, bool) {
-    let collapsed: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    // Control characters (a NUL, an escape) are invisible in an editor and
+    // end up as tokens; they become spaces like line breaks do.
+    let visible: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let collapsed: String = visible.split_whitespace().collect::<Vec<_>>().join(" ");
     let has_trigger = super::captions::contains_trigger(&collapsed, trigger);
     match format {
         CaptionFormat::Tags => {
@@ -86,6 +92,17 @@ mod tests {
         assert!(!added);
         let (t, added) = normalise("fox, snow", CaptionFormat::Tags, "zkfox");
         assert_eq!((t.as_str(), added), ("zkfox, fox, snow", true));
+    }
+
+    #[test]
+    fn control_characters_become_spaces() {
+        let (t, _) = normalise(
+            "fox\u{0}in snow,\u{1b}[31m red\r\n scarf",
+            CaptionFormat::Tags,
+            "zkfox",
+        );
+        assert_eq!(t, "zkfox, fox in snow, [31m red scarf");
+        assert!(!t.chars().any(char::is_control));
     }
 
     #[test]
