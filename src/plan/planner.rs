@@ -516,6 +516,13 @@ pub fn answer_vram(ws: &Workspace, q: &VramQuery) -> Result<VramAnswer, PlanErro
         plan.backend = b;
     }
     let locked = q.choices.apply(&mut plan, model);
+    // Settings plan_training would refuse (rank 0, a resolution the model
+    // cannot use, a precision the backend does not train) get no estimate
+    // either: an estimate would read as if they could be trained.
+    let rejections = validate(&plan, None);
+    if !rejections.is_empty() {
+        return Err(PlanError::Invalid { rejections });
+    }
     let gpu = gpu::resolve(q.gpu.as_deref().or(plan.gpu.as_deref()))?;
     let estimate = estimate_vram(&plan, model, gpu.as_ref());
     let shrink_preview = match (&gpu, estimate.fits) {
@@ -816,6 +823,18 @@ mod tests {
         assert_ne!(load_plan(&ws, "ink-fox").unwrap().unwrap().batch_size, 4);
         let err = answer_vram(&ws, &VramQuery::default()).unwrap_err();
         assert!(err.hint().unwrap().contains("base model"));
+        // What plan_training refuses gets no estimate either.
+        let q = VramQuery {
+            project: Some("ink-fox".into()),
+            choices: PlanOverrides {
+                rank: Some(0),
+                ..PlanOverrides::default()
+            },
+            ..VramQuery::default()
+        };
+        let err = answer_vram(&ws, &q).unwrap_err();
+        assert!(matches!(err, PlanError::Invalid { .. }), "{err}");
+        assert!(err.to_string().contains("rank `0`"), "{err}");
     }
 
     #[test]
