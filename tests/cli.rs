@@ -244,3 +244,31 @@ fn the_http_server_is_refused_on_an_address_other_computers_can_reach() {
         );
     }
 }
+
+#[test]
+fn an_empty_folder_is_described_as_empty() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    std::fs::create_dir(root.join("empty")).unwrap();
+    let audit = ategnatos(&root).args(["audit", "empty"]).output().unwrap();
+    assert_eq!(audit.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&audit.stdout);
+    assert!(text.contains("the folder has no pictures"), "{text}");
+    assert!(!text.contains("more"), "{text}");
+
+    let curate = ategnatos(&root).args(["curate", "empty"]).output().unwrap();
+    let text = String::from_utf8_lossy(&curate.stdout);
+    assert!(text.contains("no pictures"), "{text}");
+    assert!(!text.contains("variety"), "{text}");
+
+    let zero = ategnatos(&root)
+        .args(["curate", "empty", "--target", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(zero.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&zero.stderr);
+    assert!(
+        said.contains("keep none") && said.contains("hint:"),
+        "{said}"
+    );
+}

@@ -206,7 +206,8 @@ pub fn render_text(r: &AuditReport) -> String {
         for e in &p.examples {
             out.push_str(&format!("            {e}\n"));
         }
-        if p.count > p.examples.len() {
+        // Examples are files; a problem of the whole folder has none.
+        if !p.examples.is_empty() && p.count > p.examples.len() {
             out.push_str(&format!(
                 "            …and {} more\n",
                 p.count - p.examples.len()

@@ -108,7 +108,12 @@ pub fn run_project(root: &Path, cmd: ProjectCmd) -> Result<ExitCode, CliError> {
             outln!("{}", started.plain_summary());
         }
         ProjectCmd::List => {
-            for p in project::list(&ws) {
+            let projects = project::list(&ws);
+            if projects.is_empty() {
+                // Standard output stays a plain list (empty here).
+                eprintln!("No projects yet: start one with `ategnatos project start`.");
+            }
+            for p in projects {
                 outln!(
                     "{}\t{}\t{}\t{}",
                     p.name,

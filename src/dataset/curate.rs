@@ -424,6 +424,9 @@ pub fn curate_dataset(
     options: &CurateOptions,
     progress: &dyn Progress,
 ) -> Result<CurationReport, DedupError> {
+    if options.target_size == Some(0) {
+        return Err(DedupError::ZeroTarget);
+    }
     if options.similar_threshold > MAX_SIMILAR_THRESHOLD {
         return Err(DedupError::BadThreshold {
             threshold: options.similar_threshold,
@@ -454,8 +457,8 @@ pub fn curate_dataset(
             Some((
                 hi,
                 format!(
-                    "a {} LoRA usually trains on {lo}–{hi} pictures",
-                    kind.word()
+                    "{} LoRA usually trains on {lo}–{hi} pictures",
+                    kind.with_article()
                 ),
             ))
         }
@@ -490,6 +493,12 @@ impl CurationReport {
             VarietyRating::SomeRepetition => "somewhat repetitive",
             VarietyRating::Repetitive => "repetitive",
         };
+        if self.pictures == 0 {
+            return format!(
+                "There are no pictures in `{}` to compare: put the training pictures there first.",
+                self.folder
+            );
+        }
         let mut out = format!(
             "Looked at {} pictures in `{}`: variety {}/100 ({verdict}).",
             self.pictures, self.folder, v.score

@@ -93,6 +93,8 @@ pub enum DedupError {
     NotAFolder { path: String },
     #[error("the folder `{path}` cannot be read: {reason}")]
     Unreadable { path: String, reason: String },
+    #[error("a target of 0 pictures would keep none of them")]
+    ZeroTarget,
     #[error("the threshold `{threshold}` is out of range: it must be 0 to {max} bits")]
     BadThreshold {
         threshold: u32,
@@ -116,6 +118,9 @@ impl DedupError {
             DedupError::BadThreshold { max, default, .. } => Some(format!(
                 "leave it out for the default `{default}`; a lower number groups only closer copies, a higher one (up to {max}) also heavier edits"
             )),
+            DedupError::ZeroTarget => Some(
+                "give how many pictures to keep (for example 40), or leave the target out".into(),
+            ),
             DedupError::Cancelled => None,
         }
     }
