@@ -22,6 +22,10 @@ pub enum PathError {
     },
     #[error("`{path}` does not exist")]
     NotFound { path: String },
+    #[error(
+        "`{path}` goes through the link `{link}`, which points to nothing that exists (or to itself)"
+    )]
+    BrokenLink { path: String, link: PathBuf },
 }
 
 impl PathError {
@@ -37,6 +41,9 @@ impl PathError {
             PathError::NotFound { .. } => {
                 Some("check the spelling; paths are relative to the workspace root".into())
             }
+            PathError::BrokenLink { .. } => Some(
+                "point the link at an existing file or folder inside the workspace, or remove the link".into(),
+            ),
         }
     }
 }
@@ -93,10 +100,9 @@ pub fn resolve_inside(root: &Path, user_path: &str) -> Result<PathBuf, PathError
             root: root.to_path_buf(),
         }),
         // A dangling or looping symlink: it cannot be followed, so refuse it.
-        Err(_) => Err(PathError::SymlinkEscape {
+        Err(_) => Err(PathError::BrokenLink {
             path: user_path.to_string(),
             link: existing.to_path_buf(),
-            root: root.to_path_buf(),
         }),
     }
 }
@@ -147,6 +153,18 @@ mod tests {
             );
         }
         assert!(matches!(resolve_inside(&root, "  "), Err(PathError::Empty)));
+    }
+
+    #[test]
+    fn a_link_to_nothing_is_refused_as_a_broken_link() {
+        let (_d, root) = root();
+        std::os::unix::fs::symlink(root.join("gone.png"), root.join("dangling.png")).unwrap();
+        std::os::unix::fs::symlink(root.join("self"), root.join("self")).unwrap();
+        for p in ["dangling.png", "self"] {
+            let err = resolve_inside(&root, p).unwrap_err();
+            assert!(matches!(err, PathError::BrokenLink { .. }), "{p}: {err:?}");
+            assert!(err.to_string().contains("points to nothing"), "{err}");
+        }
     }
 
     #[test]
