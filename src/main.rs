@@ -105,7 +105,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("{}", cli::for_shell(&e.to_string()));
             ExitCode::from(2)
         }
     }

@@ -37,6 +37,17 @@ fn audit_prints_problems_first_and_exits_1_when_something_blocks() {
         "blocking problems come first:\n{text}"
     );
     assert!(text.contains("cut.jpg") && text.contains("→ "), "{text}");
+    // At a terminal the advice names commands, not the MCP tools; the JSON
+    // is what the MCP tool returns.
+    assert!(
+        text.contains("`ategnatos quarantine`") && !text.contains("quarantine_files"),
+        "{text}"
+    );
+    let json = ategnatos(&root)
+        .args(["audit", "zoo", "--json"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&json.stdout).contains("quarantine_files"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ategnatos://projects/foxes/gates/1"));
     assert!(
         root.join("grimoire/.state/projects/foxes/gates/1-dataset.json")

@@ -103,7 +103,7 @@ pub fn run(root: &Path, cmd: AuditCmd) -> Result<ExitCode, CliError> {
     }
     if cmd.json {
         let text = serde_json::to_string_pretty(&report).map_err(|e| CliError::new(e, None))?;
-        outln!("{text}");
+        super::write_json(&text);
     } else {
         out!("{}", render_text(&report));
     }

@@ -125,7 +125,7 @@ fn existing(root: &Path, p: &Path) -> Result<PathBuf, CliError> {
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| CliError::new(e, None))?;
-    outln!("{text}");
+    super::write_json(&text);
     Ok(())
 }
 

@@ -33,8 +33,19 @@ use ategnatos::studio::Workspace;
 /// before it prints, so nothing is left half-done. Any other failure to
 /// write (a full disk behind a redirect) is said on standard error.
 pub fn write_out(text: std::fmt::Arguments) {
+    write_raw(&for_shell(&text.to_string()));
+}
+
+/// JSON for `--json`: printed exactly as the MCP tools return it.
+pub fn write_json(text: &str) {
+    write_raw(&format!("{text}\n"));
+}
+
+fn write_raw(text: &str) {
     let mut stdout = std::io::stdout().lock();
-    let written = stdout.write_fmt(text).and_then(|()| stdout.flush());
+    let written = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
     match written {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(141),
@@ -42,6 +53,99 @@ pub fn write_out(text: std::fmt::Arguments) {
             eprintln!("error: could not write the report to standard output: {e}");
             std::process::exit(2)
         }
+    }
+}
+
+/// The MCP tools named in the reports, hints and next steps (which the
+/// server and the command line share), and the command that does the same
+/// from a shell.
+const COMMANDS: &[(&str, &str)] = &[
+    ("approve_captions", "ategnatos captions approve"),
+    ("audit_dataset", "ategnatos audit"),
+    ("caption_preview", "ategnatos captions preview"),
+    ("curate_dataset", "ategnatos curate"),
+    ("estimate_vram", "ategnatos vram"),
+    ("find_duplicates", "ategnatos duplicates"),
+    ("generate_config", "ategnatos config"),
+    ("list_projects", "ategnatos project list"),
+    ("plan_training", "ategnatos plan"),
+    ("project_status", "ategnatos project status"),
+    ("quarantine_files", "ategnatos quarantine"),
+    ("restore_caption", "ategnatos captions restore"),
+    ("restore_quarantine", "ategnatos restore"),
+    ("run_gate", "ategnatos gate"),
+    ("start_project", "ategnatos project start"),
+    ("structure_dataset", "ategnatos structure"),
+    ("write_captions", "ategnatos captions write"),
+];
+
+/// `text` with every MCP tool name replaced by its command, in backticks
+/// (`run_gate 2` becomes `` `ategnatos gate 2` ``), for a person at a
+/// terminal.
+pub fn for_shell(text: &str) -> String {
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    'scan: while !rest.is_empty() {
+        let at_boundary = !out.chars().next_back().is_some_and(is_word);
+        if at_boundary {
+            for (tool, command) in COMMANDS {
+                let Some(after) = rest.strip_prefix(tool) else {
+                    continue;
+                };
+                if after.chars().next().is_some_and(is_word) {
+                    continue;
+                }
+                // A gate number belongs to the command.
+                let number: String = after
+                    .strip_prefix(' ')
+                    .map(|n| n.chars().take_while(char::is_ascii_digit).collect())
+                    .unwrap_or_default();
+                let (command, after) = if number.is_empty() {
+                    (command.to_string(), after)
+                } else {
+                    (format!("{command} {number}"), &after[1 + number.len()..])
+                };
+                let quoted = out.ends_with('`') && after.starts_with('`');
+                if quoted {
+                    out.push_str(&command);
+                } else {
+                    out.push('`');
+                    out.push_str(&command);
+                    out.push('`');
+                }
+                rest = after;
+                continue 'scan;
+            }
+        }
+        let c = rest.chars().next().unwrap_or_default();
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::for_shell;
+
+    #[test]
+    fn tool_names_become_the_commands_that_do_the_same() {
+        assert_eq!(
+            for_shell(
+                "move them out with `quarantine_files`; (caption_preview then write_captions)"
+            ),
+            "move them out with `ategnatos quarantine`; (`ategnatos captions preview` then `ategnatos captions write`)"
+        );
+        assert_eq!(
+            for_shell("Next: run gate 2 (run_gate 2). Or `run_gate 3`, or run_gate."),
+            "Next: run gate 2 (`ategnatos gate 2`). Or `ategnatos gate 3`, or `ategnatos gate`."
+        );
+        // Only whole names: fields that contain a name stay as they are.
+        assert_eq!(
+            for_shell("the suggested_quarantine list; my_run_gate_x; café"),
+            "the suggested_quarantine list; my_run_gate_x; café"
+        );
     }
 }
 

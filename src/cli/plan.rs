@@ -177,7 +177,7 @@ pub struct ConfigCmd {
 fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| CliError::new(format!("cannot print the result: {e}"), None))?;
-    outln!("{text}");
+    super::write_json(&text);
     Ok(())
 }
 
