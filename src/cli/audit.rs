@@ -9,7 +9,7 @@ use ategnatos::dataset::{self, AuditOptions, AuditReport};
 use ategnatos::plan::catalog;
 use ategnatos::studio::paths;
 
-use super::{CliError, open_workspace, progress::Bar};
+use super::{CliError, open_workspace, print_json, progress::Bar, shell_path};
 
 #[derive(clap::Args)]
 pub struct AuditCmd {
@@ -44,21 +44,9 @@ pub struct AuditCmd {
     json: bool,
 }
 
-fn path_arg(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
-}
-
 pub fn run(root: &Path, cmd: AuditCmd) -> Result<ExitCode, CliError> {
     let ws = open_workspace(root)?;
-    // A relative DIR is relative to where the command runs, like any shell tool.
-    let given = if cmd.dir.is_absolute() {
-        cmd.dir.clone()
-    } else {
-        std::env::current_dir()
-            .map(|d| d.join(&cmd.dir))
-            .unwrap_or(cmd.dir.clone())
-    };
-    let dir = paths::resolve_existing(ws.root(), &path_arg(&given))
+    let dir = paths::resolve_existing(ws.root(), &shell_path(&cmd.dir))
         .map_err(|e| CliError::new(&e, e.hint()))?;
     let base_model = cmd
         .base_model
@@ -68,7 +56,7 @@ pub fn run(root: &Path, cmd: AuditCmd) -> Result<ExitCode, CliError> {
         .map_err(|e| CliError::new(&e, e.hint()))?;
     let regularization_dir = match &cmd.reg_dir {
         Some(p) => Some(
-            paths::resolve_existing(ws.root(), &path_arg(p))
+            paths::resolve_existing(ws.root(), &shell_path(p))
                 .map_err(|e| CliError::new(&e, e.hint()))?,
         ),
         None => None,
@@ -102,8 +90,7 @@ pub fn run(root: &Path, cmd: AuditCmd) -> Result<ExitCode, CliError> {
         ));
     }
     if cmd.json {
-        let text = serde_json::to_string_pretty(&report).map_err(|e| CliError::new(e, None))?;
-        super::write_json(&text);
+        print_json(&report)?;
     } else {
         out!("{}", render_text(&report));
     }

@@ -13,7 +13,7 @@ use ategnatos::dataset::structure::{self, Concept, StructureOptions};
 use ategnatos::studio::paths;
 use ategnatos::studio::project::TrainingType;
 
-use super::{CliError, open_workspace, progress::Bar};
+use super::{CliError, open_workspace, print_json, progress::Bar, shell_path};
 
 #[derive(clap::Args)]
 pub struct DuplicatesCmd {
@@ -106,27 +106,8 @@ fn parse_type(s: &str) -> Result<TrainingType, String> {
     }
 }
 
-/// A path argument, relative to where the command runs, as a string the
-/// workspace path policy checks.
-pub(super) fn given(p: &Path) -> String {
-    let full = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map(|d| d.join(p))
-            .unwrap_or_else(|_| p.to_path_buf())
-    };
-    full.to_string_lossy().into_owned()
-}
-
 fn existing(root: &Path, p: &Path) -> Result<PathBuf, CliError> {
-    paths::resolve_existing(root, &given(p)).map_err(|e| CliError::new(&e, e.hint()))
-}
-
-fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| CliError::new(e, None))?;
-    super::write_json(&text);
-    Ok(())
+    paths::resolve_existing(root, &shell_path(p)).map_err(|e| CliError::new(&e, e.hint()))
 }
 
 pub fn duplicates(root: &Path, cmd: DuplicatesCmd) -> Result<ExitCode, CliError> {
@@ -289,7 +270,7 @@ fn parse_concept(spec: &str) -> Option<(String, String, Option<u32>)> {
 
 pub fn structure(root: &Path, cmd: StructureCmd) -> Result<ExitCode, CliError> {
     let ws = open_workspace(root)?;
-    let destination = paths::resolve_inside(ws.root(), &given(&cmd.dest))
+    let destination = paths::resolve_inside(ws.root(), &shell_path(&cmd.dest))
         .map_err(|e| CliError::new(&e, e.hint()))?;
     let mut concepts = Vec::new();
     for spec in &cmd.concepts {

@@ -36,9 +36,25 @@ pub fn write_out(text: std::fmt::Arguments) {
     write_raw(&for_shell(&text.to_string()));
 }
 
-/// JSON for `--json`: printed exactly as the MCP tools return it.
-pub fn write_json(text: &str) {
+/// `--json`: the result printed exactly as the MCP tool returns it.
+pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| CliError::new(format!("cannot print the result: {e}"), None))?;
     write_raw(&format!("{text}\n"));
+    Ok(())
+}
+
+/// A path argument, relative to where the command runs (like any shell
+/// tool's), as a string the workspace path policy checks.
+pub fn shell_path(p: &std::path::Path) -> String {
+    let full = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    };
+    full.to_string_lossy().into_owned()
 }
 
 fn write_raw(text: &str) {

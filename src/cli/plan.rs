@@ -8,7 +8,7 @@ use ategnatos::backends;
 use ategnatos::plan::planner::{self, PlanOverrides, PlanRequest, VramQuery};
 use ategnatos::plan::training::{Backend, BaseWeights, Optimizer, Precision, Preset};
 
-use super::{CliError, open_workspace};
+use super::{CliError, open_workspace, print_json};
 
 fn parse_preset(s: &str) -> Result<Preset, String> {
     match s.to_ascii_lowercase().as_str() {
@@ -172,13 +172,6 @@ pub struct ConfigCmd {
     gpu: Option<String>,
     #[arg(long)]
     json: bool,
-}
-
-fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| CliError::new(format!("cannot print the result: {e}"), None))?;
-    super::write_json(&text);
-    Ok(())
 }
 
 pub fn run_plan(root: &Path, cmd: PlanCmd) -> Result<ExitCode, CliError> {

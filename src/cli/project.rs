@@ -157,7 +157,7 @@ fn preview_folder(
     dir: &Path,
 ) -> Result<PathBuf, CliError> {
     let path_err = |e: ategnatos::studio::paths::PathError| CliError::new(&e, e.hint());
-    let folder = ws.resolve(&super::dedup::given(dir)).map_err(path_err)?;
+    let folder = ws.resolve(&super::shell_path(dir)).map_err(path_err)?;
     let project = intent::require_project(ws, project).map_err(|e| CliError::new(&e, e.hint()))?;
     let dataset = captioning::dataset_dir(ws, &project).map_err(|e| CliError::new(&e, e.hint()))?;
     if folder.starts_with(&dataset) {
