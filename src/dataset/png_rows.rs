@@ -264,19 +264,14 @@ impl PngFile<'_> {
         // BAND_BYTES in all.
         let band_rows = (BAND_BYTES / row_len / MAX_ROWS).max(1) * MAX_ROWS;
         let band_bytes = band_rows * row_len;
-        // Row 0 of `band` is the last row of the band before, unfiltered.
+        // Row 0 of `band` is the last row of the band before, unfiltered;
+        // zeros before the first band, which is what PNG puts above the
+        // picture.
         let mut band = vec![0u8; (band_rows + 1) * row_len];
-        let mut first_band = true;
         let mut unfilter_band = |raw: &[u8], each_row: &mut dyn FnMut(&[u8])| -> Option<()> {
             let rows = raw.len() / row_len;
             band[row_len..row_len + raw.len()].copy_from_slice(raw);
-            let done = if first_band {
-                unfilter(&mut band[row_len..row_len * (rows + 1)], row_len, bpp)
-            } else {
-                unfilter_from(&mut band[..row_len * (rows + 1)], row_len, bpp, 1)
-            };
-            done?;
-            first_band = false;
+            unfilter_from(&mut band[..row_len * (rows + 1)], row_len, bpp, 1)?;
             for row in band[row_len..row_len * (rows + 1)].chunks_exact(row_len) {
                 each_row(&row[1..]);
             }
@@ -353,14 +348,10 @@ impl Vector {
     }
 }
 
-/// Undoes the row filters in place. `data` holds rows of `row_len` bytes,
-/// each a filter byte then the filtered pixels. Rows go eight or four at a
-/// time through [`rows_together`]; what is left at the bottom one by one.
-fn unfilter(data: &mut [u8], row_len: usize, bpp: usize) -> Option<()> {
-    unfilter_with(data, row_len, bpp, Vector::detect(), 0)
-}
-
-/// [`unfilter`] for rows `first..`: the rows before are already undone.
+/// Undoes the row filters of rows `first..` in place (the rows before are
+/// already undone). `data` holds rows of `row_len` bytes, each a filter
+/// byte then the filtered pixels. Rows go eight or four at a time through
+/// [`rows_together`]; what is left at the bottom one by one.
 fn unfilter_from(data: &mut [u8], row_len: usize, bpp: usize, first: usize) -> Option<()> {
     unfilter_with(data, row_len, bpp, Vector::detect(), first)
 }
