@@ -16,15 +16,23 @@ fn audit(dir: &Path, root: &Path, options: &AuditOptions) -> AuditReport {
     audit_dataset(dir, "zoo", root, options, &NoProgress).unwrap()
 }
 
+/// A path the audit shows (relative to the workspace: every dataset here
+/// is a folder at the workspace's top) as a path inside the dataset.
+fn inside(path: &str) -> &str {
+    path.split_once('/').map_or(path, |(_, rest)| rest)
+}
+
 fn findings_by_file(r: &AuditReport) -> BTreeMap<String, Vec<FindingKind>> {
     let mut map: BTreeMap<String, Vec<FindingKind>> = BTreeMap::new();
     for f in &r.files {
-        map.entry(f.path.clone())
+        map.entry(inside(&f.path).to_string())
             .or_default()
             .extend(f.findings.iter().map(|x| x.kind));
     }
     for o in &r.other_files {
-        map.entry(o.path.clone()).or_default().push(o.finding.kind);
+        map.entry(inside(&o.path).to_string())
+            .or_default()
+            .push(o.finding.kind);
     }
     map
 }
@@ -56,6 +64,25 @@ fn every_problem_is_named_on_its_file() {
         ..AuditOptions::default()
     };
     let r = audit(&dir, &root, &options);
+    // Paths are relative to the workspace, so any tool takes them as they are.
+    let folder = dir
+        .strip_prefix(&root)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    for f in &r.files {
+        assert!(f.path.starts_with(&format!("{folder}/")), "{}", f.path);
+        assert!(root.join(&f.path).exists(), "{}", f.path);
+    }
+    for p in &r.problems {
+        assert!(
+            p.examples
+                .iter()
+                .all(|e| e.starts_with(&format!("{folder}/"))),
+            "{:?}",
+            p.examples
+        );
+    }
     let by_file = findings_by_file(&r);
     let has = |file: &str, kind: FindingKind| {
         assert!(
@@ -92,7 +119,7 @@ fn every_problem_is_named_on_its_file() {
     }
 
     // Details a person reads: the decoder's reason in words, real sizes and modes.
-    let file = |name: &str| r.files.iter().find(|f| f.path == name).unwrap();
+    let file = |name: &str| r.files.iter().find(|f| inside(&f.path) == name).unwrap();
     assert!(
         file("cut.jpg").findings[0].detail.contains("ends early"),
         "{:?}",
@@ -350,7 +377,7 @@ fn gif_and_tiff_pictures_are_flagged_because_trainers_skip_them() {
             "{skipped}: {:?}",
             by_file.get(skipped)
         );
-        let file = r.files.iter().find(|f| f.path == skipped).unwrap();
+        let file = r.files.iter().find(|f| inside(&f.path) == skipped).unwrap();
         assert!(
             file.findings
                 .iter()
@@ -362,4 +389,33 @@ fn gif_and_tiff_pictures_are_flagged_because_trainers_skip_them() {
     assert_eq!(by_file.get("c.png"), None);
     assert_eq!(r.summary.blocking, 0);
     assert_eq!(r.summary.readable, 3);
+}
+
+#[test]
+fn the_largest_picture_is_the_one_with_most_pixels_and_both_extremes_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let dir = root.join("set");
+    // By short side the square would be "largest"; it has a third of the pixels.
+    for (name, w, h) in [
+        ("wide.png", 2000, 560),
+        ("square.png", 600, 600),
+        ("small.png", 520, 400),
+    ] {
+        common::write(
+            &dir.join(name),
+            &common::encoded(&common::picture(7, w, h), image::ImageFormat::Png),
+        );
+    }
+    let r = audit(&dir, &root, &AuditOptions::default());
+    let largest = r.summary.largest.as_ref().unwrap();
+    assert_eq!(
+        (largest.width, largest.height, largest.path.as_str()),
+        (2000, 560, "set/wide.png")
+    );
+    let smallest = r.summary.smallest.as_ref().unwrap();
+    assert_eq!(
+        (smallest.width, smallest.height, smallest.path.as_str()),
+        (520, 400, "set/small.png")
+    );
 }

@@ -67,12 +67,16 @@ async fn from_start_to_gate_1_go_over_mcp() {
         .collect();
     assert_ne!(
         samples,
-        vec!["p00.png", "p01.png", "p02.png"],
+        vec!["set/p00.png", "set/p01.png", "set/p02.png"],
         "chosen for variety, not the first three"
+    );
+    assert!(
+        samples.iter().all(|p| root.join(p).is_file()),
+        "paths are relative to the workspace, as every tool takes them: {samples:?}"
     );
 
     // Batch captioning is refused until a sample is approved.
-    let all: Vec<String> = (0..16).map(|i| format!("p{i:02}.png")).collect();
+    let all: Vec<String> = (0..16).map(|i| format!("set/p{i:02}.png")).collect();
     let rest: serde_json::Map<String, Value> = all
         .iter()
         .filter(|p| !samples.contains(p))
@@ -92,7 +96,7 @@ async fn from_start_to_gate_1_go_over_mcp() {
     .await;
     assert_eq!(r.is_error, Some(true));
     assert!(text(&r).contains("approve"), "{}", text(&r));
-    assert!(!root.join("set/p00.txt").exists() || samples.contains(&"p00.png".to_string()));
+    assert!(!root.join("set/p00.txt").exists() || samples.contains(&"set/p00.png".to_string()));
 
     let sample_caps: serde_json::Map<String, Value> = samples
         .iter()
@@ -111,8 +115,7 @@ async fn from_start_to_gate_1_go_over_mcp() {
     )
     .await;
     assert_eq!(r.is_error, Some(false), "{}", text(&r));
-    let first =
-        std::fs::read_to_string(root.join("set").join(&samples[0]).with_extension("txt")).unwrap();
+    let first = std::fs::read_to_string(root.join(&samples[0]).with_extension("txt")).unwrap();
     assert!(
         first.starts_with("zkfox, fox, sitting"),
         "trigger first: {first}"
@@ -123,12 +126,25 @@ async fn from_start_to_gate_1_go_over_mcp() {
     )
     .await;
     assert_eq!(r.is_error, Some(false));
+    // Paths relative to the dataset folder are accepted too.
+    let rest: serde_json::Map<String, Value> = rest
+        .into_iter()
+        .map(|(k, v)| (k.trim_start_matches("set/").to_string(), v))
+        .collect();
     let r = call(
         "write_captions",
         json!({"project": "fox", "captions": rest}),
     )
     .await;
     assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    let written = r.structured_content.unwrap();
+    assert!(
+        written["written"][0]["path"]
+            .as_str()
+            .unwrap()
+            .starts_with("set/"),
+        "{written}"
+    );
 
     // Outside the dataset is refused and nothing is written there.
     std::fs::write(root.join("elsewhere.png"), b"x").unwrap();
@@ -176,6 +192,20 @@ async fn from_start_to_gate_1_go_over_mcp() {
             .unwrap()
             .contains("run gate 1 again")
     );
+    // The gate's resource says so too: it is read fresh, not as stored.
+    let gate = client
+        .read_resource(ReadResourceRequestParams::new(
+            "ategnatos://projects/fox/gates/1",
+        ))
+        .await
+        .unwrap();
+    let gate: Value = match &gate.contents[0] {
+        ResourceContents::TextResourceContents { text, .. } => serde_json::from_str(text).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(gate["status"], "STALE", "{gate}");
+    assert_eq!(gate["recorded_status"], "PASS", "{gate}");
+    assert!(gate["state_reason"].as_str().unwrap().contains("changed"));
 
     // And the old caption can be restored from history.
     let r = call(
@@ -185,7 +215,7 @@ async fn from_start_to_gate_1_go_over_mcp() {
     .await;
     assert_eq!(r.is_error, Some(false), "{}", text(&r));
     assert_eq!(
-        std::fs::read_to_string(root.join("set").join(&samples[0]).with_extension("txt")).unwrap(),
+        std::fs::read_to_string(root.join(&samples[0]).with_extension("txt")).unwrap(),
         first
     );
     client.cancel().await.unwrap();
@@ -222,13 +252,27 @@ fn no_go_because(ws: &Workspace, words: &[&str]) {
     assert!(report.contains("### Fixes, in order"), "{report}");
     for w in words {
         assert!(
-            g.blockers
-                .iter()
-                .any(|b| b.message.contains(w) || b.what_to_do.contains(w)),
+            g.blockers.iter().any(|b| b.message.contains(w)
+                || b.what_to_do.contains(w)
+                || b.files.iter().any(|f| f.contains(w))),
             "{w} not in {:?}",
             g.blockers
         );
         assert!(report.contains(w), "{w} not in report");
+    }
+    // The stored gate (the resource) names the files of every finding too.
+    let record = ategnatos::gates::load(ws, "p", ategnatos::gates::Gate::Dataset)
+        .unwrap()
+        .unwrap();
+    for w in words.iter().filter(|w| w.starts_with("set/")) {
+        assert!(
+            record
+                .findings
+                .iter()
+                .any(|f| f.files.iter().any(|x| x == w)),
+            "{w} not named in the gate record: {:?}",
+            record.findings
+        );
     }
 }
 
@@ -248,7 +292,7 @@ fn each_blocking_cause_gives_no_go_with_its_fix() {
         (
             "uncaptioned",
             Box::new(|set: &Path| std::fs::remove_file(set.join("p03.txt")).unwrap()),
-            vec!["no caption", "write a `.txt` caption"],
+            vec!["no caption", "write a `.txt` caption", "set/p03.png"],
         ),
         (
             "unreadable",
@@ -256,7 +300,7 @@ fn each_blocking_cause_gives_no_go_with_its_fix() {
                 let b = std::fs::read(set.join("p04.png")).unwrap();
                 std::fs::write(set.join("p04.png"), &b[..b.len() / 3]).unwrap();
             }),
-            vec!["cannot be decoded", "re-export"],
+            vec!["cannot be decoded", "re-export", "set/p04.png"],
         ),
         (
             "duplicate",
@@ -264,7 +308,7 @@ fn each_blocking_cause_gives_no_go_with_its_fix() {
                 std::fs::copy(set.join("p05.png"), set.join("p05-copy.png")).unwrap();
                 common::caption(set, "p05-copy", "zkfox, copy, forest");
             }),
-            vec!["duplicate pictures", "quarantine_files"],
+            vec!["copies of the same picture", "quarantine_files"],
         ),
         (
             "mirrored copy",
@@ -280,12 +324,12 @@ fn each_blocking_cause_gives_no_go_with_its_fix() {
                 );
                 common::caption(set, "p07-flipped", "zkfox, flipped, forest");
             }),
-            vec!["duplicate pictures", "p07"],
+            vec!["copies of the same picture", "p07"],
         ),
         (
             "no trigger",
             Box::new(|set: &Path| common::caption(set, "p06", "fox, forest, ink")),
-            vec!["trigger word `zkfox`"],
+            vec!["trigger word `zkfox`", "set/p06.png"],
         ),
         (
             "too few",
@@ -392,7 +436,7 @@ fn a_caption_that_links_outside_the_workspace_is_never_read() {
     std::os::unix::fs::symlink(&secret, root.join("set/p00.txt")).unwrap();
 
     let preview = captioning::caption_preview(&ws, "p", 1, &["p00.png".to_string()], 256).unwrap();
-    assert_eq!(preview.items[0].path, "p00.png");
+    assert_eq!(preview.items[0].path, "set/p00.png");
     assert_eq!(preview.items[0].current_caption, None);
     assert_eq!(preview.uncaptioned, 1);
 
@@ -465,4 +509,65 @@ fn a_damaged_project_record_is_kept_aside_when_the_project_is_started_again() {
     );
     let loaded = ategnatos::studio::project::load(&ws, "p").unwrap().unwrap();
     assert_eq!(loaded.trigger_word, "zkfox");
+}
+
+/// Grain every pixel: the hardest picture there is for JPEG to shrink.
+fn grainy(seed: u64, w: u32, h: u32) -> image::DynamicImage {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let img = image::RgbImage::from_fn(w, h, |_, _| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        image::Rgb([state as u8, (state >> 8) as u8, (state >> 16) as u8])
+    });
+    image::DynamicImage::ImageRgb8(img)
+}
+
+#[tokio::test]
+async fn a_caption_preview_of_twelve_large_grainy_pictures_stays_small() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    for i in 0..12 {
+        common::write(
+            &root.join(format!("big/p{i:02}.png")),
+            &common::encoded(&grainy(i, 1600, 1200), image::ImageFormat::Png),
+        );
+        // A caption far longer than any trainer reads.
+        common::caption(
+            &root.join("big"),
+            &format!("p{i:02}"),
+            &"zkfox, grain, ".repeat(400),
+        );
+    }
+    let client = common::client::connect(&root).await;
+    let r = common::client::call(&client, "start_project", json!({"name": "big", "training_type": "style", "base_model": "sdxl", "trigger_word": "zkgrain", "dataset": "big"})).await;
+    assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    let r = common::client::call(
+        &client,
+        "caption_preview",
+        json!({"project": "big", "count": 12, "max_side": 1024}),
+    )
+    .await;
+    assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    let images: Vec<&ImageContent> = r.content.iter().filter_map(|c| c.as_image()).collect();
+    assert_eq!(images.len(), 12, "every picture is still shown");
+    let whole = serde_json::to_string(&r).unwrap();
+    assert!(
+        whole.len() < 100_000,
+        "the result is {} characters",
+        whole.len()
+    );
+    // Each preview is still a picture one can judge a caption by.
+    for i in &images {
+        let bytes =
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &i.data).unwrap();
+        let shown = image::load_from_memory(&bytes).unwrap();
+        assert!(
+            shown.width().max(shown.height()) >= 128,
+            "{}×{}",
+            shown.width(),
+            shown.height()
+        );
+    }
+    client.cancel().await.unwrap();
 }

@@ -148,8 +148,8 @@ async fn full_scenario(client: &Client, rec: &Recorder, root: &Path) {
             .to_lowercase()
             .contains("trigger word")
     );
-    let out = serde_json::to_value(audit.output_schema.as_ref().expect("output schema")).unwrap();
-    assert!(out.to_string().contains("fingerprint"));
+    // Output schemas would cost every conversation thousands of bytes; results still carry structured content.
+    assert!(tools.iter().all(|t| t.output_schema.is_none()));
     for name in ["job_status", "cancel_job"] {
         assert!(tools.iter().any(|t| t.name == name), "{name} listed");
     }

@@ -188,8 +188,14 @@ pub fn run_captions(root: &Path, cmd: CaptionsCmd) -> Result<ExitCode, CliError>
                 Some(dir) => Some(preview_folder(&ws, &project, dir)?),
                 None => None,
             };
-            let p = captioning::caption_preview(&ws, &project, count.clamp(1, 12), &[], 768)
-                .map_err(fail)?;
+            let p = captioning::caption_preview(
+                &ws,
+                &project,
+                count.clamp(1, 12),
+                &[],
+                captioning::PREVIEW_SIDE,
+            )
+            .map_err(fail)?;
             outln!("{}\n", p.instructions);
             for item in &p.items {
                 outln!(
@@ -202,7 +208,7 @@ pub fn run_captions(root: &Path, cmd: CaptionsCmd) -> Result<ExitCode, CliError>
                 if let Some(dir) = &out {
                     let name = item.path.replace('/', "_");
                     let file = dir.join(format!("{name}.preview.jpg"));
-                    ategnatos::studio::write_atomic(&file, &item.jpeg)
+                    ategnatos::studio::write_atomic(&file, &item.jpeg(85))
                         .map_err(|e| CliError::new(&e, e.hint()))?;
                 }
             }

@@ -317,14 +317,14 @@ pub struct Problem {
     pub message: String,
     /// What to do about it.
     pub what_to_do: String,
-    /// Up to five of the affected files.
+    /// Up to [`MAX_EXAMPLES`] of the affected files.
     pub examples: Vec<String>,
 }
 
 /// A picture (or a file that should have been one) and what was found.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ImageReport {
-    /// Path relative to the dataset folder.
+    /// Path relative to the workspace.
     pub path: String,
     pub file_size: u64,
     /// The decoded picture, when it could be decoded.
@@ -372,18 +372,36 @@ pub struct AuditSummary {
     pub mean_width: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mean_height: Option<u32>,
-    /// Smallest picture (by short side), `WxH`.
+    /// The picture with the shortest short side (what limits training).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub smallest: Option<String>,
-    /// Largest picture (by short side), `WxH`.
+    pub smallest: Option<SizedPicture>,
+    /// The picture with the most pixels.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub largest: Option<String>,
+    pub largest: Option<SizedPicture>,
     pub aspect_ratios: Vec<AspectBucket>,
     pub formats: BTreeMap<String, usize>,
     pub color_modes: BTreeMap<String, usize>,
     /// Problems that must be fixed before training.
     pub blocking: usize,
     pub warnings: usize,
+}
+
+/// How many files a problem names; `count` says how many in all.
+pub const MAX_EXAMPLES: usize = 10;
+
+/// One picture named by its size.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct SizedPicture {
+    /// Relative to the workspace.
+    pub path: String,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl std::fmt::Display for SizedPicture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{} ({})", self.width, self.height, self.path)
+    }
 }
 
 /// Everything the audit found.
@@ -591,7 +609,7 @@ pub fn audit_dataset(
             .filter(|r| !r.findings.is_empty())
             .collect()
     };
-    Ok(AuditReport {
+    let mut report = AuditReport {
         folder: display.to_string(),
         base_model: options.base_model.map(|m| m.id.to_string()),
         min_short_side: min_side,
@@ -606,7 +624,17 @@ pub fn audit_dataset(
         other_files,
         fingerprint,
         all_files_listed: options.include_all_files,
-    })
+    };
+    // Every tool shows and takes paths relative to the workspace root, so a
+    // path the audit names can be given to any other tool as it is. (The
+    // fingerprint above stays on dataset-relative paths: moving the folder
+    // does not change what it holds.)
+    if let Ok(inside) = dir.strip_prefix(workspace_root)
+        && !inside.as_os_str().is_empty()
+    {
+        report.show_paths_under(&inside.to_string_lossy());
+    }
+    Ok(report)
 }
 
 fn inspect_picture(file: &FoundFile, options: &AuditOptions, ctx: &Ctx) -> ImageReport {
@@ -960,8 +988,8 @@ fn summarize(reports: &[ImageReport], other_files: usize) -> AuditSummary {
     };
     let mut buckets: BTreeMap<&str, usize> = BTreeMap::new();
     let (mut sum_w, mut sum_h) = (0u64, 0u64);
-    let mut smallest: Option<(u32, u32)> = None;
-    let mut largest: Option<(u32, u32)> = None;
+    let mut smallest: Option<(&str, u32, u32)> = None;
+    let mut largest: Option<(&str, u32, u32)> = None;
     for r in reports {
         s.total_bytes += r.file_size;
         if matches!(r.caption.status, CaptionStatus::Ok) {
@@ -986,19 +1014,25 @@ fn summarize(reports: &[ImageReport], other_files: usize) -> AuditSummary {
         };
         *s.color_modes.entry(mode).or_default() += 1;
         let short = d.width.min(d.height);
-        if smallest.is_none_or(|(w, h)| short < w.min(h)) {
-            smallest = Some((d.width, d.height));
+        if smallest.is_none_or(|(_, w, h)| short < w.min(h)) {
+            smallest = Some((&r.path, d.width, d.height));
         }
-        if largest.is_none_or(|(w, h)| short > w.min(h)) {
-            largest = Some((d.width, d.height));
+        let area = u64::from(d.width) * u64::from(d.height);
+        if largest.is_none_or(|(_, w, h)| area > u64::from(w) * u64::from(h)) {
+            largest = Some((&r.path, d.width, d.height));
         }
     }
     if s.readable > 0 {
         s.mean_width = Some((sum_w / s.readable as u64) as u32);
         s.mean_height = Some((sum_h / s.readable as u64) as u32);
     }
-    s.smallest = smallest.map(|(w, h)| format!("{w}x{h}"));
-    s.largest = largest.map(|(w, h)| format!("{w}x{h}"));
+    let named = |(path, width, height): (&str, u32, u32)| SizedPicture {
+        path: path.to_string(),
+        width,
+        height,
+    };
+    s.smallest = smallest.map(named);
+    s.largest = largest.map(named);
     s.aspect_ratios = buckets
         .into_iter()
         .map(|(ratio, count)| AspectBucket {
@@ -1027,7 +1061,11 @@ fn collect_problems(reports: &[ImageReport], others: &[OtherFile], ctx: &Ctx) ->
             count: paths.len(),
             message: kind.headline(paths.len(), ctx),
             what_to_do: kind.what_to_do(ctx),
-            examples: paths.iter().take(5).map(|p| p.to_string()).collect(),
+            examples: paths
+                .iter()
+                .take(MAX_EXAMPLES)
+                .map(|p| p.to_string())
+                .collect(),
         })
         .collect();
     // Severity first; within it, the order of FindingKind (which is by harm).
@@ -1036,6 +1074,22 @@ fn collect_problems(reports: &[ImageReport], others: &[OtherFile], ctx: &Ctx) ->
 }
 
 impl AuditReport {
+    /// Prefixes every file path with `folder` (the dataset, relative to the workspace).
+    fn show_paths_under(&mut self, folder: &str) {
+        let under = |p: &mut String| *p = format!("{folder}/{p}");
+        self.files.iter_mut().for_each(|f| under(&mut f.path));
+        self.other_files.iter_mut().for_each(|f| under(&mut f.path));
+        for p in &mut self.problems {
+            p.examples.iter_mut().for_each(under);
+        }
+        for extreme in [&mut self.summary.smallest, &mut self.summary.largest]
+            .into_iter()
+            .flatten()
+        {
+            extreme.path = format!("{folder}/{}", extreme.path);
+        }
+    }
+
     /// The short plain-language paragraph shown to the person.
     pub fn plain_summary(&self) -> String {
         let s = &self.summary;

@@ -118,6 +118,33 @@ pub fn dataset_dir(ws: &Workspace, project: &Project) -> Result<PathBuf, Caption
         .map_err(|e| CaptionError::Project(IntentError::Path(e)))
 }
 
+/// A dataset-relative path as tools show it: relative to the workspace.
+fn shown(ws: &Workspace, dataset: &Path, rel: &str) -> String {
+    match ws.display_path(dataset).as_str() {
+        "." => rel.to_string(),
+        folder => format!("{folder}/{rel}"),
+    }
+}
+
+/// The caption state with every path as tools show it.
+fn shown_state(ws: &Workspace, dataset: &Path, state: &CaptionState) -> CaptionState {
+    CaptionState {
+        samples: state
+            .samples
+            .iter()
+            .map(|p| shown(ws, dataset, p))
+            .collect(),
+        approved: state
+            .approved
+            .iter()
+            .map(|a| ApprovedCaption {
+                path: shown(ws, dataset, &a.path),
+                ..a.clone()
+            })
+            .collect(),
+    }
+}
+
 /// Resolves a picture path given relative to the dataset (or to the
 /// workspace, when it starts with the dataset folder) and checks it is a
 /// picture inside the dataset.
@@ -158,7 +185,7 @@ fn resolve_picture(
 /// One written caption.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct WrittenCaption {
-    /// Picture path, relative to the dataset.
+    /// Picture path, relative to the workspace.
     pub path: String,
     /// The caption as written (normalised, trigger first).
     pub caption: String,
@@ -241,7 +268,7 @@ pub fn write_captions(
         if let Some(first) = non_samples.first() {
             return Err(CaptionError::NotApproved {
                 count: non_samples.len(),
-                example: first.to_string(),
+                example: shown(ws, &dataset, first),
             });
         }
     }
@@ -273,7 +300,7 @@ pub fn write_captions(
             write_atomic(&file, caption.as_bytes())?;
         }
         written.push(WrittenCaption {
-            path: rel,
+            path: shown(ws, &dataset, &rel),
             caption,
             changed,
             trigger_added,
@@ -367,7 +394,7 @@ pub fn restore_caption(
     )?;
     write_atomic(&file, previous.as_bytes())?;
     Ok(Restored {
-        path: rel,
+        path: shown(ws, &dataset, &rel),
         caption: previous,
         undone_batch: undone,
         history_batch: record.id,
@@ -403,22 +430,79 @@ pub fn approve_captions(
         });
     }
     save_state(ws, &project.name, &state)?;
-    Ok(state)
+    Ok(shown_state(ws, &dataset, &state))
 }
 
 /// A picture chosen for a caption preview.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PreviewItem {
-    /// Dataset-relative path.
+    /// Relative to the workspace.
     pub path: String,
     pub width: u32,
     pub height: u32,
-    /// Its caption now, if any.
+    /// Its caption now, if any (cut after [`SHOWN_CAPTION_CHARS`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_caption: Option<String>,
-    /// Downscaled JPEG (long side ≤ the preview size), for the tool result.
+    /// The picture, downscaled to the preview size.
     #[serde(skip)]
-    pub jpeg: Vec<u8>,
+    pub picture: image::RgbImage,
+}
+
+/// Longest side of a preview picture unless asked otherwise: enough to judge
+/// a caption by, and small in a conversation.
+pub const PREVIEW_SIDE: u32 = 512;
+/// Captions longer than this are cut in previews (CLIP reads 77 tokens, a few
+/// hundred characters; a longer caption is itself worth fixing).
+pub const SHOWN_CAPTION_CHARS: usize = 1_000;
+/// Approved examples shown in a preview: the most recent ones.
+pub const SHOWN_APPROVED: usize = 6;
+
+impl PreviewItem {
+    /// The preview as a JPEG of the given quality.
+    pub fn jpeg(&self, quality: u8) -> Vec<u8> {
+        encode_jpeg(&self.picture, quality)
+    }
+
+    /// The preview as a JPEG of at most `max_bytes`: lower quality first,
+    /// then a smaller picture, down to 64 px (the smallest is returned even
+    /// when it is still over).
+    pub fn jpeg_within(&self, max_bytes: usize) -> Vec<u8> {
+        let mut picture = self.picture.clone();
+        loop {
+            for quality in [82, 70, 55, 40] {
+                let jpeg = encode_jpeg(&picture, quality);
+                if jpeg.len() <= max_bytes {
+                    return jpeg;
+                }
+            }
+            let (w, h) = picture.dimensions();
+            if w.max(h) <= 64 {
+                return encode_jpeg(&picture, 40);
+            }
+            let (w, h) = ((w * 3 / 4).max(1), (h * 3 / 4).max(1));
+            picture = image::imageops::thumbnail(&picture, w, h);
+        }
+    }
+}
+
+fn encode_jpeg(picture: &image::RgbImage, quality: u8) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    // Encoding an RGB buffer in memory cannot fail; an empty result would
+    // only show as a broken preview.
+    let _ = picture.write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(
+        &mut out, quality,
+    ));
+    out.into_inner()
+}
+
+/// `text` cut after [`SHOWN_CAPTION_CHARS`] characters, saying so.
+fn shown_caption(text: String) -> String {
+    let total = text.chars().count();
+    if total <= SHOWN_CAPTION_CHARS {
+        return text;
+    }
+    let cut: String = text.chars().take(SHOWN_CAPTION_CHARS).collect();
+    format!("{cut}… ({total} characters in all: trainers read only the first few hundred)")
 }
 
 /// What `caption_preview` returns besides the pictures.
@@ -566,29 +650,32 @@ pub fn caption_preview(
             } else {
                 img
             };
-            let mut jpeg = std::io::Cursor::new(Vec::new());
-            small
-                .to_rgb8()
-                .write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(
-                    &mut jpeg, 80,
-                ))
-                .ok()?;
             Some(PreviewItem {
-                path: rel.clone(),
+                path: shown(ws, &dataset, rel),
                 width,
                 height,
-                current_caption: caption_of(path),
-                jpeg: jpeg.into_inner(),
+                current_caption: caption_of(path).map(shown_caption),
+                picture: small.to_rgb8(),
             })
         })
         .collect();
     let mut state = load_state(ws, &project.name)?;
-    for item in &items {
-        if !state.samples.contains(&item.path) {
-            state.samples.push(item.path.clone());
+    let previewed = chosen_files
+        .iter()
+        .map(|(_, rel)| rel)
+        .filter(|rel| items.iter().any(|i| i.path == shown(ws, &dataset, rel)));
+    for rel in previewed {
+        if !state.samples.contains(rel) {
+            state.samples.push(rel.clone());
         }
     }
     save_state(ws, &project.name, &state)?;
+    let mut state = shown_state(ws, &dataset, &state);
+    let older = state.approved.len().saturating_sub(SHOWN_APPROVED);
+    state.approved.drain(..older);
+    for a in &mut state.approved {
+        a.caption = shown_caption(std::mem::take(&mut a.caption));
+    }
     Ok(Preview {
         project: project.name.clone(),
         trigger_word: project.trigger_word.clone(),

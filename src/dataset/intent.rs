@@ -80,6 +80,9 @@ pub struct StartedProject {
     pub damaged_record_set_aside: Option<String>,
 }
 
+/// The steps from a started project to Gate 1, in the tools' names.
+pub const STEPS_TO_GATE1: &str = "audit_dataset (fix what it reports), find_duplicates (quarantine_files the copies the artist agrees to set aside), caption_preview, the artist approves sample captions (approve_captions), write_captions for the rest, then run_gate with gate 1";
+
 impl StartedProject {
     pub fn plain_summary(&self) -> String {
         let p = &self.project;
@@ -115,7 +118,7 @@ impl StartedProject {
             .map(|f| format!(" Its old record was damaged and unreadable; it was kept as `{f}`."))
             .unwrap_or_default();
         format!(
-            "Started project `{}`: {} LoRA for {} answering to `{}`, pictures in `{}`. {count} The intent is written to {}.{set_aside} Next: audit_dataset, then caption_preview.",
+            "Started project `{}`: {} LoRA for {} answering to `{}`, pictures in `{}`. {count} The intent is written to {}.{set_aside} Next: {STEPS_TO_GATE1}.",
             p.name,
             p.training_type.with_article(),
             catalog::lookup(&p.base_model)

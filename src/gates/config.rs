@@ -68,6 +68,7 @@ fn finding(severity: &str, message: String, what_to_do: String) -> GateFinding {
         severity: severity.into(),
         message,
         what_to_do,
+        ..GateFinding::default()
     }
 }
 

@@ -105,10 +105,14 @@ pub fn record_audit(
         .problems
         .iter()
         .filter(|p| p.severity != Severity::Info)
-        .map(|p| GateFinding {
-            severity: severity_word(p.severity).into(),
-            message: p.message.clone(),
-            what_to_do: p.what_to_do.clone(),
+        .map(|p| {
+            GateFinding {
+                severity: severity_word(p.severity).into(),
+                message: p.message.clone(),
+                what_to_do: p.what_to_do.clone(),
+                ..GateFinding::default()
+            }
+            .about(&p.examples, p.count)
         })
         .collect();
     let uri = super::store(ws, &record)?;
@@ -151,7 +155,7 @@ impl Gate1Error {
 /// crops, brightness changes or mirror images).
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DuplicateGroup {
-    /// The suggested keeper, dataset-relative.
+    /// The suggested keeper, relative to the workspace.
     pub keeper: String,
     /// The other copies: move them out with `quarantine_files`.
     pub copies: Vec<String>,
@@ -170,6 +174,12 @@ pub struct CaptionBalance {
     pub captions: usize,
     /// The style words used most often, with counts.
     pub top_style_words: Vec<(String, usize)>,
+    /// Pictures whose captions name no style element (named in the findings).
+    #[serde(skip)]
+    pub without_style: Vec<String>,
+    /// Pictures whose captions describe little content (named in the findings).
+    #[serde(skip)]
+    pub thin_content: Vec<String>,
 }
 
 /// The Gate 1 decision.
@@ -225,7 +235,11 @@ impl Gate1Report {
         } else {
             s.push_str(" To get to GO:");
             for b in &self.blockers {
-                s.push_str(&format!(" {} — {}.", b.message, b.what_to_do));
+                s.push_str(&format!(" {} — {}", b.message, b.what_to_do));
+                match b.files_line() {
+                    Some(files) => s.push_str(&format!(" ({files}).")),
+                    None => s.push('.'),
+                }
             }
         }
         s.push_str(&format!(
@@ -335,14 +349,15 @@ const STYLE_WORDS: &[&str] = &[
 
 fn balance(
     report: &AuditReport,
-    dataset: &std::path::Path,
+    workspace_root: &std::path::Path,
     caption_ext: &str,
     trigger: &str,
 ) -> CaptionBalance {
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     let (mut naming_style, mut naming_content, mut captions) = (0, 0, 0);
+    let (mut without_style, mut thin_content) = (Vec::new(), Vec::new());
     for f in &report.files {
-        let path = dataset.join(&f.path);
+        let path = workspace_root.join(&f.path);
         let Ok(text) = crate::dataset::captions::read_caption_text(
             &crate::dataset::captions::caption_path_for(&path, caption_ext),
         ) else {
@@ -359,11 +374,15 @@ fn balance(
             .iter()
             .filter(|w| STYLE_WORDS.contains(&w.as_str()))
             .collect();
-        if !style.is_empty() {
+        if style.is_empty() {
+            without_style.push(f.path.clone());
+        } else {
             naming_style += 1;
         }
         if words.len() - style.len() >= 3 {
             naming_content += 1;
+        } else {
+            thin_content.push(f.path.clone());
         }
         for w in style {
             *counts.entry(w.clone()).or_default() += 1;
@@ -377,6 +396,8 @@ fn balance(
         naming_content,
         captions,
         top_style_words: top,
+        without_style,
+        thin_content,
     }
 }
 
@@ -413,7 +434,9 @@ pub fn run_gate1(
             severity: severity_word(p.severity).into(),
             message: p.message.clone(),
             what_to_do: p.what_to_do.clone(),
-        };
+            ..GateFinding::default()
+        }
+        .about(&p.examples, p.count);
         let blocks = matches!(
             p.kind,
             FindingKind::NoImages
@@ -461,11 +484,14 @@ pub fn run_gate1(
             .take(3)
             .map(|g| format!("{} = {}", g.keeper, g.copies.join(", ")))
             .collect();
+        let copies: Vec<&String> = duplicates.iter().flat_map(|g| &g.copies).collect();
         blockers.push(GateFinding {
             severity: "blocking".into(),
-            message: format!("{} group(s) of duplicate pictures ({})", duplicates.len(), examples.join("; ")),
-            what_to_do: "keep one picture of each group and move the others out with quarantine_files (find_duplicates shows them side by side); duplicates make the LoRA memorise those pictures".into(),
-        });
+            message: format!("{} group(s) of copies of the same picture ({})", duplicates.len(), examples.join("; ")),
+            what_to_do: "keep one picture of each group and move the others out with quarantine_files (find_duplicates shows them side by side); copies make the LoRA memorise those pictures".into(),
+            ..GateFinding::default()
+        }
+        .about(&copies, copies.len()));
     }
     let curate_options = CurateOptions {
         training_type: Some(project.training_type),
@@ -474,11 +500,14 @@ pub fn run_gate1(
     };
     let curation = crate::dataset::curate::curate_dataset(&dataset, ws, &curate_options, progress)?;
     if curation.variety.rating == VarietyRating::Repetitive {
+        let alike: Vec<&String> = curation.clusters.iter().flat_map(|c| &c.members).collect();
         warnings.push(GateFinding {
             severity: "warning".into(),
             message: format!("the pictures are repetitive (variety {} of 100; {} look-alike groups)", curation.variety.score, curation.clusters.len()),
             what_to_do: "replace some look-alikes with pictures of other subjects, settings or light (curate_dataset lists them)".into(),
-        });
+            ..GateFinding::default()
+        }
+        .about(&alike, alike.len()));
     }
     let regularization_advice = curation
         .regularization
@@ -497,6 +526,7 @@ pub fn run_gate1(
                 "add {} more varied pictures (different subjects, settings and light)",
                 lo - readable
             ),
+            ..GateFinding::default()
         });
     } else if readable > hi {
         warnings.push(GateFinding {
@@ -506,11 +536,12 @@ pub fn run_gate1(
                 project.training_type.with_article()
             ),
             what_to_do: "curate down to the most varied ones, or expect longer training".into(),
+            ..GateFinding::default()
         });
     }
     let balance = balance(
         &report,
-        &dataset,
+        ws.root(),
         &project.caption_extension,
         &project.trigger_word,
     );
@@ -522,14 +553,18 @@ pub fn run_gate1(
             severity: "warning".into(),
             message: format!("only {} of {} captions name the style (medium, brushwork, palette, light)", balance.naming_style, balance.captions),
             what_to_do: "add the same few style words to every caption so the trigger word and those words carry the style together".into(),
-        });
+            ..GateFinding::default()
+        }
+        .about(&balance.without_style, balance.without_style.len()));
     }
     if balance.captions > 0 && balance.naming_content * 2 < balance.captions {
         warnings.push(GateFinding {
             severity: "warning".into(),
             message: format!("only {} of {} captions describe the content in any detail", balance.naming_content, balance.captions),
             what_to_do: "name what is in each picture (subjects, pose, setting), or the LoRA will bake that content into the trigger word".into(),
-        });
+            ..GateFinding::default()
+        }
+        .about(&balance.thin_content, balance.thin_content.len()));
     }
     let status = if blockers.is_empty() {
         GateStatus::Pass
@@ -668,8 +703,8 @@ fn render_markdown(g: &Gate1Report, project: &Project, report: &AuditReport) -> 
     if let (Some(w), Some(h)) = (s.mean_width, s.mean_height) {
         md.push_str(&format!(
             "- Size: average {w}×{h}, smallest {}, largest {} (minimum short side {})\n",
-            s.smallest.as_deref().unwrap_or("-"),
-            s.largest.as_deref().unwrap_or("-"),
+            s.smallest.as_ref().map_or("-".into(), ToString::to_string),
+            s.largest.as_ref().map_or("-".into(), ToString::to_string),
             report.min_short_side
         ));
     }
@@ -706,10 +741,13 @@ fn render_markdown(g: &Gate1Report, project: &Project, report: &AuditReport) -> 
     ));
     md.push_str(&format!(
         "- Duplicates: {}\n",
-        if g.duplicates.is_empty() {
-            "none identical".to_string()
-        } else {
-            format!("{} identical group(s)", g.duplicates.len())
+        match g.duplicates.len() {
+            0 => "no copies found".to_string(),
+            1 => "1 group of copies (the same picture, resized, re-saved, cropped or mirrored)"
+                .to_string(),
+            n => format!(
+                "{n} groups of copies (the same picture, resized, re-saved, cropped or mirrored)"
+            ),
         }
     ));
     md.push_str("\n## Content and style balance\n\n");
@@ -735,6 +773,9 @@ fn render_markdown(g: &Gate1Report, project: &Project, report: &AuditReport) -> 
             "- **{}** {} — {}\n",
             f.severity, f.message, f.what_to_do
         ));
+        if let Some(files) = f.files_line() {
+            md.push_str(&format!("  - {files}\n"));
+        }
     }
     md.push_str(&format!("\n## Decision: {}\n\n", g.decision));
     if g.blockers.is_empty() {

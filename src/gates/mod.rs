@@ -85,14 +85,62 @@ pub enum GateStatus {
     Fail,
 }
 
+/// Most files a finding lists by name; `file_count` says how many in all.
+pub const NAMED_FILES: usize = 10;
+
 /// One thing a gate found.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GateFinding {
     /// `blocking`, `warning` or `info`.
     pub severity: String,
     pub message: String,
     /// What to do about it.
     pub what_to_do: String,
+    /// The files it is about, relative to the workspace (at most [`NAMED_FILES`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+    /// How many files it is about in all.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub file_count: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl GateFinding {
+    /// Names the files it is about: the first [`NAMED_FILES`], and the count.
+    pub fn about<S: AsRef<str>>(
+        mut self,
+        files: impl IntoIterator<Item = S>,
+        count: usize,
+    ) -> Self {
+        self.files = files
+            .into_iter()
+            .take(NAMED_FILES)
+            .map(|f| f.as_ref().to_string())
+            .collect();
+        self.file_count = if self.files.is_empty() {
+            0
+        } else {
+            count.max(self.files.len())
+        };
+        self
+    }
+
+    /// "a.png, b.png and 3 more", or nothing when it names no file.
+    pub fn files_line(&self) -> Option<String> {
+        if self.files.is_empty() {
+            return None;
+        }
+        let more = self.file_count.saturating_sub(self.files.len());
+        let listed = self.files.join(", ");
+        Some(if more > 0 {
+            format!("{listed} and {more} more")
+        } else {
+            listed
+        })
+    }
 }
 
 /// The stored result of one gate for one project.

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{Gate, GateStatus};
+use super::{Gate, GateRecord, GateStatus};
 use crate::studio::project::Project;
 use crate::studio::{StudioError, Workspace};
 
@@ -81,6 +81,61 @@ pub fn current_fingerprint(ws: &Workspace, project: &Project, gate: Gate) -> Opt
     }
 }
 
+/// Where a recorded gate stands now, and why, in words.
+fn state_of(ws: &Workspace, project: &Project, rec: &GateRecord) -> (GateState, String) {
+    let now = current_fingerprint(ws, project, rec.gate);
+    match (now, rec.status) {
+        (Some(now), _) if now != rec.fingerprint => (
+            GateState::Stale,
+            format!(
+                "what it checked has changed since {} ran at {}; run it again",
+                rec.gate.title(),
+                rec.checked_at
+            ),
+        ),
+        // An audit recorded on its own (`audit_dataset` with a project) is
+        // not Gate 1: it did not check duplicates, variety or the caption
+        // balance. A failing one still says what blocks.
+        (_, GateStatus::Pass) if rec.gate == Gate::Dataset && rec.scope == "audit" => (
+            GateState::NotRun,
+            "only the audit was recorded; gate 1 also checks duplicates, variety and the captions' balance".to_string(),
+        ),
+        (_, GateStatus::Pass) => (GateState::Pass, rec.summary.clone()),
+        (_, GateStatus::Fail) => (GateState::Fail, rec.summary.clone()),
+    }
+}
+
+/// A gate's record as it reads now: the stored record, with `status` saying
+/// `STALE` (and `recorded_status` what it was) when what it checked has
+/// changed, or `NOT_RUN` for an audit recorded on its own, and `state_reason`
+/// saying why. `None` when the gate has not run.
+pub fn read_fresh(
+    ws: &Workspace,
+    project: &Project,
+    gate: Gate,
+) -> Result<Option<serde_json::Value>, StudioError> {
+    let Some(rec) = super::load(ws, &project.name, gate)? else {
+        return Ok(None);
+    };
+    let (state, reason) = state_of(ws, project, &rec);
+    let mut value = serde_json::to_value(&rec).unwrap_or(serde_json::Value::Null);
+    if let Some(fields) = value.as_object_mut() {
+        let shown = match state {
+            GateState::Stale => Some("STALE"),
+            GateState::NotRun => Some("NOT_RUN"),
+            GateState::Pass | GateState::Fail => None,
+        };
+        if let Some(shown) = shown {
+            let recorded = fields.insert("status".into(), shown.into());
+            if let Some(recorded) = recorded {
+                fields.insert("recorded_status".into(), recorded);
+            }
+            fields.insert("state_reason".into(), reason.into());
+        }
+    }
+    Ok(Some(value))
+}
+
 /// Where every gate of `project` stands.
 pub fn project_status(ws: &Workspace, project: &Project) -> Result<ProjectStatus, StudioError> {
     let mut gates = Vec::new();
@@ -89,32 +144,8 @@ pub fn project_status(ws: &Workspace, project: &Project) -> Result<ProjectStatus
         let (state, checked_at, reason) = match record {
             None => (GateState::NotRun, None, "not run yet".to_string()),
             Some(rec) => {
-                let now = current_fingerprint(ws, project, gate);
-                match (now, rec.status) {
-                    (Some(now), _) if now != rec.fingerprint => (
-                        GateState::Stale,
-                        Some(rec.checked_at),
-                        format!(
-                            "what it checked has changed since {}; run it again",
-                            rec.gate.title()
-                        ),
-                    ),
-                    // An audit recorded on its own (`audit_dataset` with a
-                    // project) is not Gate 1: it did not check duplicates,
-                    // variety or the caption balance. A failing one still
-                    // says what blocks.
-                    (_, GateStatus::Pass) if gate == Gate::Dataset && rec.scope == "audit" => (
-                        GateState::NotRun,
-                        Some(rec.checked_at),
-                        "only the audit was recorded; gate 1 also checks duplicates, variety and the captions' balance".to_string(),
-                    ),
-                    (_, GateStatus::Pass) => {
-                        (GateState::Pass, Some(rec.checked_at), rec.summary.clone())
-                    }
-                    (_, GateStatus::Fail) => {
-                        (GateState::Fail, Some(rec.checked_at), rec.summary.clone())
-                    }
-                }
+                let (state, reason) = state_of(ws, project, &rec);
+                (state, Some(rec.checked_at), reason)
             }
         };
         gates.push(GateView {
@@ -131,7 +162,7 @@ pub fn project_status(ws: &Workspace, project: &Project) -> Result<ProjectStatus
         None => "all four gates pass: training may start".to_string(),
         Some(g) => match (g.gate, g.state) {
             (Gate::Dataset, GateState::NotRun) => {
-                "audit the dataset, caption it, then run gate 1 (run_gate)".to_string()
+                crate::dataset::intent::STEPS_TO_GATE1.to_string()
             }
             (_, GateState::Stale) => {
                 format!("run gate {} again (run_gate): {}", g.number, g.reason)

@@ -10,6 +10,7 @@ pub mod jobs;
 mod prompts;
 mod reply;
 mod resources;
+mod schema;
 pub mod tools;
 
 use std::collections::HashMap;
@@ -88,10 +89,13 @@ pub struct AtegnatosServer {
     prompt_router: PromptRouter<Self>,
 }
 
-const INSTRUCTIONS: &str = "Ategnatos takes an artist from a folder of pictures to a trained LoRA. \
-Work through the gates in order and never skip one: (1) dataset — audit_dataset, then fix what it reports; \
-(2) training plan — plan_training (explain every parameter to the artist), generate_config, run_gate 2; estimate_vram answers 'will it fit'; (3) environment; (4) dry run; only then training. Paths are relative to the workspace root. \
-Long tools return a job id when they need more time than `wait_seconds`: follow it with job_status. \
+const INSTRUCTIONS: &str = "Ategnatos takes an artist from a folder of pictures to a trained LoRA behind four gates; never skip one. \
+The chain: start_project; audit_dataset (fix what it reports); find_duplicates, then quarantine_files for the copies the artist agrees to set aside; \
+caption_preview, the artist approves sample captions (approve_captions), write_captions for the rest; run_gate 1 (dataset); \
+plan_training (explain every parameter), generate_config, run_gate 2 (plan); gates 3 (environment) and 4 (dry run) come next, then training. \
+project_status says where a project stands and what is next. estimate_vram answers 'will it fit'; curate_dataset and structure_dataset help shape a set. \
+Every path, in arguments and results, is relative to the workspace root. \
+Long tools return a job id when they need more than wait_seconds: follow it with job_status. \
 Explain every result to the artist in plain words; every refusal includes what to do.";
 
 impl AtegnatosServer {

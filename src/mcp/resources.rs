@@ -107,8 +107,14 @@ fn json_contents(uri: &str, value: &impl serde::Serialize) -> Result<ReadResourc
 pub fn read(shared: &Shared, uri: &str) -> Result<ReadResourceResult, McpError> {
     let ws = &shared.workspace;
     if let Some((project, gate)) = gates::parse_uri(uri) {
-        return match gates::load(ws, &project, gate) {
-            Ok(Some(rec)) => json_contents(uri, &rec),
+        // Read fresh: a record whose inputs changed since says STALE.
+        let project = match crate::studio::project::load(ws, &project) {
+            Ok(Some(p)) => p,
+            Ok(None) => return Err(not_found(uri, "no such project")),
+            Err(e) => return Err(McpError::internal_error(e.to_string(), None)),
+        };
+        return match gates::status::read_fresh(ws, &project, gate) {
+            Ok(Some(view)) => json_contents(uri, &view),
             Ok(None) => Err(not_found(uri, "that gate has not run yet for this project")),
             Err(e) => Err(McpError::internal_error(e.to_string(), None)),
         };

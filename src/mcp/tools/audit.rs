@@ -6,41 +6,41 @@ use rmcp::service::RequestContext;
 use rmcp::{RoleServer, tool, tool_router};
 use serde::Deserialize;
 
-use super::super::jobs::{JobFailure, JobOutput, JobView};
+use super::super::jobs::{JobFailure, JobOutput};
 use super::super::{AtegnatosServer, reply};
-use crate::dataset::{self, AuditOptions, AuditReport};
+use crate::dataset::{self, AuditOptions};
 use crate::plan::catalog;
 
 /// What to audit and against what.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct AuditDatasetArgs {
-    /// Folder with the training pictures (and their captions), relative to the workspace root.
+    /// Folder of pictures and captions.
     pub path: String,
-    /// Training project name. When given, the report is saved as `grimoire/training/<project>/audit.json` and recorded as the project's Gate 1 (dataset) resource.
+    /// A project: audit against its trigger word and base model, and save the report with it.
     #[serde(default)]
     pub project: Option<String>,
-    /// Base model the LoRA is for (sd15, sdxl, pony, illustrious, flux-dev, flux-schnell, sd35-medium, sd35-large). Sets the minimum picture size: 512 px for SD1.5, 1024 px for the others.
+    /// Base model (sd15, sdxl, pony, illustrious, flux-dev, flux-schnell, sd35-medium, sd35-large): sets the smallest useful picture.
     #[serde(default)]
     pub base_model: Option<String>,
-    /// Smallest acceptable short side in pixels; overrides the base model's.
+    /// Smallest short side in pixels (overrides the base model's).
     #[serde(default)]
     pub min_short_side: Option<u32>,
-    /// Flag pictures whose long side exceeds this many times the short side. Defaults to 3 (1:3).
+    /// Largest long side / short side (default 3).
     #[serde(default)]
     pub max_aspect_ratio: Option<f64>,
-    /// Caption file extension without the dot. Defaults to `txt`.
+    /// Caption extension (default `txt`).
     #[serde(default)]
     pub caption_extension: Option<String>,
     /// Trigger word every caption must contain.
     #[serde(default)]
     pub trigger_word: Option<String>,
-    /// A regularisation folder (kohya `{repeats}_{class}` subfolders) to report alongside.
+    /// Regularisation folder to report alongside.
     #[serde(default)]
     pub regularization_dir: Option<String>,
-    /// List every picture in `files`, not only the ones with findings. Defaults to false.
+    /// List every picture, not only those with findings.
     #[serde(default)]
     pub include_all_files: Option<bool>,
-    /// Seconds to wait for the result before returning a job id (default 30, at most 240).
+    /// Seconds to wait before returning a job id (default 30, max 240).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
 }
@@ -96,10 +96,13 @@ impl AtegnatosServer {
 #[tool_router(router = audit_router, vis = "pub(crate)")]
 impl AtegnatosServer {
     #[tool(
-        title = "Audit a dataset",
-        description = "Check every file in a folder of training pictures: broken or truncated files, pictures too small for the base model, extreme aspect ratios, colour modes (CMYK, greyscale, 16-bit, transparency), extensions that lie, missing/empty/non-UTF-8 captions, captions without the trigger word, orphan captions, and the kohya `{repeats}_{name}` layout. Never changes a file. Returns the most important problems first, each with what to do. Use this first, before anything else in the workflow.",
-        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
-        output_schema = rmcp::handler::server::common::schema_for_output::<JobView<AuditReport>>()
+        description = "Check every picture and caption in a folder: broken, cut-off or too-small files, odd colour modes, lying extensions, missing captions or trigger words, the kohya folder layout. Worst problems first, each with what to do. Changes no file. Use it first on any new folder.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     async fn audit_dataset(
         &self,

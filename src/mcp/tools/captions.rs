@@ -10,20 +10,27 @@ use rmcp::{tool, tool_router};
 use serde::Deserialize;
 
 use super::super::{AtegnatosServer, reply};
-use crate::dataset::captioning::{self, CaptionState, Restored, WriteReport};
+use crate::dataset::captioning::{self};
+
+/// The whole `caption_preview` result, pictures included, stays under this
+/// many characters (clients cut or refuse larger results, and every
+/// character is context).
+pub const PREVIEW_RESULT_CHARS: usize = 100_000;
+/// JSON framing of the result's blocks (types, keys, quotes), generously.
+const RESULT_FRAMING_CHARS: usize = 2_000;
 
 /// Which pictures to preview.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct CaptionPreviewArgs {
-    /// The project's name.
+    /// Project name.
     pub project: String,
-    /// How many pictures (default 5, at most 12), chosen to be as different from each other as possible.
+    /// How many varied pictures (default 5, max 12).
     #[serde(default)]
     pub count: Option<usize>,
-    /// Preview exactly these pictures instead (paths relative to the dataset folder).
+    /// These pictures instead.
     #[serde(default)]
     pub paths: Option<Vec<String>>,
-    /// Longest side of the preview pictures in pixels (default 768, 256–1024).
+    /// Preview size, longest side in px (default 512, 256–1024).
     #[serde(default)]
     pub max_side: Option<u32>,
 }
@@ -31,29 +38,29 @@ pub struct CaptionPreviewArgs {
 /// Captions to write.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct WriteCaptionsArgs {
-    /// The project's name.
+    /// Project name.
     pub project: String,
-    /// Picture path (relative to the dataset folder) → caption text. The trigger word is put first when missing, and tags are tidied for the base model.
+    /// Picture path → caption text.
     pub captions: BTreeMap<String, String>,
 }
 
 /// Captions the artist approved.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct ApproveCaptionsArgs {
-    /// The project's name.
+    /// Project name.
     pub project: String,
-    /// Pictures whose current captions the artist approved (relative to the dataset folder).
+    /// Pictures whose captions the artist approved.
     pub paths: Vec<String>,
 }
 
 /// A caption to put back.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct RestoreCaptionArgs {
-    /// The project's name.
+    /// Project name.
     pub project: String,
-    /// The picture whose caption to restore (relative to the dataset folder).
+    /// The picture.
     pub path: String,
-    /// Undo the change made by this history batch (default: the latest change to this picture).
+    /// History batch to undo (default the latest change).
     #[serde(default)]
     pub batch: Option<String>,
 }
@@ -73,10 +80,13 @@ where
 #[tool_router(router = captions_router, vis = "pub(crate)")]
 impl AtegnatosServer {
     #[tool(
-        title = "Caption preview",
-        description = "Show a few varied pictures of a project (downscaled JPEGs) with their current captions, the captioning rules for its base model (tags for SD1.5/SDXL/Pony/Illustrious, sentences for Flux/SD3.5; trigger word first; content and style both named), and the captions the artist approved so far. Caption these samples first and get the artist's approval before captioning the rest.",
-        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
-        meta = rmcp::model::MetaObject(rmcp::object!({ "anthropic/maxResultSizeChars": 500000 }))
+        description = "A few varied pictures of a project as small JPEGs with their captions, the caption rules for its base model, and the approved examples. Caption these first and get the artist's approval before the rest.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     async fn caption_preview(
         &self,
@@ -84,7 +94,10 @@ impl AtegnatosServer {
     ) -> CallToolResult {
         let ws = self.shared().workspace.clone();
         let count = args.count.unwrap_or(5).clamp(1, 12);
-        let max_side = args.max_side.unwrap_or(768).clamp(256, 1024);
+        let max_side = args
+            .max_side
+            .unwrap_or(captioning::PREVIEW_SIDE)
+            .clamp(256, 1024);
         let only = args.paths.unwrap_or_default();
         let preview = match blocking(move || {
             captioning::caption_preview(&ws, &args.project, count, &only, max_side)
@@ -94,29 +107,52 @@ impl AtegnatosServer {
             Ok(p) => p,
             Err(refusal) => return refusal,
         };
-        let mut content = vec![ContentBlock::text(preview.plain_summary())];
-        for item in &preview.items {
-            content.push(ContentBlock::text(format!(
-                "{} ({}×{}) — current caption: {}",
-                item.path,
-                item.width,
-                item.height,
-                item.current_caption.as_deref().unwrap_or("(none)")
-            )));
+        let structured = serde_json::to_value(&preview).ok();
+        let summary = preview.plain_summary();
+        let captions: Vec<String> = preview
+            .items
+            .iter()
+            .map(|item| {
+                format!(
+                    "{} ({}×{}) — current caption: {}",
+                    item.path,
+                    item.width,
+                    item.height,
+                    item.current_caption.as_deref().unwrap_or("(none)")
+                )
+            })
+            .collect();
+        // The pictures get what the text leaves of the budget, shared
+        // equally; base64 makes 4 characters of 3 bytes.
+        let text_chars = summary.len()
+            + captions.iter().map(String::len).sum::<usize>()
+            + structured.as_ref().map_or(0, |v| v.to_string().len());
+        let per_picture_chars = PREVIEW_RESULT_CHARS
+            .saturating_sub(text_chars + RESULT_FRAMING_CHARS)
+            / preview.items.len().max(1);
+        let per_picture_bytes = per_picture_chars / 4 * 3;
+        let mut content = vec![ContentBlock::text(summary)];
+        for (item, caption) in preview.items.iter().zip(captions) {
+            content.push(ContentBlock::text(caption));
             content.push(ContentBlock::image(
-                base64::engine::general_purpose::STANDARD.encode(&item.jpeg),
+                base64::engine::general_purpose::STANDARD
+                    .encode(item.jpeg_within(per_picture_bytes)),
                 "image/jpeg",
             ));
         }
         let mut result = CallToolResult::success(content);
-        result.structured_content = serde_json::to_value(&preview).ok();
+        result.structured_content = structured;
         result
     }
 
     #[tool(
-        description = "Write captions (picture path → text) beside their pictures, atomically, in the caption format of the project's base model, with the trigger word first. The previous captions are kept in the project's history (restore_caption). Refuses pictures outside the dataset, and refuses to caption pictures beyond the caption_preview samples until the artist has approved at least one sample (approve_captions).",
-        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
-        output_schema = rmcp::handler::server::common::schema_for_output::<WriteReport>()
+        description = "Write captions beside their pictures (path → text), formatted for the base model, trigger word first; the old ones go to the history. Pictures beyond the preview samples only after approve_captions.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     async fn write_captions(
         &self,
@@ -131,9 +167,13 @@ impl AtegnatosServer {
     }
 
     #[tool(
-        description = "Record that the artist approved the current captions of these pictures. They become the examples batch captioning must match, and unlock captioning the rest of the set.",
-        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
-        output_schema = rmcp::handler::server::common::schema_for_output::<CaptionState>()
+        description = "Record that the artist approved these pictures' current captions: they become the examples for the rest and unlock captioning the whole set.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     async fn approve_captions(
         &self,
@@ -155,9 +195,13 @@ impl AtegnatosServer {
     }
 
     #[tool(
-        description = "Put back the caption a picture had before its latest change (or before a given history batch). The restore is recorded in the history too.",
-        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false),
-        output_schema = rmcp::handler::server::common::schema_for_output::<Restored>()
+        description = "Put back a picture's caption from before its latest change (or before a given history batch).",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
     )]
     async fn restore_caption(
         &self,

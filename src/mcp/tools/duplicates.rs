@@ -9,13 +9,13 @@ use rmcp::service::RequestContext;
 use rmcp::{RoleServer, tool, tool_router};
 use serde::Deserialize;
 
-use super::super::jobs::{JobFailure, JobOutput, JobStatus, JobView};
+use super::super::jobs::{JobFailure, JobOutput, JobStatus};
 use super::super::{AtegnatosServer, reply};
 use crate::dataset::contact_sheet;
-use crate::dataset::curate::{self, CurateOptions, CurationReport};
-use crate::dataset::dedup::{self, DuplicateOptions, DuplicateReport};
-use crate::dataset::quarantine::{self, QuarantineReport, RestoreReport};
-use crate::dataset::structure::{self, Concept, StructureOptions, StructureReport};
+use crate::dataset::curate::{self, CurateOptions};
+use crate::dataset::dedup::{self, DuplicateOptions};
+use crate::dataset::quarantine::{self};
+use crate::dataset::structure::{self, Concept, StructureOptions};
 use crate::studio::paths;
 use crate::studio::project::TrainingType;
 
@@ -26,18 +26,18 @@ const MAX_PREVIEWS: usize = 4;
 /// Where to look for duplicates.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct FindDuplicatesArgs {
-    /// Folder with the pictures, relative to the workspace root.
+    /// Folder of pictures.
     pub path: String,
-    /// Largest difference (bits of 64, 0–24) between two pictures' hashes for them to be compared closely. Default 16; lower finds only closer copies, higher also heavier edits.
+    /// Hash distance, 0–24 bits of 64 (default 16): lower finds only closer copies.
     #[serde(default)]
     pub threshold: Option<u32>,
-    /// Caption file extension without the dot (default `txt`); captions are listed with their pictures.
+    /// Caption extension (default `txt`).
     #[serde(default)]
     pub caption_extension: Option<String>,
-    /// Write a contact sheet PNG per group and show small previews (default true).
+    /// Contact sheets and previews (default true).
     #[serde(default)]
     pub contact_sheets: Option<bool>,
-    /// Seconds to wait for the result before returning a job id (default 30, at most 240).
+    /// Seconds to wait before returning a job id (default 30, max 240).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
 }
@@ -45,12 +45,12 @@ pub struct FindDuplicatesArgs {
 /// Files to set aside.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct QuarantineArgs {
-    /// Pictures (or other files) to move aside, relative to the workspace root; the caption beside each picture moves with it. Usually `suggested_quarantine` from find_duplicates, after the artist agreed.
+    /// Pictures to move aside (their captions follow).
     pub paths: Vec<String>,
-    /// Why, in a few words (kept in the manifest).
+    /// Why, in a few words.
     #[serde(default)]
     pub reason: Option<String>,
-    /// Caption file extension without the dot (default `txt`).
+    /// Caption extension (default `txt`).
     #[serde(default)]
     pub caption_extension: Option<String>,
 }
@@ -58,7 +58,7 @@ pub struct QuarantineArgs {
 /// Which quarantine to undo.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct RestoreArgs {
-    /// The quarantine id quarantine_files returned; default the latest one not yet restored.
+    /// Quarantine id (default the latest).
     #[serde(default)]
     pub id: Option<String>,
 }
@@ -66,21 +66,21 @@ pub struct RestoreArgs {
 /// What to curate for.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct CurateArgs {
-    /// Folder with the pictures, relative to the workspace root.
+    /// Folder of pictures.
     pub path: String,
-    /// How many pictures to keep. Default: the top of the usual range for the training type (style 100, character 40, object 30), when known.
+    /// How many to keep (default the training type's usual size).
     #[serde(default)]
     pub target_size: Option<usize>,
-    /// `style`, `character` or `object`: sets the default target size and the regularisation advice.
+    /// Sets the target size and the regularisation advice.
     #[serde(default)]
     pub training_type: Option<TrainingType>,
-    /// Largest difference (bits of 64) for two pictures to count as look-alikes (default 18).
+    /// Look-alike distance in bits of 64 (default 18).
     #[serde(default)]
     pub similar_threshold: Option<u32>,
-    /// Caption file extension without the dot (default `txt`).
+    /// Caption extension (default `txt`).
     #[serde(default)]
     pub caption_extension: Option<String>,
-    /// Seconds to wait for the result before returning a job id (default 30, at most 240).
+    /// Seconds to wait before returning a job id (default 30, max 240).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
 }
@@ -88,11 +88,11 @@ pub struct CurateArgs {
 /// One concept of the layout.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct ConceptArg {
-    /// Folder with this concept's pictures and captions, relative to the workspace root.
+    /// Folder of this concept's captioned pictures.
     pub source: String,
-    /// Name of the subfolder after the repeats, e.g. `zkfox` or `ink style` → `10_zkfox`.
+    /// Subfolder name after the repeats (`zkfox` → `10_zkfox`).
     pub name: String,
-    /// Repeats per epoch; leave out to work them out from `target_steps`.
+    /// Repeats per epoch (default from `target_steps`).
     #[serde(default)]
     pub repeats: Option<u32>,
 }
@@ -100,17 +100,17 @@ pub struct ConceptArg {
 /// The layout to build.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct StructureArgs {
-    /// New training folder, relative to the workspace root; must not exist yet or be empty.
+    /// New or empty folder.
     pub destination: String,
-    /// One or more concepts, each becoming a `{repeats}_{name}` subfolder.
+    /// Concepts, one `{repeats}_{name}` subfolder each.
     pub concepts: Vec<ConceptArg>,
-    /// Steps (batch size 1) the whole run should reach, for automatic repeats (default 1500).
+    /// Steps the run should reach (default 1500).
     #[serde(default)]
     pub target_steps: Option<u64>,
-    /// Epochs the run will train, for automatic repeats (default 10).
+    /// Epochs planned (default 10).
     #[serde(default)]
     pub epochs: Option<u32>,
-    /// Caption file extension without the dot (default `txt`).
+    /// Caption extension (default `txt`).
     #[serde(default)]
     pub caption_extension: Option<String>,
 }
@@ -143,10 +143,13 @@ fn with_previews(mut result: CallToolResult, previews: &[String]) -> CallToolRes
 #[tool_router(router = duplicates_router, vis = "pub(crate)")]
 impl AtegnatosServer {
     #[tool(
-        title = "Find duplicates",
-        description = "Find pictures that are copies of each other: the same file twice, resized, re-saved as JPEG, slightly cropped, brightened, or mirrored. Duplicates make a LoRA memorise those pictures. Returns groups with each member's distance, a suggested keeper (largest, then best format), a contact sheet PNG per group and small previews. Changes nothing: show the groups to the artist, then call quarantine_files with the ones they agree to set aside.",
-        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
-        output_schema = rmcp::handler::server::common::schema_for_output::<JobView<DuplicateReport>>()
+        description = "Find copies among pictures (the same file, resized, re-saved, cropped, brightened, mirrored), which make a LoRA memorise them: groups with a suggested keeper and small previews. Changes nothing; show the artist, then quarantine_files what they agree to set aside.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     async fn find_duplicates(
         &self,
@@ -211,10 +214,13 @@ impl AtegnatosServer {
     }
 
     #[tool(
-        title = "Set pictures aside",
-        description = "Move chosen pictures (and the caption beside each) into workspace/quarantine/<timestamp>/ with a manifest. Nothing is deleted; restore_quarantine puts them back exactly. Ask the artist before calling it. Refuses, moving nothing, if any path is not a file in the workspace.",
-        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false),
-        output_schema = rmcp::handler::server::common::schema_for_output::<QuarantineReport>()
+        description = "Move pictures (with their captions) to workspace/quarantine/<id>/ with a manifest. Nothing is deleted; restore_quarantine undoes it. Ask the artist first.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
     )]
     async fn quarantine_files(
         &self,
@@ -242,10 +248,13 @@ impl AtegnatosServer {
     }
 
     #[tool(
-        title = "Restore a quarantine",
-        description = "Put the files of a quarantine back exactly where they were (default: the latest one). Refuses, moving nothing, when a file now exists at an original location.",
-        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false),
-        output_schema = rmcp::handler::server::common::schema_for_output::<RestoreReport>()
+        description = "Put a quarantine's files back where they were (default the latest). Refuses, moving nothing, if a file is in the way.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
     )]
     async fn restore_quarantine(
         &self,
@@ -264,10 +273,13 @@ impl AtegnatosServer {
     }
 
     #[tool(
-        title = "Curate a dataset",
-        description = "How varied the pictures are (a 0–100 score), which ones look too alike (clusters), and, when the set is larger than the target size, which subset to keep so every kept picture adds a new look (with reasons). Also says whether this kind of LoRA needs regularisation pictures, in plain words. Changes nothing.",
-        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
-        output_schema = rmcp::handler::server::common::schema_for_output::<JobView<CurationReport>>()
+        description = "How varied a folder is (0–100), clusters of look-alikes, and when it is larger than needed which pictures to keep and why; regularisation advice. Changes nothing.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     async fn curate_dataset(
         &self,
@@ -310,10 +322,13 @@ impl AtegnatosServer {
     }
 
     #[tool(
-        title = "Lay out for kohya",
-        description = "Copy flat folders of pictures and captions into kohya's training layout, `{repeats}_{name}/` per concept, in a new folder. Repeats are given, or worked out as ceil(target_steps / (concepts × pictures × epochs)). Never moves or changes the originals. Refuses when a picture has no caption, and names them.",
-        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false),
-        output_schema = rmcp::handler::server::common::schema_for_output::<StructureReport>()
+        description = "Copy flat folders of captioned pictures into kohya's `{repeats}_{name}/` layout in a new folder, repeats given or worked out. Never touches the originals.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
     )]
     async fn structure_dataset(
         &self,

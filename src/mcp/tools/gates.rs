@@ -12,14 +12,15 @@ use super::super::{AtegnatosServer, reply};
 /// Which gate of which project.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct RunGateArgs {
-    /// The project's name.
+    /// Project name.
     pub project: String,
-    /// Gate number: 1 dataset, 2 training plan, 3 environment, 4 dry run.
+    /// 1 dataset, 2 training plan (3 environment, 4 dry run: not built yet).
+    #[schemars(range(min = 1, max = 4))]
     pub gate: u8,
-    /// Gate 2 only: the GPU to check the plan against (default the plan's, or the one the NVIDIA driver reports).
+    /// Gate 2: the GPU (default the plan's).
     #[serde(default)]
     pub gpu: Option<String>,
-    /// Seconds to wait for the result before returning a job id (default 30, at most 240).
+    /// Seconds to wait before returning a job id (default 30, max 240).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
 }
@@ -27,7 +28,7 @@ pub struct RunGateArgs {
 #[tool_router(router = gates_router, vis = "pub(crate)")]
 impl AtegnatosServer {
     #[tool(
-        description = "Run a gate for a project and record the result as the resource ategnatos://projects/{name}/gates/{gate}. Gate 1 (dataset) audits the pictures and captions against the project's intent, looks for duplicates, weighs content/style balance, writes dataset-report.md and decides GO or NO-GO with fixes. Gate 2 (training plan) passes when the plan from plan_training is safe and its memory estimate fits the GPU with a 20 % margin; editing the plan makes it stale. Gates must pass in order; there is no override.",
+        description = "Run gate 1 (dataset: audit, duplicates, variety, caption balance; writes dataset-report.md) or gate 2 (the plan is safe and fits the GPU with a 20 % margin) and record it as ategnatos://projects/{name}/gates/{n}. Any later change to pictures, captions or plan makes it stale. Gates pass in order; there is no override.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,

@@ -6,15 +6,14 @@ use rmcp::service::RequestContext;
 use rmcp::{RoleServer, tool, tool_router};
 use serde::Deserialize;
 
-use super::super::jobs::JobView;
 use super::super::{AtegnatosServer, reply};
 
 /// Which job to look at.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct JobStatusArgs {
-    /// The `job_id` a tool returned.
+    /// The job id a tool returned.
     pub job_id: String,
-    /// Seconds to wait for the job to finish before answering (default 30, at most 240; 0 answers at once).
+    /// Seconds to wait (default 30, max 240, 0 answers at once).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
 }
@@ -22,7 +21,7 @@ pub struct JobStatusArgs {
 /// Which job to stop.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct CancelJobArgs {
-    /// The `job_id` a tool returned.
+    /// The job id a tool returned.
     pub job_id: String,
 }
 
@@ -36,9 +35,8 @@ fn unknown_job(id: &str) -> CallToolResult {
 #[tool_router(router = jobs_router, vis = "pub(crate)")]
 impl AtegnatosServer {
     #[tool(
-        description = "Follow a long-running job started by another tool: waits up to wait_seconds (sending progress), then returns its status, progress and, once done, its full result.",
-        annotations(read_only_hint = true, open_world_hint = false),
-        output_schema = rmcp::handler::server::common::schema_for_output::<JobView<serde_json::Value>>()
+        description = "Wait up to wait_seconds on a long job (sending progress), then return its status or its result.",
+        annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn job_status(
         &self,
@@ -52,7 +50,7 @@ impl AtegnatosServer {
     }
 
     #[tool(
-        description = "Stop a running job. Work already done is kept where the tool says (nothing is half-written).",
+        description = "Stop a running job. Finished work is kept; nothing is half-written.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,

@@ -25,15 +25,24 @@ use super::AtegnatosServer;
 use super::jobs::{Job, JobFailure, JobOutput, JobProgress, JobStatus};
 use super::reply;
 
-/// Every tool of the server.
+/// Every tool of the server, with compact input schemas and no output
+/// schemas (results carry structured content all the same): what the model
+/// reads in every conversation stays within budget (see `schema`).
 pub fn router() -> ToolRouter<AtegnatosServer> {
-    AtegnatosServer::audit_router()
+    let mut router = AtegnatosServer::audit_router()
         + AtegnatosServer::project_router()
         + AtegnatosServer::captions_router()
         + AtegnatosServer::plan_router()
         + AtegnatosServer::gates_router()
         + AtegnatosServer::duplicates_router()
-        + AtegnatosServer::jobs_router()
+        + AtegnatosServer::jobs_router();
+    for route in router.map.values_mut() {
+        let mut schema = (*route.attr.input_schema).clone();
+        super::schema::compact(&mut schema);
+        route.attr.input_schema = Arc::new(schema);
+        route.attr.output_schema = None;
+    }
+    router
 }
 
 /// Default bounded wait for a tool that starts a job.
@@ -147,4 +156,135 @@ where
     });
     let result = follow_job(server, &job, wait_seconds, ctx).await;
     (job, result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tools the issues still ask for; each will take its share of the budget.
+    const TOOLS_TO_COME: &[&str] = &[
+        "check_environment",
+        "dry_run",
+        "launch_training",
+        "training_status",
+        "cancel_training",
+        "comfyui_submit",
+        "eval_grid",
+        "spinup_instance",
+        "list_instances",
+        "teardown_instance",
+        "diagnose_training",
+        "register_lora",
+        "remember_preference",
+        "recall_preferences",
+        "save_prompt",
+        "find_prompts",
+        "export_asset",
+    ];
+
+    /// What every conversation pays before the artist says a word.
+    const TOOLS_LIST_BUDGET: usize = 30_000;
+
+    #[test]
+    fn tools_list_fits_the_budget_with_every_tool_to_come() {
+        let tools = router().list_all();
+        let sizes: Vec<(String, usize)> = tools
+            .iter()
+            .map(|t| (t.name.to_string(), serde_json::to_string(t).unwrap().len()))
+            .collect();
+        let wire = serde_json::to_string(&rmcp::model::ListToolsResult::with_all_items(tools))
+            .unwrap()
+            .len();
+        let average = wire / sizes.len();
+        let to_come = TOOLS_TO_COME
+            .iter()
+            .filter(|name| !sizes.iter().any(|(n, _)| n == *name))
+            .count();
+        let projected = wire + to_come * average;
+        let mut report: Vec<String> = sizes.iter().map(|(n, s)| format!("{n} {s}")).collect();
+        report.sort();
+        assert!(
+            projected < TOOLS_LIST_BUDGET,
+            "tools/list is {wire} bytes for {} tools ({average} each); with the {to_come} tools to come it would be {projected}, over {TOOLS_LIST_BUDGET}:\n{}",
+            sizes.len(),
+            report.join("\n")
+        );
+    }
+
+    #[test]
+    fn the_instructions_walk_the_chain_with_tools_that_exist() {
+        let names: Vec<String> = router()
+            .list_all()
+            .iter()
+            .map(|t| t.name.to_string())
+            .collect();
+        for text in [
+            super::super::INSTRUCTIONS,
+            crate::dataset::intent::STEPS_TO_GATE1,
+        ] {
+            let words = text
+                .split(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                .filter(|w| w.contains('_') && *w != "wait_seconds");
+            for word in words {
+                assert!(names.iter().any(|n| n == word), "`{word}` is not a tool");
+            }
+        }
+        let chain = [
+            "start_project",
+            "audit_dataset",
+            "find_duplicates",
+            "caption_preview",
+            "approve_captions",
+            "write_captions",
+            "run_gate 1",
+            "plan_training",
+            "generate_config",
+            "run_gate 2",
+        ];
+        let at: Vec<usize> = chain
+            .iter()
+            .map(|step| super::super::INSTRUCTIONS.find(step).unwrap_or(usize::MAX))
+            .collect();
+        assert!(
+            at.windows(2).all(|w| w[0] < w[1] && w[1] != usize::MAX),
+            "{chain:?} at {at:?}"
+        );
+    }
+
+    #[test]
+    fn run_gate_says_which_gates_exist() {
+        let tool = router().get("run_gate").cloned().unwrap();
+        let gate = &tool.input_schema["properties"]["gate"];
+        assert_eq!(
+            (gate["minimum"].as_u64(), gate["maximum"].as_u64()),
+            (Some(1), Some(4))
+        );
+    }
+
+    #[test]
+    fn each_tool_says_what_and_when_in_a_few_lines() {
+        for tool in router().list_all() {
+            let description = tool.description.as_deref().unwrap_or("");
+            assert!(
+                (40..=400).contains(&description.len()),
+                "{}: description of {} characters",
+                tool.name,
+                description.len()
+            );
+            assert!(
+                tool.output_schema.is_none(),
+                "{} has an output schema",
+                tool.name
+            );
+            let schema = serde_json::to_string(&*tool.input_schema).unwrap();
+            for noise in ["$schema", "\"default\":null", "\"format\"", "$defs"] {
+                assert!(
+                    !schema.contains(noise),
+                    "{}: {noise} in {schema}",
+                    tool.name
+                );
+            }
+        }
+    }
 }

@@ -6,28 +6,28 @@ use rmcp::{tool, tool_router};
 use serde::Deserialize;
 
 use super::super::{AtegnatosServer, reply, resources};
-use crate::backends::{self, GeneratedConfig};
-use crate::plan::planner::{self, PlanOutcome, PlanOverrides, PlanRequest, VramAnswer, VramQuery};
+use crate::backends::{self};
+use crate::plan::planner::{self, PlanOverrides, PlanRequest, VramQuery};
 use crate::plan::training::{Backend, Preset};
 
 /// What to plan.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct PlanTrainingArgs {
-    /// The project's name.
+    /// Project name.
     pub project: String,
-    /// `quick` (5 epochs, a first look), `standard` (15, the usual) or `thorough` (25). Default `standard`.
+    /// `quick` (5 epochs), `standard` (15, default) or `thorough` (25).
     #[serde(default)]
     pub preset: Option<Preset>,
-    /// The trainer: `kohya` (sd-scripts), `simple_tuner`, `ai_toolkit` or `native` (the Ategnatos engine; SD1.5/SDXL). Default `kohya`.
+    /// The trainer (default `kohya`; `native` is the Ategnatos engine).
     #[serde(default)]
     pub backend: Option<Backend>,
-    /// The GPU it will train on (`RTX 4090`, `A100 80GB`, `12GB`, ...). Leave out to use the GPU the NVIDIA driver reports on this machine.
+    /// The GPU (`RTX 4090`, `A100 80GB`, `12GB`; default this machine's).
     #[serde(default)]
     pub gpu: Option<String>,
-    /// Hourly price of a rented GPU, in dollars, to estimate the cost.
+    /// Dollars per hour of a rented GPU, for the cost.
     #[serde(default)]
     pub price_per_hour: Option<f64>,
-    /// The artist's own choices over the preset (rank, learning_rate, epochs, batch_size, resolution, optimizer, ...). Each one given is kept: the automatic shrinking to fit the GPU does not undo it.
+    /// The artist's choices over the preset; fitting to the GPU keeps them.
     #[serde(default)]
     pub choices: Option<PlanOverrides>,
 }
@@ -35,32 +35,49 @@ pub struct PlanTrainingArgs {
 /// A "will it fit" question.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct EstimateVramArgs {
-    /// A project whose stored plan to estimate. Give this or `base_model`.
+    /// A project's stored plan (or give `base_model`).
     #[serde(default)]
     pub project: Option<String>,
-    /// A base model to estimate without a project (sd15, sdxl, pony, illustrious, flux-dev, flux-schnell, sd35-medium, sd35-large), with the standard preset.
+    /// A base model's standard preset, without a project.
     #[serde(default)]
     pub base_model: Option<String>,
-    /// The trainer (`kohya`, `simple_tuner`, `ai_toolkit`, `native`); default the plan's, or kohya.
+    /// The trainer (default the plan's, or `kohya`).
     #[serde(default)]
     pub backend: Option<Backend>,
-    /// The GPU to compare with; default the plan's, or the one the NVIDIA driver reports.
+    /// The GPU (default the plan's, or this machine's).
     #[serde(default)]
     pub gpu: Option<String>,
-    /// Hourly price of a rented GPU, in dollars, to estimate the cost.
+    /// Dollars per hour of a rented GPU, for the cost.
     #[serde(default)]
     pub price_per_hour: Option<f64>,
-    /// Changes to try (batch_size, rank, resolution, gradient_checkpointing, base_weights, ...); nothing is saved.
+    /// Changes to try, the fields of plan_training's `choices`; nothing is saved.
     #[serde(default)]
-    pub choices: Option<PlanOverrides>,
+    pub choices: Option<TryChoices>,
+}
+
+/// `estimate_vram`'s changes to try: the same fields as `plan_training`'s
+/// choices, which the model already has in front of it, so the schema says
+/// only "an object" instead of repeating them.
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub struct TryChoices(pub PlanOverrides);
+
+impl schemars::JsonSchema for TryChoices {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TryChoices".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "object" })
+    }
 }
 
 /// Which project's plan to write out.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct GenerateConfigArgs {
-    /// The project's name.
+    /// Project name.
     pub project: String,
-    /// The GPU for the memory and time figures in config.md; default the plan's.
+    /// The GPU for config.md's figures (default the plan's).
     #[serde(default)]
     pub gpu: Option<String>,
 }
@@ -68,9 +85,13 @@ pub struct GenerateConfigArgs {
 #[tool_router(router = plan_router, vis = "pub(crate)")]
 impl AtegnatosServer {
     #[tool(
-        description = "Make the project's training plan (gate 2's input): a preset (quick 5 / standard 15 / thorough 25 epochs) for its training type and base model, the artist's own choices on top, then fitted to the GPU with a 20 % safety margin — if it does not fit, the batch shrinks, then gradient checkpointing, caching and lower precision turn on, each step reported with why. Refuses unsafe values (learning rate, rank, resolution, precision the GPU lacks, ...) with the reason. Saves the plan; returns every parameter explained, the memory estimate and the time/cost. Explain the parameters to the artist in plain words.",
-        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
-        output_schema = rmcp::handler::server::common::schema_for_output::<PlanOutcome>()
+        description = "Make and save a project's training plan: a preset for its type and base model, the artist's choices on top, fitted to the GPU with a 20 % margin (each change with why). Returns every parameter in plain words, the memory estimate, time and cost: explain them to the artist.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     async fn plan_training(
         &self,
@@ -93,9 +114,8 @@ impl AtegnatosServer {
     }
 
     #[tool(
-        description = "How much GPU memory training needs at its peak, part by part (base model, text encoders, VAE, LoRA, optimizer state, activations, overhead), whether it fits the GPU with a 20 % safety margin, the largest batch that fits, single changes that would make it fit and what plan_training would change; with a GPU also the time (and cost at a price). For a project's stored plan, or a base model on its own. Changes nothing.",
-        annotations(read_only_hint = true, open_world_hint = false),
-        output_schema = rmcp::handler::server::common::schema_for_output::<VramAnswer>()
+        description = "Peak GPU memory of a project's plan or a bare base model, part by part: whether it fits the GPU with a 20 % margin, the largest batch that fits, what would make it fit. Changes nothing.",
+        annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn estimate_vram(
         &self,
@@ -108,7 +128,7 @@ impl AtegnatosServer {
             backend: args.backend,
             gpu: args.gpu,
             price_per_hour: args.price_per_hour,
-            choices: args.choices.unwrap_or_default(),
+            choices: args.choices.map(|c| c.0).unwrap_or_default(),
         };
         match tokio::task::spawn_blocking(move || planner::answer_vram(&ws, &q)).await {
             Ok(Ok(a)) => reply::structured(&a, a.plain_summary()),
@@ -118,9 +138,13 @@ impl AtegnatosServer {
     }
 
     #[tool(
-        description = "Write the project's plan as its trainer's files under workspace/configs/<project>/<backend>/ — kohya sd-scripts (dataset.toml, config.toml, sample prompts, the exact `accelerate launch` line), SimpleTuner (config.json, multidatabackend.json), ai-toolkit (job.yaml with a fresh run name) or the Ategnatos engine (engine.toml) — plus grimoire/training/<name>/config.md with every setting explained, the memory estimate against the GPU and the time. Alpha is always written. Refuses a plan that is not safe to train.",
-        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false),
-        output_schema = rmcp::handler::server::common::schema_for_output::<GeneratedConfig>()
+        description = "Write a project's plan as its trainer's files (kohya, SimpleTuner, ai-toolkit or the Ategnatos engine) under workspace/configs/<project>/, with config.md explaining every setting. Refuses an unsafe plan.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
     )]
     async fn generate_config(
         &self,

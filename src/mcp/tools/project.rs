@@ -7,27 +7,27 @@ use rmcp::{tool, tool_router};
 use serde::Deserialize;
 
 use super::super::{AtegnatosServer, reply};
-use crate::dataset::intent::{self, ProjectRequest, StartedProject};
-use crate::gates::status::{self, ProjectStatus};
+use crate::dataset::intent::{self, ProjectRequest};
+use crate::gates::status::{self};
 use crate::studio::project::{self, TrainingType};
 
 /// A new training project.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct StartProjectArgs {
-    /// Project name: letters, digits, `-`, `_` (becomes a folder name).
+    /// Project name: letters, digits, `-`, `_`.
     pub name: String,
-    /// What the LoRA learns: `style`, `character` or `object`.
+    /// What the LoRA learns.
     pub training_type: TrainingType,
-    /// Base model id: sd15, sdxl, pony, illustrious, flux-dev, flux-schnell, sd35-medium, sd35-large.
+    /// sd15, sdxl, pony, illustrious, flux-dev, flux-schnell, sd35-medium or sd35-large.
     pub base_model: String,
-    /// A made-up word the LoRA will answer to (e.g. `zkfox`); ordinary English words are refused.
+    /// A made-up word the LoRA answers to (e.g. `zkfox`).
     pub trigger_word: String,
-    /// Folder with the pictures, relative to the workspace root.
+    /// Folder of pictures.
     pub dataset: String,
     /// What the artist wants, in their words.
     #[serde(default)]
     pub description: Option<String>,
-    /// Caption file extension, without the dot (default `txt`).
+    /// Caption extension (default `txt`).
     #[serde(default)]
     pub caption_extension: Option<String>,
 }
@@ -35,16 +35,20 @@ pub struct StartProjectArgs {
 /// Which project.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct ProjectArgs {
-    /// The project's name.
+    /// Project name.
     pub project: String,
 }
 
 #[tool_router(router = project_router, vis = "pub(crate)")]
 impl AtegnatosServer {
     #[tool(
-        description = "Start a training project: what the LoRA learns (style/character/object), the base model, a made-up trigger word, and the picture folder. Writes grimoire/training/<name>/intent.md with the expected dataset size and how captions should separate content and style. Refuses ordinary English words as triggers, and says why.",
-        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false),
-        output_schema = rmcp::handler::server::common::schema_for_output::<StartedProject>()
+        description = "Start a training project: what the LoRA learns (style, character, object), the base model, a made-up trigger word (words the model already knows are refused) and the picture folder. Writes intent.md.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
     )]
     async fn start_project(
         &self,
@@ -94,9 +98,8 @@ impl AtegnatosServer {
     }
 
     #[tool(
-        description = "Where a project stands: which of the four gates pass, fail, have not run, or are stale because the dataset/plan changed since, and what to do next.",
-        annotations(read_only_hint = true, open_world_hint = false),
-        output_schema = rmcp::handler::server::common::schema_for_output::<ProjectStatus>()
+        description = "Where a project stands: each gate passed, failed, not run or stale (and why), and the next step.",
+        annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn project_status(&self, Parameters(args): Parameters<ProjectArgs>) -> CallToolResult {
         let ws = self.shared().workspace.clone();
