@@ -311,7 +311,9 @@ pub fn setup_for_plan<'a>(
             2.0
         },
         gradient_checkpointing: plan.gradient_checkpointing,
-        text_encoders_resident: !plan.cache_text_embeddings || plan.train_text_encoder,
+        text_encoders_resident: !plan.cache_text_embeddings
+            || plan.train_text_encoder
+            || !crate::backends::caches_text_encoder_outputs(plan.backend, model.family),
         vae_resident: !plan.cache_latents,
         text_encoder_lora_params,
         native_engine: plan.backend == Backend::Native,
@@ -744,10 +746,14 @@ fn rung_cache_latents(
 
 fn rung_cache_text(
     p: &TrainingPlan,
-    _: &ModelSpec,
+    model: &ModelSpec,
     _: f64,
 ) -> Option<(TrainingPlan, String, String)> {
     if p.cache_text_embeddings && !p.train_text_encoder {
+        return None;
+    }
+    // A trainer that cannot cache them keeps the text encoders on the GPU.
+    if !crate::backends::caches_text_encoder_outputs(p.backend, model.family) {
         return None;
     }
     let mut next = p.clone();
