@@ -122,9 +122,14 @@ class Source:
         self.commit = pin["commit"]
         self._trees: dict[str, ast.Module] = {}
         self._files: list[str] | None = None
-        kind = self.git("cat-file", "-t", self.commit).strip()
-        if kind != "commit":
-            raise SystemExit(f"{path}: `{self.commit}` is not a commit there")
+        probe = subprocess.run(
+            ["git", "-C", path, "cat-file", "-t", self.commit], capture_output=True, text=True
+        )
+        if probe.stdout.strip() != "commit":
+            raise SystemExit(
+                f"`{path}` does not hold commit {self.commit} of {pin['repo']}; "
+                f"point the option at a clone of {pin['repo']} that has it (git fetch)"
+            )
         date = self.git("show", "-s", "--format=%cs", self.commit).strip()
         if date != pin["date"]:
             raise SystemExit(f"{path}: commit date {date}, pinned {pin['date']}")
@@ -1175,7 +1180,7 @@ def simpletuner(src: Source) -> dict:
         "launch": {
             "command": "simpletuner train",
             "options": {k: w.options[k] for k in sorted(w.options)},
-            "note": "`--env <dir>` reads <dir>/config.json (json_file.py::_candidate_json_paths); there is no --config option.",
+            "note": "`--env <dir>` reads <dir>/config.json (helpers/configuration/json_file.py::_candidate_json_paths); an absolute <dir> is taken as it is.",
         },
         "options": dict(sorted(options.items())),
         "config_json_handled_keys": dict(sorted(handled.items())),
@@ -1396,8 +1401,9 @@ class ConfigClassReader:
             key, default = key_of(inner)
             if key is not None:
                 note(key, default, target_ann, converted)
-                if isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name):
-                    tracked[stmt.targets[0].id] = (key, False)
+                target = stmt.targets[0] if isinstance(stmt, ast.Assign) else stmt.target
+                if isinstance(target, ast.Name):
+                    tracked[target.id] = (key, False)
             elif target_ann is not None and isinstance(value, ast.Name) and value.id in tracked:
                 # `linear = kwargs.get('linear')` ... `self.linear: int = linear`
                 e = keys.get(tracked[value.id][0], {})
@@ -1431,7 +1437,10 @@ class ConfigClassReader:
                             key, many = tracked[kw.value.id]
                         if key is not None and class_def(self.src.tree(self.rel), node.func.id):
                             e = keys.setdefault(key, {})
-                            e["type"] = "list" if many else "dict"
+                            if many:
+                                e["type"] = "list"
+                            elif "dict" not in e.get("type", ""):
+                                e["type"] = "dict"
                             e.pop("default_kind", None)
                             e["schema"] = node.func.id
                             self.read(node.func.id)
@@ -1463,17 +1472,13 @@ def ai_toolkit(src: Source) -> dict:
                         base = node.bases[0].id if node.bases else None
                         imported = ("base", base)
                     process_types[uid] = imported
-    for uid, imp in list(process_types.items()):
-        if imp[0] == "base":
-            for other_uid, other in process_types.items():
-                if other[0] != "base":
-                    pass
     ptype = "sd_trainer"
-    if ptype not in process_types:
+    if ptype not in process_types or process_types[ptype][0] == "base":
         raise SystemExit("ai-toolkit: no sd_trainer extension")
+    ext_dir = str(PurePosixPath(process_types[ptype][0]).parent) + "/"
     classes_by_name = {}
     for f in src.files():
-        if f.endswith(".py") and (f.startswith("jobs/") or f.startswith("extensions_built_in/")):
+        if f.endswith(".py") and (f.startswith("jobs/") or f.startswith(ext_dir)):
             for node in src.try_tree(f).body:
                 if isinstance(node, ast.ClassDef):
                     classes_by_name.setdefault(node.name, (f, node))
@@ -1624,6 +1629,9 @@ def is_leaf(v) -> bool:
 def dump(v, indent: int = 0) -> str:
     """JSON with one line per leaf entry: compact, and diffs stay readable."""
     pad = "  " * (indent + 1)
+    if isinstance(v, dict) and "type" in v:
+        # An option reads type first.
+        v = {"type": v["type"], **{k: x for k, x in v.items() if k != "type"}}
     if isinstance(v, dict) and v and not (indent >= 1 and is_leaf(v) and len(json.dumps(v)) < 160):
         items = [f"{pad}{json.dumps(k)}: {dump(x, indent + 1)}" for k, x in v.items()]
         return "{\n" + ",\n".join(items) + "\n" + "  " * indent + "}"
