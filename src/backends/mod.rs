@@ -513,6 +513,52 @@ pub(crate) mod tests {
         assert!(!cfg.contains("cache_text_encoder_outputs"), "{cfg}");
     }
 
+    /// Shrinking a kohya SD1.5 plan never claims to cache captions; it may
+    /// stop text-encoder training, which does save memory there.
+    #[test]
+    fn the_shrink_ladder_does_not_cache_what_the_trainer_cannot() {
+        use crate::plan::vram::{Locked, shrink_to_fit};
+        let mut plan = sample_plan();
+        plan.base_model = "sd15".into();
+        plan.resolution = 512;
+        plan.batch_size = 4;
+        plan.gradient_checkpointing = false;
+        plan.train_text_encoder = true;
+        plan.text_encoder_lr = Some(5e-5);
+        plan.cache_text_embeddings = false;
+        let model = plan.model().unwrap();
+        let mut gpu = gpu::lookup("RTX 4060").unwrap();
+        gpu.vram_gib = 3.0;
+        let report = shrink_to_fit(&plan, model, &gpu, &Locked::default());
+        let changes: Vec<&str> = report.steps.iter().map(|s| s.change.as_str()).collect();
+        assert!(
+            changes.contains(&"stop training the text encoder"),
+            "{changes:?}"
+        );
+        assert!(
+            !changes.iter().any(|c| c.contains("cache text")),
+            "{changes:?}"
+        );
+        assert!(!report.plan.cache_text_embeddings && !report.plan.train_text_encoder);
+        let te = report
+            .steps
+            .iter()
+            .find(|s| s.change == "stop training the text encoder");
+        assert!(te.is_some_and(|s| s.after_gib < s.before_gib));
+
+        // The same plan on SimpleTuner does cache.
+        plan.backend = Backend::SimpleTuner;
+        plan.train_text_encoder = false;
+        plan.text_encoder_lr = None;
+        let report = shrink_to_fit(&plan, model, &gpu, &Locked::default());
+        assert!(
+            report
+                .steps
+                .iter()
+                .any(|s| s.change == "cache text embeddings")
+        );
+    }
+
     #[test]
     fn an_invalid_plan_gets_no_config() {
         let dir = tempfile::tempdir().unwrap();

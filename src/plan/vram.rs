@@ -475,12 +475,17 @@ fn single_changes(plan: &TrainingPlan, model: &ModelSpec) -> Vec<(String, Traini
             p.cache_text_embeddings = true
         });
     } else {
+        let can_cache = crate::backends::caches_text_encoder_outputs(plan.backend, model.family);
         try_change(
-            "stop training the text encoder and cache text embeddings".into(),
+            if can_cache {
+                "stop training the text encoder and cache text embeddings".into()
+            } else {
+                "stop training the text encoder".into()
+            },
             &|p| {
                 p.train_text_encoder = false;
                 p.text_encoder_lr = None;
-                p.cache_text_embeddings = true
+                p.cache_text_embeddings = can_cache
             },
         );
     }
@@ -752,12 +757,23 @@ fn rung_cache_text(
     if p.cache_text_embeddings && !p.train_text_encoder {
         return None;
     }
-    // A trainer that cannot cache them keeps the text encoders on the GPU.
-    if !crate::backends::caches_text_encoder_outputs(p.backend, model.family) {
+    // A trainer that cannot cache them keeps the text encoders on the GPU:
+    // only stopping text-encoder training saves memory there.
+    let can_cache = crate::backends::caches_text_encoder_outputs(p.backend, model.family);
+    if !can_cache && !p.train_text_encoder {
         return None;
     }
     let mut next = p.clone();
-    next.cache_text_embeddings = true;
+    next.cache_text_embeddings = can_cache;
+    if !can_cache {
+        next.train_text_encoder = false;
+        next.text_encoder_lr = None;
+        return Some((
+            next,
+            "stop training the text encoder".into(),
+            "its LoRA, gradients and optimizer state leave the GPU (this trainer keeps the text encoder itself there). The image model still learns the trigger word.".into(),
+        ));
+    }
     let (change, extra) = if p.train_text_encoder {
         next.train_text_encoder = false;
         next.text_encoder_lr = None;
