@@ -123,7 +123,6 @@ pub fn job(plan: &TrainingPlan, model: &ModelSpec, paths: &RunPaths) -> Value {
             "process": [{
                 "type": "sd_trainer",
                 "training_folder": path_text(paths.output_dir.parent().unwrap_or(&paths.output_dir)),
-                "device": "cuda:0",
                 "trigger_word": plan.trigger_word,
                 "network": {
                     "type": "lora",
@@ -146,7 +145,6 @@ pub fn job(plan: &TrainingPlan, model: &ModelSpec, paths: &RunPaths) -> Value {
                     "width": plan.resolution,
                     "height": plan.resolution,
                     "prompts": sample_prompts(plan),
-                    "neg": "",
                     "seed": plan.seed,
                     "walk_seed": true,
                     "guidance_scale": guidance,
@@ -177,139 +175,22 @@ pub fn render(plan: &TrainingPlan, model: &ModelSpec, paths: &RunPaths) -> Rende
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backends::tests::test_paths;
+    use crate::backends::tests::{test_paths, trainer_args};
     use crate::plan::training::Backend;
     use crate::plan::training::tests::sample_plan;
     use serde_norway::Value as Yaml;
 
-    /// The kwargs ai-toolkit reads per section (`toolkit/config_modules.py`,
-    /// `research/backends.md` §1.3). Unknown keys are ignored silently there,
-    /// so a typo would be lost: we check against these.
-    const PROCESS: &[&str] = &[
-        "type",
-        "training_folder",
-        "device",
-        "trigger_word",
-        "network",
-        "save",
-        "datasets",
-        "train",
-        "model",
-        "sample",
-        "logging",
-    ];
-    const NETWORK: &[&str] = &[
-        "type",
-        "linear",
-        "linear_alpha",
-        "conv",
-        "conv_alpha",
-        "dropout",
-        "network_kwargs",
-    ];
-    const SAVE: &[&str] = &[
-        "dtype",
-        "save_every",
-        "max_step_saves_to_keep",
-        "save_format",
-        "push_to_hub",
-        "hf_repo_id",
-    ];
-    const DATASET: &[&str] = &[
-        "folder_path",
-        "caption_ext",
-        "default_caption",
-        "caption_dropout_rate",
-        "shuffle_tokens",
-        "keep_tokens",
-        "token_dropout_rate",
-        "resolution",
-        "buckets",
-        "bucket_tolerance",
-        "num_repeats",
-        "is_reg",
-        "cache_latents",
-        "cache_latents_to_disk",
-        "flip_x",
-        "flip_y",
-        "random_crop",
-        "random_scale",
-        "network_weight",
-        "loss_multiplier",
-        "mask_path",
-        "alpha_mask",
-        "control_path",
-    ];
-    const TRAIN: &[&str] = &[
-        "batch_size",
-        "steps",
-        "gradient_accumulation_steps",
-        "train_unet",
-        "train_text_encoder",
-        "gradient_checkpointing",
-        "noise_scheduler",
-        "optimizer",
-        "optimizer_params",
-        "lr",
-        "unet_lr",
-        "text_encoder_lr",
-        "lr_scheduler",
-        "lr_scheduler_params",
-        "dtype",
-        "xformers",
-        "sdp",
-        "min_snr_gamma",
-        "noise_offset",
-        "ema_config",
-        "max_grad_norm",
-        "timestep_type",
-        "content_or_style",
-        "skip_first_sample",
-        "disable_sampling",
-        "cache_text_embeddings",
-        "unload_text_encoder",
-        "reg_weight",
-        "diff_output_preservation",
-        "loss_type",
-    ];
-    const MODEL: &[&str] = &[
-        "name_or_path",
-        "arch",
-        "quantize",
-        "qtype",
-        "quantize_te",
-        "low_vram",
-        "dtype",
-        "vae_path",
-        "layer_offloading",
-        "assistant_lora_path",
-        "is_flux",
-        "is_xl",
-        "is_v2",
-    ];
-    const SAMPLE: &[&str] = &[
-        "sampler",
-        "sample_every",
-        "sample_start_step",
-        "width",
-        "height",
-        "prompts",
-        "neg",
-        "seed",
-        "walk_seed",
-        "guidance_scale",
-        "sample_steps",
-    ];
-
-    fn keys(v: &Yaml, allowed: &[&str], section: &str) {
+    /// Every key of `v` is one ai-toolkit reads in `schema` (unknown keys
+    /// are ignored there, so a typo would be lost without a word).
+    fn keys(v: &Yaml, schemas: &serde_json::Value, schema: &str) {
         let map = v
             .as_mapping()
-            .unwrap_or_else(|| panic!("{section} is not a mapping"));
+            .unwrap_or_else(|| panic!("{schema} is not a mapping"));
         for k in map.keys() {
             let k = k.as_str().unwrap();
             assert!(
-                allowed.contains(&k),
-                "`{k}` is not read by ai-toolkit in {section}"
+                schemas[schema].get(k).is_some(),
+                "`{k}` is not read by ai-toolkit in {schema}"
             );
         }
     }
@@ -322,6 +203,7 @@ mod tests {
 
     #[test]
     fn the_job_yaml_has_the_shape_ai_toolkit_reads() {
+        let schemas = trainer_args("ai-toolkit.json")["schemas"].clone();
         for model in ["sdxl", "flux-dev", "flux-schnell", "sd35-medium"] {
             let mut plan = sample_plan();
             plan.backend = Backend::AiToolkit;
@@ -338,16 +220,23 @@ mod tests {
             let process = job["config"]["process"].as_sequence().unwrap();
             assert_eq!(process.len(), 1);
             let p = &process[0];
-            keys(p, PROCESS, "process");
-            keys(&p["network"], NETWORK, "network");
-            keys(&p["save"], SAVE, "save");
-            keys(&p["train"], TRAIN, "train");
-            keys(&p["model"], MODEL, "model");
-            keys(&p["sample"], SAMPLE, "sample");
+            keys(p, &schemas, "process");
+            for (section, schema) in [
+                ("network", "NetworkConfig"),
+                ("save", "SaveConfig"),
+                ("train", "TrainConfig"),
+                ("model", "ModelConfig"),
+                ("sample", "SampleConfig"),
+            ] {
+                assert_eq!(schemas["process"][section]["schema"], schema);
+                keys(&p[section], &schemas, schema);
+            }
             for d in p["datasets"].as_sequence().unwrap() {
-                keys(d, DATASET, "datasets");
+                keys(d, &schemas, "DatasetConfig");
                 assert_eq!(d["caption_ext"].as_str(), Some("txt"));
             }
+            // The sd_trainer process takes its device from accelerate, not from the job.
+            assert!(p.get("device").is_none());
             assert!(p["network"]["linear_alpha"].as_f64().is_some());
             assert_eq!(p["train"]["steps"].as_u64(), Some(plan.total_steps()));
             let sched = p["train"]["noise_scheduler"].as_str().unwrap();

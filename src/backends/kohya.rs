@@ -11,9 +11,13 @@
 
 use toml::{Table, Value};
 
-use super::{Rendered, RunPaths, model_source, path_text, sample_prompts};
+use super::{
+    Rendered, RunPaths, caches_text_encoder_outputs, model_source, path_text, sample_prompts,
+};
 use crate::plan::catalog::{ModelFamily, ModelSpec};
-use crate::plan::training::{BaseWeights, LrScheduler, Optimizer, Precision, TrainingPlan};
+use crate::plan::training::{
+    Backend, BaseWeights, LrScheduler, Optimizer, Precision, TrainingPlan,
+};
 
 /// The training script for a family.
 pub fn script(family: ModelFamily) -> &'static str {
@@ -219,10 +223,14 @@ pub fn training_toml(plan: &TrainingPlan, model: &ModelSpec, paths: &RunPaths) -
     set("sdpa", Value::Boolean(true));
     set("cache_latents", Value::Boolean(plan.cache_latents));
     set("cache_latents_to_disk", Value::Boolean(plan.cache_latents));
-    set(
-        "cache_text_encoder_outputs",
-        Value::Boolean(plan.cache_text_embeddings),
-    );
+    // `train_network.py` (SD1.5) has no such option: kohya would drop the key
+    // without a word and keep the text encoder on the GPU.
+    if caches_text_encoder_outputs(Backend::Kohya, family) {
+        set(
+            "cache_text_encoder_outputs",
+            Value::Boolean(plan.cache_text_embeddings),
+        );
+    }
     if family == ModelFamily::Flux {
         set(
             "cache_text_encoder_outputs_to_disk",
@@ -298,150 +306,20 @@ pub fn render(plan: &TrainingPlan, model: &ModelSpec, paths: &RunPaths) -> Rende
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backends::tests::test_paths;
+    use crate::backends::tests::{test_paths, trainer_args};
     use crate::plan::training::tests::sample_plan;
     use crate::plan::training::{Backend, ImageFolder};
-
-    /// `library/config_util.py` (ConfigSanitizer), as summarised in
-    /// `research/backends.md` §1.1: keys allowed at `[general]`/`[[datasets]]`.
-    const DATASET_LEVEL: &[&str] = &[
-        "resolution",
-        "batch_size",
-        "enable_bucket",
-        "min_bucket_reso",
-        "max_bucket_reso",
-        "bucket_reso_steps",
-        "bucket_no_upscale",
-        "validation_split",
-        "validation_seed",
-        "network_multiplier",
-        "resize_interpolation",
-    ];
-    /// Keys allowed at any level.
-    const ANY_LEVEL: &[&str] = &[
-        "num_repeats",
-        "shuffle_caption",
-        "keep_tokens",
-        "keep_tokens_separator",
-        "caption_separator",
-        "secondary_separator",
-        "enable_wildcard",
-        "caption_prefix",
-        "caption_suffix",
-        "color_aug",
-        "flip_aug",
-        "random_crop",
-        "face_crop_aug_range",
-        "token_warmup_min",
-        "token_warmup_step",
-        "caption_dropout_rate",
-        "caption_dropout_every_n_epochs",
-        "caption_tag_dropout_rate",
-        "custom_attributes",
-        // DreamBooth-style keys, also any level.
-        "caption_extension",
-        "class_tokens",
-        "cache_info",
-    ];
-    /// Keys allowed only in `[[datasets.subsets]]`.
-    const SUBSET_ONLY: &[&str] = &["image_dir", "is_reg", "alpha_mask"];
-
-    /// argparse options of `train_network.py` / `sdxl_train_network.py` /
-    /// `flux_train_network.py` that Ategnatos may write (§1.1 "Key args").
-    const TRAINING_ARGS: &[&str] = &[
-        "pretrained_model_name_or_path",
-        "v2",
-        "v_parameterization",
-        "vae",
-        "no_half_vae",
-        "clip_skip",
-        "clip_l",
-        "t5xxl",
-        "ae",
-        "model_type",
-        "network_module",
-        "network_dim",
-        "network_alpha",
-        "network_args",
-        "network_dropout",
-        "network_weights",
-        "network_train_unet_only",
-        "network_train_text_encoder_only",
-        "learning_rate",
-        "unet_lr",
-        "text_encoder_lr",
-        "optimizer_type",
-        "optimizer_args",
-        "lr_scheduler",
-        "lr_warmup_steps",
-        "lr_scheduler_num_cycles",
-        "max_grad_norm",
-        "max_train_steps",
-        "max_train_epochs",
-        "gradient_accumulation_steps",
-        "train_batch_size",
-        "output_dir",
-        "output_name",
-        "save_model_as",
-        "save_precision",
-        "save_every_n_epochs",
-        "save_every_n_steps",
-        "save_last_n_epochs",
-        "save_state",
-        "save_state_on_train_end",
-        "resume",
-        "mixed_precision",
-        "full_fp16",
-        "full_bf16",
-        "fp8_base",
-        "fp8_base_unet",
-        "gradient_checkpointing",
-        "sdpa",
-        "xformers",
-        "mem_eff_attn",
-        "cache_latents",
-        "cache_latents_to_disk",
-        "vae_batch_size",
-        "cache_text_encoder_outputs",
-        "cache_text_encoder_outputs_to_disk",
-        "blocks_to_swap",
-        "lowram",
-        "highvram",
-        "max_data_loader_n_workers",
-        "persistent_data_loader_workers",
-        "min_snr_gamma",
-        "noise_offset",
-        "loss_type",
-        "prior_loss_weight",
-        "guidance_scale",
-        "timestep_sampling",
-        "discrete_flow_shift",
-        "model_prediction_type",
-        "apply_t5_attn_mask",
-        "t5xxl_max_token_length",
-        "sample_prompts",
-        "sample_every_n_steps",
-        "sample_every_n_epochs",
-        "sample_at_first",
-        "sample_sampler",
-        "logging_dir",
-        "log_with",
-        "log_prefix",
-        "dataset_config",
-        "seed",
-    ];
 
     fn parse(text: &str) -> Table {
         text.parse::<Table>()
             .unwrap_or_else(|e| panic!("not TOML: {e}\n{text}"))
     }
 
-    fn keys_within(table: &Table, allowed: &[&[&str]], where_: &str) {
+    /// Every key of `table` is defined in `defs` (kohya's own definitions,
+    /// `fixtures/trainer-args/`).
+    fn keys_within(table: &Table, defs: &serde_json::Value, where_: &str) {
         for k in table.keys() {
-            assert!(
-                allowed.iter().any(|a| a.contains(&k.as_str())),
-                "`{k}` is not accepted in {where_}"
-            );
+            assert!(defs.get(k).is_some(), "`{k}` is not accepted in {where_}");
         }
     }
 
@@ -454,6 +332,7 @@ mod tests {
 
     #[test]
     fn the_dataset_toml_passes_kohyas_strict_schema() {
+        let schema = trainer_args("kohya-dataset.json");
         let mut plan = sample_plan();
         plan.image_folders.push(ImageFolder {
             path: "pics/fox/more".into(),
@@ -461,25 +340,21 @@ mod tests {
         });
         let (ds, _, _) = rendered(&plan);
         let general = ds["general"].as_table().unwrap();
-        keys_within(general, &[DATASET_LEVEL, ANY_LEVEL], "[general]");
+        keys_within(general, &schema["general"], "[general]");
         assert_eq!(general["caption_extension"].as_str(), Some(".txt"));
         let datasets = ds["datasets"].as_array().unwrap();
         assert_eq!(datasets.len(), 1);
         let d = datasets[0].as_table().unwrap();
         let mut without_subsets = d.clone();
         without_subsets.remove("subsets");
-        keys_within(
-            &without_subsets,
-            &[DATASET_LEVEL, ANY_LEVEL],
-            "[[datasets]]",
-        );
+        keys_within(&without_subsets, &schema["datasets"], "[[datasets]]");
         // An integer, never the string "1024,1024".
         assert_eq!(d["resolution"].as_integer(), Some(1024));
         let subsets = d["subsets"].as_array().unwrap();
         assert_eq!(subsets.len(), 2);
         for s in subsets {
             let s = s.as_table().unwrap();
-            keys_within(s, &[ANY_LEVEL, SUBSET_ONLY], "[[datasets.subsets]]");
+            keys_within(s, &schema["subsets"], "[[datasets.subsets]]");
             assert_eq!(s["num_repeats"].as_integer(), Some(5));
             assert!(
                 s["image_dir"]
@@ -495,8 +370,13 @@ mod tests {
     }
 
     #[test]
-    fn the_training_toml_uses_only_real_arguments_with_their_types() {
-        for (model, te) in [("sd15", true), ("sdxl", false), ("flux-dev", false)] {
+    fn the_training_toml_uses_only_the_scripts_own_arguments() {
+        for (model, te) in [
+            ("sd15", true),
+            ("sd15", false),
+            ("sdxl", false),
+            ("flux-dev", false),
+        ] {
             let mut plan = sample_plan();
             plan.base_model = model.into();
             plan.train_text_encoder = te;
@@ -505,7 +385,9 @@ mod tests {
             plan.resolution = if model == "sd15" { 512 } else { 1024 };
             plan.optimizer = Optimizer::Adafactor;
             let (_, cfg, r) = rendered(&plan);
-            keys_within(&cfg, &[TRAINING_ARGS], "the training arguments");
+            let script = &r.command[4];
+            let defs = trainer_args(&format!("kohya-{}.json", script.trim_end_matches(".py")));
+            keys_within(&cfg, &defs["options"], script);
             // Alpha always written, as a number.
             assert_eq!(cfg["network_alpha"].as_float(), Some(16.0));
             assert_eq!(cfg["network_dim"].as_integer(), Some(32));
@@ -517,12 +399,19 @@ mod tests {
                 // A list, one value per text encoder.
                 assert_eq!(cfg["text_encoder_lr"].as_array().unwrap().len(), 1);
             }
-            let script = &r.command[4];
             match model {
-                "sd15" => assert_eq!(script, "train_network.py"),
-                "sdxl" => assert_eq!(script, "sdxl_train_network.py"),
+                "sd15" => {
+                    assert_eq!(script, "train_network.py");
+                    // The SD1.5 script cannot cache text-encoder outputs.
+                    assert!(!cfg.contains_key("cache_text_encoder_outputs"));
+                }
+                "sdxl" => {
+                    assert_eq!(script, "sdxl_train_network.py");
+                    assert_eq!(cfg["cache_text_encoder_outputs"].as_bool(), Some(true));
+                }
                 _ => {
                     assert_eq!(script, "flux_train_network.py");
+                    assert_eq!(cfg["cache_text_encoder_outputs"].as_bool(), Some(true));
                     assert_eq!(cfg["guidance_scale"].as_float(), Some(1.0));
                     assert_eq!(cfg["network_module"].as_str(), Some("networks.lora_flux"));
                     assert!(cfg["ae"].as_str().unwrap().ends_with("/ae.safetensors"));

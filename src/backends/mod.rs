@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::catalog::ModelSpec;
+use crate::plan::catalog::{ModelFamily, ModelSpec};
 use crate::plan::gpu::{self, Gpu};
 use crate::plan::planner::PlanError;
 use crate::plan::training::{Backend, TrainingPlan, load_plan};
@@ -62,6 +62,43 @@ impl RunPaths {
     pub fn abs(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
     }
+}
+
+/// Whether `backend`'s trainer for `family` can encode every caption once,
+/// before training, and take the text encoders off the GPU.
+///
+/// kohya has `--cache_text_encoder_outputs` in `sdxl_train_network.py` and
+/// `flux_train_network.py` but not in `train_network.py` (SD 1.5), which
+/// keeps the text encoder on the GPU whatever the config says
+/// (`fixtures/trainer-args/kohya-*.json`). SimpleTuner always caches text
+/// embeds (its `text_embeds` data backend); ai-toolkit caches with
+/// `cache_text_embeddings` for every model. Our engine caches caption tokens
+/// and runs the text encoder every step.
+pub fn caches_text_encoder_outputs(backend: Backend, family: ModelFamily) -> bool {
+    match backend {
+        Backend::Kohya => family != ModelFamily::Sd15,
+        Backend::SimpleTuner | Backend::AiToolkit => true,
+        Backend::Native => false,
+    }
+}
+
+/// In plain words, why a plan's "cache text embeddings" cannot happen with
+/// its backend and model; `None` where it can.
+pub fn text_encoder_cache_limit(backend: Backend, family: ModelFamily) -> Option<String> {
+    if caches_text_encoder_outputs(backend, family) {
+        return None;
+    }
+    let who = match backend {
+        Backend::Kohya => format!(
+            "kohya's {} trainer (`{}`)",
+            family.word(),
+            kohya::script(family)
+        ),
+        other => other.name().to_string(),
+    };
+    Some(format!(
+        "{who} cannot encode the captions ahead of time: the text encoder stays on the GPU for the whole run, and the memory estimate counts it"
+    ))
 }
 
 /// Folder name of a backend.
@@ -316,6 +353,17 @@ pub(crate) mod tests {
     use super::*;
     use crate::plan::training::tests::sample_plan;
 
+    /// A trainer's own definitions, as `scripts/extract_trainer_args.py`
+    /// extracted them (`fixtures/trainer-args/<name>`).
+    pub fn trainer_args(name: &str) -> serde_json::Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/trainer-args")
+            .join(name);
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
     /// Paths for rendering in tests.
     pub fn test_paths(backend: Backend) -> RunPaths {
         RunPaths {
@@ -397,6 +445,118 @@ pub(crate) mod tests {
             );
             assert!(g.plain_summary().contains(backend.name()));
         }
+    }
+
+    #[test]
+    fn kohya_caches_text_encoder_outputs_exactly_where_its_script_can() {
+        for family in [ModelFamily::Sd15, ModelFamily::Sdxl, ModelFamily::Flux] {
+            let script = kohya::script(family).trim_end_matches(".py");
+            let defs = trainer_args(&format!("kohya-{script}.json"));
+            assert_eq!(
+                caches_text_encoder_outputs(Backend::Kohya, family),
+                defs["options"].get("cache_text_encoder_outputs").is_some(),
+                "{script}"
+            );
+        }
+    }
+
+    /// kohya's SD1.5 script keeps the text encoder on the GPU: the estimate
+    /// counts it, the plan says so, and config.md says so in words.
+    #[test]
+    fn a_text_encoder_the_trainer_cannot_cache_is_counted_and_said() {
+        use crate::plan::planner::explain_parameters;
+        use crate::plan::vram::estimate_vram;
+        let mut plan = sample_plan();
+        plan.base_model = "sd15".into();
+        plan.resolution = 512;
+        plan.cache_text_embeddings = true;
+        plan.train_text_encoder = false;
+        let model = plan.model().unwrap();
+        let parts = |p: &TrainingPlan| {
+            estimate_vram(p, model, None)
+                .components
+                .iter()
+                .map(|c| c.part.clone())
+                .collect::<Vec<_>>()
+        };
+        let kohya = plan.clone();
+        let mut simpletuner = plan.clone();
+        simpletuner.backend = Backend::SimpleTuner;
+        assert!(parts(&kohya).contains(&"text encoders".to_string()));
+        assert!(!parts(&simpletuner).contains(&"text encoders".to_string()));
+
+        let line = |p: &TrainingPlan| {
+            explain_parameters(p, model)
+                .into_iter()
+                .find(|l| l.name == "cache text embeddings")
+                .unwrap()
+        };
+        let said = line(&kohya);
+        assert!(said.value.starts_with("no"), "{said:?}");
+        assert!(
+            said.meaning.contains("train_network.py") && said.meaning.contains("stays on the GPU"),
+            "{said:?}"
+        );
+        assert_eq!(line(&simpletuner).value, "yes");
+
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::open(dir.path()).unwrap();
+        crate::plan::training::save_plan(&ws, &kohya).unwrap();
+        let g = generate_config(&ws, "ink-fox", None).unwrap();
+        let md = std::fs::read_to_string(dir.path().join(&g.config_md)).unwrap();
+        assert!(md.contains("Captions are not cached"), "{md}");
+        let cfg = std::fs::read_to_string(
+            dir.path()
+                .join("workspace/configs/ink-fox/kohya/config.toml"),
+        )
+        .unwrap();
+        assert!(!cfg.contains("cache_text_encoder_outputs"), "{cfg}");
+    }
+
+    /// Shrinking a kohya SD1.5 plan never claims to cache captions; it may
+    /// stop text-encoder training, which does save memory there.
+    #[test]
+    fn the_shrink_ladder_does_not_cache_what_the_trainer_cannot() {
+        use crate::plan::vram::{Locked, shrink_to_fit};
+        let mut plan = sample_plan();
+        plan.base_model = "sd15".into();
+        plan.resolution = 512;
+        plan.batch_size = 4;
+        plan.gradient_checkpointing = false;
+        plan.train_text_encoder = true;
+        plan.text_encoder_lr = Some(5e-5);
+        plan.cache_text_embeddings = false;
+        let model = plan.model().unwrap();
+        let mut gpu = gpu::lookup("RTX 4060").unwrap();
+        gpu.vram_gib = 3.0;
+        let report = shrink_to_fit(&plan, model, &gpu, &Locked::default());
+        let changes: Vec<&str> = report.steps.iter().map(|s| s.change.as_str()).collect();
+        assert!(
+            changes.contains(&"stop training the text encoder"),
+            "{changes:?}"
+        );
+        assert!(
+            !changes.iter().any(|c| c.contains("cache text")),
+            "{changes:?}"
+        );
+        assert!(!report.plan.cache_text_embeddings && !report.plan.train_text_encoder);
+        let te = report
+            .steps
+            .iter()
+            .find(|s| s.change == "stop training the text encoder");
+        assert!(te.is_some_and(|s| s.after_gib < s.before_gib));
+
+        // The same plan on SimpleTuner does cache.
+        plan.backend = Backend::SimpleTuner;
+        plan.train_text_encoder = false;
+        plan.text_encoder_lr = None;
+        let report = shrink_to_fit(&plan, model, &gpu, &Locked::default());
+        assert!(
+            report
+                .steps
+                .iter()
+                .any(|s| s.change == "cache text embeddings")
+        );
     }
 
     #[test]

@@ -59,6 +59,11 @@ pub fn config_md(
             );
         }
     }
+    if !plan.train_text_encoder
+        && let Some(limit) = super::text_encoder_cache_limit(plan.backend, model.family)
+    {
+        let _ = writeln!(md, "Captions are not cached: {limit}.\n");
+    }
     let _ = writeln!(md, "| part | GB | why |\n|---|---:|---|");
     for c in &vram.components {
         let _ = writeln!(md, "| {} | {:.2} | {} |", c.part, c.gib, cell(&c.why));

@@ -127,7 +127,9 @@ pub fn config_json(plan: &TrainingPlan, model: &ModelSpec, paths: &RunPaths) -> 
     if family.is_transformer() {
         set("flow_schedule_auto_shift", json!(true));
     } else {
-        set("snr_gamma", json!(5.0));
+        // An integer: SimpleTuner's `--snr_gamma` is an int option, and
+        // `--snr_gamma=5.0` stops the run.
+        set("snr_gamma", json!(5));
     }
     set("checkpoint_step_interval", json!(interval));
     set("checkpoints_total_limit", json!(10));
@@ -221,11 +223,13 @@ pub fn render(plan: &TrainingPlan, model: &ModelSpec, paths: &RunPaths) -> Rende
                 pretty(&multidatabackend_json(plan, model, paths)),
             ),
         ],
+        // `simpletuner train` has no `--config`; `--env <folder>` reads
+        // `<folder>/config.json` (an absolute folder is taken as it is).
         command: vec![
             "simpletuner".into(),
             "train".into(),
-            "--config".into(),
-            path_text(&paths.config_dir.join("config.json")),
+            "--env".into(),
+            path_text(&paths.config_dir),
         ],
         working_dir: "any folder, with SimpleTuner's environment active".into(),
         model_files: config
@@ -239,109 +243,11 @@ pub fn render(plan: &TrainingPlan, model: &ModelSpec, paths: &RunPaths) -> Rende
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backends::tests::test_paths;
+    use crate::backends::tests::{test_paths, trainer_args};
     use crate::plan::training::tests::sample_plan;
     use crate::plan::training::{Backend, ImageFolder};
 
-    /// Trainer options Ategnatos may write, from SimpleTuner's OPTIONS.md
-    /// (`research/backends.md` §1.2).
-    const CONFIG_KEYS: &[&str] = &[
-        "model_type",
-        "model_family",
-        "model_flavour",
-        "pretrained_model_name_or_path",
-        "lora_type",
-        "lora_rank",
-        "lora_alpha",
-        "lora_format",
-        "flux_lora_target",
-        "base_model_precision",
-        "data_backend_config",
-        "output_dir",
-        "resolution",
-        "resolution_type",
-        "train_batch_size",
-        "gradient_accumulation_steps",
-        "max_train_steps",
-        "num_train_epochs",
-        "learning_rate",
-        "lr_scheduler",
-        "lr_warmup_steps",
-        "optimizer",
-        "optimizer_config",
-        "mixed_precision",
-        "gradient_checkpointing",
-        "attention_mechanism",
-        "use_ema",
-        "ema_decay",
-        "snr_gamma",
-        "noise_offset",
-        "noise_offset_probability",
-        "caption_dropout_probability",
-        "checkpoint_step_interval",
-        "checkpointing_steps",
-        "checkpoint_epoch_interval",
-        "checkpoints_total_limit",
-        "resume_from_checkpoint",
-        "validation_prompt",
-        "validation_step_interval",
-        "validation_resolution",
-        "validation_guidance",
-        "validation_num_inference_steps",
-        "user_prompt_library",
-        "report_to",
-        "quantize_via",
-        "offload_during_startup",
-        "allow_dataset_oversubscription",
-        "max_grad_norm",
-        "flow_schedule_auto_shift",
-        "flow_schedule_shift",
-        "seed",
-        "push_to_hub",
-    ];
-    /// Keys of an image data backend (DATALOADER.md, §1.2).
-    const IMAGE_BACKEND_KEYS: &[&str] = &[
-        "id",
-        "type",
-        "dataset_type",
-        "instance_data_dir",
-        "caption_strategy",
-        "instance_prompt",
-        "resolution",
-        "resolution_type",
-        "minimum_image_size",
-        "maximum_image_size",
-        "target_downsample_size",
-        "minimum_aspect_ratio",
-        "maximum_aspect_ratio",
-        "crop",
-        "crop_style",
-        "crop_aspect",
-        "crop_aspect_buckets",
-        "max_upscale_threshold",
-        "cache_dir_vae",
-        "repeats",
-        "prepend_instance_prompt",
-        "only_instance_prompt",
-        "caption_shuffle",
-        "is_regularisation_data",
-        "train_batch_size",
-        "disabled",
-        "skip_file_discovery",
-        "metadata_backend",
-        "text_embeds",
-        "probability",
-    ];
-    const TEXT_EMBED_KEYS: &[&str] = &[
-        "id",
-        "type",
-        "dataset_type",
-        "default",
-        "cache_dir",
-        "write_batch_size",
-    ];
-
-    fn parse(plan: &TrainingPlan) -> (Map<String, Value>, Vec<Value>) {
+    fn parse(plan: &TrainingPlan) -> (Map<String, Value>, Vec<Value>, Rendered) {
         let model = plan.model().unwrap();
         let r = render(plan, model, &test_paths(Backend::SimpleTuner));
         let file = |n: &str| r.files.iter().find(|f| f.0 == n).unwrap().1.clone();
@@ -350,21 +256,23 @@ mod tests {
         (
             config.as_object().unwrap().clone(),
             data.as_array().unwrap().clone(),
+            r,
         )
     }
 
     #[test]
     fn config_json_uses_simpletuner_options_with_real_types() {
+        let defs = trainer_args("simpletuner.json");
         for model in ["sd15", "sdxl", "flux-dev", "sd35-medium"] {
             let mut plan = sample_plan();
             plan.backend = Backend::SimpleTuner;
             plan.base_model = model.into();
             plan.optimizer = Optimizer::AdamW;
             plan.base_weights = BaseWeights::Int8;
-            let (c, _) = parse(&plan);
+            let (c, _, _) = parse(&plan);
             for k in c.keys() {
                 assert!(
-                    CONFIG_KEYS.contains(&k.as_str()),
+                    defs["options"].get(k).is_some(),
                     "{model}: `{k}` is not a SimpleTuner option"
                 );
             }
@@ -379,14 +287,48 @@ mod tests {
     }
 
     #[test]
+    fn snr_gamma_is_an_integer_as_simpletuner_parses_it() {
+        assert_eq!(
+            trainer_args("simpletuner.json")["options"]["snr_gamma"]["type"],
+            json!("int")
+        );
+        let mut plan = sample_plan();
+        plan.backend = Backend::SimpleTuner;
+        let (c, _, _) = parse(&plan);
+        // `--snr_gamma=5.0` would stop the run.
+        assert!(c["snr_gamma"].is_u64(), "{}", c["snr_gamma"]);
+    }
+
+    #[test]
+    fn the_command_reads_the_config_folder_through_env() {
+        let launch = trainer_args("simpletuner.json")["launch"]["options"].clone();
+        let mut plan = sample_plan();
+        plan.backend = Backend::SimpleTuner;
+        let (_, _, r) = parse(&plan);
+        assert_eq!(
+            r.command,
+            vec![
+                "simpletuner",
+                "train",
+                "--env",
+                "/studio/workspace/configs/ink-fox/simpletuner"
+            ]
+        );
+        assert!(launch.get("env").is_some() && launch.get("config").is_none());
+        // The folder holds the config.json that `--env` reads.
+        assert!(r.files.iter().any(|f| f.0 == "config.json"));
+    }
+
+    #[test]
     fn datasets_read_text_captions_and_convert_repeats() {
+        let keys = trainer_args("simpletuner-databackend.json")["keys"].clone();
         let mut plan = sample_plan();
         plan.backend = Backend::SimpleTuner;
         plan.image_folders.push(ImageFolder {
             path: "pics/fox/more".into(),
             images: 3,
         });
-        let (_, data) = parse(&plan);
+        let (_, data, _) = parse(&plan);
         assert_eq!(data.len(), 3);
         let embeds: Vec<&Value> = data
             .iter()
@@ -395,16 +337,8 @@ mod tests {
         assert_eq!(embeds.len(), 1);
         assert_eq!(embeds[0]["default"], json!(true));
         for b in &data {
-            let keys = if b["dataset_type"] == "text_embeds" {
-                TEXT_EMBED_KEYS
-            } else {
-                IMAGE_BACKEND_KEYS
-            };
             for k in b.as_object().unwrap().keys() {
-                assert!(
-                    keys.contains(&k.as_str()),
-                    "`{k}` is not a data backend key"
-                );
+                assert!(keys.get(k).is_some(), "`{k}` is not a data backend key");
             }
             if b["dataset_type"] == "image" {
                 assert_eq!(b["caption_strategy"], json!("textfile"));
@@ -421,11 +355,11 @@ mod tests {
         plan.backend = Backend::SimpleTuner;
         plan.repeats = 1;
         plan.batch_size = 2;
-        let (_, data) = parse(&plan);
+        let (_, data, _) = parse(&plan);
         assert_eq!(data[0]["crop"], json!(true));
         assert_eq!(data[0]["crop_aspect"], json!("square"));
         plan.repeats = 2;
-        let (_, data) = parse(&plan);
+        let (_, data, _) = parse(&plan);
         assert_eq!(data[0]["crop"], json!(false));
     }
 }

@@ -667,7 +667,10 @@ pub fn explain_parameters(plan: &TrainingPlan, model: &ModelSpec) -> Vec<ParamLi
         line("base model storage", super::vram::weights_word(plan.base_weights).into(), "how the frozen base model is kept in GPU memory; smaller is slower and a little less exact".into()),
         line("gradient checkpointing", yes_no(plan.gradient_checkpointing).into(), "recompute in-between results instead of keeping them: much less memory, about 20 % slower".into()),
         line("cache latents", yes_no(plan.cache_latents).into(), "encode each picture once before training so the picture encoder can leave the GPU".into()),
-        line("cache text embeddings", yes_no(plan.cache_text_embeddings).into(), "encode each caption once before training so the text encoders can leave the GPU".into()),
+        match crate::backends::text_encoder_cache_limit(plan.backend, model.family) {
+            Some(limit) => line("cache text embeddings", "no (not possible here)".into(), limit),
+            None => line("cache text embeddings", yes_no(plan.cache_text_embeddings).into(), "encode each caption once before training so the text encoders can leave the GPU".into()),
+        },
         line("save every", format!("{} epoch(s)", plan.save_every_epochs), "a checkpoint to compare and fall back on".into()),
         line("seed", plan.seed.to_string(), "makes the run repeatable".into()),
     ]);

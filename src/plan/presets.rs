@@ -140,7 +140,8 @@ pub fn preset_plan(
         // The transformers practically always need it; the UNets train faster without.
         gradient_checkpointing: family.is_transformer(),
         cache_latents: true,
-        cache_text_embeddings: !train_text_encoder,
+        cache_text_embeddings: !train_text_encoder
+            && crate::backends::caches_text_encoder_outputs(backend, family),
         save_every_epochs: match preset {
             Preset::Quick => 1,
             Preset::Standard => 3,

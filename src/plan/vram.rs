@@ -311,7 +311,9 @@ pub fn setup_for_plan<'a>(
             2.0
         },
         gradient_checkpointing: plan.gradient_checkpointing,
-        text_encoders_resident: !plan.cache_text_embeddings || plan.train_text_encoder,
+        text_encoders_resident: !plan.cache_text_embeddings
+            || plan.train_text_encoder
+            || !crate::backends::caches_text_encoder_outputs(plan.backend, model.family),
         vae_resident: !plan.cache_latents,
         text_encoder_lora_params,
         native_engine: plan.backend == Backend::Native,
@@ -473,12 +475,17 @@ fn single_changes(plan: &TrainingPlan, model: &ModelSpec) -> Vec<(String, Traini
             p.cache_text_embeddings = true
         });
     } else {
+        let can_cache = crate::backends::caches_text_encoder_outputs(plan.backend, model.family);
         try_change(
-            "stop training the text encoder and cache text embeddings".into(),
+            if can_cache {
+                "stop training the text encoder and cache text embeddings".into()
+            } else {
+                "stop training the text encoder".into()
+            },
             &|p| {
                 p.train_text_encoder = false;
                 p.text_encoder_lr = None;
-                p.cache_text_embeddings = true
+                p.cache_text_embeddings = can_cache
             },
         );
     }
@@ -744,14 +751,29 @@ fn rung_cache_latents(
 
 fn rung_cache_text(
     p: &TrainingPlan,
-    _: &ModelSpec,
+    model: &ModelSpec,
     _: f64,
 ) -> Option<(TrainingPlan, String, String)> {
     if p.cache_text_embeddings && !p.train_text_encoder {
         return None;
     }
+    // A trainer that cannot cache them keeps the text encoders on the GPU:
+    // only stopping text-encoder training saves memory there.
+    let can_cache = crate::backends::caches_text_encoder_outputs(p.backend, model.family);
+    if !can_cache && !p.train_text_encoder {
+        return None;
+    }
     let mut next = p.clone();
-    next.cache_text_embeddings = true;
+    next.cache_text_embeddings = can_cache;
+    if !can_cache {
+        next.train_text_encoder = false;
+        next.text_encoder_lr = None;
+        return Some((
+            next,
+            "stop training the text encoder".into(),
+            "its LoRA, gradients and optimizer state leave the GPU (this trainer keeps the text encoder itself there). The image model still learns the trigger word.".into(),
+        ));
+    }
     let (change, extra) = if p.train_text_encoder {
         next.train_text_encoder = false;
         next.text_encoder_lr = None;
