@@ -180,6 +180,21 @@ impl Bpe {
         tokens
     }
 
+    /// A token as the text it stands for, without the `</w>` mark (`fox</w>`
+    /// → `fox`); a piece of a multi-byte character shows as `�`.
+    pub fn token_text(&self, token: &str) -> String {
+        let token = token.strip_suffix(END_OF_WORD).unwrap_or(token);
+        if token == START_OF_TEXT || token == END_OF_TEXT {
+            return token.to_string();
+        }
+        let bytes: Vec<u8> = token
+            .chars()
+            .filter_map(|c| self.byte_chars.iter().position(|&b| b == c))
+            .filter_map(|b| u8::try_from(b).ok())
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
     /// Token ids of `text`, without start/end framing. Tokens the
     /// vocabulary does not know are skipped.
     pub fn encode(&self, text: &str) -> Vec<i64> {
@@ -326,5 +341,11 @@ mod tests {
             assert_eq!(&clip.encode(text), ids, "{text}");
         }
         assert_eq!(clip.tokens("zkinkfox"), ["z", "kin", "k", "fox</w>"]);
+        let text: Vec<String> = clip
+            .tokens("café fox")
+            .iter()
+            .map(|t| clip.token_text(t))
+            .collect();
+        assert_eq!(text.concat(), "caféfox");
     }
 }
