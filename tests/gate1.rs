@@ -251,7 +251,7 @@ fn gate_1_warns_about_a_trigger_the_model_already_knows() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().canonicalize().unwrap();
     let ws = project(&root, TrainingType::Object, 10);
-    let record = root.join("grimoire/training/p/project.json");
+    let record = root.join("grimoire/.state/projects/p/project.json");
     let mut p: Value = serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
     p["trigger_word"] = json!("velvet");
     std::fs::write(&record, serde_json::to_vec_pretty(&p).unwrap()).unwrap();

@@ -185,7 +185,7 @@ fn assess(word: &str, clip: &Bpe) -> Result<TriggerCheck, TriggerError> {
         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     {
         return refuse(format!(
-            "not a single plain word (CLIP reads it as {}): use letters and digits only, without spaces",
+            "not a single plain word: CLIP reads it as {}; use letters and digits only, without spaces",
             split_text(&tokens)
         ));
     }
@@ -194,7 +194,7 @@ fn assess(word: &str, clip: &Bpe) -> Result<TriggerCheck, TriggerError> {
     }
     if !w.chars().any(|c| c.is_ascii_alphabetic()) {
         return refuse(format!(
-            "without a letter (CLIP reads it as {}): digits and symbols are tokens of their own, with no word to learn",
+            "without a letter: CLIP reads it as {}, digits and symbols each a token of their own, with no word to learn",
             split_text(&tokens)
         ));
     }
