@@ -310,11 +310,19 @@ mod tests {
     fn a_damaged_vocabulary_is_refused_not_half_read() {
         let raw = fdeflate::decompress_to_vec(CLIP_MERGES_ZLIB).unwrap();
         let short = fdeflate::compress_to_vec(&raw[..raw.len() - 4]);
-        assert!(Bpe::from_packed(&short).unwrap_err().contains("bytes of merges"));
+        assert!(
+            Bpe::from_packed(&short)
+                .unwrap_err()
+                .contains("bytes of merges")
+        );
         let mut forward = raw.clone();
         forward[0..2].copy_from_slice(&60_000u16.to_le_bytes());
         let forward = fdeflate::compress_to_vec(&forward);
-        assert!(Bpe::from_packed(&forward).unwrap_err().contains("not made yet"));
+        assert!(
+            Bpe::from_packed(&forward)
+                .unwrap_err()
+                .contains("not made yet")
+        );
         assert!(Bpe::from_packed(b"not zlib").is_err());
     }
 
@@ -335,7 +343,10 @@ mod tests {
             ("fox's, 12", &[3240, 568, 267, 272, 273]),
             ("ZSunsetStyle", &[89, 37880, 1844]),
             ("café!! naïve", &[15304, 748, 1097, 35689, 563]),
-            ("日本 ink-wash, 2girls", &[39121, 19277, 361, 967, 268, 7810, 267, 273, 1917]),
+            (
+                "日本 ink-wash, 2girls",
+                &[39121, 19277, 361, 967, 268, 7810, 267, 273, 1917],
+            ),
         ];
         for (text, ids) in cases {
             assert_eq!(&clip.encode(text), ids, "{text}");

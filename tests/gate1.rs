@@ -269,7 +269,9 @@ fn gate_1_warns_about_a_trigger_the_model_already_knows() {
         .find(|w| w.message.contains("`velvet`"))
         .unwrap_or_else(|| panic!("no trigger warning in {:?}", g.warnings));
     assert!(
-        warning.message.contains("a word the model already knows (one token)")
+        warning
+            .message
+            .contains("a word the model already knows (one token)")
             && warning.what_to_do.contains("start_project"),
         "{warning:?}"
     );

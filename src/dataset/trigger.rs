@@ -70,7 +70,9 @@ fn split_text(tokens: &[String]) -> String {
 pub enum TriggerError {
     #[error("the trigger word `{word}` is {reason}")]
     Unusable { word: String, reason: String },
-    #[error("the built-in CLIP vocabulary cannot be read ({0}), so trigger words cannot be checked")]
+    #[error(
+        "the built-in CLIP vocabulary cannot be read ({0}), so trigger words cannot be checked"
+    )]
     Vocabulary(&'static str),
 }
 
@@ -292,7 +294,10 @@ mod tests {
             assert_eq!(check.warning, None, "{ok}");
         }
         // Digits and underscores split the way CLIP splits them.
-        assert_eq!(check_trigger("mrz_style").unwrap().tokens, ["mr", "z", "_", "style"]);
+        assert_eq!(
+            check_trigger("mrz_style").unwrap().tokens,
+            ["mr", "z", "_", "style"]
+        );
         assert_eq!(check_trigger("k4tz").unwrap().tokens, ["k", "4", "tz"]);
     }
 
@@ -306,12 +311,18 @@ mod tests {
         ] {
             let check = check_trigger(word).unwrap();
             let warning = check.warning.clone().unwrap_or_default();
-            assert!(warning.contains(&format!("({pieces})")), "{word}: {warning}");
+            assert!(
+                warning.contains(&format!("({pieces})")),
+                "{word}: {warning}"
+            );
             let instead = warning.split('`').nth(1).unwrap_or_default();
             assert_eq!(check_trigger(instead).unwrap().warning, None, "{warning}");
             assert!(check.plain_summary(word).contains(" Warning: every piece"));
         }
-        assert_eq!(check_trigger("inkfox").unwrap().split(), "ink · fox (2 tokens)");
+        assert_eq!(
+            check_trigger("inkfox").unwrap().split(),
+            "ink · fox (2 tokens)"
+        );
     }
 
     #[test]

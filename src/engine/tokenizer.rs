@@ -11,8 +11,8 @@ use std::path::Path;
 
 use super::EngineError;
 use super::train::SplitMix64;
-pub use crate::clip_bpe::{END_OF_TEXT, START_OF_TEXT};
 use crate::clip_bpe::Bpe;
+pub use crate::clip_bpe::{END_OF_TEXT, START_OF_TEXT};
 
 /// A loaded tokenizer.
 #[derive(Debug, Clone)]
