@@ -4,6 +4,7 @@
 //! (`main.rs`). Arrows point one way: `mcp` → domain modules → `studio`.
 
 pub mod backends;
+pub mod clip_bpe;
 pub mod dataset;
 pub mod engine;
 pub mod gates;

@@ -35,16 +35,28 @@ async fn from_start_to_gate_1_go_over_mcp() {
     let client = common::client::connect(&root).await;
     let call = |name: &'static str, a: Value| common::client::call(&client, name, a);
 
-    // An ordinary word is refused as a trigger, with the reason and a suggestion.
-    let r = call("start_project", json!({"name": "fox", "training_type": "character", "base_model": "sd15", "trigger_word": "fox", "dataset": "set"})).await;
+    // A word CLIP keeps whole is refused as a trigger, with the reason and
+    // made-up words to use instead.
+    let r = call("start_project", json!({"name": "fox", "training_type": "character", "base_model": "sd15", "trigger_word": "sunset", "dataset": "set"})).await;
     assert_eq!(r.is_error, Some(true));
     assert!(
-        text(&r).contains("already knows") && text(&r).contains("hint:"),
+        text(&r).contains("`sunset` is a word the model already knows (one token)")
+            && text(&r).contains("every sunset it has seen")
+            && text(&r).contains("hint:")
+            && text(&r).contains("`zsunsetqx` (z · sunset · qx)"),
         "{}",
         text(&r)
     );
     let r = call("start_project", json!({"name": "fox", "training_type": "character", "base_model": "sd15", "trigger_word": "zkfox", "dataset": "set", "description": "my fox character"})).await;
     assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    // The artist is told how the text encoder reads the trigger.
+    assert!(
+        text(&r).contains("CLIP reads `zkfox` as z · k · fox (3 tokens)."),
+        "{}",
+        text(&r)
+    );
+    let started = r.structured_content.clone().unwrap();
+    assert_eq!(started["trigger"]["tokens"], json!(["z", "k", "fox"]));
     let intent = std::fs::read_to_string(root.join("grimoire/training/fox/intent.md")).unwrap();
     assert!(
         intent.contains("15–40") && intent.contains("zkfox"),
@@ -276,6 +288,42 @@ fn no_go_because(ws: &Workspace, words: &[&str]) {
     }
 }
 
+/// A project started before triggers were checked against CLIP's
+/// vocabulary may answer to a word the model knows: Gate 1 says so.
+#[test]
+fn gate_1_warns_about_a_trigger_the_model_already_knows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let ws = project(&root, TrainingType::Object, 10);
+    let record = root.join("grimoire/.state/projects/p/project.json");
+    let mut p: Value = serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    p["trigger_word"] = json!("velvet");
+    std::fs::write(&record, serde_json::to_vec_pretty(&p).unwrap()).unwrap();
+    for i in 0..10 {
+        common::caption(
+            &root.join("set"),
+            &format!("p{i:02}"),
+            &format!("velvet, fox {i}, forest, ink lines, soft shading"),
+        );
+    }
+    let g = run_gate1(&ws, "p", &NoProgress).unwrap();
+    let warning = g
+        .warnings
+        .iter()
+        .find(|w| w.message.contains("`velvet`"))
+        .unwrap_or_else(|| panic!("no trigger warning in {:?}", g.warnings));
+    assert!(
+        warning
+            .message
+            .contains("a word the model already knows (one token)")
+            && warning.what_to_do.contains("start_project"),
+        "{warning:?}"
+    );
+    let report =
+        std::fs::read_to_string(root.join("grimoire/training/p/dataset-report.md")).unwrap();
+    assert!(report.contains("every velvet it has seen"), "{report}");
+}
+
 #[test]
 fn each_blocking_cause_gives_no_go_with_its_fix() {
     // Baseline GO.
@@ -493,7 +541,7 @@ fn a_damaged_project_record_is_kept_aside_when_the_project_is_started_again() {
     };
     // A refused start (an ordinary word as trigger) changes nothing.
     let refused = ProjectRequest {
-        trigger_word: "fox".into(),
+        trigger_word: "castle".into(),
         ..req.clone()
     };
     assert!(start_project(&ws, &refused).is_err());

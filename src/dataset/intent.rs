@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::trigger::{TriggerError, check_trigger};
+use super::trigger::{TriggerCheck, TriggerError, check_trigger};
 use crate::plan::catalog::{self, CaptionFormat, UnknownModel};
 use crate::studio::project::{self, Project, TrainingType};
 use crate::studio::{PathError, StudioError, Workspace};
@@ -74,6 +74,9 @@ pub struct StartedProject {
     pub expected_max: usize,
     /// How captions should separate content and style for this type.
     pub caption_notes: Vec<String>,
+    /// How CLIP's tokenizer splits the trigger word, and a warning when its
+    /// pieces are all ordinary words.
+    pub trigger: TriggerCheck,
     /// Where a damaged `project.json` of the same name was kept, when the
     /// project was started over it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -118,7 +121,7 @@ impl StartedProject {
             .map(|f| format!(" Its old record was damaged and unreadable; it was kept as `{f}`."))
             .unwrap_or_default();
         format!(
-            "Started project `{}`: {} LoRA for {} answering to `{}`, pictures in `{}`. {count} The intent is written to {}.{set_aside} Next: {STEPS_TO_GATE1}.",
+            "Started project `{}`: {} LoRA for {} answering to `{}`, pictures in `{}`. {} {count} The intent is written to {}.{set_aside} Next: {STEPS_TO_GATE1}.",
             p.name,
             p.training_type.with_article(),
             catalog::lookup(&p.base_model)
@@ -126,6 +129,7 @@ impl StartedProject {
                 .unwrap_or(&p.base_model),
             p.trigger_word,
             p.dataset,
+            self.trigger.plain_summary(&p.trigger_word),
             self.intent_file
         )
     }
@@ -202,7 +206,7 @@ pub fn start_project(ws: &Workspace, req: &ProjectRequest) -> Result<StartedProj
         Err(e) => return Err(e.into()),
     };
     let model = catalog::lookup(&req.base_model)?;
-    check_trigger(&req.trigger_word)?;
+    let trigger = check_trigger(&req.trigger_word)?;
     let dir = crate::studio::paths::resolve_existing(ws.root(), &req.dataset)?;
     if !dir.is_dir() {
         return Err(IntentError::NotAFolder {
@@ -255,6 +259,7 @@ pub fn start_project(ws: &Workspace, req: &ProjectRequest) -> Result<StartedProj
         expected_min: lo,
         expected_max: hi,
         caption_notes: caption_notes(p.training_type),
+        trigger,
         damaged_record_set_aside,
         project: p,
     })

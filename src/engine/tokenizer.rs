@@ -1,53 +1,25 @@
-//! CLIP's byte-level BPE tokenizer, read from the model's own
-//! `vocab.json` and `merges.txt` (the `tokenizer/` folder of an SD1.5
-//! diffusers repository), plus kohya-style caption shuffling.
+//! The engine's CLIP tokenizer, read from the model's own `vocab.json` and
+//! `merges.txt` (the `tokenizer/` folder of an SD1.5 diffusers repository),
+//! plus kohya-style caption shuffling.
 //!
-//! Text is whitespace-collapsed and lower-cased, split the way CLIP's regex
-//! splits it (special tokens, English contractions, letter runs, single
-//! digits, runs of other symbols), each piece's UTF-8 bytes mapped to
-//! printable characters, the last one marked `</w>`, and BPE merges applied
-//! lowest rank first. SD1.5 frames every caption as
-//! `<|startoftext|> … <|endoftext|>` and pads to 77 with `<|endoftext|>`.
-//! (ftfy's mojibake repair and HTML unescaping are not done.)
+//! The BPE itself (byte table, CLIP's pre-tokenisation, merges) lives in
+//! `crate::clip_bpe`, shared with the trigger word check. SD1.5 frames every
+//! caption as `<|startoftext|> … <|endoftext|>` and pads to 77 with
+//! `<|endoftext|>`.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use super::EngineError;
 use super::train::SplitMix64;
-
-pub const START_OF_TEXT: &str = "<|startoftext|>";
-pub const END_OF_TEXT: &str = "<|endoftext|>";
+use crate::clip_bpe::Bpe;
+pub use crate::clip_bpe::{END_OF_TEXT, START_OF_TEXT};
 
 /// A loaded tokenizer.
 #[derive(Debug, Clone)]
 pub struct ClipTokenizer {
-    encoder: HashMap<String, i64>,
-    ranks: HashMap<(String, String), usize>,
-    byte_chars: Vec<char>,
+    bpe: Bpe,
     pub bos: i64,
     pub eos: i64,
-}
-
-/// GPT-2's reversible byte → printable-character table.
-fn byte_chars() -> Vec<char> {
-    let mut printable: Vec<u32> = (u32::from('!')..=u32::from('~'))
-        .chain(u32::from('¡')..=u32::from('¬'))
-        .chain(u32::from('®')..=u32::from('ÿ'))
-        .collect();
-    let mut table = vec!['\0'; 256];
-    for &b in &printable {
-        table[b as usize] = char::from_u32(b).unwrap_or('\0');
-    }
-    let mut extra = 0;
-    for b in 0..256u32 {
-        if !printable.contains(&b) {
-            table[b as usize] = char::from_u32(256 + extra).unwrap_or('\0');
-            extra += 1;
-            printable.push(b);
-        }
-    }
-    table
 }
 
 impl ClipTokenizer {
@@ -66,57 +38,20 @@ impl ClipTokenizer {
     }
 
     pub fn from_strs(vocab_json: &str, merges: &str) -> Result<Self, String> {
-        let encoder: HashMap<String, i64> =
-            serde_json::from_str(vocab_json).map_err(|e| format!("vocab.json: {e}"))?;
-        let ranks = merges
-            .lines()
-            .filter(|l| !l.starts_with("#version") && !l.trim().is_empty())
-            .enumerate()
-            .filter_map(|(rank, line)| {
-                let (a, b) = line.split_once(' ')?;
-                Some(((a.to_string(), b.to_string()), rank))
-            })
-            .collect();
-        let bos = *encoder
-            .get(START_OF_TEXT)
+        let bpe = Bpe::from_vocab_and_merges(vocab_json, merges)?;
+        let bos = bpe
+            .id(START_OF_TEXT)
             .ok_or_else(|| format!("vocab.json has no `{START_OF_TEXT}`"))?;
-        let eos = *encoder
-            .get(END_OF_TEXT)
+        let eos = bpe
+            .id(END_OF_TEXT)
             .ok_or_else(|| format!("vocab.json has no `{END_OF_TEXT}`"))?;
-        Ok(Self {
-            encoder,
-            ranks,
-            byte_chars: byte_chars(),
-            bos,
-            eos,
-        })
+        Ok(Self { bpe, bos, eos })
     }
 
     /// Token ids of `text`, without the start/end tokens. Pieces the vocab
     /// does not know are skipped.
     pub fn encode(&self, text: &str) -> Vec<i64> {
-        let cleaned = text
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .to_lowercase();
-        let mut ids = Vec::new();
-        for piece in pre_tokenize(&cleaned) {
-            if let Some(&id) = (piece == START_OF_TEXT || piece == END_OF_TEXT)
-                .then(|| self.encoder.get(piece))
-                .flatten()
-            {
-                ids.push(id);
-                continue;
-            }
-            let mapped: String = piece.bytes().map(|b| self.byte_chars[b as usize]).collect();
-            for token in self.bpe(&mapped) {
-                if let Some(&id) = self.encoder.get(&token) {
-                    ids.push(id);
-                }
-            }
-        }
-        ids
+        self.bpe.encode(text)
     }
 
     /// `[bos, …, eos]`, cut to `len` (keeping the final eos) and padded with
@@ -129,78 +64,6 @@ impl ClipTokenizer {
         ids.resize(len, self.eos);
         ids
     }
-
-    fn bpe(&self, piece: &str) -> Vec<String> {
-        let chars: Vec<char> = piece.chars().collect();
-        let Some((last, init)) = chars.split_last() else {
-            return Vec::new();
-        };
-        let mut word: Vec<String> = init.iter().map(|c| c.to_string()).collect();
-        word.push(format!("{last}</w>"));
-        loop {
-            let best = word
-                .windows(2)
-                .enumerate()
-                .filter_map(|(i, pair)| {
-                    self.ranks
-                        .get(&(pair[0].clone(), pair[1].clone()))
-                        .map(|&rank| (rank, i))
-                })
-                .min();
-            let Some((_, i)) = best else {
-                break;
-            };
-            let merged = format!("{}{}", word[i], word[i + 1]);
-            // merge every occurrence of this pair, left to right
-            let (a, b) = (word[i].clone(), word[i + 1].clone());
-            let mut next = Vec::with_capacity(word.len());
-            let mut j = 0;
-            while j < word.len() {
-                if j + 1 < word.len() && word[j] == a && word[j + 1] == b {
-                    next.push(merged.clone());
-                    j += 2;
-                } else {
-                    next.push(word[j].clone());
-                    j += 1;
-                }
-            }
-            word = next;
-        }
-        word
-    }
-}
-
-/// CLIP's split: `<|startoftext|>|<|endoftext|>|'s|'t|'re|'ve|'m|'ll|'d|
-/// [\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+`, written out by hand.
-fn pre_tokenize(text: &str) -> Vec<&str> {
-    let mut pieces = Vec::new();
-    let mut rest = text;
-    while let Some(c) = rest.chars().next() {
-        if c.is_whitespace() {
-            rest = &rest[c.len_utf8()..];
-            continue;
-        }
-        let special = [START_OF_TEXT, END_OF_TEXT]
-            .into_iter()
-            .find(|s| rest.starts_with(s));
-        let contraction = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d"]
-            .into_iter()
-            .find(|s| rest.starts_with(s));
-        let len = if let Some(s) = special.or(contraction) {
-            s.len()
-        } else if c.is_alphabetic() {
-            rest.find(|ch: char| !ch.is_alphabetic())
-                .unwrap_or(rest.len())
-        } else if c.is_numeric() {
-            c.len_utf8()
-        } else {
-            rest.find(|ch: char| ch.is_whitespace() || ch.is_alphabetic() || ch.is_numeric())
-                .unwrap_or(rest.len())
-        };
-        pieces.push(&rest[..len]);
-        rest = &rest[len..];
-    }
-    pieces
 }
 
 /// kohya's `shuffle_caption` with `keep_tokens`: the comma-separated tags
@@ -220,6 +83,7 @@ pub fn shuffle_caption(caption: &str, keep: usize, rng: &mut SplitMix64) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clip_bpe::pre_tokenize;
 
     /// A vocabulary in CLIP's format, small enough to reason about.
     fn tiny() -> ClipTokenizer {
@@ -253,6 +117,27 @@ mod tests {
         let t = tiny();
         assert_eq!(t.encode_padded("ink fox", 6), vec![0, 4, 5, 1, 1, 1]);
         assert_eq!(t.encode_padded("ink fox ink fox", 4), vec![0, 4, 5, 1]);
+    }
+
+    /// The built-in vocabulary written out as a model's `vocab.json` and
+    /// `merges.txt`, read back the way the engine reads a model's files:
+    /// both give every text the same ids.
+    #[test]
+    fn the_built_in_vocabulary_tokenizes_like_the_files_of_a_model() {
+        let clip = crate::clip_bpe::clip().unwrap();
+        let (vocab, merges) = clip.to_files();
+        let files = ClipTokenizer::from_strs(&vocab, &merges).unwrap();
+        assert_eq!((files.bos, files.eos), (49406, 49407));
+        for text in [
+            "zkinkfox, a fox in the snow, ink wash",
+            "ohwxstyle portrait of a woman's face, 2girls",
+            "mrz_style k4tz café!! naïve 日本 <|endoftext|>",
+            "sunset lantern castle velvet",
+        ] {
+            let ids = files.encode(text);
+            assert!(ids.len() >= text.split_whitespace().count(), "{text}");
+            assert_eq!(ids, clip.encode(text), "{text}");
+        }
     }
 
     #[test]
