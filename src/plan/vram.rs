@@ -996,7 +996,7 @@ mod tests {
                     p.cache_text_embeddings = false;
                     p.text_encoder_lr = Some(1e-4);
                 }),
-                "RTX 3060",
+                "RTX 3060 12GB",
             ),
             // bmaltais/kohya_ss #3329: SDXL on an 8 GB RTX 3070 Ti without checkpointing or
             // cached captions; fixed by turning both on.
@@ -1041,7 +1041,7 @@ mod tests {
                     p.alpha = 16.0;
                     p.base_weights = BaseWeights::Nf4;
                 }),
-                "RTX 3080",
+                "RTX 3080 10GB",
             ),
             // The same quickstart: fp8 (int8-class) Flux at 1024 px is past a 12 GB card.
             (
@@ -1052,7 +1052,7 @@ mod tests {
                     p.alpha = 16.0;
                     p.base_weights = BaseWeights::Fp8;
                 }),
-                "RTX 3060",
+                "RTX 3060 12GB",
             ),
         ];
         for (name, plan, card) in cases {
@@ -1170,7 +1170,7 @@ mod tests {
         let report = shrink_to_fit(
             &plan,
             model,
-            &gpu::lookup("RTX 4060 Ti").unwrap(),
+            &gpu::lookup("RTX 4060 Ti 16GB").unwrap(),
             &Locked::default(),
         );
         assert!(report.fits, "{}", report.plain_summary());
@@ -1183,7 +1183,7 @@ mod tests {
         let report = shrink_to_fit(
             &kohya,
             model,
-            &gpu::lookup("RTX 4060 Ti").unwrap(),
+            &gpu::lookup("RTX 4060 Ti 16GB").unwrap(),
             &Locked::default(),
         );
         assert!(!report.fits);
@@ -1196,7 +1196,7 @@ mod tests {
         plan.gradient_checkpointing = false;
         plan.batch_size = 1;
         let model = catalog::lookup("sdxl").unwrap();
-        let e = estimate_vram(&plan, model, Some(&gpu::lookup("RTX 3060").unwrap()));
+        let e = estimate_vram(&plan, model, Some(&gpu::lookup("RTX 3060 12GB").unwrap()));
         assert_eq!(e.fits, Some(false));
         assert!(
             e.changes_that_fit
