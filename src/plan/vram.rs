@@ -1070,7 +1070,7 @@ mod tests {
             p.rank = 4;
             p.alpha = 4.0;
         });
-        let (fits_10, total) = fits(&plan, "RTX 3080");
+        let (fits_10, total) = fits(&plan, "RTX 3080 10GB");
         assert!(total < 8.0, "{total}");
         assert!(fits_10, "{total}");
     }

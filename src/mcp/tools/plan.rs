@@ -21,7 +21,7 @@ pub struct PlanTrainingArgs {
     /// The trainer: `kohya` (sd-scripts), `simple_tuner`, `ai_toolkit` or `native` (the Ategnatos engine; SD1.5/SDXL). Default `kohya`.
     #[serde(default)]
     pub backend: Option<Backend>,
-    /// The GPU it will train on (`RTX 4090`, `A100 80GB`, `12GB`, ...). Leave out to use the GPU the NVIDIA driver reports on this machine.
+    /// The GPU it will train on (`RTX 4090`, `RTX 4060 Ti 16GB`, `A100 80GB`, `12GB`, ...; a card sold with several memory sizes needs its size). Leave out to use the GPU the NVIDIA driver reports on this machine.
     #[serde(default)]
     pub gpu: Option<String>,
     /// Hourly price of a rented GPU, in dollars, to estimate the cost.
