@@ -3,7 +3,7 @@
 //! is here.
 //!
 //! [`GPU_TABLE`] is data: a card variant is an entry. A name is reduced to a
-//! [`Key`] (its words without vendor prefixes, in any case and spacing, plus
+//! key (its words without vendor prefixes, in any case and spacing, plus
 //! the memory size if one is given) and must then name exactly one entry:
 //! `RTX 3060 Ti` is not the `RTX 3060`, and `RTX 3060` alone, which comes with
 //! 8 GB or 12 GB, is refused with the two variants rather than guessed
@@ -13,6 +13,7 @@
 //! `None` and the caller falls back to the GPU the user named with [`lookup`].
 
 use serde::Serialize;
+
 /// Who makes the card for whom; rented GPUs are mostly data-centre ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -62,7 +63,7 @@ pub struct GpuSpec {
     /// sold with several memory sizes carries its size (`RTX 3060 12GB`).
     pub name: &'static str,
     /// Other spellings that mean this variant and no other (the driver's
-    /// name where normalising [`Key`] does not already reach it).
+    /// name where normalising the name does not already reach it).
     #[serde(skip)]
     pub aliases: &'static [&'static str],
     /// Names this variant shares with its siblings (`H100` for the PCIe, SXM
@@ -455,6 +456,10 @@ struct Key {
     memory: Option<f64>,
 }
 
+/// A name with two memory sizes, or one no card has.
+#[derive(Debug)]
+struct BadMemory;
+
 /// Words that do not tell NVIDIA cards apart.
 const NOISE: &[&str] = &[
     "nvidia",
@@ -476,7 +481,7 @@ const UNITS: &[&str] = &["gib", "gb", "g"];
 impl Key {
     /// The key of `name`; `Err` when it gives two memory sizes, or one
     /// outside 1–1024 GB.
-    fn of(name: &str) -> Result<Key, ()> {
+    fn of(name: &str) -> Result<Key, BadMemory> {
         let text: String = name
             .to_lowercase()
             .chars()
@@ -497,7 +502,7 @@ impl Key {
         let mut memory = None;
         let mut set_memory = |gb: f64| {
             if memory.is_some() || !(1.0..=1024.0).contains(&gb) {
-                return Err(());
+                return Err(BadMemory);
             }
             memory = Some(gb);
             Ok(())
