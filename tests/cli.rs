@@ -283,3 +283,75 @@ fn an_empty_folder_is_described_as_empty() {
         "{said}"
     );
 }
+
+#[test]
+fn a_gpu_name_that_fits_several_cards_is_refused_with_the_choices_everywhere() {
+    // Issue 13: `RTX 3080` is a 10 GB and a 12 GB card; a plan must not guess which.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    common::clean_set(&root, 3);
+    let started = ategnatos(&root)
+        .args(["project", "start", "fox", "--type", "style"])
+        .args(["--base-model", "sd15", "--trigger", common::TRIGGER])
+        .args(["--dataset", "clean"])
+        .output()
+        .unwrap();
+    assert_eq!(started.status.code(), Some(0), "{started:?}");
+    let refused = |args: &[&str]| {
+        let out = ategnatos(&root).args(args).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {said}");
+        said
+    };
+    let stored_plan = root.join("grimoire/.state/projects/fox/plan.json");
+
+    let said = refused(&["vram", "--model", "sdxl", "--gpu", "RTX 3080"]);
+    assert!(
+        said.contains("`RTX 3080` comes with 10 GB or 12 GB")
+            && said.contains(
+                "hint: say `RTX 3080 10GB` or `RTX 3080 12GB`, or give the memory alone as `12GB`"
+            ),
+        "{said}"
+    );
+    let said = refused(&["plan", "fox", "--gpu", "NVIDIA GeForce RTX 4060 Ti"]);
+    assert!(
+        said.contains("comes with 8 GB or 16 GB") && said.contains("`RTX 4060 Ti 16GB`"),
+        "{said}"
+    );
+    assert!(!stored_plan.exists(), "a refused plan is not stored");
+
+    // Named exactly, the card is found; the plan stores a name that finds it again.
+    let planned = ategnatos(&root)
+        .args(["plan", "fox", "--gpu", "rtx 4060 ti 16gb"])
+        .output()
+        .unwrap();
+    assert_eq!(planned.status.code(), Some(0), "{planned:?}");
+    let plan = std::fs::read_to_string(&stored_plan).unwrap();
+    assert!(plan.contains("\"RTX 4060 Ti 16GB\""), "{plan}");
+    let config = ategnatos(&root).args(["config", "fox"]).output().unwrap();
+    assert_eq!(config.status.code(), Some(0), "{config:?}");
+    let gate = ategnatos(&root)
+        .args(["gate", "2", "--project", "fox"])
+        .output()
+        .unwrap();
+    assert_ne!(gate.status.code(), Some(2), "{gate:?}");
+
+    // Gate 2 and the config against another card refuse the ambiguous name the same way.
+    let said = refused(&["gate", "2", "--project", "fox", "--gpu", "RTX 3060"]);
+    assert!(
+        said.contains("`RTX 3060` comes with 8 GB or 12 GB")
+            && said.contains("hint: say `RTX 3060 8GB`"),
+        "{said}"
+    );
+    let said = refused(&["config", "fox", "--gpu", "A100"]);
+    assert!(
+        said.contains("40 GB or 80 GB") && said.contains("`A100 80GB`"),
+        "{said}"
+    );
+    // An unknown card is named as unknown, with the nearest names.
+    let said = refused(&["vram", "--model", "sdxl", "--gpu", "RTX 4095"]);
+    assert!(
+        said.contains("`RTX 4095` is not a GPU Ategnatos knows") && said.contains("`RTX 4090`"),
+        "{said}"
+    );
+}

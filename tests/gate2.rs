@@ -113,3 +113,76 @@ async fn plan_fit_config_and_gate_2_over_mcp() {
     let status = r.structured_content.unwrap();
     assert_eq!(status["gates"][1]["state"], json!("stale"), "{status}");
 }
+
+#[tokio::test]
+async fn a_gpu_name_that_fits_several_cards_is_refused_over_mcp() {
+    // Issue 13: `RTX 4060 Ti` is an 8 GB and a 16 GB card; the tools ask which.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    pictures(&root, "set", 4);
+    let client = common::client::connect(&root).await;
+    let call = |name: &'static str, a: Value| common::client::call(&client, name, a);
+    let r = call("start_project", json!({"name": "fox", "training_type": "character", "base_model": "sdxl", "trigger_word": "zkfox", "dataset": "set"})).await;
+    assert_eq!(r.is_error, Some(false), "{}", text(&r));
+
+    let asks_which = |r: &rmcp::model::CallToolResult| {
+        assert_eq!(r.is_error, Some(true), "{}", text(r));
+        let said = text(r);
+        assert!(
+            said.contains("`RTX 4060 Ti` comes with 8 GB or 16 GB")
+                && said.contains("hint: say `RTX 4060 Ti 8GB` or `RTX 4060 Ti 16GB`"),
+            "{said}"
+        );
+    };
+    asks_which(
+        &call(
+            "plan_training",
+            json!({"project": "fox", "gpu": "RTX 4060 Ti"}),
+        )
+        .await,
+    );
+    asks_which(
+        &call(
+            "estimate_vram",
+            json!({"base_model": "sdxl", "gpu": "RTX 4060 Ti"}),
+        )
+        .await,
+    );
+
+    // With the memory, each variant is its own card: the 8 GB one needs more shrinking.
+    let r = call(
+        "plan_training",
+        json!({"project": "fox", "gpu": "RTX 4060 Ti 16GB"}),
+    )
+    .await;
+    assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    assert_eq!(
+        r.structured_content.unwrap()["plan"]["gpu"],
+        json!("RTX 4060 Ti 16GB")
+    );
+    let small = call(
+        "estimate_vram",
+        json!({"project": "fox", "gpu": "RTX 4060 Ti 8GB"}),
+    )
+    .await;
+    let large = call("estimate_vram", json!({"project": "fox"})).await;
+    let gib = |r: rmcp::model::CallToolResult| {
+        r.structured_content.unwrap()["estimate"]["gpu"]["vram_gib"].clone()
+    };
+    assert_eq!((gib(small), gib(large)), (json!(8.0), json!(16.0)));
+
+    asks_which(
+        &call(
+            "run_gate",
+            json!({"project": "fox", "gate": 2, "gpu": "RTX 4060 Ti"}),
+        )
+        .await,
+    );
+    asks_which(
+        &call(
+            "generate_config",
+            json!({"project": "fox", "gpu": "RTX 4060 Ti"}),
+        )
+        .await,
+    );
+}

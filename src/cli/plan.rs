@@ -129,7 +129,9 @@ pub struct PlanCmd {
     /// kohya, simpletuner, ai-toolkit or native.
     #[arg(long, value_parser = parse_backend, default_value = "kohya")]
     backend: Backend,
-    /// The GPU to fit (default: the one the NVIDIA driver reports).
+    /// The GPU to fit: `RTX 4090`, `RTX 3060 12GB` (with the memory where the
+    /// card comes in several sizes), `A100 80GB`, or just `12GB` (default: the
+    /// one the NVIDIA driver reports).
     #[arg(long)]
     gpu: Option<String>,
     /// Hourly price of a rented GPU, for the cost.

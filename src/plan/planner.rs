@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{self, ModelSpec, UnknownModel};
-use super::gpu::{self, Gpu, UnknownGpu};
+use super::gpu::{self, Gpu, GpuNameError};
 use super::presets::{default_learning_rate, preset_plan};
 use super::time::{TimeEstimate, estimate_time};
 use super::training::{
@@ -35,7 +35,7 @@ pub enum PlanError {
     #[error(transparent)]
     Model(#[from] UnknownModel),
     #[error(transparent)]
-    Gpu(#[from] UnknownGpu),
+    Gpu(#[from] GpuNameError),
     #[error(transparent)]
     Studio(#[from] StudioError),
 }

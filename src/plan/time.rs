@@ -203,7 +203,7 @@ mod tests {
         let model = lookup("sdxl").unwrap();
         let fast = estimate_time(&plan, model, &gpu::lookup("4090").unwrap(), Some(0.5));
         assert_eq!(fast.steps, 750);
-        let slow = estimate_time(&plan, model, &gpu::lookup("3060").unwrap(), None);
+        let slow = estimate_time(&plan, model, &gpu::lookup("3060 12GB").unwrap(), None);
         assert!(slow.total_minutes > fast.total_minutes * 2.0);
         let cost = fast.cost.unwrap();
         assert!((cost - 0.5 * fast.total_minutes / 60.0).abs() < 1e-9);

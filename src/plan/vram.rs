@@ -1018,7 +1018,7 @@ mod tests {
                     p.cache_text_embeddings = false;
                     p.text_encoder_lr = Some(1e-4);
                 }),
-                "RTX 3060",
+                "RTX 3060 12GB",
             ),
             // bmaltais/kohya_ss #3329: SDXL on an 8 GB RTX 3070 Ti without checkpointing or
             // cached captions; fixed by turning both on.
@@ -1063,7 +1063,7 @@ mod tests {
                     p.alpha = 16.0;
                     p.base_weights = BaseWeights::Nf4;
                 }),
-                "RTX 3080",
+                "RTX 3080 10GB",
             ),
             // The same quickstart: fp8 (int8-class) Flux at 1024 px is past a 12 GB card.
             (
@@ -1074,7 +1074,7 @@ mod tests {
                     p.alpha = 16.0;
                     p.base_weights = BaseWeights::Fp8;
                 }),
-                "RTX 3060",
+                "RTX 3060 12GB",
             ),
         ];
         for (name, plan, card) in cases {
@@ -1092,7 +1092,7 @@ mod tests {
             p.rank = 4;
             p.alpha = 4.0;
         });
-        let (fits_10, total) = fits(&plan, "RTX 3080");
+        let (fits_10, total) = fits(&plan, "RTX 3080 10GB");
         assert!(total < 8.0, "{total}");
         assert!(fits_10, "{total}");
     }
@@ -1192,7 +1192,7 @@ mod tests {
         let report = shrink_to_fit(
             &plan,
             model,
-            &gpu::lookup("RTX 4060 Ti").unwrap(),
+            &gpu::lookup("RTX 4060 Ti 16GB").unwrap(),
             &Locked::default(),
         );
         assert!(report.fits, "{}", report.plain_summary());
@@ -1205,7 +1205,7 @@ mod tests {
         let report = shrink_to_fit(
             &kohya,
             model,
-            &gpu::lookup("RTX 4060 Ti").unwrap(),
+            &gpu::lookup("RTX 4060 Ti 16GB").unwrap(),
             &Locked::default(),
         );
         assert!(!report.fits);
@@ -1218,7 +1218,7 @@ mod tests {
         plan.gradient_checkpointing = false;
         plan.batch_size = 1;
         let model = catalog::lookup("sdxl").unwrap();
-        let e = estimate_vram(&plan, model, Some(&gpu::lookup("RTX 3060").unwrap()));
+        let e = estimate_vram(&plan, model, Some(&gpu::lookup("RTX 3060 12GB").unwrap()));
         assert_eq!(e.fits, Some(false));
         assert!(
             e.changes_that_fit

@@ -21,7 +21,7 @@ pub struct PlanTrainingArgs {
     /// The trainer (default `kohya`; `native` is the Ategnatos engine).
     #[serde(default)]
     pub backend: Option<Backend>,
-    /// The GPU (`RTX 4090`, `A100 80GB`, `12GB`; default this machine's).
+    /// The GPU (`RTX 4090`, `RTX 4060 Ti 16GB`, `12GB`; default this machine's).
     #[serde(default)]
     pub gpu: Option<String>,
     /// Dollars per hour of a rented GPU, for the cost.
