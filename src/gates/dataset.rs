@@ -465,12 +465,14 @@ pub fn run_gate1(
             severity: "warning".into(),
             message: format!("the trigger word `{}` is made of ordinary words: {}", project.trigger_word, check.plain_summary(&project.trigger_word)),
             what_to_do: "keep it if you accept that pull, or start a new project (start_project) with a made-up trigger and put that word first in the captions".into(),
+            ..GateFinding::default()
         }),
         Ok(_) => {}
         Err(e) => warnings.push(GateFinding {
             severity: "warning".into(),
             message: e.to_string(),
             what_to_do: format!("start a new project (start_project) with a made-up trigger and put it first in the captions; {}", e.hint().unwrap_or_default()),
+            ..GateFinding::default()
         }),
     }
     let dup_options = DuplicateOptions {
