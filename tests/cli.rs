@@ -355,3 +355,42 @@ fn a_gpu_name_that_fits_several_cards_is_refused_with_the_choices_everywhere() {
         "{said}"
     );
 }
+
+#[test]
+fn commands_that_only_read_create_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    common::clean_set(&root, 3);
+    let before: Vec<_> = walk(&root);
+    for args in [
+        &["vram", "--model", "sdxl", "--gpu", "RTX 4090"][..],
+        &["vram", "--model", "flux-dev", "--gpu", "24GB", "--json"],
+        &["audit", "clean", "--base-model", "sd15"],
+        &["project", "list"],
+    ] {
+        let out = ategnatos(&root).args(args).output().unwrap();
+        assert!(
+            out.status.code().is_some_and(|c| c < 2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(walk(&root), before, "{args:?} changed the folder");
+    }
+}
+
+/// Every path under `dir`, sorted.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}

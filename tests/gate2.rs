@@ -186,3 +186,29 @@ async fn a_gpu_name_that_fits_several_cards_is_refused_over_mcp() {
         .await,
     );
 }
+
+#[cfg(not(feature = "cuda"))]
+#[tokio::test]
+async fn a_native_plan_for_a_gpu_is_refused_by_a_build_without_cuda() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    pictures(&root, "set", 12);
+    let client = common::client::connect(&root).await;
+    let call = |name: &'static str, a: Value| common::client::call(&client, name, a);
+    let r = call("start_project", json!({"name": "fox", "training_type": "character", "base_model": "sd15", "trigger_word": "zkfox", "dataset": "set"})).await;
+    assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    let r = call(
+        "plan_training",
+        json!({"project": "fox", "backend": "native", "gpu": "RTX 4090"}),
+    )
+    .await;
+    assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    let r = call("run_gate", json!({"project": "fox", "gate": 2})).await;
+    let gate = r.structured_content.unwrap();
+    assert_eq!(gate["result"]["decision"], "NO-GO", "{gate}");
+    let said = gate["result"]["blockers"].to_string();
+    assert!(
+        said.contains("no CUDA backend") && said.contains("--features cuda"),
+        "{said}"
+    );
+}

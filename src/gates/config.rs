@@ -8,7 +8,7 @@ use super::{Gate, GateFinding, GateRecord, GateStatus};
 use crate::backends::load_manifest;
 use crate::plan::gpu::{self, Gpu};
 use crate::plan::planner::{PlanError, image_folders};
-use crate::plan::training::load_plan;
+use crate::plan::training::{Backend, TrainingPlan, load_plan};
 use crate::plan::validate::validate;
 use crate::plan::vram::{VramEstimate, estimate_vram};
 use crate::studio::Workspace;
@@ -74,6 +74,23 @@ fn finding(severity: &str, message: String, what_to_do: String) -> GateFinding {
 
 /// Runs Gate 2 for a project against `gpu_name` (or the plan's GPU, or the
 /// one the driver reports) and records the result.
+/// Our engine trains on a GPU only in a build with its CUDA backend; a plan
+/// for a GPU in a build without one would fail the moment training starts.
+fn engine_cannot_use(plan: &TrainingPlan, gpu: Option<&Gpu>) -> Option<GateFinding> {
+    if plan.backend != Backend::Native || cfg!(feature = "cuda") {
+        return None;
+    }
+    let gpu = gpu?;
+    Some(finding(
+        "blocking",
+        format!(
+            "the plan trains with the Ategnatos engine on the {}, but this build of Ategnatos has no CUDA backend: the engine would refuse to start",
+            gpu.name
+        ),
+        "install a build with CUDA: `cargo install --path . --features cuda` (it needs the NVIDIA driver and NVRTC where it runs); or plan with another backend (kohya, simple_tuner, ai_toolkit)".into(),
+    ))
+}
+
 pub fn run_gate2(
     ws: &Workspace,
     project_name: &str,
@@ -137,6 +154,9 @@ pub fn run_gate2(
     }
     for r in validate(&plan, gpu.as_ref()) {
         blockers.push(finding("blocking", r.message, r.what_to_do));
+    }
+    if let Some(refusal) = engine_cannot_use(&plan, gpu.as_ref()) {
+        blockers.push(refusal);
     }
     let vram = estimate_vram(&plan, model, gpu.as_ref());
     match (&gpu, vram.fits) {

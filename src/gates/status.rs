@@ -82,8 +82,8 @@ pub fn current_fingerprint(ws: &Workspace, project: &Project, gate: Gate) -> Opt
 }
 
 /// Where a recorded gate stands now, and why, in words.
-fn state_of(ws: &Workspace, project: &Project, rec: &GateRecord) -> (GateState, String) {
-    let now = current_fingerprint(ws, project, rec.gate);
+fn state_of(ws: &Workspace, project: Option<&Project>, rec: &GateRecord) -> (GateState, String) {
+    let now = project.and_then(|p| current_fingerprint(ws, p, rec.gate));
     match (now, rec.status) {
         (Some(now), _) if now != rec.fingerprint => (
             GateState::Stale,
@@ -109,15 +109,18 @@ fn state_of(ws: &Workspace, project: &Project, rec: &GateRecord) -> (GateState, 
 /// `STALE` (and `recorded_status` what it was) when what it checked has
 /// changed, or `NOT_RUN` for an audit recorded on its own, and `state_reason`
 /// saying why. `None` when the gate has not run.
+/// An audit recorded for a project that was never started is read as it
+/// was stored (there is no intent to check its fingerprint against).
 pub fn read_fresh(
     ws: &Workspace,
-    project: &Project,
+    project_name: &str,
     gate: Gate,
 ) -> Result<Option<serde_json::Value>, StudioError> {
-    let Some(rec) = super::load(ws, &project.name, gate)? else {
+    let Some(rec) = super::load(ws, project_name, gate)? else {
         return Ok(None);
     };
-    let (state, reason) = state_of(ws, project, &rec);
+    let project = crate::studio::project::load(ws, project_name)?;
+    let (state, reason) = state_of(ws, project.as_ref(), &rec);
     let mut value = serde_json::to_value(&rec).unwrap_or(serde_json::Value::Null);
     if let Some(fields) = value.as_object_mut() {
         let shown = match state {
@@ -144,7 +147,7 @@ pub fn project_status(ws: &Workspace, project: &Project) -> Result<ProjectStatus
         let (state, checked_at, reason) = match record {
             None => (GateState::NotRun, None, "not run yet".to_string()),
             Some(rec) => {
-                let (state, reason) = state_of(ws, project, &rec);
+                let (state, reason) = state_of(ws, Some(project), &rec);
                 (state, Some(rec.checked_at), reason)
             }
         };

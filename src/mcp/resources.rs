@@ -108,11 +108,6 @@ pub fn read(shared: &Shared, uri: &str) -> Result<ReadResourceResult, McpError> 
     let ws = &shared.workspace;
     if let Some((project, gate)) = gates::parse_uri(uri) {
         // Read fresh: a record whose inputs changed since says STALE.
-        let project = match crate::studio::project::load(ws, &project) {
-            Ok(Some(p)) => p,
-            Ok(None) => return Err(not_found(uri, "no such project")),
-            Err(e) => return Err(McpError::internal_error(e.to_string(), None)),
-        };
         return match gates::status::read_fresh(ws, &project, gate) {
             Ok(Some(view)) => json_contents(uri, &view),
             Ok(None) => Err(not_found(uri, "that gate has not run yet for this project")),

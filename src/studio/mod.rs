@@ -76,7 +76,9 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// Opens (and lays out, if new) the workspace at `root`.
+    /// Opens the workspace at `root`. Nothing is created: `grimoire/` and
+    /// `workspace/` appear with the first thing written into them, so a
+    /// command that only reads leaves the folder as it found it.
     pub fn open(root: &Path) -> Result<Self, StudioError> {
         let root = root
             .canonicalize()
@@ -85,12 +87,7 @@ impl Workspace {
             .ok_or_else(|| StudioError::RootMissing {
                 path: root.to_path_buf(),
             })?;
-        let ws = Workspace { root };
-        for dir in [ws.state_dir(), ws.root.join("workspace")] {
-            std::fs::create_dir_all(&dir)
-                .map_err(|source| StudioError::Create { path: dir, source })?;
-        }
-        Ok(ws)
+        Ok(Workspace { root })
     }
 
     /// The canonical workspace root.
@@ -195,11 +192,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn open_lays_out_the_studio() {
+    fn opening_creates_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let ws = Workspace::open(dir.path()).unwrap();
+        assert!(!ws.grimoire().exists() && !ws.work_dir().exists());
+        write_json_atomic(&ws.state_dir().join("x.json"), &1).unwrap();
         assert!(ws.state_dir().is_dir());
-        assert!(ws.work_dir().is_dir());
     }
 
     #[test]
