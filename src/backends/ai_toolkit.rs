@@ -28,6 +28,7 @@ pub fn optimizer_name(o: Optimizer) -> &'static str {
         Optimizer::AdamW8bit => "adamw8bit",
         Optimizer::Prodigy => "prodigy",
         Optimizer::Lion => "lion",
+        Optimizer::Lion8bit => "lion8bit",
         Optimizer::Adafactor => "adafactor",
     }
 }

@@ -31,6 +31,7 @@ pub fn optimizer_type(o: Optimizer) -> &'static str {
         Optimizer::AdamW8bit => "AdamW8bit",
         Optimizer::Prodigy => "Prodigy",
         Optimizer::Lion => "Lion",
+        Optimizer::Lion8bit => "Lion8bit",
         Optimizer::Adafactor => "AdaFactor",
     }
 }

@@ -41,6 +41,7 @@ pub fn optimizer_name(o: Optimizer, precision: Precision) -> &'static str {
         Optimizer::AdamW8bit => "bnb-adamw8bit",
         Optimizer::Prodigy => "prodigy",
         Optimizer::Lion => "optimi-lion",
+        Optimizer::Lion8bit => "bnb-lion8bit",
         Optimizer::Adafactor => "torch-adafactor",
     }
 }
@@ -50,6 +51,7 @@ fn base_precision(w: BaseWeights) -> &'static str {
         BaseWeights::Full => "no_change",
         BaseWeights::Fp8 => "fp8-quanto",
         BaseWeights::Int8 => "int8-quanto",
+        BaseWeights::Int4 => "int4-quanto",
         BaseWeights::Nf4 => "nf4-bnb",
     }
 }

@@ -8,8 +8,8 @@ use serde::Serialize;
 use super::catalog::{ModelFamily, lookup};
 use super::gpu::Gpu;
 use super::presets::safe_learning_rate;
-use super::training::{Backend, BaseWeights, Optimizer, Precision, TrainingPlan};
-use super::vram::weights_word;
+use super::training::{Backend, BaseWeights, LoraCoverage, Optimizer, Precision, TrainingPlan};
+use super::vram::{MAX_FLUX_BLOCKS_TO_SWAP, weights_word};
 
 /// One reason a plan cannot be trained as it is.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
@@ -31,12 +31,13 @@ fn reject(out: &mut Vec<Rejection>, field: &str, message: String, what_to_do: St
 }
 
 fn optimizer_word(o: Optimizer) -> &'static str {
-    match o {
-        Optimizer::AdamW => "AdamW",
-        Optimizer::AdamW8bit => "AdamW8bit",
-        Optimizer::Prodigy => "Prodigy",
-        Optimizer::Lion => "Lion",
-        Optimizer::Adafactor => "Adafactor",
+    o.word()
+}
+
+fn targets_word(t: LoraCoverage) -> &'static str {
+    match t {
+        LoraCoverage::Attention => "the attention layers only",
+        LoraCoverage::AllLinear => "every linear layer",
     }
 }
 
@@ -274,29 +275,138 @@ pub fn validate(plan: &TrainingPlan, gpu: Option<&Gpu>) -> Vec<Rejection> {
 
     // Resolution.
     let native = model.native_resolution;
-    if !plan.resolution.is_multiple_of(64) {
+    let (lowest, highest) = ((native / 2).max(256), (native * 3 / 2).min(2048));
+    let mut sides = vec![("resolution", "resolution", plan.resolution)];
+    if let Some(h) = plan.height {
+        sides.push(("height", "height", h));
+    }
+    for (field, word, side) in sides {
+        if !side.is_multiple_of(64) {
+            reject(
+                &mut out,
+                field,
+                format!("{word} `{side}` is not a multiple of 64"),
+                format!("use {native} (the model's own) or another multiple of 64"),
+            );
+        }
+        if side < lowest || side > highest {
+            reject(
+                &mut out,
+                field,
+                format!(
+                    "{word} `{side}` is far from the {native} px {} was made for",
+                    model.name
+                ),
+                format!("train between {lowest} and {highest} px; {native} is best"),
+            );
+        }
+    }
+    if let Some(h) = plan.height {
+        let (long, short) = (h.max(plan.resolution), h.min(plan.resolution).max(1));
+        if long > 2 * short {
+            reject(
+                &mut out,
+                "height",
+                format!(
+                    "{}×{h} is more than twice as long as it is wide",
+                    plan.resolution
+                ),
+                "keep the sides within 2:1 (832×1216, 768×1344 ...); the trainers bucket pictures of other shapes by themselves".into(),
+            );
+        }
+        if plan.backend == Backend::Native && h != plan.resolution {
+            reject(
+                &mut out,
+                "height",
+                format!(
+                    "the Ategnatos engine trains square pictures only, not {}×{h}",
+                    plan.resolution
+                ),
+                format!(
+                    "leave the height out to train at {0}×{0}, or use kohya",
+                    plan.resolution
+                ),
+            );
+        }
+    }
+
+    // LoRA layers.
+    if let Some(t) = plan.lora_targets {
+        let possible = plan.backend.lora_targets(family);
+        if !possible.contains(&t) {
+            let ok: Vec<&str> = possible.iter().map(|t| targets_word(*t)).collect();
+            reject(
+                &mut out,
+                "lora_targets",
+                format!(
+                    "{backend} cannot put a {} LoRA on {}",
+                    family.word(),
+                    targets_word(t)
+                ),
+                format!(
+                    "leave lora_targets out ({backend} uses {}), or use ai-toolkit, which can do both",
+                    ok.join(" or ")
+                ),
+            );
+        }
+    }
+
+    // Memory options.
+    if plan.blocks_to_swap > 0 {
+        if !support.block_swap.contains(&family) {
+            reject(
+                &mut out,
+                "blocks_to_swap",
+                format!(
+                    "{backend} cannot swap {} blocks to the CPU (blocks_to_swap `{}`)",
+                    family.word(),
+                    plan.blocks_to_swap
+                ),
+                "set blocks_to_swap to 0; block swapping is kohya's, for Flux".into(),
+            );
+        } else if plan.blocks_to_swap > MAX_FLUX_BLOCKS_TO_SWAP {
+            reject(
+                &mut out,
+                "blocks_to_swap",
+                format!(
+                    "blocks_to_swap `{}` is more than the {MAX_FLUX_BLOCKS_TO_SWAP} blocks kohya can swap",
+                    plan.blocks_to_swap
+                ),
+                format!("use 1–{MAX_FLUX_BLOCKS_TO_SWAP}; 16 suits a 12 GB card, 28 an 8 GB one"),
+            );
+        }
+    }
+    if plan.low_vram && !support.low_vram {
         reject(
             &mut out,
-            "resolution",
-            format!("resolution `{}` is not a multiple of 64", plan.resolution),
-            format!("use {} (the model's own) or another multiple of 64", native),
+            "low_vram",
+            format!("{backend} has no low_vram setting"),
+            if plan.backend == Backend::Kohya {
+                "turn low_vram off: kohya loads the base model on the CPU already".into()
+            } else {
+                "turn low_vram off".into()
+            },
         );
     }
-    if plan.resolution < (native / 2).max(256) || plan.resolution > (native * 3 / 2).min(2048) {
-        reject(
-            &mut out,
-            "resolution",
-            format!(
-                "resolution `{}` is far from the {} px {} was made for",
-                plan.resolution, native, model.name
-            ),
-            format!(
-                "train between {} and {} px; {} is best",
-                (native / 2).max(256),
-                (native * 3 / 2).min(2048),
-                native
-            ),
-        );
+    if plan.bf16_lora {
+        if !support.bf16_lora {
+            reject(
+                &mut out,
+                "bf16_lora",
+                format!("{backend} cannot keep the LoRA's weights in bf16"),
+                "turn bf16_lora off, or use kohya (full_bf16)".into(),
+            );
+        } else if plan.precision != Precision::Bf16 {
+            reject(
+                &mut out,
+                "bf16_lora",
+                format!(
+                    "bf16 LoRA weights need bf16 precision, not {}",
+                    precision_word(plan.precision)
+                ),
+                "set precision to bf16, or turn bf16_lora off".into(),
+            );
+        }
     }
 
     // Precision.
