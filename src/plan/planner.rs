@@ -769,6 +769,7 @@ fn optimizer_meaning(o: Optimizer) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::vram::plan_phases;
     use crate::studio::project::{TrainingType, new_project, save};
 
     fn studio_with_project(images: usize, model: &str) -> (tempfile::TempDir, Workspace) {
@@ -913,6 +914,105 @@ mod tests {
         let err = answer_vram(&ws, &q).unwrap_err();
         assert!(matches!(err, PlanError::Invalid { .. }), "{err}");
         assert!(err.to_string().contains("rank `0`"), "{err}");
+    }
+
+    #[test]
+    fn flux_on_a_12_gb_card_swaps_blocks_and_every_new_setting_is_explained() {
+        let (_d, ws) = studio_with_project(19, "flux-dev");
+        let out = plan_training(&ws, &request("12GB")).unwrap();
+        assert_eq!(out.vram.fits, Some(true), "{}", out.plain_summary());
+        let shrink = out.shrink.as_ref().unwrap();
+        assert!(
+            shrink.steps.iter().any(|s| s.change.starts_with("swap ")),
+            "{}",
+            shrink.plain_summary()
+        );
+        assert!(out.plan.blocks_to_swap > 0);
+        let line = |name: &str| {
+            out.parameters
+                .iter()
+                .find(|p| p.name == name)
+                .unwrap_or_else(|| panic!("no `{name}` line"))
+                .clone()
+        };
+        let swap = line("blocks swapped to the CPU");
+        assert_eq!(swap.value, out.plan.blocks_to_swap.to_string());
+        assert!(swap.meaning.contains("slower steps"));
+        for name in [
+            "LoRA layers",
+            "LoRA weights",
+            "low VRAM loading",
+            "sample pictures",
+        ] {
+            assert!(!line(name).meaning.is_empty());
+        }
+        // The artist's own choice of block count is kept, and a lower one is
+        // refused nowhere: it is only reported as not fitting.
+        let mut req = request("12GB");
+        req.overrides.blocks_to_swap = Some(4);
+        let out = plan_training(&ws, &req).unwrap();
+        assert_eq!(out.plan.blocks_to_swap, 4);
+        assert!(
+            out.shrink
+                .as_ref()
+                .unwrap()
+                .kept
+                .contains(&"the blocks to swap".to_string())
+        );
+    }
+
+    #[test]
+    fn non_square_sizes_and_layer_choices_reach_the_estimate() {
+        let (_d, ws) = studio_with_project(19, "sdxl");
+        let q = |choices: PlanOverrides| VramQuery {
+            base_model: Some("sdxl".into()),
+            backend: Some(Backend::AiToolkit),
+            gpu: Some("24GB".into()),
+            choices,
+            ..VramQuery::default()
+        };
+        let square = answer_vram(&ws, &q(PlanOverrides::default())).unwrap();
+        let portrait = answer_vram(
+            &ws,
+            &q(PlanOverrides {
+                resolution: Some(832),
+                height: Some(1216),
+                ..PlanOverrides::default()
+            }),
+        )
+        .unwrap();
+        assert_eq!(portrait.plan.size_words(), "832×1216");
+        assert!(portrait.estimate.total_gib < square.estimate.total_gib + 0.5);
+        let attention = answer_vram(
+            &ws,
+            &q(PlanOverrides {
+                lora_targets: Some(LoraCoverage::Attention),
+                ..PlanOverrides::default()
+            }),
+        )
+        .unwrap();
+        let parts = |a: &VramAnswer| {
+            plan_phases(&a.plan, catalog::lookup("sdxl").unwrap())
+                .into_iter()
+                .find(|p| p.phase == super::super::vram::Phase::Train)
+                .unwrap()
+                .total_gib
+        };
+        assert!(parts(&attention) < parts(&square));
+        // kohya cannot do attention-only: refused with what to do.
+        let err = answer_vram(
+            &ws,
+            &VramQuery {
+                backend: Some(Backend::Kohya),
+                ..q(PlanOverrides {
+                    lora_targets: Some(LoraCoverage::Attention),
+                    ..PlanOverrides::default()
+                })
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("attention layers only"), "{err}");
+        assert!(err.hint().unwrap().contains("ai-toolkit"));
     }
 
     #[test]

@@ -578,11 +578,48 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_plan_stored_before_the_memory_options_loads_and_keeps_its_fingerprint() {
+        let plan = sample_plan();
+        let json = serde_json::to_value(&plan).unwrap();
+        // Defaults are left out of the stored plan, so it reads (and hashes)
+        // as it did before the fields existed.
+        for key in [
+            "height",
+            "lora_targets",
+            "bf16_lora",
+            "blocks_to_swap",
+            "low_vram",
+            "sample_images",
+        ] {
+            assert!(json.get(key).is_none(), "{key} written: {json}");
+        }
+        let old = serde_json::to_string(&json).unwrap();
+        let back: TrainingPlan = serde_json::from_str(&old).unwrap();
+        assert_eq!(back, plan);
+        assert!(back.sample_images && back.blocks_to_swap == 0 && !back.low_vram);
+        assert_eq!(back.hash(), plan.hash());
+        // A plan that uses them stores them and hashes differently.
+        let swapped = TrainingPlan {
+            blocks_to_swap: 16,
+            height: Some(1216),
+            sample_images: false,
+            ..plan.clone()
+        };
+        let json = serde_json::to_value(&swapped).unwrap();
+        assert_eq!(json["blocks_to_swap"], 16);
+        assert_eq!(json["height"], 1216);
+        assert_eq!(json["sample_images"], false);
+        assert_ne!(swapped.hash(), plan.hash());
+        assert_eq!(swapped.size_words(), "1024×1216");
+    }
+
+    #[test]
     fn names_parse() {
         assert_eq!(Backend::parse("ai_toolkit"), Some(Backend::AiToolkit));
         assert_eq!(Backend::parse("SimpleTuner"), Some(Backend::SimpleTuner));
         assert_eq!(Optimizer::parse("AdamW8bit"), Some(Optimizer::AdamW8bit));
         assert_eq!(Optimizer::parse("adamw-8bit"), Some(Optimizer::AdamW8bit));
+        assert_eq!(Optimizer::parse("Lion8bit"), Some(Optimizer::Lion8bit));
         assert_eq!(Optimizer::parse("sgd"), None);
     }
 }

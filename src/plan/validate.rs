@@ -669,6 +669,83 @@ mod tests {
                 Box::new(|p| p.base_model = "pony".into()),
                 "no official download",
             ),
+            (
+                "height",
+                Box::new(|p| p.height = Some(1000)),
+                "not a multiple of 64",
+            ),
+            (
+                "height",
+                Box::new(|p| {
+                    p.resolution = 640;
+                    p.height = Some(1536);
+                }),
+                "twice as long",
+            ),
+            (
+                "height",
+                Box::new(|p| {
+                    p.base_model = "sd15".into();
+                    p.backend = Backend::Native;
+                    p.optimizer = Optimizer::AdamW;
+                    p.precision = Precision::Fp32;
+                    p.resolution = 512;
+                    p.height = Some(768);
+                }),
+                "square pictures only",
+            ),
+            (
+                "lora_targets",
+                Box::new(|p| p.lora_targets = Some(LoraCoverage::Attention)),
+                "cannot put a SDXL LoRA on the attention layers only",
+            ),
+            (
+                "blocks_to_swap",
+                Box::new(|p| p.blocks_to_swap = 8),
+                "cannot swap SDXL blocks",
+            ),
+            (
+                "blocks_to_swap",
+                Box::new(|p| {
+                    p.base_model = "flux-dev".into();
+                    p.alpha = 32.0;
+                    p.blocks_to_swap = 40;
+                }),
+                "more than the 35 blocks",
+            ),
+            (
+                "low_vram",
+                Box::new(|p| p.low_vram = true),
+                "no low_vram setting",
+            ),
+            (
+                "bf16_lora",
+                Box::new(|p| {
+                    p.bf16_lora = true;
+                    p.precision = Precision::Fp16;
+                }),
+                "need bf16 precision",
+            ),
+            (
+                "bf16_lora",
+                Box::new(|p| {
+                    p.backend = Backend::AiToolkit;
+                    p.bf16_lora = true;
+                }),
+                "cannot keep the LoRA's weights in bf16",
+            ),
+            (
+                "optimizer",
+                Box::new(|p| {
+                    p.base_model = "sd15".into();
+                    p.backend = Backend::Native;
+                    p.precision = Precision::Fp32;
+                    p.resolution = 512;
+                    p.optimizer = Optimizer::Lion8bit;
+                    p.learning_rate = 3e-5;
+                }),
+                "no Lion8bit",
+            ),
         ];
         for (field, edit, words) in cases {
             let mut plan = sample_plan();
@@ -681,6 +758,38 @@ mod tests {
             assert!(hit.message.contains(words), "{field}: {}", hit.message);
             assert!(!hit.what_to_do.is_empty());
         }
+    }
+
+    #[test]
+    fn the_memory_options_are_accepted_where_the_backend_has_them() {
+        let mut flux = sample_plan();
+        flux.base_model = "flux-dev".into();
+        flux.alpha = 32.0;
+        flux.blocks_to_swap = 35;
+        flux.bf16_lora = true;
+        flux.resolution = 832;
+        flux.height = Some(1216);
+        assert!(
+            validate(&flux, None).is_empty(),
+            "{:?}",
+            validate(&flux, None)
+        );
+        let mut aitk = sample_plan();
+        aitk.backend = Backend::AiToolkit;
+        aitk.low_vram = true;
+        aitk.lora_targets = Some(LoraCoverage::Attention);
+        aitk.optimizer = Optimizer::Lion8bit;
+        aitk.learning_rate = 3e-5;
+        assert!(
+            validate(&aitk, None).is_empty(),
+            "{:?}",
+            validate(&aitk, None)
+        );
+        let mut st = sample_plan();
+        st.backend = Backend::SimpleTuner;
+        st.base_weights = BaseWeights::Int4;
+        st.low_vram = true;
+        assert!(validate(&st, None).is_empty(), "{:?}", validate(&st, None));
     }
 
     #[test]
