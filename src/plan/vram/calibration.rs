@@ -870,18 +870,20 @@ fn calibration_report_and_error_bounds() {
             "{name}: in use {now}, refit {new}"
         );
     }
+    // The bounds are what the fit achieves (11.1 %, 39.6 %, 19.4 %) with a
+    // little room for the simplex's rounding.
     assert!(
-        in_sample.mean <= 0.15,
+        in_sample.mean <= 0.125,
         "mean {:.1} %",
         in_sample.mean * 100.0
     );
     assert!(
-        in_sample.worst <= 0.45,
+        in_sample.worst <= 0.42,
         "worst {:.1} %",
         in_sample.worst * 100.0
     );
     assert!(
-        left_out.mean <= 0.25,
+        left_out.mean <= 0.21,
         "left-out mean {:.1} %",
         left_out.mean * 100.0
     );
