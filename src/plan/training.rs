@@ -363,7 +363,7 @@ impl Backend {
                 precisions: &[Precision::Bf16, Precision::Fp32],
                 text_encoder_training: &[],
                 block_swap: &[],
-                // `quantize_via = cpu`.
+                // `quantize_via = cpu`, which our configs always write.
                 low_vram: true,
                 // `adamw_bf16` / `base_model_default_dtype = bf16`.
                 bf16_lora: true,

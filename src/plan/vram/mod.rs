@@ -153,12 +153,10 @@ pub fn setup_for_plan<'a>(
         cache_text: plan.cache_text_embeddings && !plan.train_text_encoder,
         cache_latents: plan.cache_latents,
         text_encoder_lora_params,
-        // SimpleTuner (`quantize_via = accelerator`) and ai-toolkit (without
-        // `low_vram`) quantise on the GPU; kohya converts while loading on
-        // the CPU.
-        quantize_on_gpu: quantised
-            && !plan.low_vram
-            && matches!(trainer, Trainer::SimpleTuner | Trainer::AiToolkit),
+        // ai-toolkit quantises on the GPU unless told `low_vram`; kohya
+        // converts while loading on the CPU, and our SimpleTuner configs
+        // always say `quantize_via = cpu` (its default is the GPU).
+        quantize_on_gpu: quantised && !plan.low_vram && trainer == Trainer::AiToolkit,
         // kohya moves the model off the GPU while it caches and SimpleTuner
         // fills its caches before loading it; ai-toolkit keeps it loaded
         // unless told `low_vram`.
@@ -326,7 +324,7 @@ impl VramEstimate {
     }
 }
 
-const ACCURACY: &str = "Fitted on 44 measured training peaks from kohya, SimpleTuner and diffusers reports (mean error 11 %, worst 40 %; a source's points predicted without them: mean 19 %) and held to 9 documented limits; loading, caching and sample-picture peaks, batches above 1 and the Ategnatos engine are less certain. A 2-step dry run (gate 4) measures the real peak.";
+const ACCURACY: &str = "Fitted on 44 measured training peaks from kohya, SimpleTuner and diffusers reports (mean error 11 %, worst 40 %; a source's points predicted without them: mean 19 %) and held to 8 documented limits; loading, caching and sample-picture peaks, batches above 1 and the Ategnatos engine are less certain. A 2-step dry run (gate 4) measures the real peak.";
 
 /// Estimates a plan's peak memory over its phases and compares it with `gpu`.
 pub fn estimate_vram(plan: &TrainingPlan, model: &ModelSpec, gpu: Option<&Gpu>) -> VramEstimate {

