@@ -365,8 +365,9 @@ impl Backend {
                 block_swap: &[],
                 // `quantize_via = cpu`, which our configs always write.
                 low_vram: true,
-                // `adamw_bf16` / `base_model_default_dtype = bf16`.
-                bf16_lora: true,
+                // Its LoRA is bf16 with AdamW already (`adamw_bf16`); other
+                // optimizers need 32-bit weights there.
+                bf16_lora: false,
             },
             Backend::AiToolkit => BackendSupport {
                 families: &[Sd15, Sdxl, Flux, Sd3],

@@ -394,7 +394,11 @@ pub fn validate(plan: &TrainingPlan, gpu: Option<&Gpu>) -> Vec<Rejection> {
                 &mut out,
                 "bf16_lora",
                 format!("{backend} cannot keep the LoRA's weights in bf16"),
-                "turn bf16_lora off, or use kohya (full_bf16)".into(),
+                if plan.backend == Backend::SimpleTuner {
+                    "turn bf16_lora off: SimpleTuner keeps the LoRA in bf16 by itself with AdamW (adamw_bf16)".into()
+                } else {
+                    "turn bf16_lora off, or use kohya (full_bf16)".into()
+                },
             );
         } else if plan.precision != Precision::Bf16 {
             reject(

@@ -469,3 +469,70 @@ fn the_native_engine_costs_more_than_pytorch_trainers() {
         plan_breakdown(&native, model).total_gib(1) > plan_breakdown(&plan, model).total_gib(1)
     );
 }
+
+#[test]
+fn the_memory_options_reach_the_trainers_configs() {
+    use crate::backends::tests::test_paths;
+    use crate::backends::{ai_toolkit, kohya, simpletuner};
+    // kohya: block swap, bf16 LoRA, a non-square size, no samples.
+    let plan = flux(Backend::Kohya, |p| {
+        p.base_weights = BaseWeights::Fp8;
+        p.blocks_to_swap = 16;
+        p.bf16_lora = true;
+        p.resolution = 832;
+        p.height = Some(1216);
+        p.sample_images = false;
+    });
+    let model = plan.model().unwrap();
+    let paths = test_paths(Backend::Kohya);
+    let t = kohya::training_toml(&plan, model, &paths);
+    assert_eq!(t["blocks_to_swap"].as_integer(), Some(16));
+    assert_eq!(t["full_bf16"].as_bool(), Some(true));
+    assert!(t.get("sample_prompts").is_none());
+    let d = kohya::dataset_toml(&plan, &paths);
+    let res = &d["datasets"].as_array().unwrap()[0]["resolution"];
+    assert_eq!(res.as_array().unwrap().len(), 2, "{res}");
+    assert!(kohya::prompts_file(&plan, model).contains("--w 832 --h 1216"));
+    let samples = TrainingPlan {
+        sample_images: true,
+        ..plan.clone()
+    };
+    assert!(kohya::training_toml(&samples, model, &paths).contains_key("sample_prompts"));
+
+    // ai-toolkit: low_vram, attention-only LoRA, no samples.
+    let plan = flux(Backend::AiToolkit, |p| {
+        p.base_weights = BaseWeights::Fp8;
+        p.low_vram = true;
+        p.lora_targets = Some(LoraCoverage::Attention);
+        p.sample_images = false;
+    });
+    let job = ai_toolkit::job(&plan, model, &test_paths(Backend::AiToolkit));
+    let process = &job["config"]["process"][0];
+    assert_eq!(process["model"]["low_vram"], true);
+    assert_eq!(process["train"]["disable_sampling"], true);
+    assert!(
+        process["network"]["network_kwargs"]["only_if_contains"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("to_q"))
+    );
+
+    // SimpleTuner: attention-only Flux LoRA, Lion8bit, int4, no validation,
+    // a non-square size as its area.
+    let plan = flux(Backend::SimpleTuner, |p| {
+        p.base_weights = BaseWeights::Int4;
+        p.optimizer = Optimizer::Lion8bit;
+        p.learning_rate = 3e-5;
+        p.lora_targets = Some(LoraCoverage::Attention);
+        p.resolution = 832;
+        p.height = Some(1216);
+        p.sample_images = false;
+    });
+    let c = simpletuner::config_json(&plan, model, &test_paths(Backend::SimpleTuner));
+    assert_eq!(c["flux_lora_target"], "mmdit");
+    assert_eq!(c["optimizer"], "bnb-lion8bit");
+    assert_eq!(c["base_model_precision"], "int4-quanto");
+    assert_eq!(c["validation_disable"], true);
+    assert_eq!(c["resolution"], 1024);
+    assert_eq!(c["validation_resolution"], "832x1216");
+}
