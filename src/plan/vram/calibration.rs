@@ -785,24 +785,16 @@ fn calibration_report_and_error_bounds() {
         left_out.worst * 100.0,
         left_out.worst_id
     );
-    let groups: Vec<(String, Box<dyn Fn(&Point) -> bool>)> = vec![
-        ("SD1.5".into(), Box::new(|p: &Point| p.family == "SD1.5")),
-        ("SDXL".into(), Box::new(|p: &Point| p.family == "SDXL")),
-        ("SD3.5".into(), Box::new(|p: &Point| p.family == "SD3.5")),
-        ("Flux".into(), Box::new(|p: &Point| p.family == "Flux")),
-        ("Chroma".into(), Box::new(|p: &Point| p.family == "Chroma")),
-        (
-            "kohya".into(),
-            Box::new(|p: &Point| p.trainer == Trainer::Kohya),
-        ),
-        (
-            "SimpleTuner".into(),
-            Box::new(|p: &Point| p.trainer == Trainer::SimpleTuner),
-        ),
-        (
-            "diffusers".into(),
-            Box::new(|p: &Point| p.trainer == Trainer::Diffusers),
-        ),
+    type Keep = fn(&Point) -> bool;
+    let groups: [(&str, Keep); 8] = [
+        ("SD1.5", |p| p.family == "SD1.5"),
+        ("SDXL", |p| p.family == "SDXL"),
+        ("SD3.5", |p| p.family == "SD3.5"),
+        ("Flux", |p| p.family == "Flux"),
+        ("Chroma", |p| p.family == "Chroma"),
+        ("kohya", |p| p.trainer == Trainer::Kohya),
+        ("SimpleTuner", |p| p.trainer == Trainer::SimpleTuner),
+        ("diffusers", |p| p.trainer == Trainer::Diffusers),
     ];
     for (name, keep) in &groups {
         let ins = summarise(
