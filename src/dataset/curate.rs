@@ -636,6 +636,7 @@ mod tests {
                 height: 1,
                 format: "png".into(),
                 small: Vec::new(),
+                colour: None,
             },
             caption: None,
         };

@@ -10,14 +10,15 @@
 //! (connected pairs). Nothing in the folder is changed: moving copies aside
 //! is [`super::quarantine`]'s job, on the user's word.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 use serde::Serialize;
 
 use super::captions;
+use super::contact_sheet;
 use super::crop_check;
 use super::hamming::{self, HashPair, SearchMethod, Views};
 use super::hash_cache::{self, CacheEntry, HashCache};
@@ -186,6 +187,11 @@ pub fn save_cache(cache: &mut HashCache) -> Option<String> {
     })
 }
 
+/// Most memory the colour thumbnails kept for contact sheets may take in
+/// one search: about 5,000 pictures' worth. Pictures past it keep none;
+/// the few of them a result shows are decoded again for their sheet.
+pub const COLOUR_BUDGET_BYTES: usize = 64 << 20;
+
 /// Hashes every picture under `dir` (decoding only those `cache` does not
 /// know), in parallel, reporting progress per picture, and updates `cache`
 /// (the caller saves it).
@@ -195,6 +201,20 @@ pub fn hash_folder(
     caption_extension: &str,
     cache: &mut HashCache,
     jpeg: JpegDecode,
+    progress: &dyn Progress,
+) -> Result<HashedFolder, DedupError> {
+    hash_folder_keeping(dir, workspace, caption_extension, cache, jpeg, 0, progress)
+}
+
+/// [`hash_folder`], keeping colour thumbnails for contact sheets from the
+/// decoding (up to `colour_budget` bytes of them; 0 keeps none).
+pub fn hash_folder_keeping(
+    dir: &Path,
+    workspace: &Workspace,
+    caption_extension: &str,
+    cache: &mut HashCache,
+    jpeg: JpegDecode,
+    colour_budget: usize,
     progress: &dyn Progress,
 ) -> Result<HashedFolder, DedupError> {
     let shown_dir = workspace.display_path(dir);
@@ -209,6 +229,8 @@ pub fn hash_folder(
     let (pictures, _) = manifest::classify(&listing.files, caption_extension);
     let total = pictures.len() as u64;
     let done = AtomicU64::new(0);
+    let colour_used = AtomicUsize::new(0);
+    let thumb_bytes = 3 * (phash::COLOUR_SIDE * phash::COLOUR_SIDE) as usize;
     progress.report(0, Some(total), &format!("hashing {total} pictures"));
     let outcomes: Vec<Outcome> = pictures
         .par_iter()
@@ -216,7 +238,17 @@ pub fn hash_folder(
             if progress.is_cancelled() {
                 return None;
             }
-            let outcome = hash_one(&file.path, workspace, caption_extension, cache, jpeg);
+            let colour = colour_budget > 0
+                && colour_used.fetch_add(thumb_bytes, Ordering::Relaxed) + thumb_bytes
+                    <= colour_budget;
+            let outcome = hash_one(
+                &file.path,
+                workspace,
+                caption_extension,
+                cache,
+                jpeg,
+                colour,
+            );
             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
             progress.report(n, Some(total), &format!("hashed {n} of {total} pictures"));
             Some(outcome)
@@ -263,6 +295,7 @@ fn hash_one(
     caption_extension: &str,
     cache: &HashCache,
     jpeg: JpegDecode,
+    colour: bool,
 ) -> Outcome {
     let shown = workspace.display_path(path);
     let failed = |reason: String| {
@@ -305,7 +338,7 @@ fn hash_one(
         let entry = CacheEntry::new(size, modified_ns, content.clone(), &hashed);
         return Outcome::Hashed(Box::new(picture(content, hashed)), Some(entry), true);
     }
-    match phash::hash_file_bytes(&bytes, jpeg) {
+    match phash::hash_file_bytes_keeping(&bytes, jpeg, colour) {
         Ok(hashed) => {
             let entry = CacheEntry::new(size, modified_ns, content.clone(), &hashed);
             Outcome::Hashed(Box::new(picture(content, hashed)), Some(entry), false)
@@ -389,8 +422,8 @@ pub struct DuplicateGroup {
     pub members: Vec<GroupMember>,
     /// Largest distance of a member from the keeper.
     pub max_distance: u32,
-    /// A PNG with every member side by side (keeper first, green frame),
-    /// relative to the workspace root, when one was made.
+    /// A small JPEG with every member side by side (keeper first, green
+    /// frame), relative to the workspace root, when one was made.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub contact_sheet: Option<String>,
 }
@@ -409,13 +442,19 @@ pub struct DuplicateReport {
     pub hashed_now: usize,
     /// Pictures whose hash came from the cache.
     pub from_cache: usize,
-    /// Groups of copies, largest first.
+    /// Groups of copies, largest first (only the largest, when the result
+    /// is bounded: see `groups_not_shown`).
     pub groups: Vec<DuplicateGroup>,
-    /// Pictures that are in some group.
+    /// Groups found but not listed in `groups`.
+    pub groups_not_shown: usize,
+    /// Pictures that are in some group (listed or not).
     pub pictures_in_groups: usize,
-    /// The pictures that are not keepers: pass them to `quarantine_files` to
-    /// set them aside (captions move along), after the user agrees.
+    /// The pictures of the listed groups that are not keepers: pass them to
+    /// `quarantine_files` to set them aside (captions move along), after the
+    /// user agrees.
     pub suggested_quarantine: Vec<String>,
+    /// Copies in the groups not listed (not in `suggested_quarantine`).
+    pub suggested_not_shown: usize,
     /// Byte-identical extra copies among them.
     pub identical_files: usize,
     /// Pairs whose hashes were within the threshold but that did not match
@@ -671,13 +710,106 @@ pub fn group_duplicates(
     (groups, similar_not_copies, method)
 }
 
-/// Finds groups of near-duplicate pictures under `dir`.
+/// Finds groups of near-duplicate pictures under `dir`: every group, no
+/// contact sheets (what Gate 1 uses).
 pub fn find_duplicates(
     dir: &Path,
     workspace: &Workspace,
     options: &DuplicateOptions,
     progress: &dyn Progress,
 ) -> Result<DuplicateReport, DedupError> {
+    search(dir, workspace, options, 0, progress).map(|(report, _)| report)
+}
+
+/// How much of a duplicate search a result shows.
+#[derive(Debug, Clone)]
+pub struct ShowOptions {
+    /// Groups listed (the largest first); `None` lists every group.
+    pub max_groups: Option<usize>,
+    /// Write a contact sheet per listed group.
+    pub contact_sheets: bool,
+    /// Sheets whose JPEG bytes come back as previews.
+    pub max_previews: usize,
+}
+
+/// A duplicate search as a result shows it.
+#[derive(Debug)]
+pub struct ShownDuplicates {
+    pub report: DuplicateReport,
+    /// JPEG bytes of the first groups' contact sheets.
+    pub previews: Vec<Vec<u8>>,
+    /// Sheets drawn in this search (the others were unchanged and reused).
+    pub sheets_drawn: usize,
+    /// Why contact sheets are missing, when they are.
+    pub note: Option<String>,
+}
+
+/// Finds groups of near-duplicate pictures under `dir` as a person sees
+/// them (`ategnatos duplicates`, `find_duplicates`): the largest groups,
+/// each with its contact sheet (drawn from thumbnails kept while hashing,
+/// reused while the group is unchanged), and previews of the first sheets.
+pub fn find_duplicates_shown(
+    dir: &Path,
+    workspace: &Workspace,
+    options: &DuplicateOptions,
+    show: &ShowOptions,
+    progress: &dyn Progress,
+) -> Result<ShownDuplicates, DedupError> {
+    let budget = if show.contact_sheets {
+        COLOUR_BUDGET_BYTES
+    } else {
+        0
+    };
+    let (mut report, pictures) = search(dir, workspace, options, budget, progress)?;
+    if let Some(max) = show.max_groups {
+        report.limit_groups(max);
+    }
+    let mut shown = ShownDuplicates {
+        report,
+        previews: Vec::new(),
+        sheets_drawn: 0,
+        note: None,
+    };
+    if !show.contact_sheets {
+        return Ok(shown);
+    }
+    let by_path: HashMap<&str, &HashedPicture> =
+        pictures.iter().map(|p| (p.shown.as_str(), p)).collect();
+    let groups: Vec<Vec<contact_sheet::SheetMember>> = shown
+        .report
+        .groups
+        .iter()
+        .map(|g| {
+            g.members
+                .iter()
+                .filter_map(|m| by_path.get(m.path.as_str()))
+                .map(|p| contact_sheet::SheetMember {
+                    content: &p.content,
+                    path: &p.path,
+                    thumb: p.hashed.colour.as_ref(),
+                })
+                .collect()
+        })
+        .collect();
+    let folder = contact_sheet::sheets_folder(workspace, &shown.report.folder);
+    let sheets = contact_sheet::write_sheets(&groups, &folder, show.max_previews);
+    for (group, sheet) in shown.report.groups.iter_mut().zip(&sheets.sheets) {
+        group.contact_sheet = sheet.as_ref().map(|s| workspace.display_path(&s.path));
+    }
+    shown.previews = sheets.previews;
+    shown.sheets_drawn = sheets.drawn;
+    shown.note = sheets.note;
+    Ok(shown)
+}
+
+/// The search itself: the report (every group) and the hashed pictures.
+fn search(
+    dir: &Path,
+    workspace: &Workspace,
+    options: &DuplicateOptions,
+    colour_budget: usize,
+    progress: &dyn Progress,
+) -> Result<(DuplicateReport, Vec<HashedPicture>), DedupError> {
     if options.threshold > MAX_THRESHOLD {
         return Err(DedupError::BadThreshold {
             threshold: options.threshold,
@@ -686,12 +818,13 @@ pub fn find_duplicates(
         });
     }
     let mut cache = open_cache(workspace, options.use_cache);
-    let folder = hash_folder(
+    let folder = hash_folder_keeping(
         dir,
         workspace,
         &options.caption_extension,
         &mut cache,
         options.jpeg,
+        colour_budget,
         progress,
     )?;
     let n = folder.pictures.len() as u64;
@@ -718,7 +851,7 @@ pub fn find_duplicates(
         .flat_map(|g| g.members.iter())
         .filter(|m| m.likeness == Likeness::IdenticalFile)
         .count();
-    Ok(DuplicateReport {
+    let report = DuplicateReport {
         folder: workspace.display_path(dir),
         threshold: effective_threshold(folder.pictures.len(), options.threshold),
         pictures: folder.pictures.len(),
@@ -726,13 +859,16 @@ pub fn find_duplicates(
         from_cache: folder.from_cache,
         pictures_in_groups: groups.iter().map(|g| g.members.len()).sum(),
         groups,
+        groups_not_shown: 0,
         suggested_quarantine,
+        suggested_not_shown: 0,
         identical_files,
         similar_not_copies,
         unreadable: folder.unreadable,
         search_method,
         cache_note,
-    })
+    };
+    Ok((report, folder.pictures))
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {
@@ -740,6 +876,25 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 }
 
 impl DuplicateReport {
+    /// Lists only the `max` largest groups (counting the others), and
+    /// suggests setting aside only the copies of those: the person sees
+    /// what they agree to.
+    pub fn limit_groups(&mut self, max: usize) {
+        if self.groups.len() <= max {
+            return;
+        }
+        let hidden = self.groups.split_off(max);
+        let hidden_paths: HashSet<&str> = hidden
+            .iter()
+            .flat_map(|g| g.members.iter().map(|m| m.path.as_str()))
+            .collect();
+        let before = self.suggested_quarantine.len();
+        self.suggested_quarantine
+            .retain(|p| !hidden_paths.contains(p.as_str()));
+        self.suggested_not_shown += before - self.suggested_quarantine.len();
+        self.groups_not_shown += hidden.len();
+    }
+
     /// The short plain-language paragraph shown to the person.
     pub fn plain_summary(&self) -> String {
         let mut out = format!(
@@ -747,13 +902,14 @@ impl DuplicateReport {
             plural(self.pictures, "picture", "pictures"),
             self.folder
         );
-        if self.groups.is_empty() {
+        let all_groups = self.groups.len() + self.groups_not_shown;
+        if all_groups == 0 {
             out.push_str(": no duplicates found.");
         } else {
-            let extra = self.suggested_quarantine.len();
+            let extra = self.suggested_quarantine.len() + self.suggested_not_shown;
             out.push_str(&format!(
                 ": {} of copies ({} in all). Keeping the best of each and setting the other {} aside would leave {} pictures; a LoRA trained with the copies learns those pictures by heart instead of the style.",
-                plural(self.groups.len(), "group", "groups"),
+                plural(all_groups, "group", "groups"),
                 plural(self.pictures_in_groups, "picture", "pictures"),
                 extra,
                 self.pictures - extra
@@ -786,6 +942,15 @@ impl DuplicateReport {
                     } else {
                         ""
                     }
+                ));
+            }
+            if self.groups_not_shown > 0 {
+                out.push_str(&format!(
+                    " Listed here: the {} largest groups ({} suggested); {} with {} are not listed — set the listed copies aside, then search again to see them.",
+                    self.groups.len(),
+                    plural(self.suggested_quarantine.len(), "copy", "copies"),
+                    plural(self.groups_not_shown, "more group", "more groups"),
+                    plural(self.suggested_not_shown, "copy", "copies"),
                 ));
             }
             out.push_str(" Look at the groups, then set aside the ones you agree with (quarantine_files; restore_quarantine undoes it).");
@@ -858,7 +1023,7 @@ mod tests {
             &NoProgress,
         )
         .unwrap();
-        assert_eq!(report.pictures, 16 + 4 * VariantKind::ALL.len());
+        assert_eq!(report.pictures, 16 + 4 * VariantKind::PLAIN.len());
         assert!(report.unreadable.is_empty());
         let found: BTreeSet<BTreeSet<String>> = report
             .groups
@@ -889,7 +1054,7 @@ mod tests {
         }
         assert_eq!(
             report.suggested_quarantine.len(),
-            4 * VariantKind::ALL.len()
+            4 * VariantKind::PLAIN.len()
         );
         assert!(
             report.plain_summary().contains("4 groups"),
@@ -965,6 +1130,133 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, DedupError::NotAFolder { .. }));
+    }
+
+    /// Writes `n` distinct pictures, each with a half-size copy: `n` groups.
+    fn groups_of_two(dir: &Path, n: u64) {
+        std::fs::create_dir_all(dir).unwrap();
+        for seed in 0..n {
+            let img =
+                DynamicImage::ImageRgb8(crate::dataset::dedup_bench::base_picture(seed + 40, 160));
+            let write = |name: String, img: &DynamicImage, format| {
+                let bytes = crate::dataset::dedup_bench::encode(img, format, 92).unwrap();
+                std::fs::write(dir.join(name), bytes).unwrap();
+            };
+            write(format!("p{seed}.png"), &img, image::ImageFormat::Png);
+            write(
+                format!("p{seed}-small.jpg"),
+                &img.thumbnail(80, 80),
+                image::ImageFormat::Jpeg,
+            );
+        }
+    }
+
+    fn sheet_files(ws: &Workspace) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut stack = vec![ws.work_dir().join("duplicates")];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    out.insert(ws.display_path(&e.path()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn sheets_only_for_listed_groups_and_reused_while_unchanged() {
+        let (_d, ws) = studio();
+        let dir = ws.root().join("pics");
+        groups_of_two(&dir, 5);
+        let options = DuplicateOptions::default();
+        let show = ShowOptions {
+            max_groups: Some(3),
+            contact_sheets: true,
+            max_previews: 2,
+        };
+        let first = find_duplicates_shown(&dir, &ws, &options, &show, &NoProgress).unwrap();
+        let r = &first.report;
+        assert_eq!((r.groups.len(), r.groups_not_shown), (3, 2));
+        assert_eq!(
+            (r.suggested_quarantine.len(), r.suggested_not_shown),
+            (3, 2)
+        );
+        assert_eq!(r.pictures_in_groups, 10);
+        let summary = r.plain_summary();
+        assert!(summary.contains("5 groups of copies"), "{summary}");
+        assert!(summary.contains("2 more groups with 2 copies"), "{summary}");
+        assert!(summary.contains("leave 5 pictures"), "{summary}");
+        assert_eq!(first.sheets_drawn, 3);
+        assert_eq!(first.previews.len(), 2);
+        let sheets: BTreeSet<String> = r
+            .groups
+            .iter()
+            .map(|g| g.contact_sheet.clone().unwrap())
+            .collect();
+        assert_eq!(sheet_files(&ws), sheets, "one sheet per listed group");
+        for s in &sheets {
+            let img = image::open(ws.root().join(s)).unwrap();
+            assert_eq!(img.height(), contact_sheet::TILE + 6, "{s}");
+        }
+
+        // The same folder again: every sheet is reused, nothing is written.
+        let stamps = |files: &BTreeSet<String>| -> Vec<std::time::SystemTime> {
+            files
+                .iter()
+                .map(|f| {
+                    std::fs::metadata(ws.root().join(f))
+                        .unwrap()
+                        .modified()
+                        .unwrap()
+                })
+                .collect()
+        };
+        let before = stamps(&sheets);
+        let second = find_duplicates_shown(&dir, &ws, &options, &show, &NoProgress).unwrap();
+        assert_eq!(second.report.from_cache, 10);
+        assert_eq!(second.sheets_drawn, 0);
+        assert_eq!(second.previews, first.previews);
+        assert_eq!(sheet_files(&ws), sheets);
+        assert_eq!(stamps(&sheets), before, "no sheet rewritten");
+
+        // A group that changes gets a new sheet (its members decoded again,
+        // their hashes coming from the cache) and the old one goes.
+        let keeper = &second.report.groups[0].keeper;
+        let stem = keeper.trim_end_matches(".png");
+        let img = image::open(ws.root().join(keeper)).unwrap();
+        std::fs::write(
+            ws.root().join(format!("{stem}-flip.png")),
+            crate::dataset::dedup_bench::encode(&img.fliph(), image::ImageFormat::Png, 95).unwrap(),
+        )
+        .unwrap();
+        let third = find_duplicates_shown(&dir, &ws, &options, &show, &NoProgress).unwrap();
+        assert_eq!(third.report.groups[0].members.len(), 3);
+        assert_eq!(third.sheets_drawn, 1);
+        let now = sheet_files(&ws);
+        assert_eq!(now.len(), 3, "{now:?}");
+        assert_eq!(now.difference(&sheets).count(), 1);
+        let grown = image::open(
+            ws.root()
+                .join(third.report.groups[0].contact_sheet.as_ref().unwrap()),
+        )
+        .unwrap();
+        assert_eq!(grown.width(), 3 * (contact_sheet::TILE + 6));
+
+        // Every group listed: sheets for all of them, in the same folder.
+        let all = ShowOptions {
+            max_groups: None,
+            ..show
+        };
+        let fourth = find_duplicates_shown(&dir, &ws, &options, &all, &NoProgress).unwrap();
+        assert_eq!(
+            (fourth.report.groups.len(), fourth.report.groups_not_shown),
+            (5, 0)
+        );
+        assert_eq!(fourth.sheets_drawn, 2);
+        assert_eq!(sheet_files(&ws).len(), 5);
     }
 
     #[test]

@@ -71,6 +71,7 @@ impl CacheEntry {
             small: base64::engine::general_purpose::STANDARD_NO_PAD
                 .decode(&self.small)
                 .unwrap_or_default(),
+            colour: None,
         }
     }
 }

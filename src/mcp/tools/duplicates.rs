@@ -11,16 +11,16 @@ use serde::Deserialize;
 
 use super::super::jobs::{JobFailure, JobOutput, JobStatus, JobView};
 use super::super::{AtegnatosServer, reply};
-use crate::dataset::contact_sheet;
 use crate::dataset::curate::{self, CurateOptions, CurationReport};
-use crate::dataset::dedup::{self, DuplicateOptions, DuplicateReport};
+use crate::dataset::dedup::{self, DuplicateOptions, DuplicateReport, ShowOptions};
 use crate::dataset::quarantine::{self, QuarantineReport, RestoreReport};
 use crate::dataset::structure::{self, Concept, StructureOptions, StructureReport};
 use crate::studio::paths;
 use crate::studio::project::TrainingType;
 
-/// Contact sheets written per search, and previews put in the result.
-const MAX_SHEETS: usize = 50;
+/// Groups listed in a result (the largest; the others are counted), each
+/// with its contact sheet, and sheets put in the result as previews.
+const MAX_GROUPS: usize = 10;
 const MAX_PREVIEWS: usize = 4;
 
 /// Where to look for duplicates.
@@ -164,7 +164,11 @@ impl AtegnatosServer {
             use_cache: true,
             ..DuplicateOptions::default()
         };
-        let sheets = args.contact_sheets.unwrap_or(true);
+        let show = ShowOptions {
+            max_groups: Some(MAX_GROUPS),
+            contact_sheets: args.contact_sheets.unwrap_or(true),
+            max_previews: MAX_PREVIEWS,
+        };
         let previews = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let previews_job = std::sync::Arc::clone(&previews);
         let (job, result) = super::run_job(
@@ -173,28 +177,21 @@ impl AtegnatosServer {
             args.wait_seconds,
             &ctx,
             move |progress| {
-                let mut report = dedup::find_duplicates(&dir, &ws, &options, progress)
+                let shown = dedup::find_duplicates_shown(&dir, &ws, &options, &show, progress)
                     .map_err(|e| job_failure(&e, e.hint()))?;
-                let mut summary = report.plain_summary();
-                if sheets {
-                    let made = contact_sheet::write_contact_sheets(
-                        &mut report,
-                        &ws,
-                        MAX_SHEETS,
-                        MAX_PREVIEWS,
-                    );
-                    if let Some(note) = made.note {
-                        summary.push_str(&format!(" ({note}.)"));
-                    }
-                    if let Ok(mut p) = previews_job.lock() {
-                        *p = made
-                            .previews
-                            .iter()
-                            .map(|j| base64::engine::general_purpose::STANDARD.encode(j))
-                            .collect();
-                    }
+                let mut summary = shown.report.plain_summary();
+                if let Some(note) = &shown.note {
+                    summary.push_str(&format!(" ({note}.)"));
                 }
-                let result = serde_json::to_value(&report).map_err(|e| job_failure(e, None))?;
+                if let Ok(mut p) = previews_job.lock() {
+                    *p = shown
+                        .previews
+                        .iter()
+                        .map(|j| base64::engine::general_purpose::STANDARD.encode(j))
+                        .collect();
+                }
+                let result =
+                    serde_json::to_value(&shown.report).map_err(|e| job_failure(e, None))?;
                 Ok(JobOutput {
                     result,
                     summary,
