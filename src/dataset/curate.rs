@@ -637,6 +637,7 @@ mod tests {
                 format: "png".into(),
                 small: Vec::new(),
                 colour: None,
+                windows: Vec::new(),
             },
             caption: None,
         };

@@ -358,7 +358,8 @@ pub enum Likeness {
     /// Distance 3–6: the same picture, slightly changed.
     NearIdentical,
     /// Distance 7 and more, confirmed by aligning the pictures: the same
-    /// picture edited (cropped, brightened, retouched).
+    /// picture edited (cropped, turned, brightened, retouched, or with a
+    /// logo or text laid over it).
     Edited,
 }
 
@@ -571,8 +572,20 @@ pub fn connected_groups(n: usize, pairs: impl Iterator<Item = (usize, usize)>) -
     groups.into_values().filter(|g| g.len() > 1).collect()
 }
 
+/// Pairs from the whole-picture views at most this far apart get the
+/// closer look ([`crop_check::closer_look`]) when the first look did not
+/// confirm them: rotated and overlaid copies of the labelled set are within
+/// 12 bits, while most unrelated candidates are 13–16 bits apart.
+pub const CLOSER_LOOK_DISTANCE: u32 = 12;
+/// Largest distance between a picture and a window of another for the pair
+/// to be a candidate larger crop (see [`phash::window_hashes`]).
+pub const WINDOW_THRESHOLD: u32 = 12;
+
 /// True when a candidate pair is a copy: sure by hash, or its thumbnails
-/// match once one is aligned as a crop of the other.
+/// match once one is aligned as a crop of the other; failing that, for
+/// close pairs and window pairs, once aligned as a larger crop or a small
+/// turn, or matching everywhere but one small patch near the edge (a logo
+/// or text laid over it).
 fn confirmed(a: &HashedPicture, b: &HashedPicture, pair: &HashPair) -> bool {
     if u32::from(pair.distance) <= SURE_DISTANCE || a.content == b.content {
         return true;
@@ -583,13 +596,25 @@ fn confirmed(a: &HashedPicture, b: &HashedPicture, pair: &HashPair) -> bool {
     } else {
         crop_check::Orientation::AsIs
     };
-    crop_check::crop_similarity_until(
+    let first = crop_check::crop_similarity_until(
+        &a.hashed.small,
+        &b.hashed.small,
+        orientation,
+        MIN_ALIGNED_SIMILARITY,
+    );
+    if first.is_some_and(|s| s >= MIN_ALIGNED_SIMILARITY) {
+        return true;
+    }
+    if pair.views != hamming::WINDOW_VIEWS && u32::from(pair.distance) > CLOSER_LOOK_DISTANCE {
+        return false;
+    }
+    crop_check::closer_look(
         &a.hashed.small,
         &b.hashed.small,
         orientation,
         MIN_ALIGNED_SIMILARITY,
     )
-    .is_some_and(|s| s >= MIN_ALIGNED_SIMILARITY)
+    .is_some_and(|e| e.aligned >= MIN_ALIGNED_SIMILARITY || e.is_overlaid_copy())
 }
 
 /// Pairs of copies among pictures already hashed: candidates within
@@ -603,8 +628,24 @@ pub fn duplicate_pairs(
 ) -> (Vec<HashPair>, usize, SearchMethod) {
     let hashes: Vec<PictureHash> = pictures.iter().map(|p| p.hashed.hash).collect();
     let views = Views::from_hashes(&hashes);
-    let (candidates, method) =
+    let (mut candidates, method) =
         hamming::pairs_within(&views, effective_threshold(pictures.len(), threshold));
+    // Larger crops: one picture whole near a window of the other.
+    if pictures.len() <= hamming::WINDOWS_UP_TO
+        && threshold >= WINDOW_THRESHOLD
+        && pictures.iter().all(|p| p.hashed.windows.len() == phash::WINDOWS)
+    {
+        let windows: Vec<u64> = pictures
+            .iter()
+            .flat_map(|p| p.hashed.windows.iter().copied())
+            .collect();
+        let known: HashSet<(u32, u32)> = candidates.iter().map(|p| (p.a, p.b)).collect();
+        candidates.extend(
+            hamming::window_pairs(&views.full, &windows, WINDOW_THRESHOLD)
+                .into_iter()
+                .filter(|p| !known.contains(&(p.a, p.b))),
+        );
+    }
     let total = candidates.len();
     let verdicts: Vec<(bool, bool)> = candidates
         .par_iter()
@@ -730,6 +771,18 @@ pub struct ShowOptions {
     pub contact_sheets: bool,
     /// Sheets whose JPEG bytes come back as previews.
     pub max_previews: usize,
+}
+
+impl ShowOptions {
+    /// What `find_duplicates` shows: the 10 largest groups, each with its
+    /// contact sheet, and the first 4 sheets as previews.
+    pub fn tool_default() -> ShowOptions {
+        ShowOptions {
+            max_groups: Some(10),
+            contact_sheets: true,
+            max_previews: 4,
+        }
+    }
 }
 
 /// A duplicate search as a result shows it.

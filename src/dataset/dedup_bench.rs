@@ -1038,17 +1038,34 @@ pub fn run_bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Be
         ..DuplicateOptions::default()
     };
 
-    log("first search (nothing cached) …");
-    let (first, report) = measure("find_duplicates, first run", images, || {
+    // As the person runs it: the largest groups listed, each with its
+    // contact sheet, and previews of the first sheets (find_duplicates'
+    // defaults), from a workspace with no sheets yet.
+    let show = dedup::ShowOptions::tool_default();
+    let _ = std::fs::remove_dir_all(ws.work_dir().join("duplicates"));
+    log("first search (nothing cached), with contact sheets and previews …");
+    let (first, shown) = measure("duplicates + sheets, first run", images, || {
+        dedup::find_duplicates_shown(&img, &ws, &defaults, &show, &NoProgress)
+    });
+    let shown = shown.map_err(|e| e.to_string())?;
+    log("second search (unchanged folder) …");
+    let (second, again) = measure("duplicates + sheets, second run", images, || {
+        dedup::find_duplicates_shown(&img, &ws, &defaults, &show, &NoProgress)
+    });
+    let again = again.map_err(|e| e.to_string())?;
+    log(&format!(
+        "sheets drawn: {} in the first run, {} in the second; {} previews",
+        shown.sheets_drawn,
+        again.sheets_drawn,
+        again.previews.len()
+    ));
+    log("the whole report (every group), for scoring …");
+    let (every, report) = measure("duplicates, every group, no sheets", images, || {
         dedup::find_duplicates(&img, &ws, &defaults, &NoProgress)
     });
     let report = report.map_err(|e| e.to_string())?;
-    log("second search (cached) …");
-    let (second, _) = measure("find_duplicates, cached", images, || {
-        dedup::find_duplicates(&img, &ws, &defaults, &NoProgress)
-    });
     log("hashing only, JPEGs from block means, grey-only and full decoding …");
-    let mut phases = vec![first, second];
+    let mut phases = vec![first, second, every];
     let mut folder = None;
     for (name, mode) in [
         ("hashing, JPEG DC only", JpegDecode::DcOnly),

@@ -18,10 +18,6 @@ use crate::dataset::structure::{self, Concept, StructureOptions, StructureReport
 use crate::studio::paths;
 use crate::studio::project::TrainingType;
 
-/// Groups listed in a result (the largest; the others are counted), each
-/// with its contact sheet, and sheets put in the result as previews.
-const MAX_GROUPS: usize = 10;
-const MAX_PREVIEWS: usize = 4;
 
 /// Where to look for duplicates.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -164,10 +160,11 @@ impl AtegnatosServer {
             use_cache: true,
             ..DuplicateOptions::default()
         };
+        // The largest groups (the others counted), each with its contact
+        // sheet, and the first sheets as previews.
         let show = ShowOptions {
-            max_groups: Some(MAX_GROUPS),
             contact_sheets: args.contact_sheets.unwrap_or(true),
-            max_previews: MAX_PREVIEWS,
+            ..ShowOptions::tool_default()
         };
         let previews = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let previews_job = std::sync::Arc::clone(&previews);
