@@ -362,7 +362,7 @@ fn turned_window(outer: &[f32], side: usize, degrees: f32) -> Vec<f32> {
 /// Every window of `outer` tried against a whole picture: crops (scales
 /// [`SCALES`] per axis at [`OFFSETS`] positions, and the larger crops of
 /// `WIDE_SCALES`) and turns.
-fn every_window(outer: &[f32], side: usize, wide: bool, each: &mut dyn FnMut(&[f32])) {
+fn every_window(outer: &[f32], side: usize, wide: bool, each: &mut dyn FnMut(&[f32], bool)) {
     let mut axis: Vec<(f32, f32)> = windows();
     if wide {
         for &s in &WIDE_SCALES {
@@ -388,13 +388,18 @@ fn every_window(outer: &[f32], side: usize, wide: bool, each: &mut dyn FnMut(&[f
                     window[y * side + x] = t + (b - t) * w;
                 }
             }
-            each(&window);
+            each(&window, false);
         }
     }
     for &deg in &TURNS {
-        each(&turned_window(outer, side, deg));
+        each(&turned_window(outer, side, deg), true);
     }
 }
+
+/// How much better than [`super::dedup::MIN_ALIGNED_SIMILARITY`] a turned
+/// alignment must match: turned copies of the labelled set scored 0.986 and
+/// more (`edit_profile_print`).
+const TURN_MARGIN: f32 = 0.02;
 
 /// Larger crops looked for by [`copy_evidence`] (share of the side kept).
 const WIDE_SCALES: [f32; 3] = [0.8, 0.75, 0.7];
@@ -537,7 +542,7 @@ pub fn closer_look(a: &[u8], b: &[u8], orientation: Orientation, enough: f32) ->
         let mut coarse = f32::MIN;
         for (outer, inner) in [(&coarse_a, &coarse_b), (&coarse_b, &coarse_a)] {
             if let Some(inner) = Inner::new(inner) {
-                every_window(outer, SMALL_SIDE / 2, true, &mut |w| {
+                every_window(outer, SMALL_SIDE / 2, true, &mut |w, _| {
                     coarse = coarse.max(inner.ncc(w));
                 });
             }
@@ -551,8 +556,10 @@ pub fn closer_look(a: &[u8], b: &[u8], orientation: Orientation, enough: f32) ->
                 continue;
             };
             let mut top: Vec<(f32, Vec<f32>)> = Vec::new();
-            every_window(outer, SMALL_SIDE, true, &mut |w| {
-                let r = inner_n.ncc(w);
+            every_window(outer, SMALL_SIDE, true, &mut |w, turned| {
+                // A turn must match better than a crop: more ways to align
+                // are more chances for another picture to look alike.
+                let r = inner_n.ncc(w) - if turned { TURN_MARGIN } else { 0.0 };
                 if top.len() < 3 || r > top[top.len() - 1].0 {
                     top.push((r, w.to_vec()));
                     top.sort_by(|x, y| y.0.total_cmp(&x.0));
@@ -566,8 +573,7 @@ pub fn closer_look(a: &[u8], b: &[u8], orientation: Orientation, enough: f32) ->
                 return Some(best);
             }
             for (r, w) in &top {
-                let (trimmed, differing, patches, near_edge) =
-                    trimmed_look(w, inner, SMALL_SIDE);
+                let (trimmed, differing, patches, near_edge) = trimmed_look(w, inner, SMALL_SIDE);
                 let e = Evidence {
                     aligned: best.aligned.max(*r),
                     trimmed,
@@ -613,7 +619,7 @@ pub fn copy_evidence(a: &[u8], b: &[u8], orientation: Orientation, wide: bool) -
                 continue;
             };
             let mut top: Vec<(f32, Vec<f32>)> = Vec::new();
-            every_window(outer, SMALL_SIDE, wide, &mut |w| {
+            every_window(outer, SMALL_SIDE, wide, &mut |w, _| {
                 let r = inner_n.ncc(w);
                 if top.len() < 3 || r > top[top.len() - 1].0 {
                     top.push((r, w.to_vec()));
@@ -668,5 +674,41 @@ mod tests {
         let s = crop_similarity(&small(&img), &small(&other), true).unwrap();
         assert!(s < 0.8, "other picture similarity {s}");
         assert_eq!(crop_similarity(&[], &small(&img), true), None);
+    }
+
+    #[test]
+    fn the_closer_look_sees_turns_large_crops_and_overlays_but_not_a_new_subject() {
+        use crate::dataset::dedup_bench::{
+            draw_logo, draw_shapes, noise_background, rotate_and_fill,
+        };
+        use crate::dataset::synth::Rng;
+        let base = base_picture(21, 320);
+        let img = DynamicImage::ImageRgb8(base.clone());
+        let look = |other: &DynamicImage| {
+            closer_look(&small(&img), &small(other), Orientation::AsIs, 0.95).unwrap()
+        };
+        let turned = DynamicImage::ImageRgb8(rotate_and_fill(&base, 4.0));
+        assert!(look(&turned).aligned >= 0.95, "{:?}", look(&turned));
+        let crop = img.crop_imm(80, 10, 230, 250);
+        assert!(look(&crop).aligned >= 0.95, "{:?}", look(&crop));
+        let mut logo = base.clone();
+        draw_logo(&mut Rng::new(2), &mut logo);
+        let e = look(&DynamicImage::ImageRgb8(logo));
+        assert!(e.aligned >= 0.95 || e.is_overlaid_copy(), "{e:?}");
+        // The same background with other shapes on it is another picture.
+        let mut rng = Rng::new(77);
+        let background = noise_background(&mut rng, 320);
+        let mut one = background.clone();
+        draw_shapes(&mut rng, &mut one, 5);
+        let mut two = background;
+        draw_shapes(&mut rng, &mut two, 5);
+        let e = closer_look(
+            &small(&DynamicImage::ImageRgb8(one)),
+            &small(&DynamicImage::ImageRgb8(two)),
+            Orientation::AsIs,
+            0.95,
+        )
+        .unwrap();
+        assert!(e.aligned < 0.95 && !e.is_overlaid_copy(), "{e:?}");
     }
 }

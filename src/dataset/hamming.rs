@@ -709,6 +709,50 @@ pub fn synthetic_views(n: usize, seed: u64) -> Views {
 mod tests {
     use super::*;
 
+    #[test]
+    fn window_pairs_find_a_picture_near_a_window_of_another() {
+        use crate::dataset::phash::WINDOWS;
+        let mut rng = crate::dataset::synth::Rng::new(9);
+        let n = 40;
+        let full: Vec<u64> = (0..n).map(|_| rng.next_u64()).collect();
+        let mut windows: Vec<u64> = (0..n * WINDOWS).map(|_| rng.next_u64()).collect();
+        // Picture 3's window 17 is picture 30 whole, 5 bits off; picture
+        // 21's window 0 is picture 2 whole, 13 bits off (too far).
+        windows[3 * WINDOWS + 17] = full[30] ^ 0b11111;
+        windows[21 * WINDOWS] = full[2] ^ ((1 << 13) - 1);
+        let pairs = window_pairs(&full, &windows, 12);
+        let plain: Vec<(u32, u32, u8)> = {
+            let mut out = std::collections::BTreeMap::new();
+            for i in 0..n {
+                for j in 0..n {
+                    if i == j {
+                        continue;
+                    }
+                    let d = windows[i * WINDOWS..(i + 1) * WINDOWS]
+                        .iter()
+                        .map(|w| (w ^ full[j]).count_ones())
+                        .min()
+                        .unwrap();
+                    if d <= 12 {
+                        let key = (i.min(j) as u32, i.max(j) as u32);
+                        let e = out.entry(key).or_insert(d as u8);
+                        *e = (*e).min(d as u8);
+                    }
+                }
+            }
+            out.into_iter().map(|((a, b), d)| (a, b, d)).collect()
+        };
+        let got: Vec<(u32, u32, u8)> = pairs.iter().map(|p| (p.a, p.b, p.distance)).collect();
+        assert_eq!(got, plain);
+        assert!(got.contains(&(3, 30, 5)), "{got:?}");
+        assert!(!got.iter().any(|p| (p.0, p.1) == (2, 21)), "{got:?}");
+        assert!(pairs.iter().all(|p| p.cropped() && !p.mirrored()));
+        assert!(
+            window_pairs(&full, &windows[1..], 12).is_empty(),
+            "a short list is refused"
+        );
+    }
+
     fn naive(v: &Views, t: u32) -> Vec<HashPair> {
         let mut out = Vec::new();
         for i in 0..v.len() {

@@ -301,7 +301,8 @@ mod tests {
             height: 20,
             format: "png".into(),
             small: String::new(),
-            windows: String::new(),
+            windows: base64::engine::general_purpose::STANDARD_NO_PAD
+                .encode([t.to_le_bytes(), size.to_le_bytes()].concat()),
         }
     }
 
@@ -317,6 +318,11 @@ mod tests {
         let mut cache = HashCache::load(dir.path());
         assert_eq!(cache.len(), 2);
         assert!(cache.get("pics/a.png", 100, 5).is_some());
+        assert_eq!(
+            cache.get("pics/a.png", 100, 5).unwrap().hashed().windows,
+            vec![5, 100],
+            "window hashes come back"
+        );
         assert!(cache.get("pics/a.png", 101, 5).is_none(), "size changed");
         assert!(cache.get("pics/a.png", 100, 6).is_none(), "time changed");
         assert_eq!(cache.get_by_content(&hex("c2")).unwrap().size, 200);

@@ -289,7 +289,11 @@ pub fn window_hashes(thumb: &Thumbnail) -> Vec<u64> {
         for (y, coefs) in out.iter_mut().enumerate() {
             let line = &thumb[y * THUMB_SIDE..(y + 1) * THUMB_SIDE];
             for (u, c) in coefs.iter_mut().enumerate() {
-                *c = line.iter().zip(basis[wx][u].iter()).map(|(p, b)| p * b).sum();
+                *c = line
+                    .iter()
+                    .zip(basis[wx][u].iter())
+                    .map(|(p, b)| p * b)
+                    .sum();
             }
         }
     }
@@ -1349,6 +1353,83 @@ fn hash_jpeg_grey(bytes: &[u8]) -> Option<HashedFile> {
 mod tests {
     use super::*;
     use crate::dataset::synth;
+
+    #[test]
+    fn window_hashes_are_the_hashes_of_the_windows() {
+        let thumbs = thumbnails_of(&picture(11));
+        let windows = window_hashes(&thumbs.full);
+        assert_eq!(windows.len(), WINDOWS);
+        for (k, &w) in windows.iter().enumerate() {
+            let axis = |a: usize| {
+                let scale = WINDOW_SCALES[a / WINDOW_PLACES];
+                let offset =
+                    (1.0 - scale) * (a % WINDOW_PLACES) as f32 / (WINDOW_PLACES - 1) as f32;
+                (offset, scale)
+            };
+            let ((x, w_), (y, h)) = (axis(k % AXIS_WINDOWS), axis(k / AXIS_WINDOWS));
+            let direct = window_hash(&thumbs.full, x, y, w_, h);
+            assert!((w ^ direct).count_ones() <= 2, "window {k}");
+        }
+    }
+
+    #[test]
+    fn a_heavily_cropped_copy_lands_near_a_window_of_its_original() {
+        for seed in [3u64, 4, 5] {
+            let img = DynamicImage::ImageRgb8(crate::dataset::dedup_bench::base_picture(seed, 400));
+            let whole = hash_image(&img);
+            // 25 % off the width and 20 % off the height, off centre.
+            let crop = img.crop_imm(70, 20, 300, 320);
+            let cropped = hash_image(&crop);
+            let windows = window_hashes(&thumbnails_of(&img).full);
+            let nearest = windows
+                .iter()
+                .map(|w| (w ^ cropped.hash).count_ones())
+                .min()
+                .unwrap();
+            assert!(nearest <= 12, "seed {seed}: {nearest} bits");
+            assert!(
+                whole.distance(&cropped) > 12,
+                "seed {seed}: the whole views miss it"
+            );
+        }
+    }
+
+    #[test]
+    fn colour_thumbnails_come_from_every_fast_path() {
+        use crate::dataset::dedup_bench::{base_picture, encode};
+        let img = DynamicImage::ImageRgb8(base_picture(8, 320));
+        let reference = ColourThumb::of_image(&img);
+        assert_eq!((reference.width, reference.height), (64, 64));
+        for format in [ImageFormat::Png, ImageFormat::WebP, ImageFormat::Jpeg] {
+            let bytes = encode(&img, format, 95).unwrap();
+            let kept = hash_file_bytes_keeping(&bytes, JpegDecode::DcOnly, true)
+                .unwrap()
+                .colour
+                .unwrap_or_else(|| panic!("{format:?}: no thumbnail"));
+            assert_eq!((kept.width, kept.height), (64, 64));
+            let mean_diff = kept
+                .rgb
+                .iter()
+                .zip(&reference.rgb)
+                .map(|(a, b)| (i32::from(*a) - i32::from(*b)).abs())
+                .sum::<i32>() as f32
+                / kept.rgb.len() as f32;
+            // Lossless formats give the same pixels; the JPEG's block means
+            // are a little softer.
+            assert!(mean_diff < 6.0, "{format:?}: {mean_diff}");
+            assert!(
+                hash_file_bytes(&bytes, JpegDecode::DcOnly)
+                    .unwrap()
+                    .colour
+                    .is_none(),
+                "only kept when asked for"
+            );
+        }
+        // A wide picture keeps its shape.
+        let wide = DynamicImage::ImageRgb8(synth::smooth_picture(1, 300, 100));
+        let t = ColourThumb::of_image(&wide);
+        assert_eq!((t.width, t.height, t.rgb.len()), (64, 21, 64 * 21 * 3));
+    }
 
     fn picture(seed: u64) -> DynamicImage {
         DynamicImage::ImageRgb8(synth::smooth_picture(seed, 300, 200))

@@ -18,7 +18,6 @@ use crate::dataset::structure::{self, Concept, StructureOptions, StructureReport
 use crate::studio::paths;
 use crate::studio::project::TrainingType;
 
-
 /// Where to look for duplicates.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct FindDuplicatesArgs {
