@@ -159,6 +159,9 @@ fn is_sheet_name(name: &str) -> bool {
         .is_some_and(|(_, key)| key.len() == 16 && key.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// A sheet, and its bytes when it is one of the previews.
+type SheetAndPreview = (Sheet, Option<Vec<u8>>);
+
 /// One group's sheet, as written or found.
 #[derive(Debug, Clone)]
 pub struct Sheet {
@@ -198,7 +201,7 @@ pub fn write_sheets(groups: &[Vec<SheetMember>], folder: &Path, max_previews: us
         ));
         return out;
     }
-    let made: Vec<Result<(Sheet, Option<Vec<u8>>), String>> = groups
+    let made: Vec<Result<SheetAndPreview, String>> = groups
         .par_iter()
         .enumerate()
         .map(|(i, members)| {

@@ -332,7 +332,7 @@ pub fn draw_logo(rng: &mut Rng, img: &mut RgbImage) {
     let side = i64::from(w.min(h) * (12 + rng.below(9)) / 100).max(4);
     let margin = i64::from(w.min(h) * 3 / 100);
     let corner = rng.below(4);
-    let x0 = if corner % 2 == 0 {
+    let x0 = if corner.is_multiple_of(2) {
         margin
     } else {
         i64::from(w) - margin - side

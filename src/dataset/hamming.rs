@@ -724,13 +724,13 @@ mod tests {
         let plain: Vec<(u32, u32, u8)> = {
             let mut out = std::collections::BTreeMap::new();
             for i in 0..n {
-                for j in 0..n {
+                for (j, &whole) in full.iter().enumerate() {
                     if i == j {
                         continue;
                     }
                     let d = windows[i * WINDOWS..(i + 1) * WINDOWS]
                         .iter()
-                        .map(|w| (w ^ full[j]).count_ones())
+                        .map(|w| (w ^ whole).count_ones())
                         .min()
                         .unwrap();
                     if d <= 12 {

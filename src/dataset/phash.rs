@@ -262,14 +262,14 @@ static WINDOW_BASIS: LazyLock<[[[f32; THUMB_SIDE]; KEPT]; AXIS_WINDOWS]> = LazyL
         let scale = WINDOW_SCALES[w / WINDOW_PLACES];
         let offset = (1.0 - scale) * (w % WINDOW_PLACES) as f32 / (WINDOW_PLACES - 1) as f32;
         let mut basis = [[0f32; THUMB_SIDE]; KEPT];
-        for i in 0..THUMB_SIDE {
-            let p = ((offset + scale * (i as f32 + 0.5) / n) * n - 0.5).clamp(0.0, n - 1.0);
-            let lo = p as usize;
-            let hi = (lo + 1).min(THUMB_SIDE - 1);
-            let t = p - lo as f32;
-            for (k, row) in basis.iter_mut().enumerate() {
-                row[lo] += cos[k][i] * (1.0 - t);
-                row[hi] += cos[k][i] * t;
+        for (row, cos_k) in basis.iter_mut().zip(cos.iter()) {
+            for (i, &c) in cos_k.iter().enumerate() {
+                let p = ((offset + scale * (i as f32 + 0.5) / n) * n - 0.5).clamp(0.0, n - 1.0);
+                let lo = p as usize;
+                let hi = (lo + 1).min(THUMB_SIDE - 1);
+                let t = p - lo as f32;
+                row[lo] += c * (1.0 - t);
+                row[hi] += c * t;
             }
         }
         basis
@@ -926,8 +926,8 @@ impl ColourSums {
             let tx = x * self.thumb_width / self.width;
             let px = source.pixel(row, x);
             let cell = base + tx;
-            for c in 0..3 {
-                self.sums[3 * cell + c] += u32::from(px[c]);
+            for (sum, &v) in self.sums[3 * cell..3 * cell + 3].iter_mut().zip(&px) {
+                *sum += u32::from(v);
             }
             self.counts[cell] += 1;
             x += self.step;
