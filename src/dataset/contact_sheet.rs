@@ -34,10 +34,10 @@ const PER_ROW: usize = 6;
 /// Frame width around each tile.
 const FRAME: u32 = 3;
 /// JPEG quality of the sheets: small enough for a tool result (a sheet of
-/// six is about 8 KB).
+/// six is about 6 KB).
 const QUALITY: u8 = 80;
 /// Changes when sheets are drawn differently, so old ones are not reused.
-const LAYOUT: &str = "sheet/tile64/frame3/q80/1";
+const LAYOUT: &str = "sheet/tile48/frame3/q80/1";
 const KEEPER: Rgb<u8> = Rgb([46, 160, 67]);
 const OTHER: Rgb<u8> = Rgb([230, 126, 34]);
 const BACKGROUND: Rgb<u8> = Rgb([32, 32, 32]);

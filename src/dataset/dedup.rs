@@ -188,9 +188,9 @@ pub fn save_cache(cache: &mut HashCache) -> Option<String> {
 }
 
 /// Most memory the colour thumbnails kept for contact sheets may take in
-/// one search: about 5,000 pictures' worth. Pictures past it keep none;
+/// one search: about 4,500 pictures' worth. Pictures past it keep none;
 /// the few of them a result shows are decoded again for their sheet.
-pub const COLOUR_BUDGET_BYTES: usize = 64 << 20;
+pub const COLOUR_BUDGET_BYTES: usize = 30 << 20;
 
 /// Hashes every picture under `dir` (decoding only those `cache` does not
 /// know), in parallel, reporting progress per picture, and updates `cache`
@@ -678,17 +678,31 @@ pub fn duplicate_pairs(
     }
     // The closer look costs a hundred first looks: it is spent only on
     // pairs not already in one group through confirmed pairs (grouping
-    // cannot change), closest first, a batch at a time.
-    let mut closer: Vec<usize> = (0..candidates.len())
+    // cannot change), closest first, a batch at a time, and one pair per
+    // two groups in a batch (a heavily cropped copy is a window pair of
+    // every other copy of its picture: one confirmed look joins them all).
+    let mut pending: Vec<usize> = (0..candidates.len())
         .filter(|&i| verdicts[i].is_none())
         .collect();
-    closer.sort_by_key(|&i| (candidates[i].distance, i));
-    for batch in closer.chunks(CLOSER_LOOK_BATCH) {
-        let todo: Vec<usize> = batch
-            .iter()
-            .copied()
-            .filter(|&i| !joined.same(candidates[i].a as usize, candidates[i].b as usize))
-            .collect();
+    pending.sort_by_key(|&i| (candidates[i].distance, i));
+    while !pending.is_empty() {
+        let mut todo = Vec::new();
+        let mut later = Vec::new();
+        let mut between = HashSet::new();
+        for &i in &pending {
+            let (ra, rb) = (
+                joined.root(candidates[i].a as usize),
+                joined.root(candidates[i].b as usize),
+            );
+            if ra == rb {
+                continue;
+            }
+            if todo.len() < CLOSER_LOOK_BATCH && between.insert((ra.min(rb), ra.max(rb))) {
+                todo.push(i);
+            } else {
+                later.push(i);
+            }
+        }
         let looked: Vec<bool> = todo
             .par_iter()
             .map(|&i| {
@@ -702,6 +716,7 @@ pub fn duplicate_pairs(
                 joined.join(candidates[i].a as usize, candidates[i].b as usize);
             }
         }
+        pending = later;
     }
     let mut pairs = Vec::new();
     let mut rejected = 0;
@@ -751,10 +766,6 @@ impl UnionFind {
         if ra != rb {
             self.0[ra.max(rb)] = ra.min(rb);
         }
-    }
-
-    fn same(&mut self, a: usize, b: usize) -> bool {
-        self.root(a) == self.root(b)
     }
 }
 

@@ -776,8 +776,8 @@ impl HashedFile {
 }
 
 /// Longest side of the colour thumbnails kept for contact sheets, in
-/// pixels: 12 KB a picture at most, enough to tell copies apart on a sheet.
-pub const COLOUR_SIDE: u32 = 64;
+/// pixels: 7 KB a picture at most, enough to tell copies apart on a sheet.
+pub const COLOUR_SIDE: u32 = 48;
 
 /// A small colour picture (longest side [`COLOUR_SIDE`]), made while the
 /// picture is decoded for its hash, so that a contact sheet needs no second
@@ -881,30 +881,37 @@ impl<'a> RgbSource<'a> {
 /// pixels a side whatever the picture's size (the cost stays a few
 /// thousand pixels a picture).
 struct ColourSums {
-    width: usize,
     height: usize,
     thumb_width: usize,
     thumb_height: usize,
     step: usize,
     sums: Vec<u32>,
     counts: Vec<u32>,
+    /// Thumbnail column of each sampled picture column.
+    columns: Vec<u32>,
 }
 
 impl ColourSums {
     fn new(width: usize, height: usize) -> ColourSums {
         let (tw, th) = ColourThumb::size_for(width as u32, height as u32);
         let (tw, th) = (tw as usize, th as usize);
-        // About three samples across each cell.
+        // About two samples across each cell: a sheet needs no more, and
+        // the cost stays a few thousand pixels a picture.
         let cell = (width / tw.max(1)).min(height / th.max(1));
-        let step = (cell / 3).max(1);
+        let step = (cell / 2).max(1);
+        let columns = (0..width)
+            .skip(step / 2)
+            .step_by(step)
+            .map(|x| (x * tw / width) as u32)
+            .collect();
         ColourSums {
-            width,
             height,
             thumb_width: tw,
             thumb_height: th,
             step,
             sums: vec![0; tw * th * 3],
             counts: vec![0; tw * th],
+            columns,
         }
     }
 
@@ -921,16 +928,14 @@ impl ColourSums {
         }
         let ty = y * self.thumb_height / self.height;
         let base = ty * self.thumb_width;
-        let mut x = self.step / 2;
-        while x < self.width {
-            let tx = x * self.thumb_width / self.width;
+        for (k, &tx) in self.columns.iter().enumerate() {
+            let x = self.step / 2 + k * self.step;
             let px = source.pixel(row, x);
-            let cell = base + tx;
+            let cell = base + tx as usize;
             for (sum, &v) in self.sums[3 * cell..3 * cell + 3].iter_mut().zip(&px) {
                 *sum += u32::from(v);
             }
             self.counts[cell] += 1;
-            x += self.step;
         }
     }
 
@@ -1399,14 +1404,17 @@ mod tests {
         use crate::dataset::dedup_bench::{base_picture, encode};
         let img = DynamicImage::ImageRgb8(base_picture(8, 320));
         let reference = ColourThumb::of_image(&img);
-        assert_eq!((reference.width, reference.height), (64, 64));
+        assert_eq!(
+            (reference.width, reference.height),
+            (COLOUR_SIDE, COLOUR_SIDE)
+        );
         for format in [ImageFormat::Png, ImageFormat::WebP, ImageFormat::Jpeg] {
             let bytes = encode(&img, format, 95).unwrap();
             let kept = hash_file_bytes_keeping(&bytes, JpegDecode::DcOnly, true)
                 .unwrap()
                 .colour
                 .unwrap_or_else(|| panic!("{format:?}: no thumbnail"));
-            assert_eq!((kept.width, kept.height), (64, 64));
+            assert_eq!((kept.width, kept.height), (COLOUR_SIDE, COLOUR_SIDE));
             let mean_diff = kept
                 .rgb
                 .iter()
@@ -1428,7 +1436,7 @@ mod tests {
         // A wide picture keeps its shape.
         let wide = DynamicImage::ImageRgb8(synth::smooth_picture(1, 300, 100));
         let t = ColourThumb::of_image(&wide);
-        assert_eq!((t.width, t.height, t.rgb.len()), (64, 21, 64 * 21 * 3));
+        assert_eq!((t.width, t.height, t.rgb.len()), (48, 16, 48 * 16 * 3));
     }
 
     fn picture(seed: u64) -> DynamicImage {
