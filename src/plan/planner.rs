@@ -79,7 +79,6 @@ pub struct PlanOverrides {
     /// LoRA alpha (default: half the rank on SD1.5/SDXL, the rank on Flux/SD3.5).
     #[serde(default)]
     pub alpha: Option<f32>,
-    /// `AdamW`, `AdamW8bit`, `Prodigy`, `Lion`, `Lion8bit` or `Adafactor`.
     #[serde(default)]
     pub optimizer: Option<Optimizer>,
     /// Learning rate (default: the optimizer's usual one; Prodigy 1.0).
@@ -97,7 +96,6 @@ pub struct PlanOverrides {
     /// Training height, for non-square.
     #[serde(default)]
     pub height: Option<u32>,
-    /// `attention` or `all_linear`.
     #[serde(default)]
     pub lora_targets: Option<LoraCoverage>,
     /// LoRA weights in bf16 (kohya full_bf16).

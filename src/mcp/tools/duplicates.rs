@@ -32,7 +32,7 @@ pub struct FindDuplicatesArgs {
     /// Contact sheets and previews (default true).
     #[serde(default)]
     pub contact_sheets: Option<bool>,
-    /// Seconds to wait before returning a job id (default 30, max 240).
+    /// Seconds before answering with a job id (default 30).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
 }
@@ -75,7 +75,7 @@ pub struct CurateArgs {
     /// Caption extension (default `txt`).
     #[serde(default)]
     pub caption_extension: Option<String>,
-    /// Seconds to wait before returning a job id (default 30, max 240).
+    /// Seconds before answering with a job id (default 30).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
 }
