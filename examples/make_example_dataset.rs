@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use ategnatos::dataset::synth;
+use thumbs::synth;
 
 /// Quality 70 keeps the committed example small.
 fn jpeg(pic: &image::DynamicImage) -> Result<Vec<u8>, image::ImageError> {

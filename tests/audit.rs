@@ -419,3 +419,36 @@ fn the_largest_picture_is_the_one_with_most_pixels_and_both_extremes_are_named()
         (520, 400, "set/small.png")
     );
 }
+
+/// The tool and the command pass the trigger word as typed; spaces around it
+/// are never meant, so the audit itself ignores them (before, the tool
+/// trimmed and the command did not, and flagged every caption).
+#[test]
+fn a_trigger_word_typed_with_spaces_finds_the_same_captions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let dir = common::problem_zoo(&root);
+    let with = |trigger: &str| {
+        let options = AuditOptions {
+            trigger_word: Some(trigger.into()),
+            include_all_files: true,
+            ..AuditOptions::default()
+        };
+        let r = audit(&dir, &root, &options);
+        let mut missing: Vec<String> = r
+            .files
+            .iter()
+            .filter(|f| {
+                f.findings
+                    .iter()
+                    .any(|x| x.kind == FindingKind::MissingTrigger)
+            })
+            .map(|f| f.path.clone())
+            .collect();
+        missing.sort();
+        missing
+    };
+    let plain = with(common::TRIGGER);
+    assert!(!plain.is_empty(), "the zoo has an untriggered caption");
+    assert_eq!(with(&format!("  {}\t", common::TRIGGER)), plain);
+}

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use ategnatos::dataset::dedup_bench::{SetSpec, write_labelled_set};
+use ategnatos::bench::duplicates::{SetSpec, write_labelled_set};
 use common::client::text;
 use serde_json::{Value, json};
 

@@ -10,6 +10,7 @@ use ategnatos::plan::catalog;
 use ategnatos::studio::paths;
 
 use super::{CliError, open_workspace, print_json, progress::Bar, shell_path};
+use ategnatos::studio::Hint;
 
 #[derive(clap::Args)]
 pub struct AuditCmd {

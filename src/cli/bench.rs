@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use ategnatos::dataset::{self, AuditOptions, dedup_bench, synth};
+use ategnatos::bench::duplicates as dedup_bench;
+use ategnatos::dataset::{self, AuditOptions};
 use ategnatos::studio::NoProgress;
 use rayon::prelude::*;
+use thumbs::synth;
 
 use super::CliError;
 
@@ -85,8 +87,8 @@ enum JpegMode {
 }
 
 impl JpegMode {
-    fn decode(self) -> dataset::phash::JpegDecode {
-        use dataset::phash::JpegDecode;
+    fn decode(self) -> ategnatos::likeness::phash::JpegDecode {
+        use ategnatos::likeness::phash::JpegDecode;
         match self {
             JpegMode::Dc => JpegDecode::DcOnly,
             JpegMode::Grey => JpegDecode::GreyOnly,
@@ -187,7 +189,7 @@ fn generate(n: usize, dir: &Path) -> Result<PathBuf, CliError> {
 
 /// CPU seconds (user + system) this process has used.
 fn cpu_seconds() -> f64 {
-    ategnatos::dataset::dedup_bench::stat_cpu_seconds("/proc/self/stat")
+    dedup_bench::stat_cpu_seconds("/proc/self/stat")
 }
 
 /// Peak resident memory in MB since the last reset.

@@ -5,14 +5,15 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use ategnatos::dataset::curate::{self, CurateOptions, CurationReport};
-use ategnatos::dataset::dedup::{self, DuplicateOptions, DuplicateReport, ShowOptions};
-use ategnatos::dataset::quarantine;
 use ategnatos::dataset::structure::{self, Concept, StructureOptions};
+use ategnatos::likeness::curate::{self, CurateOptions, CurationReport};
+use ategnatos::likeness::dedup::{self, DuplicateOptions, DuplicateReport, ShowOptions};
+use ategnatos::likeness::quarantine;
 use ategnatos::studio::paths;
 use ategnatos::studio::project::TrainingType;
 
 use super::{CliError, open_workspace, print_json, progress::Bar, shell_path};
+use ategnatos::studio::Hint;
 
 #[derive(clap::Args)]
 pub struct DuplicatesCmd {
@@ -64,7 +65,7 @@ pub struct CurateCmd {
     #[arg(long)]
     target: Option<usize>,
     /// style, character or object: default target size and regularisation advice.
-    #[arg(long = "type", value_parser = parse_type)]
+    #[arg(long = "type", value_parser = <TrainingType as std::str::FromStr>::from_str)]
     training_type: Option<TrainingType>,
     /// Largest difference (bits of 64) for look-alikes.
     #[arg(long, default_value_t = curate::DEFAULT_SIMILAR_THRESHOLD)]
@@ -95,17 +96,6 @@ pub struct StructureCmd {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
-}
-
-fn parse_type(s: &str) -> Result<TrainingType, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "style" => Ok(TrainingType::Style),
-        "character" => Ok(TrainingType::Character),
-        "object" => Ok(TrainingType::Object),
-        other => Err(format!(
-            "`{other}` is not a training type: use style, character or object"
-        )),
-    }
 }
 
 fn existing(root: &Path, p: &Path) -> Result<PathBuf, CliError> {

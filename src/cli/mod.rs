@@ -24,6 +24,7 @@ pub mod serve;
 
 use std::io::Write;
 
+use ategnatos::studio::Hint;
 use ategnatos::studio::Workspace;
 
 /// Writes a report to standard output. `println!` panics when the reader

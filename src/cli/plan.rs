@@ -10,6 +10,7 @@ use ategnatos::plan::training::{Backend, BaseWeights, LoraCoverage, Optimizer, P
 use ategnatos::plan::vram::Phase;
 
 use super::{CliError, open_workspace, print_json};
+use ategnatos::studio::Hint;
 
 fn parse_preset(s: &str) -> Result<Preset, String> {
     match s.to_ascii_lowercase().as_str() {

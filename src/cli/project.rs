@@ -10,6 +10,7 @@ use ategnatos::gates::status;
 use ategnatos::studio::project::{self, TrainingType};
 
 use super::{CliError, open_workspace, progress::Bar};
+use ategnatos::studio::Hint;
 
 #[derive(clap::Subcommand)]
 pub enum ProjectCmd {
@@ -17,7 +18,7 @@ pub enum ProjectCmd {
     Start {
         name: String,
         /// style, character or object.
-        #[arg(long = "type", value_parser = parse_type)]
+        #[arg(long = "type", value_parser = <TrainingType as std::str::FromStr>::from_str)]
         training_type: TrainingType,
         #[arg(long)]
         base_model: String,
@@ -69,17 +70,6 @@ pub enum CaptionsCmd {
         #[arg(long)]
         batch: Option<String>,
     },
-}
-
-fn parse_type(s: &str) -> Result<TrainingType, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "style" => Ok(TrainingType::Style),
-        "character" => Ok(TrainingType::Character),
-        "object" => Ok(TrainingType::Object),
-        other => Err(format!(
-            "`{other}` is not a training type: use style, character or object"
-        )),
-    }
 }
 
 pub fn run_project(root: &Path, cmd: ProjectCmd) -> Result<ExitCode, CliError> {

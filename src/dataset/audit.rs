@@ -20,6 +20,7 @@ use super::layout::{self, Layout, LayoutKind};
 use super::manifest;
 use super::walk::{self, FoundFile, WalkProblemKind};
 use crate::plan::{CaptionFormat, ModelSpec};
+use crate::studio::Hint;
 use crate::studio::Progress;
 
 /// Default limit for extreme aspect ratios (long side / short side).
@@ -451,8 +452,8 @@ pub enum AuditError {
     },
 }
 
-impl AuditError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for AuditError {
+    fn hint(&self) -> Option<String> {
         match self {
             AuditError::NotAFolder { .. } => {
                 Some("give the folder that holds the pictures, not a single file".into())
@@ -493,7 +494,14 @@ pub fn audit_dataset(
             .base_model
             .map(|m| m.name.to_string())
             .unwrap_or_default(),
-        trigger: options.trigger_word.clone().unwrap_or_default(),
+        // Spaces around a trigger word are never meant: both faces pass it
+        // as typed, the audit decides.
+        trigger: options
+            .trigger_word
+            .as_deref()
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_string(),
         min_side,
         min_side_reason,
         max_aspect: options.max_aspect_ratio,

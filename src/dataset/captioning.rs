@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::caption_rules;
 use super::intent::{IntentError, require_project};
 use crate::plan::catalog;
+use crate::studio::Hint;
 use crate::studio::project::Project;
 use crate::studio::{StudioError, Workspace, clock, write_atomic, write_json_atomic};
 
@@ -79,8 +80,8 @@ pub enum CaptionError {
     Empty,
 }
 
-impl CaptionError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for CaptionError {
+    fn hint(&self) -> Option<String> {
         match self {
             CaptionError::Project(e) => e.hint(),
             CaptionError::Studio(e) => e.hint(),

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::trigger::{TriggerCheck, TriggerError, check_trigger};
 use crate::plan::catalog::{self, CaptionFormat, UnknownModel};
+use crate::studio::Hint;
 use crate::studio::project::{self, Project, TrainingType};
 use crate::studio::{PathError, StudioError, Workspace};
 
@@ -41,8 +42,8 @@ pub enum IntentError {
     NoSuchProject { name: String },
 }
 
-impl IntentError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for IntentError {
+    fn hint(&self) -> Option<String> {
         match self {
             IntentError::Studio(e) => e.hint(),
             IntentError::Path(e) => e.hint(),

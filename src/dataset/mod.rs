@@ -8,40 +8,23 @@
 //! memory, into one [`audit::AuditReport`]. A file that cannot be read becomes a
 //! finding; it never stops the audit, and the audit never changes a file.
 //!
-//! Duplicates and curation: [`phash`] hashes what a picture looks like
-//! (JPEGs from their block means, [`jpeg_dc`]),
-//! [`hamming`] finds close hashes, [`crop_check`] confirms crops,
-//! [`hash_cache`] remembers hashes, [`dedup`] groups copies (and
-//! [`contact_sheet`] shows them), [`curate`]
-//! scores variety and picks subsets, [`quarantine`] sets files aside (and
-//! back), [`structure`] copies flat folders into kohya's layout, and
-//! [`dedup_bench`] measures it all on a labelled set.
+//! [`trigger`] checks trigger words against CLIP's vocabulary, [`intent`]
+//! keeps what the artist wants, [`caption_rules`] and [`captioning`] are the
+//! style-aware caption preview and writing, [`manifest`] fingerprints the
+//! folder, and [`structure`] copies flat folders into kohya's layout. Which
+//! pictures look alike is [`crate::likeness`]'s.
 
 pub mod audit;
 pub mod caption_rules;
 pub mod captioning;
 pub mod captions;
-pub mod contact_sheet;
-pub mod crop_check;
-pub mod curate;
-pub mod dedup;
-pub mod dedup_bench;
-pub mod hamming;
-pub mod hash_cache;
 pub mod inspect;
 pub mod intent;
-pub mod jpeg_dc;
 pub mod layout;
 pub mod manifest;
-pub mod phash;
-pub mod png_rows;
-pub mod quarantine;
 pub mod structure;
-pub mod synth;
 pub mod trigger;
 pub mod walk;
-pub mod webp_lossless;
-pub mod webp_luma;
 
 pub use audit::{AuditError, AuditOptions, AuditReport, audit_dataset};
 

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::captions::{self, CaptionStatus};
 use super::{manifest, walk};
+use crate::studio::Hint;
 use crate::studio::Workspace;
 
 /// The most repeats we write: beyond it the concept has far too few pictures.
@@ -127,9 +128,9 @@ fn list_with_reasons(pictures: &[(String, String)]) -> String {
     }
 }
 
-impl StructureError {
+impl Hint for StructureError {
     /// What the user can do about it.
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             StructureError::NoConcepts => "give at least one folder of pictures with a name".into(),
             StructureError::BadName { .. } => "use letters, digits, spaces, `-` or `_`, for example `ohwx style`".into(),
@@ -391,10 +392,11 @@ impl StructureReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::dedup_bench::{base_picture, encode};
+    use crate::bench::duplicates::encode;
     use crate::dataset::{AuditOptions, audit::Severity, audit_dataset};
     use crate::studio::NoProgress;
     use image::{DynamicImage, ImageFormat};
+    use thumbs::synth::base_picture;
 
     fn concept_folder(ws: &Workspace, name: &str, n: u64, captions: bool) -> PathBuf {
         let dir = ws.root().join(name);

@@ -16,6 +16,7 @@
 use serde::Serialize;
 
 use crate::clip_bpe::{self, Bpe, END_OF_WORD};
+use crate::studio::Hint;
 
 /// Triggers that are known to collide with something the base model knows.
 const KNOWN_COLLISIONS: &[(&str, &str)] = &[
@@ -76,8 +77,8 @@ pub enum TriggerError {
     Vocabulary(&'static str),
 }
 
-impl TriggerError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for TriggerError {
+    fn hint(&self) -> Option<String> {
         match self {
             TriggerError::Unusable { word, .. } => Some(suggestion_hint(word)),
             TriggerError::Vocabulary(_) => {

@@ -20,6 +20,7 @@ use super::model::LoraModel;
 use super::train::{TrainEvent, TrainOutcome, train};
 use super::weights::{Checkpoint, Component};
 use super::{CpuBackend, CpuTrainBackend, EngineError};
+use crate::studio::Hint;
 
 /// Exit codes of the engine process.
 pub const EXIT_OK: i32 = 0;

@@ -16,6 +16,8 @@
 //! [`lora_file`] writes and reads kohya LoRA files; [`config`] is the TOML
 //! the child process reads; [`bench`] times training steps.
 
+use crate::studio::Hint;
+
 pub mod bench;
 pub mod cache;
 pub mod cli;
@@ -87,9 +89,9 @@ pub enum EngineError {
     NoTokenizer { looked: Vec<PathBuf> },
 }
 
-impl EngineError {
+impl Hint for EngineError {
     /// What the user can do about it, in one sentence.
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         match self {
             EngineError::Read { .. } => Some("check that the path exists and is readable".into()),
             EngineError::BadConfig { .. } => Some(

@@ -16,6 +16,7 @@ use super::train::{LatentDataset, LatentSample, SplitMix64, train};
 use super::vae::AutoencoderKlEncoder;
 use super::weights::{Checkpoint, Component, Layout, load_component, named_tensors};
 use super::{EngineError, TestAutodiff, TestBackend};
+use crate::studio::Hint;
 
 type Named = Vec<(String, TensorData, String)>;
 

@@ -260,6 +260,7 @@ mod tests {
     use crate::gates::status::{GateState, project_status};
     use crate::plan::planner::{PlanOverrides, PlanRequest, plan_training};
     use crate::plan::training::{Backend, Preset, save_plan};
+    use crate::studio::Hint;
     use crate::studio::project::{TrainingType, new_project, save};
 
     fn studio() -> (tempfile::TempDir, Workspace) {

@@ -14,11 +14,12 @@ use serde::Serialize;
 
 use super::{Gate, GateFinding, GateRecord, GateStatus};
 use crate::dataset::audit::{FindingKind, Severity};
-use crate::dataset::curate::{CurateOptions, VarietyRating};
-use crate::dataset::dedup::{self, DuplicateOptions};
 use crate::dataset::intent::{IntentError, require_project};
 use crate::dataset::{AuditOptions, AuditReport};
+use crate::likeness::curate::{CurateOptions, VarietyRating};
+use crate::likeness::dedup::{self, DuplicateOptions};
 use crate::plan::catalog;
+use crate::studio::Hint;
 use crate::studio::project::{Project, TrainingType};
 use crate::studio::{Progress, StudioError, Workspace, write_atomic, write_json_atomic};
 
@@ -36,8 +37,8 @@ pub enum ProjectRulesError {
     },
 }
 
-impl ProjectRulesError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for ProjectRulesError {
+    fn hint(&self) -> Option<String> {
         match self {
             ProjectRulesError::Studio(e) => e.hint(),
             ProjectRulesError::Conflict { what, .. } => Some(format!(
@@ -137,11 +138,11 @@ pub enum Gate1Error {
     #[error(transparent)]
     Audit(#[from] crate::dataset::AuditError),
     #[error(transparent)]
-    Duplicates(#[from] crate::dataset::dedup::DedupError),
+    Duplicates(#[from] crate::likeness::dedup::DedupError),
 }
 
-impl Gate1Error {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for Gate1Error {
+    fn hint(&self) -> Option<String> {
         match self {
             Gate1Error::Project(e) => e.hint(),
             Gate1Error::Studio(e) => e.hint(),
@@ -514,7 +515,8 @@ pub fn run_gate1(
         caption_extension: project.caption_extension.clone(),
         ..CurateOptions::default()
     };
-    let curation = crate::dataset::curate::curate_dataset(&dataset, ws, &curate_options, progress)?;
+    let curation =
+        crate::likeness::curate::curate_dataset(&dataset, ws, &curate_options, progress)?;
     if curation.variety.rating == VarietyRating::Repetitive {
         let alike: Vec<&String> = curation.clusters.iter().flat_map(|c| &c.members).collect();
         warnings.push(GateFinding {

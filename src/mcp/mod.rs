@@ -165,9 +165,13 @@ impl ServerHandler for AtegnatosServer {
         _request: Option<PaginatedRequestParams>,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        Ok(ListResourcesResult::with_all_items(resources::list(
-            &self.shared,
-        )))
+        let shared = Arc::clone(&self.shared);
+        let listed = tokio::task::spawn_blocking(move || resources::list(&shared))
+            .await
+            .map_err(|e| {
+                McpError::internal_error(format!("listing resources crashed: {e}"), None)
+            })?;
+        Ok(ListResourcesResult::with_all_items(listed))
     }
 
     async fn list_resource_templates(
@@ -185,7 +189,13 @@ impl ServerHandler for AtegnatosServer {
         request: ReadResourceRequestParams,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        resources::read(&self.shared, &request.uri).map(Into::into)
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || resources::read(&shared, &request.uri))
+            .await
+            .map_err(|e| {
+                McpError::internal_error(format!("reading the resource crashed: {e}"), None)
+            })?
+            .map(Into::into)
     }
 
     async fn subscribe(

@@ -4,6 +4,8 @@
 use rmcp::model::{CallToolResult, ContentBlock};
 use serde::Serialize;
 
+use crate::studio::Hint;
+
 /// A successful result: `value` as structured content, `summary` as the text.
 pub fn structured<T: Serialize>(value: &T, summary: String) -> CallToolResult {
     let value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
@@ -19,4 +21,9 @@ pub fn failure(message: impl std::fmt::Display, hint: Option<String>) -> CallToo
         None => format!("error: {message}"),
     };
     CallToolResult::error(vec![ContentBlock::text(text)])
+}
+
+/// A refusal from a domain error: its message, and what to do.
+pub fn refusal(e: &impl Hint) -> CallToolResult {
+    failure(e, e.hint())
 }

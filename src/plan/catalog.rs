@@ -5,6 +5,7 @@
 //! trainer script), the prediction type, and an [`Architecture`] with the
 //! parameter counts and memory constants the VRAM estimate uses.
 
+use crate::studio::Hint;
 use serde::{Deserialize, Serialize};
 
 /// How captions for a model are written.
@@ -357,8 +358,8 @@ pub struct UnknownModel {
     pub given: String,
 }
 
-impl UnknownModel {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for UnknownModel {
+    fn hint(&self) -> Option<String> {
         Some(format!("use one of: {}", known_ids().join(", ")))
     }
 }

@@ -127,6 +127,7 @@ const fn gpu(
     }
 }
 
+use crate::studio::Hint;
 use GpuClass::{Consumer, Datacenter, Workstation};
 use GpuGeneration::{Ada, Ampere, Blackwell, Hopper, Pascal, Turing, Volta};
 
@@ -337,8 +338,8 @@ pub enum GpuNameError {
     BadMemory { given: String },
 }
 
-impl GpuNameError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for GpuNameError {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             GpuNameError::Unknown {
                 closest, memory, ..

@@ -16,6 +16,7 @@ use super::training::{
 };
 use super::validate::{Rejection, validate};
 use super::vram::{Locked, ShrinkReport, VramEstimate, estimate_vram, shrink_to_fit};
+use crate::studio::Hint;
 use crate::studio::project::{self, Project};
 use crate::studio::{StudioError, Workspace};
 
@@ -40,8 +41,8 @@ pub enum PlanError {
     Studio(#[from] StudioError),
 }
 
-impl PlanError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for PlanError {
+    fn hint(&self) -> Option<String> {
         match self {
             PlanError::NoSuchProject { .. } => Some(
                 "start the project first (start_project), or check the name with list_projects"

@@ -10,6 +10,7 @@ use super::gpu::Gpu;
 use super::presets::safe_learning_rate;
 use super::training::{Backend, BaseWeights, LoraCoverage, Optimizer, Precision, TrainingPlan};
 use super::vram::{MAX_FLUX_BLOCKS_TO_SWAP, weights_word};
+use crate::studio::Hint;
 
 /// One reason a plan cannot be trained as it is.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]

@@ -19,6 +19,13 @@ pub use atomic::{write_atomic, write_json_atomic};
 pub use paths::PathError;
 pub use progress::{NoProgress, Progress};
 
+/// An error that says what the person can do about it: every refusal, in
+/// the tools and on the command line, is its message plus this hint.
+pub trait Hint: std::fmt::Display {
+    /// What to do, in one sentence; `None` when the message says it all.
+    fn hint(&self) -> Option<String>;
+}
+
 /// Errors from opening the workspace or touching its state.
 #[derive(Debug, thiserror::Error)]
 pub enum StudioError {
@@ -50,9 +57,9 @@ pub enum StudioError {
     Path(#[from] PathError),
 }
 
-impl StudioError {
+impl Hint for StudioError {
     /// What the user can do about it, in one sentence.
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         match self {
             StudioError::RootMissing { .. } => Some(
                 "create the folder first, or start Ategnatos with `--root` pointing at your studio folder".into(),

@@ -5,6 +5,7 @@
 //! longest part of it that exists is canonicalised, so a symlink that points
 //! out of the root is caught too.
 
+use crate::studio::Hint;
 use std::path::{Component, Path, PathBuf};
 
 /// A path that a tool may not use.
@@ -28,8 +29,8 @@ pub enum PathError {
     BrokenLink { path: String, link: PathBuf },
 }
 
-impl PathError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for PathError {
+    fn hint(&self) -> Option<String> {
         match self {
             PathError::Empty => Some("give a folder or file inside the workspace".into()),
             PathError::OutsideRoot { root, .. } | PathError::SymlinkEscape { root, .. } => {

@@ -18,6 +18,23 @@ pub enum TrainingType {
     Object,
 }
 
+impl std::str::FromStr for TrainingType {
+    type Err = String;
+
+    /// `style`, `character` or `object`, in any case; anything else is
+    /// refused with the three words.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "style" => Ok(TrainingType::Style),
+            "character" => Ok(TrainingType::Character),
+            "object" => Ok(TrainingType::Object),
+            other => Err(format!(
+                "`{other}` is not a training type: use style, character or object"
+            )),
+        }
+    }
+}
+
 impl TrainingType {
     /// How many pictures this kind of LoRA wants (inclusive).
     pub fn expected_images(self) -> (usize, usize) {

@@ -6,8 +6,8 @@ pub mod client;
 
 use std::path::{Path, PathBuf};
 
-use ategnatos::dataset::synth;
 use image::{DynamicImage, ImageFormat};
+use thumbs::synth;
 
 pub const TRIGGER: &str = "zkfox";
 

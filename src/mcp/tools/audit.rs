@@ -10,6 +10,7 @@ use super::super::jobs::{JobFailure, JobOutput};
 use super::super::{AtegnatosServer, reply};
 use crate::dataset::{self, AuditOptions};
 use crate::plan::catalog;
+use crate::studio::Hint;
 
 /// What to audit and against what.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -54,24 +55,19 @@ impl AtegnatosServer {
     fn audit_options(&self, args: &AuditDatasetArgs) -> Result<AuditOptions, CallToolResult> {
         let ws = &self.shared().workspace;
         let base_model = match &args.base_model {
-            Some(id) => Some(catalog::lookup(id).map_err(|e| reply::failure(&e, e.hint()))?),
+            Some(id) => Some(catalog::lookup(id).map_err(|e| reply::refusal(&e))?),
             None => None,
         };
         if let Some(project) = &args.project {
-            crate::studio::check_project_name(project).map_err(|e| reply::failure(&e, e.hint()))?;
+            crate::studio::check_project_name(project).map_err(|e| reply::refusal(&e))?;
         }
         let regularization_dir = match &args.regularization_dir {
             Some(p) => Some(
                 crate::studio::paths::resolve_existing(ws.root(), p)
-                    .map_err(|e| reply::failure(&e, e.hint()))?,
+                    .map_err(|e| reply::refusal(&e))?,
             ),
             None => None,
         };
-        let trigger_word = args
-            .trigger_word
-            .clone()
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty());
         let options = AuditOptions {
             base_model,
             min_short_side: args.min_short_side,
@@ -82,13 +78,11 @@ impl AtegnatosServer {
                 .caption_extension
                 .clone()
                 .unwrap_or_else(|| "txt".into()),
-            trigger_word,
+            trigger_word: args.trigger_word.clone(),
             regularization_dir,
             include_all_files: args.include_all_files.unwrap_or(false),
         };
-        options
-            .validate()
-            .map_err(|e| reply::failure(&e, e.hint()))?;
+        options.validate().map_err(|e| reply::refusal(&e))?;
         Ok(options)
     }
 }
@@ -112,7 +106,7 @@ impl AtegnatosServer {
         let ws = self.shared().workspace.clone();
         let dir = match crate::studio::paths::resolve_existing(ws.root(), &args.path) {
             Ok(d) => d,
-            Err(e) => return reply::failure(&e, e.hint()),
+            Err(e) => return reply::refusal(&e),
         };
         if !dir.is_dir() {
             return bad(
@@ -127,7 +121,7 @@ impl AtegnatosServer {
         if let Some(project) = &args.project
             && let Err(e) = crate::gates::dataset::apply_project_rules(&ws, project, &mut options)
         {
-            return reply::failure(&e, e.hint());
+            return reply::refusal(&e);
         }
         let project = args.project.clone();
         let (_job, result) = super::run_job(

@@ -72,7 +72,7 @@ where
 {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(reply::failure(&e, e.hint())),
+        Ok(Err(e)) => Err(reply::refusal(&e)),
         Err(e) => Err(reply::failure(format!("the tool crashed: {e}"), None)),
     }
 }

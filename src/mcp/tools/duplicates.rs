@@ -11,10 +11,11 @@ use serde::Deserialize;
 
 use super::super::jobs::{JobFailure, JobOutput, JobStatus};
 use super::super::{AtegnatosServer, reply};
-use crate::dataset::curate::{self, CurateOptions};
-use crate::dataset::dedup::{self, DuplicateOptions, ShowOptions};
-use crate::dataset::quarantine;
 use crate::dataset::structure::{self, Concept, StructureOptions};
+use crate::likeness::curate::{self, CurateOptions};
+use crate::likeness::dedup::{self, DuplicateOptions, ShowOptions};
+use crate::likeness::quarantine;
+use crate::studio::Hint;
 use crate::studio::paths;
 use crate::studio::project::TrainingType;
 
@@ -154,7 +155,7 @@ impl AtegnatosServer {
         let ws = self.shared().workspace.clone();
         let dir = match paths::resolve_existing(ws.root(), &args.path) {
             Ok(d) => d,
-            Err(e) => return reply::failure(&e, e.hint()),
+            Err(e) => return reply::refusal(&e),
         };
         let options = DuplicateOptions {
             threshold: args.threshold.unwrap_or(dedup::DEFAULT_THRESHOLD),
@@ -224,20 +225,16 @@ impl AtegnatosServer {
         for p in &args.paths {
             match paths::resolve_existing(ws.root(), p) {
                 Ok(path) => resolved.push(path),
-                Err(e) => return reply::failure(&e, e.hint()),
+                Err(e) => return reply::refusal(&e),
             }
         }
         let ext = caption_ext(&args.caption_extension);
         let reason = args.reason.clone();
-        let done = tokio::task::spawn_blocking(move || {
-            quarantine::quarantine_files(&ws, &resolved, &ext, reason.as_deref())
+        let work = move || quarantine::quarantine_files(&ws, &resolved, &ext, reason.as_deref());
+        super::answer("quarantine_files", work, |r| {
+            reply::structured(&r, r.plain_summary())
         })
-        .await;
-        match done {
-            Ok(Ok(r)) => reply::structured(&r, r.plain_summary()),
-            Ok(Err(e)) => reply::failure(&e, e.hint()),
-            Err(e) => reply::failure(format!("quarantine_files crashed: {e}"), None),
-        }
+        .await
     }
 
     #[tool(
@@ -254,15 +251,11 @@ impl AtegnatosServer {
         Parameters(args): Parameters<RestoreArgs>,
     ) -> CallToolResult {
         let ws = self.shared().workspace.clone();
-        let done = tokio::task::spawn_blocking(move || {
-            quarantine::restore_quarantine(&ws, args.id.as_deref())
+        let work = move || quarantine::restore_quarantine(&ws, args.id.as_deref());
+        super::answer("restore_quarantine", work, |r| {
+            reply::structured(&r, r.plain_summary())
         })
-        .await;
-        match done {
-            Ok(Ok(r)) => reply::structured(&r, r.plain_summary()),
-            Ok(Err(e)) => reply::failure(&e, e.hint()),
-            Err(e) => reply::failure(format!("restore_quarantine crashed: {e}"), None),
-        }
+        .await
     }
 
     #[tool(
@@ -282,7 +275,7 @@ impl AtegnatosServer {
         let ws = self.shared().workspace.clone();
         let dir = match paths::resolve_existing(ws.root(), &args.path) {
             Ok(d) => d,
-            Err(e) => return reply::failure(&e, e.hint()),
+            Err(e) => return reply::refusal(&e),
         };
         let options = CurateOptions {
             target_size: args.target_size,
@@ -330,7 +323,7 @@ impl AtegnatosServer {
         let ws = self.shared().workspace.clone();
         let destination = match paths::resolve_inside(ws.root(), &args.destination) {
             Ok(d) => d,
-            Err(e) => return reply::failure(&e, e.hint()),
+            Err(e) => return reply::refusal(&e),
         };
         let mut concepts = Vec::new();
         for c in &args.concepts {
@@ -340,7 +333,7 @@ impl AtegnatosServer {
                     name: c.name.clone(),
                     repeats: c.repeats,
                 }),
-                Err(e) => return reply::failure(&e, e.hint()),
+                Err(e) => return reply::refusal(&e),
             }
         }
         let options = StructureOptions {
@@ -350,12 +343,10 @@ impl AtegnatosServer {
             epochs: args.epochs.unwrap_or(structure::DEFAULT_EPOCHS),
             caption_extension: caption_ext(&args.caption_extension),
         };
-        let done =
-            tokio::task::spawn_blocking(move || structure::structure_dataset(&ws, &options)).await;
-        match done {
-            Ok(Ok(r)) => reply::structured(&r, r.plain_summary()),
-            Ok(Err(e)) => reply::failure(&e, e.hint()),
-            Err(e) => reply::failure(format!("structure_dataset crashed: {e}"), None),
-        }
+        let work = move || structure::structure_dataset(&ws, &options);
+        super::answer("structure_dataset", work, |r| {
+            reply::structured(&r, r.plain_summary())
+        })
+        .await
     }
 }

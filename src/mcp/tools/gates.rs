@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::super::jobs::{JobFailure, JobOutput};
 use super::super::{AtegnatosServer, reply};
+use crate::studio::Hint;
 
 /// Which gate of which project.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]

@@ -48,6 +48,25 @@ pub fn router() -> ToolRouter<AtegnatosServer> {
     router
 }
 
+/// Runs blocking domain work (files, decoding) off the async runtime and
+/// turns its outcome into the tool's answer: `done` for a result, the error's
+/// message and hint for a refusal, a plain failure if the work panicked.
+pub(crate) async fn answer<T, E>(
+    name: &'static str,
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+    done: impl FnOnce(T) -> CallToolResult,
+) -> CallToolResult
+where
+    T: Send + 'static,
+    E: crate::studio::Hint + Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(out)) => done(out),
+        Ok(Err(e)) => reply::refusal(&e),
+        Err(e) => reply::failure(format!("{name} crashed: {e}"), None),
+    }
+}
+
 /// Default bounded wait for a tool that starts a job.
 pub const DEFAULT_WAIT_SECONDS: u64 = 30;
 /// Longest wait a caller may ask for (clients time out around a few minutes).
@@ -212,6 +231,27 @@ mod tests {
             "tools/list is {wire} bytes for {} tools ({average} each); with the {to_come} tools to come it would be {projected}, over {TOOLS_LIST_BUDGET}:\n{}",
             sizes.len(),
             report.join("\n")
+        );
+    }
+
+    /// What the model reads about every tool, kept in `docs/tools.json`: a
+    /// change to a name, a description or a schema shows in review as a
+    /// change to that file. `UPDATE_TOOLS_SNAPSHOT=1 cargo test --lib
+    /// tools_list_matches` rewrites it after a deliberate change.
+    #[test]
+    fn tools_list_matches_the_reviewed_snapshot() {
+        let mut tools = router().list_all();
+        tools.sort_by(|a, b| a.name.cmp(&b.name));
+        let now = serde_json::to_string_pretty(&tools).unwrap() + "\n";
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/tools.json");
+        if std::env::var_os("UPDATE_TOOLS_SNAPSHOT").is_some() {
+            std::fs::write(&path, &now).unwrap();
+        }
+        let reviewed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            reviewed == now,
+            "the tools the model reads changed; review the difference, then run \
+             `UPDATE_TOOLS_SNAPSHOT=1 cargo test --lib tools_list_matches` to accept it"
         );
     }
 

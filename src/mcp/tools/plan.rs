@@ -106,11 +106,11 @@ impl AtegnatosServer {
             price_per_hour: args.price_per_hour,
             overrides: args.choices.unwrap_or_default(),
         };
-        match tokio::task::spawn_blocking(move || planner::plan_training(&ws, &req)).await {
-            Ok(Ok(out)) => reply::structured(&out, out.plain_summary()),
-            Ok(Err(e)) => reply::failure(&e, e.hint()),
-            Err(e) => reply::failure(format!("plan_training crashed: {e}"), None),
-        }
+        let work = move || planner::plan_training(&ws, &req);
+        super::answer("plan_training", work, |out| {
+            reply::structured(&out, out.plain_summary())
+        })
+        .await
     }
 
     #[tool(
@@ -130,11 +130,11 @@ impl AtegnatosServer {
             price_per_hour: args.price_per_hour,
             choices: args.choices.map(|c| c.0).unwrap_or_default(),
         };
-        match tokio::task::spawn_blocking(move || planner::answer_vram(&ws, &q)).await {
-            Ok(Ok(a)) => reply::structured(&a, a.plain_summary()),
-            Ok(Err(e)) => reply::failure(&e, e.hint()),
-            Err(e) => reply::failure(format!("estimate_vram crashed: {e}"), None),
-        }
+        let work = move || planner::answer_vram(&ws, &q);
+        super::answer("estimate_vram", work, |a| {
+            reply::structured(&a, a.plain_summary())
+        })
+        .await
     }
 
     #[tool(
@@ -163,7 +163,7 @@ impl AtegnatosServer {
                     .await;
                 reply::structured(&g, g.plain_summary())
             }
-            Ok(Err(e)) => reply::failure(&e, e.hint()),
+            Ok(Err(e)) => reply::refusal(&e),
             Err(e) => reply::failure(format!("generate_config crashed: {e}"), None),
         }
     }

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::super::{AtegnatosServer, reply};
 use crate::dataset::intent::{self, ProjectRequest};
 use crate::gates::status::{self};
+use crate::studio::Hint;
 use crate::studio::project::{self, TrainingType};
 
 /// A new training project.
@@ -64,12 +65,11 @@ impl AtegnatosServer {
             dataset: args.dataset,
             caption_extension: args.caption_extension.unwrap_or_else(|| "txt".into()),
         };
-        let started = tokio::task::spawn_blocking(move || intent::start_project(&ws, &req)).await;
-        match started {
-            Ok(Ok(s)) => reply::structured(&s, s.plain_summary()),
-            Ok(Err(e)) => reply::failure(&e, e.hint()),
-            Err(e) => reply::failure(format!("starting the project crashed: {e}"), None),
-        }
+        let work = move || intent::start_project(&ws, &req);
+        super::answer("start_project", work, |s| {
+            reply::structured(&s, s.plain_summary())
+        })
+        .await
     }
 
     #[tool(
@@ -77,7 +77,11 @@ impl AtegnatosServer {
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn list_projects(&self) -> CallToolResult {
-        let projects = project::list(&self.shared().workspace);
+        let ws = self.shared().workspace.clone();
+        let projects = match tokio::task::spawn_blocking(move || project::list(&ws)).await {
+            Ok(projects) => projects,
+            Err(e) => return reply::failure(format!("list_projects crashed: {e}"), None),
+        };
         let names: Vec<String> = projects
             .iter()
             .map(|p| {

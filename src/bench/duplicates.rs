@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 
-use super::synth::Rng;
+use thumbs::synth::{Rng, base_picture, draw_shapes, noise_background};
 
 /// The kinds of copy the search must find.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -85,121 +85,6 @@ impl VariantKind {
             VariantKind::Text => "text",
         }
     }
-}
-
-/// Bilinear sample of a `res`×`res` grid of RGB values at (`fx`, `fy`) in grid units.
-fn sample_grid(grid: &[[f32; 3]], res: usize, fx: f32, fy: f32) -> [f32; 3] {
-    let x0 = (fx as usize).min(res - 1);
-    let y0 = (fy as usize).min(res - 1);
-    let (x1, y1) = ((x0 + 1).min(res - 1), (y0 + 1).min(res - 1));
-    let (tx, ty) = (fx - x0 as f32, fy - y0 as f32);
-    let mut out = [0f32; 3];
-    for (c, o) in out.iter_mut().enumerate() {
-        let top = grid[y0 * res + x0][c] * (1.0 - tx) + grid[y0 * res + x1][c] * tx;
-        let bottom = grid[y1 * res + x0][c] * (1.0 - tx) + grid[y1 * res + x1][c] * tx;
-        *o = top * (1.0 - ty) + bottom * ty;
-    }
-    out
-}
-
-/// Smooth multi-octave colour noise, contrast-stretched.
-pub fn noise_background(rng: &mut Rng, size: u32) -> RgbImage {
-    const OCTAVES: [(usize, f32); 4] = [(4, 1.0), (8, 0.5), (16, 0.25), (32, 0.12)];
-    let grids: Vec<(usize, Vec<[f32; 3]>)> = OCTAVES
-        .iter()
-        .map(|&(res, _)| {
-            let g = (0..res * res)
-                .map(|_| [0, 1, 2].map(|_| rng.below(256) as f32))
-                .collect();
-            (res, g)
-        })
-        .collect();
-    let total: f32 = OCTAVES.iter().map(|o| o.1).sum();
-    let n = size as usize;
-    let mut acc = vec![[0f32; 3]; n * n];
-    let (mut lo, mut hi) = (f32::MAX, f32::MIN);
-    for y in 0..n {
-        for x in 0..n {
-            let mut v = [0f32; 3];
-            for ((res, grid), (_, amp)) in grids.iter().zip(OCTAVES.iter()) {
-                let scale = (*res - 1) as f32 / (n.max(2) - 1) as f32;
-                let s = sample_grid(grid, *res, x as f32 * scale, y as f32 * scale);
-                for c in 0..3 {
-                    v[c] += amp * s[c] / total;
-                }
-            }
-            for c in v {
-                lo = lo.min(c);
-                hi = hi.max(c);
-            }
-            acc[y * n + x] = v;
-        }
-    }
-    let k = 255.0 / (hi - lo).max(1.0);
-    RgbImage::from_fn(size, size, |x, y| {
-        let v = acc[y as usize * n + x as usize];
-        Rgb(v.map(|c| ((c - lo) * k).clamp(0.0, 255.0) as u8))
-    })
-}
-
-/// Draws `count` random filled ellipses, rectangles and thick lines.
-pub fn draw_shapes(rng: &mut Rng, img: &mut RgbImage, count: u32) {
-    let (w, h) = img.dimensions();
-    for _ in 0..count {
-        let x0 = rng.below(w) as f32;
-        let y0 = rng.below(h) as f32;
-        let x1 = x0 + (w / 16 + rng.below(w / 3 - w / 16)) as f32;
-        let y1 = y0 + (h / 16 + rng.below(h / 3 - h / 16)) as f32;
-        let colour = Rgb([
-            rng.below(256) as u8,
-            rng.below(256) as u8,
-            rng.below(256) as u8,
-        ]);
-        let kind = rng.below(3);
-        let thickness = 3.0 + rng.below(12) as f32;
-        let (cx, cy, rx, ry) = (
-            (x0 + x1) / 2.0,
-            (y0 + y1) / 2.0,
-            (x1 - x0) / 2.0,
-            (y1 - y0) / 2.0,
-        );
-        let (bx0, by0) = (
-            (x0 - thickness).max(0.0) as u32,
-            (y0 - thickness).max(0.0) as u32,
-        );
-        let (bx1, by1) = (
-            ((x1 + thickness) as u32).min(w),
-            ((y1 + thickness) as u32).min(h),
-        );
-        for y in by0..by1 {
-            for x in bx0..bx1 {
-                let (px, py) = (x as f32 + 0.5, y as f32 + 0.5);
-                let inside = match kind {
-                    0 => ((px - cx) / rx).powi(2) + ((py - cy) / ry).powi(2) <= 1.0,
-                    1 => px >= x0 && px <= x1 && py >= y0 && py <= y1,
-                    _ => {
-                        let (dx, dy) = (x1 - x0, y1 - y0);
-                        let t = (((px - x0) * dx + (py - y0) * dy) / (dx * dx + dy * dy))
-                            .clamp(0.0, 1.0);
-                        let (qx, qy) = (x0 + t * dx - px, y0 + t * dy - py);
-                        (qx * qx + qy * qy).sqrt() <= thickness / 2.0
-                    }
-                };
-                if inside {
-                    img.put_pixel(x, y, colour);
-                }
-            }
-        }
-    }
-}
-
-/// A base picture: noise background plus 2–7 shapes.
-pub fn base_picture(seed: u64, size: u32) -> RgbImage {
-    let mut rng = Rng::new(seed);
-    let mut img = noise_background(&mut rng, size);
-    let count = 2 + rng.below(6);
-    draw_shapes(&mut rng, &mut img, count);
-    img
 }
 
 /// Encodes `img` as `format` (JPEG at `quality`; WebP lossless, the only
@@ -696,7 +581,7 @@ pub struct DistanceProfile {
 /// Measures the [`DistanceProfile`] of hashed pictures (names relative to `img/`).
 pub fn distance_profile(
     truth: &GroundTruth,
-    hashes: &HashMap<String, super::phash::PictureHash>,
+    hashes: &HashMap<String, crate::likeness::phash::PictureHash>,
 ) -> DistanceProfile {
     const MAX: usize = 32;
     let mut p = DistanceProfile {
@@ -729,8 +614,11 @@ pub fn distance_profile(
         }
     }
     let names: Vec<&String> = hashes.keys().collect();
-    let all: Vec<super::phash::PictureHash> = names.iter().map(|n| hashes[*n]).collect();
-    for pair in super::hamming::brute_force(&super::hamming::Views::from_hashes(&all), MAX as u32) {
+    let all: Vec<crate::likeness::phash::PictureHash> = names.iter().map(|n| hashes[*n]).collect();
+    for pair in crate::likeness::hamming::brute_force(
+        &crate::likeness::hamming::Views::from_hashes(&all),
+        MAX as u32,
+    ) {
         let (a, b) = (
             names[pair.a as usize].as_str(),
             names[pair.b as usize].as_str(),
@@ -765,7 +653,7 @@ pub struct BenchOptions {
     /// `bench_python.py` from `research/dedup-scripts/`.
     pub python_script: Option<PathBuf>,
     /// How the searches and the scored hashes decode JPEGs.
-    pub jpeg: super::phash::JpegDecode,
+    pub jpeg: crate::likeness::phash::JpegDecode,
     /// The kinds of copy in the set.
     pub kinds: Vec<VariantKind>,
 }
@@ -901,7 +789,7 @@ fn thread_cpu_ms(runs_per_call: usize, mut f: impl FnMut()) -> f64 {
 
 /// Times decoding and hashing, one thread, up to 200 files per extension.
 fn per_format_timings(img: &Path) -> Vec<FormatTiming> {
-    use super::phash::{JpegDecode, hash_file_bytes};
+    use crate::likeness::phash::{JpegDecode, hash_file_bytes};
     let mut by_ext: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
     let mut entries: Vec<PathBuf> = std::fs::read_dir(img)
         .map(|d| d.flatten().map(|e| e.path()).collect())
@@ -921,7 +809,7 @@ fn per_format_timings(img: &Path) -> Vec<FormatTiming> {
     }
     by_ext
         .into_iter()
-        .filter(|(ext, _)| super::is_image_extension(ext))
+        .filter(|(ext, _)| crate::dataset::is_image_extension(ext))
         .map(|(format, files)| {
             let n = files.len();
             let decode_ms = thread_cpu_ms(n, || {
@@ -992,8 +880,8 @@ fn file_name(path: &str) -> String {
 
 /// Runs the whole benchmark; `log` hears what is happening (for stderr).
 pub fn run_bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchReport, String> {
-    use super::dedup::{self, DEFAULT_THRESHOLD, DuplicateOptions};
-    use super::phash::JpegDecode;
+    use crate::likeness::dedup::{self, DEFAULT_THRESHOLD, DuplicateOptions};
+    use crate::likeness::phash::JpegDecode;
     use crate::studio::{NoProgress, Workspace};
 
     let load_before = load_average();
@@ -1029,7 +917,7 @@ pub fn run_bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Be
     {
         let _ = std::fs::read(entry.path());
     }
-    let cache_file = ws.state_dir().join(super::hash_cache::CACHE_FILE);
+    let cache_file = ws.state_dir().join(crate::likeness::hash_cache::CACHE_FILE);
     let _ = std::fs::remove_file(&cache_file);
     let images = truth.n_images;
     let threshold = DEFAULT_THRESHOLD;
@@ -1073,7 +961,7 @@ pub fn run_bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Be
         ("hashing, JPEG full colour", JpegDecode::Full),
     ] {
         let (phase, hashed) = measure(name, images, || {
-            let mut off = super::hash_cache::HashCache::disabled();
+            let mut off = crate::likeness::hash_cache::HashCache::disabled();
             dedup::hash_folder(&img, &ws, "txt", &mut off, mode, &NoProgress)
         });
         let hashed = hashed.map_err(|e| e.to_string())?;
@@ -1092,9 +980,9 @@ pub fn run_bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Be
     let (pairs, _, _) = dedup::duplicate_pairs(
         &folder.pictures,
         threshold,
-        &mut super::hash_cache::HashCache::disabled(),
+        &mut crate::likeness::hash_cache::HashCache::disabled(),
     );
-    let as_names = |pairs: &[super::hamming::HashPair]| -> Vec<(String, String)> {
+    let as_names = |pairs: &[crate::likeness::hamming::HashPair]| -> Vec<(String, String)> {
         pairs
             .iter()
             .map(|p| (names[p.a as usize].clone(), names[p.b as usize].clone()))
@@ -1110,9 +998,12 @@ pub fn run_bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Be
         }
     }
     let grouped_quality = score(&truth, &grouped);
-    let hashes: Vec<super::phash::PictureHash> =
+    let hashes: Vec<crate::likeness::phash::PictureHash> =
         folder.pictures.iter().map(|p| p.hashed.hash).collect();
-    let hash_only = super::hamming::brute_force(&super::hamming::Views::from_hashes(&hashes), 10);
+    let hash_only = crate::likeness::hamming::brute_force(
+        &crate::likeness::hamming::Views::from_hashes(&hashes),
+        10,
+    );
     let hash_only_quality_at_10 = score(&truth, &as_names(&hash_only));
 
     log("per-format decode and hash timings …");
@@ -1157,8 +1048,8 @@ pub fn search_timings(
     brute_force_up_to: usize,
     log: &mut dyn FnMut(&str),
 ) -> Vec<SearchTiming> {
-    use super::hamming::{ViewSet, brute_force_views, multi_index};
-    let threshold = super::dedup::DEFAULT_THRESHOLD;
+    use crate::likeness::hamming::{ViewSet, brute_force_views, multi_index};
+    let threshold = crate::likeness::dedup::DEFAULT_THRESHOLD;
     let mut search = Vec::new();
     let mut time = |n: usize, t: u32, method: &str, run: &dyn Fn() -> usize| {
         log(&format!("search: {method}, {n} pictures, threshold {t} …"));
@@ -1174,7 +1065,7 @@ pub fn search_timings(
         });
     };
     for &n in sizes {
-        let views = super::hamming::synthetic_views(n, 42);
+        let views = crate::likeness::hamming::synthetic_views(n, 42);
         if n <= brute_force_up_to {
             time(n, threshold, "brute force, 6 view pairs", &|| {
                 brute_force_views(&views, threshold, ViewSet::All).len()
@@ -1403,8 +1294,8 @@ mod tests {
     #[test]
     #[ignore]
     fn edit_profile_print() {
-        use super::super::crop_check::{Orientation, copy_evidence};
-        use super::super::phash::{JpegDecode, hash_file_bytes};
+        use crate::likeness::crop_check::{Orientation, copy_evidence};
+        use crate::likeness::phash::{JpegDecode, hash_file_bytes};
         let env = |k: &str, d: u64| {
             std::env::var(k)
                 .ok()
@@ -1465,7 +1356,7 @@ mod tests {
         }
         // Unrelated pairs within 20 bits.
         let names: Vec<&String> = hashed.keys().collect();
-        let all: Vec<super::super::phash::PictureHash> =
+        let all: Vec<crate::likeness::phash::PictureHash> =
             names.iter().map(|n| hashed[*n].hash).collect();
         let mut group_of: HashMap<&str, usize> = HashMap::new();
         for (i, g) in truth.groups.iter().enumerate() {
@@ -1479,9 +1370,10 @@ mod tests {
                 family.insert(x, i);
             }
         }
-        for pair in
-            super::super::hamming::brute_force(&super::super::hamming::Views::from_hashes(&all), 20)
-        {
+        for pair in crate::likeness::hamming::brute_force(
+            &crate::likeness::hamming::Views::from_hashes(&all),
+            20,
+        ) {
             let (a, b) = (
                 names[pair.a as usize].as_str(),
                 names[pair.b as usize].as_str(),
@@ -1507,8 +1399,8 @@ mod tests {
         // Window views from the 32×32 thumbnail: for each design, the
         // smallest distance between one picture's windows and the other
         // whole, per class.
-        use super::super::phash::{thumbnails_of, window_hash};
-        let thumbs: HashMap<String, super::super::phash::Thumbnail> = hashed
+        use crate::likeness::phash::{thumbnails_of, window_hash};
+        let thumbs: HashMap<String, crate::likeness::phash::Thumbnail> = hashed
             .keys()
             .map(|k| {
                 let img = image::open(img_dir(dir.path()).join(k)).unwrap();
@@ -1522,7 +1414,7 @@ mod tests {
             ("s.70/.775/.85 k4", vec![0.70, 0.775, 0.85], 4),
         ];
         for (name, scales, k) in &designs {
-            let windows = |t: &super::super::phash::Thumbnail| -> Vec<u64> {
+            let windows = |t: &crate::likeness::phash::Thumbnail| -> Vec<u64> {
                 let mut out = Vec::new();
                 for &sx in scales {
                     for &sy in scales {
@@ -1612,9 +1504,9 @@ mod tests {
         for entry in std::fs::read_dir(img_dir(dir.path())).unwrap() {
             let p = entry.unwrap().path();
             let bytes = std::fs::read(&p).unwrap();
-            let h = super::super::phash::hash_file_bytes(
+            let h = crate::likeness::phash::hash_file_bytes(
                 &bytes,
-                super::super::phash::JpegDecode::GreyOnly,
+                crate::likeness::phash::JpegDecode::GreyOnly,
             )
             .unwrap();
             hashes.insert(
@@ -1628,7 +1520,8 @@ mod tests {
         }
         // Crop confirmation: similarity histograms (0.80..1.00 by 0.01) of pairs within 20 bits.
         let names: Vec<&String> = hashes.keys().collect();
-        let all: Vec<super::super::phash::PictureHash> = names.iter().map(|n| hashes[*n]).collect();
+        let all: Vec<crate::likeness::phash::PictureHash> =
+            names.iter().map(|n| hashes[*n]).collect();
         let mut group_of: HashMap<&str, (usize, &str)> = HashMap::new();
         for (i, g) in truth.groups.iter().enumerate() {
             for m in g {
@@ -1642,9 +1535,10 @@ mod tests {
             }
         }
         let mut hist: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for pair in
-            super::super::hamming::brute_force(&super::super::hamming::Views::from_hashes(&all), 20)
-        {
+        for pair in crate::likeness::hamming::brute_force(
+            &crate::likeness::hamming::Views::from_hashes(&all),
+            20,
+        ) {
             let (a, b) = (
                 names[pair.a as usize].as_str(),
                 names[pair.b as usize].as_str(),
@@ -1667,9 +1561,9 @@ mod tests {
                 if pair.distance <= 10 { "le10" } else { "gt10" }
             );
             let s =
-                super::super::crop_check::crop_similarity(&smalls[a], &smalls[b], true).unwrap();
+                crate::likeness::crop_check::crop_similarity(&smalls[a], &smalls[b], true).unwrap();
             let coarse =
-                super::super::crop_check::coarse_crop_similarity(&smalls[a], &smalls[b], true)
+                crate::likeness::crop_check::coarse_crop_similarity(&smalls[a], &smalls[b], true)
                     .unwrap();
             let bucket = |s: f32| (((s - 0.80) * 100.0).floor().max(-1.0) + 1.0) as usize;
             let h = hist.entry(label.clone()).or_insert_with(|| vec![0; 22]);

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::captions;
+use crate::dataset::captions;
+use crate::studio::Hint;
 use crate::studio::{StudioError, Workspace, clock};
 
 /// Name of the manifest inside each quarantine folder.
@@ -120,9 +121,9 @@ fn list(paths: &[String]) -> String {
     }
 }
 
-impl QuarantineError {
+impl Hint for QuarantineError {
     /// What the user can do about it.
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         match self {
             QuarantineError::NothingGiven => Some("list the pictures to set aside, for example the `suggested_quarantine` of find_duplicates".into()),
             QuarantineError::NotFiles { .. } => Some("give existing picture or caption files inside the workspace, not folders".into()),
@@ -251,7 +252,7 @@ pub fn quarantine_files(
     let mut plan: Vec<(PathBuf, EntryKind)> = Vec::new();
     for p in &chosen {
         plan.push((p.clone(), EntryKind::Chosen));
-        let is_picture = super::inspect::extension_of(p).is_some_and(|e| e != ext);
+        let is_picture = crate::dataset::inspect::extension_of(p).is_some_and(|e| e != ext);
         let caption = captions::caption_path_for(p, ext);
         if is_picture && caption.is_file() && seen.insert(caption.clone()) {
             plan.push((caption, EntryKind::Caption));
@@ -262,7 +263,7 @@ pub fn quarantine_files(
     for (path, kind) in &plan {
         let (size, content_hash) = hash_file(path).map_err(|e| QuarantineError::Move {
             path: workspace.display_path(path),
-            reason: super::walk::plain_io_reason(&e),
+            reason: crate::dataset::walk::plain_io_reason(&e),
         })?;
         let rel = path.strip_prefix(workspace.root()).unwrap_or(path);
         let stored = folder.join("files").join(rel);
@@ -301,7 +302,7 @@ pub fn quarantine_files(
             let _ = crate::studio::write_json_atomic(&manifest_path, &failed);
             return Err(QuarantineError::Move {
                 path: workspace.display_path(path),
-                reason: super::walk::plain_io_reason(&e),
+                reason: crate::dataset::walk::plain_io_reason(&e),
             });
         }
         moved.push((path.clone(), stored));
@@ -397,7 +398,7 @@ pub fn restore_quarantine(
             }
             return Err(QuarantineError::Move {
                 path: e.stored.clone(),
-                reason: super::walk::plain_io_reason(&err),
+                reason: crate::dataset::walk::plain_io_reason(&err),
             });
         }
         back.push((from.clone(), to));

@@ -17,14 +17,15 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::captions;
 use super::contact_sheet;
 use super::crop_check;
 use super::hamming::{self, HashPair, SearchMethod, Views};
 use super::hash_cache::{self, CacheEntry, HashCache};
-use super::manifest;
 use super::phash::{self, HashedFile, JpegDecode, PictureHash};
-use super::walk;
+use crate::dataset::captions;
+use crate::dataset::manifest;
+use crate::dataset::walk;
+use crate::studio::Hint;
 use crate::studio::{Progress, Workspace};
 
 /// Default largest distance (differing bits of 64) between the hashes of two
@@ -108,9 +109,9 @@ pub enum DedupError {
     Cancelled,
 }
 
-impl DedupError {
+impl Hint for DedupError {
     /// What the user can do about it.
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         match self {
             DedupError::NotAFolder { .. } => {
                 Some("give the folder that holds the pictures, not a single file".into())
@@ -1138,7 +1139,7 @@ mod tests {
     use image::DynamicImage;
 
     use super::*;
-    use crate::dataset::dedup_bench::{SetSpec, VariantKind, img_dir, write_labelled_set};
+    use crate::bench::duplicates::{SetSpec, VariantKind, img_dir, write_labelled_set};
     use crate::studio::NoProgress;
 
     fn studio() -> (tempfile::TempDir, Workspace) {
@@ -1224,7 +1225,7 @@ mod tests {
             seed: 11,
         };
         let truth =
-            crate::dataset::dedup_bench::write_labelled_set_with(&set, &spec, &VariantKind::ALL)
+            crate::bench::duplicates::write_labelled_set_with(&set, &spec, &VariantKind::ALL)
                 .unwrap();
         let report = find_duplicates(
             &img_dir(&set),
@@ -1285,9 +1286,9 @@ mod tests {
         let dir = ws.root().join("pics");
         std::fs::create_dir_all(&dir).unwrap();
         for seed in 0..6u64 {
-            let img = DynamicImage::ImageRgb8(crate::dataset::dedup_bench::base_picture(seed, 128));
+            let img = DynamicImage::ImageRgb8(thumbs::synth::base_picture(seed, 128));
             let bytes =
-                crate::dataset::dedup_bench::encode(&img, image::ImageFormat::Png, 95).unwrap();
+                crate::bench::duplicates::encode(&img, image::ImageFormat::Png, 95).unwrap();
             std::fs::write(dir.join(format!("p{seed}.png")), &bytes).unwrap();
         }
         std::fs::copy(dir.join("p2.png"), dir.join("p2 copy.png")).unwrap();
@@ -1352,10 +1353,9 @@ mod tests {
     fn groups_of_two(dir: &Path, n: u64) {
         std::fs::create_dir_all(dir).unwrap();
         for seed in 0..n {
-            let img =
-                DynamicImage::ImageRgb8(crate::dataset::dedup_bench::base_picture(seed + 40, 160));
+            let img = DynamicImage::ImageRgb8(thumbs::synth::base_picture(seed + 40, 160));
             let write = |name: String, img: &DynamicImage, format| {
-                let bytes = crate::dataset::dedup_bench::encode(img, format, 92).unwrap();
+                let bytes = crate::bench::duplicates::encode(img, format, 92).unwrap();
                 std::fs::write(dir.join(name), bytes).unwrap();
             };
             write(format!("p{seed}.png"), &img, image::ImageFormat::Png);
@@ -1445,7 +1445,7 @@ mod tests {
         let img = image::open(ws.root().join(keeper)).unwrap();
         std::fs::write(
             ws.root().join(format!("{stem}-flip.png")),
-            crate::dataset::dedup_bench::encode(&img.fliph(), image::ImageFormat::Png, 95).unwrap(),
+            crate::bench::duplicates::encode(&img.fliph(), image::ImageFormat::Png, 95).unwrap(),
         )
         .unwrap();
         let third = find_duplicates_shown(&dir, &ws, &options, &show, &NoProgress).unwrap();

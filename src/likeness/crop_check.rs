@@ -11,7 +11,7 @@
 //! brightness and contrast changes). A real crop matches almost perfectly
 //! once aligned; two pictures that merely share a background do not.
 
-use super::phash::{THUMB_SIDE, Thumbnail};
+use thumbs::{THUMB_SIDE, Thumbnail};
 
 /// Side of the small thumbnail kept per picture (256 bytes).
 pub const SMALL_SIDE: usize = 16;
@@ -653,9 +653,9 @@ pub fn copy_evidence(a: &[u8], b: &[u8], orientation: Orientation, wide: bool) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::dedup_bench::base_picture;
-    use crate::dataset::phash::thumbnails_of;
     use image::DynamicImage;
+    use thumbs::synth::base_picture;
+    use thumbs::thumbnails_of;
 
     fn small(img: &DynamicImage) -> Vec<u8> {
         small_thumbnail(&thumbnails_of(img).full)
@@ -678,10 +678,8 @@ mod tests {
 
     #[test]
     fn the_closer_look_sees_turns_large_crops_and_overlays_but_not_a_new_subject() {
-        use crate::dataset::dedup_bench::{
-            draw_logo, draw_shapes, noise_background, rotate_and_fill,
-        };
-        use crate::dataset::synth::Rng;
+        use crate::bench::duplicates::{draw_logo, rotate_and_fill};
+        use thumbs::synth::{Rng, draw_shapes, noise_background};
         let base = base_picture(21, 320);
         let img = DynamicImage::ImageRgb8(base.clone());
         let look = |other: &DynamicImage| {

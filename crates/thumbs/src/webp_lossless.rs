@@ -16,7 +16,7 @@
 //! early, a transform given twice — returns `None`, and the caller decodes it
 //! with the general decoder, which explains what is wrong.
 
-use super::webp_luma::image_chunk;
+use crate::webp_luma::image_chunk;
 
 /// A decoded lossless WebP: ARGB pixels, row-major.
 pub struct Lossless {
@@ -904,7 +904,7 @@ impl<'a> Bits<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::webp_luma::tests::{damaged_copies, encode_libwebp, picture};
+    use crate::webp_luma::tests::{damaged_copies, encode_libwebp, picture};
     use libwebp_sys as webp;
 
     /// libwebp's RGBA decode.

@@ -679,7 +679,7 @@ pub fn multi_index(views: &Views, max_distance: u32) -> Vec<HashPair> {
 /// Deterministic pseudo-random hashes with planted near-copies, for tests
 /// and the benchmark: every tenth picture has a partner a few bits away.
 pub fn synthetic_views(n: usize, seed: u64) -> Views {
-    let mut rng = super::synth::Rng::new(seed);
+    let mut rng = thumbs::synth::Rng::new(seed);
     let mut random = |n: usize| -> Vec<u64> { (0..n).map(|_| rng.next_u64()).collect() };
     let mut v = Views {
         full: random(n),
@@ -687,7 +687,7 @@ pub fn synthetic_views(n: usize, seed: u64) -> Views {
         centre: random(n),
         centre_mirrored: random(n),
     };
-    let mut rng = super::synth::Rng::new(seed ^ 0xBEEF);
+    let mut rng = thumbs::synth::Rng::new(seed ^ 0xBEEF);
     for i in 0..n / 10 {
         let mut near = |h: u64| {
             let mut h = h;
@@ -711,8 +711,8 @@ mod tests {
 
     #[test]
     fn window_pairs_find_a_picture_near_a_window_of_another() {
-        use crate::dataset::phash::WINDOWS;
-        let mut rng = crate::dataset::synth::Rng::new(9);
+        use crate::likeness::phash::WINDOWS;
+        let mut rng = thumbs::synth::Rng::new(9);
         let n = 40;
         let full: Vec<u64> = (0..n).map(|_| rng.next_u64()).collect();
         let mut windows: Vec<u64> = (0..n * WINDOWS).map(|_| rng.next_u64()).collect();

@@ -28,6 +28,8 @@
 
 use std::ops::Range;
 
+use crate::Limits;
+
 mod entropy;
 
 use entropy::{Bits, Huffman};
@@ -206,16 +208,9 @@ fn next_marker(data: &[u8], mut pos: usize) -> Result<(u8, usize), DcError> {
     }
 }
 
-/// Size limits checked before any block is read.
-#[derive(Debug, Clone, Copy)]
-pub struct DcLimits {
-    pub max_side: u32,
-    pub max_pixels: u64,
-}
-
 impl<'a> DcReader<'a> {
     /// Reads the headers of `data` up to the first scan.
-    pub fn new(data: &'a [u8], limits: DcLimits) -> Result<DcReader<'a>, DcError> {
+    pub fn new(data: &'a [u8], limits: Limits) -> Result<DcReader<'a>, DcError> {
         if data.get(..2) != Some(&[0xFF, 0xD8]) {
             return Err(DcError::NotJpeg);
         }
@@ -615,7 +610,7 @@ struct BlockSlot {
     dy: usize,
 }
 
-fn read_frame(body: &[u8], limits: DcLimits) -> Result<Frame, DcError> {
+fn read_frame(body: &[u8], limits: Limits) -> Result<Frame, DcError> {
     if body.len() < 6 {
         return Err(DcError::Truncated);
     }
@@ -776,11 +771,11 @@ fn colour_of(frame: &Frame, jfif: bool, adobe: Option<u8>) -> Result<JpegColour,
 mod tests {
     use super::entropy::{PAIR, SKIP_BITS};
     use super::*;
-    use crate::dataset::dedup_bench::base_picture;
+    use crate::synth::base_picture;
     use image::{DynamicImage, RgbImage};
     use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
 
-    const LIMITS: DcLimits = DcLimits {
+    const LIMITS: Limits = Limits {
         max_side: 30_000,
         max_pixels: 120_000_000,
     };
@@ -1047,7 +1042,7 @@ mod tests {
             DcError::Unsupported("the height is given after the scan (DNL)")
         );
         assert_eq!(error_of(b"not a jpeg"), DcError::NotJpeg);
-        let small = DcLimits {
+        let small = Limits {
             max_side: 300,
             max_pixels: u64::MAX,
         };
@@ -1120,7 +1115,7 @@ mod tests {
         let mut refused = 0;
         for seed in 0..20u64 {
             let mut garbled = bytes.clone();
-            let mut rng = crate::dataset::synth::Rng::new(seed);
+            let mut rng = crate::synth::Rng::new(seed);
             let at = sos + 20 + rng.below((bytes.len() - sos - 60) as u32) as usize;
             for b in &mut garbled[at..at + 12] {
                 *b = rng.below(255) as u8;
@@ -1162,7 +1157,7 @@ mod tests {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(3000);
-        let mut rng = crate::dataset::synth::Rng::new(42);
+        let mut rng = crate::synth::Rng::new(42);
         for round in 0..rounds {
             let base = &bases[(round % 3) as usize];
             let mut bytes = base.clone();

@@ -542,9 +542,10 @@ impl CurationReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::dedup_bench::{SetSpec, base_picture, encode, img_dir, write_labelled_set};
+    use crate::bench::duplicates::{SetSpec, encode, img_dir, write_labelled_set};
     use crate::studio::NoProgress;
     use image::{DynamicImage, ImageFormat};
+    use thumbs::synth::base_picture;
 
     #[test]
     fn clusters_variety_and_subset_on_a_set_with_copies() {
@@ -625,7 +626,7 @@ mod tests {
             shown: String::new(),
             file_size: 0,
             content: String::new(),
-            hashed: crate::dataset::phash::HashedFile {
+            hashed: crate::likeness::phash::HashedFile {
                 hash: PictureHash {
                     hash: h,
                     mirrored: 0,

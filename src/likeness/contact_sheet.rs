@@ -273,8 +273,9 @@ pub fn write_sheets(groups: &[Vec<SheetMember>], folder: &Path, max_previews: us
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::dedup_bench::{base_picture, encode};
+    use crate::bench::duplicates::encode;
     use image::{DynamicImage, ImageFormat};
+    use thumbs::synth::base_picture;
 
     fn thumb(seed: u64) -> ColourThumb {
         ColourThumb::of_image(&DynamicImage::ImageRgb8(base_picture(seed, 128)))

@@ -806,7 +806,7 @@ mod x86 {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::dataset::synth::{Rng, smooth_picture};
+    use crate::synth::{Rng, smooth_picture};
 
     /// Undoes the filters one byte at a time, as the specification reads:
     /// `a` left, `b` above, `c` above-left, zero outside the picture.
