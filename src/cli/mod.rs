@@ -17,6 +17,7 @@ macro_rules! outln {
 pub mod audit;
 pub mod bench;
 pub mod dedup;
+pub mod env;
 pub mod plan;
 pub mod progress;
 pub mod project;
@@ -79,7 +80,9 @@ const COMMANDS: &[(&str, &str)] = &[
     ("approve_captions", "ategnatos captions approve"),
     ("audit_dataset", "ategnatos audit"),
     ("caption_preview", "ategnatos captions preview"),
+    ("check_environment", "ategnatos env"),
     ("curate_dataset", "ategnatos curate"),
+    ("dry_run", "ategnatos dry-run"),
     ("estimate_vram", "ategnatos vram"),
     ("find_duplicates", "ategnatos duplicates"),
     ("generate_config", "ategnatos config"),

@@ -327,9 +327,15 @@ mod tests {
 
     #[test]
     fn versions_parse_as_drivers_and_torch_print_them() {
-        assert_eq!(Version::parse("550.54.14"), Some(Version(vec![550, 54, 14])));
+        assert_eq!(
+            Version::parse("550.54.14"),
+            Some(Version(vec![550, 54, 14]))
+        );
         assert_eq!(Version::parse("2.5.1+cu124"), Some(Version(vec![2, 5, 1])));
-        assert_eq!(Version::parse("2.6.0.dev20241112"), Some(Version(vec![2, 6, 0])));
+        assert_eq!(
+            Version::parse("2.6.0.dev20241112"),
+            Some(Version(vec![2, 6, 0]))
+        );
         assert_eq!(Version::parse("n/a"), None);
         assert_eq!(Version::from_cuda_int(12040), Version(vec![12, 4]));
         assert!(Version::parse("535.183.01") > Version::parse("535.54.03"));
@@ -392,10 +398,12 @@ mod tests {
 
     #[test]
     fn a_blackwell_card_needs_a_cuda_12_8_build() {
-        let archs: Vec<String> = ["sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let archs: Vec<String> = [
+            "sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let m = check_torch_against_gpu(
             table(),
             "2.5.1+cu124",
@@ -406,8 +414,15 @@ mod tests {
             Some(&v("12.8")),
         )
         .unwrap();
-        assert!(m.message.contains("sm_120") && m.message.contains("12.8"), "{m:?}");
-        assert!(m.fix.contains("--index-url https://download.pytorch.org/whl/cu128"), "{m:?}");
+        assert!(
+            m.message.contains("sm_120") && m.message.contains("12.8"),
+            "{m:?}"
+        );
+        assert!(
+            m.fix
+                .contains("--index-url https://download.pytorch.org/whl/cu128"),
+            "{m:?}"
+        );
         // An Ada card runs the sm_86 machine code in that list.
         assert_eq!(
             check_torch_against_gpu(

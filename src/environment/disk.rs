@@ -74,7 +74,11 @@ pub fn estimate_need(plan: &TrainingPlan, model: &ModelSpec, model_present: bool
     }
     let images = f64::from(plan.image_count());
     if plan.cache_latents {
-        let channels = if model.family.is_transformer() { 16.0 } else { 4.0 };
+        let channels = if model.family.is_transformer() {
+            16.0
+        } else {
+            4.0
+        };
         let side = f64::from(plan.resolution) / 8.0;
         // Latents are cached as float32, one file per picture (and bucket).
         parts.push(DiskPart {

@@ -295,7 +295,9 @@ pub fn parse_nvidia_smi_csv(text: &str) -> Result<Vec<GpuInfo>, String> {
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let cells: Vec<&str> = line.split(',').map(str::trim).collect();
         if cells.len() < 5 {
-            return Err(format!("nvidia-smi printed a line we cannot read: `{line}`"));
+            return Err(format!(
+                "nvidia-smi printed a line we cannot read: `{line}`"
+            ));
         }
         let number = |s: &str| s.parse::<u64>().ok();
         let index = cells[0]
@@ -369,7 +371,10 @@ mod tests {
 
     #[test]
     fn a_line_that_is_not_a_gpu_row_is_refused_by_name() {
-        let err = parse_nvidia_smi_csv("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.").unwrap_err();
+        let err = parse_nvidia_smi_csv(
+            "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.",
+        )
+        .unwrap_err();
         assert!(err.contains("NVIDIA-SMI has failed"), "{err}");
     }
 
@@ -379,7 +384,10 @@ mod tests {
             parse_proc_driver_version(PROC_PROPRIETARY).as_deref(),
             Some("550.54.14")
         );
-        assert_eq!(parse_proc_driver_version(PROC_OPEN).as_deref(), Some("570.86.15"));
+        assert_eq!(
+            parse_proc_driver_version(PROC_OPEN).as_deref(),
+            Some("570.86.15")
+        );
         assert_eq!(parse_proc_driver_version("nothing here"), None);
     }
 
@@ -387,7 +395,10 @@ mod tests {
     fn an_nvml_library_that_is_not_there_is_said_plainly() {
         let probe = nvml(Some(std::ffi::OsStr::new("/nonexistent/libnvidia-ml.so.1")));
         let why = probe.err().unwrap();
-        assert!(why.contains("could not be loaded") && why.contains("no NVIDIA driver"), "{why}");
+        assert!(
+            why.contains("could not be loaded") && why.contains("no NVIDIA driver"),
+            "{why}"
+        );
     }
 
     /// A real library without NVML's symbols: it loads, then NVML cannot start.

@@ -46,7 +46,11 @@ fn usual_folders(backend: Backend) -> &'static [&'static str] {
             "sd-scripts",
             "kohya_ss",
         ],
-        Backend::SimpleTuner => &["backends/simpletuner", "backends/SimpleTuner", "SimpleTuner"],
+        Backend::SimpleTuner => &[
+            "backends/simpletuner",
+            "backends/SimpleTuner",
+            "SimpleTuner",
+        ],
         Backend::AiToolkit => &["backends/ai-toolkit", "ai-toolkit"],
         Backend::Native => &[],
     }
@@ -78,7 +82,11 @@ pub fn locate(
     let mut candidates: Vec<(PathBuf, String)> = Vec::new();
     if let Some(g) = given {
         // What the user named is used as it is, so a wrong folder is said.
-        return Some(layout(backend, g.to_path_buf(), "the folder you named".into()));
+        return Some(layout(
+            backend,
+            g.to_path_buf(),
+            "the folder you named".into(),
+        ));
     }
     if let Some(var) = env_var(backend)
         && let Some(dir) = std::env::var_os(var).filter(|v| !v.is_empty())
@@ -141,14 +149,20 @@ pub fn misfit(backend: Backend, located: &Located) -> Option<(String, String)> {
             format!("install it: {}", clone_hint(backend)),
         ));
     }
-    let empty = |d: &Path| std::fs::read_dir(d).map(|mut e| e.next().is_none()).unwrap_or(true);
-    if backend == Backend::Kohya && located.scripts_dir != located.dir && empty(&located.scripts_dir)
+    let empty = |d: &Path| {
+        std::fs::read_dir(d)
+            .map(|mut e| e.next().is_none())
+            .unwrap_or(true)
+    };
+    if backend == Backend::Kohya
+        && located.scripts_dir != located.dir
+        && empty(&located.scripts_dir)
     {
         return Some((
-            format!("`{shown}` is kohya_ss, but its `sd-scripts` folder (a git submodule) is empty"),
             format!(
-                "run `git submodule update --init --recursive` in `{shown}`"
+                "`{shown}` is kohya_ss, but its `sd-scripts` folder (a git submodule) is empty"
             ),
+            format!("run `git submodule update --init --recursive` in `{shown}`"),
         ));
     }
     let looks_right = match backend {
@@ -179,7 +193,10 @@ pub fn misfit(backend: Backend, located: &Located) -> Option<(String, String)> {
             "`{shown}` is not a {} installation: it has no {expected}",
             backend.name()
         ),
-        format!("name the folder you cloned it into, or install it: {}", clone_hint(backend)),
+        format!(
+            "name the folder you cloned it into, or install it: {}",
+            clone_hint(backend)
+        ),
     ))
 }
 
@@ -225,7 +242,7 @@ pub fn modules_the_plan_needs(backend: Backend, plan: Option<&TrainingPlan>) -> 
     if let Some(plan) = plan {
         match (backend, plan.optimizer) {
             (Backend::Native, _) => {}
-            (_, Optimizer::AdamW8bit) => m.push("bitsandbytes"),
+            (_, Optimizer::AdamW8bit | Optimizer::Lion8bit) => m.push("bitsandbytes"),
             (_, Optimizer::Prodigy) => m.push("prodigyopt"),
             (Backend::SimpleTuner, Optimizer::Lion) => m.push("optimi"),
             (_, Optimizer::Lion) => m.push("lion_pytorch"),
@@ -233,7 +250,7 @@ pub fn modules_the_plan_needs(backend: Backend, plan: Option<&TrainingPlan>) -> 
             (_, Optimizer::AdamW) => {}
         }
         match (backend, plan.base_weights) {
-            (Backend::SimpleTuner, BaseWeights::Int8) => m.push("optimum"),
+            (Backend::SimpleTuner, BaseWeights::Int8 | BaseWeights::Int4) => m.push("optimum"),
             (Backend::SimpleTuner, BaseWeights::Nf4) => m.push("bitsandbytes"),
             (Backend::AiToolkit, BaseWeights::Fp8) => m.push("optimum"),
             _ => {}
@@ -377,14 +394,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let found = locate(dir.path(), Backend::Kohya, Some(dir.path()), None).unwrap();
         let (message, what) = misfit(Backend::Kohya, &found).unwrap();
-        assert!(message.contains("is not a kohya sd-scripts installation"), "{message}");
-        assert!(what.contains("git clone https://github.com/kohya-ss/sd-scripts"), "{what}");
+        assert!(
+            message.contains("is not a kohya sd-scripts installation"),
+            "{message}"
+        );
+        assert!(
+            what.contains("git clone https://github.com/kohya-ss/sd-scripts"),
+            "{what}"
+        );
         // kohya_ss with an empty submodule.
         std::fs::create_dir_all(dir.path().join("sd-scripts")).unwrap();
         let found = locate(dir.path(), Backend::Kohya, Some(dir.path()), None).unwrap();
         let (message, what) = misfit(Backend::Kohya, &found).unwrap();
-        assert!(message.contains("submodule") && what.contains("git submodule update --init"), "{message}");
-        std::fs::write(dir.path().join("sd-scripts/train_network.py"), "import toml\n").unwrap();
+        assert!(
+            message.contains("submodule") && what.contains("git submodule update --init"),
+            "{message}"
+        );
+        std::fs::write(
+            dir.path().join("sd-scripts/train_network.py"),
+            "import toml\n",
+        )
+        .unwrap();
         let found = locate(dir.path(), Backend::Kohya, Some(dir.path()), None).unwrap();
         assert_eq!(misfit(Backend::Kohya, &found), None);
         assert_eq!(found.scripts_dir, dir.path().join("sd-scripts"));
@@ -401,10 +431,17 @@ mod tests {
             "48d368fa557731ad0488c07304dfeba8c07910eb\n",
         )
         .unwrap();
-        assert_eq!(git_commit(&dir.path().join("repo")).as_deref(), Some("48d368fa5577"));
+        assert_eq!(
+            git_commit(&dir.path().join("repo")).as_deref(),
+            Some("48d368fa5577")
+        );
         std::fs::create_dir_all(dir.path().join("repo/sub")).unwrap();
         std::fs::create_dir_all(git.join("modules/sub")).unwrap();
-        std::fs::write(dir.path().join("repo/sub/.git"), "gitdir: ../.git/modules/sub\n").unwrap();
+        std::fs::write(
+            dir.path().join("repo/sub/.git"),
+            "gitdir: ../.git/modules/sub\n",
+        )
+        .unwrap();
         std::fs::write(
             git.join("modules/sub/HEAD"),
             "bc8e6ab7738ce457a2ed8eb2d26cadd91c6442cb\n",

@@ -271,9 +271,10 @@ struct Context {
 
 fn context(ws: &Workspace, req: &EnvRequest) -> Result<Context, EnvError> {
     let project = match &req.project {
-        Some(name) => Some(crate::studio::project::load(ws, name)?.ok_or_else(|| {
-            EnvError::NoSuchProject { name: name.clone() }
-        })?),
+        Some(name) => Some(
+            crate::studio::project::load(ws, name)?
+                .ok_or_else(|| EnvError::NoSuchProject { name: name.clone() })?,
+        ),
         None => None,
     };
     let plan = match &project {
@@ -321,7 +322,8 @@ pub fn check_environment(ws: &Workspace, req: &EnvRequest) -> Result<Environment
                 plan.backend.name(),
                 asked.name()
             ),
-            "check the plan's backend, or plan again with this one (plan_training with backend)".into(),
+            "check the plan's backend, or plan again with this one (plan_training with backend)"
+                .into(),
         );
     }
 
@@ -362,9 +364,7 @@ pub fn check_environment(ws: &Workspace, req: &EnvRequest) -> Result<Environment
         let why = gpus.notes.join("; ");
         let severity = match backend {
             Some(Backend::Native) | None => Severity::Info,
-            Some(_) if torch.as_ref().and_then(|t| t.mps_available) == Some(true) => {
-                Severity::Info
-            }
+            Some(_) if torch.as_ref().and_then(|t| t.mps_available) == Some(true) => Severity::Info,
             Some(_) => Severity::Blocking,
         };
         finding(
@@ -391,7 +391,13 @@ pub fn check_environment(ws: &Workspace, req: &EnvRequest) -> Result<Environment
             dc,
             gpus.driver_version.as_deref(),
         ) {
-            finding(&mut findings, Severity::Blocking, "compatibility", m.message, m.fix);
+            finding(
+                &mut findings,
+                Severity::Blocking,
+                "compatibility",
+                m.message,
+                m.fix,
+            );
         }
         for g in &gpus.gpus {
             if let Some(cc) = g.compute_capability.as_deref().and_then(Version::parse)
@@ -405,7 +411,13 @@ pub fn check_environment(ws: &Workspace, req: &EnvRequest) -> Result<Environment
                     Some(dc),
                 )
             {
-                finding(&mut findings, Severity::Blocking, "compatibility", m.message, m.fix);
+                finding(
+                    &mut findings,
+                    Severity::Blocking,
+                    "compatibility",
+                    m.message,
+                    m.fix,
+                );
                 break;
             }
         }
@@ -517,11 +529,7 @@ pub fn check_environment(ws: &Workspace, req: &EnvRequest) -> Result<Environment
                         "; other programs hold memory on it ({})",
                         others
                             .iter()
-                            .map(|p| format!(
-                                "{} {}",
-                                p.name.as_deref().unwrap_or("pid"),
-                                p.pid
-                            ))
+                            .map(|p| format!("{} {}", p.name.as_deref().unwrap_or("pid"), p.pid))
                             .collect::<Vec<_>>()
                             .join(", ")
                     )
@@ -600,7 +608,10 @@ pub fn check_environment(ws: &Workspace, req: &EnvRequest) -> Result<Environment
                     &mut findings,
                     Severity::Warning,
                     "disk",
-                    format!("the workspace disk has {free:.1} GB free; this run needs about {:.1} GB, little to spare", need.total_gib),
+                    format!(
+                        "the workspace disk has {free:.1} GB free; this run needs about {:.1} GB, little to spare",
+                        need.total_gib
+                    ),
                     "free some space before a long run".into(),
                 );
             }
@@ -668,8 +679,14 @@ fn check_install(
             findings,
             Severity::Blocking,
             "install",
-            format!("{} is not installed in the workspace (looked in backends/, and {var} is not set)", backend.name()),
-            format!("install it: {}; or name its folder (backend_path, or {var})", install::clone_hint(backend)),
+            format!(
+                "{} is not installed in the workspace (looked in backends/, and {var} is not set)",
+                backend.name()
+            ),
+            format!(
+                "install it: {}; or name its folder (backend_path, or {var})",
+                install::clone_hint(backend)
+            ),
         );
         // The Python on PATH still tells what PyTorch can do here.
         let python = python::find_python(None).map(|choice| probe(&choice, None, probe_limit));
@@ -677,7 +694,17 @@ fn check_install(
     };
     if let Some((message, what)) = install::misfit(backend, &located) {
         finding(findings, Severity::Blocking, "install", message, what);
-        return (Some(install_report(backend, &located, Vec::new(), Vec::new(), None, false)), None);
+        return (
+            Some(install_report(
+                backend,
+                &located,
+                Vec::new(),
+                Vec::new(),
+                None,
+                false,
+            )),
+            None,
+        );
     }
     let entries = install::entry_scripts(backend, model.map(|m| m.family));
     let extras = install::modules_the_plan_needs(backend, plan);
@@ -689,14 +716,29 @@ fn check_install(
             format!("no Python found for {} (no venv in `{}`, none on PATH)", backend.name(), located.dir.display()),
             "create its virtual environment (`python3 -m venv venv` in its folder) and install its requirements".into(),
         );
-        return (Some(install_report(backend, &located, entries, Vec::new(), None, false)), None);
+        return (
+            Some(install_report(
+                backend,
+                &located,
+                entries,
+                Vec::new(),
+                None,
+                false,
+            )),
+            None,
+        );
     };
     let request = ProbeRequest {
         install_dir: Some(located.scripts_dir.clone()),
         entry_scripts: entries.clone(),
         extra_modules: extras,
     };
-    let mut report = python::run_probe(&choice.path, &request, Some(&located.scripts_dir), probe_limit);
+    let mut report = python::run_probe(
+        &choice.path,
+        &request,
+        Some(&located.scripts_dir),
+        probe_limit,
+    );
     let python_report = match report.as_mut() {
         Ok(answer) => PythonReport {
             interpreter: choice.path.clone(),
@@ -705,7 +747,13 @@ fn check_install(
             problem: None,
         },
         Err(problem) => {
-            finding(findings, Severity::Blocking, "python", problem.message.clone(), problem.what_to_do.clone());
+            finding(
+                findings,
+                Severity::Blocking,
+                "python",
+                problem.message.clone(),
+                problem.what_to_do.clone(),
+            );
             PythonReport {
                 interpreter: choice.path.clone(),
                 found_by: choice.found_by.clone(),
@@ -715,7 +763,17 @@ fn check_install(
         }
     };
     let Some(answer) = python_report.answer.as_ref() else {
-        return (Some(install_report(backend, &located, entries, Vec::new(), None, false)), Some(python_report));
+        return (
+            Some(install_report(
+                backend,
+                &located,
+                entries,
+                Vec::new(),
+                None,
+                false,
+            )),
+            Some(python_report),
+        );
     };
     let imports = answer.imports.clone().unwrap_or_default();
     for absent in &imports.missing_entry_scripts {
@@ -723,8 +781,15 @@ fn check_install(
             findings,
             Severity::Blocking,
             "install",
-            format!("{}'s entry script `{absent}` is not in `{}`", backend.name(), located.scripts_dir.display()),
-            format!("update the checkout (`git pull`), or install it again: {}", install::clone_hint(backend)),
+            format!(
+                "{}'s entry script `{absent}` is not in `{}`",
+                backend.name(),
+                located.scripts_dir.display()
+            ),
+            format!(
+                "update the checkout (`git pull`), or install it again: {}",
+                install::clone_hint(backend)
+            ),
         );
     }
     let mut requirements = Vec::new();
@@ -755,8 +820,16 @@ fn check_install(
             findings,
             Severity::Blocking,
             "python",
-            format!("PyTorch is not installed in {}'s environment (`{}`)", backend.name(), choice.path.display()),
-            format!("install the build for this machine's CUDA: `{} -m pip install torch torchvision --index-url {}/cu124` (pick the cuXYZ the driver supports; run this check again to see it)", choice.path.display(), compat::TORCH_INDEX),
+            format!(
+                "PyTorch is not installed in {}'s environment (`{}`)",
+                backend.name(),
+                choice.path.display()
+            ),
+            format!(
+                "install the build for this machine's CUDA: `{} -m pip install torch torchvision --index-url {}/cu124` (pick the cuXYZ the driver supports; run this check again to see it)",
+                choice.path.display(),
+                compat::TORCH_INDEX
+            ),
         );
     } else if let Some(e) = &torch.error {
         finding(
@@ -767,9 +840,14 @@ fn check_install(
             "reinstall PyTorch in that environment (see the compatibility findings for the build to pick)".into(),
         );
     }
-    let can_start = missing.is_empty() && imports.missing_entry_scripts.is_empty() && torch.installed && torch.error.is_none();
+    let can_start = missing.is_empty()
+        && imports.missing_entry_scripts.is_empty()
+        && torch.installed
+        && torch.error.is_none();
     (
-        Some(install_report(backend, &located, entries, missing, pip, can_start)),
+        Some(install_report(
+            backend, &located, entries, missing, pip, can_start,
+        )),
         Some(python_report),
     )
 }
@@ -787,7 +865,8 @@ fn install_report(
         dir: located.dir.clone(),
         scripts_dir: located.scripts_dir.clone(),
         found_by: located.found_by.clone(),
-        commit: install::git_commit(&located.scripts_dir).or_else(|| install::git_commit(&located.dir)),
+        commit: install::git_commit(&located.scripts_dir)
+            .or_else(|| install::git_commit(&located.dir)),
         entry_scripts,
         missing,
         pip_install,
@@ -811,7 +890,8 @@ fn apple_changes(plan: &TrainingPlan, findings: &mut Vec<EnvFinding>) -> Vec<Str
     let mut changes = vec![
         "no fp16 mixed precision: bf16 (macOS 14 or newer) or fp32".to_string(),
         "keep the VAE in full precision (kohya `--no_half_vae`)".to_string(),
-        "no 8-bit optimizers or quantised base weights (bitsandbytes has no MPS support)".to_string(),
+        "no 8-bit optimizers or quantised base weights (bitsandbytes has no MPS support)"
+            .to_string(),
     ];
     if plan.precision == Precision::Fp16 {
         finding(
@@ -822,13 +902,16 @@ fn apple_changes(plan: &TrainingPlan, findings: &mut Vec<EnvFinding>) -> Vec<Str
             "plan again with precision bf16 (macOS 14 or newer) or fp32 (plan_training with precision)".into(),
         );
     }
-    if plan.optimizer == Optimizer::AdamW8bit {
+    if matches!(plan.optimizer, Optimizer::AdamW8bit | Optimizer::Lion8bit) {
         finding(
             findings,
             Severity::Blocking,
             "apple",
-            "the plan uses AdamW8bit, whose bitsandbytes library has no MPS support".into(),
-            "plan again with the AdamW optimizer (plan_training with optimizer AdamW)".into(),
+            format!(
+                "the plan uses {:?}, whose bitsandbytes library has no MPS support",
+                plan.optimizer
+            ),
+            "plan again with AdamW or Lion (plan_training with optimizer)".into(),
         );
     }
     if plan.base_weights != BaseWeights::Full {
@@ -836,7 +919,8 @@ fn apple_changes(plan: &TrainingPlan, findings: &mut Vec<EnvFinding>) -> Vec<Str
             findings,
             Severity::Blocking,
             "apple",
-            "the plan stores the base model quantised (fp8, int8 or nf4), which MPS cannot run".into(),
+            "the plan stores the base model quantised (fp8, int8 or nf4), which MPS cannot run"
+                .into(),
             "plan again with full base weights (plan_training with base_weights full)".into(),
         );
     }

@@ -64,7 +64,9 @@ pub fn safetensors_problem(head: &[u8], len: u64) -> Option<String> {
     };
     let Ok(table) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(header)
     else {
-        return Some("its header is not valid JSON: it is damaged or not a safetensors file".into());
+        return Some(
+            "its header is not valid JSON: it is damaged or not a safetensors file".into(),
+        );
     };
     let end = table
         .iter()
@@ -235,11 +237,23 @@ mod tests {
         let whole = safetensors_bytes(64);
         assert_eq!(safetensors_problem(&whole, whole.len() as u64), None);
         let cut = &whole[..whole.len() - 10];
-        assert!(safetensors_problem(cut, cut.len() as u64).unwrap().contains("cut off"));
+        assert!(
+            safetensors_problem(cut, cut.len() as u64)
+                .unwrap()
+                .contains("cut off")
+        );
         let lfs = b"version https://git-lfs.github.com/spec/v1\noid sha256:4c8f\nsize 6938078334\n";
-        assert!(safetensors_problem(lfs, lfs.len() as u64).unwrap().contains("LFS"));
+        assert!(
+            safetensors_problem(lfs, lfs.len() as u64)
+                .unwrap()
+                .contains("LFS")
+        );
         let text = b"not a model at all, just some text that goes on";
-        assert!(safetensors_problem(text, text.len() as u64).unwrap().contains("HeaderTooLarge"));
+        assert!(
+            safetensors_problem(text, text.len() as u64)
+                .unwrap()
+                .contains("HeaderTooLarge")
+        );
     }
 
     #[test]
@@ -254,7 +268,11 @@ mod tests {
         let r = check_model(&small.to_string_lossy(), sd15);
         assert_eq!(r.problem.unwrap().severity, Severity::Warning);
         let lfs = dir.path().join("lfs.safetensors");
-        std::fs::write(&lfs, b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 9\n").unwrap();
+        std::fs::write(
+            &lfs,
+            b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 9\n",
+        )
+        .unwrap();
         let r = check_model(&lfs.to_string_lossy(), sd15);
         assert!(r.problem.unwrap().message.contains("Git LFS pointer"));
         let hub = check_model("black-forest-labs/FLUX.1-dev", flux);

@@ -287,8 +287,13 @@ mod tests {
             entry_scripts: vec!["train.py".into(), "absent.py".into()],
             extra_modules: vec!["zz_plan_module".into()],
         };
-        let answer = run_probe(&python.path, &request, Some(dir.path()), DEFAULT_PROBE_LIMIT)
-            .unwrap();
+        let answer = run_probe(
+            &python.path,
+            &request,
+            Some(dir.path()),
+            DEFAULT_PROBE_LIMIT,
+        )
+        .unwrap();
         let imports = answer.imports.unwrap();
         let missing: Vec<(&str, &str)> = imports
             .missing

@@ -123,10 +123,18 @@ pub fn summary(r: &EnvironmentReport, plan: Option<&TrainingPlan>) -> String {
         (Some(free), None) => s.push(format!("{} free on the workspace disk.", gb(*free))),
         _ => {}
     }
-    for f in r.findings.iter().filter(|f| f.severity == Severity::Blocking) {
+    for f in r
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Blocking)
+    {
         s.push(format!("Blocking: {} — {}.", f.message, f.what_to_do));
     }
-    for f in r.findings.iter().filter(|f| f.severity == Severity::Warning) {
+    for f in r
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Warning)
+    {
         s.push(format!("Warning: {} — {}.", f.message, f.what_to_do));
     }
     if plan.is_some() {
@@ -147,11 +155,7 @@ pub fn markdown(r: &EnvironmentReport) -> String {
     let mut md = format!(
         "# Environment: {}\n\n**{}**\n\n{}\n\n",
         r.project.as_deref().unwrap_or("this machine"),
-        if r.ready {
-            "Ready"
-        } else {
-            "Not ready"
-        },
+        if r.ready { "Ready" } else { "Not ready" },
         r.summary
     );
     md.push_str(&format!("## Accelerator\n\n{}\n\n", r.accelerator));
@@ -176,9 +180,7 @@ pub fn markdown(r: &EnvironmentReport) -> String {
                     "  - also using it: {} (pid {}){}\n",
                     p.name.as_deref().unwrap_or("a program"),
                     p.pid,
-                    p.used_mib
-                        .map(|m| format!(", {m} MiB"))
-                        .unwrap_or_default()
+                    p.used_mib.map(|m| format!(", {m} MiB")).unwrap_or_default()
                 ));
             }
         }
@@ -199,7 +201,10 @@ pub fn markdown(r: &EnvironmentReport) -> String {
             p.found_by
         ));
         if let Some(a) = &p.answer {
-            md.push_str(&format!("- Python {} on {} {}\n", a.python, a.platform, a.machine));
+            md.push_str(&format!(
+                "- Python {} on {} {}\n",
+                a.python, a.platform, a.machine
+            ));
             let t = &a.torch;
             if t.installed {
                 md.push_str(&format!(
@@ -223,7 +228,10 @@ pub fn markdown(r: &EnvironmentReport) -> String {
             }
         }
         if let Some(problem) = &p.problem {
-            md.push_str(&format!("- **{}** — {}\n", problem.message, problem.what_to_do));
+            md.push_str(&format!(
+                "- **{}** — {}\n",
+                problem.message, problem.what_to_do
+            ));
         }
     }
     if let Some(i) = &r.install {
@@ -239,11 +247,16 @@ pub fn markdown(r: &EnvironmentReport) -> String {
         if !i.missing.is_empty() {
             md.push_str("\n| missing module | package | imported by |\n|---|---|---|\n");
             for m in &i.missing {
-                md.push_str(&format!("| {} | {} | {} |\n", m.module, m.package, m.imported_by));
+                md.push_str(&format!(
+                    "| {} | {} | {} |\n",
+                    m.module, m.package, m.imported_by
+                ));
             }
         }
         if let Some(line) = &i.pip_install {
-            md.push_str(&format!("\nInstall them all at once:\n\n```\n{line}\n```\n"));
+            md.push_str(&format!(
+                "\nInstall them all at once:\n\n```\n{line}\n```\n"
+            ));
         }
     }
     if let Some(n) = &r.native {
@@ -265,7 +278,10 @@ pub fn markdown(r: &EnvironmentReport) -> String {
         None => md.push_str("Free space unknown on this system.\n"),
     }
     if let Some(need) = &r.disk.need {
-        md.push_str(&format!("\nThis run needs about {:.1} GB:\n\n", need.total_gib));
+        md.push_str(&format!(
+            "\nThis run needs about {:.1} GB:\n\n",
+            need.total_gib
+        ));
         for p in &need.parts {
             md.push_str(&format!("- {}: {:.2} GB\n", p.what, p.gib));
         }

@@ -84,7 +84,9 @@ pub fn take(
         .and_then(|p| p.answer.as_ref())
         .map(|a| &a.torch)
         .filter(|t| t.installed);
-    let version_file = torch.and_then(|t| t.version_file.as_ref()).map(PathBuf::from);
+    let version_file = torch
+        .and_then(|t| t.version_file.as_ref())
+        .map(PathBuf::from);
     EnvSnapshot {
         gpus: gpu_names(gpus),
         driver: gpus.driver_version.clone(),

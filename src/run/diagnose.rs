@@ -281,7 +281,11 @@ impl Diagnosis {
     /// The diagnosis of a run from the signals seen, or `None` when nothing
     /// went wrong that the signals or the facts show.
     pub fn from_signals(signals: &[Signal], facts: &RunFacts) -> Option<Diagnosis> {
-        let chosen = signals.iter().min_by_key(|s| s.kind.rank());
+        // Stdout and stderr arrive in either order: of the lines that show
+        // the same failure, the one naming its file or module wins.
+        let chosen = signals
+            .iter()
+            .min_by_key(|s| (s.kind.rank(), s.subject.is_none()));
         let evidence_for = |kind: FailureKind| -> Vec<String> {
             signals
                 .iter()
@@ -329,13 +333,17 @@ impl Diagnosis {
                 );
                 if facts.batch_size > 1 {
                     d.suggested_batch = Some(smaller);
-                    d.what_to_do = format!("plan again with batch {smaller} (plan_training with batch_size {smaller}; it keeps the number of pictures seen by adjusting steps), then run gates 2, 3 and 4 again");
+                    d.what_to_do = format!(
+                        "plan again with batch {smaller} (plan_training with batch_size {smaller}; it keeps the number of pictures seen by adjusting steps), then run gates 2, 3 and 4 again"
+                    );
                 } else {
                     d.what_to_do = "at batch 1 the plan itself is too big for this GPU: plan again with gradient checkpointing, cached latents and text embeddings, an 8-bit optimizer or a lower resolution (plan_training shrinks it for this GPU), or use a GPU with more memory".into();
                 }
             }
             FailureKind::HostOutOfMemory => {
-                d.message = "the computer ran out of memory (RAM) and the system stopped the trainer".into();
+                d.message =
+                    "the computer ran out of memory (RAM) and the system stopped the trainer"
+                        .into();
                 d.what_to_do = "close other programs, add swap, or use a machine with more RAM; loading and quantising Flux needs about 50 GB".into();
             }
             FailureKind::MissingModule => {
@@ -349,17 +357,32 @@ impl Diagnosis {
                 );
             }
             FailureKind::BadModelFile => {
-                d.message = format!("the model file{named} cannot be read: it is truncated or a Git LFS pointer, not the weights");
-                d.what_to_do = "download the model again (check its size against the source), then run gate 3".into();
+                d.message = format!(
+                    "the model file{named} cannot be read: it is truncated or a Git LFS pointer, not the weights"
+                );
+                d.what_to_do =
+                    "download the model again (check its size against the source), then run gate 3"
+                        .into();
             }
             FailureKind::MissingFile => {
-                d.message = format!("the trainer could not find{}", if named.is_empty() { " a file it needs".into() } else { named.clone() });
+                d.message = format!(
+                    "the trainer could not find{}",
+                    if named.is_empty() {
+                        " a file it needs".into()
+                    } else {
+                        named.clone()
+                    }
+                );
                 d.what_to_do = "put the file there, or point the plan at the right one (plan_training with model_path), write the config again (generate_config) and run gates 2 to 4".into();
             }
             FailureKind::CaptionError => {
                 d.message = format!(
                     "the trainer could not read the caption{}",
-                    if named.is_empty() { String::new() } else { named.clone() }
+                    if named.is_empty() {
+                        String::new()
+                    } else {
+                        named.clone()
+                    }
                 );
                 d.what_to_do = "save that caption as UTF-8 text (write_captions rewrites it), then run gate 1 again".into();
             }
@@ -368,7 +391,8 @@ impl Diagnosis {
                 d.what_to_do = "check that the dataset folder in the plan still holds the pictures and their captions, write the config again (generate_config) and run the gates again".into();
             }
             FailureKind::CudaError => {
-                d.message = "CUDA failed: the driver, the GPU and this PyTorch do not work together".into();
+                d.message =
+                    "CUDA failed: the driver, the GPU and this PyTorch do not work together".into();
                 d.what_to_do = "run gate 3 (run_gate 3): its compatibility table names the driver or PyTorch build to install".into();
             }
             FailureKind::NanLoss => {
@@ -455,18 +479,56 @@ mod tests {
     }
 
     #[test]
+    fn the_line_naming_the_caption_wins_whichever_stream_came_first() {
+        let named = classify_line("ERROR    illegal char in file (not UTF-8) / ファイルにUTF-8以外の文字があります: /w/set/p1.txt").unwrap();
+        let bare =
+            classify_line("UnicodeDecodeError: 'utf-8' codec can't decode byte 0xe9 in position 3")
+                .unwrap();
+        assert_eq!(bare.kind, FailureKind::CaptionError);
+        for signals in [[named.clone(), bare.clone()], [bare, named]] {
+            let d = Diagnosis::from_signals(&signals, &RunFacts::default()).unwrap();
+            assert_eq!(d.subject.as_deref(), Some("/w/set/p1.txt"));
+            assert!(d.message.contains("`/w/set/p1.txt`"), "{}", d.message);
+        }
+    }
+
+    #[test]
     fn pytorchs_out_of_memory_messages_old_and_new() {
         let new = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB. GPU 0 has a total capacity of 23.65 GiB of which 3.06 MiB is free. Including non-PyTorch memory, this process has 23.63 GiB memory in use.";
         let old = "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0; 11.76 GiB total capacity; 10.51 GiB already allocated; 4.94 MiB free; 10.71 GiB reserved in total by PyTorch)";
-        for line in [new, old, "RuntimeError: CUDA error: out of memory", "# OOM during training step, skipping batch 1/3 #"] {
-            assert_eq!(kind(line).map(|k| k.0), Some(FailureKind::OutOfMemory), "{line}");
+        for line in [
+            new,
+            old,
+            "RuntimeError: CUDA error: out of memory",
+            "# OOM during training step, skipping batch 1/3 #",
+        ] {
+            assert_eq!(
+                kind(line).map(|k| k.0),
+                Some(FailureKind::OutOfMemory),
+                "{line}"
+            );
         }
-        assert_eq!(oom_numbers(new), (Some("20.00 MiB".into()), Some("23.65 GiB".into())));
-        assert_eq!(oom_numbers(old), (Some("20.00 MiB".into()), Some("11.76 GiB".into())));
-        let facts = RunFacts { batch_size: 4, ..RunFacts::default() };
+        assert_eq!(
+            oom_numbers(new),
+            (Some("20.00 MiB".into()), Some("23.65 GiB".into()))
+        );
+        assert_eq!(
+            oom_numbers(old),
+            (Some("20.00 MiB".into()), Some("11.76 GiB".into()))
+        );
+        let facts = RunFacts {
+            batch_size: 4,
+            ..RunFacts::default()
+        };
         let d = Diagnosis::from_signals(&[classify_line(new).unwrap()], &facts).unwrap();
         assert_eq!(d.suggested_batch, Some(2));
-        assert!(d.message.contains("batch 4") && d.message.contains("20.00 MiB") && d.message.contains("23.65 GiB"), "{}", d.message);
+        assert!(
+            d.message.contains("batch 4")
+                && d.message.contains("20.00 MiB")
+                && d.message.contains("23.65 GiB"),
+            "{}",
+            d.message
+        );
         assert!(d.what_to_do.contains("batch 2"), "{}", d.what_to_do);
     }
 
@@ -481,23 +543,41 @@ mod tests {
             Some((FailureKind::MissingModule, Some("library".into())))
         );
         assert_eq!(
-            kind("FileNotFoundError: [Errno 2] No such file or directory: '/models/sd_xl_base_1.0.safetensors'"),
-            Some((FailureKind::MissingFile, Some("/models/sd_xl_base_1.0.safetensors".into())))
+            kind(
+                "FileNotFoundError: [Errno 2] No such file or directory: '/models/sd_xl_base_1.0.safetensors'"
+            ),
+            Some((
+                FailureKind::MissingFile,
+                Some("/models/sd_xl_base_1.0.safetensors".into())
+            ))
         );
         assert_eq!(
-            kind("error: could not read `/m/ldm.safetensors`: No such file or directory (os error 2)"),
+            kind(
+                "error: could not read `/m/ldm.safetensors`: No such file or directory (os error 2)"
+            ),
             Some((FailureKind::MissingFile, Some("/m/ldm.safetensors".into())))
         );
         assert_eq!(
-            kind("2024-05-01 12:00:00 ERROR illegal char in file (not UTF-8) / ファイルにUTF-8以外の文字があります: /data/fox/fox-03.txt"),
-            Some((FailureKind::CaptionError, Some("/data/fox/fox-03.txt".into())))
+            kind(
+                "2024-05-01 12:00:00 ERROR illegal char in file (not UTF-8) / ファイルにUTF-8以外の文字があります: /data/fox/fox-03.txt"
+            ),
+            Some((
+                FailureKind::CaptionError,
+                Some("/data/fox/fox-03.txt".into())
+            ))
         );
         assert_eq!(
-            kind("safetensors_rust.SafetensorError: Error while deserializing header: HeaderTooLarge").map(|k| k.0),
+            kind(
+                "safetensors_rust.SafetensorError: Error while deserializing header: HeaderTooLarge"
+            )
+            .map(|k| k.0),
             Some(FailureKind::BadModelFile)
         );
         assert_eq!(
-            kind("RuntimeError: CUDA error: no kernel image is available for execution on the device").map(|k| k.0),
+            kind(
+                "RuntimeError: CUDA error: no kernel image is available for execution on the device"
+            )
+            .map(|k| k.0),
             Some(FailureKind::CudaError)
         );
         assert_eq!(
@@ -505,7 +585,10 @@ mod tests {
             Some(FailureKind::NanLoss)
         );
         assert_eq!(kind("epoch 1/10"), None);
-        assert_eq!(kind("steps:  10%|█ | 1/10 [00:01<00:09, 1.00it/s, avr_loss=0.1]"), None);
+        assert_eq!(
+            kind("steps:  10%|█ | 1/10 [00:01<00:09, 1.00it/s, avr_loss=0.1]"),
+            None
+        );
     }
 
     #[test]
@@ -516,7 +599,14 @@ mod tests {
             "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.",
         ];
         let signals: Vec<Signal> = lines.iter().filter_map(|l| classify_line(l)).collect();
-        let d = Diagnosis::from_signals(&signals, &RunFacts { batch_size: 1, ..RunFacts::default() }).unwrap();
+        let d = Diagnosis::from_signals(
+            &signals,
+            &RunFacts {
+                batch_size: 1,
+                ..RunFacts::default()
+            },
+        )
+        .unwrap();
         assert_eq!(d.kind, FailureKind::OutOfMemory);
         assert_eq!(d.suggested_batch, None);
         assert!(d.what_to_do.contains("batch 1"), "{}", d.what_to_do);
@@ -539,7 +629,13 @@ mod tests {
             ..RunFacts::default()
         };
         assert!(Diagnosis::from_signals(&[], &facts).is_none());
-        let facts = RunFacts { steps_done: 1, ..facts };
-        assert_eq!(Diagnosis::from_signals(&[], &facts).unwrap().kind, FailureKind::TooFewSteps);
+        let facts = RunFacts {
+            steps_done: 1,
+            ..facts
+        };
+        assert_eq!(
+            Diagnosis::from_signals(&[], &facts).unwrap().kind,
+            FailureKind::TooFewSteps
+        );
     }
 }

@@ -96,9 +96,9 @@ impl DryRunError {
             DryRunError::BadSteps { .. } => Some(format!(
                 "ask for {MIN_STEPS} to {MAX_STEPS} steps (default {DEFAULT_STEPS})"
             )),
-            DryRunError::BadConfig { .. } | DryRunError::NoCommand => Some(
-                "write the trainer's config again (generate_config), then run gate 2".into(),
-            ),
+            DryRunError::BadConfig { .. } | DryRunError::NoCommand => {
+                Some("write the trainer's config again (generate_config), then run gate 2".into())
+            }
             DryRunError::Write(e) => e.hint(),
             DryRunError::Log { .. } => Some("check that the workspace folder is writable".into()),
             DryRunError::Start(_) => Some(
@@ -373,11 +373,17 @@ pub fn prepare(spec: &DryRunSpec) -> Result<Prepared, DryRunError> {
             let dest = dir.join("engine.toml");
             let body = toml::to_string(&t).map_err(|e| bad(&src, e))?;
             write_atomic(&dest, body.as_bytes())?;
+            // This program runs the engine; a test harness or another host
+            // embedding the library does not, so then `ategnatos` on PATH does.
             let exe = spec
                 .launcher
                 .engine_exe
                 .clone()
-                .or_else(|| std::env::current_exe().ok())
+                .or_else(|| {
+                    std::env::current_exe()
+                        .ok()
+                        .filter(|p| p.file_stem().is_some_and(|s| s == "ategnatos"))
+                })
                 .unwrap_or_else(|| PathBuf::from("ategnatos"));
             Ok(Prepared {
                 program: exe,

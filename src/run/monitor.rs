@@ -138,7 +138,10 @@ pub fn watch(
                 progress.report(
                     step.step,
                     Some(limits.steps_wanted),
-                    &format!("step {} of {}, loss {loss:.4}", step.step, limits.steps_wanted),
+                    &format!(
+                        "step {} of {}, loss {loss:.4}",
+                        step.step, limits.steps_wanted
+                    ),
                 );
             } else {
                 w.signals.push(Signal {

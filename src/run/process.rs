@@ -449,6 +449,9 @@ mod tests {
             Duration::from_secs(5),
         )
         .unwrap_err();
-        assert!(err.to_string().contains("/definitely/not/a/program"), "{err}");
+        assert!(
+            err.to_string().contains("/definitely/not/a/program"),
+            "{err}"
+        );
     }
 }

@@ -55,7 +55,11 @@ pub fn parse_tqdm(line: &str) -> Option<TqdmLine> {
     let rate = if let Some(r) = rate_text.strip_suffix("it/s") {
         r.trim().parse::<f64>().ok()
     } else if let Some(r) = rate_text.strip_suffix("s/it") {
-        r.trim().parse::<f64>().ok().filter(|s| *s > 0.0).map(|s| 1.0 / s)
+        r.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| *s > 0.0)
+            .map(|s| 1.0 / s)
     } else {
         None
     };
@@ -143,7 +147,10 @@ pub fn images_in(backend: Backend, line: &str) -> Option<u64> {
     match backend {
         Backend::Kohya | Backend::Native => line
             .contains("num train images * repeats")
-            .then(|| line.rsplit_once(':').and_then(|(_, n)| n.trim().parse().ok()))
+            .then(|| {
+                line.rsplit_once(':')
+                    .and_then(|(_, n)| n.trim().parse().ok())
+            })
             .flatten(),
         Backend::SimpleTuner => after("-  Num batches ="),
         // ai-toolkit prints no count we have seen in its source; its steps say it.
@@ -157,7 +164,8 @@ mod tests {
 
     // The lines below are the real tqdm's output for each backend's call
     // (`research/backends.md` §2).
-    const KOHYA: &str = "steps:  10%|█▋              | 92/920 [01:23<12:34,  1.10it/s, avr_loss=0.123]";
+    const KOHYA: &str =
+        "steps:  10%|█▋              | 92/920 [01:23<12:34,  1.10it/s, avr_loss=0.123]";
     const KOHYA_NAN: &str = "steps:  20%|██              | 2/10 [00:03<00:12,  1.60s/it, Average key norm=0.0123, Keys Scaled=3, avr_loss=nan]";
     const KOHYA_START: &str = "steps:   0%|          | 0/920 [00:00<?, ?it/s]";
     const SIMPLETUNER: &str = "Epoch 2/10, Steps:  12%|█▏        | 120/1000 [02:10<15:53,  1.08s/it, lr=0.0001, step_loss=0.0912]";

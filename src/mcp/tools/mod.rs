@@ -8,6 +8,7 @@
 mod audit;
 mod captions;
 mod duplicates;
+mod environment;
 mod gates;
 mod jobs;
 mod plan;
@@ -34,6 +35,7 @@ pub fn router() -> ToolRouter<AtegnatosServer> {
         + AtegnatosServer::captions_router()
         + AtegnatosServer::plan_router()
         + AtegnatosServer::gates_router()
+        + AtegnatosServer::environment_router()
         + AtegnatosServer::duplicates_router()
         + AtegnatosServer::jobs_router();
     for route in router.map.values_mut() {
@@ -167,8 +169,6 @@ mod tests {
 
     /// Tools the issues still ask for; each will take its share of the budget.
     const TOOLS_TO_COME: &[&str] = &[
-        "check_environment",
-        "dry_run",
         "launch_training",
         "training_status",
         "cancel_training",
@@ -244,6 +244,10 @@ mod tests {
             "plan_training",
             "generate_config",
             "run_gate 2",
+            "check_environment",
+            "run_gate 3",
+            "dry_run",
+            "run_gate 4",
         ];
         let at: Vec<usize> = chain
             .iter()
