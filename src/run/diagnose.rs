@@ -454,7 +454,7 @@ impl Diagnosis {
                 subject: None,
                 suggested_batch: None,
             }),
-            Some(_) if facts.steps_done < facts.steps_wanted.min(2).max(2) => Some(Diagnosis {
+            Some(_) if facts.steps_done < 2 => Some(Diagnosis {
                 kind: FailureKind::TooFewSteps,
                 message: format!(
                     "the trainer finished without an error after {} step(s); the dry run needs at least 2 with a finite loss",
