@@ -55,6 +55,10 @@ enum Command {
     Env(cli::env::EnvCmd),
     /// Gate 4: run the plan's own trainer for a few real steps.
     DryRun(cli::env::DryRunCmd),
+    /// Train the project's LoRA, once all four gates pass and are fresh.
+    Train(cli::env::TrainCmd),
+    /// Where the project's newest training run stands.
+    Status(cli::env::StatusCmd),
     /// Find near-duplicate pictures (copies, resized, re-saved, cropped, mirrored).
     Duplicates(cli::dedup::DuplicatesCmd),
     /// Set files aside in workspace/quarantine/ (captions go along); never deletes.
@@ -97,6 +101,8 @@ fn main() -> ExitCode {
         Command::Config(cmd) => cli::plan::run_config(&cli.root, cmd),
         Command::Env(cmd) => cli::env::run_env(&cli.root, cmd),
         Command::DryRun(cmd) => cli::env::run_dry_run(&cli.root, cmd),
+        Command::Train(cmd) => cli::env::run_train(&cli.root, cmd),
+        Command::Status(cmd) => cli::env::run_status(&cli.root, cmd),
         Command::Duplicates(cmd) => cli::dedup::duplicates(&cli.root, cmd),
         Command::Quarantine(cmd) => cli::dedup::quarantine(&cli.root, cmd),
         Command::Restore(cmd) => cli::dedup::restore(&cli.root, cmd),

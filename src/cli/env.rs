@@ -1,5 +1,6 @@
-//! `ategnatos env`, `ategnatos dry-run`, and `ategnatos gate 3|4`: Gates 3
-//! and 4 from a shell.
+//! `ategnatos env`, `ategnatos dry-run`, `ategnatos gate 3|4`, `ategnatos
+//! train` and `ategnatos status`: Gates 3 and 4, and the training behind
+//! them, from a shell.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -125,4 +126,63 @@ pub fn run_gate34(root: &Path, gate: u8, project: &str) -> Result<ExitCode, CliE
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `ategnatos train`: the training itself, behind four fresh gates.
+#[derive(clap::Args)]
+pub struct TrainCmd {
+    /// The project.
+    project: String,
+    /// Stop the trainer when it prints nothing for this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    stall: Option<u64>,
+    /// Print the result as JSON, as the MCP tool returns it.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run_train(root: &Path, cmd: TrainCmd) -> Result<ExitCode, CliError> {
+    use ategnatos::gates::training::{TrainingOptions, launch_training};
+    use ategnatos::run::launch::RunState;
+    let ws = open_workspace(root)?;
+    let mut options = TrainingOptions::default();
+    if let Some(s) = cmd.stall {
+        options.stall = Duration::from_secs(s.max(1));
+    }
+    let bar = Bar::new();
+    let run = launch_training(&ws, &cmd.project, &options, &bar);
+    bar.finish();
+    let run = run.map_err(|e| CliError::new(&e, e.hint()))?;
+    if cmd.json {
+        print_json(&run)?;
+    } else {
+        outln!("{}", run.plain_summary());
+    }
+    Ok(if run.state == RunState::Complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `ategnatos status`: where the project's newest run stands.
+#[derive(clap::Args)]
+pub struct StatusCmd {
+    /// The project.
+    project: String,
+    /// Print the result as JSON, as the MCP tool returns it.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run_status(root: &Path, cmd: StatusCmd) -> Result<ExitCode, CliError> {
+    let ws = open_workspace(root)?;
+    let run = ategnatos::gates::training::training_status(&ws, &cmd.project)
+        .map_err(|e| CliError::new(&e, e.hint()))?;
+    if cmd.json {
+        print_json(&run)?;
+    } else {
+        outln!("{}", run.plain_summary());
+    }
+    Ok(ExitCode::SUCCESS)
 }

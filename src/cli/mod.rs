@@ -86,6 +86,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ("estimate_vram", "ategnatos vram"),
     ("find_duplicates", "ategnatos duplicates"),
     ("generate_config", "ategnatos config"),
+    ("launch_training", "ategnatos train"),
     ("list_projects", "ategnatos project list"),
     ("plan_training", "ategnatos plan"),
     ("project_status", "ategnatos project status"),
@@ -95,6 +96,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ("run_gate", "ategnatos gate"),
     ("start_project", "ategnatos project start"),
     ("structure_dataset", "ategnatos structure"),
+    ("training_status", "ategnatos status"),
     ("write_captions", "ategnatos captions write"),
 ];
 

@@ -169,6 +169,20 @@ fn blocking(message: String, what_to_do: String) -> GateFinding {
     }
 }
 
+/// How to start the backend, from the environment check Gate 3 kept.
+pub(crate) fn launcher(
+    env: &crate::environment::EnvironmentReport,
+    engine_exe: Option<PathBuf>,
+) -> Launcher {
+    let python = env.python.as_ref().map(|p| p.interpreter.clone());
+    Launcher {
+        install_dir: env.install.as_ref().map(|i| i.scripts_dir.clone()),
+        bin_dir: python.as_ref().and_then(|p| p.parent().map(PathBuf::from)),
+        python,
+        engine_exe,
+    }
+}
+
 /// Runs Gate 4 for a project (gates 1 to 3 must pass first) and records it.
 pub fn run_gate4(
     ws: &Workspace,
@@ -230,14 +244,7 @@ pub fn run_gate4(
         _ => {}
     }
     if let (Some(generated), Some(env), true) = (manifest, env, report.blockers.is_empty()) {
-        let install = env.install.as_ref();
-        let python = env.python.as_ref().map(|p| p.interpreter.clone());
-        let launcher = Launcher {
-            install_dir: install.map(|i| i.scripts_dir.clone()),
-            bin_dir: python.as_ref().and_then(|p| p.parent().map(PathBuf::from)),
-            python,
-            engine_exe: options.engine_exe.clone(),
-        };
+        let launcher = launcher(&env, options.engine_exe.clone());
         let stamp = clock::stamp(clock::unix_now());
         let work = ws.work_dir();
         let spec = DryRunSpec {

@@ -8,7 +8,8 @@
 //!
 //! [`dataset`], [`config`], [`environment`] and [`dry_run`] run gates 1 to
 //! 4; [`chain`] refuses a gate whose earlier gates have not all passed and
-//! stayed fresh; [`status`] says where each gate stands now.
+//! stayed fresh; [`status`] says where each gate stands now; [`training`]
+//! starts a run only behind four fresh gates.
 
 pub mod chain;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod dataset;
 pub mod dry_run;
 pub mod environment;
 pub mod status;
+pub mod training;
 
 use serde::{Deserialize, Serialize};
 

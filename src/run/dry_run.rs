@@ -190,7 +190,7 @@ fn text(p: &Path) -> String {
 }
 
 /// `accelerate` → the environment's own `bin/accelerate` when it is there.
-fn program(launcher: &Launcher, word: &str) -> PathBuf {
+pub(crate) fn program(launcher: &Launcher, word: &str) -> PathBuf {
     if word == "python"
         && let Some(p) = &launcher.python
     {

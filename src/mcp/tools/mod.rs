@@ -13,6 +13,7 @@ mod gates;
 mod jobs;
 mod plan;
 mod project;
+mod training;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +37,7 @@ pub fn router() -> ToolRouter<AtegnatosServer> {
         + AtegnatosServer::plan_router()
         + AtegnatosServer::gates_router()
         + AtegnatosServer::environment_router()
+        + AtegnatosServer::training_router()
         + AtegnatosServer::duplicates_router()
         + AtegnatosServer::jobs_router();
     for route in router.map.values_mut() {
@@ -169,8 +171,6 @@ mod tests {
 
     /// Tools the issues still ask for; each will take its share of the budget.
     const TOOLS_TO_COME: &[&str] = &[
-        "launch_training",
-        "training_status",
         "cancel_training",
         "comfyui_submit",
         "eval_grid",
