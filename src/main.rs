@@ -35,7 +35,7 @@ enum Command {
     /// Captioning: preview, write, approve, restore.
     #[command(subcommand)]
     Captions(cli::project::CaptionsCmd),
-    /// Run a gate for a project (1 = dataset, 2 = training plan).
+    /// Run a gate for a project (1 = dataset, 2 = training plan, 3 = environment, 4 = dry run).
     Gate {
         /// Gate number.
         gate: u8,
@@ -51,6 +51,14 @@ enum Command {
     Vram(cli::plan::VramCmd),
     /// Write the project's plan as its trainer's config files and config.md.
     Config(cli::plan::ConfigCmd),
+    /// What this machine can train with: GPU, driver, PyTorch, the trainer's install, disk.
+    Env(cli::env::EnvCmd),
+    /// Gate 4: run the plan's own trainer for a few real steps.
+    DryRun(cli::env::DryRunCmd),
+    /// Train the project's LoRA, once all four gates pass and are fresh.
+    Train(cli::env::TrainCmd),
+    /// Where the project's newest training run stands.
+    Status(cli::env::StatusCmd),
     /// Find near-duplicate pictures (copies, resized, re-saved, cropped, mirrored).
     Duplicates(cli::dedup::DuplicatesCmd),
     /// Set files aside in workspace/quarantine/ (captions go along); never deletes.
@@ -91,6 +99,10 @@ fn main() -> ExitCode {
         Command::Plan(cmd) => cli::plan::run_plan(&cli.root, cmd),
         Command::Vram(cmd) => cli::plan::run_vram(&cli.root, cmd),
         Command::Config(cmd) => cli::plan::run_config(&cli.root, cmd),
+        Command::Env(cmd) => cli::env::run_env(&cli.root, cmd),
+        Command::DryRun(cmd) => cli::env::run_dry_run(&cli.root, cmd),
+        Command::Train(cmd) => cli::env::run_train(&cli.root, cmd),
+        Command::Status(cmd) => cli::env::run_status(&cli.root, cmd),
         Command::Duplicates(cmd) => cli::dedup::duplicates(&cli.root, cmd),
         Command::Quarantine(cmd) => cli::dedup::quarantine(&cli.root, cmd),
         Command::Restore(cmd) => cli::dedup::restore(&cli.root, cmd),

@@ -330,6 +330,7 @@ fn a_gpu_name_that_fits_several_cards_is_refused_with_the_choices_everywhere() {
     assert!(plan.contains("\"RTX 4060 Ti 16GB\""), "{plan}");
     let config = ategnatos(&root).args(["config", "fox"]).output().unwrap();
     assert_eq!(config.status.code(), Some(0), "{config:?}");
+    common::fake_trainer::pass_gate1(&root, "fox");
     let gate = ategnatos(&root)
         .args(["gate", "2", "--project", "fox"])
         .output()

@@ -93,6 +93,8 @@ async fn plan_fit_config_and_gate_2_over_mcp() {
     let md = std::fs::read_to_string(root.join("grimoire/training/fox/config.md")).unwrap();
     assert!(md.contains("RTX 4060") && md.contains("fits"), "{md}");
 
+    // Gate 2 comes after Gate 1 (tests/gate1.rs passes it for real).
+    common::fake_trainer::pass_gate1(&root, "fox");
     let r = call("run_gate", json!({"project": "fox", "gate": 2})).await;
     assert_eq!(r.is_error, Some(false), "{}", text(&r));
     assert!(text(&r).contains("GO"), "{}", text(&r));
@@ -203,6 +205,7 @@ async fn a_native_plan_for_a_gpu_is_refused_by_a_build_without_cuda() {
     )
     .await;
     assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    common::fake_trainer::pass_gate1(&root, "fox");
     let r = call("run_gate", json!({"project": "fox", "gate": 2})).await;
     let gate = r.structured_content.unwrap();
     assert_eq!(gate["result"]["decision"], "NO-GO", "{gate}");

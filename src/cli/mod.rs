@@ -17,6 +17,7 @@ macro_rules! outln {
 pub mod audit;
 pub mod bench;
 pub mod dedup;
+pub mod env;
 pub mod plan;
 pub mod progress;
 pub mod project;
@@ -80,10 +81,13 @@ const COMMANDS: &[(&str, &str)] = &[
     ("approve_captions", "ategnatos captions approve"),
     ("audit_dataset", "ategnatos audit"),
     ("caption_preview", "ategnatos captions preview"),
+    ("check_environment", "ategnatos env"),
     ("curate_dataset", "ategnatos curate"),
+    ("dry_run", "ategnatos dry-run"),
     ("estimate_vram", "ategnatos vram"),
     ("find_duplicates", "ategnatos duplicates"),
     ("generate_config", "ategnatos config"),
+    ("launch_training", "ategnatos train"),
     ("list_projects", "ategnatos project list"),
     ("plan_training", "ategnatos plan"),
     ("project_status", "ategnatos project status"),
@@ -93,6 +97,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ("run_gate", "ategnatos gate"),
     ("start_project", "ategnatos project start"),
     ("structure_dataset", "ategnatos structure"),
+    ("training_status", "ategnatos status"),
     ("write_captions", "ategnatos captions write"),
 ];
 

@@ -268,9 +268,10 @@ pub fn run_gate(
                 ExitCode::from(1)
             })
         }
+        3 | 4 => super::env::run_gate34(root, gate, project),
         n => Err(CliError::new(
-            format!("gate `{n}` is not available from the command line yet"),
-            Some("gates 1 (dataset) and 2 (training plan) are".into()),
+            format!("there is no gate `{n}`"),
+            Some("gates are numbered 1 (dataset), 2 (plan), 3 (environment), 4 (dry run)".into()),
         )),
     }
 }

@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 
+use super::chain::{ChainError, require_earlier};
 use super::{Gate, GateFinding, GateRecord, GateStatus};
 use crate::backends::load_manifest;
 use crate::plan::gpu::{self, Gpu};
@@ -11,6 +12,7 @@ use crate::plan::planner::{PlanError, image_folders};
 use crate::plan::training::{Backend, TrainingPlan, load_plan};
 use crate::plan::validate::validate;
 use crate::plan::vram::{VramEstimate, estimate_vram};
+use crate::studio::Hint;
 use crate::studio::Workspace;
 use crate::studio::project;
 
@@ -72,12 +74,35 @@ fn finding(severity: &str, message: String, what_to_do: String) -> GateFinding {
     }
 }
 
-/// Runs Gate 2 for a project against `gpu_name` (or the plan's GPU, or the
-/// one the driver reports) and records the result.
+/// Why Gate 2 could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Gate2Error {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+}
+
+impl Hint for Gate2Error {
+    fn hint(&self) -> Option<String> {
+        match self {
+            Gate2Error::Plan(e) => e.hint(),
+            Gate2Error::Chain(e) => e.hint(),
+        }
+    }
+}
+
+impl From<crate::studio::StudioError> for Gate2Error {
+    fn from(e: crate::studio::StudioError) -> Self {
+        Gate2Error::Plan(e.into())
+    }
+}
+
 /// Our engine trains on a GPU only in a build with its CUDA backend; a plan
 /// for a GPU in a build without one would fail the moment training starts.
 fn engine_cannot_use(plan: &TrainingPlan, gpu: Option<&Gpu>) -> Option<GateFinding> {
-    if plan.backend != Backend::Native || cfg!(feature = "cuda") {
+    // A plan without a GPU trains the engine on the CPU, which every build can.
+    if plan.backend != Backend::Native || cfg!(feature = "cuda") || plan.gpu.is_none() {
         return None;
     }
     let gpu = gpu?;
@@ -91,19 +116,22 @@ fn engine_cannot_use(plan: &TrainingPlan, gpu: Option<&Gpu>) -> Option<GateFindi
     ))
 }
 
+/// Runs Gate 2 for a project against `gpu_name` (or the plan's GPU, or the
+/// one the driver reports) and records the result. Gate 1 must have passed.
 pub fn run_gate2(
     ws: &Workspace,
     project_name: &str,
     gpu_name: Option<&str>,
-) -> Result<Gate2Report, PlanError> {
+) -> Result<Gate2Report, Gate2Error> {
     let project = project::load(ws, project_name)?.ok_or_else(|| PlanError::NoSuchProject {
         name: project_name.to_string(),
     })?;
     let plan = load_plan(ws, project_name)?.ok_or_else(|| PlanError::NoPlan {
         project: project_name.to_string(),
     })?;
-    let model = plan.model()?;
-    let gpu = gpu::resolve(gpu_name.or(plan.gpu.as_deref()))?;
+    let model = plan.model().map_err(PlanError::from)?;
+    let gpu = gpu::resolve(gpu_name.or(plan.gpu.as_deref())).map_err(PlanError::from)?;
+    require_earlier(ws, &project, Gate::Config)?;
     let mut blockers = Vec::new();
     let mut warnings = Vec::new();
 
@@ -159,7 +187,18 @@ pub fn run_gate2(
         blockers.push(refusal);
     }
     let vram = estimate_vram(&plan, model, gpu.as_ref());
+    let cpu_engine = plan.backend == Backend::Native && plan.gpu.is_none();
     match (&gpu, vram.fits) {
+        // The engine's CPU plan: allowed, and said to be slow.
+        _ if cpu_engine => warnings.push(finding(
+            "warning",
+            format!(
+                "the plan trains with the Ategnatos engine on the CPU: {} steps, far slower than on a GPU (the engine's benchmark takes {} s a step for its tiny test model; SD1.5 does much more per step)",
+                plan.total_steps(),
+                crate::environment::native::TINY_CPU_SECONDS_PER_STEP
+            ),
+            "keep it for a first look, or plan for a GPU (plan_training with gpu) to train in earnest".into(),
+        )),
         (None, _) => blockers.push(finding(
             "blocking",
             "no GPU to check the plan against: none was named and the NVIDIA driver found none"
@@ -281,7 +320,19 @@ mod tests {
             "txt",
         );
         save(&ws, &p, "# intent\n").unwrap();
+        pass_gate1(&ws);
         (dir, ws)
+    }
+
+    /// Gate 1 recorded as passed for the pictures as they are.
+    pub(crate) fn pass_gate1(ws: &Workspace) {
+        let p = project::load(ws, "ink-fox").unwrap().unwrap();
+        let fp = crate::gates::status::current_fingerprint(ws, &p, Gate::Dataset).unwrap();
+        crate::gates::store(
+            ws,
+            &GateRecord::new("ink-fox", Gate::Dataset, GateStatus::Pass, fp),
+        )
+        .unwrap();
     }
 
     fn plan(ws: &Workspace, gpu: &str) {
@@ -364,6 +415,35 @@ mod tests {
         assert!(
             text.iter().any(|t| t.contains("trigger word `otherword`")),
             "{text:?}"
+        );
+    }
+
+    #[test]
+    fn gate_2_waits_for_gate_1_and_says_so() {
+        let (d, ws) = studio();
+        plan(&ws, "RTX 4090");
+        // A picture changes after gate 1: gate 1 is stale, gate 2 refuses.
+        std::fs::write(d.path().join("pics/fox/fox-00.png"), b"other").unwrap();
+        let err = run_gate2(&ws, "ink-fox", None).unwrap_err();
+        assert!(err.to_string().contains("gate 1"), "{err}");
+        assert!(err.to_string().contains("stale"), "{err}");
+        assert_eq!(
+            err.hint().unwrap(),
+            "run gate 1 again (run_gate 1); the gates after it follow"
+        );
+        std::fs::remove_file(
+            ws.project_state_dir("ink-fox")
+                .unwrap()
+                .join("gates/1-dataset.json"),
+        )
+        .unwrap();
+        let err = run_gate2(&ws, "ink-fox", None).unwrap_err();
+        assert!(err.to_string().contains("has not run"), "{err}");
+        assert!(err.hint().unwrap().contains("run_gate 1"));
+        assert!(
+            super::super::load(&ws, "ink-fox", Gate::Config)
+                .unwrap()
+                .is_none()
         );
     }
 

@@ -5,10 +5,19 @@
 //! a later change to any of them makes the record stale. Records are JSON under
 //! `grimoire/.state/projects/<name>/gates/`, and are served as the MCP
 //! resources `ategnatos://projects/{name}/gates/{gate}`.
+//!
+//! [`dataset`], [`config`], [`environment`] and [`dry_run`] run gates 1 to
+//! 4; [`chain`] refuses a gate whose earlier gates have not all passed and
+//! stayed fresh; [`status`] says where each gate stands now; [`training`]
+//! starts a run only behind four fresh gates.
 
+pub mod chain;
 pub mod config;
 pub mod dataset;
+pub mod dry_run;
+pub mod environment;
 pub mod status;
+pub mod training;
 
 use serde::{Deserialize, Serialize};
 
@@ -163,6 +172,10 @@ pub struct GateRecord {
     /// Where the full report is, relative to the workspace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<String>,
+    /// What the gate measured, for tools to read (gate 4: the dry run's
+    /// steps, losses and diagnosis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 impl GateRecord {
@@ -178,6 +191,7 @@ impl GateRecord {
             fingerprint,
             scope: "full".into(),
             report: None,
+            details: None,
         }
     }
 }

@@ -92,7 +92,8 @@ pub struct AtegnatosServer {
 const INSTRUCTIONS: &str = "Ategnatos takes an artist from a folder of pictures to a trained LoRA behind four gates; never skip one. \
 The chain: start_project; audit_dataset (fix what it reports); find_duplicates, then quarantine_files for the copies the artist agrees to set aside; \
 caption_preview, the artist approves sample captions (approve_captions), write_captions for the rest; run_gate 1 (dataset); \
-plan_training (explain every parameter), generate_config, run_gate 2 (plan); gates 3 (environment) and 4 (dry run) come next, then training. \
+plan_training (explain every parameter), generate_config, run_gate 2 (plan); check_environment (show the artist what to fix), run_gate 3 (environment); \
+dry_run, a few real steps of the exact plan, is run_gate 4 (dry run) with its log; then training. \
 project_status says where a project stands and what is next. estimate_vram answers 'will it fit'; curate_dataset and structure_dataset help shape a set. \
 Every path, in arguments and results, is relative to the workspace root. \
 Long tools return a job id when they need more than wait_seconds: follow it with job_status. \

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod fake_trainer;
 
 use std::path::{Path, PathBuf};
 

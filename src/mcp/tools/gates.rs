@@ -8,14 +8,16 @@ use serde::Deserialize;
 
 use super::super::jobs::{JobFailure, JobOutput};
 use super::super::{AtegnatosServer, reply};
-use crate::studio::Hint;
+use crate::gates::dry_run::{Gate4Options, run_gate4};
+use crate::gates::environment::{Gate3Options, run_gate3};
+use crate::studio::{Hint, Progress};
 
 /// Which gate of which project.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct RunGateArgs {
     /// Project name.
     pub project: String,
-    /// 1 dataset, 2 training plan (3 environment, 4 dry run: not built yet).
+    /// 1 dataset, 2 training plan, 3 environment, 4 dry run.
     #[schemars(range(min = 1, max = 4))]
     pub gate: u8,
     /// Gate 2: the GPU (default the plan's).
@@ -26,10 +28,27 @@ pub struct RunGateArgs {
     pub wait_seconds: Option<u64>,
 }
 
+/// A job's result from a serialisable gate report.
+pub(crate) fn output<T: serde::Serialize>(
+    summary: String,
+    changed: Vec<String>,
+    report: &T,
+) -> Result<JobOutput, JobFailure> {
+    let result = serde_json::to_value(report).map_err(|e| JobFailure {
+        error: e.to_string(),
+        hint: None,
+    })?;
+    Ok(JobOutput {
+        summary,
+        changed,
+        result,
+    })
+}
+
 #[tool_router(router = gates_router, vis = "pub(crate)")]
 impl AtegnatosServer {
     #[tool(
-        description = "Run gate 1 (dataset: audit, duplicates, variety, caption balance; writes dataset-report.md) or gate 2 (the plan is safe and fits the GPU with a 20 % margin) and record it as ategnatos://projects/{name}/gates/{n}. Any later change to pictures, captions or plan makes it stale. Gates pass in order; there is no override.",
+        description = "Run gate 1 (dataset: audit, duplicates, captions; writes dataset-report.md), 2 (the plan fits the GPU), 3 (this machine: GPU, driver, PyTorch, trainer install, disk) or 4 (a dry run of a few real steps) and record it as ategnatos://projects/{name}/gates/{n}. Gates pass in order; a later change makes them stale; no override.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,
@@ -43,35 +62,58 @@ impl AtegnatosServer {
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
         let ws = self.shared().workspace.clone();
+        let project = args.project.clone();
+        let wait = args.wait_seconds;
+        let fail = |error: String, hint: Option<String>| JobFailure { error, hint };
         match args.gate {
             1 => {
-                let project = args.project.clone();
-                let (_job, result) = super::run_job(self, "run_gate", args.wait_seconds, &ctx, move |progress| {
-                    let g = crate::gates::dataset::run_gate1(&ws, &project, progress)
-                        .map_err(|e| JobFailure { error: e.to_string(), hint: e.hint() })?;
-                    let result = serde_json::to_value(&g).map_err(|e| JobFailure { error: e.to_string(), hint: None })?;
-                    Ok(JobOutput { summary: g.plain_summary(), changed: vec![g.resource_uri.clone()], result })
-                })
-                .await;
+                let (_job, result) =
+                    super::run_job(self, "run_gate", wait, &ctx, move |progress| {
+                        let g = crate::gates::dataset::run_gate1(&ws, &project, progress)
+                            .map_err(|e| fail(e.to_string(), e.hint()))?;
+                        output(g.plain_summary(), vec![g.resource_uri.clone()], &g)
+                    })
+                    .await;
                 result
             }
             2 => {
-                let project = args.project.clone();
                 let gpu = args.gpu.clone();
-                let (_job, result) = super::run_job(self, "run_gate", args.wait_seconds, &ctx, move |_progress| {
-                    let g = crate::gates::config::run_gate2(&ws, &project, gpu.as_deref())
-                        .map_err(|e| JobFailure { error: e.to_string(), hint: e.hint() })?;
-                    let result = serde_json::to_value(&g).map_err(|e| JobFailure { error: e.to_string(), hint: None })?;
-                    Ok(JobOutput { summary: g.plain_summary(), changed: vec![g.resource_uri.clone()], result })
-                })
-                .await;
+                let (_job, result) =
+                    super::run_job(self, "run_gate", wait, &ctx, move |_progress| {
+                        let g = crate::gates::config::run_gate2(&ws, &project, gpu.as_deref())
+                            .map_err(|e| fail(e.to_string(), e.hint()))?;
+                        output(g.plain_summary(), vec![g.resource_uri.clone()], &g)
+                    })
+                    .await;
                 result
             }
-            3..=4 => reply::failure(
-                format!("gate {} is not available in this version of Ategnatos yet", args.gate),
-                Some("gates 1 (dataset) and 2 (training plan) are; the environment and dry-run gates come next".into()),
+            3 => {
+                let (_job, result) =
+                    super::run_job(self, "run_gate", wait, &ctx, move |progress| {
+                        progress.report(0, None, "checking the GPU, the trainer and its Python");
+                        let g = run_gate3(&ws, &project, &Gate3Options::default())
+                            .map_err(|e| fail(e.to_string(), e.hint()))?;
+                        output(g.plain_summary(), vec![g.resource_uri.clone()], &g)
+                    })
+                    .await;
+                result
+            }
+            4 => {
+                let (_job, result) =
+                    super::run_job(self, "run_gate", wait, &ctx, move |progress| {
+                        let g = run_gate4(&ws, &project, &Gate4Options::default(), progress)
+                            .map_err(|e| fail(e.to_string(), e.hint()))?;
+                        output(g.plain_summary(), vec![g.resource_uri.clone()], &g)
+                    })
+                    .await;
+                result
+            }
+            other => reply::failure(
+                format!("there is no gate `{other}`"),
+                Some(
+                    "gates are numbered 1 (dataset), 2 (plan), 3 (environment), 4 (dry run)".into(),
+                ),
             ),
-            other => reply::failure(format!("there is no gate `{other}`"), Some("gates are numbered 1 (dataset), 2 (plan), 3 (environment), 4 (dry run)".into())),
         }
     }
 }

@@ -8,10 +8,12 @@
 mod audit;
 mod captions;
 mod duplicates;
+mod environment;
 mod gates;
 mod jobs;
 mod plan;
 mod project;
+mod training;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +36,8 @@ pub fn router() -> ToolRouter<AtegnatosServer> {
         + AtegnatosServer::captions_router()
         + AtegnatosServer::plan_router()
         + AtegnatosServer::gates_router()
+        + AtegnatosServer::environment_router()
+        + AtegnatosServer::training_router()
         + AtegnatosServer::duplicates_router()
         + AtegnatosServer::jobs_router();
     for route in router.map.values_mut() {
@@ -186,10 +190,6 @@ mod tests {
 
     /// Tools the issues still ask for; each will take its share of the budget.
     const TOOLS_TO_COME: &[&str] = &[
-        "check_environment",
-        "dry_run",
-        "launch_training",
-        "training_status",
         "cancel_training",
         "comfyui_submit",
         "eval_grid",
@@ -284,6 +284,10 @@ mod tests {
             "plan_training",
             "generate_config",
             "run_gate 2",
+            "check_environment",
+            "run_gate 3",
+            "dry_run",
+            "run_gate 4",
         ];
         let at: Vec<usize> = chain
             .iter()

@@ -1,0 +1,189 @@
+//! `ategnatos env`, `ategnatos dry-run`, `ategnatos gate 3|4`, `ategnatos
+//! train` and `ategnatos status`: Gates 3 and 4, and the training behind
+//! them, from a shell.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use ategnatos::environment::{EnvRequest, check_environment};
+use ategnatos::gates::dry_run::{Gate4Options, run_gate4};
+use ategnatos::gates::environment::{Gate3Options, run_gate3};
+use ategnatos::plan::training::Backend;
+
+use super::progress::Bar;
+use super::{CliError, open_workspace, print_json, shell_path};
+use ategnatos::studio::Hint;
+
+fn parse_backend(s: &str) -> Result<Backend, String> {
+    Backend::parse(s).ok_or_else(|| {
+        format!("`{s}` is not a backend: use kohya, simpletuner, ai-toolkit or native")
+    })
+}
+
+/// `ategnatos env`: what this machine can train with.
+#[derive(clap::Args)]
+pub struct EnvCmd {
+    /// Check against this project's plan (and write its environment.md).
+    #[arg(long)]
+    project: Option<String>,
+    /// The trainer to check (default: the plan's).
+    #[arg(long, value_parser = parse_backend)]
+    backend: Option<Backend>,
+    /// The trainer's folder (default: found in the workspace or from
+    /// ATEGNATOS_KOHYA_DIR and the like).
+    #[arg(long)]
+    backend_path: Option<std::path::PathBuf>,
+    /// Print the result as JSON, as the MCP tool returns it.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run_env(root: &Path, cmd: EnvCmd) -> Result<ExitCode, CliError> {
+    let ws = open_workspace(root)?;
+    let request = EnvRequest {
+        project: cmd.project,
+        backend: cmd.backend,
+        backend_path: cmd.backend_path.as_deref().map(shell_path),
+        ..EnvRequest::default()
+    };
+    let r = check_environment(&ws, &request).map_err(|e| CliError::new(&e, e.hint()))?;
+    if cmd.json {
+        print_json(&r)?;
+    } else {
+        // The summary says each problem with what to do.
+        outln!("{}", r.plain_summary());
+        if let Some(file) = &r.report_file {
+            outln!("Report: {file}");
+        }
+    }
+    Ok(if r.ready {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `ategnatos dry-run`: Gate 4, a few real steps of the exact plan.
+#[derive(clap::Args)]
+pub struct DryRunCmd {
+    /// The project.
+    project: String,
+    /// Steps to run, 2 to 5.
+    #[arg(long, default_value_t = ategnatos::run::dry_run::DEFAULT_STEPS)]
+    steps: u32,
+    /// Stop the trainer when it prints nothing for this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    stall: Option<u64>,
+    /// Print the result as JSON, as the MCP tool returns it.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run_dry_run(root: &Path, cmd: DryRunCmd) -> Result<ExitCode, CliError> {
+    let ws = open_workspace(root)?;
+    let mut options = Gate4Options {
+        steps: cmd.steps,
+        ..Gate4Options::default()
+    };
+    if let Some(s) = cmd.stall {
+        options.stall = Duration::from_secs(s.max(1));
+    }
+    let bar = Bar::new();
+    let g = run_gate4(&ws, &cmd.project, &options, &bar);
+    bar.finish();
+    let g = g.map_err(|e| CliError::new(&e, e.hint()))?;
+    if cmd.json {
+        print_json(&g)?;
+    } else {
+        outln!("{}", g.plain_summary());
+    }
+    Ok(if g.blockers.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `ategnatos gate 3` and `ategnatos gate 4` with their defaults.
+pub fn run_gate34(root: &Path, gate: u8, project: &str) -> Result<ExitCode, CliError> {
+    if gate == 4 {
+        return run_dry_run(
+            root,
+            DryRunCmd {
+                project: project.to_string(),
+                steps: ategnatos::run::dry_run::DEFAULT_STEPS,
+                stall: None,
+                json: false,
+            },
+        );
+    }
+    let ws = open_workspace(root)?;
+    let g = run_gate3(&ws, project, &Gate3Options::default())
+        .map_err(|e| CliError::new(&e, e.hint()))?;
+    outln!("{}", g.plain_summary());
+    Ok(if g.blockers.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `ategnatos train`: the training itself, behind four fresh gates.
+#[derive(clap::Args)]
+pub struct TrainCmd {
+    /// The project.
+    project: String,
+    /// Stop the trainer when it prints nothing for this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    stall: Option<u64>,
+    /// Print the result as JSON, as the MCP tool returns it.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run_train(root: &Path, cmd: TrainCmd) -> Result<ExitCode, CliError> {
+    use ategnatos::gates::training::{TrainingOptions, launch_training};
+    use ategnatos::run::launch::RunState;
+    let ws = open_workspace(root)?;
+    let mut options = TrainingOptions::default();
+    if let Some(s) = cmd.stall {
+        options.stall = Duration::from_secs(s.max(1));
+    }
+    let bar = Bar::new();
+    let run = launch_training(&ws, &cmd.project, &options, &bar);
+    bar.finish();
+    let run = run.map_err(|e| CliError::new(&e, e.hint()))?;
+    if cmd.json {
+        print_json(&run)?;
+    } else {
+        outln!("{}", run.plain_summary());
+    }
+    Ok(if run.state == RunState::Complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `ategnatos status`: where the project's newest run stands.
+#[derive(clap::Args)]
+pub struct StatusCmd {
+    /// The project.
+    project: String,
+    /// Print the result as JSON, as the MCP tool returns it.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run_status(root: &Path, cmd: StatusCmd) -> Result<ExitCode, CliError> {
+    let ws = open_workspace(root)?;
+    let run = ategnatos::gates::training::training_status(&ws, &cmd.project)
+        .map_err(|e| CliError::new(&e, e.hint()))?;
+    if cmd.json {
+        print_json(&run)?;
+    } else {
+        outln!("{}", run.plain_summary());
+    }
+    Ok(ExitCode::SUCCESS)
+}
