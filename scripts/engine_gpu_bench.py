@@ -81,7 +81,8 @@ def main():
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--cases", default="sd15,sdxl")
+    parser.add_argument("--cases", default="sd15",
+                        help="sd15, and sdxl once the engine has it (issue 20, part 7)")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds per command")
     parser.add_argument("--no-build", action="store_true")
     args = parser.parse_args()

@@ -131,7 +131,14 @@ fn memory(arch: Architecture, layout: &str, dtype: &str) -> ExitCode {
         layout,
         "--dtype",
         dtype,
-    ]) && run(&["engine", "check", &path_text, "--arch", arch.name(), "--load"]);
+    ]) && run(&[
+        "engine",
+        "check",
+        &path_text,
+        "--arch",
+        arch.name(),
+        "--load",
+    ]);
     let _ = std::fs::remove_dir_all(&dir);
     if ok {
         ExitCode::SUCCESS

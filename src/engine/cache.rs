@@ -191,9 +191,16 @@ mod tests {
             },
         ];
         let mut seen = Vec::new();
-        let data = cache_latents(&items, &vae, &tokenizer, 16, 4, 8, &device, &mut |d, t, _| {
-            seen.push((d, t))
-        })
+        let data = cache_latents(
+            &items,
+            &vae,
+            &tokenizer,
+            16,
+            4,
+            8,
+            &device,
+            &mut |d, t, _| seen.push((d, t)),
+        )
         .unwrap();
         let [_, h0, w0] = data.samples[0].shape;
         let [_, h1, w1] = data.samples[1].shape;

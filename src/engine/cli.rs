@@ -16,8 +16,8 @@ use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::tensor::backend::AutodiffBackend;
 
 use super::config::{Architecture, DeviceKind, EngineConfig};
-use super::init_checkpoint::write_random_checkpoint;
 use super::data::PrepareEvent;
+use super::init_checkpoint::write_random_checkpoint;
 use super::model::{LoraModel, check_checkpoint};
 use super::train::{TrainEvent, TrainOutcome, train};
 use super::weights::{Checkpoint, Component, Layout};
@@ -256,8 +256,8 @@ fn run_on<B: AutodiffBackend>(
     // The latents next: the VAE is dropped before the UNet is loaded.
     let started = Instant::now();
     let mut bar = Throttle::default();
-    let prepared = super::data::prepare::<B>(config, &checkpoint, device, &mut |event| {
-        match event {
+    let prepared =
+        super::data::prepare::<B>(config, &checkpoint, device, &mut |event| match event {
             PrepareEvent::Line(text) => line(out, &text),
             PrepareEvent::LoadingVae { done, total } => {
                 if bar.due(done, total) {
@@ -278,13 +278,21 @@ fn run_on<B: AutodiffBackend>(
                     );
                 }
             }
-        }
-    })?;
+        })?;
 
     let model = LoraModel::<B>::init(arch, &config.network, device);
     let started = Instant::now();
     let mut bar = Throttle::default();
-    line(out, &tqdm_line("loading model", 0, checked_total(&checked), Duration::ZERO, ""));
+    line(
+        out,
+        &tqdm_line(
+            "loading model",
+            0,
+            checked_total(&checked),
+            Duration::ZERO,
+            "",
+        ),
+    );
     let (model, reports) = model.load_base(&checkpoint, arch, device, &mut |done, total| {
         if bar.due(done, total) {
             line(

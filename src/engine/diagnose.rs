@@ -62,14 +62,19 @@ pub fn other_family<'a>(
     if is_sdxl && expected != "SDXL" {
         return Some(pick("an SDXL checkpoint"));
     }
-    if !is_sdxl && expected == "SDXL" && any(&|k| k.contains("input_blocks.") || k.contains("down_blocks.")) {
+    if !is_sdxl
+        && expected == "SDXL"
+        && any(&|k| k.contains("input_blocks.") || k.contains("down_blocks."))
+    {
         return Some(pick("a Stable Diffusion 1.x or 2.x checkpoint"));
     }
     if expected == "SD1.5" {
         let open_clip = any(&|k| k.starts_with("cond_stage_model.model."));
         let context = shape_of(&|k| k.ends_with("attn2.to_k.weight"));
         if open_clip || context.is_some_and(|s| s.get(1) == Some(&1024)) {
-            return Some(pick("a Stable Diffusion 2.x checkpoint (its text encoder is OpenCLIP, 1024 wide)"));
+            return Some(pick(
+                "a Stable Diffusion 2.x checkpoint (its text encoder is OpenCLIP, 1024 wide)",
+            ));
         }
     }
     let conv_in = shape_of(&|k| {
@@ -80,9 +85,13 @@ pub fn other_family<'a>(
             what: format!(
                 "this is an inpainting model (its first layer takes 9 channels, an {expected} model 4)"
             ),
-            hint: "train on the plain model the inpainting one was made from; the LoRA works on both".into(),
+            hint:
+                "train on the plain model the inpainting one was made from; the LoRA works on both"
+                    .into(),
         }),
-        Some([_, 8, ..]) => Some(pick("an instruct-pix2pix model (its first layer takes 8 channels)")),
+        Some([_, 8, ..]) => Some(pick(
+            "an instruct-pix2pix model (its first layer takes 8 channels)",
+        )),
         _ => None,
     }
 }
@@ -90,14 +99,30 @@ pub fn other_family<'a>(
 /// The kind of layer a key belongs to, for grouping a partial match.
 fn layer_kind(key: &str) -> &'static str {
     let k = key.to_ascii_lowercase();
-    if ["attn", "attention", "to_q", "to_k", "to_v", "query", "proj_attn", "self_attn"]
-        .iter()
-        .any(|p| k.contains(p))
+    if [
+        "attn",
+        "attention",
+        "to_q",
+        "to_k",
+        "to_v",
+        "query",
+        "proj_attn",
+        "self_attn",
+    ]
+    .iter()
+    .any(|p| k.contains(p))
     {
         "attention"
-    } else if ["resnets", "in_layers", "out_layers", "emb_layers", "skip_connection", ".block."]
-        .iter()
-        .any(|p| k.contains(p))
+    } else if [
+        "resnets",
+        "in_layers",
+        "out_layers",
+        "emb_layers",
+        "skip_connection",
+        ".block.",
+    ]
+    .iter()
+    .any(|p| k.contains(p))
     {
         "resnet"
     } else if k.contains("norm") {
@@ -110,9 +135,7 @@ fn layer_kind(key: &str) -> &'static str {
 }
 
 fn example(keys: &[&str]) -> String {
-    keys.first()
-        .map(|k| format!("`{k}`"))
-        .unwrap_or_default()
+    keys.first().map(|k| format!("`{k}`")).unwrap_or_default()
 }
 
 /// One sentence for a checkpoint of the right family whose keys or shapes
@@ -174,7 +197,10 @@ pub fn partial_match(reports: &[LoadReport], expected: &str) -> Diagnosis {
             ));
         }
         if let Some(e) = report.errors.first() {
-            parts.push(format!("{} {component} tensors could not be read: {e}", report.errors.len()));
+            parts.push(format!(
+                "{} {component} tensors could not be read: {e}",
+                report.errors.len()
+            ));
         }
     }
     let hint = if renamed_hint {
@@ -205,19 +231,31 @@ mod tests {
 
     #[test]
     fn other_families_are_named() {
-        let sdxl = family(&[("model.diffusion_model.label_emb.0.0.weight", vec![1280, 2816])]);
+        let sdxl = family(&[(
+            "model.diffusion_model.label_emb.0.0.weight",
+            vec![1280, 2816],
+        )]);
         assert!(sdxl.unwrap().what.contains("SDXL"));
         let sd2 = family(&[(
             "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight",
             vec![320, 1024],
         )]);
         assert!(sd2.unwrap().what.contains("2.x"));
-        let inpaint = family(&[("model.diffusion_model.input_blocks.0.0.weight", vec![320, 9, 3, 3])]);
+        let inpaint = family(&[(
+            "model.diffusion_model.input_blocks.0.0.weight",
+            vec![320, 9, 3, 3],
+        )]);
         assert!(inpaint.unwrap().what.contains("inpainting"));
-        let lora = family(&[("lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight", vec![4, 320])]);
+        let lora = family(&[(
+            "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight",
+            vec![4, 320],
+        )]);
         assert!(lora.unwrap().what.contains("LoRA"));
         let sd15 = family(&[
-            ("model.diffusion_model.input_blocks.0.0.weight", vec![320, 4, 3, 3]),
+            (
+                "model.diffusion_model.input_blocks.0.0.weight",
+                vec![320, 4, 3, 3],
+            ),
             (
                 "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight",
                 vec![320, 768],
@@ -231,7 +269,9 @@ mod tests {
         let report = LoadReport {
             component: "unet".into(),
             missing: vec!["mid_block.attentions.0.transformer_blocks.0.attn1.to_q.weight".into()],
-            unexpected: vec!["mid_block.attentions.0.transformer_blocks.0.attn1.query.weight".into()],
+            unexpected: vec![
+                "mid_block.attentions.0.transformer_blocks.0.attn1.query.weight".into(),
+            ],
             ..LoadReport::default()
         };
         let d = partial_match(&[report], "SD1.5");

@@ -56,7 +56,10 @@ impl BaseTensor {
 
 /// Every base tensor of `module` (one component), from its lazy
 /// parameters: nothing is allocated.
-pub fn module_tensors<B: Backend, M: Module<B>>(module: &M, component: Component) -> Vec<BaseTensor> {
+pub fn module_tensors<B: Backend, M: Module<B>>(
+    module: &M,
+    component: Component,
+) -> Vec<BaseTensor> {
     struct Collect {
         component: Component,
         path: Vec<(String, String)>,
@@ -286,8 +289,8 @@ pub fn write_random_checkpoint(
                 (name, shape, t)
             })
             .collect();
-        bytes += write_tensors(&file, named, dtype, seed, &metadata)
-            .map_err(|e| write_err(&file, e))?;
+        bytes +=
+            write_tensors(&file, named, dtype, seed, &metadata).map_err(|e| write_err(&file, e))?;
         files.push(file);
     }
     if arch.clip().vocab_size <= TOY_VOCAB_SIZE {

@@ -303,7 +303,10 @@ impl TrainingFacts {
             m.insert(k.to_string(), v);
         };
         let (w, h) = self.resolution;
-        put("ss_session_id", (self.started_at % 2_147_483_647).to_string());
+        put(
+            "ss_session_id",
+            (self.started_at % 2_147_483_647).to_string(),
+        );
         put("ss_training_started_at", self.started_at.to_string());
         put("ss_training_finished_at", self.finished_at.to_string());
         put("ss_output_name", self.output_name.clone());
@@ -313,12 +316,18 @@ impl TrainingFacts {
         put("ss_num_train_images", self.num_train_images.to_string());
         put("ss_num_validation_images", "0".into());
         put("ss_num_reg_images", "0".into());
-        put("ss_num_batches_per_epoch", self.batches_per_epoch.to_string());
+        put(
+            "ss_num_batches_per_epoch",
+            self.batches_per_epoch.to_string(),
+        );
         put("ss_num_epochs", self.epochs.to_string());
         put("ss_epoch", self.epoch.to_string());
         put("ss_steps", self.steps.to_string());
         put("ss_max_train_steps", self.max_train_steps.to_string());
-        put("ss_gradient_checkpointing", py_bool(self.gradient_checkpointing));
+        put(
+            "ss_gradient_checkpointing",
+            py_bool(self.gradient_checkpointing),
+        );
         put("ss_gradient_accumulation_steps", "1".into());
         put("ss_lr_warmup_steps", self.warmup_steps.to_string());
         put("ss_lr_scheduler", self.lr_scheduler.clone());
@@ -350,7 +359,10 @@ impl TrainingFacts {
         put("ss_seed", self.seed.to_string());
         put("ss_lowram", py_bool(false));
         put("ss_noise_offset", py_float(self.noise_offset));
-        put("ss_min_snr_gamma", self.min_snr_gamma.map_or("None".into(), py_float));
+        put(
+            "ss_min_snr_gamma",
+            self.min_snr_gamma.map_or("None".into(), py_float),
+        );
         put("ss_optimizer", self.optimizer.clone());
         put("ss_max_grad_norm", "0.0".into());
         put("ss_prior_loss_weight", "1.0".into());
@@ -463,7 +475,10 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let id = ModelIdentity::of(&path, &mut |_, _| {}).unwrap();
         assert_eq!(id.name, "m.safetensors");
-        assert_eq!(id.sha256.as_deref(), Some(hex(&Sha256::digest(&bytes)).as_str()));
+        assert_eq!(
+            id.sha256.as_deref(),
+            Some(hex(&Sha256::digest(&bytes)).as_str())
+        );
         let legacy = hex(&Sha256::digest(&bytes[0x10_0000..0x11_0000]));
         assert_eq!(id.legacy_hash.as_deref(), Some(&legacy[..8]));
     }

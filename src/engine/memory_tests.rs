@@ -71,8 +71,7 @@ fn loading_a_checkpoint_holds_the_model_plus_one_tensor() {
         .map(|t| (t.name.clone(), t.shape.clone(), t))
         .collect();
     let file = dir.path().join(Component::Unet.diffusers_file());
-    let file_bytes =
-        write_tensors(&file, named, Dtype::F32, 1, &Default::default()).unwrap();
+    let file_bytes = write_tensors(&file, named, Dtype::F32, 1, &Default::default()).unwrap();
 
     let output = Command::new(std::env::current_exe().unwrap())
         .args([
@@ -86,10 +85,15 @@ fn loading_a_checkpoint_holds_the_model_plus_one_tensor() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // libtest prints `test … ... ` on the same line before the output
     let line = stdout
         .lines()
-        .find(|l| l.starts_with("MEMORY "))
+        .find_map(|l| l.find("MEMORY ").map(|at| &l[at..]))
         .unwrap_or_else(|| panic!("no MEMORY line in {stdout}"));
     let field = |name: &str| -> u64 {
         line.split_whitespace()
@@ -107,5 +111,8 @@ fn loading_a_checkpoint_holds_the_model_plus_one_tensor() {
         "loading grew the process by {grown} bytes; the model is {model} bytes, the file {file_bytes}"
     );
     // and the bound is one that reading the whole file first would break
-    assert!(file_bytes + model > bound, "the test file is too small to tell");
+    assert!(
+        file_bytes + model > bound,
+        "the test file is too small to tell"
+    );
 }

@@ -45,6 +45,8 @@ mod memory_tests;
 mod reference_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod toy_tests;
 
 use std::path::PathBuf;
 

@@ -55,12 +55,10 @@ impl<B: Backend> LoraModel<B> {
                 progress(done, total)
             });
         let unet_report = unet_report.require_complete()?;
-        let (text_encoder, te_report) = load_component_with_progress(
-            self.text_encoder,
-            &te_weights,
-            device,
-            &mut |done, _| progress(first + done, total),
-        );
+        let (text_encoder, te_report) =
+            load_component_with_progress(self.text_encoder, &te_weights, device, &mut |done, _| {
+                progress(first + done, total)
+            });
         let te_report = te_report.require_complete()?;
         Ok((Self { unet, text_encoder }, vec![unet_report, te_report]))
     }

@@ -164,7 +164,9 @@ fn checkpoints_round_trip_in_both_layouts_with_no_missing_keys() {
         let (unet_cfg, vae_cfg) = (Architecture::Tiny.unet(), Architecture::Tiny.vae());
         let network = super::config::NetworkSection::default();
         let fresh = LoraModel::<TestBackend>::init(Architecture::Tiny, &network, &device);
-        let (model, reports) = fresh.load_base(&ckpt, Architecture::Tiny, &device, &mut |_, _| {}).unwrap();
+        let (model, reports) = fresh
+            .load_base(&ckpt, Architecture::Tiny, &device, &mut |_, _| {})
+            .unwrap();
         assert!(reports.iter().all(|r| r.is_complete()), "{reports:?}");
         let strip = |n: Named| {
             n.into_iter()
@@ -357,7 +359,9 @@ fn training_lowers_the_loss_keeps_the_base_and_the_lora_reloads() {
     // base weights from the checkpoint, adapters fresh
     let ckpt = Checkpoint::open(&ckpt_path, &[Component::Unet, Component::TextEncoder]).unwrap();
     let model = LoraModel::<TestAutodiff>::init(Architecture::Tiny, &config.network, &device);
-    let (model, _) = model.load_base(&ckpt, Architecture::Tiny, &device, &mut |_, _| {}).unwrap();
+    let (model, _) = model
+        .load_base(&ckpt, Architecture::Tiny, &device, &mut |_, _| {})
+        .unwrap();
     let data = LatentDataset::load(&config.data.latents).unwrap();
     let before = eval_loss(&model, &data, &device);
     let base_before = base_params(&model);
@@ -408,7 +412,9 @@ fn training_lowers_the_loss_keeps_the_base_and_the_lora_reloads() {
     };
     let reload = |strength: f64| {
         let fresh = LoraModel::<TestBackend>::init(Architecture::Tiny, &config.network, &device);
-        let (fresh, _) = fresh.load_base(&ckpt, Architecture::Tiny, &device, &mut |_, _| {}).unwrap();
+        let (fresh, _) = fresh
+            .load_base(&ckpt, Architecture::Tiny, &device, &mut |_, _| {})
+            .unwrap();
         let (m, report) = load_lora(fresh, &saved, alphas, strength, &device);
         assert!(report.is_complete(), "{}", report.summary());
         m
@@ -454,9 +460,15 @@ fn training_lowers_the_loss_keeps_the_base_and_the_lora_reloads() {
         "strength 0 must give the base output exactly"
     );
 
-    // progress events in order
+    // progress events in order: a note that the base model is being
+    // hashed (for the metadata), then the start
+    assert!(
+        matches!(events.first(), Some(super::train::TrainEvent::Note(text)) if text.contains("hashing")),
+        "{:?}",
+        events.first()
+    );
     assert!(matches!(
-        events.first(),
+        events.get(1),
         Some(super::train::TrainEvent::Start {
             total_steps: 30,
             ..

@@ -21,9 +21,7 @@ use burn::tensor::{Distribution, ElementConversion, Int, Tensor, TensorData};
 
 use super::EngineError;
 use super::config::{EngineConfig, OptimizerKind};
-use super::kohya_metadata::{
-    DatasetDir, ModelIdentity, Ordered, TrainingFacts, tag_frequency,
-};
+use super::kohya_metadata::{DatasetDir, ModelIdentity, Ordered, TrainingFacts, tag_frequency};
 use super::lora_file::{Alphas, save_lora};
 use super::model::LoraModel;
 use super::optim::{Lion, LrSchedule, Prodigy, ProdigyConfig};
@@ -337,12 +335,13 @@ pub fn train<B: AutodiffBackend>(
             "hashing {} for the LoRA's metadata (ss_new_sd_model_hash)",
             config.model.checkpoint.display()
         )));
-        let identity = ModelIdentity::of(&config.model.checkpoint, &mut |_, _| {}).map_err(
-            |source| EngineError::Read {
-                path: config.model.checkpoint.clone(),
-                source,
-            },
-        )?;
+        let identity =
+            ModelIdentity::of(&config.model.checkpoint, &mut |_, _| {}).map_err(|source| {
+                EngineError::Read {
+                    path: config.model.checkpoint.clone(),
+                    source,
+                }
+            })?;
         Some(RunFacts::new(
             config,
             dataset,
@@ -416,7 +415,10 @@ pub fn train<B: AutodiffBackend>(
             }
         }
         let every = config.output.save_every_n_epochs;
-        if let Some(run) = run.as_ref().filter(|_| every > 0 && epoch % every == 0 && epoch < epochs) {
+        if let Some(run) = run
+            .as_ref()
+            .filter(|_| every > 0 && epoch % every == 0 && epoch < epochs)
+        {
             let path = config.epoch_path(epoch);
             save(config, &model, dataset, run, step, epoch, epochs, &path)?;
             on_event(&TrainEvent::Saved { path: path.clone() });
