@@ -54,8 +54,9 @@ pub use config::EngineConfig;
 pub use weights::LoadReport;
 
 /// The CPU backend every test and CPU run uses: burn's flex backend (SIMD
-/// kernels, threads, im2col + gemm convolutions), the fastest of burn 0.21's
-/// CPU backends on our training step (docs/benchmarks.md, "Native engine").
+/// kernels, threads, im2col + gemm convolutions); its timing against the
+/// other CPU backends and torch is run by `scripts/engine_cpu_backends.py`
+/// (docs/benchmarks.md, "Native engine").
 pub type CpuBackend = burn::backend::Flex;
 /// The CPU backend with autodiff, for training.
 pub type CpuTrainBackend = burn::backend::Autodiff<CpuBackend>;
