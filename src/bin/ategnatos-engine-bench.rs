@@ -1,10 +1,19 @@
-//! Seconds per training step of the native LoRA engine on random weights.
+//! The native LoRA engine's benchmarks.
 //!
+//! Seconds per training step on random weights:
 //! `ategnatos-engine-bench --arch sd15 --batch 1,4 --rank 16 --size 64 --device cuda`
-//! times the full-size SD1.5 UNet (+ CLIP) at 512 px; `--arch tiny --device cpu`
-//! gives the CPU figures the README records.
+//! times the full-size SD1.5 UNet (+ CLIP) at 512 px; `--device cpu` on the
+//! CPU (`--device ndarray` too, in a build with `--features bench-ndarray`:
+//! burn's other CPU backend, for comparison). `scripts/engine_cpu_backends.py`
+//! runs them side by side with diffusers + peft.
+//!
+//! Memory while loading a checkpoint:
+//! `ategnatos-engine-bench --memory --arch sd15 [--layout ldm] [--dtype f16]`
+//! writes a random full-size checkpoint (real names and shapes) to a
+//! temporary folder, loads it in a child process as training does, and
+//! prints that process's peak resident memory beside the model's size.
 
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 
 use ategnatos::engine::bench::{BenchSpec, run_benchmark};
 use ategnatos::engine::config::Architecture;
@@ -18,14 +27,14 @@ fn main() -> ExitCode {
             .cloned()
             .unwrap_or_else(|| default.to_string())
     };
-    let arch = match value("--arch", "tiny").as_str() {
-        "sd15" => Architecture::Sd15,
-        "tiny" => Architecture::Tiny,
-        other => {
-            eprintln!("error: unknown --arch `{other}` (sd15 or tiny)");
-            return ExitCode::from(2);
-        }
+    let arch_name = value("--arch", "tiny");
+    let Some(arch) = Architecture::parse(&arch_name) else {
+        eprintln!("error: unknown --arch `{arch_name}` (sd15, sd15_toy or tiny)");
+        return ExitCode::from(2);
     };
+    if args.iter().any(|a| a == "--memory") {
+        return memory(arch, &value("--layout", "ldm"), &value("--dtype", "f16"));
+    }
     let number = |flag: &str, default: &str| -> Option<usize> { value(flag, default).parse().ok() };
     let (Some(rank), Some(size), Some(steps), Some(warmup)) = (
         number("--rank", "16"),
@@ -61,6 +70,11 @@ fn main() -> ExitCode {
             "cpu" => {
                 run_benchmark::<ategnatos::engine::CpuTrainBackend>(&spec, &Default::default())
             }
+            #[cfg(feature = "bench-ndarray")]
+            "ndarray" => run_benchmark::<burn::backend::Autodiff<burn::backend::NdArray<f32>>>(
+                &spec,
+                &Default::default(),
+            ),
             #[cfg(feature = "cuda")]
             "cuda" => run_benchmark::<burn::backend::Autodiff<burn::backend::Cuda<f32>>>(
                 &spec,
@@ -68,7 +82,7 @@ fn main() -> ExitCode {
             ),
             other => {
                 eprintln!(
-                    "error: device `{other}` is not in this build (cpu, or cuda with --features cuda)"
+                    "error: device `{other}` is not in this build (cpu; cuda with --features cuda; ndarray with --features bench-ndarray)"
                 );
                 return ExitCode::from(2);
             }
@@ -76,4 +90,72 @@ fn main() -> ExitCode {
         println!("device={device} {}", result.summary());
     }
     ExitCode::SUCCESS
+}
+
+/// Writes a random checkpoint of `arch`, then loads it in a child process
+/// (`ategnatos engine check --load`, which prints its own peak memory).
+fn memory(arch: Architecture, layout: &str, dtype: &str) -> ExitCode {
+    let Ok(dir) = tempfile_dir() else {
+        eprintln!("error: could not create a temporary folder");
+        return ExitCode::from(1);
+    };
+    let name = if layout == "diffusers" {
+        "checkpoint".to_string()
+    } else {
+        "checkpoint.safetensors".to_string()
+    };
+    let path = dir.join(name);
+    let Some(engine) = sibling("ategnatos") else {
+        eprintln!(
+            "error: the `ategnatos` binary is not beside this one; build it first (cargo build --release)"
+        );
+        return ExitCode::from(1);
+    };
+    let run = |args: &[&str]| -> bool {
+        match Command::new(&engine).args(args).status() {
+            Ok(status) => status.success(),
+            Err(e) => {
+                eprintln!("error: could not run {}: {e}", engine.display());
+                false
+            }
+        }
+    };
+    let path_text = path.display().to_string();
+    let ok = run(&[
+        "engine",
+        "init-checkpoint",
+        &path_text,
+        "--arch",
+        arch.name(),
+        "--layout",
+        layout,
+        "--dtype",
+        dtype,
+    ]) && run(&[
+        "engine",
+        "check",
+        &path_text,
+        "--arch",
+        arch.name(),
+        "--load",
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("ategnatos-engine-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// A binary of this package beside the running one.
+fn sibling(name: &str) -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let path = exe.with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    path.is_file().then_some(path)
 }

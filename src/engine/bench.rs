@@ -1,6 +1,6 @@
 //! Seconds per training step of the real training step on random weights
-//! (speed does not depend on the weights' values): the full-size SD1.5
-//! UNet + CLIP for the GPU, or the tiny model for CPU figures. Run it with
+//! (speed does not depend on the weights' values), and the memory a
+//! checkpoint takes to load. Run it with
 //! `cargo run --release --bin ategnatos-engine-bench -- --arch sd15 --batch 4`.
 
 use std::time::{Duration, Instant};
@@ -81,6 +81,7 @@ pub fn run_benchmark<B: AutodiffBackend>(spec: &BenchSpec, device: &B::Device) -
                 .map(|_| rng.below(clip.vocab_size) as i64)
                 .collect(),
             caption: None,
+            folder: None,
         })
         .collect();
     let dataset = LatentDataset {
@@ -116,6 +117,72 @@ pub fn run_benchmark<B: AutodiffBackend>(spec: &BenchSpec, device: &B::Device) -
     }
 }
 
+/// A field of `/proc/self/status` in bytes (Linux; `None` elsewhere).
+fn proc_status_bytes(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kib: u64 = line
+        .trim_start_matches(field)
+        .trim_start_matches(':')
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// The process's resident memory now.
+pub fn resident_bytes() -> Option<u64> {
+    proc_status_bytes("VmRSS")
+}
+
+/// The process's peak resident memory so far (the kernel's high-water
+/// mark, what `/usr/bin/time -v` calls "Maximum resident set size").
+pub fn peak_resident_bytes() -> Option<u64> {
+    proc_status_bytes("VmHWM")
+}
+
+/// `1234.5 MB`, or `unknown` where the system does not say.
+pub fn megabytes(bytes: Option<u64>) -> String {
+    match bytes {
+        Some(b) => format!("{:.1} MB", b as f64 / 1e6),
+        None => "unknown".into(),
+    }
+}
+
+/// Bytes of the model's base (non-adapter) parameters in their stored
+/// precision.
+pub fn base_parameter_bytes<B: burn::tensor::backend::Backend, M: burn::module::Module<B>>(
+    model: &M,
+) -> u64 {
+    struct Sum {
+        path: Vec<String>,
+        bytes: u64,
+    }
+    impl<B: burn::tensor::backend::Backend> burn::module::ModuleVisitor<B> for Sum {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
+            if !self.path.iter().any(|n| n == "lora") {
+                let tensor = param.val();
+                let size = tensor.dtype().size() as u64;
+                self.bytes += tensor.shape().num_elements() as u64 * size;
+            }
+        }
+    }
+    let mut sum = Sum {
+        path: Vec::new(),
+        bytes: 0,
+    };
+    model.visit(&mut sum);
+    sum.bytes
+}
+
 fn count_trainable<B: AutodiffBackend, M: AutodiffModule<B>>(model: &M) -> usize {
     struct Count(usize);
     impl<B: burn::tensor::backend::Backend> burn::module::ModuleVisitor<B> for Count {
@@ -131,10 +198,7 @@ fn count_trainable<B: AutodiffBackend, M: AutodiffModule<B>>(model: &M) -> usize
 }
 
 fn bench_config(arch: Architecture) -> EngineConfig {
-    let arch_name = match arch {
-        Architecture::Sd15 => "sd15",
-        Architecture::Tiny => "tiny",
-    };
+    let arch_name = arch.name();
     let text = format!(
         "[model]\ncheckpoint = \"unused\"\narchitecture = \"{arch_name}\"\n[data]\nlatents = \"unused\"\n[output]\ndir = \"unused\"\nname = \"bench\"\n"
     );

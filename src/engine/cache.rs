@@ -70,6 +70,8 @@ fn load_image(path: &Path, size: (usize, usize)) -> Result<Vec<f32>, EngineError
 }
 
 /// Encodes every item; one image at a time, so memory stays at one image.
+/// `progress(done, total, picture)` is called before the first picture
+/// (`done` = 0) and after each.
 #[allow(clippy::too_many_arguments)]
 pub fn cache_latents<B: Backend>(
     items: &[CacheItem],
@@ -79,8 +81,12 @@ pub fn cache_latents<B: Backend>(
     bucket_step: usize,
     seq_len: usize,
     device: &B::Device,
+    progress: &mut dyn FnMut(usize, usize, &Path),
 ) -> Result<LatentDataset, EngineError> {
     let mut samples = Vec::with_capacity(items.len());
+    if let Some(first) = items.first() {
+        progress(0, items.len(), &first.image);
+    }
     for item in items {
         let (iw, ih) =
             image::image_dimensions(&item.image).map_err(|e| EngineError::BadDataset {
@@ -105,7 +111,13 @@ pub fn cache_latents<B: Backend>(
             shape: [c, lh, lw],
             input_ids: tokenizer.encode_padded(&item.caption, seq_len),
             caption: Some(item.caption.clone()),
+            folder: item
+                .image
+                .parent()
+                .and_then(Path::file_name)
+                .map(|n| n.to_string_lossy().into_owned()),
         });
+        progress(samples.len(), items.len(), &item.image);
     }
     if samples.is_empty() {
         return Err(EngineError::BadDataset {
@@ -178,7 +190,18 @@ mod tests {
                 caption: "fox".into(),
             },
         ];
-        let data = cache_latents(&items, &vae, &tokenizer, 16, 4, 8, &device).unwrap();
+        let mut seen = Vec::new();
+        let data = cache_latents(
+            &items,
+            &vae,
+            &tokenizer,
+            16,
+            4,
+            8,
+            &device,
+            &mut |d, t, _| seen.push((d, t)),
+        )
+        .unwrap();
         let [_, h0, w0] = data.samples[0].shape;
         let [_, h1, w1] = data.samples[1].shape;
         assert!(
@@ -188,6 +211,8 @@ mod tests {
             data.samples[1].shape
         );
         assert_eq!(data.samples[0].input_ids, vec![0, 2, 3, 1, 1, 1, 1, 1]);
+        // picture N of M, from before the first to the last
+        assert_eq!(seen, vec![(0, 2), (1, 2), (2, 2)]);
         let path = dir.path().join("cache.safetensors");
         write_cache(&path, &data).unwrap();
         assert_eq!(LatentDataset::load(&path).unwrap(), data);

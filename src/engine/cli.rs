@@ -9,16 +9,18 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::tensor::backend::AutodiffBackend;
 
-use super::config::{DeviceKind, EngineConfig};
-use super::model::LoraModel;
+use super::config::{Architecture, DeviceKind, EngineConfig};
+use super::data::PrepareEvent;
+use super::init_checkpoint::write_random_checkpoint;
+use super::model::{LoraModel, check_checkpoint};
 use super::train::{TrainEvent, TrainOutcome, train};
-use super::weights::{Checkpoint, Component};
+use super::weights::{Checkpoint, Component, Layout};
 use super::{CpuBackend, CpuTrainBackend, EngineError};
 use crate::studio::Hint;
 
@@ -27,22 +29,39 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 
-/// `args` are what follows `ategnatos engine`: `train CONFIG [--dry-run]`.
-/// Errors go to stderr as `error: …` and `hint: …`.
+const USAGE: &str = "usage: ategnatos engine train CONFIG [--dry-run]
+       ategnatos engine check CHECKPOINT [--arch sd15|sd15_toy|tiny] [--load]
+       ategnatos engine init-checkpoint OUT [--arch sd15|sd15_toy|tiny] [--layout ldm|diffusers] [--dtype f16|bf16|f32] [--seed N]";
+
+/// `args` are what follows `ategnatos engine`: `train CONFIG [--dry-run]`,
+/// `check CHECKPOINT [--arch A] [--load]` or `init-checkpoint OUT [--arch A]
+/// [--layout L] [--dtype D] [--seed N]`. Errors go to stderr as `error: …`
+/// and `hint: …`.
 pub fn run_engine_cli(args: &[String]) -> i32 {
-    let (config, dry_run) = match args {
-        [cmd, config] if cmd == "train" => (config, false),
+    let mut out = std::io::stdout();
+    let result = match args {
+        [cmd, config] if cmd == "train" => run_train(Path::new(config), false, &mut out).map(drop),
         [cmd, config, flag] | [cmd, flag, config] if cmd == "train" && flag == "--dry-run" => {
-            (config, true)
+            run_train(Path::new(config), true, &mut out).map(drop)
+        }
+        [cmd, rest @ ..] if cmd == "check" || cmd == "init-checkpoint" => {
+            let Some(options) = Options::parse(rest) else {
+                eprintln!("{USAGE}");
+                return EXIT_USAGE;
+            };
+            if cmd == "check" {
+                run_check(&options, &mut out)
+            } else {
+                run_init_checkpoint(&options, &mut out)
+            }
         }
         _ => {
-            eprintln!("usage: ategnatos engine train CONFIG [--dry-run]");
+            eprintln!("{USAGE}");
             return EXIT_USAGE;
         }
     };
-    let mut out = std::io::stdout();
-    match run_train(Path::new(config), dry_run, &mut out) {
-        Ok(_) => EXIT_OK,
+    match result {
+        Ok(()) => EXIT_OK,
         Err(e) => {
             eprintln!("error: {e}");
             if let Some(hint) = e.hint() {
@@ -51,6 +70,112 @@ pub fn run_engine_cli(args: &[String]) -> i32 {
             EXIT_FAILED
         }
     }
+}
+
+/// The path and `--flag value` options of `check` and `init-checkpoint`.
+struct Options {
+    path: std::path::PathBuf,
+    arch: Architecture,
+    layout: Layout,
+    dtype: String,
+    seed: u64,
+    load: bool,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Option<Self> {
+        let mut options = Options {
+            path: std::path::PathBuf::new(),
+            arch: Architecture::Sd15,
+            layout: Layout::Ldm,
+            dtype: "f16".into(),
+            seed: 0,
+            load: false,
+        };
+        let mut path = None;
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            match arg.as_str() {
+                "--load" => options.load = true,
+                "--arch" => options.arch = Architecture::parse(it.next()?)?,
+                "--layout" => {
+                    options.layout = match it.next()?.as_str() {
+                        "ldm" | "single-file" => Layout::Ldm,
+                        "diffusers" => Layout::Diffusers,
+                        _ => return None,
+                    }
+                }
+                "--dtype" => options.dtype = it.next()?.clone(),
+                "--seed" => options.seed = it.next()?.parse().ok()?,
+                flag if flag.starts_with("--") => return None,
+                other if path.is_none() => path = Some(other.into()),
+                _ => return None,
+            }
+        }
+        options.path = path?;
+        Some(options)
+    }
+}
+
+/// `engine check`: the header check of every component the file has, and
+/// with `--load`, the UNet and text encoder loaded as training loads them,
+/// with the process's peak memory.
+fn run_check(options: &Options, out: &mut dyn Write) -> Result<(), EngineError> {
+    let arch = options.arch;
+    let components = [Component::Unet, Component::TextEncoder];
+    let checkpoint = Checkpoint::open(&options.path, &components)?;
+    let checked = check_checkpoint(&checkpoint, arch, &components)?;
+    line(
+        out,
+        &format!(
+            "{}: fits the {} model ({} tensors checked by name and shape)",
+            options.path.display(),
+            arch.family_name(),
+            checked.iter().map(|r| r.loaded).sum::<usize>()
+        ),
+    );
+    if !options.load {
+        return Ok(());
+    }
+    let before = super::bench::resident_bytes();
+    let device = Default::default();
+    let model = LoraModel::<CpuTrainBackend>::init(arch, &Default::default(), &device);
+    let started = Instant::now();
+    let (model, _) = model.load_base(&checkpoint, arch, &device, &mut |_, _| {})?;
+    let model_bytes = super::bench::base_parameter_bytes(&model);
+    line(
+        out,
+        &format!(
+            "loaded in {:.1} s: {} of weights in f32; peak resident memory {} (before loading: {})",
+            started.elapsed().as_secs_f64(),
+            super::bench::megabytes(Some(model_bytes)),
+            super::bench::megabytes(super::bench::peak_resident_bytes()),
+            super::bench::megabytes(before),
+        ),
+    );
+    Ok(())
+}
+
+/// `engine init-checkpoint`: a random checkpoint with real names and shapes.
+fn run_init_checkpoint(options: &Options, out: &mut dyn Write) -> Result<(), EngineError> {
+    let written = write_random_checkpoint(
+        options.arch,
+        options.layout,
+        &options.dtype,
+        &options.path,
+        options.seed,
+    )?;
+    line(
+        out,
+        &format!(
+            "wrote a random {} checkpoint to {}: {} tensors, {:.1} MB (random weights: for tests and benchmarks, not for pictures)",
+            options.arch.name(),
+            written.path.display(),
+            written.tensors,
+            written.bytes as f64 / 1e6
+        ),
+    );
+    Ok(())
 }
 
 /// Loads the config, checkpoint and latent cache, then trains (or, with
@@ -106,18 +231,77 @@ fn run_on<B: AutodiffBackend>(
     dry_run: bool,
     out: &mut dyn Write,
 ) -> Result<TrainOutcome, EngineError> {
-    // The latents first: the VAE is dropped before the UNet is loaded.
-    let prepared = super::data::prepare::<B>(config, device)?;
-    for text in &prepared.lines {
-        line(out, text);
-    }
     let arch = config.model.architecture;
-    let checkpoint = Checkpoint::open(
-        &config.model.checkpoint,
-        &[Component::Unet, Component::TextEncoder],
-    )?;
+    // Every name and shape first, from the headers: a checkpoint that does
+    // not fit is refused before a picture is encoded or a weight read.
+    let mut components = vec![Component::Unet, Component::TextEncoder];
+    if !config.data.folders.is_empty() {
+        components.push(Component::Vae);
+    }
+    let checkpoint = Checkpoint::open(&config.model.checkpoint, &components)?;
+    let checked = check_checkpoint(&checkpoint, arch, &components)?;
+    line(
+        out,
+        &format!(
+            "checkpoint: {} ({} layout): all {} tensors the {} model needs are there, in the right shapes",
+            config.model.checkpoint.display(),
+            match checkpoint.layout {
+                Layout::Ldm => "single-file",
+                Layout::Diffusers => "diffusers",
+            },
+            checked.iter().map(|r| r.loaded).sum::<usize>(),
+            arch.family_name()
+        ),
+    );
+
+    // The latents next: the VAE is dropped before the UNet is loaded.
+    let started = Instant::now();
+    let mut bar = Throttle::default();
+    let prepared =
+        super::data::prepare::<B>(config, &checkpoint, device, &mut |event| match event {
+            PrepareEvent::Line(text) => line(out, &text),
+            PrepareEvent::LoadingVae { done, total } => {
+                if bar.due(done, total) {
+                    line(
+                        out,
+                        &tqdm_line("loading vae", done, total, started.elapsed(), ""),
+                    );
+                }
+            }
+            PrepareEvent::Encoded { done, total, .. } => {
+                if done == 0 {
+                    bar = Throttle::default();
+                }
+                if done == 0 || bar.due(done, total) {
+                    line(
+                        out,
+                        &tqdm_line("caching latents", done, total, started.elapsed(), ""),
+                    );
+                }
+            }
+        })?;
+
     let model = LoraModel::<B>::init(arch, &config.network, device);
-    let (model, reports) = model.load_base(&checkpoint, arch, device)?;
+    let started = Instant::now();
+    let mut bar = Throttle::default();
+    line(
+        out,
+        &tqdm_line(
+            "loading model",
+            0,
+            checked_total(&checked),
+            Duration::ZERO,
+            "",
+        ),
+    );
+    let (model, reports) = model.load_base(&checkpoint, arch, device, &mut |done, total| {
+        if bar.due(done, total) {
+            line(
+                out,
+                &tqdm_line("loading model", done, total, started.elapsed(), ""),
+            );
+        }
+    })?;
     drop(checkpoint);
     for report in &reports {
         line(out, &format!("loaded {}", report.summary()));
@@ -148,6 +332,36 @@ fn run_on<B: AutodiffBackend>(
     Ok(outcome)
 }
 
+/// UNet + text encoder tensors, the ones `load_base` reads.
+fn checked_total(reports: &[super::weights::LoadReport]) -> usize {
+    reports
+        .iter()
+        .filter(|r| r.component != Component::Vae.name())
+        .map(|r| r.loaded)
+        .sum()
+}
+
+/// When a progress bar prints: its first and last update, and in between
+/// at most once a second, so a 1,000-tensor load is a dozen lines.
+#[derive(Default)]
+struct Throttle {
+    last: Option<Instant>,
+}
+
+impl Throttle {
+    fn due(&mut self, done: usize, total: usize) -> bool {
+        let now = Instant::now();
+        let due = done >= total
+            || self
+                .last
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
+        if due {
+            self.last = Some(now);
+        }
+        due
+    }
+}
+
 fn line(out: &mut dyn Write, text: &str) {
     // a closed stdout must not kill a training run
     let _ = writeln!(out, "{text}");
@@ -164,7 +378,8 @@ pub fn format_event(event: &TrainEvent) -> Option<String> {
             total_steps,
             batch_size,
         } => Some(format!(
-            "running training / 学習開始\n  num train images * repeats / 学習画像の数×繰り返し回数: {num_images}\n  num reg images / 正則化画像の数: 0\n  num batches per epoch / 1epochのバッチ数: {batches_per_epoch}\n  num epochs / epoch数: {epochs}\n  batch size per device / バッチサイズ: {batch_size}\n  total optimization steps / 学習ステップ数: {total_steps}"
+            "running training / 学習開始\n  num train images * repeats / 学習画像の数×繰り返し回数: {num_images}\n  num reg images / 正則化画像の数: 0\n  num batches per epoch / 1epochのバッチ数: {batches_per_epoch}\n  num epochs / epoch数: {epochs}\n  batch size per device / バッチサイズ: {batch_size}\n  total optimization steps / 学習ステップ数: {total_steps}\n{}",
+            tqdm_line("steps", 0, *total_steps, Duration::ZERO, "")
         )),
         TrainEvent::Epoch { epoch, epochs } => Some(format!("\nepoch {epoch}/{epochs}")),
         TrainEvent::Step {
@@ -181,6 +396,7 @@ pub fn format_event(event: &TrainEvent) -> Option<String> {
             &format!("avr_loss={}", format_g3(*avr_loss)),
         )),
         TrainEvent::Saved { path } => Some(format!("saving checkpoint: {}", path.display())),
+        TrainEvent::Note(text) => Some(text.clone()),
     }
 }
 
@@ -205,8 +421,13 @@ pub fn tqdm_line(desc: &str, n: usize, total: usize, elapsed: Duration, postfix:
     } else {
         format!("{:5.2}s/it", 1.0 / rate)
     };
+    let postfix = if postfix.is_empty() {
+        String::new()
+    } else {
+        format!(", {postfix}")
+    };
     format!(
-        "{desc}: {:3.0}%|{}| {n}/{total} [{}<{remaining}, {rate_text}, {postfix}]",
+        "{desc}: {:3.0}%|{}| {n}/{total} [{}<{remaining}, {rate_text}{postfix}]",
         frac * 100.0,
         bar(frac, 10),
         format_interval(secs),

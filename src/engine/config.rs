@@ -55,25 +55,60 @@ pub enum Architecture {
     Sd15,
     /// The tiny test model (CPU tests and the CLI's own end-to-end test).
     Tiny,
+    /// SD1.5's real block layout (four stages, two resnets each, attention
+    /// in the first three, an 8× VAE) at toy widths: every key an SD1.5
+    /// checkpoint has, in a file of a few hundred kilobytes, for tests and
+    /// for a dry run of the whole path on a CPU.
+    Sd15Toy,
 }
 
 impl Architecture {
+    /// Every architecture, by the name the config uses.
+    pub const ALL: [(Architecture, &'static str); 3] = [
+        (Architecture::Sd15, "sd15"),
+        (Architecture::Tiny, "tiny"),
+        (Architecture::Sd15Toy, "sd15_toy"),
+    ];
+
+    /// The name the config uses (`architecture = "sd15"`).
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(a, _)| *a == self)
+            .map(|(_, n)| *n)
+            .unwrap_or("sd15")
+    }
+
+    /// The architecture a config name means.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(_, n)| *n == name).map(|(a, _)| *a)
+    }
+
+    /// The model family, as errors name it.
+    pub fn family_name(self) -> &'static str {
+        match self {
+            Architecture::Sd15 | Architecture::Tiny | Architecture::Sd15Toy => "SD1.5",
+        }
+    }
+
     pub fn unet(self) -> UNetConfig {
         match self {
             Architecture::Sd15 => UNetConfig::sd15(),
             Architecture::Tiny => UNetConfig::tiny(),
+            Architecture::Sd15Toy => UNetConfig::sd15_toy(),
         }
     }
     pub fn clip(self) -> ClipConfig {
         match self {
             Architecture::Sd15 => ClipConfig::sd15(),
-            Architecture::Tiny => ClipConfig::tiny(),
+            Architecture::Tiny | Architecture::Sd15Toy => ClipConfig::tiny(),
         }
     }
     pub fn vae(self) -> VaeConfig {
         match self {
             Architecture::Sd15 => VaeConfig::sd15(),
             Architecture::Tiny => VaeConfig::tiny(),
+            Architecture::Sd15Toy => VaeConfig::sd15_toy(),
         }
     }
 }

@@ -20,7 +20,7 @@ use super::config::EngineConfig;
 use super::tokenizer::ClipTokenizer;
 use super::train::LatentDataset;
 use super::vae::AutoencoderKlEncoder;
-use super::weights::{Checkpoint, Component, load_component};
+use super::weights::{Checkpoint, Component, load_component_with_progress};
 
 /// Picture extensions the engine reads (what `image` decodes here).
 const PICTURE_EXTENSIONS: [&str; 5] = ["png", "jpg", "jpeg", "webp", "bmp"];
@@ -160,22 +160,37 @@ pub fn fingerprint(config: &EngineConfig, items: &[CacheItem], tokenizer: &Path)
     h.finalize().to_hex().to_string()
 }
 
-/// Where the loop's data comes from, and what preparing it printed.
+/// Where the loop's data comes from.
 pub struct Prepared {
     pub dataset: LatentDataset,
     /// Needed when captions are shuffled at every step.
     pub tokenizer: Option<ClipTokenizer>,
-    pub lines: Vec<String>,
+}
+
+/// What preparing the data reports as it goes.
+pub enum PrepareEvent<'a> {
+    /// A line to print as is.
+    Line(String),
+    /// The VAE's weights: `done` of `total` tensors loaded.
+    LoadingVae { done: usize, total: usize },
+    /// Picture `done` of `total` encoded (`done` = 0 before the first).
+    Encoded {
+        done: usize,
+        total: usize,
+        picture: &'a Path,
+    },
 }
 
 /// The latent cache for `config`: read when it is current, built (with the
-/// checkpoint's VAE) when `data.folders` is set and it is missing or stale.
+/// VAE of `checkpoint`, which must have it open) when `data.folders` is set
+/// and it is missing or stale.
 pub fn prepare<B: Backend>(
     config: &EngineConfig,
+    checkpoint: &Checkpoint,
     device: &B::Device,
+    report: &mut dyn FnMut(PrepareEvent<'_>),
 ) -> Result<Prepared, EngineError> {
     let d = &config.data;
-    let mut lines = Vec::new();
     if d.folders.is_empty() {
         let dataset = LatentDataset::load(&d.latents)?;
         let tokenizer = if d.shuffle_caption {
@@ -192,11 +207,7 @@ pub fn prepare<B: Backend>(
         } else {
             None
         };
-        return Ok(Prepared {
-            dataset,
-            tokenizer,
-            lines,
-        });
+        return Ok(Prepared { dataset, tokenizer });
     }
     let items = list_items(config)?;
     let tokenizer_dir = find_tokenizer(config)?;
@@ -209,27 +220,26 @@ pub fn prepare<B: Backend>(
         && let Ok(cached) = LatentDataset::load(&d.latents)
         && cached.fingerprint.as_deref() == Some(print.as_str())
     {
-        lines.push(format!(
+        report(PrepareEvent::Line(format!(
             "latents: {} pictures, cached in {} (pictures, captions and model unchanged)",
             cached.samples.len(),
             d.latents.display()
-        ));
+        )));
         return Ok(Prepared {
             dataset: cached,
             tokenizer: Some(tokenizer),
-            lines,
         });
     }
     let arch = config.model.architecture;
-    let checkpoint = Checkpoint::open(&config.model.checkpoint, &[Component::Vae])?;
     let vae_weights = checkpoint.component(Component::Vae, &arch.unet(), &arch.vae())?;
-    let (vae, report) = load_component(
+    let (vae, loaded) = load_component_with_progress(
         AutoencoderKlEncoder::<B>::init(&arch.vae(), device),
         &vae_weights,
         device,
+        &mut |done, total| report(PrepareEvent::LoadingVae { done, total }),
     );
-    let report = report.require_complete()?;
-    lines.push(format!("loaded {}", report.summary()));
+    let loaded = loaded.require_complete()?;
+    report(PrepareEvent::Line(format!("loaded {}", loaded.summary())));
     let mut dataset = cache_latents(
         &items,
         &vae,
@@ -238,17 +248,24 @@ pub fn prepare<B: Backend>(
         d.bucket_step,
         arch.clip().max_position_embeddings,
         device,
+        &mut |done, total, picture| {
+            report(PrepareEvent::Encoded {
+                done,
+                total,
+                picture,
+            })
+        },
     )?;
+    drop(vae);
     dataset.fingerprint = Some(print);
     write_cache(&d.latents, &dataset)?;
-    lines.push(format!(
+    report(PrepareEvent::Line(format!(
         "caching latents: {} pictures encoded into {}",
         dataset.samples.len(),
         d.latents.display()
-    ));
+    )));
     Ok(Prepared {
         dataset,
         tokenizer: Some(tokenizer),
-        lines,
     })
 }

@@ -237,6 +237,25 @@ pub fn rename(key: &str, table: &[Rename]) -> Option<String> {
     Some(format!("{}{rest}", best.to))
 }
 
+/// A diffusers name (component prefix removed) in the ldm layout: the
+/// rename table run backwards. `None` when no row covers the name.
+pub fn to_ldm(name: &str, table: &[Rename]) -> Option<String> {
+    let row = table
+        .iter()
+        .filter(|r| name.starts_with(&r.to))
+        .max_by_key(|r| r.to.len())?;
+    let mut rest = name[row.to.len()..].to_string();
+    for (from, to) in row.inner {
+        if let Some(tail) = rest.strip_prefix(to)
+            && tail.starts_with('.')
+        {
+            rest = format!("{from}{tail}");
+            break;
+        }
+    }
+    Some(format!("{}{rest}", row.from))
+}
+
 /// A CLIP key from an ldm checkpoint (prefix removed) in transformers'
 /// layout: older checkpoints lack the `text_model.` level.
 pub fn clip_key(key: &str) -> String {

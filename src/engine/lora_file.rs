@@ -4,7 +4,7 @@
 //! (`[out, rank]` or `[out, rank, 1, 1]`) and `NAME.alpha` (a 0-d f32), where
 //! NAME is `lora_unet_` or `lora_te_` plus the diffusers module path with
 //! `.` → `_`. Training facts go in `ss_*` metadata as kohya writes them,
-//! plus the SAI `modelspec.*` keys.
+//! plus the SAI `modelspec.*` keys (see [`super::kohya_metadata`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -185,7 +185,9 @@ pub fn serialize_lora(
     safetensors::serialize(views, Some(metadata)).map_err(|e| e.to_string())
 }
 
-/// Writes the model's adapters to `path` atomically.
+/// Writes the model's adapters to `path` atomically, with `metadata` and
+/// the `sshs_model_hash` / `sshs_legacy_hash` kohya adds (computed, as kohya
+/// does, on the file serialised with only the `ss_*` keys).
 pub fn save_lora<B: Backend>(
     path: &Path,
     model: &LoraModel<B>,
@@ -194,11 +196,21 @@ pub fn save_lora<B: Backend>(
     precision: SavePrecision,
 ) -> Result<usize, EngineError> {
     let tensors = kohya_tensors(model, alphas);
-    let bytes =
-        serialize_lora(&tensors, metadata, precision).map_err(|reason| EngineError::BadLora {
-            path: path.to_path_buf(),
-            reason,
-        })?;
+    let bad = |reason: String| EngineError::BadLora {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let ss_only: BTreeMap<String, String> = metadata
+        .iter()
+        .filter(|(k, _)| k.starts_with("ss_"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let for_hash = serialize_lora(&tensors, &ss_only, precision).map_err(bad)?;
+    let (model_hash, legacy_hash) = super::kohya_metadata::addnet_hashes(&for_hash);
+    let mut metadata = metadata.clone();
+    metadata.insert("sshs_model_hash".into(), model_hash);
+    metadata.insert("sshs_legacy_hash".into(), legacy_hash);
+    let bytes = serialize_lora(&tensors, &metadata, precision).map_err(bad)?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|source| {
             EngineError::Write(crate::studio::StudioError::Create {
@@ -350,114 +362,5 @@ impl<B: Backend> LoraLoader<'_, B> {
             Some(shape) => self.alphas.for_down(shape),
             None => self.alphas.linear,
         }
-    }
-}
-
-/// Kohya/SAI metadata for a finished (or checkpointed) run.
-#[derive(Debug, Clone)]
-pub struct TrainingFacts {
-    pub output_name: String,
-    pub rank: usize,
-    pub alpha: f64,
-    pub conv_rank: usize,
-    pub conv_alpha: f64,
-    pub train_text_encoder: bool,
-    pub learning_rate: f64,
-    pub text_encoder_lr: f64,
-    pub optimizer: String,
-    pub lr_scheduler: String,
-    pub warmup_steps: usize,
-    pub steps: usize,
-    pub epoch: usize,
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub num_train_images: usize,
-    pub seed: u64,
-    pub clip_skip: usize,
-    pub noise_offset: f64,
-    pub min_snr_gamma: Option<f64>,
-    pub v_prediction: bool,
-    pub resolution: (usize, usize),
-    pub started_at: u64,
-    pub finished_at: u64,
-}
-
-impl TrainingFacts {
-    /// The `ss_*` and `modelspec.*` keys kohya's `train_network.py` writes
-    /// for an SD1.5 LoRA (values as strings, as kohya stores them).
-    pub fn metadata(&self) -> BTreeMap<String, String> {
-        let mut m = BTreeMap::new();
-        let mut put = |k: &str, v: String| {
-            m.insert(k.to_string(), v);
-        };
-        put("ss_network_module", "networks.lora".into());
-        put("ss_network_dim", self.rank.to_string());
-        put("ss_network_alpha", self.alpha.to_string());
-        if self.conv_rank > 0 {
-            put(
-                "ss_network_args",
-                format!(
-                    "{{\"conv_dim\": \"{}\", \"conv_alpha\": \"{}\"}}",
-                    self.conv_rank, self.conv_alpha
-                ),
-            );
-        }
-        put(
-            "ss_network_train_unet_only",
-            (!self.train_text_encoder)
-                .to_string()
-                .replace("true", "True")
-                .replace("false", "False"),
-        );
-        put("ss_base_model_version", "sd_v1".into());
-        put("ss_v2", "False".into());
-        put("ss_output_name", self.output_name.clone());
-        put("ss_learning_rate", self.learning_rate.to_string());
-        put("ss_unet_lr", self.learning_rate.to_string());
-        put("ss_text_encoder_lr", self.text_encoder_lr.to_string());
-        put("ss_optimizer", self.optimizer.clone());
-        put("ss_lr_scheduler", self.lr_scheduler.clone());
-        put("ss_lr_warmup_steps", self.warmup_steps.to_string());
-        put("ss_max_train_steps", self.steps.to_string());
-        put("ss_steps", self.steps.to_string());
-        put("ss_epoch", self.epoch.to_string());
-        put("ss_num_epochs", self.epochs.to_string());
-        put("ss_batch_size_per_device", self.batch_size.to_string());
-        put("ss_num_train_images", self.num_train_images.to_string());
-        put("ss_seed", self.seed.to_string());
-        put("ss_clip_skip", self.clip_skip.to_string());
-        put("ss_noise_offset", self.noise_offset.to_string());
-        put(
-            "ss_min_snr_gamma",
-            self.min_snr_gamma
-                .map(|g| g.to_string())
-                .unwrap_or_else(|| "None".into()),
-        );
-        put(
-            "ss_resolution",
-            format!("({}, {})", self.resolution.0, self.resolution.1),
-        );
-        put("ss_training_started_at", self.started_at.to_string());
-        put("ss_training_finished_at", self.finished_at.to_string());
-        put(
-            "ss_training_comment",
-            "trained by the Ategnatos native engine (burn)".into(),
-        );
-        put("modelspec.sai_model_spec", "1.0.0".into());
-        put("modelspec.architecture", "stable-diffusion-v1/lora".into());
-        put(
-            "modelspec.implementation",
-            "https://github.com/Stability-AI/generative-models".into(),
-        );
-        put("modelspec.title", self.output_name.clone());
-        put(
-            "modelspec.resolution",
-            format!("{}x{}", self.resolution.0, self.resolution.1),
-        );
-        put(
-            "modelspec.prediction_type",
-            if self.v_prediction { "v" } else { "epsilon" }.into(),
-        );
-        m
     }
 }

@@ -1,5 +1,5 @@
 //! The native LoRA trainer: Stable Diffusion 1.5 in burn, trained on the CPU
-//! (burn's ndarray backend, what every test uses) or on an NVIDIA GPU (burn's
+//! (burn's flex backend, what every test uses) or on an NVIDIA GPU (burn's
 //! CUDA backend, with the crate feature `cuda`).
 //!
 //! It runs as a child process like every other trainer
@@ -24,6 +24,9 @@ pub mod cli;
 pub mod clip;
 pub mod config;
 pub mod data;
+pub mod diagnose;
+pub mod init_checkpoint;
+pub mod kohya_metadata;
 pub mod ldm;
 pub mod lora;
 pub mod lora_file;
@@ -39,17 +42,24 @@ pub mod vae;
 pub mod weights;
 
 #[cfg(test)]
+mod memory_tests;
+#[cfg(test)]
 mod reference_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod toy_tests;
 
 use std::path::PathBuf;
 
 pub use config::EngineConfig;
 pub use weights::LoadReport;
 
-/// The CPU backend every test and CPU run uses.
-pub type CpuBackend = burn::backend::NdArray<f32>;
+/// The CPU backend every test and CPU run uses: burn's flex backend (SIMD
+/// kernels, threads, im2col + gemm convolutions); its timing against the
+/// other CPU backends and torch is run by `scripts/engine_cpu_backends.py`
+/// (docs/benchmarks.md, "Native engine").
+pub type CpuBackend = burn::backend::Flex;
 /// The CPU backend with autodiff, for training.
 pub type CpuTrainBackend = burn::backend::Autodiff<CpuBackend>;
 
@@ -73,6 +83,13 @@ pub enum EngineError {
     BadWeights { path: PathBuf, reason: String },
     #[error("the checkpoint does not fit the model: {}", .0.summary())]
     IncompleteWeights(Box<LoadReport>),
+    #[error("`{}` does not fit the {expected} model: {}", .path.display(), .diagnosis.what)]
+    WrongCheckpoint {
+        path: PathBuf,
+        expected: String,
+        diagnosis: diagnose::Diagnosis,
+        reports: Vec<LoadReport>,
+    },
     #[error("the training data `{path}` is not usable: {reason}")]
     BadDataset { path: PathBuf, reason: String },
     #[error("the loss became `{loss}` at step {step}; training stopped")]
@@ -103,6 +120,7 @@ impl Hint for EngineError {
             EngineError::IncompleteWeights(_) => Some(
                 "this checkpoint is not a Stable Diffusion 1.5 model (SDXL, SD2 and inpainting models have other layers); pick an SD1.5 base".into(),
             ),
+            EngineError::WrongCheckpoint { diagnosis, .. } => Some(diagnosis.hint.clone()),
             EngineError::BadDataset { .. } => Some(
                 "re-run latent caching for this dataset; every sample needs latents and caption tokens".into(),
             ),

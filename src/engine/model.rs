@@ -8,7 +8,9 @@ use super::EngineError;
 use super::clip::ClipTextModel;
 use super::config::{Architecture, NetworkSection};
 use super::unet::UNet2DConditionModel;
-use super::weights::{Checkpoint, Component, LoadReport, load_component};
+use super::weights::{
+    Checkpoint, Component, LoadReport, check_component, load_component_with_progress,
+};
 
 /// UNet + text encoder. Parameter paths start with `unet.` or
 /// `text_encoder.`; the rest is the diffusers key.
@@ -34,20 +36,79 @@ impl<B: Backend> LoraModel<B> {
 
     /// Fills every base weight from `checkpoint`; refuses (with the full
     /// report in the error) when anything is missing, mismatched or
-    /// unexpected.
+    /// unexpected. `progress(done, total)` follows the tensors of both
+    /// components together.
     pub fn load_base(
         self,
         checkpoint: &Checkpoint,
         arch: Architecture,
         device: &B::Device,
+        progress: &mut dyn FnMut(usize, usize),
     ) -> Result<(Self, Vec<LoadReport>), EngineError> {
         let (unet_cfg, vae_cfg) = (arch.unet(), arch.vae());
         let unet_weights = checkpoint.component(Component::Unet, &unet_cfg, &vae_cfg)?;
-        let (unet, unet_report) = load_component(self.unet, &unet_weights, device);
-        let unet_report = unet_report.require_complete()?;
         let te_weights = checkpoint.component(Component::TextEncoder, &unet_cfg, &vae_cfg)?;
-        let (text_encoder, te_report) = load_component(self.text_encoder, &te_weights, device);
+        let total = unet_weights.len() + te_weights.len();
+        let first = unet_weights.len();
+        let (unet, unet_report) =
+            load_component_with_progress(self.unet, &unet_weights, device, &mut |done, _| {
+                progress(done, total)
+            });
+        let unet_report = unet_report.require_complete()?;
+        let (text_encoder, te_report) =
+            load_component_with_progress(self.text_encoder, &te_weights, device, &mut |done, _| {
+                progress(first + done, total)
+            });
         let te_report = te_report.require_complete()?;
         Ok((Self { unet, text_encoder }, vec![unet_report, te_report]))
     }
+}
+
+/// Checks `components` of `checkpoint` against the model `arch` builds, from
+/// the files' headers only (names and shapes; no weight is read), and
+/// refuses a checkpoint that does not fit with what it is instead, in one
+/// sentence. Runs before anything slow: encoding pictures, loading.
+pub fn check_checkpoint(
+    checkpoint: &Checkpoint,
+    arch: Architecture,
+    components: &[Component],
+) -> Result<Vec<LoadReport>, EngineError> {
+    type B = super::CpuBackend;
+    let device = Default::default();
+    let (unet_cfg, vae_cfg) = (arch.unet(), arch.vae());
+    // lazy modules: building them allocates no weights
+    let bare = NetworkSection::default();
+    let model = LoraModel::<B>::init(
+        arch,
+        &NetworkSection {
+            train_text_encoder: false,
+            ..bare
+        },
+        &device,
+    );
+    let mut reports = Vec::new();
+    for &component in components {
+        let weights = checkpoint.component(component, &unet_cfg, &vae_cfg)?;
+        let report = match component {
+            Component::Unet => check_component(&model.unet, &weights),
+            Component::TextEncoder => check_component(&model.text_encoder, &weights),
+            Component::Vae => check_component(
+                &super::vae::AutoencoderKlEncoder::<B>::init(&vae_cfg, &device),
+                &weights,
+            ),
+        };
+        reports.push(report);
+    }
+    if reports.iter().all(LoadReport::is_complete) {
+        return Ok(reports);
+    }
+    let expected = arch.family_name();
+    let diagnosis = super::diagnose::other_family(checkpoint.tensors(), expected)
+        .unwrap_or_else(|| super::diagnose::partial_match(&reports, expected));
+    Err(EngineError::WrongCheckpoint {
+        path: checkpoint.path.clone(),
+        expected: expected.to_string(),
+        diagnosis,
+        reports,
+    })
 }

@@ -193,27 +193,14 @@ struct Variant {
     images: [usize; 4],
 }
 
-/// SD1.5's block layout at toy widths: four stages, attention in the first
-/// three, two resnets per stage (`layers_per_block = 2`), a stage that keeps
-/// its width (no shortcut conv), and up blocks with both attention and an
-/// upsampler, which the two-stage tiny config does not have.
+/// SD1.5's block layout at toy widths (the `sd15_toy` architecture).
 fn unet_sd15_shaped() -> UNetConfig {
-    UNetConfig {
-        block_out_channels: vec![8, 16, 32, 32],
-        down_block_attention: vec![true, true, true, false],
-        layers_per_block: 2,
-        norm_num_groups: 4,
-        ..UNetConfig::tiny()
-    }
+    UNetConfig::sd15_toy()
 }
 
 /// The SD1.5 VAE encoder's layout at toy widths.
 fn vae_sd15_shaped() -> VaeConfig {
-    VaeConfig {
-        block_out_channels: vec![8, 16, 32, 32],
-        layers_per_block: 2,
-        ..VaeConfig::tiny()
-    }
+    VaeConfig::sd15_toy()
 }
 
 fn variants() -> Vec<Variant> {

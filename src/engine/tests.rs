@@ -65,21 +65,7 @@ fn write_safetensors(path: &Path, tensors: &BTreeMap<String, (Vec<usize>, Vec<f3
 
 /// diffusers name → ldm name, by running the rename table backwards.
 pub(super) fn to_ldm(name: &str, table: &[ldm::Rename]) -> String {
-    let row = table
-        .iter()
-        .filter(|r| name.starts_with(&r.to))
-        .max_by_key(|r| r.to.len())
-        .unwrap_or_else(|| panic!("no row for {name}"));
-    let mut rest = name[row.to.len()..].to_string();
-    for (from, to) in row.inner {
-        if let Some(tail) = rest.strip_prefix(to)
-            && tail.starts_with('.')
-        {
-            rest = format!("{from}{tail}");
-            break;
-        }
-    }
-    format!("{}{rest}", row.from)
+    ldm::to_ldm(name, table).unwrap_or_else(|| panic!("no row for {name}"))
 }
 
 struct TinyBase {
@@ -179,7 +165,9 @@ fn checkpoints_round_trip_in_both_layouts_with_no_missing_keys() {
         let (unet_cfg, vae_cfg) = (Architecture::Tiny.unet(), Architecture::Tiny.vae());
         let network = super::config::NetworkSection::default();
         let fresh = LoraModel::<TestBackend>::init(Architecture::Tiny, &network, &device);
-        let (model, reports) = fresh.load_base(&ckpt, Architecture::Tiny, &device).unwrap();
+        let (model, reports) = fresh
+            .load_base(&ckpt, Architecture::Tiny, &device, &mut |_, _| {})
+            .unwrap();
         assert!(reports.iter().all(|r| r.is_complete()), "{reports:?}");
         let strip = |n: Named| {
             n.into_iter()
@@ -215,7 +203,7 @@ fn a_checkpoint_with_a_missing_key_is_refused_by_name() {
     let device = Default::default();
     let model = LoraModel::<TestBackend>::init(Architecture::Tiny, &network, &device);
     let err = model
-        .load_base(&ckpt, Architecture::Tiny, &device)
+        .load_base(&ckpt, Architecture::Tiny, &device, &mut |_, _| {})
         .unwrap_err();
     match &err {
         EngineError::IncompleteWeights(report) => {
@@ -262,6 +250,7 @@ fn fixture_dataset() -> LatentDataset {
             shape: [4, 8, 8],
             input_ids: (0..8).map(|j| ((i * 8 + j) % 64) as i64).collect(),
             caption: None,
+            folder: None,
         })
         .collect();
     LatentDataset {
@@ -371,7 +360,9 @@ fn training_lowers_the_loss_keeps_the_base_and_the_lora_reloads() {
     // base weights from the checkpoint, adapters fresh
     let ckpt = Checkpoint::open(&ckpt_path, &[Component::Unet, Component::TextEncoder]).unwrap();
     let model = LoraModel::<TestAutodiff>::init(Architecture::Tiny, &config.network, &device);
-    let (model, _) = model.load_base(&ckpt, Architecture::Tiny, &device).unwrap();
+    let (model, _) = model
+        .load_base(&ckpt, Architecture::Tiny, &device, &mut |_, _| {})
+        .unwrap();
     let data = LatentDataset::load(&config.data.latents).unwrap();
     let before = eval_loss(&model, &data, &device);
     let base_before = base_params(&model);
@@ -422,7 +413,9 @@ fn training_lowers_the_loss_keeps_the_base_and_the_lora_reloads() {
     };
     let reload = |strength: f64| {
         let fresh = LoraModel::<TestBackend>::init(Architecture::Tiny, &config.network, &device);
-        let (fresh, _) = fresh.load_base(&ckpt, Architecture::Tiny, &device).unwrap();
+        let (fresh, _) = fresh
+            .load_base(&ckpt, Architecture::Tiny, &device, &mut |_, _| {})
+            .unwrap();
         let (m, report) = load_lora(fresh, &saved, alphas, strength, &device);
         assert!(report.is_complete(), "{}", report.summary());
         m
@@ -468,9 +461,15 @@ fn training_lowers_the_loss_keeps_the_base_and_the_lora_reloads() {
         "strength 0 must give the base output exactly"
     );
 
-    // progress events in order
+    // progress events in order: a note that the base model is being
+    // hashed (for the metadata), then the start
+    assert!(
+        matches!(events.first(), Some(super::train::TrainEvent::Note(text)) if text.contains("hashing")),
+        "{:?}",
+        events.first()
+    );
     assert!(matches!(
-        events.first(),
+        events.get(1),
         Some(super::train::TrainEvent::Start {
             total_steps: 30,
             ..
@@ -1046,6 +1045,7 @@ fn shuffled_captions_keep_the_trigger_first_and_change_the_tokens() {
             shape: [4, 8, 8],
             input_ids: tokenizer.encode_padded(caption, 16),
             caption: Some(caption.into()),
+            folder: None,
         }],
         fingerprint: None,
     };

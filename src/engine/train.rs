@@ -21,7 +21,8 @@ use burn::tensor::{Distribution, ElementConversion, Int, Tensor, TensorData};
 
 use super::EngineError;
 use super::config::{EngineConfig, OptimizerKind};
-use super::lora_file::{Alphas, TrainingFacts, save_lora};
+use super::kohya_metadata::{DatasetDir, ModelIdentity, Ordered, TrainingFacts, tag_frequency};
+use super::lora_file::{Alphas, save_lora};
 use super::model::LoraModel;
 use super::optim::{Lion, LrSchedule, Prodigy, ProdigyConfig};
 use super::safetensors_file::SafetensorsFile;
@@ -39,6 +40,9 @@ pub struct LatentSample {
     /// The caption the ids came from, when the cache kept it (needed to
     /// shuffle tags at every step).
     pub caption: Option<String>,
+    /// The name of the folder the picture came from (kohya's dataset
+    /// dirs, for the LoRA's metadata), when the cache kept it.
+    pub folder: Option<String>,
 }
 
 /// The latent cache: a safetensors file holding, for sample N,
@@ -77,6 +81,7 @@ impl LatentDataset {
                 shape: [c, h, w],
                 input_ids,
                 caption: file.metadata.get(&format!("{i}.caption")).cloned(),
+                folder: file.metadata.get(&format!("{i}.folder")).cloned(),
             });
         }
         if samples.is_empty() {
@@ -102,6 +107,9 @@ impl LatentDataset {
         for (i, s) in self.samples.iter().enumerate() {
             if let Some(caption) = &s.caption {
                 metadata.insert(format!("{i}.caption"), caption.clone());
+            }
+            if let Some(folder) = &s.folder {
+                metadata.insert(format!("{i}.folder"), folder.clone());
             }
             owned.push((
                 format!("{i}.latents"),
@@ -214,6 +222,8 @@ pub enum TrainEvent {
     Saved {
         path: PathBuf,
     },
+    /// A line about what the loop is doing (e.g. hashing the base model).
+    Note(String),
 }
 
 /// What a finished run did.
@@ -320,6 +330,29 @@ pub fn train<B: AutodiffBackend>(
         losses: Vec::with_capacity(total_steps),
         saved: Vec::new(),
     };
+    let run = if write_files {
+        on_event(&TrainEvent::Note(format!(
+            "hashing {} for the LoRA's metadata (ss_new_sd_model_hash)",
+            config.model.checkpoint.display()
+        )));
+        let identity =
+            ModelIdentity::of(&config.model.checkpoint, &mut |_, _| {}).map_err(|source| {
+                EngineError::Read {
+                    path: config.model.checkpoint.clone(),
+                    source,
+                }
+            })?;
+        Some(RunFacts::new(
+            config,
+            dataset,
+            identity,
+            per_epoch,
+            total_steps,
+            started_unix,
+        ))
+    } else {
+        None
+    };
     on_event(&TrainEvent::Start {
         num_images: dataset.samples.len() * config.data.repeats.max(1),
         batches_per_epoch: per_epoch,
@@ -382,36 +415,21 @@ pub fn train<B: AutodiffBackend>(
             }
         }
         let every = config.output.save_every_n_epochs;
-        if write_files && every > 0 && epoch % every == 0 && epoch < epochs {
+        if let Some(run) = run
+            .as_ref()
+            .filter(|_| every > 0 && epoch % every == 0 && epoch < epochs)
+        {
             let path = config.epoch_path(epoch);
-            save(
-                config,
-                &model,
-                dataset,
-                step,
-                epoch,
-                epochs,
-                started_unix,
-                &path,
-            )?;
+            save(config, &model, dataset, run, step, epoch, epochs, &path)?;
             on_event(&TrainEvent::Saved { path: path.clone() });
             outcome.saved.push(path);
         }
     }
-    if !write_files {
+    let Some(run) = run else {
         return Ok((model, outcome));
-    }
+    };
     let path = config.output_path();
-    save(
-        config,
-        &model,
-        dataset,
-        step,
-        epochs,
-        epochs,
-        started_unix,
-        &path,
-    )?;
+    save(config, &model, dataset, &run, step, epochs, epochs, &path)?;
     on_event(&TrainEvent::Saved { path: path.clone() });
     outcome.saved.push(path);
     Ok((model, outcome))
@@ -494,24 +512,85 @@ pub(crate) fn step_loss<B: AutodiffBackend>(
     (per_sample * weights).mean()
 }
 
+/// The facts about a run that do not change between its saves.
+struct RunFacts {
+    model: ModelIdentity,
+    dataset_dirs: Vec<DatasetDir>,
+    tag_frequency: Ordered<Ordered<usize>>,
+    batches_per_epoch: usize,
+    max_train_steps: usize,
+    started_at: u64,
+}
+
+impl RunFacts {
+    fn new(
+        config: &EngineConfig,
+        dataset: &LatentDataset,
+        model: ModelIdentity,
+        batches_per_epoch: usize,
+        max_train_steps: usize,
+        started_at: u64,
+    ) -> Self {
+        let fallback = config
+            .data
+            .latents
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "latents".into());
+        let folder = |s: &LatentSample| s.folder.clone().unwrap_or_else(|| fallback.clone());
+        let mut dirs: Ordered<usize> = Ordered::default();
+        for sample in &dataset.samples {
+            *dirs.entry_or(&folder(sample), || 0) += 1;
+        }
+        let dataset_dirs = dirs
+            .0
+            .into_iter()
+            .map(|(name, img_count)| DatasetDir {
+                name,
+                n_repeats: config.data.repeats,
+                img_count,
+            })
+            .collect();
+        let folders: Vec<String> = dataset.samples.iter().map(folder).collect();
+        let tag_frequency = tag_frequency(
+            dataset
+                .samples
+                .iter()
+                .zip(&folders)
+                .filter_map(|(s, f)| s.caption.as_deref().map(|c| (f.as_str(), c))),
+        );
+        Self {
+            model,
+            dataset_dirs,
+            tag_frequency,
+            batches_per_epoch,
+            max_train_steps,
+            started_at,
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn save<B: AutodiffBackend>(
     config: &EngineConfig,
     model: &LoraModel<B>,
     dataset: &LatentDataset,
+    run: &RunFacts,
     steps: usize,
     epoch: usize,
     epochs: usize,
-    started_at: u64,
     path: &Path,
 ) -> Result<(), EngineError> {
     let n = &config.network;
     let t = &config.training;
-    let [_, h, w] = dataset.samples[0].shape;
+    let resolution = config.data.resolution;
     let facts = TrainingFacts {
         output_name: config.output.name.clone(),
+        modelspec_architecture: "stable-diffusion-v1",
+        base_model_version: "sd_v1",
         rank: n.rank,
         alpha: n.alpha,
+        dropout: n.dropout,
         conv_rank: n.conv_rank,
         conv_alpha: n.conv_alpha,
         train_text_encoder: n.train_text_encoder,
@@ -525,17 +604,27 @@ fn save<B: AutodiffBackend>(
         lr_scheduler: format!("{:?}", t.lr_scheduler).to_lowercase(),
         warmup_steps: t.warmup_steps,
         steps,
+        max_train_steps: run.max_train_steps,
         epoch,
         epochs,
         batch_size: t.batch_size,
+        batches_per_epoch: run.batches_per_epoch,
         num_train_images: dataset.samples.len() * config.data.repeats.max(1),
         seed: t.seed,
         clip_skip: config.model.clip_skip,
         noise_offset: t.noise_offset,
         min_snr_gamma: t.min_snr_gamma,
         v_prediction: config.model.prediction == super::schedule::Prediction::VPrediction,
-        resolution: (w * 8, h * 8),
-        started_at,
+        resolution: (resolution, resolution),
+        bucket_step: config.data.bucket_step,
+        shuffle_caption: config.data.shuffle_caption,
+        keep_tokens: config.data.keep_tokens,
+        mixed_precision: "no",
+        gradient_checkpointing: t.gradient_checkpointing,
+        model: run.model.clone(),
+        dataset_dirs: run.dataset_dirs.clone(),
+        tag_frequency: run.tag_frequency.clone(),
+        started_at: run.started_at,
         finished_at: crate::studio::clock::unix_now(),
     };
     let alphas = Alphas {

@@ -43,6 +43,16 @@ impl VaeConfig {
         }
     }
 
+    /// SD1.5's encoder layout (four stages, two resnets each: images 8×
+    /// the latent size) at toy widths.
+    pub fn sd15_toy() -> Self {
+        Self {
+            block_out_channels: vec![8, 16, 32, 32],
+            layers_per_block: 2,
+            ..Self::tiny()
+        }
+    }
+
     /// Two stages of 8 and 16 channels: images 2× the latent size.
     pub fn tiny() -> Self {
         Self {

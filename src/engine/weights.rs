@@ -94,12 +94,17 @@ impl Checkpoint {
         }
         let file = SafetensorsFile::open(path)?;
         if !file.keys().any(|k| k.starts_with(ldm::UNET_PREFIX)) {
-            return Err(EngineError::BadWeights {
-                path: path.to_path_buf(),
-                reason: format!(
+            let tensors = file.keys().map(|k| (k, file.shape(k).unwrap_or(&[])));
+            let reason = match super::diagnose::other_family(tensors, "SD1.5") {
+                Some(d) => format!("{} (it has no `{}*` keys)", d.what, ldm::UNET_PREFIX),
+                None => format!(
                     "no `{}*` keys: this is not a Stable Diffusion single-file checkpoint",
                     ldm::UNET_PREFIX
                 ),
+            };
+            return Err(EngineError::BadWeights {
+                path: path.to_path_buf(),
+                reason,
             });
         }
         Ok(Self {
@@ -108,6 +113,15 @@ impl Checkpoint {
             files: BTreeMap::new(),
             single: Some(file),
         })
+    }
+
+    /// Every tensor of every opened file, by its name in the file, with its
+    /// shape (from the headers; nothing is read).
+    pub fn tensors(&self) -> impl Iterator<Item = (&str, &[usize])> + Clone {
+        self.single
+            .iter()
+            .chain(self.files.values())
+            .flat_map(|f| f.keys().map(move |k| (k, f.shape(k).unwrap_or(&[]))))
     }
 
     fn file(&self, component: Component) -> Option<&SafetensorsFile> {
@@ -215,6 +229,11 @@ impl ComponentWeights<'_> {
         self.keys.len()
     }
 
+    /// The shape the file gives the tensor we call `name`.
+    fn file_shape(&self, name: &str) -> Option<&[usize]> {
+        self.keys.get(name).and_then(|key| self.file.shape(key))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
@@ -293,6 +312,121 @@ impl LoadReport {
     }
 }
 
+/// Whether the file's `found` shape fits a parameter of burn shape
+/// `expected`: linear weights are stored transposed (PyTorch's `[out, in]`,
+/// or a 1×1 conv's `[out, in, 1, 1]`, which the ldm VAE uses for its
+/// attention), everything else as is.
+fn fits(expected: &[usize], found: &[usize], is_linear_weight: bool) -> bool {
+    if !is_linear_weight {
+        return found == expected;
+    }
+    match found {
+        [o, i] | [o, i, 1, 1] => [*i, *o] == expected[..],
+        _ => false,
+    }
+}
+
+/// The shape a mismatch reports: linear shapes in PyTorch's order, as the
+/// file has them.
+fn shape_as_in_file(expected: &[usize], is_linear_weight: bool) -> Vec<usize> {
+    if is_linear_weight {
+        expected.iter().rev().copied().collect()
+    } else {
+        expected.to_vec()
+    }
+}
+
+/// A module path while walking a module: (field name, the type of the
+/// struct holding it).
+#[derive(Default)]
+struct ModulePath(Vec<(String, String)>);
+
+impl ModulePath {
+    fn key(&self) -> String {
+        self.0
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+
+    fn is_adapter(&self) -> bool {
+        self.0.iter().any(|(name, _)| name == "lora")
+    }
+
+    fn is_linear_weight(&self, rank: usize) -> bool {
+        rank == 2 && self.0.last().is_some_and(|(_, t)| t == "Struct:Linear")
+    }
+}
+
+/// Checks every base parameter of `module` against `weights` from the
+/// file's header alone: names and shapes, no tensor read. The report is the
+/// one [`load_component`] would give (less decoding errors), so a
+/// checkpoint that does not fit is refused before anything slow happens.
+pub fn check_component<B: Backend, M: Module<B>>(
+    module: &M,
+    weights: &ComponentWeights<'_>,
+) -> LoadReport {
+    struct Checker<'a> {
+        path: ModulePath,
+        weights: &'a ComponentWeights<'a>,
+        used: BTreeSet<String>,
+        report: LoadReport,
+    }
+    impl<B: Backend> burn::module::ModuleVisitor<B> for Checker<'_> {
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            self.path
+                .0
+                .push((name.to_string(), container_type.to_string()));
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.0.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if self.path.is_adapter() {
+                return;
+            }
+            let key = self.path.key();
+            let expected = param.lazy_shape().to_vec();
+            let linear = self.path.is_linear_weight(D);
+            match self.weights.file_shape(&key) {
+                None => self.report.missing.push(key),
+                Some(found) => {
+                    self.used.insert(key.clone());
+                    if fits(&expected, found, linear) {
+                        self.report.loaded += 1;
+                    } else {
+                        self.report.mismatched.push(ShapeMismatch {
+                            key,
+                            expected: shape_as_in_file(&expected, linear),
+                            found: found.to_vec(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    let mut checker = Checker {
+        path: ModulePath::default(),
+        weights,
+        used: BTreeSet::new(),
+        report: LoadReport {
+            component: weights.component.name().to_string(),
+            unused: weights.unused,
+            unexpected: weights.unexpected.clone(),
+            ..LoadReport::default()
+        },
+    };
+    module.visit(&mut checker);
+    let mut report = checker.report;
+    for (name, key) in &weights.keys {
+        if !checker.used.contains(name) {
+            report.unexpected.push(key.clone());
+        }
+    }
+    report
+}
+
 /// Fills `module`'s base parameters from `weights`. The module's parameter
 /// paths must be the component's diffusers keys. Linear weights are
 /// transposed from PyTorch's `[out, in]`, and 1×1 conv weights are accepted
@@ -302,8 +436,21 @@ pub fn load_component<B: Backend, M: Module<B>>(
     weights: &ComponentWeights<'_>,
     device: &B::Device,
 ) -> (M, LoadReport) {
+    load_component_with_progress(module, weights, device, &mut |_, _| {})
+}
+
+/// [`load_component`], calling `progress(done, total)` after each tensor.
+/// Tensors are read and converted one at a time, so loading holds the
+/// model plus one tensor, never the file.
+pub fn load_component_with_progress<B: Backend, M: Module<B>>(
+    module: M,
+    weights: &ComponentWeights<'_>,
+    device: &B::Device,
+    progress: &mut dyn FnMut(usize, usize),
+) -> (M, LoadReport) {
+    let total = weights.len();
     let mut loader = Loader::<B> {
-        path: Vec::new(),
+        path: ModulePath::default(),
         weights,
         used: BTreeSet::new(),
         report: LoadReport {
@@ -313,6 +460,8 @@ pub fn load_component<B: Backend, M: Module<B>>(
             ..LoadReport::default()
         },
         device: device.clone(),
+        progress,
+        total,
     };
     let module = module.map(&mut loader);
     let mut report = loader.report;
@@ -325,110 +474,77 @@ pub fn load_component<B: Backend, M: Module<B>>(
 }
 
 struct Loader<'a, B: Backend> {
-    /// (field name, the type of the struct holding it)
-    path: Vec<(String, String)>,
+    path: ModulePath,
     weights: &'a ComponentWeights<'a>,
     used: BTreeSet<String>,
     report: LoadReport,
     device: B::Device,
+    progress: &'a mut dyn FnMut(usize, usize),
+    total: usize,
 }
 
 impl<B: Backend> Loader<'_, B> {
-    fn key(&self) -> String {
-        self.path
-            .iter()
-            .map(|(name, _)| name.as_str())
-            .collect::<Vec<_>>()
-            .join(".")
-    }
-
-    fn parent_type(&self) -> &str {
-        self.path.last().map(|(_, t)| t.as_str()).unwrap_or("")
-    }
-
-    fn is_adapter(&self) -> bool {
-        self.path.iter().any(|(name, _)| name == "lora")
-    }
-
     /// The checkpoint tensor for `key`, reshaped to burn's layout, or why not.
-    fn fetch(&mut self, key: &str, expected: &[usize]) -> Option<TensorData> {
+    fn fetch(&mut self, key: &str, expected: &[usize], linear: bool) -> Option<TensorData> {
         let Some(file_key) = self.weights.keys.get(key) else {
             self.report.missing.push(key.to_string());
             return None;
         };
         self.used.insert(key.to_string());
-        let (values, shape) = match self.weights.file.read_f32(file_key) {
+        let found = self.weights.file.shape(file_key).unwrap_or(&[]).to_vec();
+        if !fits(expected, &found, linear) {
+            self.report.mismatched.push(ShapeMismatch {
+                key: key.to_string(),
+                expected: shape_as_in_file(expected, linear),
+                found,
+            });
+            return None;
+        }
+        let (values, _) = match self.weights.file.read_f32(file_key) {
             Ok(v) => v,
             Err(e) => {
                 self.report.errors.push(e.to_string());
                 return None;
             }
         };
-        let is_linear_weight = self.parent_type() == "Struct:Linear" && expected.len() == 2;
-        let data = if is_linear_weight {
-            // PyTorch [out, in] (or a 1×1 conv [out, in, 1, 1]) → burn [in, out]
-            let squeezed = match shape.as_slice() {
-                [o, i] => Some((*o, *i)),
-                [o, i, 1, 1] => Some((*o, *i)),
-                _ => None,
-            };
-            match squeezed {
-                Some((o, i)) if [i, o] == expected[..] => {
-                    let mut t = vec![0f32; values.len()];
-                    for r in 0..o {
-                        for c in 0..i {
-                            t[c * o + r] = values[r * i + c];
-                        }
-                    }
-                    TensorData::new(t, [i, o])
-                }
-                _ => {
-                    self.mismatch(key, expected, shape, true);
-                    return None;
+        let data = if linear {
+            // PyTorch [out, in] (or [out, in, 1, 1]) → burn [in, out]
+            let (i, o) = (expected[0], expected[1]);
+            let mut t = vec![0f32; values.len()];
+            for r in 0..o {
+                for c in 0..i {
+                    t[c * o + r] = values[r * i + c];
                 }
             }
-        } else if shape == expected {
-            TensorData::new(values, shape)
+            TensorData::new(t, [i, o])
         } else {
-            self.mismatch(key, expected, shape, false);
-            return None;
+            TensorData::new(values, expected.to_vec())
         };
         self.report.loaded += 1;
+        (self.progress)(self.used.len(), self.total);
         Some(data)
-    }
-
-    fn mismatch(&mut self, key: &str, expected: &[usize], found: Vec<usize>, linear: bool) {
-        // report linear shapes in PyTorch's order, as the file has them
-        let expected = if linear {
-            expected.iter().rev().copied().collect()
-        } else {
-            expected.to_vec()
-        };
-        self.report.mismatched.push(ShapeMismatch {
-            key: key.to_string(),
-            expected,
-            found,
-        });
     }
 }
 
 impl<B: Backend> ModuleMapper<B> for Loader<'_, B> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
         self.path
+            .0
             .push((name.to_string(), container_type.to_string()));
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
+        self.path.0.pop();
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        if self.is_adapter() {
+        if self.path.is_adapter() {
             return param;
         }
-        let key = self.key();
+        let key = self.path.key();
         let expected = param.lazy_shape().to_vec();
-        match self.fetch(&key, &expected) {
+        let linear = self.path.is_linear_weight(D);
+        match self.fetch(&key, &expected, linear) {
             // A fresh parameter with the same id: the lazy noise it replaces
             // is never allocated.
             Some(data) => {

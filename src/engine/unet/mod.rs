@@ -89,6 +89,19 @@ impl UNetConfig {
         }
     }
 
+    /// SD1.5's block layout at toy widths: four stages, attention in the
+    /// first three, two resnets per stage, a stage that keeps its width (no
+    /// shortcut conv), and up blocks with both attention and an upsampler.
+    pub fn sd15_toy() -> Self {
+        Self {
+            block_out_channels: vec![8, 16, 32, 32],
+            down_block_attention: vec![true, true, true, false],
+            layers_per_block: 2,
+            norm_num_groups: 4,
+            ..Self::tiny()
+        }
+    }
+
     /// The timestep embedding's width: four times the first stage.
     pub fn time_embed_dim(&self) -> usize {
         self.block_out_channels.first().copied().unwrap_or(0) * 4

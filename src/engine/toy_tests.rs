@@ -1,0 +1,238 @@
+//! The whole path on the `sd15_toy` architecture, as a user would run it:
+//! `engine init-checkpoint` writes a random checkpoint with SD1.5's block
+//! layout, `engine train` checks it, caches a folder of pictures, trains and
+//! writes a LoRA whose metadata is read back key by key in kohya's formats;
+//! a checkpoint whose attention keys were renamed is refused before any
+//! picture is encoded, with the renamed keys named.
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use super::EngineError;
+use super::cli::{EXIT_OK, run_engine_cli, run_train};
+use super::safetensors_file::SafetensorsFile;
+use crate::studio::Hint;
+
+fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// Four captioned 64 px pictures in `dir/fox`; returns the folder.
+fn write_pictures(dir: &Path) -> std::path::PathBuf {
+    let pics = dir.join("fox");
+    std::fs::create_dir_all(&pics).unwrap();
+    for i in 0..4u32 {
+        image::RgbImage::from_fn(64, 64, |x, y| {
+            image::Rgb([(x * 3 + i * 40) as u8, (y * 4) as u8, (i * 60) as u8])
+        })
+        .save(pics.join(format!("fox{i}.png")))
+        .unwrap();
+        let caption = if i % 2 == 0 {
+            "zkfox, Red Fox, snow"
+        } else {
+            "zkfox, red fox, night"
+        };
+        std::fs::write(pics.join(format!("fox{i}.txt")), caption).unwrap();
+    }
+    pics
+}
+
+fn write_config(dir: &Path, checkpoint: &Path, pics: &Path) -> std::path::PathBuf {
+    let text = format!(
+        r#"
+[model]
+checkpoint = "{}"
+architecture = "sd15_toy"
+[network]
+rank = 2
+alpha = 1.0
+[training]
+device = "cpu"
+learning_rate = 1e-4
+optimizer = "adam_w"
+epochs = 2
+batch_size = 2
+seed = 7
+[data]
+latents = "{}"
+folders = ["{}"]
+resolution = 64
+shuffle_caption = true
+keep_tokens = 1
+[output]
+dir = "{}"
+name = "ink-fox"
+"#,
+        path_str(checkpoint),
+        path_str(&dir.join("cache/latents.safetensors")),
+        path_str(pics),
+        path_str(&dir.join("out")),
+    );
+    let path = dir.join("engine.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn init_checkpoint(out: &Path, layout: &str) {
+    let args: Vec<String> = [
+        "init-checkpoint",
+        &path_str(out),
+        "--arch",
+        "sd15_toy",
+        "--layout",
+        layout,
+        "--dtype",
+        "f32",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(run_engine_cli(&args), EXIT_OK);
+}
+
+#[test]
+fn the_sd15_shaped_toy_trains_through_engine_train_and_its_lora_carries_kohyas_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("models/toy-sd15.safetensors");
+    std::fs::create_dir_all(checkpoint.parent().unwrap()).unwrap();
+    init_checkpoint(&checkpoint, "ldm");
+    let pics = write_pictures(dir.path());
+    let config = write_config(dir.path(), &checkpoint, &pics);
+
+    let mut out = Vec::new();
+    let outcome = run_train(&config, false, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(outcome.steps, 4, "{text}");
+    // it talks while it works: the header check, the VAE, the pictures,
+    // the model, then the steps
+    let order = [
+        "checkpoint: ",
+        "loading vae: ",
+        "caching latents: ",
+        "loading model: ",
+        "steps:   0%",
+        "model saved.",
+    ];
+    let mut from = 0;
+    for expected in order {
+        let at = text[from..]
+            .find(expected)
+            .unwrap_or_else(|| panic!("no `{expected}` after byte {from} in:\n{text}"));
+        from += at + expected.len();
+    }
+    assert!(
+        text.contains("4/4"),
+        "the last picture is reported:\n{text}"
+    );
+
+    let lora = SafetensorsFile::open(outcome.saved.last().unwrap()).unwrap();
+    let meta = &lora.metadata;
+    let get = |key: &str| {
+        meta.get(key)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("no `{key}` in {meta:?}"))
+    };
+    // kohya's train_network.py writes these values for the same settings
+    let sha = {
+        let bytes = std::fs::read(&checkpoint).unwrap();
+        Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    for (key, expected) in [
+        ("ss_output_name", "ink-fox"),
+        ("ss_sd_model_name", "toy-sd15.safetensors"),
+        ("ss_new_sd_model_hash", sha.as_str()),
+        ("ss_num_epochs", "2"),
+        ("ss_epoch", "2"),
+        ("ss_steps", "4"),
+        ("ss_max_train_steps", "4"),
+        ("ss_seed", "7"),
+        ("ss_shuffle_caption", "True"),
+        ("ss_keep_tokens", "1"),
+        ("ss_cache_latents", "True"),
+        ("ss_mixed_precision", "no"),
+        ("ss_network_module", "networks.lora"),
+        ("ss_network_dim", "2"),
+        ("ss_network_alpha", "1.0"),
+        ("ss_learning_rate", "0.0001"),
+        ("ss_resolution", "(64, 64)"),
+        ("ss_num_train_images", "4"),
+        ("ss_batch_size_per_device", "2"),
+        ("ss_base_model_version", "sd_v1"),
+        ("ss_v2", "False"),
+        (
+            "ss_dataset_dirs",
+            r#"{"fox": {"n_repeats": 1, "img_count": 4}}"#,
+        ),
+        (
+            "ss_tag_frequency",
+            r#"{"fox": {"zkfox": 4, "red fox": 4, "snow": 2, "night": 2}}"#,
+        ),
+        ("modelspec.architecture", "stable-diffusion-v1/lora"),
+        ("modelspec.resolution", "64x64"),
+        ("modelspec.prediction_type", "epsilon"),
+    ] {
+        assert_eq!(get(key), expected, "`{key}`");
+    }
+    // the A1111 legacy hash: 8 hex digits; the LoRA's own hashes are there
+    assert_eq!(get("ss_sd_model_hash").len(), 8);
+    for key in [
+        "sshs_model_hash",
+        "sshs_legacy_hash",
+        "modelspec.title",
+        "modelspec.date",
+    ] {
+        assert!(!get(key).is_empty(), "`{key}` is empty");
+    }
+    // the tag frequency parses as the JSON Civitai reads
+    let tags: serde_json::Value = serde_json::from_str(get("ss_tag_frequency")).unwrap();
+    assert_eq!(tags["fox"]["zkfox"], 4);
+}
+
+#[test]
+fn a_checkpoint_with_renamed_attention_keys_is_refused_before_any_picture_is_encoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("models/toy-sd15");
+    init_checkpoint(&checkpoint, "diffusers");
+    // an export that calls the attention projections by other names
+    let unet = checkpoint.join("unet/diffusion_pytorch_model.safetensors");
+    let bytes = std::fs::read(&unet).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let renamed: Vec<(String, safetensors::tensor::TensorView)> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| (name.replace(".to_q.", ".query."), view))
+        .collect();
+    let count = renamed
+        .iter()
+        .filter(|(n, _)| n.contains(".query."))
+        .count();
+    assert!(count > 0);
+    safetensors::serialize_to_file(renamed, None, &unet).unwrap();
+
+    let pics = write_pictures(dir.path());
+    let config = write_config(dir.path(), &checkpoint, &pics);
+    let mut out = Vec::new();
+    let err = run_train(&config, false, &mut out).unwrap_err();
+    let text = String::from_utf8(out).unwrap();
+    match &err {
+        EngineError::WrongCheckpoint { .. } => {}
+        other => panic!("expected the checkpoint to be refused: {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!(
+            "{count} UNet attention keys have other names than SD1.5's"
+        )),
+        "{message}"
+    );
+    assert!(message.contains(".query."), "{message}");
+    assert!(err.hint().unwrap().contains("convert"), "{:?}", err.hint());
+    // nothing slow ran and nothing was written
+    assert!(!text.contains("caching latents"), "{text}");
+    assert!(!dir.path().join("cache").exists());
+    assert!(!dir.path().join("out").exists());
+}
