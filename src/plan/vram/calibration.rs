@@ -462,10 +462,12 @@ fn points() -> Vec<Point> {
         Point { lora_bytes: 4.0, state_bytes: 2.0, note: "fp8 base, 1024², batch 1, caches; dim, optimizer and checkpointing not stated (rank 8 on every layer, AdamW8bit, checkpointing assumed)", ..point("kohya1057-sdxl-fp8", KOHYA_PR_1057, "SDXL", Kohya, &SDXL_ARCH, (1024, 1024), 1, SDXL_ALL * 8.0, Q8, true, DeviceTotal, 4.4) },
         // Ostris on X: "38.5gb VRAM" for a Flux LoRA with gradient
         // checkpointing, rank 256, T5 in 8 bit, full bf16. ai-toolkit did not
-        // cache captions then (T5 and CLIP-L stay on the GPU); the rest is
-        // its Flux example of the time (train_lora_flux_24gb.yaml at
-        // fa02e774): AdamW8bit, batch 1, buckets up to 1024², LoRA on every
-        // linear layer of the transformer.
+        // cache captions then (its author in ai-toolkit #105, 2024-08-19:
+        // text-embedding caching "is not planned"), so T5 and CLIP-L stay on
+        // the GPU; the rest is its Flux example of the time
+        // (train_lora_flux_24gb.yaml at fa02e774, 2024-08-10): AdamW8bit,
+        // batch 1, buckets up to 1024², LoRA on every linear layer of the
+        // transformer.
         Point { lora_bytes: 2.0, state_bytes: 2.0, te_bytes: Q8, te_resident: true, note: "rank 256 on every transformer layer, bf16 base and LoRA (full bf16), T5 (and CLIP-L, counted alike) in 8 bit and on the GPU, checkpointing; AdamW8bit, batch 1 and 1024² from the example config of the time (assumed); its EMA of the LoRA weights (example default) is not modelled", ..point("aitk-ostris-flux-r256", AITK_OSTRIS_R256, "Flux", AiToolkit, &FLUX_ARCH, (1024, 1024), 1, FLUX_ALL * 256.0, BF16, true, DeviceTotal, 38.5) },
         fluxgym("fluxgym135-flux-fp8-r4-512", FLUXGYM_135, 18.0),
         fluxgym("fluxgym473-flux-fp8-r4-512", FLUXGYM_473, 17.0),
