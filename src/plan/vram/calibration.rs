@@ -108,6 +108,13 @@ const AITK_24GB: Source = Source {
     key: "ai-toolkit-flux-24gb-example",
     url: "https://github.com/ostris/ai-toolkit/blob/27a03a91f/config/examples/train_lora_flux_24gb.yaml",
 };
+/// Ostris (ai-toolkit's author) on X, early August 2024, as quoted on a
+/// public bookmark page (the post itself is on x.com, which keeps no
+/// stable public copy).
+const AITK_OSTRIS_R256: Source = Source {
+    key: "ai-toolkit-ostris-flux-r256",
+    url: "https://mike.gold/notes/x-bookmarks/ai/big-lora-for-flux1-big-efficient",
+};
 const ST_ISSUE_1149: Source = Source {
     key: "simpletuner-issue-1149",
     url: "https://github.com/bghira/SimpleTuner/issues/1149",
@@ -288,8 +295,11 @@ struct Point {
     /// kohya `blocks_to_swap` (Flux).
     blocks_to_swap: u32,
     checkpointing: bool,
-    /// Text-encoder bytes per weight (for the caption-encoding phase).
+    /// Text-encoder bytes per weight (for the caption-encoding phase, and
+    /// during training when they stay on the GPU).
     te_bytes: f64,
+    /// The text encoders stay on the GPU while training (captions not cached).
+    te_resident: bool,
     phase: Phase,
     /// The run made sample pictures (validation), so its peak may be theirs.
     samples: bool,
@@ -308,11 +318,14 @@ const CHROMA_ALL: f64 = 3.51 * M;
 const FLUX_ATTN: f64 = 1.16736 * M;
 const FLUX_ALL: f64 = 4.79 * M;
 
-/// Base bytes: bf16 2, fp8/int8 1.02, int4 0.53, NF4 0.5625 (as the plan's).
+/// Base bytes: bf16 2, fp8/int8 1.02, int4 0.53, NF4 0.5625 (as the plan's);
+/// int2 (calibration only, the plan does not offer it) 0.28: two bits and
+/// the same per-group scales as int4.
 const BF16: f64 = 2.0;
 const Q8: f64 = 1.02;
 const Q4: f64 = 0.53;
 const NF4: f64 = 0.5625;
+const Q2: f64 = 0.28;
 
 #[allow(clippy::too_many_arguments)]
 fn point(
@@ -345,6 +358,7 @@ fn point(
         blocks_to_swap: 0,
         checkpointing,
         te_bytes: 2.0,
+        te_resident: false,
         phase: Phase::Train,
         samples: false,
         metric,
@@ -357,7 +371,7 @@ fn point(
 #[rustfmt::skip]
 fn points() -> Vec<Point> {
     use Metric::{Allocated, DeviceTotal};
-    use Trainer::{Diffusers, Kohya, SimpleTuner};
+    use Trainer::{AiToolkit, Diffusers, Kohya, SimpleTuner};
     let st = |id, arch, fam, size, batch, lora, base, gc, gib| {
         Point { note: "SimpleTuner example config (adamw_bf16, latents and text embeddings cached), H100, validation off", ..point(id, ST_SWEEP, fam, SimpleTuner, arch, size, batch, lora, base, gc, Allocated, gib) }
     };
@@ -418,6 +432,7 @@ fn points() -> Vec<Point> {
         st_flux("STdoc-flux-r16-int4", ST_FLUX_DOC, 16.0, Q4, (1024, 1024), 13.0),
         st_flux("STdoc-flux-r16-nf4", ST_FLUX_DOC, 16.0, NF4, (1024, 1024), 9.0),
         st_flux("STdoc-flux-r1-bf16", ST_FLUX_DOC, 1.0, BF16, (1024, 1024), 30.0),
+        st_flux("STdoc-flux-r16-int2", ST_FLUX_DOC, 16.0, Q2, (1024, 1024), 9.0),
         // "lowest VRAM utilisation (9090M): nf4-bnb, Lion 8Bit Paged, 512px, bs1".
         Point { state_bytes: 1.0, note: "nf4-bnb, bnb-lion8bit-paged, 512², batch 1, checkpointing, rank 16 on every layer (quickstart default)", ..st_flux("STdoc-flux-nf4-lion8-512", ST_FLUX_DOC, 16.0, NF4, (512, 512), 9090.0 / 1024.0) },
         st_flux("STdoc2024-flux-r16-bf16", ST_FLUX_DOC_2024, 16.0, BF16, (1024, 1024), 32.0),
@@ -445,6 +460,15 @@ fn points() -> Vec<Point> {
         // kohya PR #1057 (fp8 base, KohakuBlueleaf): SDXL LoRA/LyCORIS,
         // 1024² batch 1, latents and text encoders cached: 4.4 GB.
         Point { lora_bytes: 4.0, state_bytes: 2.0, note: "fp8 base, 1024², batch 1, caches; dim, optimizer and checkpointing not stated (rank 8 on every layer, AdamW8bit, checkpointing assumed)", ..point("kohya1057-sdxl-fp8", KOHYA_PR_1057, "SDXL", Kohya, &SDXL_ARCH, (1024, 1024), 1, SDXL_ALL * 8.0, Q8, true, DeviceTotal, 4.4) },
+        // Ostris on X: "38.5gb VRAM" for a Flux LoRA with gradient
+        // checkpointing, rank 256, T5 in 8 bit, full bf16. ai-toolkit did not
+        // cache captions then (its author in ai-toolkit #105, 2024-08-19:
+        // text-embedding caching "is not planned"), so T5 and CLIP-L stay on
+        // the GPU; the rest is its Flux example of the time
+        // (train_lora_flux_24gb.yaml at fa02e774, 2024-08-10): AdamW8bit,
+        // batch 1, buckets up to 1024², LoRA on every linear layer of the
+        // transformer.
+        Point { lora_bytes: 2.0, state_bytes: 2.0, te_bytes: Q8, te_resident: true, note: "rank 256 on every transformer layer, bf16 base and LoRA (full bf16), T5 (and CLIP-L, counted alike) in 8 bit and on the GPU, checkpointing; AdamW8bit, batch 1 and 1024² from the example config of the time (assumed); its EMA of the LoRA weights (example default) is not modelled", ..point("aitk-ostris-flux-r256", AITK_OSTRIS_R256, "Flux", AiToolkit, &FLUX_ARCH, (1024, 1024), 1, FLUX_ALL * 256.0, BF16, true, DeviceTotal, 38.5) },
         fluxgym("fluxgym135-flux-fp8-r4-512", FLUXGYM_135, 18.0),
         fluxgym("fluxgym473-flux-fp8-r4-512", FLUXGYM_473, 17.0),
         // diffusers' SD3 LoRA Colab project: encoding the captions "will take
@@ -471,8 +495,8 @@ fn setup(p: &Point) -> MemorySetup<'_> {
         swap_buffer_params: buffer,
         text_encoder_bytes: p.te_bytes,
         gradient_checkpointing: p.checkpointing,
-        text_encoders_resident: false,
-        cache_text: true,
+        text_encoders_resident: p.te_resident,
+        cache_text: !p.te_resident,
         cache_latents: true,
         text_encoder_lora_params: 0.0,
         quantize_on_gpu: false,
@@ -725,7 +749,7 @@ fn left_out_errors(pts: &[Point], limits: &[Bound]) -> Vec<(usize, f64)> {
 fn every_point_names_its_source_and_the_table_covers_the_families_and_trainers() {
     let pts = points();
     eprintln!("{} measured peaks", pts.len());
-    assert!(pts.len() >= 40, "{}", pts.len());
+    assert!(pts.len() >= 46, "{}", pts.len());
     for p in &pts {
         assert!(p.source.url.starts_with("https://"), "{}", p.id);
         assert!(p.measured_gib > 0.0 && p.batch >= 1, "{}", p.id);
@@ -737,7 +761,7 @@ fn every_point_names_its_source_and_the_table_covers_the_families_and_trainers()
     for family in ["SD1.5", "SDXL", "Flux"] {
         assert!(pts.iter().any(|p| p.family == family), "{family}");
     }
-    for t in [Trainer::Kohya, Trainer::SimpleTuner] {
+    for t in [Trainer::Kohya, Trainer::SimpleTuner, Trainer::AiToolkit] {
         assert!(pts.iter().any(|p| p.trainer == t), "{t:?}");
     }
 }
@@ -786,7 +810,7 @@ fn calibration_report_and_error_bounds() {
         left_out.worst_id
     );
     type Keep = fn(&Point) -> bool;
-    let groups: [(&str, Keep); 8] = [
+    let groups: [(&str, Keep); 9] = [
         ("SD1.5", |p| p.family == "SD1.5"),
         ("SDXL", |p| p.family == "SDXL"),
         ("SD3.5", |p| p.family == "SD3.5"),
@@ -794,6 +818,7 @@ fn calibration_report_and_error_bounds() {
         ("Chroma", |p| p.family == "Chroma"),
         ("kohya", |p| p.trainer == Trainer::Kohya),
         ("SimpleTuner", |p| p.trainer == Trainer::SimpleTuner),
+        ("ai-toolkit", |p| p.trainer == Trainer::AiToolkit),
         ("diffusers", |p| p.trainer == Trainer::Diffusers),
     ];
     for (name, keep) in &groups {
@@ -853,8 +878,9 @@ fn calibration_report_and_error_bounds() {
             "{name}: in use {now}, refit {new}"
         );
     }
-    // The bounds are what the fit achieves (11.1 %, 39.6 %, 19.4 %) with a
-    // little room for the simplex's rounding.
+    // The bounds are what the fit achieves (10.8 %, 39.6 %, 19.8 % on the 46
+    // points; 11.1 %, 39.6 %, 19.4 % on the first 44) with a little room for
+    // the simplex's rounding.
     assert!(
         in_sample.mean <= 0.125,
         "mean {:.1} %",
