@@ -2,6 +2,13 @@
 //! style set with a few of the problems the audit exists to catch (a missing
 //! caption, a caption without the trigger word, a picture too small, a cut-off
 //! JPEG). Run `cargo run --example make_example_dataset` to regenerate it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::disallowed_methods
+)]
 
 use std::path::Path;
 

@@ -1,5 +1,12 @@
 //! The dataset audit on real files with known problems: every problem is
 //! named on the right file, good files get no findings, nothing is changed.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::disallowed_methods
+)]
 
 mod common;
 

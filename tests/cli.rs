@@ -1,4 +1,11 @@
 //! The `ategnatos` command as a person runs it in a shell.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::disallowed_methods
+)]
 
 mod common;
 

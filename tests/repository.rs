@@ -1,4 +1,11 @@
 //! What a fresh clone offers before anything is installed.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::disallowed_methods
+)]
 
 use std::path::Path;
 

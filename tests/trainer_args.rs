@@ -10,6 +10,13 @@
 //! value: an unknown key, a value of the wrong type (`5.0` is not an int) or a
 //! value outside the option's choices fails, naming the key, the value and the
 //! file.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::disallowed_methods
+)]
 
 use std::path::{Path, PathBuf};
 

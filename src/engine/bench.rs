@@ -12,8 +12,9 @@ use burn::tensor::{ElementConversion, Tensor};
 
 use super::config::{Architecture, EngineConfig};
 use super::model::LoraModel;
+use super::rng::SplitMix64;
 use super::schedule::NoiseSchedule;
-use super::train::{LatentDataset, LatentSample, SplitMix64, batch_ids, step_loss};
+use super::train::{LatentDataset, LatentSample, batch_ids, step_loss};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -203,6 +204,7 @@ fn bench_config(arch: Architecture) -> EngineConfig {
         "[model]\ncheckpoint = \"unused\"\narchitecture = \"{arch_name}\"\n[data]\nlatents = \"unused\"\n[output]\ndir = \"unused\"\nname = \"bench\"\n"
     );
     // the text is ours and valid; a failure here is a bug in this function
+    #[allow(clippy::panic)]
     EngineConfig::parse(&text).unwrap_or_else(|e| panic!("benchmark config: {e}"))
 }
 

@@ -12,7 +12,8 @@
 //! [`weights`] + [`ldm`] (+ [`safetensors_file`]) load checkpoints in both
 //! key layouts; [`tokenizer`] is CLIP's BPE; [`cache`] turns images and
 //! captions into the latent cache; [`schedule`] is the DDPM noise schedule;
-//! [`optim`] the learning-rate schedules and Lion; [`train`] the loop;
+//! [`optim`] the learning-rate schedules, Lion and Prodigy; [`rng`] the seeded
+//! generator; [`train`] the loop;
 //! [`lora_file`] writes and reads kohya LoRA files; [`config`] is the TOML
 //! the child process reads; [`bench`] times training steps.
 
@@ -33,6 +34,7 @@ pub mod lora_file;
 pub mod model;
 pub mod nn;
 pub mod optim;
+pub mod rng;
 pub mod safetensors_file;
 pub mod schedule;
 pub mod tokenizer;

@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use super::EngineError;
-use super::train::SplitMix64;
+use super::rng::SplitMix64;
 use crate::clip_bpe::Bpe;
 pub use crate::clip_bpe::{END_OF_TEXT, START_OF_TEXT};
 
