@@ -26,12 +26,7 @@ use serde_json::{Value, json};
 
 /// `n` uncaptioned pictures in `root/name`.
 fn pictures(root: &Path, name: &str, n: u64) {
-    for i in 0..n {
-        common::write(
-            &root.join(name).join(format!("p{i:02}.png")),
-            &common::encoded(&common::picture(500 + i, 576, 640), image::ImageFormat::Png),
-        );
-    }
+    common::pictures(root, name, n, (500, 576, 640), None);
 }
 
 #[tokio::test]

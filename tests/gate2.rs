@@ -17,15 +17,15 @@ use std::path::Path;
 use common::client::text;
 use serde_json::{Value, json};
 
+/// `n` captioned pictures in `root/name`.
 fn pictures(root: &Path, name: &str, n: u64) {
-    for i in 0..n {
-        let dir = root.join(name);
-        common::write(
-            &dir.join(format!("p{i:02}.png")),
-            &common::encoded(&common::picture(700 + i, 64, 64), image::ImageFormat::Png),
-        );
-        common::caption(&dir, &format!("p{i:02}"), "zkfox, a fox in the snow");
-    }
+    common::pictures(
+        root,
+        name,
+        n,
+        (700, 64, 64),
+        Some("zkfox, a fox in the snow"),
+    );
 }
 
 #[tokio::test]

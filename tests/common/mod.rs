@@ -31,6 +31,27 @@ pub fn caption(dir: &Path, stem: &str, text: &str) {
     write(&dir.join(format!("{stem}.txt")), text.as_bytes());
 }
 
+/// `n` PNG pictures `p00.png`, `p01.png`… of `w` × `h` in `root/name`, from
+/// seeds `seed`, `seed + 1`…, each with `caption` beside it when given.
+pub fn pictures(
+    root: &Path,
+    name: &str,
+    n: u64,
+    (seed, w, h): (u64, u32, u32),
+    caption: Option<&str>,
+) {
+    let dir = root.join(name);
+    for i in 0..n {
+        write(
+            &dir.join(format!("p{i:02}.png")),
+            &encoded(&picture(seed + i, w, h), ImageFormat::Png),
+        );
+        if let Some(text) = caption {
+            self::caption(&dir, &format!("p{i:02}"), text);
+        }
+    }
+}
+
 fn crc32(bytes: &[u8]) -> u32 {
     let mut crc = 0xFFFF_FFFFu32;
     for &b in bytes {
