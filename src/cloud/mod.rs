@@ -15,7 +15,8 @@
 //! Providers sit behind one trait ([`provider::Provider`]): [`vast`] and
 //! [`runpod`], over HTTP through [`http`] (retries for transient failures
 //! only). Keys come from the environment only and are an [`ApiKey`] that
-//! prints as stars (DESIGN decision 10).
+//! prints as stars (DESIGN decision 10). Where SkyPilot is installed,
+//! [`skypilot`] hands a run to it instead, torn down when idle.
 
 pub mod http;
 pub mod ledger;
@@ -24,6 +25,7 @@ pub mod provider;
 pub mod quote;
 pub mod runpod;
 pub mod secret;
+pub mod skypilot;
 pub mod ssh;
 pub mod vast;
 pub mod watchdog;

@@ -166,6 +166,15 @@ pub fn billing_warning(ws: &Workspace) -> Option<String> {
     ))
 }
 
+/// Starts the watchdog for a server: says at once, in the log, what the
+/// ledger holds that may bill, then runs [`run`] in the background.
+pub fn start(ws: &Workspace, cfg: &CloudConfig) {
+    if let Some(w) = billing_warning(ws) {
+        tracing::warn!("cloud: {w}");
+    }
+    tokio::spawn(run(ws.clone(), cfg.clone()));
+}
+
 /// Runs the watchdog until the process ends: a first round at once (asks
 /// every keyed provider, so leftovers a lost ledger forgot are found and
 /// logged), then a round every `watchdog_interval` while the ledger holds
