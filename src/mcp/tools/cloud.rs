@@ -12,38 +12,29 @@ use super::super::jobs::{JobFailure, JobOutput};
 use super::super::{AtegnatosServer, reply};
 use crate::cloud::lifecycle::{self, SpinUpRequest};
 use crate::cloud::quote::{self, QuoteRequest};
-use crate::cloud::{CloudError, ProviderKind, dollars};
+use crate::cloud::{CloudError, dollars};
 
 /// A quote (first call) or a rental (second call).
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct SpinupInstanceArgs {
-    /// From a first call; renting needs it.
+    /// From the first call.
     #[serde(default)]
     pub quote_id: Option<String>,
-    /// The quoted offer chosen.
+    /// The chosen offer.
     #[serde(default)]
     pub offer_id: Option<String>,
     /// $/h cap the artist said yes to.
     #[serde(default)]
     pub max_price_per_hour: Option<f64>,
-    /// Time cap, h (default 2× the run).
+    /// Time cap, h.
     #[serde(default)]
     pub max_hours: Option<f64>,
-    /// Quote from this project's plan.
+    /// Size from this project's plan.
     #[serde(default)]
     pub project: Option<String>,
-    /// `vast` or `runpod` (default both).
-    #[serde(default)]
-    pub provider: Option<String>,
-    /// GPU GB, without a plan.
+    /// GPU GB (no plan).
     #[serde(default)]
     pub min_vram_gb: Option<f64>,
-    /// Hours, without a plan.
-    #[serde(default)]
-    pub hours: Option<f64>,
-    /// GPU name filter.
-    #[serde(default)]
-    pub gpu: Option<String>,
     /// Seconds before answering with a job id (default 30).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
@@ -88,7 +79,7 @@ fn offer_gone_hint(prepared: &lifecycle::Prepared, e: &CloudError) -> Option<Str
 #[tool_router(router = cloud_router, vis = "pub(crate)")]
 impl AtegnatosServer {
     #[tool(
-        description = "Rents a cloud GPU (Vast.ai, RunPod); costs money. Without quote_id: ranked offers and the run's cost, nothing rented. Rents only with quote_id, offer_id and max_price_per_hour, after the artist's explicit yes.",
+        description = "Rents a cloud GPU; costs money. Without quote_id: offers and the run's cost, nothing rented. Rents only with quote_id, offer_id, max_price_per_hour after the artist's explicit yes.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,
@@ -110,27 +101,13 @@ impl AtegnatosServer {
                     Some("call spinup_instance without offer_id first to get a quote".into()),
                 );
             }
-            let provider = match args
-                .provider
-                .as_deref()
-                .map(|p| (p, ProviderKind::parse(p)))
-            {
-                None => None,
-                Some((_, Some(k))) => Some(k),
-                Some((p, None)) => {
-                    return reply::failure(
-                        format!("`{p}` is not a provider Ategnatos rents from"),
-                        Some("use `vast` or `runpod`".into()),
-                    );
-                }
-            };
             let req = QuoteRequest {
-                provider,
+                provider: None,
                 project: args.project.clone(),
                 min_vram_gb: args.min_vram_gb,
                 disk_gb: None,
-                hours: args.hours,
-                gpu: args.gpu.clone(),
+                hours: None,
+                gpu: None,
                 max_price_per_hour: args.max_price_per_hour,
             };
             return match quote::make_quote(&ws, &cfg, &req).await {
