@@ -716,7 +716,7 @@ async fn destroy_and_verify(
             )));
         }
         // Ask again now and then: a destroy can be dropped.
-        if polls % 5 == 0 {
+        if polls.is_multiple_of(5) {
             let _ = provider.destroy(&provider_id).await;
         }
         tokio::time::sleep(t.poll_interval).await;

@@ -372,7 +372,7 @@ mod tests {
         let sd15 = disk_for_plan(&plan, plan.model().unwrap());
         plan.base_model = "flux-dev".into();
         let flux = disk_for_plan(&plan, plan.model().unwrap());
-        assert!(sd15 >= 30 && sd15 % 10 == 0, "{sd15}");
+        assert!(sd15 >= 30 && sd15.is_multiple_of(10), "{sd15}");
         assert!(flux >= sd15 + 40, "flux {flux} vs sd15 {sd15}");
     }
 

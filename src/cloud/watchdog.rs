@@ -183,7 +183,7 @@ pub async fn run(ws: Workspace, cfg: CloudConfig) {
     let mut first = true;
     loop {
         let has_active = ledger::active(&ws).map(|a| !a.is_empty()).unwrap_or(true);
-        if first && (has_active || !cfg.keyed().is_empty()) || has_active {
+        if has_active || first && !cfg.keyed().is_empty() {
             let report = sweep(&ws, &cfg).await;
             if let Some(e) = &report.reconcile_error {
                 tracing::warn!("cloud: could not check the providers: {e}");

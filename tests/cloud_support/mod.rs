@@ -309,7 +309,7 @@ fn vast_answer(
             }
             let Some(row) = vast_offers()
                 .into_iter()
-                .find(|o| o["id"].to_string() == offer)
+                .find(|o| o["id"].as_u64().is_some() && o["id"].as_u64() == offer.parse().ok())
             else {
                 return (
                     StatusCode::NOT_FOUND,
