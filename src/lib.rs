@@ -19,6 +19,7 @@
 pub mod backends;
 pub mod bench;
 pub mod clip_bpe;
+pub mod cloud;
 pub mod dataset;
 pub mod engine;
 pub mod environment;

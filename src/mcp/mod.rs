@@ -40,10 +40,17 @@ pub struct Shared {
     /// Resources announced so far; a new one changes the list.
     announced: Mutex<std::collections::HashSet<String>>,
     updates: broadcast::Sender<String>,
+    /// Provider URLs and keys (from the environment) for the cloud tools.
+    pub cloud: crate::cloud::CloudConfig,
 }
 
 impl Shared {
     pub fn new(workspace: Workspace) -> Arc<Self> {
+        Self::with_cloud(workspace, crate::cloud::CloudConfig::from_env())
+    }
+
+    /// As [`Shared::new`], with the providers given (tests point them at mocks).
+    pub fn with_cloud(workspace: Workspace, cloud: crate::cloud::CloudConfig) -> Arc<Self> {
         Arc::new(Shared {
             workspace,
             jobs: JobRegistry::default(),
@@ -52,6 +59,7 @@ impl Shared {
             peers: Mutex::new(Vec::new()),
             announced: Mutex::new(std::collections::HashSet::new()),
             updates: broadcast::channel(256).0,
+            cloud,
         })
     }
 
@@ -93,7 +101,8 @@ const INSTRUCTIONS: &str = "Ategnatos takes an artist from a folder of pictures 
 The chain: start_project; audit_dataset (fix what it reports); find_duplicates, then quarantine_files for the copies the artist agrees to set aside; \
 caption_preview, the artist approves sample captions (approve_captions), write_captions for the rest; run_gate 1 (dataset); \
 plan_training (explain every parameter), generate_config, run_gate 2 (plan); check_environment (show the artist what to fix), run_gate 3 (environment); \
-dry_run, a few real steps of the exact plan, is run_gate 4 (dry run) with its log; then training. \
+dry_run, a few real steps of the exact plan, is run_gate 4 (dry run) with its log; then launch_training, followed with training_status. \
+No local GPU: renting one costs money. spinup_instance without a quote id only quotes; show the artist the offer and the run's cost, and rent (call it again with the quote, the offer and a price cap) only after their explicit yes to that price; teardown_instance when done, list_instances shows what bills. \
 project_status says where a project stands and what is next. estimate_vram answers 'will it fit'; curate_dataset and structure_dataset help shape a set. \
 Every path, in arguments and results, is relative to the workspace root. \
 Long tools return a job id when they need more than wait_seconds: follow it with job_status. \
@@ -154,7 +163,12 @@ impl ServerHandler for AtegnatosServer {
                 .build(),
         )
         .with_server_info(Implementation::new("ategnatos", env!("CARGO_PKG_VERSION")))
-        .with_instructions(INSTRUCTIONS)
+        .with_instructions(
+            match crate::cloud::watchdog::billing_warning(&self.shared.workspace) {
+                Some(warning) => format!("{warning}\n\n{INSTRUCTIONS}"),
+                None => INSTRUCTIONS.to_string(),
+            },
+        )
     }
 
     async fn on_initialized(&self, ctx: rmcp::service::NotificationContext<RoleServer>) {
@@ -265,6 +279,7 @@ impl ServerHandler for AtegnatosServer {
 pub async fn serve_stdio(
     shared: Arc<Shared>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    crate::cloud::watchdog::start(&shared.workspace, &shared.cloud);
     let service = AtegnatosServer::new(shared)
         .serve(rmcp::transport::stdio())
         .await?;
@@ -282,6 +297,7 @@ pub async fn serve_http(
     use rmcp::transport::streamable_http_server::{
         StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
     };
+    crate::cloud::watchdog::start(&shared.workspace, &shared.cloud);
     let ct = tokio_util::sync::CancellationToken::new();
     let service = StreamableHttpService::new(
         move || Ok(AtegnatosServer::new(Arc::clone(&shared))),

@@ -7,6 +7,7 @@
 
 mod audit;
 mod captions;
+mod cloud;
 mod duplicates;
 mod environment;
 mod gates;
@@ -39,7 +40,8 @@ pub fn router() -> ToolRouter<AtegnatosServer> {
         + AtegnatosServer::environment_router()
         + AtegnatosServer::training_router()
         + AtegnatosServer::duplicates_router()
-        + AtegnatosServer::jobs_router();
+        + AtegnatosServer::jobs_router()
+        + AtegnatosServer::cloud_router();
     for route in router.map.values_mut() {
         let mut schema = (*route.attr.input_schema).clone();
         super::schema::compact(&mut schema);

@@ -107,6 +107,7 @@ impl AtegnatosServer {
     )]
     async fn project_status(&self, Parameters(args): Parameters<ProjectArgs>) -> CallToolResult {
         let ws = self.shared().workspace.clone();
+        let billing = crate::cloud::watchdog::billing_warning(&ws);
         let result = tokio::task::spawn_blocking(move || {
             let p = intent::require_project(&ws, &args.project)
                 .map_err(|e| (e.to_string(), e.hint()))?;
@@ -114,7 +115,14 @@ impl AtegnatosServer {
         })
         .await;
         match result {
-            Ok(Ok(s)) => reply::structured(&s, s.plain_summary()),
+            Ok(Ok(s)) => reply::structured(
+                &s,
+                [Some(s.plain_summary()), billing]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
             Ok(Err((msg, hint))) => reply::failure(msg, hint),
             Err(e) => reply::failure(format!("project_status crashed: {e}"), None),
         }
