@@ -5,6 +5,7 @@
 
 pub mod backends;
 pub mod clip_bpe;
+pub mod comfy;
 pub mod dataset;
 pub mod engine;
 pub mod gates;

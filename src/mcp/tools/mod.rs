@@ -7,6 +7,7 @@
 
 mod audit;
 mod captions;
+mod comfy;
 mod duplicates;
 mod gates;
 mod jobs;
@@ -35,7 +36,8 @@ pub fn router() -> ToolRouter<AtegnatosServer> {
         + AtegnatosServer::plan_router()
         + AtegnatosServer::gates_router()
         + AtegnatosServer::duplicates_router()
-        + AtegnatosServer::jobs_router();
+        + AtegnatosServer::jobs_router()
+        + AtegnatosServer::comfy_router();
     for route in router.map.values_mut() {
         let mut schema = (*route.attr.input_schema).clone();
         super::schema::compact(&mut schema);
