@@ -83,6 +83,40 @@ async fn duplicates_quarantine_curation_and_layout_over_mcp() {
         "previews in the result"
     );
     assert!(text(&r).contains("2 groups"), "{}", text(&r));
+    assert_eq!(s["result"]["groups_not_shown"], 0);
+
+    // The same search again: the sheets are reused, nothing is written.
+    let sheets_dir = root.join("workspace/duplicates");
+    let sheets_before = snapshot(&sheets_dir);
+    assert_eq!(sheets_before.len(), 2, "one sheet per group, in one folder");
+    let stamps = |dir: &Path| -> Vec<std::time::SystemTime> {
+        snapshot(dir)
+            .keys()
+            .map(|p| std::fs::metadata(dir.join(p)).unwrap().modified().unwrap())
+            .collect()
+    };
+    let times_before = stamps(&sheets_dir);
+    let again = call(
+        "find_duplicates",
+        json!({"path": "set/img", "wait_seconds": 120}),
+    )
+    .await;
+    let a = again.structured_content.clone().unwrap();
+    assert_eq!(
+        a["result"]["groups"], s["result"]["groups"],
+        "same groups, same sheets"
+    );
+    assert_eq!(snapshot(&sheets_dir), sheets_before);
+    assert_eq!(stamps(&sheets_dir), times_before, "no sheet rewritten");
+    assert_eq!(
+        again
+            .content
+            .iter()
+            .filter(|c| c.as_image().is_some())
+            .count(),
+        2,
+        "previews of the reused sheets"
+    );
     let chosen: Vec<Value> = s["result"]["suggested_quarantine"]
         .as_array()
         .unwrap()

@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use ategnatos::backends::{GeneratedConfig, generate_config, kohya};
 use ategnatos::plan::catalog::{CATALOG, ModelSpec};
 use ategnatos::plan::presets::{default_learning_rate, preset_plan};
-use ategnatos::plan::training::{Backend, ImageFolder, Preset, TrainingPlan, save_plan};
+use ategnatos::plan::training::{
+    Backend, ImageFolder, LoraCoverage, Preset, TrainingPlan, save_plan,
+};
 use ategnatos::plan::validate::validate;
 use ategnatos::studio::Workspace;
 use ategnatos::studio::project::{TrainingType, new_project};
@@ -708,6 +710,33 @@ fn every_optimizer_precision_and_base_storage_a_plan_can_choose_is_written_right
                 p.text_encoder_lr = Some(p.learning_rate / 2.0);
                 variants.push(p);
             }
+            // The memory options of the estimate, each as the trainer writes it.
+            if support.block_swap.contains(&model.family) {
+                let mut p = base.clone();
+                p.blocks_to_swap = 8;
+                variants.push(p);
+            }
+            if support.low_vram {
+                let mut p = base.clone();
+                p.low_vram = true;
+                variants.push(p);
+            }
+            if support.bf16_lora {
+                let mut p = base.clone();
+                p.bf16_lora = true;
+                variants.push(p);
+            }
+            for coverage in [LoraCoverage::Attention, LoraCoverage::AllLinear] {
+                let mut p = base.clone();
+                p.lora_targets = Some(coverage);
+                variants.push(p);
+            }
+            let mut wide = base.clone();
+            wide.height = Some(wide.resolution * 3 / 4 / 64 * 64);
+            variants.push(wide);
+            let mut quiet = base.clone();
+            quiet.sample_images = false;
+            variants.push(quiet);
             let mut lean = base.clone();
             lean.cache_latents = false;
             lean.cache_text_embeddings = false;

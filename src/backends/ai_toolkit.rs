@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 
 use super::{Rendered, RunPaths, model_source, path_text, sample_prompts};
 use crate::plan::catalog::{ModelFamily, ModelSpec};
-use crate::plan::training::{BaseWeights, LrScheduler, Optimizer, Precision, TrainingPlan};
+use crate::plan::training::{
+    BaseWeights, LoraCoverage, LrScheduler, Optimizer, Precision, TrainingPlan,
+};
 
 fn arch(f: ModelFamily) -> &'static str {
     match f {
@@ -28,6 +30,7 @@ pub fn optimizer_name(o: Optimizer) -> &'static str {
         Optimizer::AdamW8bit => "adamw8bit",
         Optimizer::Prodigy => "prodigy",
         Optimizer::Lion => "lion",
+        Optimizer::Lion8bit => "lion8bit",
         Optimizer::Adafactor => "adafactor",
     }
 }
@@ -53,7 +56,7 @@ pub fn job(plan: &TrainingPlan, model: &ModelSpec, paths: &RunPaths) -> Value {
                 "caption_dropout_rate": 0.0,
                 "shuffle_tokens": false,
                 "cache_latents_to_disk": plan.cache_latents,
-                "resolution": [plan.resolution],
+                "resolution": [super::simpletuner::area_side(plan)],
                 "num_repeats": plan.repeats,
             })
         })
@@ -87,6 +90,9 @@ pub fn job(plan: &TrainingPlan, model: &ModelSpec, paths: &RunPaths) -> Value {
         if !flow {
             t.insert("min_snr_gamma".into(), json!(5.0));
         }
+        if !plan.sample_images {
+            t.insert("disable_sampling".into(), json!(true));
+        }
         if plan.optimizer == Optimizer::Adafactor {
             t.insert(
                 "optimizer_params".into(),
@@ -103,6 +109,9 @@ pub fn job(plan: &TrainingPlan, model: &ModelSpec, paths: &RunPaths) -> Value {
         if plan.base_weights == BaseWeights::Fp8 {
             m.insert("qtype".into(), json!("qfloat8"));
         }
+        if plan.low_vram {
+            m.insert("low_vram".into(), json!(true));
+        }
         if model.id == "flux-schnell" {
             // schnell is step-distilled; ai-toolkit trains it through this adapter.
             m.insert(
@@ -110,6 +119,21 @@ pub fn job(plan: &TrainingPlan, model: &ModelSpec, paths: &RunPaths) -> Value {
                 json!("ostris/FLUX.1-schnell-training-adapter"),
             );
         }
+    }
+    let mut network = json!({
+        "type": "lora",
+        "linear": plan.rank,
+        // Always explicit: ai-toolkit's default alpha is 1.
+        "linear_alpha": plan.alpha,
+    });
+    if plan.targets(family) == LoraCoverage::Attention
+        && let Some(n) = network.as_object_mut()
+    {
+        // Attention projections only (diffusers' module names).
+        n.insert(
+            "network_kwargs".into(),
+            json!({"only_if_contains": ["to_q", "to_k", "to_v", "to_out"]}),
+        );
     }
     let (guidance, sample_steps) = match (family, model.id) {
         (_, "flux-schnell") => (1.0, 4),
@@ -124,12 +148,7 @@ pub fn job(plan: &TrainingPlan, model: &ModelSpec, paths: &RunPaths) -> Value {
                 "type": "sd_trainer",
                 "training_folder": path_text(paths.output_dir.parent().unwrap_or(&paths.output_dir)),
                 "trigger_word": plan.trigger_word,
-                "network": {
-                    "type": "lora",
-                    "linear": plan.rank,
-                    // Always explicit: ai-toolkit's default alpha is 1.
-                    "linear_alpha": plan.alpha,
-                },
+                "network": network,
                 "save": {
                     "dtype": if plan.precision == Precision::Fp16 { "float16" } else { "bf16" },
                     "save_every": save_every,
@@ -142,8 +161,8 @@ pub fn job(plan: &TrainingPlan, model: &ModelSpec, paths: &RunPaths) -> Value {
                 "sample": {
                     "sampler": scheduler,
                     "sample_every": save_every,
-                    "width": plan.resolution,
-                    "height": plan.resolution,
+                    "width": plan.width(),
+                    "height": plan.height(),
                     "prompts": sample_prompts(plan),
                     "seed": plan.seed,
                     "walk_seed": true,

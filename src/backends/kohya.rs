@@ -35,6 +35,7 @@ pub fn optimizer_type(o: Optimizer) -> &'static str {
         Optimizer::AdamW8bit => "AdamW8bit",
         Optimizer::Prodigy => "Prodigy",
         Optimizer::Lion => "Lion",
+        Optimizer::Lion8bit => "Lion8bit",
         Optimizer::Adafactor => "AdaFactor",
     }
 }
@@ -107,8 +108,15 @@ pub fn dataset_toml(plan: &TrainingPlan, paths: &RunPaths) -> Table {
         })
         .collect();
     let mut dataset = Table::new();
-    // An integer here: the string "1024,1024" is refused by the schema.
-    dataset.insert("resolution".into(), int(res));
+    // An integer (or [width, height]) here: the string "1024,1024" is refused by the schema.
+    if plan.height() == plan.width() {
+        dataset.insert("resolution".into(), int(res));
+    } else {
+        dataset.insert(
+            "resolution".into(),
+            Value::Array(vec![int(plan.width()), int(plan.height())]),
+        );
+    }
     dataset.insert("batch_size".into(), int(plan.batch_size));
     dataset.insert("subsets".into(), Value::Array(subsets));
 
@@ -216,6 +224,12 @@ pub fn training_toml(plan: &TrainingPlan, model: &ModelSpec, paths: &RunPaths) -
     if plan.base_weights == BaseWeights::Fp8 {
         set("fp8_base", Value::Boolean(true));
     }
+    if plan.bf16_lora {
+        set("full_bf16", Value::Boolean(true));
+    }
+    if plan.blocks_to_swap > 0 {
+        set("blocks_to_swap", int(plan.blocks_to_swap));
+    }
     set(
         "gradient_checkpointing",
         Value::Boolean(plan.gradient_checkpointing),
@@ -242,12 +256,14 @@ pub fn training_toml(plan: &TrainingPlan, model: &ModelSpec, paths: &RunPaths) -
     }
     set("max_data_loader_n_workers", int(2));
     set("persistent_data_loader_workers", Value::Boolean(true));
-    set(
-        "sample_prompts",
-        string(path_text(&paths.config_dir.join("sample_prompts.txt"))),
-    );
-    set("sample_every_n_epochs", int(plan.save_every_epochs));
-    set("sample_sampler", string("euler_a"));
+    if plan.sample_images {
+        set(
+            "sample_prompts",
+            string(path_text(&paths.config_dir.join("sample_prompts.txt"))),
+        );
+        set("sample_every_n_epochs", int(plan.save_every_epochs));
+        set("sample_sampler", string("euler_a"));
+    }
     t
 }
 
@@ -261,8 +277,10 @@ pub fn prompts_file(plan: &TrainingPlan, model: &ModelSpec) -> String {
         .iter()
         .map(|p| {
             format!(
-                "{p} --w {0} --h {0} --d {1} --l {cfg} --s {steps}\n",
-                plan.resolution, plan.seed
+                "{p} --w {} --h {} --d {} --l {cfg} --s {steps}\n",
+                plan.width(),
+                plan.height(),
+                plan.seed
             )
         })
         .collect()

@@ -52,7 +52,7 @@ pub fn engine_config(plan: &TrainingPlan, model: &ModelSpec, paths: &RunPaths) -
             learning_rate,
             text_encoder_lr: plan.text_encoder_lr,
             optimizer: match plan.optimizer {
-                Optimizer::Lion => OptimizerKind::Lion,
+                Optimizer::Lion | Optimizer::Lion8bit => OptimizerKind::Lion,
                 Optimizer::Prodigy => OptimizerKind::Prodigy,
                 Optimizer::AdamW | Optimizer::AdamW8bit | Optimizer::Adafactor => {
                     OptimizerKind::AdamW

@@ -11,7 +11,9 @@ use serde_json::{Map, Value, json};
 
 use super::{Rendered, RunPaths, model_source, path_text, sample_prompts};
 use crate::plan::catalog::{ModelFamily, ModelSpec};
-use crate::plan::training::{BaseWeights, LrScheduler, Optimizer, Precision, TrainingPlan};
+use crate::plan::training::{
+    BaseWeights, LoraCoverage, LrScheduler, Optimizer, Precision, TrainingPlan,
+};
 
 fn model_family(f: ModelFamily) -> &'static str {
     match f {
@@ -41,6 +43,7 @@ pub fn optimizer_name(o: Optimizer, precision: Precision) -> &'static str {
         Optimizer::AdamW8bit => "bnb-adamw8bit",
         Optimizer::Prodigy => "prodigy",
         Optimizer::Lion => "optimi-lion",
+        Optimizer::Lion8bit => "bnb-lion8bit",
         Optimizer::Adafactor => "torch-adafactor",
     }
 }
@@ -50,11 +53,19 @@ fn base_precision(w: BaseWeights) -> &'static str {
         BaseWeights::Full => "no_change",
         BaseWeights::Fp8 => "fp8-quanto",
         BaseWeights::Int8 => "int8-quanto",
+        BaseWeights::Int4 => "int4-quanto",
         BaseWeights::Nf4 => "nf4-bnb",
     }
 }
 
 /// The trainer config.
+/// The side of the square with the plan's picture area, a multiple of 64
+/// (`pixel_area` resolutions are areas: 832×1216 trains at about 1024²).
+pub fn area_side(plan: &TrainingPlan) -> u32 {
+    let area = f64::from(plan.width()) * f64::from(plan.height());
+    ((area.sqrt() / 64.0).round() as u32).max(1) * 64
+}
+
 pub fn config_json(plan: &TrainingPlan, model: &ModelSpec, paths: &RunPaths) -> Value {
     let family = model.family;
     let interval = plan.steps_per_epoch().max(1) * u64::from(plan.save_every_epochs.max(1));
@@ -78,14 +89,20 @@ pub fn config_json(plan: &TrainingPlan, model: &ModelSpec, paths: &RunPaths) -> 
     // Always explicit: SimpleTuner's default alpha is the rank.
     set("lora_alpha", json!(plan.alpha));
     if family == ModelFamily::Flux {
-        set("flux_lora_target", json!("all"));
+        set(
+            "flux_lora_target",
+            json!(match plan.targets(family) {
+                LoraCoverage::Attention => "mmdit",
+                LoraCoverage::AllLinear => "all",
+            }),
+        );
     }
     set(
         "data_backend_config",
         json!(path_text(&paths.config_dir.join("multidatabackend.json"))),
     );
     set("output_dir", json!(path_text(&paths.output_dir)));
-    set("resolution", json!(plan.resolution));
+    set("resolution", json!(area_side(plan)));
     set("resolution_type", json!("pixel_area"));
     set("train_batch_size", json!(plan.batch_size));
     set("gradient_accumulation_steps", json!(1));
@@ -142,8 +159,11 @@ pub fn config_json(plan: &TrainingPlan, model: &ModelSpec, paths: &RunPaths) -> 
     set("validation_step_interval", json!(interval));
     set(
         "validation_resolution",
-        json!(format!("{0}x{0}", plan.resolution)),
+        json!(format!("{}x{}", plan.width(), plan.height())),
     );
+    if !plan.sample_images {
+        set("validation_disable", json!(true));
+    }
     set(
         "validation_guidance",
         json!(if family == ModelFamily::Flux {
@@ -181,7 +201,7 @@ pub fn multidatabackend_json(plan: &TrainingPlan, model: &ModelSpec, paths: &Run
                 json!(path_text(&paths.abs(&f.path))),
             );
             b.insert("caption_strategy".into(), json!("textfile"));
-            b.insert("resolution".into(), json!(plan.resolution));
+            b.insert("resolution".into(), json!(area_side(plan)));
             b.insert("resolution_type".into(), json!("pixel_area"));
             b.insert("crop".into(), json!(square));
             if square {

@@ -135,6 +135,7 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode, CliError> {
                 python,
                 python_script: Some(script),
                 jpeg: jpeg.decode(),
+                kinds: dedup_bench::VariantKind::ALL.to_vec(),
             };
             let report = dedup_bench::run_bench(&options, &mut |line| eprintln!("{line}"))
                 .map_err(|e| CliError::new(e, None))?;

@@ -5,9 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use ategnatos::dataset::contact_sheet;
 use ategnatos::dataset::curate::{self, CurateOptions, CurationReport};
-use ategnatos::dataset::dedup::{self, DuplicateOptions, DuplicateReport};
+use ategnatos::dataset::dedup::{self, DuplicateOptions, DuplicateReport, ShowOptions};
 use ategnatos::dataset::quarantine;
 use ategnatos::dataset::structure::{self, Concept, StructureOptions};
 use ategnatos::studio::paths;
@@ -31,6 +30,9 @@ pub struct DuplicatesCmd {
     /// Do not write contact sheets.
     #[arg(long)]
     no_sheets: bool,
+    /// List every group (default: the largest 30), each with its contact sheet.
+    #[arg(long)]
+    all: bool,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -119,23 +121,34 @@ pub fn duplicates(root: &Path, cmd: DuplicatesCmd) -> Result<ExitCode, CliError>
         use_cache: !cmd.no_cache,
         ..DuplicateOptions::default()
     };
+    let show = ShowOptions {
+        max_groups: (!cmd.all).then_some(LISTED_GROUPS),
+        contact_sheets: !cmd.no_sheets,
+        max_previews: 0,
+    };
     let bar = Bar::new();
-    let report = dedup::find_duplicates(&dir, &ws, &options, &bar);
+    let shown = dedup::find_duplicates_shown(&dir, &ws, &options, &show, &bar);
     bar.finish();
-    let mut report = report.map_err(|e| CliError::new(&e, e.hint()))?;
-    if !cmd.no_sheets {
-        let sheets = contact_sheet::write_contact_sheets(&mut report, &ws, 200, 0);
-        if let Some(note) = sheets.note {
-            eprintln!("note: {note}");
-        }
+    let shown = shown.map_err(|e| CliError::new(&e, e.hint()))?;
+    if let Some(note) = &shown.note {
+        eprintln!("note: {note}");
     }
     if cmd.json {
-        print_json(&report)?;
+        print_json(&shown.report)?;
     } else {
-        out!("{}", render_duplicates(&report));
+        out!("{}", render_duplicates(&shown.report));
+        if shown.report.groups_not_shown > 0 {
+            outln!(
+                "\n{} more group(s) not listed: `--all` lists every group.",
+                shown.report.groups_not_shown
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Groups listed (with sheets) unless `--all` is given.
+const LISTED_GROUPS: usize = 30;
 
 /// The duplicate report as a person reads it in a terminal.
 pub fn render_duplicates(r: &DuplicateReport) -> String {

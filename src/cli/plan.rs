@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use ategnatos::backends;
 use ategnatos::plan::planner::{self, PlanOverrides, PlanRequest, VramQuery};
-use ategnatos::plan::training::{Backend, BaseWeights, Optimizer, Precision, Preset};
+use ategnatos::plan::training::{Backend, BaseWeights, LoraCoverage, Optimizer, Precision, Preset};
+use ategnatos::plan::vram::Phase;
 
 use super::{CliError, open_workspace, print_json};
 
@@ -29,7 +30,9 @@ fn parse_backend(s: &str) -> Result<Backend, String> {
 
 fn parse_optimizer(s: &str) -> Result<Optimizer, String> {
     Optimizer::parse(s).ok_or_else(|| {
-        format!("`{s}` is not an optimizer: use AdamW, AdamW8bit, Prodigy, Lion or Adafactor")
+        format!(
+            "`{s}` is not an optimizer: use AdamW, AdamW8bit, Prodigy, Lion, Lion8bit or Adafactor"
+        )
     })
 }
 
@@ -49,9 +52,20 @@ fn parse_weights(s: &str) -> Result<BaseWeights, String> {
         "full" => Ok(BaseWeights::Full),
         "fp8" => Ok(BaseWeights::Fp8),
         "int8" => Ok(BaseWeights::Int8),
+        "int4" => Ok(BaseWeights::Int4),
         "nf4" => Ok(BaseWeights::Nf4),
         other => Err(format!(
-            "`{other}` is not a base-weight storage: use full, fp8, int8 or nf4"
+            "`{other}` is not a base-weight storage: use full, fp8, int8, int4 or nf4"
+        )),
+    }
+}
+
+fn parse_targets(s: &str) -> Result<LoraCoverage, String> {
+    match s.to_ascii_lowercase().replace(['-', ' '], "_").as_str() {
+        "attention" | "attn" => Ok(LoraCoverage::Attention),
+        "all_linear" | "all" | "linear" => Ok(LoraCoverage::AllLinear),
+        other => Err(format!(
+            "`{other}` is not a choice of LoRA layers: use attention or all-linear"
         )),
     }
 }
@@ -63,7 +77,7 @@ pub struct Choices {
     rank: Option<u32>,
     #[arg(long)]
     alpha: Option<f32>,
-    /// AdamW, AdamW8bit, Prodigy, Lion or Adafactor.
+    /// AdamW, AdamW8bit, Prodigy, Lion, Lion8bit or Adafactor.
     #[arg(long, value_parser = parse_optimizer)]
     optimizer: Option<Optimizer>,
     #[arg(long = "lr")]
@@ -74,14 +88,33 @@ pub struct Choices {
     repeats: Option<u32>,
     #[arg(long = "batch")]
     batch_size: Option<u32>,
+    /// Training width in pixels (and height, unless --height).
     #[arg(long)]
     resolution: Option<u32>,
+    /// Training height, for non-square training (832×1216: --resolution 832 --height 1216).
+    #[arg(long)]
+    height: Option<u32>,
+    /// Which layers get a LoRA: attention or all-linear.
+    #[arg(long, value_parser = parse_targets)]
+    lora_targets: Option<LoraCoverage>,
     /// bf16, fp16 or fp32.
     #[arg(long, value_parser = parse_precision)]
     precision: Option<Precision>,
-    /// How the frozen base model is stored: full, fp8, int8 or nf4.
+    /// How the frozen base model is stored: full, fp8, int8, int4 or nf4.
     #[arg(long, value_parser = parse_weights)]
     base_weights: Option<BaseWeights>,
+    /// Keep the LoRA's weights in bf16 (kohya full_bf16): true or false.
+    #[arg(long)]
+    bf16_lora: Option<bool>,
+    /// Flux transformer blocks to keep in CPU memory (kohya, 0–35).
+    #[arg(long)]
+    blocks_to_swap: Option<u32>,
+    /// Load and quantise the base model on the CPU (ai-toolkit low_vram, SimpleTuner quantize_via=cpu): true or false.
+    #[arg(long)]
+    low_vram: Option<bool>,
+    /// Make sample pictures at each save: true or false.
+    #[arg(long)]
+    samples: Option<bool>,
     /// true or false.
     #[arg(long)]
     gradient_checkpointing: Option<bool>,
@@ -107,8 +140,14 @@ impl Choices {
             repeats: self.repeats,
             batch_size: self.batch_size,
             resolution: self.resolution,
+            height: self.height,
+            lora_targets: self.lora_targets,
             precision: self.precision,
             base_weights: self.base_weights,
+            bf16_lora: self.bf16_lora,
+            blocks_to_swap: self.blocks_to_swap,
+            low_vram: self.low_vram,
+            sample_images: self.samples,
             gradient_checkpointing: self.gradient_checkpointing,
             cache_latents: self.cache_latents,
             cache_text_embeddings: self.cache_text,
@@ -228,6 +267,20 @@ pub fn run_vram(root: &Path, cmd: VramCmd) -> Result<ExitCode, CliError> {
         print_json(&a)?;
     } else {
         outln!("{}\n", a.plain_summary());
+        outln!("  Phases of the run:");
+        for p in &a.estimate.phases {
+            outln!(
+                "  {:<28} {:>6.2} GB{}",
+                phase_word(p.phase),
+                p.gib,
+                if p.phase == a.estimate.peak_phase {
+                    "  ← the peak"
+                } else {
+                    ""
+                }
+            );
+        }
+        outln!("\n  The peak, part by part:");
         for c in &a.estimate.components {
             outln!("  {:<28} {:>6.2} GB  {}", c.part, c.gib, c.why);
         }
@@ -237,6 +290,17 @@ pub fn run_vram(root: &Path, cmd: VramCmd) -> Result<ExitCode, CliError> {
         Some(false) => ExitCode::from(1),
         _ => ExitCode::SUCCESS,
     })
+}
+
+fn phase_word(p: Phase) -> &'static str {
+    match p {
+        Phase::Load => "loading the base model",
+        Phase::CacheText => "encoding the captions",
+        Phase::CacheLatents => "encoding the pictures",
+        Phase::Train => "training steps",
+        Phase::Sample => "sample pictures",
+        Phase::Save => "saving a checkpoint",
+    }
 }
 
 pub fn run_config(root: &Path, cmd: ConfigCmd) -> Result<ExitCode, CliError> {

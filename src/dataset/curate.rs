@@ -636,6 +636,8 @@ mod tests {
                 height: 1,
                 format: "png".into(),
                 small: Vec::new(),
+                colour: None,
+                windows: Vec::new(),
             },
             caption: None,
         };

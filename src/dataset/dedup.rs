@@ -10,14 +10,15 @@
 //! (connected pairs). Nothing in the folder is changed: moving copies aside
 //! is [`super::quarantine`]'s job, on the user's word.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 use serde::Serialize;
 
 use super::captions;
+use super::contact_sheet;
 use super::crop_check;
 use super::hamming::{self, HashPair, SearchMethod, Views};
 use super::hash_cache::{self, CacheEntry, HashCache};
@@ -186,6 +187,11 @@ pub fn save_cache(cache: &mut HashCache) -> Option<String> {
     })
 }
 
+/// Most memory the colour thumbnails kept for contact sheets may take in
+/// one search: about 4,500 pictures' worth. Pictures past it keep none;
+/// the few of them a result shows are decoded again for their sheet.
+pub const COLOUR_BUDGET_BYTES: usize = 30 << 20;
+
 /// Hashes every picture under `dir` (decoding only those `cache` does not
 /// know), in parallel, reporting progress per picture, and updates `cache`
 /// (the caller saves it).
@@ -195,6 +201,20 @@ pub fn hash_folder(
     caption_extension: &str,
     cache: &mut HashCache,
     jpeg: JpegDecode,
+    progress: &dyn Progress,
+) -> Result<HashedFolder, DedupError> {
+    hash_folder_keeping(dir, workspace, caption_extension, cache, jpeg, 0, progress)
+}
+
+/// [`hash_folder`], keeping colour thumbnails for contact sheets from the
+/// decoding (up to `colour_budget` bytes of them; 0 keeps none).
+pub fn hash_folder_keeping(
+    dir: &Path,
+    workspace: &Workspace,
+    caption_extension: &str,
+    cache: &mut HashCache,
+    jpeg: JpegDecode,
+    colour_budget: usize,
     progress: &dyn Progress,
 ) -> Result<HashedFolder, DedupError> {
     let shown_dir = workspace.display_path(dir);
@@ -209,6 +229,8 @@ pub fn hash_folder(
     let (pictures, _) = manifest::classify(&listing.files, caption_extension);
     let total = pictures.len() as u64;
     let done = AtomicU64::new(0);
+    let colour_used = AtomicUsize::new(0);
+    let thumb_bytes = 3 * (phash::COLOUR_SIDE * phash::COLOUR_SIDE) as usize;
     progress.report(0, Some(total), &format!("hashing {total} pictures"));
     let outcomes: Vec<Outcome> = pictures
         .par_iter()
@@ -216,7 +238,17 @@ pub fn hash_folder(
             if progress.is_cancelled() {
                 return None;
             }
-            let outcome = hash_one(&file.path, workspace, caption_extension, cache, jpeg);
+            let colour = colour_budget > 0
+                && colour_used.fetch_add(thumb_bytes, Ordering::Relaxed) + thumb_bytes
+                    <= colour_budget;
+            let outcome = hash_one(
+                &file.path,
+                workspace,
+                caption_extension,
+                cache,
+                jpeg,
+                colour,
+            );
             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
             progress.report(n, Some(total), &format!("hashed {n} of {total} pictures"));
             Some(outcome)
@@ -263,6 +295,7 @@ fn hash_one(
     caption_extension: &str,
     cache: &HashCache,
     jpeg: JpegDecode,
+    colour: bool,
 ) -> Outcome {
     let shown = workspace.display_path(path);
     let failed = |reason: String| {
@@ -305,7 +338,7 @@ fn hash_one(
         let entry = CacheEntry::new(size, modified_ns, content.clone(), &hashed);
         return Outcome::Hashed(Box::new(picture(content, hashed)), Some(entry), true);
     }
-    match phash::hash_file_bytes(&bytes, jpeg) {
+    match phash::hash_file_bytes_keeping(&bytes, jpeg, colour) {
         Ok(hashed) => {
             let entry = CacheEntry::new(size, modified_ns, content.clone(), &hashed);
             Outcome::Hashed(Box::new(picture(content, hashed)), Some(entry), false)
@@ -325,7 +358,8 @@ pub enum Likeness {
     /// Distance 3–6: the same picture, slightly changed.
     NearIdentical,
     /// Distance 7 and more, confirmed by aligning the pictures: the same
-    /// picture edited (cropped, brightened, retouched).
+    /// picture edited (cropped, turned, brightened, retouched, or with a
+    /// logo or text laid over it).
     Edited,
 }
 
@@ -389,8 +423,8 @@ pub struct DuplicateGroup {
     pub members: Vec<GroupMember>,
     /// Largest distance of a member from the keeper.
     pub max_distance: u32,
-    /// A PNG with every member side by side (keeper first, green frame),
-    /// relative to the workspace root, when one was made.
+    /// A small JPEG with every member side by side (keeper first, green
+    /// frame), relative to the workspace root, when one was made.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub contact_sheet: Option<String>,
 }
@@ -409,13 +443,19 @@ pub struct DuplicateReport {
     pub hashed_now: usize,
     /// Pictures whose hash came from the cache.
     pub from_cache: usize,
-    /// Groups of copies, largest first.
+    /// Groups of copies, largest first (only the largest, when the result
+    /// is bounded: see `groups_not_shown`).
     pub groups: Vec<DuplicateGroup>,
-    /// Pictures that are in some group.
+    /// Groups found but not listed in `groups`.
+    pub groups_not_shown: usize,
+    /// Pictures that are in some group (listed or not).
     pub pictures_in_groups: usize,
-    /// The pictures that are not keepers: pass them to `quarantine_files` to
-    /// set them aside (captions move along), after the user agrees.
+    /// The pictures of the listed groups that are not keepers: pass them to
+    /// `quarantine_files` to set them aside (captions move along), after the
+    /// user agrees.
     pub suggested_quarantine: Vec<String>,
+    /// Copies in the groups not listed (not in `suggested_quarantine`).
+    pub suggested_not_shown: usize,
     /// Byte-identical extra copies among them.
     pub identical_files: usize,
     /// Pairs whose hashes were within the threshold but that did not match
@@ -532,25 +572,58 @@ pub fn connected_groups(n: usize, pairs: impl Iterator<Item = (usize, usize)>) -
     groups.into_values().filter(|g| g.len() > 1).collect()
 }
 
-/// True when a candidate pair is a copy: sure by hash, or its thumbnails
-/// match once one is aligned as a crop of the other.
-fn confirmed(a: &HashedPicture, b: &HashedPicture, pair: &HashPair) -> bool {
+/// Pairs from the whole-picture views at most this far apart get the
+/// closer look ([`crop_check::closer_look`]) when the first look did not
+/// confirm them: rotated and overlaid copies of the labelled set are within
+/// 12 bits, while most unrelated candidates are 13–16 bits apart.
+pub const CLOSER_LOOK_DISTANCE: u32 = 12;
+/// Largest distance between a picture and a window of another for the pair
+/// to be a candidate larger crop (see [`phash::window_hashes`]).
+pub const WINDOW_THRESHOLD: u32 = 12;
+
+/// The first look at a candidate pair: a copy when sure by hash, or when
+/// its thumbnails match once one is aligned as a crop of the other; `None`
+/// when only the closer look can tell (window pairs, and close pairs the
+/// crop check did not confirm).
+fn first_look(a: &HashedPicture, b: &HashedPicture, pair: &HashPair) -> Option<bool> {
     if u32::from(pair.distance) <= SURE_DISTANCE || a.content == b.content {
-        return true;
+        return Some(true);
     }
-    // Look only the way round the hashes matched best (mirrored or not).
-    let orientation = if pair.mirrored() {
+    let first = crop_check::crop_similarity_until(
+        &a.hashed.small,
+        &b.hashed.small,
+        orientation_of(pair),
+        MIN_ALIGNED_SIMILARITY,
+    );
+    if first.is_some_and(|s| s >= MIN_ALIGNED_SIMILARITY) {
+        return Some(true);
+    }
+    if pair.views != hamming::WINDOW_VIEWS && u32::from(pair.distance) > CLOSER_LOOK_DISTANCE {
+        return Some(false);
+    }
+    None
+}
+
+/// Which way round to look: only the way the hashes matched best.
+fn orientation_of(pair: &HashPair) -> crop_check::Orientation {
+    if pair.mirrored() {
         crop_check::Orientation::Mirrored
     } else {
         crop_check::Orientation::AsIs
-    };
-    crop_check::crop_similarity_until(
+    }
+}
+
+/// The closer look: a copy once aligned as a larger crop or a small turn,
+/// or matching everywhere but one small patch near the edge (a logo or
+/// text laid over it).
+fn closer_look(a: &HashedPicture, b: &HashedPicture, pair: &HashPair) -> bool {
+    crop_check::closer_look(
         &a.hashed.small,
         &b.hashed.small,
-        orientation,
+        orientation_of(pair),
         MIN_ALIGNED_SIMILARITY,
     )
-    .is_some_and(|s| s >= MIN_ALIGNED_SIMILARITY)
+    .is_some_and(|e| e.aligned >= MIN_ALIGNED_SIMILARITY || e.is_overlaid_copy())
 }
 
 /// Pairs of copies among pictures already hashed: candidates within
@@ -564,21 +637,94 @@ pub fn duplicate_pairs(
 ) -> (Vec<HashPair>, usize, SearchMethod) {
     let hashes: Vec<PictureHash> = pictures.iter().map(|p| p.hashed.hash).collect();
     let views = Views::from_hashes(&hashes);
-    let (candidates, method) =
+    let (mut candidates, method) =
         hamming::pairs_within(&views, effective_threshold(pictures.len(), threshold));
-    let total = candidates.len();
-    let verdicts: Vec<(bool, bool)> = candidates
+    // Larger crops: one picture whole near a window of the other.
+    if pictures.len() <= hamming::WINDOWS_UP_TO
+        && threshold >= WINDOW_THRESHOLD
+        && pictures
+            .iter()
+            .all(|p| p.hashed.windows.len() == phash::WINDOWS)
+    {
+        let windows: Vec<u64> = pictures
+            .iter()
+            .flat_map(|p| p.hashed.windows.iter().copied())
+            .collect();
+        let known: HashSet<(u32, u32)> = candidates.iter().map(|p| (p.a, p.b)).collect();
+        candidates.extend(
+            hamming::window_pairs(&views.full, &windows, WINDOW_THRESHOLD)
+                .into_iter()
+                .filter(|p| !known.contains(&(p.a, p.b))),
+        );
+    }
+    // First look, in parallel: remembered verdicts, pairs sure by hash, and
+    // the crop check; `None` where only the closer look can tell.
+    let first: Vec<Option<(bool, bool)>> = candidates
         .par_iter()
         .map(|p| {
             let (a, b) = (&pictures[p.a as usize], &pictures[p.b as usize]);
-            match cache.verdict(&a.content, &b.content) {
-                Some(v) => (v, false),
-                None => (confirmed(a, b, p), true),
+            if let Some(v) = cache.verdict(&a.content, &b.content) {
+                return Some((v, false));
             }
+            first_look(a, b, p).map(|v| (v, true))
         })
         .collect();
+    let mut joined = UnionFind::new(pictures.len());
+    let mut verdicts: Vec<Option<(bool, bool)>> = first;
+    for (p, v) in candidates.iter().zip(&verdicts) {
+        if let Some((true, _)) = v {
+            joined.join(p.a as usize, p.b as usize);
+        }
+    }
+    // The closer look costs a hundred first looks: it is spent only on
+    // pairs not already in one group through confirmed pairs (grouping
+    // cannot change), closest first, a batch at a time, and one pair per
+    // two groups in a batch (a heavily cropped copy is a window pair of
+    // every other copy of its picture: one confirmed look joins them all).
+    let mut pending: Vec<usize> = (0..candidates.len())
+        .filter(|&i| verdicts[i].is_none())
+        .collect();
+    pending.sort_by_key(|&i| (candidates[i].distance, i));
+    while !pending.is_empty() {
+        let mut todo = Vec::new();
+        let mut later = Vec::new();
+        let mut between = HashSet::new();
+        for &i in &pending {
+            let (ra, rb) = (
+                joined.root(candidates[i].a as usize),
+                joined.root(candidates[i].b as usize),
+            );
+            if ra == rb {
+                continue;
+            }
+            if todo.len() < CLOSER_LOOK_BATCH && between.insert((ra.min(rb), ra.max(rb))) {
+                todo.push(i);
+            } else {
+                later.push(i);
+            }
+        }
+        let looked: Vec<bool> = todo
+            .par_iter()
+            .map(|&i| {
+                let p = &candidates[i];
+                closer_look(&pictures[p.a as usize], &pictures[p.b as usize], p)
+            })
+            .collect();
+        for (&i, ok) in todo.iter().zip(looked) {
+            verdicts[i] = Some((ok, true));
+            if ok {
+                joined.join(candidates[i].a as usize, candidates[i].b as usize);
+            }
+        }
+        pending = later;
+    }
     let mut pairs = Vec::new();
-    for (p, (ok, new)) in candidates.into_iter().zip(verdicts) {
+    let mut rejected = 0;
+    for (p, v) in candidates.into_iter().zip(verdicts) {
+        let Some((ok, new)) = v else {
+            // Joined through other copies before its closer look was needed.
+            continue;
+        };
         if new && u32::from(p.distance) > SURE_DISTANCE {
             cache.remember_verdict(
                 &pictures[p.a as usize].content,
@@ -588,10 +734,39 @@ pub fn duplicate_pairs(
         }
         if ok {
             pairs.push(p);
+        } else {
+            rejected += 1;
         }
     }
-    let rejected = total - pairs.len();
     (pairs, rejected, method)
+}
+
+/// Candidates given the closer look together, between two updates of the
+/// groups.
+const CLOSER_LOOK_BATCH: usize = 64;
+
+/// Pictures joined by confirmed pairs so far.
+struct UnionFind(Vec<usize>);
+
+impl UnionFind {
+    fn new(n: usize) -> UnionFind {
+        UnionFind((0..n).collect())
+    }
+
+    fn root(&mut self, mut x: usize) -> usize {
+        while self.0[x] != x {
+            self.0[x] = self.0[self.0[x]];
+            x = self.0[x];
+        }
+        x
+    }
+
+    fn join(&mut self, a: usize, b: usize) {
+        let (ra, rb) = (self.root(a), self.root(b));
+        if ra != rb {
+            self.0[ra.max(rb)] = ra.min(rb);
+        }
+    }
 }
 
 /// Finds the near-duplicate groups among pictures already hashed: pairs
@@ -671,13 +846,118 @@ pub fn group_duplicates(
     (groups, similar_not_copies, method)
 }
 
-/// Finds groups of near-duplicate pictures under `dir`.
+/// Finds groups of near-duplicate pictures under `dir`: every group, no
+/// contact sheets (what Gate 1 uses).
 pub fn find_duplicates(
     dir: &Path,
     workspace: &Workspace,
     options: &DuplicateOptions,
     progress: &dyn Progress,
 ) -> Result<DuplicateReport, DedupError> {
+    search(dir, workspace, options, 0, progress).map(|(report, _)| report)
+}
+
+/// How much of a duplicate search a result shows.
+#[derive(Debug, Clone)]
+pub struct ShowOptions {
+    /// Groups listed (the largest first); `None` lists every group.
+    pub max_groups: Option<usize>,
+    /// Write a contact sheet per listed group.
+    pub contact_sheets: bool,
+    /// Sheets whose JPEG bytes come back as previews.
+    pub max_previews: usize,
+}
+
+impl ShowOptions {
+    /// What `find_duplicates` shows: the 10 largest groups, each with its
+    /// contact sheet, and the first 4 sheets as previews.
+    pub fn tool_default() -> ShowOptions {
+        ShowOptions {
+            max_groups: Some(10),
+            contact_sheets: true,
+            max_previews: 4,
+        }
+    }
+}
+
+/// A duplicate search as a result shows it.
+#[derive(Debug)]
+pub struct ShownDuplicates {
+    pub report: DuplicateReport,
+    /// JPEG bytes of the first groups' contact sheets.
+    pub previews: Vec<Vec<u8>>,
+    /// Sheets drawn in this search (the others were unchanged and reused).
+    pub sheets_drawn: usize,
+    /// Why contact sheets are missing, when they are.
+    pub note: Option<String>,
+}
+
+/// Finds groups of near-duplicate pictures under `dir` as a person sees
+/// them (`ategnatos duplicates`, `find_duplicates`): the largest groups,
+/// each with its contact sheet (drawn from thumbnails kept while hashing,
+/// reused while the group is unchanged), and previews of the first sheets.
+pub fn find_duplicates_shown(
+    dir: &Path,
+    workspace: &Workspace,
+    options: &DuplicateOptions,
+    show: &ShowOptions,
+    progress: &dyn Progress,
+) -> Result<ShownDuplicates, DedupError> {
+    let budget = if show.contact_sheets {
+        COLOUR_BUDGET_BYTES
+    } else {
+        0
+    };
+    let (mut report, pictures) = search(dir, workspace, options, budget, progress)?;
+    if let Some(max) = show.max_groups {
+        report.limit_groups(max);
+    }
+    let mut shown = ShownDuplicates {
+        report,
+        previews: Vec::new(),
+        sheets_drawn: 0,
+        note: None,
+    };
+    if !show.contact_sheets {
+        return Ok(shown);
+    }
+    let by_path: HashMap<&str, &HashedPicture> =
+        pictures.iter().map(|p| (p.shown.as_str(), p)).collect();
+    let groups: Vec<Vec<contact_sheet::SheetMember>> = shown
+        .report
+        .groups
+        .iter()
+        .map(|g| {
+            g.members
+                .iter()
+                .filter_map(|m| by_path.get(m.path.as_str()))
+                .map(|p| contact_sheet::SheetMember {
+                    content: &p.content,
+                    path: &p.path,
+                    thumb: p.hashed.colour.as_ref(),
+                })
+                .collect()
+        })
+        .collect();
+    let folder = contact_sheet::sheets_folder(workspace, &shown.report.folder);
+    let sheets = contact_sheet::write_sheets(&groups, &folder, show.max_previews);
+    for (group, sheet) in shown.report.groups.iter_mut().zip(&sheets.sheets) {
+        group.contact_sheet = sheet.as_ref().map(|s| workspace.display_path(&s.path));
+    }
+    shown.previews = sheets.previews;
+    shown.sheets_drawn = sheets.drawn;
+    shown.note = sheets.note;
+    Ok(shown)
+}
+
+/// The search itself: the report (every group) and the hashed pictures.
+fn search(
+    dir: &Path,
+    workspace: &Workspace,
+    options: &DuplicateOptions,
+    colour_budget: usize,
+    progress: &dyn Progress,
+) -> Result<(DuplicateReport, Vec<HashedPicture>), DedupError> {
     if options.threshold > MAX_THRESHOLD {
         return Err(DedupError::BadThreshold {
             threshold: options.threshold,
@@ -686,12 +966,13 @@ pub fn find_duplicates(
         });
     }
     let mut cache = open_cache(workspace, options.use_cache);
-    let folder = hash_folder(
+    let folder = hash_folder_keeping(
         dir,
         workspace,
         &options.caption_extension,
         &mut cache,
         options.jpeg,
+        colour_budget,
         progress,
     )?;
     let n = folder.pictures.len() as u64;
@@ -718,7 +999,7 @@ pub fn find_duplicates(
         .flat_map(|g| g.members.iter())
         .filter(|m| m.likeness == Likeness::IdenticalFile)
         .count();
-    Ok(DuplicateReport {
+    let report = DuplicateReport {
         folder: workspace.display_path(dir),
         threshold: effective_threshold(folder.pictures.len(), options.threshold),
         pictures: folder.pictures.len(),
@@ -726,13 +1007,16 @@ pub fn find_duplicates(
         from_cache: folder.from_cache,
         pictures_in_groups: groups.iter().map(|g| g.members.len()).sum(),
         groups,
+        groups_not_shown: 0,
         suggested_quarantine,
+        suggested_not_shown: 0,
         identical_files,
         similar_not_copies,
         unreadable: folder.unreadable,
         search_method,
         cache_note,
-    })
+    };
+    Ok((report, folder.pictures))
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {
@@ -740,6 +1024,25 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 }
 
 impl DuplicateReport {
+    /// Lists only the `max` largest groups (counting the others), and
+    /// suggests setting aside only the copies of those: the person sees
+    /// what they agree to.
+    pub fn limit_groups(&mut self, max: usize) {
+        if self.groups.len() <= max {
+            return;
+        }
+        let hidden = self.groups.split_off(max);
+        let hidden_paths: HashSet<&str> = hidden
+            .iter()
+            .flat_map(|g| g.members.iter().map(|m| m.path.as_str()))
+            .collect();
+        let before = self.suggested_quarantine.len();
+        self.suggested_quarantine
+            .retain(|p| !hidden_paths.contains(p.as_str()));
+        self.suggested_not_shown += before - self.suggested_quarantine.len();
+        self.groups_not_shown += hidden.len();
+    }
+
     /// The short plain-language paragraph shown to the person.
     pub fn plain_summary(&self) -> String {
         let mut out = format!(
@@ -747,13 +1050,14 @@ impl DuplicateReport {
             plural(self.pictures, "picture", "pictures"),
             self.folder
         );
-        if self.groups.is_empty() {
+        let all_groups = self.groups.len() + self.groups_not_shown;
+        if all_groups == 0 {
             out.push_str(": no duplicates found.");
         } else {
-            let extra = self.suggested_quarantine.len();
+            let extra = self.suggested_quarantine.len() + self.suggested_not_shown;
             out.push_str(&format!(
                 ": {} of copies ({} in all). Keeping the best of each and setting the other {} aside would leave {} pictures; a LoRA trained with the copies learns those pictures by heart instead of the style.",
-                plural(self.groups.len(), "group", "groups"),
+                plural(all_groups, "group", "groups"),
                 plural(self.pictures_in_groups, "picture", "pictures"),
                 extra,
                 self.pictures - extra
@@ -786,6 +1090,15 @@ impl DuplicateReport {
                     } else {
                         ""
                     }
+                ));
+            }
+            if self.groups_not_shown > 0 {
+                out.push_str(&format!(
+                    " Listed here: the {} largest groups ({} suggested); {} with {} are not listed — set the listed copies aside, then search again to see them.",
+                    self.groups.len(),
+                    plural(self.suggested_quarantine.len(), "copy", "copies"),
+                    plural(self.groups_not_shown, "more group", "more groups"),
+                    plural(self.suggested_not_shown, "copy", "copies"),
                 ));
             }
             out.push_str(" Look at the groups, then set aside the ones you agree with (quarantine_files; restore_quarantine undoes it).");
@@ -858,7 +1171,7 @@ mod tests {
             &NoProgress,
         )
         .unwrap();
-        assert_eq!(report.pictures, 16 + 4 * VariantKind::ALL.len());
+        assert_eq!(report.pictures, 16 + 4 * VariantKind::PLAIN.len());
         assert!(report.unreadable.is_empty());
         let found: BTreeSet<BTreeSet<String>> = report
             .groups
@@ -889,13 +1202,81 @@ mod tests {
         }
         assert_eq!(
             report.suggested_quarantine.len(),
-            4 * VariantKind::ALL.len()
+            4 * VariantKind::PLAIN.len()
         );
         assert!(
             report.plain_summary().contains("4 groups"),
             "{}",
             report.plain_summary()
         );
+    }
+
+    #[test]
+    fn finds_turned_heavily_cropped_and_overlaid_copies() {
+        let (_d, ws) = studio();
+        let set = ws.root().join("set");
+        let spec = SetSpec {
+            base: 12,
+            with_variants: 4,
+            hard_negative_families: 0,
+            size: 384,
+            captions: false,
+            seed: 11,
+        };
+        let truth =
+            crate::dataset::dedup_bench::write_labelled_set_with(&set, &spec, &VariantKind::ALL)
+                .unwrap();
+        let report = find_duplicates(
+            &img_dir(&set),
+            &ws,
+            &DuplicateOptions::default(),
+            &NoProgress,
+        )
+        .unwrap();
+        // Every group is made of one picture and its copies: nothing else.
+        let group_of: std::collections::HashMap<String, usize> = truth
+            .groups
+            .iter()
+            .enumerate()
+            .flat_map(|(i, g)| g.iter().map(move |m| (m.file.clone(), i)))
+            .collect();
+        for g in &report.groups {
+            let owners: BTreeSet<Option<usize>> = g
+                .members
+                .iter()
+                .map(|m| group_of.get(&name(&m.path)).copied())
+                .collect();
+            assert_eq!(owners.len(), 1, "{g:?}");
+            assert!(!owners.contains(&None), "{g:?}");
+        }
+        let found: BTreeSet<String> = report
+            .groups
+            .iter()
+            .flat_map(|g| g.members.iter().map(|m| name(&m.path)))
+            .collect();
+        for kind in VariantKind::ALL {
+            let copies: Vec<&str> = truth
+                .groups
+                .iter()
+                .flat_map(|g| g.iter())
+                .filter(|m| m.transform == kind.name())
+                .map(|m| m.file.as_str())
+                .collect();
+            let hits = copies.iter().filter(|c| found.contains(**c)).count();
+            assert!(
+                hits >= copies.len() - 1,
+                "{}: {hits} of {} found",
+                kind.name(),
+                copies.len()
+            );
+        }
+        let cropped: usize = truth
+            .groups
+            .iter()
+            .flat_map(|g| g.iter())
+            .filter(|m| m.transform == "crop25" && found.contains(&m.file))
+            .count();
+        assert_eq!(cropped, 4, "every 15–30 % crop is found");
     }
 
     #[test]
@@ -965,6 +1346,133 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, DedupError::NotAFolder { .. }));
+    }
+
+    /// Writes `n` distinct pictures, each with a half-size copy: `n` groups.
+    fn groups_of_two(dir: &Path, n: u64) {
+        std::fs::create_dir_all(dir).unwrap();
+        for seed in 0..n {
+            let img =
+                DynamicImage::ImageRgb8(crate::dataset::dedup_bench::base_picture(seed + 40, 160));
+            let write = |name: String, img: &DynamicImage, format| {
+                let bytes = crate::dataset::dedup_bench::encode(img, format, 92).unwrap();
+                std::fs::write(dir.join(name), bytes).unwrap();
+            };
+            write(format!("p{seed}.png"), &img, image::ImageFormat::Png);
+            write(
+                format!("p{seed}-small.jpg"),
+                &img.thumbnail(80, 80),
+                image::ImageFormat::Jpeg,
+            );
+        }
+    }
+
+    fn sheet_files(ws: &Workspace) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut stack = vec![ws.work_dir().join("duplicates")];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    out.insert(ws.display_path(&e.path()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn sheets_only_for_listed_groups_and_reused_while_unchanged() {
+        let (_d, ws) = studio();
+        let dir = ws.root().join("pics");
+        groups_of_two(&dir, 5);
+        let options = DuplicateOptions::default();
+        let show = ShowOptions {
+            max_groups: Some(3),
+            contact_sheets: true,
+            max_previews: 2,
+        };
+        let first = find_duplicates_shown(&dir, &ws, &options, &show, &NoProgress).unwrap();
+        let r = &first.report;
+        assert_eq!((r.groups.len(), r.groups_not_shown), (3, 2));
+        assert_eq!(
+            (r.suggested_quarantine.len(), r.suggested_not_shown),
+            (3, 2)
+        );
+        assert_eq!(r.pictures_in_groups, 10);
+        let summary = r.plain_summary();
+        assert!(summary.contains("5 groups of copies"), "{summary}");
+        assert!(summary.contains("2 more groups with 2 copies"), "{summary}");
+        assert!(summary.contains("leave 5 pictures"), "{summary}");
+        assert_eq!(first.sheets_drawn, 3);
+        assert_eq!(first.previews.len(), 2);
+        let sheets: BTreeSet<String> = r
+            .groups
+            .iter()
+            .map(|g| g.contact_sheet.clone().unwrap())
+            .collect();
+        assert_eq!(sheet_files(&ws), sheets, "one sheet per listed group");
+        for s in &sheets {
+            let img = image::open(ws.root().join(s)).unwrap();
+            assert_eq!(img.height(), contact_sheet::TILE + 6, "{s}");
+        }
+
+        // The same folder again: every sheet is reused, nothing is written.
+        let stamps = |files: &BTreeSet<String>| -> Vec<std::time::SystemTime> {
+            files
+                .iter()
+                .map(|f| {
+                    std::fs::metadata(ws.root().join(f))
+                        .unwrap()
+                        .modified()
+                        .unwrap()
+                })
+                .collect()
+        };
+        let before = stamps(&sheets);
+        let second = find_duplicates_shown(&dir, &ws, &options, &show, &NoProgress).unwrap();
+        assert_eq!(second.report.from_cache, 10);
+        assert_eq!(second.sheets_drawn, 0);
+        assert_eq!(second.previews, first.previews);
+        assert_eq!(sheet_files(&ws), sheets);
+        assert_eq!(stamps(&sheets), before, "no sheet rewritten");
+
+        // A group that changes gets a new sheet (its members decoded again,
+        // their hashes coming from the cache) and the old one goes.
+        let keeper = &second.report.groups[0].keeper;
+        let stem = keeper.trim_end_matches(".png");
+        let img = image::open(ws.root().join(keeper)).unwrap();
+        std::fs::write(
+            ws.root().join(format!("{stem}-flip.png")),
+            crate::dataset::dedup_bench::encode(&img.fliph(), image::ImageFormat::Png, 95).unwrap(),
+        )
+        .unwrap();
+        let third = find_duplicates_shown(&dir, &ws, &options, &show, &NoProgress).unwrap();
+        assert_eq!(third.report.groups[0].members.len(), 3);
+        assert_eq!(third.sheets_drawn, 1);
+        let now = sheet_files(&ws);
+        assert_eq!(now.len(), 3, "{now:?}");
+        assert_eq!(now.difference(&sheets).count(), 1);
+        let grown = image::open(
+            ws.root()
+                .join(third.report.groups[0].contact_sheet.as_ref().unwrap()),
+        )
+        .unwrap();
+        assert_eq!(grown.width(), 3 * (contact_sheet::TILE + 6));
+
+        // Every group listed: sheets for all of them, in the same folder.
+        let all = ShowOptions {
+            max_groups: None,
+            ..show
+        };
+        let fourth = find_duplicates_shown(&dir, &ws, &options, &all, &NoProgress).unwrap();
+        assert_eq!(
+            (fourth.report.groups.len(), fourth.report.groups_not_shown),
+            (5, 0)
+        );
+        assert_eq!(fourth.sheets_drawn, 2);
+        assert_eq!(sheet_files(&ws).len(), 5);
     }
 
     #[test]

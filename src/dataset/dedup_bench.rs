@@ -35,10 +35,36 @@ pub enum VariantKind {
     Brighter15,
     /// Mirrored left–right.
     Mirror,
+    /// Turned by 2–5 degrees (either way) and cropped to the largest
+    /// upright rectangle inside, as a "straighten" tool does.
+    Rotate,
+    /// 15–30 % cut off the width and, independently, the height, at a
+    /// random offset.
+    Crop25,
+    /// A badge (12–20 % of the short side) laid over one corner.
+    Logo,
+    /// A line of white lettering with a dark shadow (6–9 % of the height,
+    /// 40–80 % of the width) laid over the top or the bottom.
+    Text,
 }
 
 impl VariantKind {
-    pub const ALL: [VariantKind; 5] = [
+    pub const ALL: [VariantKind; 9] = [
+        VariantKind::Resize50,
+        VariantKind::Jpeg60,
+        VariantKind::Crop8,
+        VariantKind::Brighter15,
+        VariantKind::Mirror,
+        VariantKind::Rotate,
+        VariantKind::Crop25,
+        VariantKind::Logo,
+        VariantKind::Text,
+    ];
+
+    /// The copies of the first benchmark: resized, re-encoded, slightly
+    /// cropped, brightened, mirrored (before rotations, larger crops and
+    /// overlays were added).
+    pub const PLAIN: [VariantKind; 5] = [
         VariantKind::Resize50,
         VariantKind::Jpeg60,
         VariantKind::Crop8,
@@ -53,6 +79,10 @@ impl VariantKind {
             VariantKind::Crop8 => "crop8",
             VariantKind::Brighter15 => "bright15",
             VariantKind::Mirror => "mirror",
+            VariantKind::Rotate => "rotate",
+            VariantKind::Crop25 => "crop25",
+            VariantKind::Logo => "logo",
+            VariantKind::Text => "text",
         }
     }
 }
@@ -224,8 +254,183 @@ pub fn make_variant(
             (DynamicImage::ImageRgb8(b), ImageFormat::Png, 95)
         }
         VariantKind::Mirror => (dynamic.fliph(), ImageFormat::Png, 95),
+        VariantKind::Rotate => {
+            let degrees = 2.0 + rng.below(31) as f32 / 10.0;
+            let sign = if rng.below(2) == 0 { 1.0 } else { -1.0 };
+            (
+                DynamicImage::ImageRgb8(rotate_and_fill(img, sign * degrees)),
+                ImageFormat::Png,
+                95,
+            )
+        }
+        VariantKind::Crop25 => {
+            let cut = |rng: &mut Rng, side: u32| side * (70 + rng.below(16)) / 100;
+            let (cw, ch) = (cut(rng, w), cut(rng, h));
+            let (ox, oy) = (rng.below(w - cw + 1), rng.below(h - ch + 1));
+            (dynamic.crop_imm(ox, oy, cw, ch), ImageFormat::Png, 95)
+        }
+        VariantKind::Logo => {
+            let mut b = img.clone();
+            draw_logo(rng, &mut b);
+            (DynamicImage::ImageRgb8(b), ImageFormat::Png, 95)
+        }
+        VariantKind::Text => {
+            let mut b = img.clone();
+            draw_text(rng, &mut b);
+            (DynamicImage::ImageRgb8(b), ImageFormat::Png, 95)
+        }
     }
 }
+
+/// `img` turned by `degrees` (counter-clockwise for positive) about its
+/// centre, bilinear, cropped to the largest centred rectangle of the same
+/// shape that holds no corner from outside the picture.
+pub fn rotate_and_fill(img: &RgbImage, degrees: f32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let (wf, hf) = (w as f32, h as f32);
+    let (sin, cos) = degrees.to_radians().sin_cos();
+    let (sin_a, cos_a) = (sin.abs(), cos.abs());
+    let k = (wf / (wf * cos_a + hf * sin_a)).min(hf / (wf * sin_a + hf * cos_a));
+    let (ow, oh) = (((wf * k) as u32).max(1), ((hf * k) as u32).max(1));
+    let (cx, cy) = (wf / 2.0, hf / 2.0);
+    RgbImage::from_fn(ow, oh, |x, y| {
+        let (dx, dy) = (
+            x as f32 + 0.5 - ow as f32 / 2.0,
+            y as f32 + 0.5 - oh as f32 / 2.0,
+        );
+        // Where this output pixel comes from in the upright picture.
+        let sx = (cx + dx * cos - dy * sin - 0.5).clamp(0.0, wf - 1.0);
+        let sy = (cy + dx * sin + dy * cos - 0.5).clamp(0.0, hf - 1.0);
+        let (x0, y0) = (sx as u32, sy as u32);
+        let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+        let (tx, ty) = (sx - x0 as f32, sy - y0 as f32);
+        let mut out = [0u8; 3];
+        for (c, o) in out.iter_mut().enumerate() {
+            let p = |x: u32, y: u32| f32::from(img.get_pixel(x, y).0[c]);
+            let top = p(x0, y0) * (1.0 - tx) + p(x1, y0) * tx;
+            let bottom = p(x0, y1) * (1.0 - tx) + p(x1, y1) * tx;
+            *o = (top * (1.0 - ty) + bottom * ty).round().clamp(0.0, 255.0) as u8;
+        }
+        Rgb(out)
+    })
+}
+
+/// Fills the axis-aligned rectangle `[x0, x1) × [y0, y1)`, clipped.
+fn fill_rect(img: &mut RgbImage, x0: i64, y0: i64, x1: i64, y1: i64, colour: Rgb<u8>) {
+    let (w, h) = (i64::from(img.width()), i64::from(img.height()));
+    for y in y0.max(0)..y1.min(h) {
+        for x in x0.max(0)..x1.min(w) {
+            img.put_pixel(x as u32, y as u32, colour);
+        }
+    }
+}
+
+/// A badge in a random corner: a disc or a square of a strong colour with a
+/// white ring and bar inside, 12–20 % of the short side.
+pub fn draw_logo(rng: &mut Rng, img: &mut RgbImage) {
+    let (w, h) = img.dimensions();
+    let side = i64::from(w.min(h) * (12 + rng.below(9)) / 100).max(4);
+    let margin = i64::from(w.min(h) * 3 / 100);
+    let corner = rng.below(4);
+    let x0 = if corner.is_multiple_of(2) {
+        margin
+    } else {
+        i64::from(w) - margin - side
+    };
+    let y0 = if corner < 2 {
+        margin
+    } else {
+        i64::from(h) - margin - side
+    };
+    let strong = [
+        Rgb([200, 30, 40]),
+        Rgb([20, 90, 200]),
+        Rgb([20, 20, 20]),
+        Rgb([240, 160, 0]),
+    ][rng.below(4) as usize];
+    let white = Rgb([250, 250, 250]);
+    let disc = rng.below(2) == 0;
+    let r = side as f32 / 2.0;
+    let (cx, cy) = (x0 as f32 + r, y0 as f32 + r);
+    for y in y0..y0 + side {
+        for x in x0..x0 + side {
+            if x < 0 || y < 0 || x >= i64::from(w) || y >= i64::from(h) {
+                continue;
+            }
+            let d = ((x as f32 + 0.5 - cx).powi(2) + (y as f32 + 0.5 - cy).powi(2)).sqrt();
+            let inside = !disc || d <= r;
+            let ring = (d - r * 0.62).abs() <= r * 0.1;
+            if inside {
+                img.put_pixel(x as u32, y as u32, if ring { white } else { strong });
+            }
+        }
+    }
+    let bar = (side / 10).max(1);
+    fill_rect(
+        img,
+        x0 + side / 2 - bar / 2,
+        y0 + side / 4,
+        x0 + side / 2 + bar - bar / 2,
+        y0 + side * 3 / 4,
+        white,
+    );
+}
+
+/// A line of white block lettering with a dark shadow across the top or
+/// the bottom: glyphs of 3 × 5 cells, 6–9 % of the height tall, the line
+/// 40–80 % of the width long.
+pub fn draw_text(rng: &mut Rng, img: &mut RgbImage) {
+    let (w, h) = img.dimensions();
+    let height = i64::from(h * (6 + rng.below(4)) / 100).max(5);
+    let cell = (height / 5).max(1);
+    let length = i64::from(w * (40 + rng.below(41)) / 100);
+    let glyphs = (length / (4 * cell)).max(1);
+    let x_start = i64::from(rng.below((w as i64 - glyphs * 4 * cell).max(1) as u32));
+    let margin = i64::from(h * 4 / 100);
+    let y_start = if rng.below(2) == 0 {
+        margin
+    } else {
+        i64::from(h) - margin - 5 * cell
+    };
+    let shadow = Rgb([15, 15, 15]);
+    let white = Rgb([250, 250, 250]);
+    let offset = (cell / 3).max(1);
+    let mut marks = Vec::new();
+    for g in 0..glyphs {
+        // A space now and then, as between words.
+        if rng.below(6) == 0 {
+            continue;
+        }
+        let mut pattern = rng.below(1 << 15);
+        if pattern.count_ones() < 5 {
+            pattern |= 0b111_010_010_010_111;
+        }
+        for bit in 0..15 {
+            if pattern >> bit & 1 == 1 {
+                let (gx, gy) = (i64::from(bit % 3), i64::from(bit / 3));
+                marks.push((x_start + (4 * g + gx) * cell, y_start + gy * cell));
+            }
+        }
+    }
+    for &(x, y) in &marks {
+        fill_rect(
+            img,
+            x + offset,
+            y + offset,
+            x + offset + cell,
+            y + offset + cell,
+            shadow,
+        );
+    }
+    for &(x, y) in &marks {
+        fill_rect(img, x, y, x + cell, y + cell, white);
+    }
+}
+
+/// Changes whenever the generator makes different pictures for the same
+/// [`SetSpec`], so that a set kept on disk by an older one is not reused.
+/// 2: rotated, 15–30 %-cropped, logo and text copies.
+pub const GENERATOR_VERSION: u32 = 2;
 
 /// One picture of a ground-truth group.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -280,9 +485,20 @@ fn extension(format: ImageFormat) -> &'static str {
     }
 }
 
-/// Writes the set under `dir/img/` and its truth to `dir/ground_truth.json`.
-/// Originals are 40 % PNG, 40 % JPEG (quality 95), 20 % WebP (lossless).
+/// Writes the set under `dir/img/` and its truth to `dir/ground_truth.json`,
+/// with the [`VariantKind::PLAIN`] copies. Originals are 40 % PNG, 40 % JPEG
+/// (quality 95), 20 % WebP (lossless).
 pub fn write_labelled_set(dir: &Path, spec: &SetSpec) -> Result<GroundTruth, String> {
+    write_labelled_set_with(dir, spec, &VariantKind::PLAIN)
+}
+
+/// [`write_labelled_set`] with one copy of each of `kinds` per picture that
+/// gets copies.
+pub fn write_labelled_set_with(
+    dir: &Path,
+    spec: &SetSpec,
+    kinds: &[VariantKind],
+) -> Result<GroundTruth, String> {
     use rayon::prelude::*;
     let img_dir = dir.join("img");
     std::fs::create_dir_all(&img_dir)
@@ -318,7 +534,7 @@ pub fn write_labelled_set(dir: &Path, spec: &SetSpec) -> Result<GroundTruth, Str
                 file: name,
                 transform: "original".into(),
             }];
-            for kind in VariantKind::ALL {
+            for &kind in kinds {
                 let (v, vformat, quality) = make_variant(&img, kind, &mut rng, format);
                 let vname = format!("b{i:06}_{}.{}", kind.name(), extension(vformat));
                 write(&vname, &v, vformat, quality)?;
@@ -350,7 +566,7 @@ pub fn write_labelled_set(dir: &Path, spec: &SetSpec) -> Result<GroundTruth, Str
         .collect::<Result<Vec<_>, String>>()?;
     let truth = GroundTruth {
         root: img_dir.to_string_lossy().into_owned(),
-        n_images: spec.base + groups.len() * VariantKind::ALL.len() + families.len() * 5,
+        n_images: spec.base + groups.len() * kinds.len() + families.len() * 5,
         groups,
         hard_negative_families: families,
     };
@@ -550,6 +766,8 @@ pub struct BenchOptions {
     pub python_script: Option<PathBuf>,
     /// How the searches and the scored hashes decode JPEGs.
     pub jpeg: super::phash::JpegDecode,
+    /// The kinds of copy in the set.
+    pub kinds: Vec<VariantKind>,
 }
 
 /// Time, CPU and memory of one measured phase.
@@ -781,8 +999,13 @@ pub fn run_bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Be
     let load_before = load_average();
     let spec = &options.set;
     let set_dir = options.dir.join(format!(
-        "dups-{}-{}-{}-{}px-seed{}",
-        spec.base, spec.with_variants, spec.hard_negative_families, spec.size, spec.seed
+        "dups{GENERATOR_VERSION}-{}-{}x{}-{}-{}px-seed{}",
+        spec.base,
+        spec.with_variants,
+        options.kinds.len(),
+        spec.hard_negative_families,
+        spec.size,
+        spec.seed
     ));
     let marker = set_dir.join(".complete");
     if !marker.exists() {
@@ -790,7 +1013,7 @@ pub fn run_bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Be
             "generating the labelled set in {} …",
             set_dir.display()
         ));
-        write_labelled_set(&set_dir, spec)?;
+        write_labelled_set_with(&set_dir, spec, &options.kinds)?;
         std::fs::write(&marker, b"").map_err(|e| e.to_string())?;
     }
     let truth: GroundTruth = serde_json::from_slice(
@@ -815,17 +1038,34 @@ pub fn run_bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Be
         ..DuplicateOptions::default()
     };
 
-    log("first search (nothing cached) …");
-    let (first, report) = measure("find_duplicates, first run", images, || {
+    // As the person runs it: the largest groups listed, each with its
+    // contact sheet, and previews of the first sheets (find_duplicates'
+    // defaults), from a workspace with no sheets yet.
+    let show = dedup::ShowOptions::tool_default();
+    let _ = std::fs::remove_dir_all(ws.work_dir().join("duplicates"));
+    log("first search (nothing cached), with contact sheets and previews …");
+    let (first, shown) = measure("duplicates + sheets, first run", images, || {
+        dedup::find_duplicates_shown(&img, &ws, &defaults, &show, &NoProgress)
+    });
+    let shown = shown.map_err(|e| e.to_string())?;
+    log("second search (unchanged folder) …");
+    let (second, again) = measure("duplicates + sheets, second run", images, || {
+        dedup::find_duplicates_shown(&img, &ws, &defaults, &show, &NoProgress)
+    });
+    let again = again.map_err(|e| e.to_string())?;
+    log(&format!(
+        "sheets drawn: {} in the first run, {} in the second; {} previews",
+        shown.sheets_drawn,
+        again.sheets_drawn,
+        again.previews.len()
+    ));
+    log("the whole report (every group), for scoring …");
+    let (every, report) = measure("duplicates, every group, no sheets", images, || {
         dedup::find_duplicates(&img, &ws, &defaults, &NoProgress)
     });
     let report = report.map_err(|e| e.to_string())?;
-    log("second search (cached) …");
-    let (second, _) = measure("find_duplicates, cached", images, || {
-        dedup::find_duplicates(&img, &ws, &defaults, &NoProgress)
-    });
     log("hashing only, JPEGs from block means, grey-only and full decoding …");
-    let mut phases = vec![first, second];
+    let mut phases = vec![first, second, every];
     let mut folder = None;
     for (name, mode) in [
         ("hashing, JPEG DC only", JpegDecode::DcOnly),
@@ -1127,13 +1367,21 @@ impl BenchReport {
                 ));
                 let our_cpu = self.phases.first().map_or(0.0, |p| p.cpu_seconds);
                 out.push_str(&format!(
-                    "speed-up, first run vs imagededup encode+search: {:.1}x wall (vs its whole process: {:.1}x); CPU seconds {:.2} vs {:.2}: {:.1}x\n",
+                    "speed-up, first run (with contact sheets and previews) vs imagededup encode+search: {:.1}x wall (vs its whole process: {:.1}x); CPU seconds {:.2} vs {:.2}: {:.1}x\n",
                     self.imagededup.seconds / ours.max(1e-9),
                     self.imagededup.process_seconds / ours.max(1e-9),
                     our_cpu,
                     self.imagededup.cpu_seconds,
                     self.imagededup.cpu_seconds / our_cpu.max(1e-9)
                 ));
+                if let Some(second) = self.phases.get(1) {
+                    out.push_str(&format!(
+                        "second run over the unchanged folder: {:.3} s, {:.2} CPU seconds ({:.0}x less CPU than imagededup)\n",
+                        second.seconds,
+                        second.cpu_seconds,
+                        self.imagededup.cpu_seconds / second.cpu_seconds.max(0.01)
+                    ));
+                }
             }
         }
         out.push_str(
@@ -1147,6 +1395,194 @@ impl BenchReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Not a test: for each kind of copy and for same-background and
+    /// unrelated pairs, prints hash distances and what the close look finds,
+    /// to choose how edited copies are found.
+    /// `cargo test --release --lib -- --ignored edit_profile_print --nocapture`
+    #[test]
+    #[ignore]
+    fn edit_profile_print() {
+        use super::super::crop_check::{Orientation, copy_evidence};
+        use super::super::phash::{JpegDecode, hash_file_bytes};
+        let env = |k: &str, d: u64| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d)
+        };
+        let n = env("PROFILE_BASE", 120) as usize;
+        let dir = tempfile::tempdir().unwrap();
+        let spec = SetSpec {
+            base: n,
+            with_variants: n / 2,
+            hard_negative_families: n / 6,
+            size: env("PROFILE_SIZE", 512) as u32,
+            captions: false,
+            seed: env("PROFILE_SEED", 7),
+        };
+        let truth = write_labelled_set_with(dir.path(), &spec, &VariantKind::ALL).unwrap();
+        let mut hashed = HashMap::new();
+        for entry in std::fs::read_dir(img_dir(dir.path())).unwrap() {
+            let p = entry.unwrap().path();
+            let h = hash_file_bytes(&std::fs::read(&p).unwrap(), JpegDecode::DcOnly).unwrap();
+            hashed.insert(p.file_name().unwrap().to_string_lossy().into_owned(), h);
+        }
+        let wide = std::env::var("PROFILE_NARROW").is_err();
+        let look = |a: &str, b: &str| {
+            let (ha, hb) = (&hashed[a], &hashed[b]);
+            let c = ha.hash.compare(&hb.hash);
+            let o = if c.mirrored {
+                Orientation::Mirrored
+            } else {
+                Orientation::AsIs
+            };
+            let e = copy_evidence(&ha.small, &hb.small, o, wide).unwrap();
+            let e_either = copy_evidence(&ha.small, &hb.small, Orientation::Either, wide).unwrap();
+            (c.distance, e, e_either)
+        };
+        let mut rows: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for g in &truth.groups {
+            let o = &g[0].file;
+            for m in &g[1..] {
+                let (d, e, ee) = look(o, &m.file);
+                rows.entry(m.transform.clone()).or_default().push(format!(
+                    "d {d:>2} al {:.3} tr {:.3} dif {:.3} pa {} | either al {:.3} tr {:.3} dif {:.3} pa {}",
+                    e.aligned, e.trimmed, e.differing, e.patches, ee.aligned, ee.trimmed, ee.differing, ee.patches
+                ));
+            }
+        }
+        for f in &truth.hard_negative_families {
+            for (i, a) in f.iter().enumerate() {
+                for b in &f[i + 1..] {
+                    let (d, e, ee) = look(a, b);
+                    rows.entry("~hardneg".into()).or_default().push(format!(
+                        "d {d:>2} al {:.3} tr {:.3} dif {:.3} pa {} | either al {:.3} tr {:.3} dif {:.3} pa {}",
+                        e.aligned, e.trimmed, e.differing, e.patches, ee.aligned, ee.trimmed, ee.differing, ee.patches
+                    ));
+                }
+            }
+        }
+        // Unrelated pairs within 20 bits.
+        let names: Vec<&String> = hashed.keys().collect();
+        let all: Vec<super::super::phash::PictureHash> =
+            names.iter().map(|n| hashed[*n].hash).collect();
+        let mut group_of: HashMap<&str, usize> = HashMap::new();
+        for (i, g) in truth.groups.iter().enumerate() {
+            for m in g {
+                group_of.insert(&m.file, i);
+            }
+        }
+        let mut family: HashMap<&str, usize> = HashMap::new();
+        for (i, f) in truth.hard_negative_families.iter().enumerate() {
+            for x in f {
+                family.insert(x, i);
+            }
+        }
+        for pair in
+            super::super::hamming::brute_force(&super::super::hamming::Views::from_hashes(&all), 20)
+        {
+            let (a, b) = (
+                names[pair.a as usize].as_str(),
+                names[pair.b as usize].as_str(),
+            );
+            let same = matches!((group_of.get(a), group_of.get(b)), (Some(x), Some(y)) if x == y)
+                || matches!((family.get(a), family.get(b)), (Some(x), Some(y)) if x == y);
+            if same {
+                continue;
+            }
+            let (d, e, ee) = look(a, b);
+            rows.entry("~unrelated".into()).or_default().push(format!(
+                "d {d:>2} al {:.3} tr {:.3} dif {:.3} pa {} | either al {:.3} tr {:.3} dif {:.3} pa {}",
+                e.aligned, e.trimmed, e.differing, e.patches, ee.aligned, ee.trimmed, ee.differing, ee.patches
+            ));
+        }
+        for (k, v) in &mut rows {
+            v.sort();
+            println!("== {k} ({})", v.len());
+            for line in v.iter() {
+                println!("{k:>10} {line}");
+            }
+        }
+        // Window views from the 32×32 thumbnail: for each design, the
+        // smallest distance between one picture's windows and the other
+        // whole, per class.
+        use super::super::phash::{thumbnails_of, window_hash};
+        let thumbs: HashMap<String, super::super::phash::Thumbnail> = hashed
+            .keys()
+            .map(|k| {
+                let img = image::open(img_dir(dir.path()).join(k)).unwrap();
+                (k.clone(), thumbnails_of(&img).full)
+            })
+            .collect();
+        let designs: Vec<(&str, Vec<f32>, usize)> = vec![
+            ("s.775 k3", vec![0.775], 3),
+            ("s.72/.82 k3", vec![0.72, 0.82], 3),
+            ("s.72/.82 k4", vec![0.72, 0.82], 4),
+            ("s.70/.775/.85 k4", vec![0.70, 0.775, 0.85], 4),
+        ];
+        for (name, scales, k) in &designs {
+            let windows = |t: &super::super::phash::Thumbnail| -> Vec<u64> {
+                let mut out = Vec::new();
+                for &sx in scales {
+                    for &sy in scales {
+                        for i in 0..*k {
+                            for j in 0..*k {
+                                let ox = (1.0 - sx) * i as f32 / (*k - 1) as f32;
+                                let oy = (1.0 - sy) * j as f32 / (*k - 1) as f32;
+                                out.push(window_hash(t, ox, oy, sx, sy));
+                            }
+                        }
+                    }
+                }
+                out
+            };
+            let wins: HashMap<&String, Vec<u64>> =
+                thumbs.iter().map(|(k, t)| (k, windows(t))).collect();
+            let dist = |a: &String, b: &String| -> u32 {
+                let (fa, fb) = (hashed[a].hash.hash, hashed[b].hash.hash);
+                let x = wins[a].iter().map(|w| (w ^ fb).count_ones()).min().unwrap();
+                let y = wins[b].iter().map(|w| (w ^ fa).count_ones()).min().unwrap();
+                x.min(y)
+            };
+            let mut hist: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+            for g in &truth.groups {
+                for m in &g[1..] {
+                    let d = dist(&g[0].file, &m.file) as usize;
+                    hist.entry(m.transform.clone())
+                        .or_insert_with(|| vec![0; 33])[d.min(32)] += 1;
+                }
+            }
+            for f in &truth.hard_negative_families {
+                for (i, a) in f.iter().enumerate() {
+                    for b in &f[i + 1..] {
+                        let d = dist(a, b) as usize;
+                        hist.entry("~hardneg".into()).or_insert_with(|| vec![0; 33])[d.min(32)] +=
+                            1;
+                    }
+                }
+            }
+            let keys: Vec<&String> = thumbs.keys().collect();
+            for (i, a) in keys.iter().enumerate() {
+                for b in &keys[i + 1..] {
+                    let same = matches!((group_of.get(a.as_str()), group_of.get(b.as_str())), (Some(x), Some(y)) if x == y)
+                        || matches!((family.get(a.as_str()), family.get(b.as_str())), (Some(x), Some(y)) if x == y);
+                    if !same {
+                        let d = dist(a, b) as usize;
+                        hist.entry("~unrelated".into())
+                            .or_insert_with(|| vec![0; 33])[d.min(32)] += 1;
+                    }
+                }
+            }
+            println!(
+                "windows {name}: {} per picture",
+                wins.values().next().map_or(0, |v| v.len())
+            );
+            for (k, v) in &hist {
+                println!("  {k:>10} {v:?}");
+            }
+        }
+    }
 
     /// Not a test: prints the distance profile of a generated set, to choose
     /// the threshold. `cargo test --release --lib -- --ignored distance_profile_print --nocapture`

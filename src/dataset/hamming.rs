@@ -89,9 +89,10 @@ impl HashPair {
         VIEW_PAIRS.get(usize::from(self.views)).is_some_and(|v| v.2)
     }
 
-    /// The best match was between a centre and a whole picture.
+    /// The best match was between a centre (or a window, for larger
+    /// crops) and a whole picture.
     pub fn cropped(&self) -> bool {
-        VIEW_PAIRS.get(usize::from(self.views)).is_some_and(|v| v.3)
+        self.views == WINDOW_VIEWS || VIEW_PAIRS.get(usize::from(self.views)).is_some_and(|v| v.3)
     }
 
     fn from_key(a: usize, b: usize, key: u32) -> HashPair {
@@ -388,6 +389,105 @@ fn scan_row(scan: Scan, i: usize, cols: Range<usize>, v: &Views, out: &mut Vec<H
     }
 }
 
+/// From this many pictures on, larger crops are not looked for: comparing
+/// every picture's [`super::phash::WINDOWS`] window hashes with every other
+/// picture costs 64 N² popcounts (about 1 CPU-s at 20,000 pictures with
+/// AVX-512).
+pub const WINDOWS_UP_TO: usize = 20_000;
+
+/// Pairs where one picture whole is within `max_distance` bits of some
+/// window of the other (`windows`: [`super::phash::WINDOWS`] hashes per
+/// picture, in order; `full`: each picture's whole hash): the other is a
+/// larger crop of it. Each pair once, `a < b`, at its smallest distance,
+/// marked with [`WINDOW_VIEWS`].
+pub fn window_pairs(full: &[u64], windows: &[u64], max_distance: u32) -> Vec<HashPair> {
+    use super::phash::WINDOWS;
+    let n = full.len();
+    if windows.len() != n * WINDOWS {
+        return Vec::new();
+    }
+    let simd = detect_simd();
+    let mut found: Vec<(u32, u32, u8)> = (0..n)
+        .into_par_iter()
+        .fold(Vec::new, |mut out, i| {
+            let mut hits: Vec<(u32, u8)> = Vec::new();
+            for &q in &windows[i * WINDOWS..(i + 1) * WINDOWS] {
+                match simd {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: only chosen after `detect_simd` found these features on this CPU.
+                    Simd::Avx512 => unsafe { query_avx512(q, full, max_distance, &mut hits) },
+                    _ => query_plain(q, full, max_distance, &mut hits),
+                }
+            }
+            for (j, d) in hits {
+                if j as usize != i {
+                    let (a, b) = (i.min(j as usize) as u32, i.max(j as usize) as u32);
+                    out.push((a, b, d));
+                }
+            }
+            out
+        })
+        .reduce(Vec::new, |mut a, b| {
+            a.extend(b);
+            a
+        });
+    // Each pair at its smallest distance, once.
+    found.sort_unstable();
+    found.dedup_by_key(|p| (p.0, p.1));
+    found
+        .into_iter()
+        .map(|(a, b, d)| HashPair {
+            a,
+            b,
+            distance: d,
+            views: WINDOW_VIEWS,
+        })
+        .collect()
+}
+
+/// [`HashPair::views`] of a pair found by [`window_pairs`].
+pub const WINDOW_VIEWS: u8 = 6;
+
+fn query_plain(q: u64, full: &[u64], t: u32, hits: &mut Vec<(u32, u8)>) {
+    query_plain_from(q, full, 0, t, hits)
+}
+
+/// [`query_plain`] 8 hashes at a time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vpopcntdq")]
+fn query_avx512(q: u64, full: &[u64], t: u32, hits: &mut Vec<(u32, u8)>) {
+    use std::arch::x86_64::*;
+    const LANES: usize = 8;
+    let n = full.len();
+    let a = _mm512_set1_epi64(q as i64);
+    let limit = _mm512_set1_epi64(i64::from(t));
+    let mut j = 0;
+    while j + LANES <= n {
+        // SAFETY: `j + LANES <= n`, so the 64-byte unaligned load stays in `full`.
+        let h = unsafe { _mm512_loadu_si512(full.as_ptr().add(j).cast()) };
+        let d = _mm512_popcnt_epi64(_mm512_xor_si512(a, h));
+        if _mm512_cmple_epu64_mask(d, limit) != 0 {
+            for (lane, &x) in full[j..j + LANES].iter().enumerate() {
+                let d = (q ^ x).count_ones();
+                if d <= t {
+                    hits.push(((j + lane) as u32, d as u8));
+                }
+            }
+        }
+        j += LANES;
+    }
+    query_plain_from(q, full, j, t, hits);
+}
+
+fn query_plain_from(q: u64, full: &[u64], from: usize, t: u32, hits: &mut Vec<(u32, u8)>) {
+    for (j, &h) in full.iter().enumerate().skip(from) {
+        let d = (q ^ h).count_ones();
+        if d <= t {
+            hits.push((j as u32, d as u8));
+        }
+    }
+}
+
 /// Rows per tile of the brute force.
 const TILE_ROWS: usize = 128;
 /// Columns per tile: 4 views × 8 bytes × 1024 = 32 KB, so a tile's columns
@@ -608,6 +708,50 @@ pub fn synthetic_views(n: usize, seed: u64) -> Views {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn window_pairs_find_a_picture_near_a_window_of_another() {
+        use crate::dataset::phash::WINDOWS;
+        let mut rng = crate::dataset::synth::Rng::new(9);
+        let n = 40;
+        let full: Vec<u64> = (0..n).map(|_| rng.next_u64()).collect();
+        let mut windows: Vec<u64> = (0..n * WINDOWS).map(|_| rng.next_u64()).collect();
+        // Picture 3's window 17 is picture 30 whole, 5 bits off; picture
+        // 21's window 0 is picture 2 whole, 13 bits off (too far).
+        windows[3 * WINDOWS + 17] = full[30] ^ 0b11111;
+        windows[21 * WINDOWS] = full[2] ^ ((1 << 13) - 1);
+        let pairs = window_pairs(&full, &windows, 12);
+        let plain: Vec<(u32, u32, u8)> = {
+            let mut out = std::collections::BTreeMap::new();
+            for i in 0..n {
+                for (j, &whole) in full.iter().enumerate() {
+                    if i == j {
+                        continue;
+                    }
+                    let d = windows[i * WINDOWS..(i + 1) * WINDOWS]
+                        .iter()
+                        .map(|w| (w ^ whole).count_ones())
+                        .min()
+                        .unwrap();
+                    if d <= 12 {
+                        let key = (i.min(j) as u32, i.max(j) as u32);
+                        let e = out.entry(key).or_insert(d as u8);
+                        *e = (*e).min(d as u8);
+                    }
+                }
+            }
+            out.into_iter().map(|((a, b), d)| (a, b, d)).collect()
+        };
+        let got: Vec<(u32, u32, u8)> = pairs.iter().map(|p| (p.a, p.b, p.distance)).collect();
+        assert_eq!(got, plain);
+        assert!(got.contains(&(3, 30, 5)), "{got:?}");
+        assert!(!got.iter().any(|p| (p.0, p.1) == (2, 21)), "{got:?}");
+        assert!(pairs.iter().all(|p| p.cropped() && !p.mirrored()));
+        assert!(
+            window_pairs(&full, &windows[1..], 12).is_empty(),
+            "a short list is refused"
+        );
+    }
 
     fn naive(v: &Views, t: u32) -> Vec<HashPair> {
         let mut out = Vec::new();

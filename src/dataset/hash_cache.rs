@@ -25,9 +25,11 @@ pub const CACHE_FILE: &str = "picture-hashes.json";
 /// Changes whenever the hash of a picture would change: old entries are then
 /// dropped instead of being compared with new ones. Version 3: JPEGs of 256
 /// px and more are hashed from their 8×8 block means (a bit or two away from
-/// a full decode's hashes).
+/// a full decode's hashes). Version 5: 64 window hashes per picture (larger
+/// crops), and crop verdicts from the closer look (turns, larger crops,
+/// overlays).
 pub const ALGORITHM: &str =
-    "dct8x8-median/area32-luma601/mirror/centre92/small16/jpegdc256/webp-y/4";
+    "dct8x8-median/area32-luma601/mirror/centre92/small16/jpegdc256/webp-y/windows64/5";
 
 /// What is remembered about one picture file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +46,10 @@ pub struct CacheEntry {
     /// The 16×16 grey thumbnail, base64.
     #[serde(default)]
     pub small: String,
+    /// The window hashes ([`super::phash::window_hashes`]), little-endian,
+    /// base64.
+    #[serde(default)]
+    pub windows: String,
 }
 
 impl CacheEntry {
@@ -58,6 +64,13 @@ impl CacheEntry {
             height: hashed.height,
             format: hashed.format.clone(),
             small: base64::engine::general_purpose::STANDARD_NO_PAD.encode(&hashed.small),
+            windows: base64::engine::general_purpose::STANDARD_NO_PAD.encode(
+                hashed
+                    .windows
+                    .iter()
+                    .flat_map(|w| w.to_le_bytes())
+                    .collect::<Vec<u8>>(),
+            ),
         }
     }
 
@@ -71,6 +84,13 @@ impl CacheEntry {
             small: base64::engine::general_purpose::STANDARD_NO_PAD
                 .decode(&self.small)
                 .unwrap_or_default(),
+            colour: None,
+            windows: base64::engine::general_purpose::STANDARD_NO_PAD
+                .decode(&self.windows)
+                .unwrap_or_default()
+                .chunks_exact(8)
+                .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+                .collect(),
         }
     }
 }
@@ -281,6 +301,8 @@ mod tests {
             height: 20,
             format: "png".into(),
             small: String::new(),
+            windows: base64::engine::general_purpose::STANDARD_NO_PAD
+                .encode([t.to_le_bytes(), size.to_le_bytes()].concat()),
         }
     }
 
@@ -296,6 +318,11 @@ mod tests {
         let mut cache = HashCache::load(dir.path());
         assert_eq!(cache.len(), 2);
         assert!(cache.get("pics/a.png", 100, 5).is_some());
+        assert_eq!(
+            cache.get("pics/a.png", 100, 5).unwrap().hashed().windows,
+            vec![5, 100],
+            "window hashes come back"
+        );
         assert!(cache.get("pics/a.png", 101, 5).is_none(), "size changed");
         assert!(cache.get("pics/a.png", 100, 6).is_none(), "time changed");
         assert_eq!(cache.get_by_content(&hex("c2")).unwrap().size, 200);

@@ -96,6 +96,22 @@ pub struct DcImage {
     pub block_height: usize,
     /// `columns` × `rows` means, row-major, 0–255.
     pub means: Vec<u8>,
+    /// The block means of the two colour (Cb, Cr) components, when asked
+    /// for and the first scan holds them ([`DcReader::decode_with_colour`]).
+    pub chroma: Option<Chroma>,
+}
+
+/// The block means of a YCbCr JPEG's Cb and Cr components (sampled alike).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chroma {
+    pub columns: usize,
+    pub rows: usize,
+    /// Picture pixels each mean stands for across and down.
+    pub block_width: usize,
+    pub block_height: usize,
+    /// `columns` × `rows` means each, row-major, 0–255 (128 is grey).
+    pub cb: Vec<u8>,
+    pub cr: Vec<u8>,
 }
 
 /// A JPEG whose headers have been read up to its first scan: its size and
@@ -276,7 +292,20 @@ impl<'a> DcReader<'a> {
 
     /// Walks the scans until the first component's blocks are all read, and
     /// returns their means.
-    pub fn decode(mut self) -> Result<DcImage, DcError> {
+    pub fn decode(self) -> Result<DcImage, DcError> {
+        self.decode_inner(false)
+    }
+
+    /// [`DcReader::decode`], also keeping the Cb and Cr block means when the
+    /// picture is YCbCr, both colour components are sampled alike and the
+    /// first scan holds them (an interleaved scan, what encoders write by
+    /// default); reading them costs next to nothing, as their DC values are
+    /// decoded either way.
+    pub fn decode_with_colour(self) -> Result<DcImage, DcError> {
+        self.decode_inner(true)
+    }
+
+    fn decode_inner(mut self, colour: bool) -> Result<DcImage, DcError> {
         let (columns, rows) = self.frame.blocks_of(0);
         let first = self.frame.components[0];
         let block = |max: u8, own: u8| -> Result<usize, DcError> {
@@ -288,6 +317,9 @@ impl<'a> DcReader<'a> {
         let block_width = block(self.frame.h_max, first.h)?;
         let block_height = block(self.frame.v_max, first.v)?;
         let mut dc = vec![0i32; columns * rows];
+        let mut chroma = (colour && self.colour == JpegColour::YCbCr)
+            .then(|| self.chroma_plan())
+            .flatten();
         loop {
             // `self.pos` is just after an SOS marker.
             let body = segment(self.data, self.pos)?;
@@ -298,8 +330,15 @@ impl<'a> DcReader<'a> {
             } else {
                 0
             };
-            self.pos = self.walk_scan(body.end, &scan, &mut dc, columns, rows)?;
+            if chroma.is_some() && !scan.has_colour {
+                chroma = None;
+            }
+            self.pos = self.walk_scan(body.end, &scan, &mut dc, columns, rows, chroma.as_mut())?;
             if scan.has_first {
+                let chroma = match chroma {
+                    Some(plan) => Some(self.chroma_means(plan)?),
+                    None => None,
+                };
                 let means = dc
                     .iter()
                     .map(|&d| {
@@ -316,6 +355,7 @@ impl<'a> DcReader<'a> {
                     block_width,
                     block_height,
                     means,
+                    chroma,
                 });
             }
             // Tables and restart intervals may change between scans.
@@ -344,6 +384,51 @@ impl<'a> DcReader<'a> {
                 }
             }
         }
+    }
+
+    /// Where the Cb and Cr DC values go, when they can be kept.
+    fn chroma_plan(&self) -> Option<ChromaPlan> {
+        let [_, cb, cr] = self.frame.components.as_slice() else {
+            return None;
+        };
+        if (cb.h, cb.v) != (cr.h, cr.v)
+            || !self.frame.h_max.is_multiple_of(cb.h)
+            || !self.frame.v_max.is_multiple_of(cb.v)
+        {
+            return None;
+        }
+        let (columns, rows) = self.frame.blocks_of(1);
+        Some(ChromaPlan {
+            columns,
+            rows,
+            h: usize::from(cb.h),
+            v: usize::from(cb.v),
+            block_width: 8 * usize::from(self.frame.h_max / cb.h),
+            block_height: 8 * usize::from(self.frame.v_max / cb.v),
+            dc: [vec![0; columns * rows], vec![0; columns * rows]],
+        })
+    }
+
+    /// The Cb and Cr means from their dequantised DC values.
+    fn chroma_means(&self, plan: ChromaPlan) -> Result<Chroma, DcError> {
+        let quant = |c: usize| {
+            self.tables.quant_dc[usize::from(self.frame.components[c].quant)]
+                .ok_or(DcError::Corrupt("a missing quantisation table"))
+        };
+        let means = |dc: &[i32], q: u16| -> Vec<u8> {
+            dc.iter()
+                .map(|&d| ((i64::from(d) * i64::from(q) + 1028) >> 3).clamp(0, 255) as u8)
+                .collect()
+        };
+        let [cb, cr] = &plan.dc;
+        Ok(Chroma {
+            columns: plan.columns,
+            rows: plan.rows,
+            block_width: plan.block_width,
+            block_height: plan.block_height,
+            cb: means(cb, quant(1)?),
+            cr: means(cr, quant(2)?),
+        })
     }
 
     /// Parses an SOS body into the scan's components and tables.
@@ -414,6 +499,7 @@ impl<'a> DcReader<'a> {
         };
         Ok(Scan {
             has_first: members.iter().any(|m| m.0 == 0),
+            has_colour: count == 3,
             blocks,
             mcus_across,
             mcus_down,
@@ -422,8 +508,9 @@ impl<'a> DcReader<'a> {
     }
 
     /// Walks the entropy-coded data of one scan starting at `start`, keeping
-    /// the DC values of component 0 in `dc`; returns where the data ends
-    /// (at the next marker).
+    /// the DC values of component 0 in `dc` (and of components 1 and 2 in
+    /// `chroma`, when given); returns where the data ends (at the next
+    /// marker).
     fn walk_scan(
         &self,
         start: usize,
@@ -431,6 +518,7 @@ impl<'a> DcReader<'a> {
         dc: &mut [i32],
         columns: usize,
         rows: usize,
+        mut chroma: Option<&mut ChromaPlan>,
     ) -> Result<usize, DcError> {
         let dc_tables: Vec<&Huffman> = scan
             .blocks
@@ -446,6 +534,7 @@ impl<'a> DcReader<'a> {
             .ok_or(DcError::Corrupt("a missing Huffman table"))?;
         let mut bits = Bits::new(self.data, start);
         let mut pred = 0i32;
+        let mut chroma_pred = [0i32; 2];
         let interval = match self.restart_interval {
             0 => usize::MAX,
             n => usize::from(n),
@@ -459,6 +548,7 @@ impl<'a> DcReader<'a> {
                     bits.restart(next_restart)?;
                     next_restart = (next_restart + 1) & 7;
                     pred = 0;
+                    chroma_pred = [0; 2];
                     left_in_interval = interval;
                 }
                 left_in_interval -= 1;
@@ -468,6 +558,13 @@ impl<'a> DcReader<'a> {
                         let (x, y) = (mx * fw + slot.dx, my * fh + slot.dy);
                         if x < columns && y < rows {
                             dc[y * columns + x] = pred;
+                        }
+                    } else if let Some(plan) = chroma.as_deref_mut() {
+                        let k = slot.component - 1;
+                        chroma_pred[k] = chroma_pred[k].wrapping_add(bits.dc_diff(dc_tables[i]));
+                        let (x, y) = (mx * plan.h + slot.dx, my * plan.v + slot.dy);
+                        if x < plan.columns && y < plan.rows {
+                            plan.dc[k][y * plan.columns + x] = chroma_pred[k];
                         }
                     } else {
                         bits.skip_dc(dc_tables[i]);
@@ -481,10 +578,26 @@ impl<'a> DcReader<'a> {
     }
 }
 
+/// Where the Cb and Cr DC values of a YCbCr JPEG are gathered.
+#[derive(Debug)]
+struct ChromaPlan {
+    columns: usize,
+    rows: usize,
+    /// Blocks of each across and down one MCU.
+    h: usize,
+    v: usize,
+    block_width: usize,
+    block_height: usize,
+    /// Cb and Cr DC values, not yet dequantised.
+    dc: [Vec<i32>; 2],
+}
+
 /// One scan: which blocks make up an MCU, and how many MCUs there are.
 #[derive(Debug)]
 struct Scan {
     has_first: bool,
+    /// All three components are in it (interleaved).
+    has_colour: bool,
     blocks: Vec<BlockSlot>,
     mcus_across: usize,
     mcus_down: usize,

@@ -573,6 +573,7 @@ mod tests {
         assert!(matches!(err, QuarantineError::NotFiles { .. }), "{err}");
         let err = quarantine_files(&ws, std::slice::from_ref(&pics), "txt", None).unwrap_err();
         assert!(matches!(err, QuarantineError::NotFiles { .. }));
+        std::fs::create_dir_all(ws.state_dir()).unwrap();
         std::fs::write(ws.state_dir().join("x.json"), b"{}").unwrap();
         let err = quarantine_files(&ws, &[ws.state_dir().join("x.json")], "txt", None).unwrap_err();
         assert!(matches!(err, QuarantineError::Protected { .. }));

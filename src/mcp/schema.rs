@@ -167,6 +167,29 @@ fn flatten_documented_enum(map: &mut Map<String, Value>) {
     map.insert("enum".into(), Value::Array(values));
 }
 
+/// Drops the annotation hints that say what MCP already assumes when a hint
+/// is absent (not read-only, destructive, not idempotent, open world), and
+/// the write hints of a read-only tool, which the specification says to
+/// ignore: the client reads the same meaning from fewer bytes.
+pub fn compact_annotations(a: &mut rmcp::model::ToolAnnotations) {
+    if a.read_only_hint == Some(false) {
+        a.read_only_hint = None;
+    }
+    if a.read_only_hint == Some(true) {
+        a.destructive_hint = None;
+        a.idempotent_hint = None;
+    }
+    if a.destructive_hint == Some(true) {
+        a.destructive_hint = None;
+    }
+    if a.idempotent_hint == Some(false) {
+        a.idempotent_hint = None;
+    }
+    if a.open_world_hint == Some(true) {
+        a.open_world_hint = None;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

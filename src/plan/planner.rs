@@ -11,8 +11,8 @@ use super::gpu::{self, Gpu, GpuNameError};
 use super::presets::{default_learning_rate, preset_plan};
 use super::time::{TimeEstimate, estimate_time};
 use super::training::{
-    Backend, BaseWeights, ImageFolder, LrScheduler, Optimizer, Precision, Preset, TrainingPlan,
-    load_plan, save_plan,
+    Backend, BaseWeights, ImageFolder, LoraCoverage, LrScheduler, Optimizer, Precision, Preset,
+    TrainingPlan, load_plan, save_plan,
 };
 use super::validate::{Rejection, validate};
 use super::vram::{Locked, ShrinkReport, VramEstimate, estimate_vram, shrink_to_fit};
@@ -79,7 +79,6 @@ pub struct PlanOverrides {
     /// LoRA alpha (default: half the rank on SD1.5/SDXL, the rank on Flux/SD3.5).
     #[serde(default)]
     pub alpha: Option<f32>,
-    /// `AdamW`, `AdamW8bit`, `Prodigy`, `Lion` or `Adafactor`.
     #[serde(default)]
     pub optimizer: Option<Optimizer>,
     /// Learning rate (default: the optimizer's usual one; Prodigy 1.0).
@@ -91,9 +90,26 @@ pub struct PlanOverrides {
     pub repeats: Option<u32>,
     #[serde(default)]
     pub batch_size: Option<u32>,
-    /// Square training resolution in pixels (a multiple of 64).
+    /// Training width in pixels (a multiple of 64); square unless `height`.
     #[serde(default)]
     pub resolution: Option<u32>,
+    /// Training height, for non-square.
+    #[serde(default)]
+    pub height: Option<u32>,
+    #[serde(default)]
+    pub lora_targets: Option<LoraCoverage>,
+    /// LoRA weights in bf16 (kohya full_bf16).
+    #[serde(default)]
+    pub bf16_lora: Option<bool>,
+    /// Flux blocks kept on the CPU (kohya, 0–35).
+    #[serde(default)]
+    pub blocks_to_swap: Option<u32>,
+    /// Load and quantise on the CPU.
+    #[serde(default)]
+    pub low_vram: Option<bool>,
+    /// Sample pictures at each save.
+    #[serde(default)]
+    pub sample_images: Option<bool>,
     #[serde(default)]
     pub precision: Option<Precision>,
     #[serde(default)]
@@ -154,6 +170,24 @@ impl PlanOverrides {
         if let Some(v) = self.resolution {
             plan.resolution = v;
         }
+        if let Some(v) = self.height {
+            plan.height = (v != plan.resolution).then_some(v);
+        }
+        if let Some(v) = self.lora_targets {
+            plan.lora_targets = Some(v);
+        }
+        if let Some(v) = self.bf16_lora {
+            plan.bf16_lora = v;
+        }
+        if let Some(v) = self.blocks_to_swap {
+            plan.blocks_to_swap = v;
+        }
+        if let Some(v) = self.low_vram {
+            plan.low_vram = v;
+        }
+        if let Some(v) = self.sample_images {
+            plan.sample_images = v;
+        }
         if let Some(v) = self.precision {
             plan.precision = v;
         }
@@ -201,6 +235,10 @@ impl PlanOverrides {
             train_text_encoder: self.train_text_encoder.is_some(),
             optimizer: self.optimizer.is_some(),
             base_weights: self.base_weights.is_some(),
+            bf16_lora: self.bf16_lora.is_some(),
+            blocks_to_swap: self.blocks_to_swap.is_some(),
+            low_vram: self.low_vram.is_some(),
+            sample_images: self.sample_images.is_some(),
         }
     }
 }
@@ -602,8 +640,12 @@ pub fn explain_parameters(plan: &TrainingPlan, model: &ModelSpec) -> Vec<ParamLi
         ),
         line(
             "resolution",
-            format!("{0}×{0}", plan.resolution),
-            "the size pictures are scaled to (with their aspect ratio kept in buckets)".into(),
+            plan.size_words(),
+            if plan.height.is_some() {
+                "the picture area training works at (width × height); pictures of other shapes are bucketed to about the same area".into()
+            } else {
+                "the size pictures are scaled to (with their aspect ratio kept in buckets)".into()
+            },
         ),
         line(
             "rank",
@@ -619,8 +661,21 @@ pub fn explain_parameters(plan: &TrainingPlan, model: &ModelSpec) -> Vec<ParamLi
             ),
         ),
         line(
+            "LoRA layers",
+            match plan.targets(model.family) {
+                LoraCoverage::Attention => "attention only",
+                LoraCoverage::AllLinear => "all linear layers",
+            }
+            .into(),
+            match plan.targets(model.family) {
+                LoraCoverage::Attention => "the LoRA sits on the layers that relate parts of the picture to each other and to the prompt: smaller, learns styles and subjects well",
+                LoraCoverage::AllLinear => "the LoRA sits on every linear layer of each block: it can learn more, and needs more memory",
+            }
+            .into(),
+        ),
+        line(
             "optimizer",
-            format!("{:?}", plan.optimizer),
+            plan.optimizer.word().into(),
             optimizer_meaning(plan.optimizer).into(),
         ),
         line(
@@ -665,6 +720,21 @@ pub fn explain_parameters(plan: &TrainingPlan, model: &ModelSpec) -> Vec<ParamLi
             Precision::Fp32 => "full 32-bit numbers: slow and large".into(),
         }),
         line("base model storage", super::vram::weights_word(plan.base_weights).into(), "how the frozen base model is kept in GPU memory; smaller is slower and a little less exact".into()),
+        line("LoRA weights", if plan.bf16_lora { "bf16" } else { "32-bit" }.into(), if plan.bf16_lora {
+            "the LoRA's own numbers and their gradients are kept in 16 bits: half their memory, slightly coarser updates".into()
+        } else {
+            "the LoRA's own numbers are kept in 32 bits while the model computes in 16: the usual, most exact choice".into()
+        }),
+        line("blocks swapped to the CPU", plan.blocks_to_swap.to_string(), if plan.blocks_to_swap > 0 {
+            format!("{} of the transformer's blocks wait in CPU memory and come to the GPU one at a time: less GPU memory, slower steps", plan.blocks_to_swap)
+        } else {
+            "the whole model stays on the GPU (swapping blocks to the CPU saves GPU memory at the cost of speed)".into()
+        }),
+        line("low VRAM loading", yes_no(plan.low_vram).into(), if plan.low_vram {
+            "the base model is loaded and made smaller on the CPU, not on the GPU: a slower start, a lower peak at start".into()
+        } else {
+            "the base model is loaded straight onto the GPU (a quantised one is made smaller there, which briefly needs its full size)".into()
+        }),
         line("gradient checkpointing", yes_no(plan.gradient_checkpointing).into(), "recompute in-between results instead of keeping them: much less memory, about 20 % slower".into()),
         line("cache latents", yes_no(plan.cache_latents).into(), "encode each picture once before training so the picture encoder can leave the GPU".into()),
         match crate::backends::text_encoder_cache_limit(plan.backend, model.family) {
@@ -672,6 +742,11 @@ pub fn explain_parameters(plan: &TrainingPlan, model: &ModelSpec) -> Vec<ParamLi
             None => line("cache text embeddings", yes_no(plan.cache_text_embeddings).into(), "encode each caption once before training so the text encoders can leave the GPU".into()),
         },
         line("save every", format!("{} epoch(s)", plan.save_every_epochs), "a checkpoint to compare and fall back on".into()),
+        line("sample pictures", yes_no(plan.sample_images).into(), if plan.sample_images {
+            "a few pictures are made at each save to show how training goes; making them needs some memory of its own".into()
+        } else {
+            "no pictures during training (saves memory); try the saved checkpoints afterwards".into()
+        }),
         line("seed", plan.seed.to_string(), "makes the run repeatable".into()),
     ]);
     out
@@ -687,6 +762,7 @@ fn optimizer_meaning(o: Optimizer) -> &'static str {
         }
         Optimizer::Prodigy => "finds its own learning rate: good when unsure, uses more memory",
         Optimizer::Lion => "light on memory; needs a smaller learning rate than AdamW",
+        Optimizer::Lion8bit => "Lion with its memory in 8 bits: the lightest optimizer memory",
         Optimizer::Adafactor => "very light on memory; a little less predictable",
     }
 }
@@ -694,6 +770,7 @@ fn optimizer_meaning(o: Optimizer) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::vram::plan_phases;
     use crate::studio::project::{TrainingType, new_project, save};
 
     fn studio_with_project(images: usize, model: &str) -> (tempfile::TempDir, Workspace) {
@@ -838,6 +915,105 @@ mod tests {
         let err = answer_vram(&ws, &q).unwrap_err();
         assert!(matches!(err, PlanError::Invalid { .. }), "{err}");
         assert!(err.to_string().contains("rank `0`"), "{err}");
+    }
+
+    #[test]
+    fn flux_on_a_12_gb_card_swaps_blocks_and_every_new_setting_is_explained() {
+        let (_d, ws) = studio_with_project(19, "flux-dev");
+        let out = plan_training(&ws, &request("12GB")).unwrap();
+        assert_eq!(out.vram.fits, Some(true), "{}", out.plain_summary());
+        let shrink = out.shrink.as_ref().unwrap();
+        assert!(
+            shrink.steps.iter().any(|s| s.change.starts_with("swap ")),
+            "{}",
+            shrink.plain_summary()
+        );
+        assert!(out.plan.blocks_to_swap > 0);
+        let line = |name: &str| {
+            out.parameters
+                .iter()
+                .find(|p| p.name == name)
+                .unwrap_or_else(|| panic!("no `{name}` line"))
+                .clone()
+        };
+        let swap = line("blocks swapped to the CPU");
+        assert_eq!(swap.value, out.plan.blocks_to_swap.to_string());
+        assert!(swap.meaning.contains("slower steps"));
+        for name in [
+            "LoRA layers",
+            "LoRA weights",
+            "low VRAM loading",
+            "sample pictures",
+        ] {
+            assert!(!line(name).meaning.is_empty());
+        }
+        // The artist's own choice of block count is kept, and a lower one is
+        // refused nowhere: it is only reported as not fitting.
+        let mut req = request("12GB");
+        req.overrides.blocks_to_swap = Some(4);
+        let out = plan_training(&ws, &req).unwrap();
+        assert_eq!(out.plan.blocks_to_swap, 4);
+        assert!(
+            out.shrink
+                .as_ref()
+                .unwrap()
+                .kept
+                .contains(&"the blocks to swap".to_string())
+        );
+    }
+
+    #[test]
+    fn non_square_sizes_and_layer_choices_reach_the_estimate() {
+        let (_d, ws) = studio_with_project(19, "sdxl");
+        let q = |choices: PlanOverrides| VramQuery {
+            base_model: Some("sdxl".into()),
+            backend: Some(Backend::AiToolkit),
+            gpu: Some("24GB".into()),
+            choices,
+            ..VramQuery::default()
+        };
+        let square = answer_vram(&ws, &q(PlanOverrides::default())).unwrap();
+        let portrait = answer_vram(
+            &ws,
+            &q(PlanOverrides {
+                resolution: Some(832),
+                height: Some(1216),
+                ..PlanOverrides::default()
+            }),
+        )
+        .unwrap();
+        assert_eq!(portrait.plan.size_words(), "832×1216");
+        assert!(portrait.estimate.total_gib < square.estimate.total_gib + 0.5);
+        let attention = answer_vram(
+            &ws,
+            &q(PlanOverrides {
+                lora_targets: Some(LoraCoverage::Attention),
+                ..PlanOverrides::default()
+            }),
+        )
+        .unwrap();
+        let parts = |a: &VramAnswer| {
+            plan_phases(&a.plan, catalog::lookup("sdxl").unwrap())
+                .into_iter()
+                .find(|p| p.phase == super::super::vram::Phase::Train)
+                .unwrap()
+                .total_gib
+        };
+        assert!(parts(&attention) < parts(&square));
+        // kohya cannot do attention-only: refused with what to do.
+        let err = answer_vram(
+            &ws,
+            &VramQuery {
+                backend: Some(Backend::Kohya),
+                ..q(PlanOverrides {
+                    lora_targets: Some(LoraCoverage::Attention),
+                    ..PlanOverrides::default()
+                })
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("attention layers only"), "{err}");
+        assert!(err.hint().unwrap().contains("ai-toolkit"));
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub fn default_learning_rate(optimizer: Optimizer, family: ModelFamily) -> f64 {
     };
     match optimizer {
         Optimizer::AdamW | Optimizer::AdamW8bit | Optimizer::Adafactor => adam,
-        Optimizer::Lion => adam / 3.0,
+        Optimizer::Lion | Optimizer::Lion8bit => adam / 3.0,
         Optimizer::Prodigy => 1.0,
     }
 }
@@ -34,8 +34,8 @@ pub fn safe_learning_rate(optimizer: Optimizer, family: ModelFamily) -> (f64, f6
     let transformer = family.is_transformer();
     match optimizer {
         Optimizer::Prodigy => (0.5, 1.5),
-        Optimizer::Lion if transformer => (1e-6, 1.5e-4),
-        Optimizer::Lion => (1e-6, 3e-4),
+        Optimizer::Lion | Optimizer::Lion8bit if transformer => (1e-6, 1.5e-4),
+        Optimizer::Lion | Optimizer::Lion8bit => (1e-6, 3e-4),
         _ if transformer => (5e-6, 5e-4),
         _ => (5e-6, 1e-3),
     }
@@ -149,6 +149,12 @@ pub fn preset_plan(
         },
         seed: 42,
         gpu: None,
+        height: None,
+        lora_targets: None,
+        bf16_lora: false,
+        blocks_to_swap: 0,
+        low_vram: false,
+        sample_images: true,
     }
 }
 
@@ -238,6 +244,7 @@ mod tests {
             Optimizer::AdamW8bit,
             Optimizer::Prodigy,
             Optimizer::Lion,
+            Optimizer::Lion8bit,
             Optimizer::Adafactor,
         ] {
             for f in [

@@ -118,7 +118,7 @@ pub fn estimate_time(
         .find(|a| a.models.contains(&model.id))
         .or_else(|| SPEED_TABLE.last());
     let base = anchor.map(|a| a.seconds_per_megapixel).unwrap_or(1.0);
-    let megapixels = f64::from(plan.resolution) * f64::from(plan.resolution) / 1_048_576.0;
+    let megapixels = f64::from(plan.width()) * f64::from(plan.height()) / 1_048_576.0;
     let mut factor = 1.0;
     if plan.gradient_checkpointing {
         factor *= CHECKPOINTING_SLOWDOWN;
@@ -127,7 +127,7 @@ pub fn estimate_time(
         BaseWeights::Full => 1.0,
         BaseWeights::Fp8 => 1.05,
         BaseWeights::Int8 => 1.15,
-        BaseWeights::Nf4 => 1.3,
+        BaseWeights::Nf4 | BaseWeights::Int4 => 1.3,
     };
     if plan.precision == Precision::Fp32 {
         factor *= 2.5;

@@ -65,6 +65,8 @@ pub enum Optimizer {
     /// Finds its own step size; the learning rate stays at 1.
     Prodigy,
     Lion,
+    /// Lion with 8-bit state (bitsandbytes): one byte of memory per trained number.
+    Lion8bit,
     Adafactor,
 }
 
@@ -90,6 +92,8 @@ pub enum BaseWeights {
     Fp8,
     /// 8-bit integer quantisation (SimpleTuner `int8-quanto`).
     Int8,
+    /// 4-bit integer quantisation (SimpleTuner `int4-quanto`).
+    Int4,
     /// 4-bit NormalFloat (QLoRA, SimpleTuner `nf4-bnb`): a quarter of the memory, slower.
     Nf4,
 }
@@ -140,12 +144,21 @@ pub struct TrainingPlan {
     pub epochs: u32,
     /// Pictures per step.
     pub batch_size: u32,
-    /// Training resolution (square side, in pixels; a multiple of 64).
+    /// Training resolution in pixels (a multiple of 64): the width, and the
+    /// height too unless `height` is given.
     pub resolution: u32,
+    /// Training height when it differs from the width (`resolution`); absent
+    /// means square.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
     /// LoRA rank (dimension): how much the LoRA can hold.
     pub rank: u32,
     /// LoRA alpha: scales the LoRA's effect by alpha / rank. Always written explicitly.
     pub alpha: f32,
+    /// Which layers get a LoRA; absent means the backend's default
+    /// ([`Backend::lora_coverage`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora_targets: Option<LoraCoverage>,
     pub optimizer: Optimizer,
     /// Learning rate of the image model's LoRA (Prodigy: 1.0).
     pub learning_rate: f64,
@@ -158,6 +171,19 @@ pub struct TrainingPlan {
     pub warmup_steps: u32,
     pub precision: Precision,
     pub base_weights: BaseWeights,
+    /// Keep the LoRA's own weights and gradients in bf16 instead of 32-bit
+    /// (kohya `full_bf16`): half their memory, a little less exact.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub bf16_lora: bool,
+    /// Transformer blocks kept in CPU memory and brought to the GPU one at a
+    /// time (kohya `blocks_to_swap`, Flux): less GPU memory, slower steps.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub blocks_to_swap: u32,
+    /// Load and quantise the base model on the CPU, and keep parts that are
+    /// not working off the GPU (ai-toolkit `low_vram`, SimpleTuner
+    /// `quantize_via = cpu`): a lower peak at start, a slower start.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub low_vram: bool,
     /// Recompute activations in the backward pass instead of keeping them.
     pub gradient_checkpointing: bool,
     /// Encode every picture with the VAE once, before training.
@@ -166,13 +192,57 @@ pub struct TrainingPlan {
     pub cache_text_embeddings: bool,
     /// Save a checkpoint every this many epochs.
     pub save_every_epochs: u32,
+    /// Generate sample pictures at each save (they show how training goes;
+    /// making them needs memory of its own).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub sample_images: bool,
     pub seed: u64,
     /// The GPU this plan was sized for (a table name, or as the driver named it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu: Option<String>,
 }
 
+// Defaults of the fields added after plans were first stored: a stored plan
+// without them loads with these, and a plan that keeps them serialises (and
+// hashes) exactly as before.
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn yes() -> bool {
+    true
+}
+
 impl TrainingPlan {
+    /// Training width in pixels.
+    pub fn width(&self) -> u32 {
+        self.resolution
+    }
+
+    /// Training height in pixels (the width when square).
+    pub fn height(&self) -> u32 {
+        self.height.unwrap_or(self.resolution)
+    }
+
+    /// `1024×1024`, `832×1216`.
+    pub fn size_words(&self) -> String {
+        format!("{}×{}", self.width(), self.height())
+    }
+
+    /// The layers that get a LoRA: the plan's choice or the backend's default.
+    pub fn targets(&self, family: ModelFamily) -> LoraCoverage {
+        self.lora_targets
+            .unwrap_or_else(|| self.backend.lora_coverage(family))
+    }
+
     /// The catalog entry of the base model.
     pub fn model(&self) -> Result<&'static ModelSpec, UnknownModel> {
         catalog::lookup(&self.base_model)
@@ -206,8 +276,8 @@ impl TrainingPlan {
     }
 }
 
-/// Which LoRA layers a backend adapts by default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+/// Which layers get a LoRA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LoraCoverage {
     /// The attention projections (q, k, v, out).
@@ -224,6 +294,12 @@ pub struct BackendSupport {
     pub base_weights: &'static [BaseWeights],
     pub precisions: &'static [Precision],
     pub text_encoder_training: &'static [ModelFamily],
+    /// Families whose transformer blocks it can swap to the CPU.
+    pub block_swap: &'static [ModelFamily],
+    /// It can load and quantise on the CPU (`low_vram`).
+    pub low_vram: bool,
+    /// It can keep the LoRA in bf16 (`bf16_lora`).
+    pub bf16_lora: bool,
 }
 
 use ModelFamily::{Flux, Sd3, Sd15, Sdxl};
@@ -233,6 +309,7 @@ const ALL_OPTIMIZERS: &[Optimizer] = &[
     Optimizer::AdamW8bit,
     Optimizer::Prodigy,
     Optimizer::Lion,
+    Optimizer::Lion8bit,
     Optimizer::Adafactor,
 ];
 
@@ -266,6 +343,12 @@ impl Backend {
                 base_weights: &[BaseWeights::Full, BaseWeights::Fp8],
                 precisions: &[Precision::Bf16, Precision::Fp16, Precision::Fp32],
                 text_encoder_training: &[Sd15, Sdxl],
+                // flux_train_network.py `--blocks_to_swap`.
+                block_swap: &[Flux],
+                // kohya loads the model on the CPU already.
+                low_vram: false,
+                // `--full_bf16`.
+                bf16_lora: true,
             },
             Backend::SimpleTuner => BackendSupport {
                 families: &[Sd15, Sdxl, Flux, Sd3],
@@ -274,10 +357,17 @@ impl Backend {
                     BaseWeights::Full,
                     BaseWeights::Fp8,
                     BaseWeights::Int8,
+                    BaseWeights::Int4,
                     BaseWeights::Nf4,
                 ],
                 precisions: &[Precision::Bf16, Precision::Fp32],
                 text_encoder_training: &[],
+                block_swap: &[],
+                // `quantize_via = cpu`, which our configs always write.
+                low_vram: true,
+                // Its LoRA is bf16 with AdamW already (`adamw_bf16`); other
+                // optimizers need 32-bit weights there.
+                bf16_lora: false,
             },
             Backend::AiToolkit => BackendSupport {
                 families: &[Sd15, Sdxl, Flux, Sd3],
@@ -285,6 +375,10 @@ impl Backend {
                 base_weights: &[BaseWeights::Full, BaseWeights::Fp8],
                 precisions: &[Precision::Bf16, Precision::Fp16],
                 text_encoder_training: &[Sd15, Sdxl],
+                block_swap: &[],
+                // `model.low_vram`.
+                low_vram: true,
+                bf16_lora: false,
             },
             // What `src/engine` trains today: SD1.5 (UNet and, optionally,
             // the text encoder) in fp32, with AdamW, Lion or Prodigy.
@@ -294,6 +388,9 @@ impl Backend {
                 base_weights: &[BaseWeights::Full],
                 precisions: &[Precision::Fp32],
                 text_encoder_training: &[Sd15],
+                block_swap: &[],
+                low_vram: false,
+                bf16_lora: false,
             },
         }
     }
@@ -307,6 +404,21 @@ impl Backend {
             (Backend::Kohya | Backend::AiToolkit, _) => LoraCoverage::AllLinear,
             (Backend::SimpleTuner, Flux) => LoraCoverage::AllLinear,
             (Backend::SimpleTuner | Backend::Native, _) => LoraCoverage::Attention,
+        }
+    }
+
+    /// The layer choices this backend can write for a family: kohya's LoRA
+    /// modules adapt every linear layer of a block; ai-toolkit can limit
+    /// them by name (`only_if_contains`); SimpleTuner adapts attention on the
+    /// UNets and SD3.5, and either on Flux (`flux_lora_target`); our engine
+    /// adapts attention.
+    pub fn lora_targets(self, family: ModelFamily) -> &'static [LoraCoverage] {
+        match (self, family) {
+            (Backend::Kohya, _) => &[LoraCoverage::AllLinear],
+            (Backend::AiToolkit, _) | (Backend::SimpleTuner, Flux) => {
+                &[LoraCoverage::Attention, LoraCoverage::AllLinear]
+            }
+            (Backend::SimpleTuner | Backend::Native, _) => &[LoraCoverage::Attention],
         }
     }
 
@@ -339,6 +451,7 @@ impl Optimizer {
             "adamw8bit" | "adamw8" => Some(Optimizer::AdamW8bit),
             "prodigy" => Some(Optimizer::Prodigy),
             "lion" => Some(Optimizer::Lion),
+            "lion8bit" | "lion8" => Some(Optimizer::Lion8bit),
             "adafactor" => Some(Optimizer::Adafactor),
             _ => None,
         }
@@ -346,14 +459,29 @@ impl Optimizer {
 
     /// Optimizer state kept per trainable parameter, in bytes (fp32 state:
     /// AdamW two moments = 8, Lion one = 4, Prodigy ≈ 4 tensors = 16,
-    /// Adafactor factored second moment ≈ 0.5; 8-bit AdamW = 2).
+    /// Adafactor factored second moment ≈ 0.5; bitsandbytes' 8-bit states:
+    /// AdamW8bit two one-byte moments = 2, Lion8bit one = 1, plus a block
+    /// scale per 2,048 numbers, which rounds away).
     pub fn state_bytes(self) -> f64 {
         match self {
             Optimizer::AdamW => 8.0,
             Optimizer::AdamW8bit => 2.0,
             Optimizer::Prodigy => 16.0,
             Optimizer::Lion => 4.0,
+            Optimizer::Lion8bit => 1.0,
             Optimizer::Adafactor => 0.5,
+        }
+    }
+
+    /// The name as the tools take it.
+    pub fn word(self) -> &'static str {
+        match self {
+            Optimizer::AdamW => "AdamW",
+            Optimizer::AdamW8bit => "AdamW8bit",
+            Optimizer::Prodigy => "Prodigy",
+            Optimizer::Lion => "Lion",
+            Optimizer::Lion8bit => "Lion8bit",
+            Optimizer::Adafactor => "Adafactor",
         }
     }
 }
@@ -415,6 +543,12 @@ pub(crate) mod tests {
             save_every_epochs: 1,
             seed: 42,
             gpu: Some("RTX 4090".into()),
+            height: None,
+            lora_targets: None,
+            bf16_lora: false,
+            blocks_to_swap: 0,
+            low_vram: false,
+            sample_images: true,
         }
     }
 
@@ -445,11 +579,48 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_plan_stored_before_the_memory_options_loads_and_keeps_its_fingerprint() {
+        let plan = sample_plan();
+        let json = serde_json::to_value(&plan).unwrap();
+        // Defaults are left out of the stored plan, so it reads (and hashes)
+        // as it did before the fields existed.
+        for key in [
+            "height",
+            "lora_targets",
+            "bf16_lora",
+            "blocks_to_swap",
+            "low_vram",
+            "sample_images",
+        ] {
+            assert!(json.get(key).is_none(), "{key} written: {json}");
+        }
+        let old = serde_json::to_string(&json).unwrap();
+        let back: TrainingPlan = serde_json::from_str(&old).unwrap();
+        assert_eq!(back, plan);
+        assert!(back.sample_images && back.blocks_to_swap == 0 && !back.low_vram);
+        assert_eq!(back.hash(), plan.hash());
+        // A plan that uses them stores them and hashes differently.
+        let swapped = TrainingPlan {
+            blocks_to_swap: 16,
+            height: Some(1216),
+            sample_images: false,
+            ..plan.clone()
+        };
+        let json = serde_json::to_value(&swapped).unwrap();
+        assert_eq!(json["blocks_to_swap"], 16);
+        assert_eq!(json["height"], 1216);
+        assert_eq!(json["sample_images"], false);
+        assert_ne!(swapped.hash(), plan.hash());
+        assert_eq!(swapped.size_words(), "1024×1216");
+    }
+
+    #[test]
     fn names_parse() {
         assert_eq!(Backend::parse("ai_toolkit"), Some(Backend::AiToolkit));
         assert_eq!(Backend::parse("SimpleTuner"), Some(Backend::SimpleTuner));
         assert_eq!(Optimizer::parse("AdamW8bit"), Some(Optimizer::AdamW8bit));
         assert_eq!(Optimizer::parse("adamw-8bit"), Some(Optimizer::AdamW8bit));
+        assert_eq!(Optimizer::parse("Lion8bit"), Some(Optimizer::Lion8bit));
         assert_eq!(Optimizer::parse("sgd"), None);
     }
 }

@@ -8,8 +8,8 @@ use serde::Serialize;
 use super::catalog::{ModelFamily, lookup};
 use super::gpu::Gpu;
 use super::presets::safe_learning_rate;
-use super::training::{Backend, BaseWeights, Optimizer, Precision, TrainingPlan};
-use super::vram::weights_word;
+use super::training::{Backend, BaseWeights, LoraCoverage, Optimizer, Precision, TrainingPlan};
+use super::vram::{MAX_FLUX_BLOCKS_TO_SWAP, weights_word};
 
 /// One reason a plan cannot be trained as it is.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
@@ -31,12 +31,13 @@ fn reject(out: &mut Vec<Rejection>, field: &str, message: String, what_to_do: St
 }
 
 fn optimizer_word(o: Optimizer) -> &'static str {
-    match o {
-        Optimizer::AdamW => "AdamW",
-        Optimizer::AdamW8bit => "AdamW8bit",
-        Optimizer::Prodigy => "Prodigy",
-        Optimizer::Lion => "Lion",
-        Optimizer::Adafactor => "Adafactor",
+    o.word()
+}
+
+fn targets_word(t: LoraCoverage) -> &'static str {
+    match t {
+        LoraCoverage::Attention => "the attention layers only",
+        LoraCoverage::AllLinear => "every linear layer",
     }
 }
 
@@ -274,29 +275,142 @@ pub fn validate(plan: &TrainingPlan, gpu: Option<&Gpu>) -> Vec<Rejection> {
 
     // Resolution.
     let native = model.native_resolution;
-    if !plan.resolution.is_multiple_of(64) {
+    let (lowest, highest) = ((native / 2).max(256), (native * 3 / 2).min(2048));
+    let mut sides = vec![("resolution", "resolution", plan.resolution)];
+    if let Some(h) = plan.height {
+        sides.push(("height", "height", h));
+    }
+    for (field, word, side) in sides {
+        if !side.is_multiple_of(64) {
+            reject(
+                &mut out,
+                field,
+                format!("{word} `{side}` is not a multiple of 64"),
+                format!("use {native} (the model's own) or another multiple of 64"),
+            );
+        }
+        if side < lowest || side > highest {
+            reject(
+                &mut out,
+                field,
+                format!(
+                    "{word} `{side}` is far from the {native} px {} was made for",
+                    model.name
+                ),
+                format!("train between {lowest} and {highest} px; {native} is best"),
+            );
+        }
+    }
+    if let Some(h) = plan.height {
+        let (long, short) = (h.max(plan.resolution), h.min(plan.resolution).max(1));
+        if long > 2 * short {
+            reject(
+                &mut out,
+                "height",
+                format!(
+                    "{}×{h} is more than twice as long as it is wide",
+                    plan.resolution
+                ),
+                "keep the sides within 2:1 (832×1216, 768×1344 ...); the trainers bucket pictures of other shapes by themselves".into(),
+            );
+        }
+        if plan.backend == Backend::Native && h != plan.resolution {
+            reject(
+                &mut out,
+                "height",
+                format!(
+                    "the Ategnatos engine trains square pictures only, not {}×{h}",
+                    plan.resolution
+                ),
+                format!(
+                    "leave the height out to train at {0}×{0}, or use kohya",
+                    plan.resolution
+                ),
+            );
+        }
+    }
+
+    // LoRA layers.
+    if let Some(t) = plan.lora_targets {
+        let possible = plan.backend.lora_targets(family);
+        if !possible.contains(&t) {
+            let ok: Vec<&str> = possible.iter().map(|t| targets_word(*t)).collect();
+            reject(
+                &mut out,
+                "lora_targets",
+                format!(
+                    "{backend} cannot put a {} LoRA on {}",
+                    family.word(),
+                    targets_word(t)
+                ),
+                format!(
+                    "leave lora_targets out ({backend} uses {}), or use ai-toolkit, which can do both",
+                    ok.join(" or ")
+                ),
+            );
+        }
+    }
+
+    // Memory options.
+    if plan.blocks_to_swap > 0 {
+        if !support.block_swap.contains(&family) {
+            reject(
+                &mut out,
+                "blocks_to_swap",
+                format!(
+                    "{backend} cannot swap {} blocks to the CPU (blocks_to_swap `{}`)",
+                    family.word(),
+                    plan.blocks_to_swap
+                ),
+                "set blocks_to_swap to 0; block swapping is kohya's, for Flux".into(),
+            );
+        } else if plan.blocks_to_swap > MAX_FLUX_BLOCKS_TO_SWAP {
+            reject(
+                &mut out,
+                "blocks_to_swap",
+                format!(
+                    "blocks_to_swap `{}` is more than the {MAX_FLUX_BLOCKS_TO_SWAP} blocks kohya can swap",
+                    plan.blocks_to_swap
+                ),
+                format!("use 1–{MAX_FLUX_BLOCKS_TO_SWAP}; 16 suits a 12 GB card, 28 an 8 GB one"),
+            );
+        }
+    }
+    if plan.low_vram && !support.low_vram {
         reject(
             &mut out,
-            "resolution",
-            format!("resolution `{}` is not a multiple of 64", plan.resolution),
-            format!("use {} (the model's own) or another multiple of 64", native),
+            "low_vram",
+            format!("{backend} has no low_vram setting"),
+            if plan.backend == Backend::Kohya {
+                "turn low_vram off: kohya loads the base model on the CPU already".into()
+            } else {
+                "turn low_vram off".into()
+            },
         );
     }
-    if plan.resolution < (native / 2).max(256) || plan.resolution > (native * 3 / 2).min(2048) {
-        reject(
-            &mut out,
-            "resolution",
-            format!(
-                "resolution `{}` is far from the {} px {} was made for",
-                plan.resolution, native, model.name
-            ),
-            format!(
-                "train between {} and {} px; {} is best",
-                (native / 2).max(256),
-                (native * 3 / 2).min(2048),
-                native
-            ),
-        );
+    if plan.bf16_lora {
+        if !support.bf16_lora {
+            reject(
+                &mut out,
+                "bf16_lora",
+                format!("{backend} cannot keep the LoRA's weights in bf16"),
+                if plan.backend == Backend::SimpleTuner {
+                    "turn bf16_lora off: SimpleTuner keeps the LoRA in bf16 by itself with AdamW (adamw_bf16)".into()
+                } else {
+                    "turn bf16_lora off, or use kohya (full_bf16)".into()
+                },
+            );
+        } else if plan.precision != Precision::Bf16 {
+            reject(
+                &mut out,
+                "bf16_lora",
+                format!(
+                    "bf16 LoRA weights need bf16 precision, not {}",
+                    precision_word(plan.precision)
+                ),
+                "set precision to bf16, or turn bf16_lora off".into(),
+            );
+        }
     }
 
     // Precision.
@@ -559,6 +673,83 @@ mod tests {
                 Box::new(|p| p.base_model = "pony".into()),
                 "no official download",
             ),
+            (
+                "height",
+                Box::new(|p| p.height = Some(1000)),
+                "not a multiple of 64",
+            ),
+            (
+                "height",
+                Box::new(|p| {
+                    p.resolution = 640;
+                    p.height = Some(1536);
+                }),
+                "twice as long",
+            ),
+            (
+                "height",
+                Box::new(|p| {
+                    p.base_model = "sd15".into();
+                    p.backend = Backend::Native;
+                    p.optimizer = Optimizer::AdamW;
+                    p.precision = Precision::Fp32;
+                    p.resolution = 512;
+                    p.height = Some(768);
+                }),
+                "square pictures only",
+            ),
+            (
+                "lora_targets",
+                Box::new(|p| p.lora_targets = Some(LoraCoverage::Attention)),
+                "cannot put a SDXL LoRA on the attention layers only",
+            ),
+            (
+                "blocks_to_swap",
+                Box::new(|p| p.blocks_to_swap = 8),
+                "cannot swap SDXL blocks",
+            ),
+            (
+                "blocks_to_swap",
+                Box::new(|p| {
+                    p.base_model = "flux-dev".into();
+                    p.alpha = 32.0;
+                    p.blocks_to_swap = 40;
+                }),
+                "more than the 35 blocks",
+            ),
+            (
+                "low_vram",
+                Box::new(|p| p.low_vram = true),
+                "no low_vram setting",
+            ),
+            (
+                "bf16_lora",
+                Box::new(|p| {
+                    p.bf16_lora = true;
+                    p.precision = Precision::Fp16;
+                }),
+                "need bf16 precision",
+            ),
+            (
+                "bf16_lora",
+                Box::new(|p| {
+                    p.backend = Backend::AiToolkit;
+                    p.bf16_lora = true;
+                }),
+                "cannot keep the LoRA's weights in bf16",
+            ),
+            (
+                "optimizer",
+                Box::new(|p| {
+                    p.base_model = "sd15".into();
+                    p.backend = Backend::Native;
+                    p.precision = Precision::Fp32;
+                    p.resolution = 512;
+                    p.optimizer = Optimizer::Lion8bit;
+                    p.learning_rate = 3e-5;
+                }),
+                "no Lion8bit",
+            ),
         ];
         for (field, edit, words) in cases {
             let mut plan = sample_plan();
@@ -571,6 +762,38 @@ mod tests {
             assert!(hit.message.contains(words), "{field}: {}", hit.message);
             assert!(!hit.what_to_do.is_empty());
         }
+    }
+
+    #[test]
+    fn the_memory_options_are_accepted_where_the_backend_has_them() {
+        let mut flux = sample_plan();
+        flux.base_model = "flux-dev".into();
+        flux.alpha = 32.0;
+        flux.blocks_to_swap = 35;
+        flux.bf16_lora = true;
+        flux.resolution = 832;
+        flux.height = Some(1216);
+        assert!(
+            validate(&flux, None).is_empty(),
+            "{:?}",
+            validate(&flux, None)
+        );
+        let mut aitk = sample_plan();
+        aitk.backend = Backend::AiToolkit;
+        aitk.low_vram = true;
+        aitk.lora_targets = Some(LoraCoverage::Attention);
+        aitk.optimizer = Optimizer::Lion8bit;
+        aitk.learning_rate = 3e-5;
+        assert!(
+            validate(&aitk, None).is_empty(),
+            "{:?}",
+            validate(&aitk, None)
+        );
+        let mut st = sample_plan();
+        st.backend = Backend::SimpleTuner;
+        st.base_weights = BaseWeights::Int4;
+        st.low_vram = true;
+        assert!(validate(&st, None).is_empty(), "{:?}", validate(&st, None));
     }
 
     #[test]

@@ -16,10 +16,10 @@ use crate::plan::catalog;
 pub struct AuditDatasetArgs {
     /// Folder of pictures and captions.
     pub path: String,
-    /// A project: audit against its trigger word and base model, and save the report with it.
+    /// A project: use its trigger word and base model, save the report with it.
     #[serde(default)]
     pub project: Option<String>,
-    /// Base model (sd15, sdxl, pony, illustrious, flux-dev, flux-schnell, sd35-medium, sd35-large): sets the smallest useful picture.
+    /// Base model (as in start_project): sets the smallest useful picture.
     #[serde(default)]
     pub base_model: Option<String>,
     /// Smallest short side in pixels (overrides the base model's).
@@ -40,7 +40,7 @@ pub struct AuditDatasetArgs {
     /// List every picture, not only those with findings.
     #[serde(default)]
     pub include_all_files: Option<bool>,
-    /// Seconds to wait before returning a job id (default 30, max 240).
+    /// Seconds before answering with a job id (default 30).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
 }

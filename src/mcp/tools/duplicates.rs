@@ -11,17 +11,12 @@ use serde::Deserialize;
 
 use super::super::jobs::{JobFailure, JobOutput, JobStatus};
 use super::super::{AtegnatosServer, reply};
-use crate::dataset::contact_sheet;
 use crate::dataset::curate::{self, CurateOptions};
-use crate::dataset::dedup::{self, DuplicateOptions};
-use crate::dataset::quarantine::{self};
+use crate::dataset::dedup::{self, DuplicateOptions, ShowOptions};
+use crate::dataset::quarantine;
 use crate::dataset::structure::{self, Concept, StructureOptions};
 use crate::studio::paths;
 use crate::studio::project::TrainingType;
-
-/// Contact sheets written per search, and previews put in the result.
-const MAX_SHEETS: usize = 50;
-const MAX_PREVIEWS: usize = 4;
 
 /// Where to look for duplicates.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -37,7 +32,7 @@ pub struct FindDuplicatesArgs {
     /// Contact sheets and previews (default true).
     #[serde(default)]
     pub contact_sheets: Option<bool>,
-    /// Seconds to wait before returning a job id (default 30, max 240).
+    /// Seconds before answering with a job id (default 30).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
 }
@@ -80,7 +75,7 @@ pub struct CurateArgs {
     /// Caption extension (default `txt`).
     #[serde(default)]
     pub caption_extension: Option<String>,
-    /// Seconds to wait before returning a job id (default 30, max 240).
+    /// Seconds before answering with a job id (default 30).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
 }
@@ -167,7 +162,12 @@ impl AtegnatosServer {
             use_cache: true,
             ..DuplicateOptions::default()
         };
-        let sheets = args.contact_sheets.unwrap_or(true);
+        // The largest groups (the others counted), each with its contact
+        // sheet, and the first sheets as previews.
+        let show = ShowOptions {
+            contact_sheets: args.contact_sheets.unwrap_or(true),
+            ..ShowOptions::tool_default()
+        };
         let previews = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let previews_job = std::sync::Arc::clone(&previews);
         let (job, result) = super::run_job(
@@ -176,28 +176,21 @@ impl AtegnatosServer {
             args.wait_seconds,
             &ctx,
             move |progress| {
-                let mut report = dedup::find_duplicates(&dir, &ws, &options, progress)
+                let shown = dedup::find_duplicates_shown(&dir, &ws, &options, &show, progress)
                     .map_err(|e| job_failure(&e, e.hint()))?;
-                let mut summary = report.plain_summary();
-                if sheets {
-                    let made = contact_sheet::write_contact_sheets(
-                        &mut report,
-                        &ws,
-                        MAX_SHEETS,
-                        MAX_PREVIEWS,
-                    );
-                    if let Some(note) = made.note {
-                        summary.push_str(&format!(" ({note}.)"));
-                    }
-                    if let Ok(mut p) = previews_job.lock() {
-                        *p = made
-                            .previews
-                            .iter()
-                            .map(|j| base64::engine::general_purpose::STANDARD.encode(j))
-                            .collect();
-                    }
+                let mut summary = shown.report.plain_summary();
+                if let Some(note) = &shown.note {
+                    summary.push_str(&format!(" ({note}.)"));
                 }
-                let result = serde_json::to_value(&report).map_err(|e| job_failure(e, None))?;
+                if let Ok(mut p) = previews_job.lock() {
+                    *p = shown
+                        .previews
+                        .iter()
+                        .map(|j| base64::engine::general_purpose::STANDARD.encode(j))
+                        .collect();
+                }
+                let result =
+                    serde_json::to_value(&shown.report).map_err(|e| job_failure(e, None))?;
                 Ok(JobOutput {
                     result,
                     summary,

@@ -20,7 +20,7 @@ pub struct RunGateArgs {
     /// Gate 2: the GPU (default the plan's).
     #[serde(default)]
     pub gpu: Option<String>,
-    /// Seconds to wait before returning a job id (default 30, max 240).
+    /// Seconds before answering with a job id (default 30).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
 }

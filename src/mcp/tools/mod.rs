@@ -43,6 +43,9 @@ pub fn router() -> ToolRouter<AtegnatosServer> {
         super::schema::compact(&mut schema);
         route.attr.input_schema = Arc::new(schema);
         route.attr.output_schema = None;
+        if let Some(annotations) = route.attr.annotations.as_mut() {
+            super::schema::compact_annotations(annotations);
+        }
     }
     router
 }
