@@ -8,9 +8,9 @@
 //! An opt-in test runs the model-free templates against a real ComfyUI:
 //! `COMFYUI_URL=http://127.0.0.1:8188 cargo test --test comfy real_comfyui -- --ignored`.
 
+mod common;
 #[path = "comfy/mock.rs"]
 mod mock;
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -91,19 +91,33 @@ async fn a_template_renders_node_by_node_and_step_by_step_into_the_workspace() {
     let comfy = mock::start(Mode::Normal).await;
     let (_d, ws) = workspace();
     let progress = Recorder::default();
-    let req = template("txt2img", &comfy.url, json!({"prompt": "a red fox", "seed": 7, "steps": 3}));
-    let report = submit::submit(&ws, &req, "render-1", &progress).await.unwrap();
+    let req = template(
+        "txt2img",
+        &comfy.url,
+        json!({"prompt": "a red fox", "seed": 7, "steps": 3}),
+    );
+    let report = submit::submit(&ws, &req, "render-1", &progress)
+        .await
+        .unwrap();
 
     assert_eq!(report.outcome, Outcome::Rendered);
     assert_eq!(report.outputs.len(), 1);
     let out = &report.outputs[0];
-    assert!(out.path.starts_with("workspace/outputs/render-1/"), "{}", out.path);
+    assert!(
+        out.path.starts_with("workspace/outputs/render-1/"),
+        "{}",
+        out.path
+    );
     let picture = image::open(ws.root().join(&out.path)).unwrap().to_rgb8();
     let sent = &comfy.with(|i| i.prompts[0].clone())["prompt"];
     assert_eq!(sent["6"]["inputs"]["text"], "a red fox");
     assert_eq!(sent["3"]["inputs"]["seed"], 7);
     assert_eq!(picture.get_pixel(10, 10).0, mock::graph_colour(sent));
-    assert!(ws.root().join("workspace/outputs/render-1/workflow.json").is_file());
+    assert!(
+        ws.root()
+            .join("workspace/outputs/render-1/workflow.json")
+            .is_file()
+    );
     // A small preview, never the full file.
     assert_eq!(report.previews.len(), 1);
     let p = image::load_from_memory(&report.previews[0]).unwrap();
@@ -116,10 +130,17 @@ async fn a_template_renders_node_by_node_and_step_by_step_into_the_workspace() {
         "KSampler (node 3), step 3 of 3",
         "SaveImage (node 9)",
     ] {
-        assert!(messages.iter().any(|m| m.contains(expected)), "{expected} not in {messages:#?}");
+        assert!(
+            messages.iter().any(|m| m.contains(expected)),
+            "{expected} not in {messages:#?}"
+        );
     }
     assert!(!report.cached);
-    assert!(report.plain_summary().contains("1 picture in workspace/outputs/render-1"));
+    assert!(
+        report
+            .plain_summary()
+            .contains("1 picture in workspace/outputs/render-1")
+    );
     // Nothing but the finished folder.
     assert!(outputs(&ws).iter().all(|p| !p.contains("partial")));
 }
@@ -128,14 +149,25 @@ async fn a_template_renders_node_by_node_and_step_by_step_into_the_workspace() {
 async fn a_missing_checkpoint_is_named_with_what_the_server_has_and_nothing_is_written() {
     let comfy = mock::start(Mode::Normal).await;
     let (_d, ws) = workspace();
-    let req = template("lora-test", &comfy.url, json!({"checkpoint": "nope.safetensors", "lora": "ghost.safetensors"}));
-    let err = submit::submit(&ws, &req, "r", &NoProgress).await.unwrap_err();
+    let req = template(
+        "lora-test",
+        &comfy.url,
+        json!({"checkpoint": "nope.safetensors", "lora": "ghost.safetensors"}),
+    );
+    let err = submit::submit(&ws, &req, "r", &NoProgress)
+        .await
+        .unwrap_err();
     let text = err.to_string();
     assert!(
         text.contains("checkpoint 'nope.safetensors' is not installed in this ComfyUI; it has: sd_xl_base_1.0.safetensors, v1-5-pruned-emaonly.safetensors"),
         "{text}"
     );
-    assert!(text.contains("LoRA 'ghost.safetensors' is not installed in this ComfyUI; it has none in that folder"), "{text}");
+    assert!(
+        text.contains(
+            "LoRA 'ghost.safetensors' is not installed in this ComfyUI; it has none in that folder"
+        ),
+        "{text}"
+    );
     assert!(err.hint().unwrap().contains("install the missing file"));
     assert!(outputs(&ws).is_empty(), "{:?}", outputs(&ws));
 }
@@ -145,21 +177,40 @@ async fn an_unknown_node_class_and_a_broken_graph_are_said_plainly() {
     let comfy = mock::start(Mode::Normal).await;
     let (_d, ws) = workspace();
     let graph = json!({"1": {"class_type": "FancyUpscaler", "inputs": {}}, "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}}});
-    let err = submit::submit(&ws, &request(Source::Inline(graph), &comfy.url), "r", &NoProgress)
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("node type `FancyUpscaler` is not installed"), "{err}");
+    let err = submit::submit(
+        &ws,
+        &request(Source::Inline(graph), &comfy.url),
+        "r",
+        &NoProgress,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("node type `FancyUpscaler` is not installed"),
+        "{err}"
+    );
     assert!(err.hint().unwrap().contains("custom node"));
 
     let cycle = json!({"1": {"class_type": "ImageInvert", "inputs": {"image": ["2", 0]}}, "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}}});
-    let err = submit::submit(&ws, &request(Source::Inline(cycle), &comfy.url), "r", &NoProgress)
-        .await
-        .unwrap_err();
+    let err = submit::submit(
+        &ws,
+        &request(Source::Inline(cycle), &comfy.url),
+        "r",
+        &NoProgress,
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("loop"), "{err}");
     let ui = json!({"nodes": [], "links": [], "version": 0.4});
-    let err = submit::submit(&ws, &request(Source::Inline(ui), &comfy.url), "r", &NoProgress)
-        .await
-        .unwrap_err();
+    let err = submit::submit(
+        &ws,
+        &request(Source::Inline(ui), &comfy.url),
+        "r",
+        &NoProgress,
+    )
+    .await
+    .unwrap_err();
     assert!(err.hint().unwrap().contains("Export (API)"), "{err}");
     assert!(comfy.with(|i| i.prompts.is_empty()));
     assert!(outputs(&ws).is_empty());
@@ -169,9 +220,14 @@ async fn an_unknown_node_class_and_a_broken_graph_are_said_plainly() {
 async fn a_runtime_error_names_the_node_and_the_cause() {
     let comfy = mock::start(Mode::FailInSampler).await;
     let (_d, ws) = workspace();
-    let err = submit::submit(&ws, &template("txt2img", &comfy.url, json!({})), "r", &NoProgress)
-        .await
-        .unwrap_err();
+    let err = submit::submit(
+        &ws,
+        &template("txt2img", &comfy.url, json!({})),
+        "r",
+        &NoProgress,
+    )
+    .await
+    .unwrap_err();
     let text = err.to_string();
     assert!(text.contains("node 3 (KSampler)"), "{text}");
     assert!(text.contains("out of memory"), "{text}");
@@ -183,18 +239,26 @@ async fn a_runtime_error_names_the_node_and_the_cause() {
 async fn a_socket_that_drops_mid_run_is_followed_through_the_history() {
     let comfy = mock::start(Mode::DropSocketMidRun).await;
     let client = ComfyClient::new(ServerUrl::parse(&comfy.url).unwrap()).unwrap();
-    let wf = ategnatos::comfy::templates::find("txt2img").unwrap().fill(None, &Map::new()).unwrap();
+    let wf = ategnatos::comfy::templates::find("txt2img")
+        .unwrap()
+        .fill(None, &Map::new())
+        .unwrap();
     let options = FollowOptions {
         tick: Duration::from_millis(20),
         ..FollowOptions::default()
     };
     let mut lives = Vec::new();
-    let done = follow::run_prompt(&client, &wf, &options, &|| false, &mut |l| lives.push(l.clone()))
-        .await
-        .unwrap();
+    let done = follow::run_prompt(&client, &wf, &options, &|| false, &mut |l| {
+        lives.push(l.clone())
+    })
+    .await
+    .unwrap();
     assert!(done.from_history);
     assert_eq!(done.outputs.len(), 1);
-    assert!(lives.iter().any(|l| l.polling), "the fall-back to polling was never reported");
+    assert!(
+        lives.iter().any(|l| l.polling),
+        "the fall-back to polling was never reported"
+    );
     // It tried the socket again (same client id) before polling.
     let opens = comfy.with(|i| i.socket_opens.clone());
     assert_eq!(opens.len(), 1, "{opens:?}");
@@ -202,7 +266,14 @@ async fn a_socket_that_drops_mid_run_is_followed_through_the_history() {
     // And through submit, the pictures arrive all the same.
     let comfy = mock::start(Mode::DropSocketMidRun).await;
     let (_d, ws) = workspace();
-    let r = submit::submit(&ws, &template("txt2img", &comfy.url, json!({})), "r", &NoProgress).await.unwrap();
+    let r = submit::submit(
+        &ws,
+        &template("txt2img", &comfy.url, json!({})),
+        "r",
+        &NoProgress,
+    )
+    .await
+    .unwrap();
     assert_eq!(r.outputs.len(), 1);
 }
 
@@ -210,7 +281,10 @@ async fn a_socket_that_drops_mid_run_is_followed_through_the_history() {
 async fn a_prompt_the_server_forgot_is_reported_lost() {
     let comfy = mock::start(Mode::Forget).await;
     let client = ComfyClient::new(ServerUrl::parse(&comfy.url).unwrap()).unwrap();
-    let wf = ategnatos::comfy::templates::find("smoke").unwrap().fill(None, &Map::new()).unwrap();
+    let wf = ategnatos::comfy::templates::find("smoke")
+        .unwrap()
+        .fill(None, &Map::new())
+        .unwrap();
     let options = FollowOptions {
         tick: Duration::from_millis(20),
         ..FollowOptions::default()
@@ -231,7 +305,11 @@ async fn an_identical_resubmission_is_called_cached() {
     let second = submit::submit(&ws, &req, "b", &NoProgress).await.unwrap();
     assert!(!first.cached);
     assert!(second.cached);
-    assert!(second.plain_summary().contains("change the seed"), "{}", second.plain_summary());
+    assert!(
+        second.plain_summary().contains("change the seed"),
+        "{}",
+        second.plain_summary()
+    );
     let a = std::fs::read(ws.root().join(&first.outputs[0].path)).unwrap();
     let b = std::fs::read(ws.root().join(&second.outputs[0].path)).unwrap();
     assert_eq!(a, b);
@@ -251,7 +329,8 @@ async fn cancelling_interrupts_the_prompt_in_comfyui() {
     progress.cancel.store(true, Ordering::Relaxed);
     let err = task.await.unwrap().unwrap_err();
     assert!(matches!(err, ComfyError::Cancelled), "{err}");
-    let (interrupts, pid) = comfy.with(|i| (i.interrupts.clone(), i.prompts[0]["prompt_id"].clone()));
+    let (interrupts, pid) =
+        comfy.with(|i| (i.interrupts.clone(), i.prompts[0]["prompt_id"].clone()));
     assert_eq!(interrupts, vec![json!({"prompt_id": pid})]);
     assert!(outputs(&ws).is_empty(), "{:?}", outputs(&ws));
 }
@@ -261,22 +340,36 @@ async fn comfyui_down_saves_the_workflow_to_run_later() {
     let (_d, ws) = workspace();
     let url = mock::dead_url();
     let req = template("txt2img", &url, json!({"prompt": "a lighthouse"}));
-    let report = submit::submit(&ws, &req, "later", &NoProgress).await.unwrap();
+    let report = submit::submit(&ws, &req, "later", &NoProgress)
+        .await
+        .unwrap();
     assert_eq!(report.outcome, Outcome::SavedForLater);
     let summary = report.plain_summary();
-    assert!(summary.contains(&format!("ComfyUI is not answering at {url}")), "{summary}");
+    assert!(
+        summary.contains(&format!("ComfyUI is not answering at {url}")),
+        "{summary}"
+    );
     assert!(summary.contains("Nothing was rendered"));
     assert!(summary.contains("workspace/outputs/later/workflow.json"));
-    let saved = std::fs::read_to_string(ws.root().join("workspace/outputs/later/workflow.json")).unwrap();
+    let saved =
+        std::fs::read_to_string(ws.root().join("workspace/outputs/later/workflow.json")).unwrap();
     let wf = Workflow::from_json(&saved).unwrap();
     assert_eq!(wf.input("6", "text"), Some(&json!("a lighthouse")));
 
     // Submitting that file once ComfyUI runs renders it.
     let comfy = mock::start(Mode::Normal).await;
-    let again = request(Source::File(ws.root().join("workspace/outputs/later/workflow.json")), &comfy.url);
-    let r = submit::submit(&ws, &again, "now", &NoProgress).await.unwrap();
+    let again = request(
+        Source::File(ws.root().join("workspace/outputs/later/workflow.json")),
+        &comfy.url,
+    );
+    let r = submit::submit(&ws, &again, "now", &NoProgress)
+        .await
+        .unwrap();
     assert_eq!(r.outputs.len(), 1);
-    assert_eq!(comfy.with(|i| i.prompts[0]["prompt"]["6"]["inputs"]["text"].clone()), "a lighthouse");
+    assert_eq!(
+        comfy.with(|i| i.prompts[0]["prompt"]["6"]["inputs"]["text"].clone()),
+        "a lighthouse"
+    );
 }
 
 #[tokio::test]
@@ -286,7 +379,11 @@ async fn a_web_page_instead_of_comfyui_is_called_a_proxy_problem() {
     let err = submit::submit(&ws, &template("smoke", &url, json!({})), "r", &NoProgress)
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("a web page (HTML), not ComfyUI's API"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("a web page (HTML), not ComfyUI's API"),
+        "{err}"
+    );
     assert!(err.hint().unwrap().contains("proxy"));
     assert!(outputs(&ws).is_empty());
 }
@@ -295,9 +392,14 @@ async fn a_web_page_instead_of_comfyui_is_called_a_proxy_problem() {
 async fn an_output_that_is_not_a_picture_is_refused_and_nothing_is_kept() {
     let comfy = mock::start(Mode::NotAnImage).await;
     let (_d, ws) = workspace();
-    let err = submit::submit(&ws, &template("smoke", &comfy.url, json!({})), "r", &NoProgress)
-        .await
-        .unwrap_err();
+    let err = submit::submit(
+        &ws,
+        &template("smoke", &comfy.url, json!({})),
+        "r",
+        &NoProgress,
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("is not a picture"), "{err}");
     assert!(outputs(&ws).is_empty(), "{:?}", outputs(&ws));
 }
@@ -315,22 +417,37 @@ async fn inputs_are_uploaded_and_the_servers_name_is_used() {
     req.inputs = vec![pic.clone()];
     let r = submit::submit(&ws, &req, "up", &NoProgress).await.unwrap();
     assert_eq!(r.uploads[0].uploaded_as, "cat (1).png");
-    assert_eq!(comfy.with(|i| i.prompts[0]["prompt"]["1"]["inputs"]["image"].clone()), "cat (1).png");
+    assert_eq!(
+        comfy.with(|i| i.prompts[0]["prompt"]["1"]["inputs"]["image"].clone()),
+        "cat (1).png"
+    );
 
     let mut two = template("invert-image", &comfy.url, json!({}));
     two.inputs = vec![pic.clone(), pic];
-    let err = submit::submit(&ws, &two, "up2", &NoProgress).await.unwrap_err();
-    assert!(err.to_string().contains("2 input pictures given, but the workflow has 1 LoadImage node"), "{err}");
+    let err = submit::submit(&ws, &two, "up2", &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("2 input pictures given, but the workflow has 1 LoadImage node"),
+        "{err}"
+    );
 }
 
 /// A project with a trained LoRA in its run folder.
 fn project_with_lora(ws: &Workspace, kind: TrainingType) -> PathBuf {
     let p = project::new_project("ink-fox", kind, "sdxl", "ink foxes", "zkfox", "data", "txt");
     project::save(ws, &p, "# intent\n").unwrap();
-    let lora = ws.work_dir().join("outputs/ink-fox/ink-fox-20261122-120000/ink-fox.safetensors");
+    let lora = ws
+        .work_dir()
+        .join("outputs/ink-fox/ink-fox-20261122-120000/ink-fox.safetensors");
     std::fs::create_dir_all(lora.parent().unwrap()).unwrap();
     std::fs::write(&lora, b"fake lora weights").unwrap();
-    std::fs::write(lora.with_file_name("ink-fox-000005.safetensors"), b"earlier").unwrap();
+    std::fs::write(
+        lora.with_file_name("ink-fox-000005.safetensors"),
+        b"earlier",
+    )
+    .unwrap();
     lora
 }
 
@@ -364,9 +481,14 @@ async fn the_eval_grid_copies_the_lora_and_draws_each_cell_where_it_belongs() {
     comfy.with(|i| i.loras_dir = Some(comfyui.path().join("models/loras")));
     let mut req = eval_request(&comfy.url);
     req.comfyui_dir = Some(comfyui.path().to_path_buf());
-    req.checkpoints = vec!["sd_xl_base_1.0.safetensors".into(), "v1-5-pruned-emaonly.safetensors".into()];
+    req.checkpoints = vec![
+        "sd_xl_base_1.0.safetensors".into(),
+        "v1-5-pruned-emaonly.safetensors".into(),
+    ];
     let progress = Recorder::default();
-    let r = eval::eval_grid(&ws, &req, "grid-1", &progress).await.unwrap();
+    let r = eval::eval_grid(&ws, &req, "grid-1", &progress)
+        .await
+        .unwrap();
 
     assert_eq!(r.outcome, EvalOutcome::Rendered);
     // The final LoRA (not the epoch-5 one) was copied into ComfyUI's folder.
@@ -377,17 +499,29 @@ async fn the_eval_grid_copies_the_lora_and_draws_each_cell_where_it_belongs() {
     );
     assert_eq!(r.weights, eval::DEFAULT_WEIGHTS);
     let labels: Vec<&str> = r.prompts.iter().map(|p| p.label.as_str()).collect();
-    assert_eq!(labels, ["portrait", "landscape", "still life", "animal", "abstract"]);
+    assert_eq!(
+        labels,
+        ["portrait", "landscape", "still life", "animal", "abstract"]
+    );
     assert_eq!(r.cells.len(), 2 * 5 * 5);
     // Every graph had the fixed seed and the LoRA at its weight.
     let prompts = comfy.with(|i| i.prompts.clone());
     assert_eq!(prompts.len(), 50);
-    assert!(prompts.iter().all(|p| p["prompt"]["3"]["inputs"]["seed"] == 1234));
-    assert!(messages_contain(&progress, "cell 50 of 50 (abstract, weight 1.00)"));
+    assert!(
+        prompts
+            .iter()
+            .all(|p| p["prompt"]["3"]["inputs"]["seed"] == 1234)
+    );
+    assert!(messages_contain(
+        &progress,
+        "cell 50 of 50 (abstract, weight 1.00)"
+    ));
 
     // The sheet: its size is the layout's, and each cell shows the picture
     // of its checkpoint, prompt and weight.
-    let sheet_img = image::open(ws.root().join(r.contact_sheet.as_ref().unwrap())).unwrap().to_rgb8();
+    let sheet_img = image::open(ws.root().join(r.contact_sheet.as_ref().unwrap()))
+        .unwrap()
+        .to_rgb8();
     let blocks: Vec<sheet::Block> = r
         .checkpoints
         .iter()
@@ -399,12 +533,17 @@ async fn the_eval_grid_copies_the_lora_and_draws_each_cell_where_it_belongs() {
         })
         .collect();
     let lay = sheet::layout("ink-fox: LoRA weight grid", &blocks, eval::SHEET_CELL);
-    assert_eq!((sheet_img.width(), sheet_img.height()), (lay.width, lay.height));
+    assert_eq!(
+        (sheet_img.width(), sheet_img.height()),
+        (lay.width, lay.height)
+    );
     for (bi, ckpt) in r.checkpoints.iter().enumerate() {
         for (pi, row) in r.prompts.iter().enumerate() {
             for (wi, w) in r.weights.iter().enumerate() {
                 let (x, y) = lay.cell_origin(bi, pi, wi).unwrap();
-                let centre = sheet_img.get_pixel(x + eval::SHEET_CELL / 2, y + eval::SHEET_CELL / 2).0;
+                let centre = sheet_img
+                    .get_pixel(x + eval::SHEET_CELL / 2, y + eval::SHEET_CELL / 2)
+                    .0;
                 let expected = mock::colour(&row.text, f64::from(*w), ckpt);
                 assert_eq!(centre, expected, "{ckpt} / {} / {w}", row.label);
             }
@@ -416,11 +555,18 @@ async fn the_eval_grid_copies_the_lora_and_draws_each_cell_where_it_belongs() {
     assert!(r.preview.is_some());
     // Once given, ComfyUI's folder is remembered by the project.
     let settings = ategnatos::comfy::settings::load(&ws, "ink-fox").unwrap();
-    assert_eq!(settings.comfyui_dir.as_deref(), Some(comfyui.path().to_str().unwrap()));
+    assert_eq!(
+        settings.comfyui_dir.as_deref(),
+        Some(comfyui.path().to_str().unwrap())
+    );
 }
 
 fn messages_contain(p: &Recorder, needle: &str) -> bool {
-    p.messages.lock().unwrap().iter().any(|m| m.contains(needle))
+    p.messages
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|m| m.contains(needle))
 }
 
 #[tokio::test]
@@ -432,19 +578,28 @@ async fn without_comfyuis_folder_the_user_is_told_which_file_to_put_where() {
         .await
         .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("LoRA 'ink-fox.safetensors' is not installed in this ComfyUI"), "{text}");
+    assert!(
+        text.contains("LoRA 'ink-fox.safetensors' is not installed in this ComfyUI"),
+        "{text}"
+    );
     assert!(
         text.contains("copy `workspace/outputs/ink-fox/ink-fox-20261122-120000/ink-fox.safetensors` into ComfyUI's `models/loras/` folder"),
         "{text}"
     );
     assert!(comfy.with(|i| i.prompts.is_empty()));
-    assert!(outputs(&ws).iter().all(|p| p.starts_with("ink-fox")), "{:?}", outputs(&ws));
+    assert!(
+        outputs(&ws).iter().all(|p| p.starts_with("ink-fox")),
+        "{:?}",
+        outputs(&ws)
+    );
 
     // A checkpoint it does not have is named with what it has.
     comfy.with(|i| i.loras = vec!["ink-fox.safetensors".into()]);
     let mut req = eval_request(&comfy.url);
     req.checkpoints = vec!["dreamshaper.safetensors".into()];
-    let err = eval::eval_grid(&ws, &req, "g", &NoProgress).await.unwrap_err();
+    let err = eval::eval_grid(&ws, &req, "g", &NoProgress)
+        .await
+        .unwrap_err();
     assert!(
         err.to_string().contains("checkpoint 'dreamshaper.safetensors' is not installed in this ComfyUI; it has: sd_xl_base_1.0.safetensors"),
         "{err}"
@@ -462,11 +617,23 @@ async fn the_eval_grid_is_saved_to_run_later_when_comfyui_is_down() {
     assert_eq!(r.saved_workflows.len(), 25);
     for f in &r.saved_workflows {
         let wf = Workflow::from_json(&std::fs::read_to_string(ws.root().join(f)).unwrap()).unwrap();
-        assert_eq!(wf.input("10", "lora_name"), Some(&json!("ink-fox.safetensors")));
-        assert!(wf.input("6", "text").unwrap().as_str().unwrap().contains("zkfox"));
+        assert_eq!(
+            wf.input("10", "lora_name"),
+            Some(&json!("ink-fox.safetensors"))
+        );
+        assert!(
+            wf.input("6", "text")
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .contains("zkfox")
+        );
     }
     let summary = r.plain_summary();
-    assert!(summary.contains("not answering") && summary.contains("models/loras/"), "{summary}");
+    assert!(
+        summary.contains("not answering") && summary.contains("models/loras/"),
+        "{summary}"
+    );
 }
 
 #[tokio::test]
@@ -482,7 +649,13 @@ async fn an_approved_lora_joins_the_studio_and_completes_the_project() {
     assert_eq!(r.project_status, "COMPLETE");
     let studio = std::fs::read_to_string(ws.root().join("grimoire/studio.md")).unwrap();
     assert!(studio.contains("| ink-fox.safetensors | style | zkfox | 0.7 | Stable Diffusion XL 1.0 | ink illustrations |"), "{studio}");
-    assert_eq!(register::completion(&ws, "ink-fox").unwrap().unwrap().status, "COMPLETE");
+    assert_eq!(
+        register::completion(&ws, "ink-fox")
+            .unwrap()
+            .unwrap()
+            .status,
+        "COMPLETE"
+    );
     // Registering again replaces the entry.
     let again = register::register_lora(&ws, "ink-fox", &approval).unwrap();
     assert!(again.replaced);
@@ -491,7 +664,12 @@ async fn an_approved_lora_joins_the_studio_and_completes_the_project() {
         recommended_weight: 5.0,
         ..approval
     };
-    assert!(register::register_lora(&ws, "ink-fox", &bad).unwrap_err().to_string().contains("`5`"));
+    assert!(
+        register::register_lora(&ws, "ink-fox", &bad)
+            .unwrap_err()
+            .to_string()
+            .contains("`5`")
+    );
 }
 
 mod over_mcp {
@@ -503,7 +681,12 @@ mod over_mcp {
         let comfy = mock::start(Mode::Normal).await;
         let (_d, ws) = workspace();
         let client = connect(ws.root()).await;
-        let r = call(&client, "comfyui_submit", json!({"workflow": "smoke", "params": {"width": 96}, "server": comfy.url})).await;
+        let r = call(
+            &client,
+            "comfyui_submit",
+            json!({"workflow": "smoke", "params": {"width": 96}, "server": comfy.url}),
+        )
+        .await;
         assert_ne!(r.is_error, Some(true), "{}", text(&r));
         let s = r.structured_content.clone().unwrap();
         assert_eq!(s["status"], "done");
@@ -514,7 +697,12 @@ mod over_mcp {
         assert!(text(&r).contains("rendered `smoke`"), "{}", text(&r));
 
         // The editor's format is refused with how to export the API one.
-        let r = call(&client, "comfyui_submit", json!({"graph": {"nodes": [], "links": []}, "server": comfy.url})).await;
+        let r = call(
+            &client,
+            "comfyui_submit",
+            json!({"graph": {"nodes": [], "links": []}, "server": comfy.url}),
+        )
+        .await;
         assert_eq!(r.is_error, Some(true));
         assert!(text(&r).contains("Export (API)"));
     }
@@ -527,21 +715,61 @@ mod over_mcp {
         let graph = json!({"1": {"class_type": "EmptyImage", "inputs": {"width": 32, "height": 32, "batch_size": 1, "color": 0}},
                            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "mine"}}});
         // Rendered once and kept under a name...
-        let r = call(&client, "comfyui_submit", json!({"graph": graph, "save_as": "black-square", "server": comfy.url})).await;
+        let r = call(
+            &client,
+            "comfyui_submit",
+            json!({"graph": graph, "save_as": "black-square", "server": comfy.url}),
+        )
+        .await;
         assert_ne!(r.is_error, Some(true), "{}", text(&r));
-        assert!(text(&r).contains("grimoire/workflows/black-square.json"), "{}", text(&r));
-        assert!(ws.root().join("grimoire/workflows/black-square.json").is_file());
+        assert!(
+            text(&r).contains("grimoire/workflows/black-square.json"),
+            "{}",
+            text(&r)
+        );
+        assert!(
+            ws.root()
+                .join("grimoire/workflows/black-square.json")
+                .is_file()
+        );
         // ...it is listed beside our templates and the server's models...
         let r = call(&client, "comfyui_submit", json!({"server": comfy.url})).await;
         let s = r.structured_content.clone().unwrap();
-        assert!(s["saved"].as_array().unwrap().iter().any(|n| n == "black-square"));
-        assert!(s["templates"].as_array().unwrap().iter().any(|t| t["name"] == "lora-test"));
-        assert_eq!(s["inventory"]["checkpoints"][0], "sd_xl_base_1.0.safetensors");
-        assert!(std::fs::read_to_string(ws.root().join("grimoire/studio.md")).unwrap().contains("## Models"));
+        assert!(
+            s["saved"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n == "black-square")
+        );
+        assert!(
+            s["templates"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["name"] == "lora-test")
+        );
+        assert_eq!(
+            s["inventory"]["checkpoints"][0],
+            "sd_xl_base_1.0.safetensors"
+        );
+        assert!(
+            std::fs::read_to_string(ws.root().join("grimoire/studio.md"))
+                .unwrap()
+                .contains("## Models")
+        );
         // ...and runs by name.
-        let r = call(&client, "comfyui_submit", json!({"workflow": "black-square", "params": {"1.width": 40}, "server": comfy.url})).await;
+        let r = call(
+            &client,
+            "comfyui_submit",
+            json!({"workflow": "black-square", "params": {"1.width": 40}, "server": comfy.url}),
+        )
+        .await;
         assert_ne!(r.is_error, Some(true), "{}", text(&r));
-        assert_eq!(comfy.with(|i| i.prompts[1]["prompt"]["1"]["inputs"]["width"].clone()), 40);
+        assert_eq!(
+            comfy.with(|i| i.prompts[1]["prompt"]["1"]["inputs"]["width"].clone()),
+            40
+        );
     }
 
     #[tokio::test]
@@ -557,7 +785,12 @@ mod over_mcp {
         assert_eq!(s["result"]["cells"].as_array().unwrap().len(), 2);
         assert!(r.content.iter().any(|c| c.as_image().is_some()));
         assert!(text(&r).contains("register_lora"));
-        let r = call(&client, "register_lora", json!({"project": "ink-fox", "recommended_weight": 0.5})).await;
+        let r = call(
+            &client,
+            "register_lora",
+            json!({"project": "ink-fox", "recommended_weight": 0.5}),
+        )
+        .await;
         assert_ne!(r.is_error, Some(true), "{}", text(&r));
         assert!(text(&r).contains("COMPLETE"));
     }
@@ -572,23 +805,45 @@ async fn real_comfyui_runs_the_model_free_templates() {
     let url = std::env::var("COMFYUI_URL").expect("set COMFYUI_URL to a running ComfyUI");
     let (_d, ws) = workspace();
     let progress = Recorder::default();
-    let r = submit::submit(&ws, &template("smoke", &url, json!({"color": 65280})), "smoke", &progress)
-        .await
-        .unwrap();
+    let r = submit::submit(
+        &ws,
+        &template("smoke", &url, json!({"color": 65280})),
+        "smoke",
+        &progress,
+    )
+    .await
+    .unwrap();
     assert_eq!(r.outputs.len(), 1);
-    let pic = image::open(ws.root().join(&r.outputs[0].path)).unwrap().to_rgb8();
+    let pic = image::open(ws.root().join(&r.outputs[0].path))
+        .unwrap()
+        .to_rgb8();
     // EmptyImage green, inverted by ImageInvert.
     assert_eq!(pic.get_pixel(1, 1).0, [255, 0, 255]);
     let input = ws.root().join("in.png");
     common::picture(9, 64, 48).save(&input).unwrap();
     let mut req = template("invert-image", &url, json!({}));
     req.inputs = vec![input];
-    let r = submit::submit(&ws, &req, "invert", &NoProgress).await.unwrap();
+    let r = submit::submit(&ws, &req, "invert", &NoProgress)
+        .await
+        .unwrap();
     assert_eq!((r.outputs[0].width, r.outputs[0].height), (64, 48));
     // A missing checkpoint is named with what the server has.
-    let err = submit::submit(&ws, &template("txt2img", &url, json!({"checkpoint": "no-such-model.safetensors"})), "x", &NoProgress)
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("'no-such-model.safetensors' is not installed"), "{err}");
+    let err = submit::submit(
+        &ws,
+        &template(
+            "txt2img",
+            &url,
+            json!({"checkpoint": "no-such-model.safetensors"}),
+        ),
+        "x",
+        &NoProgress,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("'no-such-model.safetensors' is not installed"),
+        "{err}"
+    );
     let _ = Path::new(".");
 }

@@ -96,7 +96,10 @@ pub struct QueueState {
 
 impl QueueState {
     pub fn contains(&self, prompt_id: &str) -> bool {
-        self.running.iter().chain(&self.pending).any(|p| p == prompt_id)
+        self.running
+            .iter()
+            .chain(&self.pending)
+            .any(|p| p == prompt_id)
     }
 }
 
@@ -319,7 +322,12 @@ impl ComfyClient {
                         .nth(1)
                         .and_then(|r| r.split(" does not exist").next())
                         .unwrap_or("?");
-                    Some((class.to_string(), format!("node type `{class}` is not installed in this ComfyUI (a custom node that is missing?)")))
+                    Some((
+                        class.to_string(),
+                        format!(
+                            "node type `{class}` is not installed in this ComfyUI (a custom node that is missing?)"
+                        ),
+                    ))
                 }
                 "invalid_prompt" if message.contains("class_type") => Some((
                     "?".into(),
@@ -329,10 +337,9 @@ impl ComfyClient {
                     "-".into(),
                     "the workflow has no output node (such as SaveImage)".into(),
                 )),
-                "dependency_cycle" => Some((
-                    "-".into(),
-                    "the workflow's links go round in a loop".into(),
-                )),
+                "dependency_cycle" => {
+                    Some(("-".into(), "the workflow's links go round in a loop".into()))
+                }
                 _ => None,
             };
             if let Some((class_type, message)) = text {
@@ -442,12 +449,11 @@ impl ComfyClient {
 
     /// `/view`: the bytes of an output file.
     pub async fn view(&self, file: &FileRef) -> Result<Vec<u8>, ComfyError> {
-        let mut url = reqwest::Url::parse(&self.base.join("/view")).map_err(|e| {
-            ComfyError::BadUrl {
+        let mut url =
+            reqwest::Url::parse(&self.base.join("/view")).map_err(|e| ComfyError::BadUrl {
                 given: self.base.to_string(),
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         url.query_pairs_mut()
             .append_pair("filename", &file.filename)
             .append_pair("subfolder", &file.subfolder)
@@ -479,7 +485,11 @@ impl ComfyClient {
             .part("image", part)
             .text("type", "input");
         let resp = self
-            .send(self.http.post(self.base.join("/upload/image")).multipart(form))
+            .send(
+                self.http
+                    .post(self.base.join("/upload/image"))
+                    .multipart(form),
+            )
             .await?;
         let v = self.json("/upload/image", resp).await?;
         match (v.get("name").and_then(Value::as_str), v.get("error")) {

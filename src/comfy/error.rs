@@ -97,7 +97,7 @@ impl ComfyError {
             ComfyError::Http { .. } => "check that this is a ComfyUI server of version 0.3 or newer, then try again".into(),
             ComfyError::Rejected { problems, .. } => {
                 if problems.iter().any(|p| p.message.contains("is not installed")) {
-                    "install the missing file into the named ComfyUI folder, or pick one it has (list_workflows shows what is installed)".into()
+                    "install the missing file into the named ComfyUI folder, or pick one it has (comfyui_submit without a workflow lists what is installed)".into()
                 } else if problems.iter().any(|p| p.message.contains("node type")) {
                     "install the custom node (ComfyUI-Manager can), or use one of our templates".into()
                 } else {

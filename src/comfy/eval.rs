@@ -44,9 +44,15 @@ pub fn default_prompts(kind: TrainingType) -> &'static [(&'static str, &'static 
         TrainingType::Style => &[
             ("portrait", "{t}, a portrait of an old fisherman"),
             ("landscape", "{t}, a mountain landscape with a lake at dusk"),
-            ("still life", "{t}, a still life of fruit and a jug on a table"),
+            (
+                "still life",
+                "{t}, a still life of fruit and a jug on a table",
+            ),
             ("animal", "{t}, a fox sitting in tall grass"),
-            ("abstract", "{t}, an abstract composition of shapes and colour"),
+            (
+                "abstract",
+                "{t}, an abstract composition of shapes and colour",
+            ),
         ],
         TrainingType::Character => &[
             ("full body", "{t}, full body, standing, plain background"),
@@ -188,11 +194,7 @@ impl EvalReport {
 
 /// True for a checkpoint saved during training (`name-000005`, `name_000000250`).
 fn is_intermediate(stem: &str) -> bool {
-    let digits = stem
-        .chars()
-        .rev()
-        .take_while(char::is_ascii_digit)
-        .count();
+    let digits = stem.chars().rev().take_while(char::is_ascii_digit).count();
     digits >= 4
         && stem[..stem.len() - digits]
             .chars()
@@ -247,7 +249,13 @@ pub fn final_lora(ws: &Workspace, project: &str) -> Option<PathBuf> {
 fn slug(text: &str) -> String {
     let s: String = text
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     let s = s
         .split('-')
@@ -289,7 +297,10 @@ fn prompt_rows(p: &Project, given: &[String]) -> Result<Vec<PromptRow>, ComfyErr
         .map(|g| {
             let g = g.trim();
             if g.is_empty() {
-                return Err(invalid("a prompt is empty".into(), "give each prompt some words"));
+                return Err(invalid(
+                    "a prompt is empty".into(),
+                    "give each prompt some words",
+                ));
             }
             let text = if t.is_empty() || g.contains(t.as_str()) {
                 g.to_string()
@@ -299,7 +310,11 @@ fn prompt_rows(p: &Project, given: &[String]) -> Result<Vec<PromptRow>, ComfyErr
             let label = g.replacen(t.as_str(), "", 1);
             let label = label.trim_matches(|c: char| c == ',' || c.is_whitespace());
             Ok(PromptRow {
-                label: if label.is_empty() { g.to_string() } else { label.to_string() },
+                label: if label.is_empty() {
+                    g.to_string()
+                } else {
+                    label.to_string()
+                },
                 text,
             })
         })
@@ -341,15 +356,25 @@ fn cell_graph(
     resolution: Option<u32>,
 ) -> Result<Workflow, ComfyError> {
     let flux = model.family == ModelFamily::Flux;
-    let t = templates::find(if flux { "lora-test-flux" } else { "lora-test" }).ok_or_else(|| {
-        invalid("the LoRA test template is missing".into(), "this is a bug in Ategnatos")
-    })?;
+    let t =
+        templates::find(if flux { "lora-test-flux" } else { "lora-test" }).ok_or_else(|| {
+            invalid(
+                "the LoRA test template is missing".into(),
+                "this is a bug in Ategnatos",
+            )
+        })?;
     let mut v = Map::new();
-    v.insert((if flux { "unet" } else { "checkpoint" }).into(), json!(checkpoint));
+    v.insert(
+        (if flux { "unet" } else { "checkpoint" }).into(),
+        json!(checkpoint),
+    );
     v.insert("prompt".into(), json!(prompt));
     v.insert("seed".into(), json!(seed));
     v.insert("lora".into(), json!(lora_name));
-    v.insert("lora_weight".into(), json!((f64::from(weight) * 100.0).round() / 100.0));
+    v.insert(
+        "lora_weight".into(),
+        json!((f64::from(weight) * 100.0).round() / 100.0),
+    );
     v.insert("prefix".into(), json!(prefix));
     if let Some(s) = steps {
         v.insert("steps".into(), json!(s));
@@ -404,11 +429,13 @@ fn place_lora(
         });
     };
     let folder = settings::loras_folder(dir)?;
-    let bytes_hash = |p: &Path| -> Option<blake3::Hash> {
-        std::fs::read(p).ok().map(|b| blake3::hash(&b))
-    };
+    let bytes_hash =
+        |p: &Path| -> Option<blake3::Hash> { std::fs::read(p).ok().map(|b| blake3::hash(&b)) };
     let ours = bytes_hash(lora).ok_or_else(|| {
-        invalid(format!("could not read the LoRA `{}`", ws.display_path(lora)), "check the file")
+        invalid(
+            format!("could not read the LoRA `{}`", ws.display_path(lora)),
+            "check the file",
+        )
     })?;
     let mut target_name = name.clone();
     let mut target = folder.join(&target_name);
@@ -442,7 +469,8 @@ pub async fn eval_grid(
             "list_projects shows the projects",
         )
     })?;
-    let model = catalog::lookup(&p.base_model).map_err(|e| invalid(e.to_string(), &e.hint().unwrap_or_default()))?;
+    let model = catalog::lookup(&p.base_model)
+        .map_err(|e| invalid(e.to_string(), &e.hint().unwrap_or_default()))?;
     if model.family == ModelFamily::Sd3 {
         return Err(invalid(
             format!("there is no evaluation template for {} yet", model.name),
@@ -472,16 +500,25 @@ pub async fn eval_grid(
     let weights = check_weights(&req.weights)?;
     if req.checkpoints.len() > MAX_CHECKPOINTS {
         return Err(invalid(
-            format!("{} checkpoints is too many for one grid", req.checkpoints.len()),
+            format!(
+                "{} checkpoints is too many for one grid",
+                req.checkpoints.len()
+            ),
             &format!("compare at most {MAX_CHECKPOINTS} at a time"),
         ));
     }
     let checkpoints: Vec<String> = if req.checkpoints.is_empty() {
         vec![model.checkpoint_file.to_string()]
     } else {
-        req.checkpoints.iter().map(|c| c.trim().to_string()).collect()
+        req.checkpoints
+            .iter()
+            .map(|c| c.trim().to_string())
+            .collect()
     };
-    let seed = req.seed.or(plan.as_ref().map(|pl| pl.seed)).unwrap_or(DEFAULT_SEED);
+    let seed = req
+        .seed
+        .or(plan.as_ref().map(|pl| pl.seed))
+        .unwrap_or(DEFAULT_SEED);
     let resolution = plan.as_ref().map(|pl| pl.resolution);
     let saved = settings::load(ws, &req.project)?;
     let comfyui_dir = req
@@ -538,7 +575,11 @@ pub async fn eval_grid(
                             seed,
                             req.steps,
                             &lora_file_name,
-                            &format!("ategnatos_eval/{job}/c{}_{}_w{w:.2}", ci + 1, slug(&row.label)),
+                            &format!(
+                                "ategnatos_eval/{job}/c{}_{}_w{w:.2}",
+                                ci + 1,
+                                slug(&row.label)
+                            ),
                             resolution,
                         )?;
                         let file = staging.path().join("workflows").join(format!(
@@ -570,10 +611,19 @@ pub async fn eval_grid(
         .filter(|c| !installed_models.contains(c))
         .map(|c| super::NodeProblem {
             node: "-".into(),
-            class_type: if model.family == ModelFamily::Flux { "UNETLoader" } else { "CheckpointLoaderSimple" }.into(),
+            class_type: if model.family == ModelFamily::Flux {
+                "UNETLoader"
+            } else {
+                "CheckpointLoaderSimple"
+            }
+            .into(),
             message: format!(
                 "{} '{c}' is not installed in this ComfyUI; {}",
-                if model.family == ModelFamily::Flux { "diffusion model" } else { "checkpoint" },
+                if model.family == ModelFamily::Flux {
+                    "diffusion model"
+                } else {
+                    "checkpoint"
+                },
                 client::listing(installed_models)
             ),
         })
@@ -584,7 +634,13 @@ pub async fn eval_grid(
             problems: missing,
         });
     }
-    let (lora_name, copied) = place_lora(ws, &lora, &inv.loras, url.is_loopback(), comfyui_dir.as_deref())?;
+    let (lora_name, copied) = place_lora(
+        ws,
+        &lora,
+        &inv.loras,
+        url.is_loopback(),
+        comfyui_dir.as_deref(),
+    )?;
     report.lora_name = lora_name.clone();
     report.copied_to = copied.map(|c| c.display().to_string());
     if let Some(d) = &req.comfyui_dir {
@@ -608,11 +664,7 @@ pub async fn eval_grid(
         for row in &prompts {
             let mut cells = Vec::new();
             for w in &weights {
-                let label = format!(
-                    "cell {} of {total} ({}, weight {w:.2})",
-                    n + 1,
-                    row.label
-                );
+                let label = format!("cell {} of {total} ({}, weight {w:.2})", n + 1, row.label);
                 let wf = cell_graph(
                     model,
                     ckpt,
@@ -621,7 +673,11 @@ pub async fn eval_grid(
                     seed,
                     req.steps,
                     &lora_name,
-                    &format!("ategnatos_eval/{job}/c{}_{}_w{w:.2}", ci + 1, slug(&row.label)),
+                    &format!(
+                        "ategnatos_eval/{job}/c{}_{}_w{w:.2}",
+                        ci + 1,
+                        slug(&row.label)
+                    ),
                     resolution,
                 )?;
                 let finished = follow::run_prompt(
@@ -629,10 +685,16 @@ pub async fn eval_grid(
                     &wf,
                     &options,
                     &|| progress.is_cancelled(),
-                    &mut |live| progress.report(n, Some(total), &format!("{label}: {}", live.describe())),
+                    &mut |live| {
+                        progress.report(n, Some(total), &format!("{label}: {}", live.describe()))
+                    },
                 )
                 .await?;
-                let first = finished.outputs.first().cloned().ok_or(ComfyError::NoOutputs)?;
+                let first = finished
+                    .outputs
+                    .first()
+                    .cloned()
+                    .ok_or(ComfyError::NoOutputs)?;
                 let cell_dir = staging.path().join("cells").join(format!(
                     "c{}-{}-w{w:.2}",
                     ci + 1,
@@ -643,7 +705,10 @@ pub async fn eval_grid(
                     return Err(ComfyError::NoOutputs);
                 };
                 let path = cell_dir.with_extension(
-                    pic.path.extension().and_then(|e| e.to_str()).unwrap_or("png"),
+                    pic.path
+                        .extension()
+                        .and_then(|e| e.to_str())
+                        .unwrap_or("png"),
                 );
                 std::fs::rename(&pic.path, &path).map_err(|source| StudioError::Write {
                     path: path.clone(),
@@ -673,7 +738,12 @@ pub async fn eval_grid(
     let sheet_path = staging.path().join("contact-sheet.png");
     let mut png = std::io::Cursor::new(Vec::new());
     img.write_to(&mut png, image::ImageFormat::Png)
-        .map_err(|e| invalid(format!("the contact sheet could not be encoded: {e}"), "try again"))?;
+        .map_err(|e| {
+            invalid(
+                format!("the contact sheet could not be encoded: {e}"),
+                "try again",
+            )
+        })?;
     write_atomic(&sheet_path, png.get_ref())?;
     report.preview = Some(preview::jpeg_within(
         &image::DynamicImage::ImageRgb8(img),
@@ -714,7 +784,8 @@ fn write_eval_md(ws: &Workspace, p: &Project, r: &EvalReport) -> Result<(), Comf
                 });
                 md.push_str(&format!(
                     " {} |",
-                    cell.map(|c| format!("`{}`", c.path)).unwrap_or_else(|| "—".into())
+                    cell.map(|c| format!("`{}`", c.path))
+                        .unwrap_or_else(|| "—".into())
                 ));
             }
             md.push('\n');
@@ -751,12 +822,24 @@ mod tests {
             final_lora(&ws, "fox").unwrap(),
             runs.join("fox-20260102-000000/fox.safetensors")
         );
-        assert!(is_intermediate("fox-000005") && !is_intermediate("fox-v2") && !is_intermediate("sdxl1024"));
+        assert!(
+            is_intermediate("fox-000005")
+                && !is_intermediate("fox-v2")
+                && !is_intermediate("sdxl1024")
+        );
     }
 
     #[test]
     fn prompts_carry_the_trigger_and_weights_are_checked() {
-        let p = project::new_project("fox", TrainingType::Object, "sdxl", "a lantern", "zkfox", "data", "txt");
+        let p = project::new_project(
+            "fox",
+            TrainingType::Object,
+            "sdxl",
+            "a lantern",
+            "zkfox",
+            "data",
+            "txt",
+        );
         let rows = prompt_rows(&p, &[]).unwrap();
         assert_eq!(rows.len(), 5);
         assert!(rows.iter().all(|r| r.text.contains("zkfox")));

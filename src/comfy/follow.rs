@@ -165,16 +165,18 @@ pub async fn run_prompt(
                 warnings: queued.warnings.clone(),
                 from_history,
             }),
-            Ending::Error => Err(h
-                .error
-                .as_ref()
-                .map(execution_error)
-                .unwrap_or(ComfyError::Execution {
-                    node: "?".into(),
-                    class_type: "?".into(),
-                    exception_type: "error".into(),
-                    message: "ComfyUI recorded an error without details".into(),
-                })),
+            Ending::Error => {
+                Err(h
+                    .error
+                    .as_ref()
+                    .map(execution_error)
+                    .unwrap_or(ComfyError::Execution {
+                        node: "?".into(),
+                        class_type: "?".into(),
+                        exception_type: "error".into(),
+                        message: "ComfyUI recorded an error without details".into(),
+                    }))
+            }
             Ending::Interrupted => Err(ComfyError::Interrupted {
                 prompt_id: pid.clone(),
             }),
@@ -352,7 +354,10 @@ pub async fn download(
             reason,
         })?;
         let mut name = plain_name(&file.filename);
-        if saved.iter().any(|s| s.path.file_name() == Some(name.as_ref())) {
+        if saved
+            .iter()
+            .any(|s| s.path.file_name() == Some(name.as_ref()))
+        {
             name = format!("{node}-{name}");
         }
         let path = dir.join(&name);

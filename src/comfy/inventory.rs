@@ -122,10 +122,15 @@ pub fn guess_base(file: &str) -> Option<&'static str> {
     } else if f.contains("flux") {
         "flux-dev"
     } else if f.contains("sd3.5") || f.contains("sd35") {
-        if f.contains("large") { "sd35-large" } else { "sd35-medium" }
+        if f.contains("large") {
+            "sd35-large"
+        } else {
+            "sd35-medium"
+        }
     } else if f.contains("xl") {
         "sdxl"
-    } else if f.contains("v1-5") || f.contains("sd15") || f.contains("sd_1.5") || f.contains("1.5") {
+    } else if f.contains("v1-5") || f.contains("sd15") || f.contains("sd_1.5") || f.contains("1.5")
+    {
         "sd15"
     } else {
         return None;
@@ -140,7 +145,9 @@ pub fn recommended_settings(model_id: &str) -> &'static str {
     };
     match (m.family, m.id) {
         (_, "flux-schnell") => "1024 px, euler/simple, 4 steps, cfg 1",
-        (ModelFamily::Flux, _) => "1024 px, euler/simple, 20 steps, cfg 1, guidance 3.5 (txt2img-flux)",
+        (ModelFamily::Flux, _) => {
+            "1024 px, euler/simple, 20 steps, cfg 1, guidance 3.5 (txt2img-flux)"
+        }
         (ModelFamily::Sd15, _) => "512 px, dpmpp_2m/karras, 25 steps, cfg 7 (txt2img)",
         (_, "pony") => "1024 px, 25 steps, cfg 7, score_9 tags first (txt2img)",
         (_, "illustrious") => "1024 px, 28 steps, cfg 5.5 (txt2img)",
@@ -169,9 +176,13 @@ fn section(inv: Option<&Inventory>, loras: &[LoraEntry]) -> String {
                 .unwrap_or_default(),
             i.checked_at
         )),
-        None => s.push_str("Not checked yet (list_workflows reads it from ComfyUI).\n\n"),
+        None => s.push_str(
+            "Not checked yet (comfyui_submit without a workflow reads it from ComfyUI).\n\n",
+        ),
     }
-    s.push_str("## Models\n\n| File | Kind | Base model | Recommended settings |\n|---|---|---|---|\n");
+    s.push_str(
+        "## Models\n\n| File | Kind | Base model | Recommended settings |\n|---|---|---|---|\n",
+    );
     if let Some(i) = inv {
         let kinds: [(&str, &Vec<String>); 5] = [
             ("checkpoint", &i.checkpoints),
@@ -184,7 +195,9 @@ fn section(inv: Option<&Inventory>, loras: &[LoraEntry]) -> String {
             for f in files {
                 let base = guess_base(f);
                 let settings = match kind {
-                    "checkpoint" | "diffusion model" => base.map(recommended_settings).unwrap_or(""),
+                    "checkpoint" | "diffusion model" => {
+                        base.map(recommended_settings).unwrap_or("")
+                    }
                     "upscaler" => "upscale template",
                     "ControlNet" => base
                         .filter(|b| *b == "sdxl")
@@ -226,7 +239,10 @@ fn section(inv: Option<&Inventory>, loras: &[LoraEntry]) -> String {
                 .and_then(|b| catalog::lookup(b).ok())
                 .map(|m| m.name)
                 .unwrap_or("?");
-            s.push_str(&format!("| {} | ? | ? | ? | {base} | (installed in ComfyUI, not registered) | | |\n", cell(f)));
+            s.push_str(&format!(
+                "| {} | ? | ? | ? | {base} | (installed in ComfyUI, not registered) | | |\n",
+                cell(f)
+            ));
         }
     }
     s.push_str(END);
@@ -262,7 +278,10 @@ mod tests {
     fn file_names_tell_the_base_model() {
         assert_eq!(guess_base("sd_xl_base_1.0.safetensors"), Some("sdxl"));
         assert_eq!(guess_base("ponyDiffusionV6XL.safetensors"), Some("pony"));
-        assert_eq!(guess_base("flux1-schnell-fp8.safetensors"), Some("flux-schnell"));
+        assert_eq!(
+            guess_base("flux1-schnell-fp8.safetensors"),
+            Some("flux-schnell")
+        );
         assert_eq!(guess_base("v1-5-pruned-emaonly.safetensors"), Some("sd15"));
         assert_eq!(guess_base("dreamshaper_8.safetensors"), None);
     }
@@ -284,7 +303,9 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("## GPUs\n\nRTX 4090"));
         assert_eq!(text.matches(START).count(), 1);
-        assert!(text.contains("| sd_xl_base_1.0.safetensors | checkpoint | Stable Diffusion XL 1.0 | 1024 px"));
+        assert!(text.contains(
+            "| sd_xl_base_1.0.safetensors | checkpoint | Stable Diffusion XL 1.0 | 1024 px"
+        ));
         assert!(text.contains("other\\|lora.safetensors"));
     }
 }

@@ -76,7 +76,10 @@ mod tests {
         let big = crate::dataset::synth::smooth_picture(3, 1500, 900);
         let path = dir.path().join("big.png");
         big.save(&path).unwrap();
-        let made = previews(&[path.as_path(), path.as_path(), Path::new("/nope.png")], PREVIEW_SIDE);
+        let made = previews(
+            &[path.as_path(), path.as_path(), Path::new("/nope.png")],
+            PREVIEW_SIDE,
+        );
         assert_eq!(made.len(), 2);
         for jpeg in &made {
             let img = image::load_from_memory(jpeg).unwrap();

@@ -108,7 +108,9 @@ pub fn register_lora(
     let lora = match &approval.lora {
         Some(l) => l.clone(),
         None => super::eval::final_lora(ws, project_name).ok_or_else(|| ComfyError::Invalid {
-            message: format!("project `{project_name}` has no trained LoRA in workspace/outputs/{project_name}/"),
+            message: format!(
+                "project `{project_name}` has no trained LoRA in workspace/outputs/{project_name}/"
+            ),
             hint: "train it first, or give the LoRA file with `lora`".into(),
         })?,
     };

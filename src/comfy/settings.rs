@@ -196,7 +196,11 @@ mod tests {
             "wss://pod-8188.proxy.example/comfy/ws?clientId=abc"
         );
         assert!(!proxied.is_loopback());
-        assert!(ServerUrl::parse("http://localhost:8188").unwrap().is_loopback());
+        assert!(
+            ServerUrl::parse("http://localhost:8188")
+                .unwrap()
+                .is_loopback()
+        );
         for bad in ["", "ftp://x", "http://", "http://x/?a=1"] {
             let e = ServerUrl::parse(bad).unwrap_err();
             assert!(e.hint().unwrap().contains("8188"), "{bad}");
@@ -211,7 +215,10 @@ mod tests {
         let (u, s) = resolve_url_with_env(None, &ws, Some("p"), None).unwrap();
         assert_eq!((u.as_str(), s), (DEFAULT_URL, UrlSource::Default));
         let (u, s) = resolve_url_with_env(None, &ws, Some("p"), env.clone()).unwrap();
-        assert_eq!((u.as_str(), s), ("http://10.0.0.9:8188", UrlSource::Environment));
+        assert_eq!(
+            (u.as_str(), s),
+            ("http://10.0.0.9:8188", UrlSource::Environment)
+        );
         save(
             &ws,
             "p",
@@ -222,7 +229,10 @@ mod tests {
         )
         .unwrap();
         let (u, s) = resolve_url_with_env(None, &ws, Some("p"), env.clone()).unwrap();
-        assert_eq!((u.as_str(), s), ("http://127.0.0.1:9000", UrlSource::Project));
+        assert_eq!(
+            (u.as_str(), s),
+            ("http://127.0.0.1:9000", UrlSource::Project)
+        );
         let (u, s) = resolve_url_with_env(Some("localhost:1"), &ws, Some("p"), env).unwrap();
         assert_eq!((u.as_str(), s), ("http://localhost:1", UrlSource::Argument));
     }

@@ -75,7 +75,12 @@ pub fn layout(title: &str, blocks: &[Block], cell: u32) -> Layout {
         .max()
         .unwrap_or(0);
     let label_width = (longest + 2 * GAP).clamp(80, 260);
-    let columns = blocks.iter().map(|b| b.columns.len()).max().unwrap_or(1).max(1) as u32;
+    let columns = blocks
+        .iter()
+        .map(|b| b.columns.len())
+        .max()
+        .unwrap_or(1)
+        .max(1) as u32;
     let title_height = if title.is_empty() { 0 } else { band(SCALE) };
     let block_title_height = band(SCALE);
     let header_height = band(SCALE);
@@ -180,7 +185,12 @@ mod tests {
     #[test]
     fn each_cell_holds_its_picture_and_labels_sit_outside_the_cells() {
         let dir = tempfile::tempdir().unwrap();
-        let colours = [[200u8, 30, 30], [30, 200, 30], [30, 30, 200], [200, 200, 30]];
+        let colours = [
+            [200u8, 30, 30],
+            [30, 200, 30],
+            [30, 30, 200],
+            [200, 200, 30],
+        ];
         let mut cells = vec![vec![None, None], vec![None, None]];
         for (i, c) in colours.iter().enumerate() {
             let path = dir.path().join(format!("{i}.png"));
@@ -199,7 +209,11 @@ mod tests {
         for b in 0..2 {
             for (i, c) in colours.iter().take(3).enumerate() {
                 let (x, y) = lay.cell_origin(b, i / 2, i % 2).unwrap();
-                assert_eq!(img.get_pixel(x + 24, y + 24), &Rgb(*c), "block {b} cell {i}");
+                assert_eq!(
+                    img.get_pixel(x + 24, y + 24),
+                    &Rgb(*c),
+                    "block {b} cell {i}"
+                );
             }
             let (x, y) = lay.cell_origin(b, 1, 1).unwrap();
             assert_eq!(img.get_pixel(x + 1, y + 1), &EMPTY);

@@ -15,10 +15,17 @@ use super::{ComfyError, ServerUrl};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// The queue changed.
-    Status { queue_remaining: Option<u64> },
-    ExecutionStart { prompt_id: String },
+    Status {
+        queue_remaining: Option<u64>,
+    },
+    ExecutionStart {
+        prompt_id: String,
+    },
     /// Nodes skipped because their result was cached.
-    Cached { prompt_id: String, nodes: Vec<String> },
+    Cached {
+        prompt_id: String,
+        nodes: Vec<String>,
+    },
     /// A node started; `node: None` with our prompt id means the prompt is
     /// over. After a reconnect the server may leave out the prompt id.
     Executing {
@@ -38,9 +45,16 @@ pub enum Event {
         node: String,
         output: Value,
     },
-    Success { prompt_id: String },
-    Error { prompt_id: String, data: Value },
-    Interrupted { prompt_id: String },
+    Success {
+        prompt_id: String,
+    },
+    Error {
+        prompt_id: String,
+        data: Value,
+    },
+    Interrupted {
+        prompt_id: String,
+    },
     /// Anything else (binary previews, `progress_state`, new types).
     Other,
 }
@@ -148,7 +162,9 @@ mod tests {
     fn observed_frames_are_read() {
         let pid = "f5d9c199-eb42-42c3-938e-ade8750bef0e";
         assert_eq!(
-            parse(r#"{"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 1}}}}"#),
+            parse(
+                r#"{"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 1}}}}"#
+            ),
             Event::Status {
                 queue_remaining: Some(1)
             }
@@ -180,8 +196,14 @@ mod tests {
             }
         );
         assert!(matches!(
-            parse(r#"{"type": "progress", "data": {"value": 3, "max": 25, "prompt_id": "p", "node": "3"}}"#),
-            Event::Progress { value: 3, max: 25, .. }
+            parse(
+                r#"{"type": "progress", "data": {"value": 3, "max": 25, "prompt_id": "p", "node": "3"}}"#
+            ),
+            Event::Progress {
+                value: 3,
+                max: 25,
+                ..
+            }
         ));
         assert_eq!(
             parse(r#"{"type": "progress_state", "data": {}}"#),

@@ -39,7 +39,10 @@ impl Staging {
         let dest = base.join(name);
         if dest.exists() {
             return Err(ComfyError::Invalid {
-                message: format!("the output folder `{}` already exists", ws.display_path(&dest)),
+                message: format!(
+                    "the output folder `{}` already exists",
+                    ws.display_path(&dest)
+                ),
                 hint: "pick another name; results are never written over".into(),
             });
         }

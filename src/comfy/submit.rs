@@ -198,10 +198,12 @@ fn build(ws: &Workspace, req: &SubmitRequest) -> Result<(Workflow, String), Comf
                     .or_else(|| project.as_ref().map(|p| p.base_model.clone()));
                 let model = match (&model_id, t.family) {
                     (_, templates::Family::Any) | (None, _) => None,
-                    (Some(id), _) => Some(catalog::lookup(id).map_err(|e| ComfyError::Invalid {
-                        message: e.to_string(),
-                        hint: e.hint().unwrap_or_default(),
-                    })?),
+                    (Some(id), _) => {
+                        Some(catalog::lookup(id).map_err(|e| ComfyError::Invalid {
+                            message: e.to_string(),
+                            hint: e.hint().unwrap_or_default(),
+                        })?)
+                    }
                 };
                 let mut values = req.params.clone();
                 if let Some(p) = &project {
@@ -217,20 +219,23 @@ fn build(ws: &Workspace, req: &SubmitRequest) -> Result<(Workflow, String), Comf
                 (read_workflow_file(ws, &path)?, name.clone(), None)
             }
         }
-        Source::File(path) => (
-            read_workflow_file(ws, path)?,
-            ws.display_path(path),
+        Source::File(path) => (read_workflow_file(ws, path)?, ws.display_path(path), None),
+        Source::Inline(v) => (
+            Workflow::from_value(v.clone())?,
+            "inline workflow".into(),
             None,
         ),
-        Source::Inline(v) => (Workflow::from_value(v.clone())?, "inline workflow".into(), None),
     };
     if template.is_none() {
         for (key, value) in &req.params {
             let Some((node, input)) = key.split_once('.') else {
                 return Err(WorkflowError::BadParameter {
                     name: key.clone(),
-                    reason: "a workflow that is not a template takes parameters as `node_id.input_name`".into(),
-                    hint: "for example `3.seed` or `6.text`, with the ids of the workflow file".into(),
+                    reason:
+                        "a workflow that is not a template takes parameters as `node_id.input_name`"
+                            .into(),
+                    hint: "for example `3.seed` or `6.text`, with the ids of the workflow file"
+                        .into(),
                 }
                 .into());
             };
@@ -241,7 +246,10 @@ fn build(ws: &Workspace, req: &SubmitRequest) -> Result<(Workflow, String), Comf
 }
 
 fn unknown(ws: &Workspace, name: &str) -> ComfyError {
-    let mut known: Vec<String> = templates::TEMPLATES.iter().map(|t| t.name.to_string()).collect();
+    let mut known: Vec<String> = templates::TEMPLATES
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
     known.extend(saved_workflows(ws));
     WorkflowError::Unknown {
         name: name.to_string(),
@@ -315,7 +323,10 @@ pub async fn submit(
     for input in &req.inputs {
         if !input.is_file() {
             return Err(ComfyError::Invalid {
-                message: format!("the input picture `{}` does not exist", ws.display_path(input)),
+                message: format!(
+                    "the input picture `{}` does not exist",
+                    ws.display_path(input)
+                ),
                 hint: "give a picture file inside the workspace".into(),
             });
         }

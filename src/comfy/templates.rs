@@ -80,7 +80,12 @@ use ParamKind::{Integer, Model, Number, Picture, Text};
 
 /// Parameters of the SD-family graphs (checkpoint 4, prompts 6/7, sampler 3, latent 5, save 9).
 const SD_COMMON: [Param; 9] = [
-    p("checkpoint", Model, "checkpoint file", &[("4", "ckpt_name")]),
+    p(
+        "checkpoint",
+        Model,
+        "checkpoint file",
+        &[("4", "ckpt_name")],
+    ),
     p("prompt", Text, "what to draw", &[("6", "text")]),
     p("negative", Text, "what to avoid", &[("7", "text")]),
     p("seed", Integer, "noise seed", &[("3", "seed")]),
@@ -88,12 +93,22 @@ const SD_COMMON: [Param; 9] = [
     p("cfg", Number, "prompt strength", &[("3", "cfg")]),
     p("sampler", Text, "sampler name", &[("3", "sampler_name")]),
     p("scheduler", Text, "scheduler name", &[("3", "scheduler")]),
-    p("prefix", Text, "output file prefix", &[("9", "filename_prefix")]),
+    p(
+        "prefix",
+        Text,
+        "output file prefix",
+        &[("9", "filename_prefix")],
+    ),
 ];
 const SD_SIZE: [Param; 3] = [
     p("width", Integer, "pixels", &[("5", "width")]),
     p("height", Integer, "pixels", &[("5", "height")]),
-    p("batch_size", Integer, "pictures at once", &[("5", "batch_size")]),
+    p(
+        "batch_size",
+        Integer,
+        "pictures at once",
+        &[("5", "batch_size")],
+    ),
 ];
 const LORA: [Param; 2] = [
     p("lora", Model, "LoRA file", &[("10", "lora_name")]),
@@ -106,7 +121,12 @@ const LORA: [Param; 2] = [
 ];
 const FLUX_COMMON: [Param; 11] = [
     p("unet", Model, "Flux model file", &[("1", "unet_name")]),
-    p("clip_l", Model, "CLIP-L text encoder", &[("2", "clip_name1")]),
+    p(
+        "clip_l",
+        Model,
+        "CLIP-L text encoder",
+        &[("2", "clip_name1")],
+    ),
     p("t5", Model, "T5 text encoder", &[("2", "clip_name2")]),
     p("vae", Model, "VAE file", &[("3", "vae_name")]),
     p("prompt", Text, "what to draw", &[("4", "text")]),
@@ -115,12 +135,22 @@ const FLUX_COMMON: [Param; 11] = [
     p("steps", Integer, "sampler steps", &[("8", "steps")]),
     p("sampler", Text, "sampler name", &[("8", "sampler_name")]),
     p("scheduler", Text, "scheduler name", &[("8", "scheduler")]),
-    p("prefix", Text, "output file prefix", &[("11", "filename_prefix")]),
+    p(
+        "prefix",
+        Text,
+        "output file prefix",
+        &[("11", "filename_prefix")],
+    ),
 ];
 const FLUX_SIZE: [Param; 3] = [
     p("width", Integer, "pixels", &[("7", "width")]),
     p("height", Integer, "pixels", &[("7", "height")]),
-    p("batch_size", Integer, "pictures at once", &[("7", "batch_size")]),
+    p(
+        "batch_size",
+        Integer,
+        "pictures at once",
+        &[("7", "batch_size")],
+    ),
 ];
 
 const fn cat<const A: usize, const B: usize, const N: usize>(
@@ -147,20 +177,35 @@ const IMG2IMG: [Param; 11] = cat(
     SD_COMMON,
     [
         p("image", Picture, "starting picture", &[("10", "image")]),
-        p("denoise", Number, "how much changes (0-1)", &[("3", "denoise")]),
+        p(
+            "denoise",
+            Number,
+            "how much changes (0-1)",
+            &[("3", "denoise")],
+        ),
     ],
 );
 const CONTROLNET: [Param; 15] = cat(
     TXT2IMG,
     [
-        p("control_image", Picture, "guide picture", &[("10", "image")]),
+        p(
+            "control_image",
+            Picture,
+            "guide picture",
+            &[("10", "image")],
+        ),
         p(
             "controlnet",
             Model,
             "ControlNet file",
             &[("11", "control_net_name")],
         ),
-        p("control_strength", Number, "guide strength", &[("12", "strength")]),
+        p(
+            "control_strength",
+            Number,
+            "guide strength",
+            &[("12", "strength")],
+        ),
     ],
 );
 const FLUX_TXT2IMG: [Param; 14] = cat(FLUX_COMMON, FLUX_SIZE);
@@ -169,7 +214,12 @@ const FLUX_IMG2IMG: [Param; 13] = cat(
     FLUX_COMMON,
     [
         p("image", Picture, "starting picture", &[("12", "image")]),
-        p("denoise", Number, "how much changes (0-1)", &[("8", "denoise")]),
+        p(
+            "denoise",
+            Number,
+            "how much changes (0-1)",
+            &[("8", "denoise")],
+        ),
     ],
 );
 const UPSCALE: [Param; 3] = [
@@ -180,17 +230,32 @@ const UPSCALE: [Param; 3] = [
         "ESRGAN-type model",
         &[("2", "model_name")],
     ),
-    p("prefix", Text, "output file prefix", &[("4", "filename_prefix")]),
+    p(
+        "prefix",
+        Text,
+        "output file prefix",
+        &[("4", "filename_prefix")],
+    ),
 ];
 const SMOKE: [Param; 4] = [
     p("width", Integer, "pixels", &[("1", "width")]),
     p("height", Integer, "pixels", &[("1", "height")]),
     p("color", Integer, "0xRRGGBB as a number", &[("1", "color")]),
-    p("prefix", Text, "output file prefix", &[("3", "filename_prefix")]),
+    p(
+        "prefix",
+        Text,
+        "output file prefix",
+        &[("3", "filename_prefix")],
+    ),
 ];
 const INVERT: [Param; 2] = [
     p("image", Picture, "picture", &[("1", "image")]),
-    p("prefix", Text, "output file prefix", &[("3", "filename_prefix")]),
+    p(
+        "prefix",
+        Text,
+        "output file prefix",
+        &[("3", "filename_prefix")],
+    ),
 ];
 
 /// Every template.
@@ -354,7 +419,9 @@ impl Template {
             return Ok(());
         }
         let instead = match model.family {
-            ModelFamily::Flux => "use the -flux templates (txt2img-flux, img2img-flux, lora-test-flux)",
+            ModelFamily::Flux => {
+                "use the -flux templates (txt2img-flux, img2img-flux, lora-test-flux)"
+            }
             ModelFamily::Sd3 => "SD3.5 has no template yet: submit your own API-format workflow",
             _ => "use txt2img, img2img, lora-test or batch-variations",
         };
@@ -428,12 +495,20 @@ fn check_kind(param: &Param, value: Value) -> Result<Value, WorkflowError> {
             Value::Number(n) if n.as_f64().is_some_and(|f| f.fract() == 0.0) => {
                 Ok(json!(n.as_f64().unwrap_or(0.0) as i64))
             }
-            Value::String(s) => s.trim().parse::<i64>().map(|i| json!(i)).map_err(|_| bad("a whole number")),
+            Value::String(s) => s
+                .trim()
+                .parse::<i64>()
+                .map(|i| json!(i))
+                .map_err(|_| bad("a whole number")),
             _ => Err(bad("a whole number")),
         },
         ParamKind::Number => match &value {
             Value::Number(_) => Ok(value),
-            Value::String(s) => s.trim().parse::<f64>().map(|f| json!(f)).map_err(|_| bad("a number")),
+            Value::String(s) => s
+                .trim()
+                .parse::<f64>()
+                .map(|f| json!(f))
+                .map_err(|_| bad("a number")),
             _ => Err(bad("a number")),
         },
         ParamKind::Text | ParamKind::Model | ParamKind::Picture => match &value {
@@ -477,12 +552,22 @@ mod tests {
         for t in TEMPLATES {
             let wf = t.base().unwrap_or_else(|e| panic!("{}: {e}", t.name));
             for id in wf.ids() {
-                assert!(CORE.contains(&wf.class_of(id)), "{}: {}", t.name, wf.class_of(id));
+                assert!(
+                    CORE.contains(&wf.class_of(id)),
+                    "{}: {}",
+                    t.name,
+                    wf.class_of(id)
+                );
             }
             assert_eq!(wf.nodes_of_class("SaveImage").len(), 1, "{}", t.name);
             for param in t.params {
                 for (node, input) in param.targets {
-                    assert!(wf.input(node, input).is_some(), "{}: {}", t.name, param.name);
+                    assert!(
+                        wf.input(node, input).is_some(),
+                        "{}: {}",
+                        t.name,
+                        param.name
+                    );
                 }
             }
             let mut names: Vec<&str> = t.params.iter().map(|p| p.name).collect();
@@ -511,7 +596,10 @@ mod tests {
             wf.input("4", "ckpt_name"),
             Some(&json!("v1-5-pruned-emaonly.safetensors"))
         );
-        let batch = find("batch-variations").unwrap().fill(None, &Map::new()).unwrap();
+        let batch = find("batch-variations")
+            .unwrap()
+            .fill(None, &Map::new())
+            .unwrap();
         assert_eq!(batch.input("5", "batch_size"), Some(&json!(4)));
     }
 
@@ -521,18 +609,26 @@ mod tests {
         let mut values = Map::new();
         values.insert("steps".into(), json!("many"));
         let e = t.fill(None, &values).unwrap_err();
-        assert!(e.to_string().contains("`\"many\"` is not a whole number"), "{e}");
+        assert!(
+            e.to_string().contains("`\"many\"` is not a whole number"),
+            "{e}"
+        );
         let mut values = Map::new();
         values.insert("stpes".into(), json!(3));
         let e = t.fill(None, &values).unwrap_err();
         assert!(e.hint().unwrap().contains("steps"), "{e}");
-        let e = t.fill(Some(lookup("flux-dev").unwrap()), &Map::new()).unwrap_err();
+        let e = t
+            .fill(Some(lookup("flux-dev").unwrap()), &Map::new())
+            .unwrap_err();
         assert!(e.hint().unwrap().contains("txt2img-flux"), "{e}");
         let flux = find("txt2img-flux")
             .unwrap()
             .fill(Some(lookup("flux-schnell").unwrap()), &Map::new())
             .unwrap();
         assert_eq!(flux.input("8", "steps"), Some(&json!(4)));
-        assert_eq!(flux.input("1", "unet_name"), Some(&json!("flux1-schnell.safetensors")));
+        assert_eq!(
+            flux.input("1", "unet_name"),
+            Some(&json!("flux1-schnell.safetensors"))
+        );
     }
 }

@@ -58,7 +58,7 @@ impl WorkflowError {
         Some(match self {
             WorkflowError::UiFormat => "in ComfyUI, open the workflow and choose Workflow → Export (API) (older versions: turn on 'Dev mode' in the settings, then 'Save (API Format)'), and give that file".into(),
             WorkflowError::NotAGraph { .. } | WorkflowError::Empty | WorkflowError::MissingClass { .. } => {
-                "give an API-format workflow (Workflow → Export (API) in ComfyUI) or one of our templates (list_workflows)".into()
+                "give an API-format workflow (Workflow → Export (API) in ComfyUI) or one of our templates (comfyui_submit without a workflow lists them)".into()
             }
             WorkflowError::DanglingLink { .. } | WorkflowError::Cycle { .. } => {
                 "export the workflow from ComfyUI again; a hand edit may have broken a link".into()
@@ -173,8 +173,11 @@ impl Workflow {
             Grey,
             Black,
         }
-        let mut colour: BTreeMap<&str, Colour> =
-            self.ids().into_iter().map(|id| (id, Colour::White)).collect();
+        let mut colour: BTreeMap<&str, Colour> = self
+            .ids()
+            .into_iter()
+            .map(|id| (id, Colour::White))
+            .collect();
         for start in self.ids() {
             if colour[start] != Colour::White {
                 continue;
@@ -249,7 +252,12 @@ impl Workflow {
     }
 
     /// Sets an input the node already has (a name it lacks is refused).
-    pub fn set_input(&mut self, node: &str, input: &str, value: Value) -> Result<(), WorkflowError> {
+    pub fn set_input(
+        &mut self,
+        node: &str,
+        input: &str,
+        value: Value,
+    ) -> Result<(), WorkflowError> {
         let class_type = self.class_of(node).to_string();
         let Some(obj) = self.nodes.get_mut(node).and_then(Value::as_object_mut) else {
             return Err(WorkflowError::NoSuchNode {
@@ -314,7 +322,8 @@ mod tests {
         assert!(e.to_string().contains("width, height") || e.to_string().contains("batch_size"));
         assert!(wf.set_input("9", "x", json!(1)).is_err());
         // A /prompt body is unwrapped.
-        let body = json!({"prompt": serde_json::from_str::<Value>(SMOKE).unwrap(), "client_id": "x"});
+        let body =
+            json!({"prompt": serde_json::from_str::<Value>(SMOKE).unwrap(), "client_id": "x"});
         assert_eq!(Workflow::from_value(body).unwrap().len(), 3);
     }
 
@@ -338,7 +347,10 @@ mod tests {
             "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0]}}
         });
         let e = Workflow::from_value(cycle).unwrap_err();
-        assert!(matches!(e, WorkflowError::Cycle { ref nodes } if nodes.len() == 4), "{e}");
+        assert!(
+            matches!(e, WorkflowError::Cycle { ref nodes } if nodes.len() == 4),
+            "{e}"
+        );
         let no_class = json!({"1": {"inputs": {}}});
         assert!(matches!(
             Workflow::from_value(no_class).unwrap_err(),

@@ -180,14 +180,22 @@ fn png(rgb: [u8; 3]) -> Vec<u8> {
 }
 
 fn json_response(status: StatusCode, v: Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
 }
 
 /// Starts a mock on a free loopback port.
 pub async fn start(mode: Mode) -> Mock {
     let state = Arc::new(MockState {
         inner: Mutex::new(Inner {
-            checkpoints: vec!["sd_xl_base_1.0.safetensors".into(), "v1-5-pruned-emaonly.safetensors".into()],
+            checkpoints: vec![
+                "sd_xl_base_1.0.safetensors".into(),
+                "v1-5-pruned-emaonly.safetensors".into(),
+            ],
             upscale_models: vec!["4x-UltraSharp.pth".into()],
             ..Inner::default()
         }),
@@ -197,7 +205,12 @@ pub async fn start(mode: Mode) -> Mock {
     });
     let app = Router::new()
         .route("/ws", get(ws))
-        .route("/prompt", post(post_prompt).get(|| async { json_response(StatusCode::OK, json!({"exec_info": {"queue_remaining": 0}})) }))
+        .route(
+            "/prompt",
+            post(post_prompt).get(|| async {
+                json_response(StatusCode::OK, json!({"exec_info": {"queue_remaining": 0}}))
+            }),
+        )
         .route("/history/{id}", get(history))
         .route("/queue", get(queue).post(queue_post))
         .route("/view", get(view))
@@ -302,7 +315,11 @@ fn list_loras(inner: &Inner) -> Vec<String> {
     match &inner.loras_dir {
         Some(d) => {
             let mut v: Vec<String> = std::fs::read_dir(d)
-                .map(|r| r.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| !n.starts_with('.')).collect())
+                .map(|r| {
+                    r.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                        .filter(|n| !n.starts_with('.'))
+                        .collect()
+                })
                 .unwrap_or_default();
             v.sort();
             v
@@ -313,10 +330,16 @@ fn list_loras(inner: &Inner) -> Vec<String> {
 
 async fn post_prompt(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
-        return json_response(StatusCode::BAD_REQUEST, json!({"error": {"type": "invalid_prompt", "message": "bad json", "details": "", "extra_info": {}}, "node_errors": {}}));
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"error": {"type": "invalid_prompt", "message": "bad json", "details": "", "extra_info": {}}, "node_errors": {}}),
+        );
     };
     let Some(graph) = body.get("prompt").cloned() else {
-        return json_response(StatusCode::BAD_REQUEST, json!({"error": {"type": "no_prompt", "message": "No prompt provided", "details": "No prompt provided", "extra_info": {}}, "node_errors": {}}));
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"error": {"type": "no_prompt", "message": "No prompt provided", "details": "No prompt provided", "extra_info": {}}, "node_errors": {}}),
+        );
     };
     let mut node_errors = serde_json::Map::new();
     {
@@ -324,9 +347,12 @@ async fn post_prompt(State(state): State<Arc<MockState>>, body: Bytes) -> Respon
         for (id, node) in graph.as_object().unwrap() {
             let class = node["class_type"].as_str().unwrap_or("");
             if !KNOWN.contains(&class) {
-                return json_response(StatusCode::BAD_REQUEST, json!({"error": {"type": "invalid_prompt",
+                return json_response(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": {"type": "invalid_prompt",
                     "message": format!("Cannot execute because node {class} does not exist."),
-                    "details": format!("Node ID '#{id}'"), "extra_info": {}}, "node_errors": {}}));
+                    "details": format!("Node ID '#{id}'"), "extra_info": {}}, "node_errors": {}}),
+                );
             }
             let inputs = &node["inputs"];
             let check = |input: &str, have: &Vec<String>| -> Option<Value> {
@@ -352,10 +378,16 @@ async fn post_prompt(State(state): State<Arc<MockState>>, body: Bytes) -> Respon
         }
     }
     if !node_errors.is_empty() {
-        return json_response(StatusCode::BAD_REQUEST, json!({"error": {"type": "prompt_outputs_failed_validation",
-            "message": "Prompt outputs failed validation", "details": "", "extra_info": {}}, "node_errors": node_errors}));
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"error": {"type": "prompt_outputs_failed_validation",
+            "message": "Prompt outputs failed validation", "details": "", "extra_info": {}}, "node_errors": node_errors}),
+        );
     }
-    let pid = body["prompt_id"].as_str().map(String::from).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let pid = body["prompt_id"]
+        .as_str()
+        .map(String::from)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let client = body["client_id"].as_str().unwrap_or("").to_string();
     let number = {
         let mut inner = state.inner.lock().unwrap();
@@ -368,7 +400,10 @@ async fn post_prompt(State(state): State<Arc<MockState>>, body: Bytes) -> Respon
         n
     };
     tokio::spawn(run(Arc::clone(&state), pid.clone(), client, graph));
-    json_response(StatusCode::OK, json!({"prompt_id": pid, "number": number, "node_errors": {}}))
+    json_response(
+        StatusCode::OK,
+        json!({"prompt_id": pid, "number": number, "node_errors": {}}),
+    )
 }
 
 fn finish(state: &MockState, pid: &str, client: &str, entry: Value) {
@@ -377,8 +412,16 @@ fn finish(state: &MockState, pid: &str, client: &str, entry: Value) {
         inner.history.insert(pid.to_string(), entry);
         inner.running.retain(|(_, p)| p != pid);
     }
-    send(state, client, json!({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 0}}}}));
-    send(state, client, json!({"type": "executing", "data": {"node": null, "prompt_id": pid}}));
+    send(
+        state,
+        client,
+        json!({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 0}}}}),
+    );
+    send(
+        state,
+        client,
+        json!({"type": "executing", "data": {"node": null, "prompt_id": pid}}),
+    );
 }
 
 async fn run(state: Arc<MockState>, pid: String, client: String, graph: Value) {
@@ -389,14 +432,30 @@ async fn run(state: Arc<MockState>, pid: String, client: String, graph: Value) {
         state.inner.lock().unwrap().refuse_ws = true;
         return;
     }
-    send(&state, &client, json!({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 1}}}}));
-    send(&state, &client, json!({"type": "execution_start", "data": {"prompt_id": pid, "timestamp": ts}}));
+    send(
+        &state,
+        &client,
+        json!({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 1}}}}),
+    );
+    send(
+        &state,
+        &client,
+        json!({"type": "execution_start", "data": {"prompt_id": pid, "timestamp": ts}}),
+    );
     let mut ids: Vec<String> = graph.as_object().unwrap().keys().cloned().collect();
     ids.sort_by_key(|id| id.parse::<u64>().unwrap_or(u64::MAX));
     let key = graph.to_string();
     let previous = state.inner.lock().unwrap().seen.get(&key).cloned();
-    let cached: Vec<String> = if previous.is_some() { ids.clone() } else { Vec::new() };
-    send(&state, &client, json!({"type": "execution_cached", "data": {"nodes": cached, "prompt_id": pid, "timestamp": ts}}));
+    let cached: Vec<String> = if previous.is_some() {
+        ids.clone()
+    } else {
+        Vec::new()
+    };
+    send(
+        &state,
+        &client,
+        json!({"type": "execution_cached", "data": {"nodes": cached, "prompt_id": pid, "timestamp": ts}}),
+    );
     let mut messages = vec![
         json!(["execution_start", {"prompt_id": pid, "timestamp": ts}]),
         json!(["execution_cached", {"nodes": cached, "prompt_id": pid, "timestamp": ts}]),
@@ -404,14 +463,22 @@ async fn run(state: Arc<MockState>, pid: String, client: String, graph: Value) {
     let mut outputs = serde_json::Map::new();
     if let Some(prev) = previous {
         for (node, out) in prev.as_object().unwrap() {
-            send(&state, &client, json!({"type": "executed", "data": {"node": node, "display_node": node, "output": out, "prompt_id": pid}}));
+            send(
+                &state,
+                &client,
+                json!({"type": "executed", "data": {"node": node, "display_node": node, "output": out, "prompt_id": pid}}),
+            );
         }
         outputs = prev.as_object().unwrap().clone();
     } else {
         for id in &ids {
             let node = &graph[id];
             let class = node["class_type"].as_str().unwrap_or("");
-            send(&state, &client, json!({"type": "executing", "data": {"node": id, "display_node": id, "prompt_id": pid}}));
+            send(
+                &state,
+                &client,
+                json!({"type": "executing", "data": {"node": id, "display_node": id, "prompt_id": pid}}),
+            );
             if class == "KSampler" {
                 let steps = node["inputs"]["steps"].as_u64().unwrap_or(3).min(3);
                 for i in 1..=steps {
@@ -419,12 +486,25 @@ async fn run(state: Arc<MockState>, pid: String, client: String, graph: Value) {
                         let err = json!({"prompt_id": pid, "node_id": id, "node_type": "KSampler", "executed": ["4"],
                             "exception_message": "Allocation on device 0 would exceed allowed memory. (out of memory)\n",
                             "exception_type": "torch.OutOfMemoryError", "traceback": ["..."], "current_inputs": {}, "current_outputs": [], "timestamp": ts});
-                        send(&state, &client, json!({"type": "execution_error", "data": err}));
+                        send(
+                            &state,
+                            &client,
+                            json!({"type": "execution_error", "data": err}),
+                        );
                         messages.push(json!(["execution_error", err]));
-                        finish(&state, &pid, &client, json!({"prompt": [], "outputs": {}, "status": {"status_str": "error", "completed": false, "messages": messages}, "meta": {}}));
+                        finish(
+                            &state,
+                            &pid,
+                            &client,
+                            json!({"prompt": [], "outputs": {}, "status": {"status_str": "error", "completed": false, "messages": messages}, "meta": {}}),
+                        );
                         return;
                     }
-                    send(&state, &client, json!({"type": "progress", "data": {"value": i, "max": steps, "prompt_id": pid, "node": id}}));
+                    send(
+                        &state,
+                        &client,
+                        json!({"type": "progress", "data": {"value": i, "max": steps, "prompt_id": pid, "node": id}}),
+                    );
                     if let Some(tx) = state.inner.lock().unwrap().sockets.get(&client) {
                         let mut frame = vec![0, 0, 0, 1, 0, 0, 0, 1, 0xff, 0xd8, 0xff];
                         frame.extend_from_slice(&[0; 16]);
@@ -442,17 +522,32 @@ async fn run(state: Arc<MockState>, pid: String, client: String, graph: Value) {
                             wait.await;
                         }
                         let data = json!({"prompt_id": pid, "node_id": id, "node_type": "KSampler", "executed": [], "timestamp": ts});
-                        send(&state, &client, json!({"type": "execution_interrupted", "data": data}));
+                        send(
+                            &state,
+                            &client,
+                            json!({"type": "execution_interrupted", "data": data}),
+                        );
                         messages.push(json!(["execution_interrupted", data]));
-                        finish(&state, &pid, &client, json!({"prompt": [], "outputs": {}, "status": {"status_str": "error", "completed": false, "messages": messages}, "meta": {}}));
+                        finish(
+                            &state,
+                            &pid,
+                            &client,
+                            json!({"prompt": [], "outputs": {}, "status": {"status_str": "error", "completed": false, "messages": messages}, "meta": {}}),
+                        );
                         return;
                     }
                 }
             }
             if class == "SaveImage" {
-                let prefix = node["inputs"]["filename_prefix"].as_str().unwrap_or("ComfyUI");
+                let prefix = node["inputs"]["filename_prefix"]
+                    .as_str()
+                    .unwrap_or("ComfyUI");
                 let (sub, stem) = prefix.rsplit_once('/').unwrap_or(("", prefix));
-                let bytes = if mode == Mode::NotAnImage { b"this is not a picture".to_vec() } else { png(graph_colour(&graph)) };
+                let bytes = if mode == Mode::NotAnImage {
+                    b"this is not a picture".to_vec()
+                } else {
+                    png(graph_colour(&graph))
+                };
                 let name = {
                     let mut inner = state.inner.lock().unwrap();
                     let c = inner.counters.entry(prefix.to_string()).or_insert(0);
@@ -461,17 +556,36 @@ async fn run(state: Arc<MockState>, pid: String, client: String, graph: Value) {
                     inner.outputs.insert((sub.to_string(), name.clone()), bytes);
                     name
                 };
-                let out = json!({"images": [{"filename": name, "subfolder": sub, "type": "output"}]});
-                send(&state, &client, json!({"type": "executed", "data": {"node": id, "display_node": id, "output": out, "prompt_id": pid}}));
+                let out =
+                    json!({"images": [{"filename": name, "subfolder": sub, "type": "output"}]});
+                send(
+                    &state,
+                    &client,
+                    json!({"type": "executed", "data": {"node": id, "display_node": id, "output": out, "prompt_id": pid}}),
+                );
                 outputs.insert(id.clone(), out);
             }
         }
     }
-    state.inner.lock().unwrap().seen.insert(key, Value::Object(outputs.clone()));
-    send(&state, &client, json!({"type": "execution_success", "data": {"prompt_id": pid, "timestamp": ts}}));
+    state
+        .inner
+        .lock()
+        .unwrap()
+        .seen
+        .insert(key, Value::Object(outputs.clone()));
+    send(
+        &state,
+        &client,
+        json!({"type": "execution_success", "data": {"prompt_id": pid, "timestamp": ts}}),
+    );
     messages.push(json!(["execution_success", {"prompt_id": pid, "timestamp": ts}]));
-    finish(&state, &pid, &client, json!({"prompt": [0, pid, graph, {"client_id": client}, []], "outputs": outputs,
-        "status": {"status_str": "success", "completed": true, "messages": messages}, "meta": {}}));
+    finish(
+        &state,
+        &pid,
+        &client,
+        json!({"prompt": [0, pid, graph, {"client_id": client}, []], "outputs": outputs,
+        "status": {"status_str": "success", "completed": true, "messages": messages}, "meta": {}}),
+    );
 }
 
 async fn history(State(state): State<Arc<MockState>>, Path(id): Path<String>) -> Response {
@@ -485,15 +599,25 @@ async fn history(State(state): State<Arc<MockState>>, Path(id): Path<String>) ->
 
 async fn queue(State(state): State<Arc<MockState>>) -> Response {
     let inner = state.inner.lock().unwrap();
-    let running: Vec<Value> = inner.running.iter().map(|(n, p)| json!([n, p, {}, {}, []])).collect();
-    json_response(StatusCode::OK, json!({"queue_running": running, "queue_pending": []}))
+    let running: Vec<Value> = inner
+        .running
+        .iter()
+        .map(|(n, p)| json!([n, p, {}, {}, []]))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        json!({"queue_running": running, "queue_pending": []}),
+    )
 }
 
 async fn queue_post() -> Response {
     StatusCode::OK.into_response()
 }
 
-async fn view(State(state): State<Arc<MockState>>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn view(
+    State(state): State<Arc<MockState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let key = (
         q.get("subfolder").cloned().unwrap_or_default(),
         q.get("filename").cloned().unwrap_or_default(),
@@ -520,7 +644,10 @@ async fn upload(State(state): State<Arc<MockState>>, mut form: Multipart) -> Res
             n += 1;
         }
         inner.uploads.insert(stored.clone(), bytes);
-        return json_response(StatusCode::OK, json!({"name": stored, "subfolder": "", "type": "input"}));
+        return json_response(
+            StatusCode::OK,
+            json!({"name": stored, "subfolder": "", "type": "input"}),
+        );
     }
     StatusCode::BAD_REQUEST.into_response()
 }
@@ -540,7 +667,10 @@ async fn models(State(state): State<Arc<MockState>>, Path(folder): Path<String>)
 
 async fn object_info(Path(class): Path<String>) -> Response {
     if KNOWN.contains(&class.as_str()) {
-        json_response(StatusCode::OK, json!({ class.clone(): {"input": {}, "name": class, "output_node": class == "SaveImage"} }))
+        json_response(
+            StatusCode::OK,
+            json!({ class.clone(): {"input": {}, "name": class, "output_node": class == "SaveImage"} }),
+        )
     } else {
         json_response(StatusCode::OK, json!({}))
     }
@@ -558,8 +688,11 @@ async fn interrupt(State(state): State<Arc<MockState>>, body: Bytes) -> Response
 }
 
 async fn system_stats() -> Response {
-    json_response(StatusCode::OK, json!({"system": {"os": "posix", "ram_total": 25276514304u64, "ram_free": 24130822144u64,
+    json_response(
+        StatusCode::OK,
+        json!({"system": {"os": "posix", "ram_total": 25276514304u64, "ram_free": 24130822144u64,
         "comfyui_version": "0.3.75", "python_version": "3.12.1", "pytorch_version": "2.15.0+cu132", "embedded_python": false, "argv": ["main.py"]},
         "devices": [{"name": "cuda:0 NVIDIA GeForce RTX 4090 : cudaMallocAsync", "type": "cuda", "index": 0,
-            "vram_total": 25757220864u64, "vram_free": 23100000000u64, "torch_vram_total": 0, "torch_vram_free": 0}]}))
+            "vram_total": 25757220864u64, "vram_free": 23100000000u64, "torch_vram_total": 0, "torch_vram_free": 0}]}),
+    )
 }

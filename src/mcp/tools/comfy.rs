@@ -24,40 +24,35 @@ use crate::comfy::submit::{self, Source, SubmitRequest};
 use crate::comfy::{ComfyClient, ComfyError, inventory, settings, templates};
 use crate::studio::{Workspace, paths};
 
-/// Longest one render may take when the call gives no `timeout_seconds`.
+/// Longest one render (or one grid cell) may take.
 const DEFAULT_TIMEOUT_SECONDS: u64 = 30 * 60;
 
 /// What to render.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct ComfySubmitArgs {
-    /// Template name, saved workflow name, or API-format .json file. Omit both this and `graph` to list templates, saved workflows and the server's models.
+    /// Template, saved workflow or .json file; omit (and `graph`) to list them and the server's models.
     #[serde(default)]
     pub workflow: Option<String>,
-    /// API-format workflow JSON, inline.
+    /// Inline API-format workflow.
     #[serde(default)]
     pub graph: Option<Value>,
-    /// Template parameters by name, or `node_id.input` for any workflow.
+    /// By template parameter name, or `node_id.input`.
     #[serde(default)]
     pub params: Option<Map<String, Value>>,
-    /// Pictures to upload, one per LoadImage node.
+    /// Pictures for the LoadImage nodes, in order.
     #[serde(default)]
     pub inputs: Option<Vec<String>>,
-    /// Also keep the workflow as grimoire/workflows/<save_as>.json.
+    /// Keep it as grimoire/workflows/<save_as>.json.
     #[serde(default)]
     pub save_as: Option<String>,
-    /// Project: its base model, LoRA and trigger word.
     #[serde(default)]
     pub project: Option<String>,
-    /// Base model id for template defaults.
     #[serde(default)]
     pub base_model: Option<String>,
-    /// ComfyUI address (default: project's, COMFYUI_URL, 127.0.0.1:8188).
+    /// ComfyUI address (else project's, COMFYUI_URL, 127.0.0.1:8188).
     #[serde(default)]
     pub server: Option<String>,
-    /// Longest the render may take (default 1800).
-    #[serde(default)]
-    pub timeout_seconds: Option<u64>,
-    /// Seconds to wait before returning a job id (default 30).
+    /// Seconds before answering with a job id (default 30).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
 }
@@ -66,16 +61,16 @@ pub struct ComfySubmitArgs {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct EvalGridArgs {
     pub project: String,
-    /// LoRA file (default: the newest run's final one).
+    /// Default: the newest run's final LoRA.
     #[serde(default)]
     pub lora: Option<String>,
-    /// Up to 3 checkpoints to compare, as ComfyUI names them.
+    /// Up to 3, as ComfyUI names them.
     #[serde(default)]
     pub checkpoints: Option<Vec<String>>,
-    /// Prompts (default: the training type's standard five).
+    /// Default: the training type's five.
     #[serde(default)]
     pub prompts: Option<Vec<String>>,
-    /// LoRA weights (default 0.3 0.5 0.7 0.9 1.0).
+    /// Default 0.3 0.5 0.7 0.9 1.0.
     #[serde(default)]
     pub weights: Option<Vec<f32>>,
     #[serde(default)]
@@ -84,7 +79,7 @@ pub struct EvalGridArgs {
     pub steps: Option<u32>,
     #[serde(default)]
     pub server: Option<String>,
-    /// ComfyUI's folder on this computer, to copy the LoRA into.
+    /// ComfyUI's folder here, to copy the LoRA into.
     #[serde(default)]
     pub comfyui_dir: Option<String>,
     #[serde(default)]
@@ -95,12 +90,11 @@ pub struct EvalGridArgs {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct RegisterLoraArgs {
     pub project: String,
-    /// The weight the grid showed best.
     pub recommended_weight: f32,
-    /// What it is good for, in the artist's words.
+    /// In the artist's words.
     #[serde(default)]
     pub good_for: Option<String>,
-    /// LoRA file (default: the newest run's final one).
+    /// Default: the newest run's final LoRA.
     #[serde(default)]
     pub lora: Option<String>,
 }
@@ -141,9 +135,7 @@ fn names_a_file(workflow: &str) -> bool {
 fn with_previews(mut result: CallToolResult, previews: &[Vec<u8>]) -> CallToolResult {
     for jpeg in previews {
         let data = base64::engine::general_purpose::STANDARD.encode(jpeg);
-        result
-            .content
-            .push(ContentBlock::image(data, "image/jpeg"));
+        result.content.push(ContentBlock::image(data, "image/jpeg"));
     }
     result
 }
@@ -182,14 +174,24 @@ fn save_workflow(ws: &Workspace, name: &str, source: &Source) -> Result<String, 
 fn folder_name(ws: &Workspace, prefix: &str) -> String {
     let clean: String = prefix
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect::<String>()
         .split('-')
         .filter(|s| !s.is_empty())
         .take(4)
         .collect::<Vec<_>>()
         .join("-");
-    let clean = if clean.is_empty() { "render".to_string() } else { clean };
+    let clean = if clean.is_empty() {
+        "render".to_string()
+    } else {
+        clean
+    };
     let stamp = crate::studio::clock::stamp(crate::studio::clock::unix_now());
     let base = format!("{clean}-{stamp}");
     let outputs = ws.work_dir().join("outputs");
@@ -256,7 +258,7 @@ impl AtegnatosServer {
 #[tool_router(router = comfy_router, vis = "pub(crate)")]
 impl AtegnatosServer {
     #[tool(
-        description = "Render through the artist's ComfyUI: a template, saved workflow, .json file or inline API graph; uploads inputs, reports progress, returns output paths and previews. If ComfyUI is down the workflow is saved to run later. No workflow: lists templates, saved workflows, installed models.",
+        description = "Render in the artist's ComfyUI (template, saved workflow, file or inline API graph) with progress; returns output paths and previews. ComfyUI down: the workflow is saved to run later.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,
@@ -320,11 +322,7 @@ impl AtegnatosServer {
             project: args.project.clone(),
             base_model: args.base_model.clone(),
             server: args.server.clone(),
-            timeout: Duration::from_secs(
-                args.timeout_seconds
-                    .unwrap_or(DEFAULT_TIMEOUT_SECONDS)
-                    .max(1),
-            ),
+            timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECONDS),
         };
         let previews = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
         let previews_job = Arc::clone(&previews);
@@ -366,7 +364,7 @@ impl AtegnatosServer {
     }
 
     #[tool(
-        description = "Judge a trained LoRA: render test prompts at several LoRA weights (fixed seed, up to 3 checkpoints) in ComfyUI; returns a labelled contact sheet and writes eval.md for the verdict.",
+        description = "Judge a trained LoRA in ComfyUI: test prompts × LoRA weights, fixed seed; returns a labelled contact sheet, writes eval.md for the verdict.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,
@@ -417,24 +415,30 @@ impl AtegnatosServer {
         let preview_job = Arc::clone(&preview);
         let handle = tokio::runtime::Handle::current();
         let project = args.project.clone();
-        let (job, result) = super::run_job(self, "eval_grid", args.wait_seconds, &ctx, move |progress| {
-            let folder = folder_name(&ws, &format!("{project}-eval"));
-            let report = handle
-                .block_on(eval::eval_grid(&ws, &req, &folder, progress))
-                .map_err(|e| job_failure(&e))?;
-            if let (Some(jpeg), Ok(mut p)) = (&report.preview, preview_job.lock()) {
-                *p = vec![jpeg.clone()];
-            }
-            let result = serde_json::to_value(&report).map_err(|e| JobFailure {
-                error: e.to_string(),
-                hint: None,
-            })?;
-            Ok(JobOutput {
-                result,
-                summary: report.plain_summary(),
-                changed: Vec::new(),
-            })
-        })
+        let (job, result) = super::run_job(
+            self,
+            "eval_grid",
+            args.wait_seconds,
+            &ctx,
+            move |progress| {
+                let folder = folder_name(&ws, &format!("{project}-eval"));
+                let report = handle
+                    .block_on(eval::eval_grid(&ws, &req, &folder, progress))
+                    .map_err(|e| job_failure(&e))?;
+                if let (Some(jpeg), Ok(mut p)) = (&report.preview, preview_job.lock()) {
+                    *p = vec![jpeg.clone()];
+                }
+                let result = serde_json::to_value(&report).map_err(|e| JobFailure {
+                    error: e.to_string(),
+                    hint: None,
+                })?;
+                Ok(JobOutput {
+                    result,
+                    summary: report.plain_summary(),
+                    changed: Vec::new(),
+                })
+            },
+        )
         .await;
         if job.view().status == JobStatus::Done {
             let preview = preview.lock().map(|p| p.clone()).unwrap_or_default();
@@ -444,7 +448,7 @@ impl AtegnatosServer {
     }
 
     #[tool(
-        description = "After the artist approves the grid: add the LoRA to grimoire/studio.md (trigger, weight, base model, settings) and mark the project COMPLETE.",
+        description = "Once the artist approves the grid: add the LoRA to grimoire/studio.md and mark the project COMPLETE.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,
@@ -452,7 +456,10 @@ impl AtegnatosServer {
             open_world_hint = false
         )
     )]
-    async fn register_lora(&self, Parameters(args): Parameters<RegisterLoraArgs>) -> CallToolResult {
+    async fn register_lora(
+        &self,
+        Parameters(args): Parameters<RegisterLoraArgs>,
+    ) -> CallToolResult {
         let ws = self.shared().workspace.clone();
         if let Err(e) = crate::studio::check_project_name(&args.project) {
             return reply::failure(&e, e.hint());
