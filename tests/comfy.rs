@@ -549,6 +549,21 @@ async fn the_eval_grid_copies_the_lora_and_draws_each_cell_where_it_belongs() {
             }
         }
     }
+    // Each cell's own file is the picture of its graph, none written over.
+    let mut files: Vec<&str> = r.cells.iter().map(|c| c.path.as_str()).collect();
+    files.sort();
+    files.dedup();
+    assert_eq!(files.len(), r.cells.len());
+    for c in &r.cells {
+        let text = &r.prompts.iter().find(|p| p.label == c.prompt).unwrap().text;
+        let pic = image::open(ws.root().join(&c.path)).unwrap().to_rgb8();
+        assert_eq!(
+            pic.get_pixel(0, 0).0,
+            mock::colour(text, f64::from(c.weight), &c.checkpoint),
+            "{}",
+            c.path
+        );
+    }
     let eval_md = std::fs::read_to_string(ws.root().join(&r.eval_md)).unwrap();
     assert!(eval_md.contains("## Verdict"));
     assert!(eval_md.contains("| portrait |"));

@@ -96,10 +96,16 @@ impl ComfyError {
             ComfyError::NotComfy { .. } => "use the address of ComfyUI itself; behind a reverse proxy, give the full base path and make sure the proxy passes the `Host` header and `/ws` WebSockets through".into(),
             ComfyError::Http { .. } => "check that this is a ComfyUI server of version 0.3 or newer, then try again".into(),
             ComfyError::Rejected { problems, .. } => {
-                if problems.iter().any(|p| p.message.contains("is not installed")) {
-                    "install the missing file into the named ComfyUI folder, or pick one it has (comfyui_submit without a workflow lists what is installed)".into()
-                } else if problems.iter().any(|p| p.message.contains("node type")) {
+                let node_type = problems.iter().any(|p| p.message.starts_with("node type"));
+                let file = problems
+                    .iter()
+                    .any(|p| !p.message.starts_with("node type") && p.message.contains("is not installed"));
+                if node_type && file {
+                    "install the custom node (ComfyUI-Manager can) and the missing file into the named ComfyUI folder, or use one of our templates".into()
+                } else if node_type {
                     "install the custom node (ComfyUI-Manager can), or use one of our templates".into()
+                } else if file {
+                    "install the missing file into the named ComfyUI folder, or pick one it has (comfyui_submit without a workflow lists what is installed)".into()
                 } else {
                     "fix the named inputs and submit again".into()
                 }

@@ -661,7 +661,7 @@ pub async fn eval_grid(
             columns: weights.iter().map(|w| format!("{w:.2}")).collect(),
             cells: Vec::new(),
         };
-        for row in &prompts {
+        for (pi, row) in prompts.iter().enumerate() {
             let mut cells = Vec::new();
             for w in &weights {
                 let label = format!("cell {} of {total} ({}, weight {w:.2})", n + 1, row.label);
@@ -695,21 +695,20 @@ pub async fn eval_grid(
                     .first()
                     .cloned()
                     .ok_or(ComfyError::NoOutputs)?;
-                let cell_dir = staging.path().join("cells").join(format!(
-                    "c{}-{}-w{w:.2}",
-                    ci + 1,
-                    slug(&row.label)
-                ));
+                // One file per cell, named by its place in the grid (the
+                // prompt's number keeps two similar labels apart).
+                let stem = format!("c{}-p{}-{}-w{w:.2}", ci + 1, pi + 1, slug(&row.label));
+                let cell_dir = staging.path().join("cells").join(format!(".{stem}"));
                 let saved_cell = follow::download(&client, &[first], &cell_dir).await?;
                 let Some(pic) = saved_cell.into_iter().next() else {
                     return Err(ComfyError::NoOutputs);
                 };
-                let path = cell_dir.with_extension(
-                    pic.path
-                        .extension()
-                        .and_then(|e| e.to_str())
-                        .unwrap_or("png"),
-                );
+                let ext = pic
+                    .path
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .unwrap_or("png");
+                let path = staging.path().join("cells").join(format!("{stem}.{ext}"));
                 std::fs::rename(&pic.path, &path).map_err(|source| StudioError::Write {
                     path: path.clone(),
                     source,
