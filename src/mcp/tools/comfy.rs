@@ -30,26 +30,26 @@ const DEFAULT_TIMEOUT_SECONDS: u64 = 30 * 60;
 /// What to render.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct ComfySubmitArgs {
-    /// Template, saved workflow or .json file; omit (and `graph`) to list them and the server's models.
+    /// Template, saved name or .json file; none: lists them and the models.
     #[serde(default)]
     pub workflow: Option<String>,
-    /// Inline API-format workflow.
+    /// Inline API-format graph.
     #[serde(default)]
     pub graph: Option<Value>,
-    /// By template parameter name, or `node_id.input`.
+    /// By template name or `node_id.input`.
     #[serde(default)]
     pub params: Option<Map<String, Value>>,
-    /// Pictures for the LoadImage nodes, in order.
+    /// For the LoadImage nodes, in order.
     #[serde(default)]
     pub inputs: Option<Vec<String>>,
-    /// Keep it as grimoire/workflows/<save_as>.json.
+    /// Keep as grimoire/workflows/<name>.json.
     #[serde(default)]
     pub save_as: Option<String>,
     #[serde(default)]
     pub project: Option<String>,
     #[serde(default)]
     pub base_model: Option<String>,
-    /// ComfyUI address (else project's, COMFYUI_URL, 127.0.0.1:8188).
+    /// ComfyUI address (default: project's, COMFYUI_URL, :8188).
     #[serde(default)]
     pub server: Option<String>,
     /// Seconds before answering with a job id (default 30).
@@ -258,7 +258,7 @@ impl AtegnatosServer {
 #[tool_router(router = comfy_router, vis = "pub(crate)")]
 impl AtegnatosServer {
     #[tool(
-        description = "Render in the artist's ComfyUI (template, saved workflow, file or inline API graph) with progress; returns output paths and previews. ComfyUI down: the workflow is saved to run later.",
+        description = "Render in the artist's ComfyUI with progress; returns output paths and previews. ComfyUI down: the workflow is saved to run later.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,
@@ -364,7 +364,7 @@ impl AtegnatosServer {
     }
 
     #[tool(
-        description = "Judge a trained LoRA in ComfyUI: test prompts × LoRA weights, fixed seed; returns a labelled contact sheet, writes eval.md for the verdict.",
+        description = "Judge a trained LoRA in ComfyUI: test prompts × LoRA weights, one seed; returns a labelled contact sheet, writes eval.md.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,
