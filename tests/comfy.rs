@@ -336,6 +336,20 @@ async fn cancelling_interrupts_the_prompt_in_comfyui() {
 }
 
 #[tokio::test]
+async fn a_render_that_never_ends_stops_at_its_time_limit_and_keeps_nothing() {
+    // The mock holds the sampler until an interrupt that never comes.
+    let comfy = mock::start(Mode::HoldInSampler).await;
+    let (_d, ws) = workspace();
+    let mut req = template("txt2img", &comfy.url, json!({}));
+    req.timeout = Duration::from_millis(300);
+    let err = submit::submit(&ws, &req, "slow", &NoProgress).await.unwrap_err();
+    assert!(matches!(err, ComfyError::TimedOut { .. }), "{err}");
+    assert!(err.to_string().contains("did not finish within"), "{err}");
+    assert!(err.hint().unwrap().contains("still be rendering"));
+    assert!(outputs(&ws).is_empty(), "{:?}", outputs(&ws));
+}
+
+#[tokio::test]
 async fn comfyui_down_saves_the_workflow_to_run_later() {
     let (_d, ws) = workspace();
     let url = mock::dead_url();

@@ -123,7 +123,7 @@ impl ComfyError {
             ComfyError::Lost { .. } => {
                 "submit the workflow again; ComfyUI keeps its history only in memory".into()
             }
-            ComfyError::TimedOut { .. } => "it may still be rendering in ComfyUI: look there, or submit again with a longer `timeout_seconds`".into(),
+            ComfyError::TimedOut { .. } => "it may still be rendering in ComfyUI: look there (its pictures land in ComfyUI's output folder), or submit again when the queue is shorter".into(),
             ComfyError::NotAnImage { .. } => "make the workflow end in a SaveImage node".into(),
             ComfyError::NoOutputs => "make the workflow end in a SaveImage node".into(),
             ComfyError::Cancelled => return None,
