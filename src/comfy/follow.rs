@@ -275,7 +275,7 @@ pub async fn run_prompt(
                 } else {
                     options.heartbeat_every
                 };
-                check_history = ticks % every.max(1) == 0;
+                check_history = ticks.is_multiple_of(every.max(1));
             }
         }
         if !check_history {
