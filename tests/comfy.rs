@@ -342,7 +342,9 @@ async fn a_render_that_never_ends_stops_at_its_time_limit_and_keeps_nothing() {
     let (_d, ws) = workspace();
     let mut req = template("txt2img", &comfy.url, json!({}));
     req.timeout = Duration::from_millis(300);
-    let err = submit::submit(&ws, &req, "slow", &NoProgress).await.unwrap_err();
+    let err = submit::submit(&ws, &req, "slow", &NoProgress)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ComfyError::TimedOut { .. }), "{err}");
     assert!(err.to_string().contains("did not finish within"), "{err}");
     assert!(err.hint().unwrap().contains("still be rendering"));
