@@ -20,6 +20,7 @@ pub mod backends;
 pub mod bench;
 pub mod clip_bpe;
 pub mod cloud;
+pub mod comfy;
 pub mod dataset;
 pub mod engine;
 pub mod environment;

@@ -86,6 +86,8 @@ enum Attempt {
 
 impl Http {
     pub fn new(provider: ProviderKind, key: ApiKey, timing: &Timing) -> Result<Http, CloudError> {
+        // reqwest is built without a TLS provider of its own: ring, once per process.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .timeout(timing.request_timeout)
             .connect_timeout(timing.request_timeout.min(Duration::from_secs(10)))

@@ -101,7 +101,7 @@ const INSTRUCTIONS: &str = "Ategnatos takes an artist from a folder of pictures 
 The chain: start_project; audit_dataset (fix what it reports); find_duplicates, then quarantine_files for the copies the artist agrees to set aside; \
 caption_preview, the artist approves sample captions (approve_captions), write_captions for the rest; run_gate 1 (dataset); \
 plan_training (explain every parameter), generate_config, run_gate 2 (plan); check_environment (show the artist what to fix), run_gate 3 (environment); \
-dry_run, a few real steps of the exact plan, is run_gate 4 (dry run) with its log; then launch_training, followed with training_status. \
+dry_run, a few real steps of the exact plan, is run_gate 4 (dry run) with its log; then launch_training, followed with training_status; finally eval_grid shows the LoRA at several weights through ComfyUI (comfyui_submit runs any workflow). \
 No local GPU: renting one costs money. spinup_instance without a quote id only quotes; show the artist the offer and the run's cost, and rent (call it again with the quote, the offer and a price cap) only after their explicit yes to that price; teardown_instance when done, list_instances shows what bills. \
 project_status says where a project stands and what is next. estimate_vram answers 'will it fit'; curate_dataset and structure_dataset help shape a set. \
 Every path, in arguments and results, is relative to the workspace root. \

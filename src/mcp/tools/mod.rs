@@ -8,6 +8,7 @@
 mod audit;
 mod captions;
 mod cloud;
+mod comfy;
 mod duplicates;
 mod environment;
 mod gates;
@@ -41,7 +42,8 @@ pub fn router() -> ToolRouter<AtegnatosServer> {
         + AtegnatosServer::training_router()
         + AtegnatosServer::duplicates_router()
         + AtegnatosServer::jobs_router()
-        + AtegnatosServer::cloud_router();
+        + AtegnatosServer::cloud_router()
+        + AtegnatosServer::comfy_router();
     for route in router.map.values_mut() {
         let mut schema = (*route.attr.input_schema).clone();
         super::schema::compact(&mut schema);

@@ -1,0 +1,488 @@
+//! `comfyui_submit`, `eval_grid` and `register_lora`: rendering through the
+//! artist's ComfyUI, judging a trained LoRA on a weight grid, and adding the
+//! approved one to the studio.
+//!
+//! Renders are jobs (they take minutes); results stay small: paths, counts
+//! and JPEG previews (long side ≤ 512 px, the contact sheet ≤ 1024 px).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolResult, ContentBlock};
+use rmcp::service::RequestContext;
+use rmcp::{RoleServer, tool, tool_router};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::super::jobs::{JobFailure, JobOutput, JobStatus};
+use super::super::{AtegnatosServer, reply};
+use crate::comfy::eval::{self, EvalRequest};
+use crate::comfy::register::{self, Approval};
+use crate::comfy::submit::{self, Source, SubmitRequest};
+use crate::comfy::{ComfyClient, ComfyError, inventory, settings, templates};
+use crate::studio::Hint;
+use crate::studio::{Workspace, paths};
+
+/// Longest one render (or one grid cell) may take.
+const DEFAULT_TIMEOUT_SECONDS: u64 = 30 * 60;
+
+/// What to render.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct ComfySubmitArgs {
+    /// Template, saved name or .json file; none: lists them and the models.
+    #[serde(default)]
+    pub workflow: Option<String>,
+    /// Inline API-format graph.
+    #[serde(default)]
+    pub graph: Option<Value>,
+    /// By template name or `node_id.input`.
+    #[serde(default)]
+    pub params: Option<Map<String, Value>>,
+    /// For the LoadImage nodes, in order.
+    #[serde(default)]
+    pub inputs: Option<Vec<String>>,
+    /// Keep as grimoire/workflows/<name>.json.
+    #[serde(default)]
+    pub save_as: Option<String>,
+    #[serde(default)]
+    pub project: Option<String>,
+    #[serde(default)]
+    pub base_model: Option<String>,
+    /// ComfyUI address (default: project's, COMFYUI_URL, :8188).
+    #[serde(default)]
+    pub server: Option<String>,
+    /// Seconds before answering with a job id (default 30).
+    #[serde(default)]
+    pub wait_seconds: Option<u64>,
+}
+
+/// What to evaluate; everything but the project has a default.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct EvalGridArgs {
+    pub project: String,
+    /// Default: the newest run's final LoRA.
+    #[serde(default)]
+    pub lora: Option<String>,
+    /// Up to 3, as ComfyUI names them.
+    #[serde(default)]
+    pub checkpoints: Option<Vec<String>>,
+    /// Default: the training type's five.
+    #[serde(default)]
+    pub prompts: Option<Vec<String>>,
+    /// Default 0.3 0.5 0.7 0.9 1.0.
+    #[serde(default)]
+    pub weights: Option<Vec<f32>>,
+    #[serde(default)]
+    pub seed: Option<u64>,
+    #[serde(default)]
+    pub steps: Option<u32>,
+    #[serde(default)]
+    pub server: Option<String>,
+    /// ComfyUI's folder here, to copy the LoRA into.
+    #[serde(default)]
+    pub comfyui_dir: Option<String>,
+    #[serde(default)]
+    pub wait_seconds: Option<u64>,
+}
+
+/// The artist's approval.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct RegisterLoraArgs {
+    pub project: String,
+    pub recommended_weight: f32,
+    /// In the artist's words.
+    #[serde(default)]
+    pub good_for: Option<String>,
+    /// Default: the newest run's final LoRA.
+    #[serde(default)]
+    pub lora: Option<String>,
+}
+
+/// What `comfyui_submit` lists when given no workflow.
+#[derive(Debug, Serialize)]
+struct Listing {
+    templates: &'static [templates::Template],
+    saved: Vec<String>,
+    /// What the server has installed (absent when it does not answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inventory: Option<inventory::Inventory>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_answering: Option<String>,
+}
+
+fn comfy_failure(e: &ComfyError) -> CallToolResult {
+    reply::failure(e, e.hint())
+}
+
+fn job_failure(e: &ComfyError) -> JobFailure {
+    JobFailure {
+        error: e.to_string(),
+        hint: e.hint(),
+    }
+}
+
+/// A workspace path argument, resolved (it must exist).
+fn existing(ws: &Workspace, given: &str) -> Result<std::path::PathBuf, CallToolResult> {
+    paths::resolve_existing(ws.root(), given).map_err(|e| reply::failure(&e, e.hint()))
+}
+
+/// A name that is a file rather than a template or saved workflow.
+fn names_a_file(workflow: &str) -> bool {
+    workflow.ends_with(".json") || workflow.contains('/') || workflow.contains('\\')
+}
+
+fn with_previews(mut result: CallToolResult, previews: &[Vec<u8>]) -> CallToolResult {
+    for jpeg in previews {
+        let data = base64::engine::general_purpose::STANDARD.encode(jpeg);
+        result.content.push(ContentBlock::image(data, "image/jpeg"));
+    }
+    result
+}
+
+/// Saves `source` as `grimoire/workflows/<name>.json` (API format, checked).
+fn save_workflow(ws: &Workspace, name: &str, source: &Source) -> Result<String, ComfyError> {
+    submit::check_workflow_name(name)?;
+    if templates::find(name).is_some() {
+        return Err(ComfyError::Invalid {
+            message: format!("`{name}` is the name of one of our templates"),
+            hint: "pick another name for your workflow".into(),
+        });
+    }
+    let wf = match source {
+        Source::Inline(v) => crate::comfy::Workflow::from_value(v.clone())?,
+        Source::File(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| ComfyError::Invalid {
+                message: format!("could not read `{}`: {e}", ws.display_path(p)),
+                hint: "check the file's permissions".into(),
+            })?;
+            crate::comfy::Workflow::from_json(&text)?
+        }
+        Source::Named(n) => {
+            return Err(ComfyError::Invalid {
+                message: format!("`{n}` is already a template or saved workflow"),
+                hint: "give a .json file or an inline `graph` to save".into(),
+            });
+        }
+    };
+    let path = submit::workflows_dir(ws).join(format!("{name}.json"));
+    crate::studio::write_atomic(&path, wf.to_pretty().as_bytes())?;
+    Ok(ws.display_path(&path))
+}
+
+/// A fresh output folder name: `<prefix>-<time>`, numbered if taken.
+fn folder_name(ws: &Workspace, prefix: &str) -> String {
+    let clean: String = prefix
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect::<String>()
+        .split('-')
+        .filter(|s| !s.is_empty())
+        .take(4)
+        .collect::<Vec<_>>()
+        .join("-");
+    let clean = if clean.is_empty() {
+        "render".to_string()
+    } else {
+        clean
+    };
+    let stamp = crate::studio::clock::stamp(crate::studio::clock::unix_now());
+    let base = format!("{clean}-{stamp}");
+    let outputs = ws.work_dir().join("outputs");
+    let mut name = base.clone();
+    let mut n = 2;
+    while outputs.join(&name).exists() || outputs.join(format!(".{name}.partial")).exists() {
+        name = format!("{base}-{n}");
+        n += 1;
+    }
+    name
+}
+
+impl AtegnatosServer {
+    /// Templates, saved workflows and, when the server answers, its models.
+    async fn list_workflows(&self, args: &ComfySubmitArgs) -> CallToolResult {
+        let ws = self.shared().workspace.clone();
+        let (url, _) =
+            match settings::resolve_url(args.server.as_deref(), &ws, args.project.as_deref()) {
+                Ok(u) => u,
+                Err(e) => return comfy_failure(&e),
+            };
+        let mut listing = Listing {
+            templates: templates::TEMPLATES,
+            saved: submit::saved_workflows(&ws),
+            inventory: None,
+            not_answering: None,
+        };
+        let client = match ComfyClient::new(url.clone()) {
+            Ok(c) => c,
+            Err(e) => return comfy_failure(&e),
+        };
+        match inventory::fetch(&client).await {
+            Ok(inv) => {
+                if let Err(e) = inventory::save(&ws, &inv) {
+                    return reply::failure(&e, e.hint());
+                }
+                listing.inventory = Some(inv);
+            }
+            Err(e) if e.is_unreachable() => listing.not_answering = Some(e.to_string()),
+            Err(e) => return comfy_failure(&e),
+        }
+        let names: Vec<&str> = templates::TEMPLATES.iter().map(|t| t.name).collect();
+        let mut summary = format!(
+            "{} templates ({}); {} saved workflow{} in grimoire/workflows/. ",
+            names.len(),
+            names.join(", "),
+            listing.saved.len(),
+            if listing.saved.len() == 1 { "" } else { "s" }
+        );
+        match (&listing.inventory, &listing.not_answering) {
+            (Some(inv), _) => summary.push_str(&format!(
+                "{} Saved to grimoire/studio.md.",
+                inv.plain_summary()
+            )),
+            (None, Some(why)) => summary.push_str(&format!(
+                "{why}; its models are unknown (start it and ask again)."
+            )),
+            (None, None) => {}
+        }
+        reply::structured(&listing, summary)
+    }
+}
+
+#[tool_router(router = comfy_router, vis = "pub(crate)")]
+impl AtegnatosServer {
+    #[tool(
+        description = "Render in the artist's ComfyUI with progress; returns output paths and previews. ComfyUI down: the workflow is saved to run later.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = true
+        )
+    )]
+    async fn comfyui_submit(
+        &self,
+        Parameters(args): Parameters<ComfySubmitArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        let ws = self.shared().workspace.clone();
+        let source = match (&args.workflow, &args.graph) {
+            (None, None) => return self.list_workflows(&args).await,
+            (Some(_), Some(_)) => {
+                return reply::failure(
+                    "both `workflow` and `graph` were given",
+                    Some("give one: a workflow name or file, or an inline graph".into()),
+                );
+            }
+            (None, Some(g)) => Source::Inline(g.clone()),
+            (Some(w), None) if names_a_file(w) => match existing(&ws, w) {
+                Ok(p) => Source::File(p),
+                Err(refusal) => return refusal,
+            },
+            (Some(w), None) => Source::Named(w.trim().to_string()),
+        };
+        let mut inputs = Vec::new();
+        for i in args.inputs.iter().flatten() {
+            match existing(&ws, i) {
+                Ok(p) => inputs.push(p),
+                Err(refusal) => return refusal,
+            }
+        }
+        if let Some(project) = &args.project
+            && let Err(e) = crate::studio::check_project_name(project)
+        {
+            return reply::failure(&e, e.hint());
+        }
+        let saved_as = match &args.save_as {
+            Some(name) => match save_workflow(&ws, name, &source) {
+                Ok(path) => Some(path),
+                Err(e) => return comfy_failure(&e),
+            },
+            None => None,
+        };
+        let prefix = match &source {
+            Source::Named(n) => n.clone(),
+            Source::File(p) => p
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("render")
+                .to_string(),
+            Source::Inline(_) => "render".into(),
+        };
+        let req = SubmitRequest {
+            source,
+            params: args.params.clone().unwrap_or_default(),
+            inputs,
+            project: args.project.clone(),
+            base_model: args.base_model.clone(),
+            server: args.server.clone(),
+            timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECONDS),
+        };
+        let previews = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
+        let previews_job = Arc::clone(&previews);
+        let handle = tokio::runtime::Handle::current();
+        let (job, result) = super::run_job(
+            self,
+            "comfyui_submit",
+            args.wait_seconds,
+            &ctx,
+            move |progress| {
+                let folder = folder_name(&ws, &prefix);
+                let report = handle
+                    .block_on(submit::submit(&ws, &req, &folder, progress))
+                    .map_err(|e| job_failure(&e))?;
+                let mut summary = report.plain_summary();
+                if let Some(path) = saved_as {
+                    summary.push_str(&format!(" The workflow is kept as {path}."));
+                }
+                if let Ok(mut p) = previews_job.lock() {
+                    *p = report.previews.clone();
+                }
+                let result = serde_json::to_value(&report).map_err(|e| JobFailure {
+                    error: e.to_string(),
+                    hint: None,
+                })?;
+                Ok(JobOutput {
+                    result,
+                    summary,
+                    changed: Vec::new(),
+                })
+            },
+        )
+        .await;
+        if job.view().status == JobStatus::Done {
+            let previews = previews.lock().map(|p| p.clone()).unwrap_or_default();
+            return with_previews(result, &previews);
+        }
+        result
+    }
+
+    #[tool(
+        description = "Judge a trained LoRA in ComfyUI: test prompts × LoRA weights, one seed; returns a labelled contact sheet, writes eval.md.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = true
+        )
+    )]
+    async fn eval_grid(
+        &self,
+        Parameters(args): Parameters<EvalGridArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        let ws = self.shared().workspace.clone();
+        if let Err(e) = crate::studio::check_project_name(&args.project) {
+            return reply::failure(&e, e.hint());
+        }
+        let lora = match &args.lora {
+            Some(l) => match existing(&ws, l) {
+                Ok(p) => Some(p),
+                Err(refusal) => return refusal,
+            },
+            None => None,
+        };
+        // ComfyUI's own folder lies outside the workspace: it is only read
+        // for `models/loras`, checked before anything is copied there.
+        let comfyui_dir = args.comfyui_dir.as_ref().map(std::path::PathBuf::from);
+        if let Some(d) = &comfyui_dir
+            && !d.is_absolute()
+        {
+            return reply::failure(
+                format!("`{}` is not an absolute folder path", d.display()),
+                Some("give ComfyUI's folder in full, e.g. `/home/me/ComfyUI`".into()),
+            );
+        }
+        let req = EvalRequest {
+            project: args.project.clone(),
+            lora,
+            checkpoints: args.checkpoints.clone().unwrap_or_default(),
+            prompts: args.prompts.clone().unwrap_or_default(),
+            weights: args.weights.clone().unwrap_or_default(),
+            seed: args.seed,
+            steps: args.steps,
+            server: args.server.clone(),
+            comfyui_dir,
+            cell_timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECONDS),
+        };
+        let preview = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
+        let preview_job = Arc::clone(&preview);
+        let handle = tokio::runtime::Handle::current();
+        let project = args.project.clone();
+        let (job, result) = super::run_job(
+            self,
+            "eval_grid",
+            args.wait_seconds,
+            &ctx,
+            move |progress| {
+                let folder = folder_name(&ws, &format!("{project}-eval"));
+                let report = handle
+                    .block_on(eval::eval_grid(&ws, &req, &folder, progress))
+                    .map_err(|e| job_failure(&e))?;
+                if let (Some(jpeg), Ok(mut p)) = (&report.preview, preview_job.lock()) {
+                    *p = vec![jpeg.clone()];
+                }
+                let result = serde_json::to_value(&report).map_err(|e| JobFailure {
+                    error: e.to_string(),
+                    hint: None,
+                })?;
+                Ok(JobOutput {
+                    result,
+                    summary: report.plain_summary(),
+                    changed: Vec::new(),
+                })
+            },
+        )
+        .await;
+        if job.view().status == JobStatus::Done {
+            let preview = preview.lock().map(|p| p.clone()).unwrap_or_default();
+            return with_previews(result, &preview);
+        }
+        result
+    }
+
+    #[tool(
+        description = "Once the artist approves the grid: add the LoRA to grimoire/studio.md and mark the project COMPLETE.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn register_lora(
+        &self,
+        Parameters(args): Parameters<RegisterLoraArgs>,
+    ) -> CallToolResult {
+        let ws = self.shared().workspace.clone();
+        if let Err(e) = crate::studio::check_project_name(&args.project) {
+            return reply::failure(&e, e.hint());
+        }
+        let lora = match &args.lora {
+            Some(l) => match existing(&ws, l) {
+                Ok(p) => Some(p),
+                Err(refusal) => return refusal,
+            },
+            None => None,
+        };
+        let approval = Approval {
+            lora,
+            recommended_weight: args.recommended_weight,
+            good_for: args.good_for.clone(),
+        };
+        match register::register_lora(&ws, &args.project, &approval) {
+            Ok(r) => {
+                let summary = r.plain_summary();
+                reply::structured(&r, summary)
+            }
+            Err(e) => comfy_failure(&e),
+        }
+    }
+}
