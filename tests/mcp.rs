@@ -424,6 +424,10 @@ async fn over_streamable_http() {
         Some(tx),
     ));
     let addr = rx.await.unwrap();
+    // reqwest is built without a TLS provider of its own (see Cargo.toml); a
+    // client, even for plain HTTP, needs one installed first, as our own
+    // ComfyUI and provider clients do.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let transport = StreamableHttpClientTransport::from_uri(format!("http://{addr}/mcp"));
     let rec = Recorder::new(ProtocolVersion::V_2025_06_18);
     let client = rec.clone().serve(transport).await.unwrap();
