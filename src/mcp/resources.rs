@@ -12,12 +12,45 @@ pub fn is_known_scheme(uri: &str) -> bool {
     uri.starts_with(SCHEME)
 }
 
-/// Report files a project folder may serve.
+/// Report files a project folder may serve: its reports, records and logs
+/// (`dry-run.log`).
 fn is_report_file(name: &str) -> bool {
-    (name.ends_with(".md") || name.ends_with(".json"))
+    (name.ends_with(".md") || name.ends_with(".json") || name.ends_with(".log"))
         && !name.starts_with('.')
         && !name.contains('/')
         && !name.contains("..")
+}
+
+fn mime_of(name: &str) -> &'static str {
+    if name.ends_with(".md") {
+        "text/markdown"
+    } else if name.ends_with(".log") {
+        "text/plain"
+    } else {
+        "application/json"
+    }
+}
+
+/// Most of a log a resource shows: its end, where a failure is.
+const LOG_TAIL_BYTES: usize = 32 * 1024;
+
+/// A log as a resource: whole when short, else its last lines (about
+/// [`LOG_TAIL_BYTES`]) after a line saying how much was left out and where
+/// the whole log is. A trainer's log runs to megabytes; what went wrong is at
+/// its end.
+fn log_tail(bytes: &[u8], shown_path: &str) -> String {
+    if bytes.len() <= LOG_TAIL_BYTES {
+        return String::from_utf8_lossy(bytes).into_owned();
+    }
+    let from = bytes.len() - LOG_TAIL_BYTES;
+    let start = bytes[from..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(from, |i| from + i + 1);
+    format!(
+        "[the first {start} bytes are left out; the whole log is {shown_path}]\n{}",
+        String::from_utf8_lossy(&bytes[start..])
+    )
 }
 
 pub fn report_uri(project: &str, file: &str) -> String {
@@ -54,14 +87,9 @@ pub fn list(shared: &Shared) -> Vec<Resource> {
                 .collect();
             names.sort();
             for name in names {
-                let mime = if name.ends_with(".md") {
-                    "text/markdown"
-                } else {
-                    "application/json"
-                };
                 out.push(
                     Resource::new(report_uri(&project, &name), format!("{project} — {name}"))
-                        .with_mime_type(mime),
+                        .with_mime_type(mime_of(&name)),
                 );
             }
         }
@@ -130,16 +158,66 @@ pub fn read(shared: &Shared, uri: &str) -> Result<ReadResourceResult, McpError> 
         let dir = ws
             .project_dir(project)
             .map_err(|e| not_found(uri, &e.to_string()))?;
-        let text = std::fs::read_to_string(dir.join(file))
-            .map_err(|_| not_found(uri, "no such report"))?;
-        let mime = if file.ends_with(".md") {
-            "text/markdown"
+        let bytes = std::fs::read(dir.join(file)).map_err(|_| not_found(uri, "no such report"))?;
+        let text = if file.ends_with(".log") {
+            log_tail(&bytes, &ws.display_path(&dir.join(file)))
         } else {
-            "application/json"
+            String::from_utf8_lossy(&bytes).into_owned()
         };
         return Ok(ReadResourceResult::new(vec![
-            ResourceContents::text(text, uri.to_string()).with_mime_type(mime),
+            ResourceContents::text(text, uri.to_string()).with_mime_type(mime_of(file)),
         ]));
     }
     Err(not_found(uri, "unknown resource"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::studio::Workspace;
+
+    #[test]
+    fn a_dry_run_log_is_served_whole_when_short_and_by_its_end_when_long() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        let shared = Shared::new(Workspace::open(&root).unwrap());
+        let dir = shared.workspace.project_dir("foxes").unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        let uri = report_uri("foxes", "dry-run.log");
+        let read = |uri: &str| match &read(&shared, uri).unwrap().contents[0] {
+            ResourceContents::TextResourceContents {
+                text, mime_type, ..
+            } => (text.clone(), mime_type.clone()),
+            other => panic!("{other:?}"),
+        };
+
+        std::fs::write(dir.join("dry-run.log"), "steps: 1/3 loss=0.12\n").unwrap();
+        assert!(list(&shared).iter().any(|r| r.uri == uri));
+        assert_eq!(
+            read(&uri),
+            (
+                "steps: 1/3 loss=0.12\n".to_string(),
+                Some("text/plain".to_string())
+            )
+        );
+
+        let mut long: String = (0..20_000)
+            .map(|i| format!("step {i} loss=0.1\n"))
+            .collect();
+        long.push_str("torch.OutOfMemoryError: CUDA out of memory\n");
+        std::fs::write(dir.join("dry-run.log"), &long).unwrap();
+        let (text, _) = read(&uri);
+        assert!(text.len() < LOG_TAIL_BYTES + 200, "{}", text.len());
+        assert!(text.starts_with("[the first "), "{}", &text[..80]);
+        assert!(text.contains("grimoire/training/foxes/dry-run.log"));
+        assert!(text.ends_with("CUDA out of memory\n"));
+        // Whole lines only after the note.
+        assert!(text.lines().nth(1).unwrap().starts_with("step "));
+
+        assert!(read_err(&shared, &report_uri("foxes", "../x.log")));
+    }
+
+    fn read_err(shared: &Shared, uri: &str) -> bool {
+        read(shared, uri).is_err()
+    }
 }
