@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use ategnatos::environment::{EnvRequest, check_environment};
 use ategnatos::gates::dry_run::{Gate4Options, run_gate4};
-use ategnatos::gates::environment::{Gate3Options, run_gate3};
 use ategnatos::plan::training::Backend;
 
 use super::progress::Bar;
@@ -98,30 +97,6 @@ pub fn run_dry_run(root: &Path, cmd: DryRunCmd) -> Result<ExitCode, CliError> {
     } else {
         outln!("{}", g.plain_summary());
     }
-    Ok(if g.blockers.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
-}
-
-/// `ategnatos gate 3` and `ategnatos gate 4` with their defaults.
-pub fn run_gate34(root: &Path, gate: u8, project: &str) -> Result<ExitCode, CliError> {
-    if gate == 4 {
-        return run_dry_run(
-            root,
-            DryRunCmd {
-                project: project.to_string(),
-                steps: ategnatos::run::dry_run::DEFAULT_STEPS,
-                stall: None,
-                json: false,
-            },
-        );
-    }
-    let ws = open_workspace(root)?;
-    let g = run_gate3(&ws, project, &Gate3Options::default())
-        .map_err(|e| CliError::new(&e, e.hint()))?;
-    outln!("{}", g.plain_summary());
     Ok(if g.blockers.is_empty() {
         ExitCode::SUCCESS
     } else {

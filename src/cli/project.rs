@@ -245,33 +245,14 @@ pub fn run_gate(
     gpu: Option<&str>,
 ) -> Result<ExitCode, CliError> {
     let ws = open_workspace(root)?;
-    match gate {
-        1 => {
-            let bar = Bar::new();
-            let g = ategnatos::gates::dataset::run_gate1(&ws, project, &bar);
-            bar.finish();
-            let g = g.map_err(|e| CliError::new(&e, e.hint()))?;
-            outln!("{}", g.plain_summary());
-            Ok(if g.blockers.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
-        2 => {
-            let g = ategnatos::gates::config::run_gate2(&ws, project, gpu)
-                .map_err(|e| CliError::new(&e, e.hint()))?;
-            outln!("{}", g.plain_summary());
-            Ok(if g.blockers.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
-        3 | 4 => super::env::run_gate34(root, gate, project),
-        n => Err(CliError::new(
-            format!("there is no gate `{n}`"),
-            Some("gates are numbered 1 (dataset), 2 (plan), 3 (environment), 4 (dry run)".into()),
-        )),
-    }
+    let bar = Bar::new();
+    let g = ategnatos::gates::run_by_number(&ws, project, gate, gpu, &bar);
+    bar.finish();
+    let g = g.map_err(|e| CliError::new(&e, e.hint()))?;
+    outln!("{}", g.summary);
+    Ok(if g.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -21,7 +21,7 @@ pub mod training;
 
 use serde::{Deserialize, Serialize};
 
-use crate::studio::{StudioError, Workspace, clock, write_json_atomic};
+use crate::studio::{Hint, Progress, StudioError, Workspace, clock, write_json_atomic};
 
 /// The four gates, in the order they must pass.
 #[derive(
@@ -251,6 +251,111 @@ pub fn list(ws: &Workspace) -> Vec<GateRecord> {
                 .filter_map(move |g| load(ws, p, g).ok().flatten())
         })
         .collect()
+}
+
+/// One gate's run, whichever gate it was: what the tool and the command
+/// both show.
+#[derive(Debug, Clone)]
+pub struct GateRun {
+    /// The report in plain words.
+    pub summary: String,
+    /// The gate record's resource.
+    pub resource_uri: String,
+    /// Nothing blocks: the gate passed.
+    pub passed: bool,
+    /// The whole report, as the tool returns it.
+    pub report: serde_json::Value,
+}
+
+/// Why a gate could not run at all (a gate that ran and failed is a
+/// [`GateRun`] that did not pass).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct GateRunError {
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Hint for GateRunError {
+    fn hint(&self) -> Option<String> {
+        self.hint.clone()
+    }
+}
+
+impl GateRunError {
+    fn of(e: &impl Hint) -> GateRunError {
+        GateRunError {
+            message: e.to_string(),
+            hint: e.hint(),
+        }
+    }
+}
+
+/// Runs gate `gate` — 1 dataset, 2 training plan, 3 environment, 4 dry run —
+/// for a project, with each gate's defaults (`gpu` is Gate 2's). The one
+/// place a gate is chosen by its number.
+pub fn run_by_number(
+    ws: &Workspace,
+    project: &str,
+    gate: u8,
+    gpu: Option<&str>,
+    progress: &dyn Progress,
+) -> Result<GateRun, GateRunError> {
+    fn run<R: Serialize>(summary: String, uri: &str, passed: bool, report: &R) -> GateRun {
+        GateRun {
+            summary,
+            resource_uri: uri.to_string(),
+            passed,
+            report: serde_json::to_value(report).unwrap_or(serde_json::Value::Null),
+        }
+    }
+    match gate {
+        1 => {
+            let g = dataset::run_gate1(ws, project, progress).map_err(|e| GateRunError::of(&e))?;
+            Ok(run(
+                g.plain_summary(),
+                &g.resource_uri,
+                g.blockers.is_empty(),
+                &g,
+            ))
+        }
+        2 => {
+            let g = config::run_gate2(ws, project, gpu).map_err(|e| GateRunError::of(&e))?;
+            Ok(run(
+                g.plain_summary(),
+                &g.resource_uri,
+                g.blockers.is_empty(),
+                &g,
+            ))
+        }
+        3 => {
+            progress.report(0, None, "checking the GPU, the trainer and its Python");
+            let g = environment::run_gate3(ws, project, &environment::Gate3Options::default())
+                .map_err(|e| GateRunError::of(&e))?;
+            Ok(run(
+                g.plain_summary(),
+                &g.resource_uri,
+                g.blockers.is_empty(),
+                &g,
+            ))
+        }
+        4 => {
+            let g = dry_run::run_gate4(ws, project, &dry_run::Gate4Options::default(), progress)
+                .map_err(|e| GateRunError::of(&e))?;
+            Ok(run(
+                g.plain_summary(),
+                &g.resource_uri,
+                g.blockers.is_empty(),
+                &g,
+            ))
+        }
+        other => Err(GateRunError {
+            message: format!("there is no gate `{other}`"),
+            hint: Some(
+                "gates are numbered 1 (dataset), 2 (plan), 3 (environment), 4 (dry run)".into(),
+            ),
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -6,11 +6,9 @@ use rmcp::service::RequestContext;
 use rmcp::{RoleServer, tool, tool_router};
 use serde::Deserialize;
 
+use super::super::AtegnatosServer;
 use super::super::jobs::{JobFailure, JobOutput};
-use super::super::{AtegnatosServer, reply};
-use crate::gates::dry_run::{Gate4Options, run_gate4};
-use crate::gates::environment::{Gate3Options, run_gate3};
-use crate::studio::{Hint, Progress};
+use crate::studio::Hint;
 
 /// Which gate of which project.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -65,55 +63,18 @@ impl AtegnatosServer {
         let project = args.project.clone();
         let wait = args.wait_seconds;
         let fail = |error: String, hint: Option<String>| JobFailure { error, hint };
-        match args.gate {
-            1 => {
-                let (_job, result) =
-                    super::run_job(self, "run_gate", wait, &ctx, move |progress| {
-                        let g = crate::gates::dataset::run_gate1(&ws, &project, progress)
-                            .map_err(|e| fail(e.to_string(), e.hint()))?;
-                        output(g.plain_summary(), vec![g.resource_uri.clone()], &g)
-                    })
-                    .await;
-                result
-            }
-            2 => {
-                let gpu = args.gpu.clone();
-                let (_job, result) =
-                    super::run_job(self, "run_gate", wait, &ctx, move |_progress| {
-                        let g = crate::gates::config::run_gate2(&ws, &project, gpu.as_deref())
-                            .map_err(|e| fail(e.to_string(), e.hint()))?;
-                        output(g.plain_summary(), vec![g.resource_uri.clone()], &g)
-                    })
-                    .await;
-                result
-            }
-            3 => {
-                let (_job, result) =
-                    super::run_job(self, "run_gate", wait, &ctx, move |progress| {
-                        progress.report(0, None, "checking the GPU, the trainer and its Python");
-                        let g = run_gate3(&ws, &project, &Gate3Options::default())
-                            .map_err(|e| fail(e.to_string(), e.hint()))?;
-                        output(g.plain_summary(), vec![g.resource_uri.clone()], &g)
-                    })
-                    .await;
-                result
-            }
-            4 => {
-                let (_job, result) =
-                    super::run_job(self, "run_gate", wait, &ctx, move |progress| {
-                        let g = run_gate4(&ws, &project, &Gate4Options::default(), progress)
-                            .map_err(|e| fail(e.to_string(), e.hint()))?;
-                        output(g.plain_summary(), vec![g.resource_uri.clone()], &g)
-                    })
-                    .await;
-                result
-            }
-            other => reply::failure(
-                format!("there is no gate `{other}`"),
-                Some(
-                    "gates are numbered 1 (dataset), 2 (plan), 3 (environment), 4 (dry run)".into(),
-                ),
-            ),
-        }
+        let gpu = args.gpu.clone();
+        let gate = args.gate;
+        let (_job, result) = super::run_job(self, "run_gate", wait, &ctx, move |progress| {
+            let g = crate::gates::run_by_number(&ws, &project, gate, gpu.as_deref(), progress)
+                .map_err(|e| fail(e.to_string(), e.hint()))?;
+            Ok(JobOutput {
+                summary: g.summary,
+                changed: vec![g.resource_uri],
+                result: g.report,
+            })
+        })
+        .await;
+        result
     }
 }
