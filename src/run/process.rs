@@ -430,6 +430,14 @@ mod tests {
         };
         let pid = output.trim();
         assert!(pid.parse::<u32>().is_ok(), "{output}");
+        // The kill is sent to the whole group before run_captured returns;
+        // the kernel finishes it a moment later. Wait for that (not for a
+        // fixed time): a grandchild that was never signalled would still be
+        // sleeping when the deadline passes.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !is_gone(pid) && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
         assert!(is_gone(pid), "the grandchild {pid} is still running");
     }
 
