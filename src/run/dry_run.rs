@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::diagnose::{Diagnosis, RunFacts};
+use super::diagnose::Diagnosis;
 use super::monitor::{LossPoint, StopReason, WatchLimits, open_log, watch};
 use super::process::{ExitInfo, ProcessError, Supervised};
 use crate::backends::{GeneratedConfig, shell_quote};
@@ -429,29 +429,11 @@ pub fn dry_run(spec: &DryRunSpec, progress: &dyn Progress) -> Result<DryRunOutco
     };
     let watched = watch(child, spec.generated.backend, &mut log, &limits, progress);
     let steps_done = watched.finite_steps();
-    let facts = RunFacts {
-        batch_size: spec.batch_size,
-        steps_done,
-        steps_wanted: u64::from(spec.steps),
-        ended: match (watched.stopped, watched.exit) {
-            (None, Some(e)) => Some(e.describe()),
-            _ => None,
-        },
-        killed_by: match (watched.stopped, watched.exit) {
-            (None, Some(e)) => e.signal,
-            _ => None,
-        },
-        last_lines: watched.tail.clone(),
-        python: spec
-            .launcher
-            .python
-            .as_ref()
-            .map(|p| p.to_string_lossy().into_owned()),
-    };
-    let diagnosis = match watched.stopped {
-        Some(StopReason::Cancelled) => None,
-        _ => Diagnosis::from_signals(&watched.signals, &facts),
-    };
+    let diagnosis = watched.diagnose(
+        spec.batch_size,
+        u64::from(spec.steps),
+        spec.launcher.python.as_deref(),
+    );
     let exited_cleanly = watched.stopped.is_none() && watched.exit.is_some_and(|e| e.success());
     let passed = exited_cleanly && diagnosis.is_none() && steps_done >= u64::from(MIN_STEPS);
     Ok(DryRunOutcome {

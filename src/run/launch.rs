@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::diagnose::{Diagnosis, RunFacts};
 use super::dry_run::{Launcher, program};
 use super::monitor::{StopReason, WatchLimits, open_log, watch};
 use super::process::{ProcessError, Supervised};
@@ -269,29 +268,11 @@ pub fn train(spec: &LaunchSpec, progress: &dyn Progress) -> Result<RunRecord, La
     };
     let watched = watch(child, spec.generated.backend, &mut log, &limits, progress);
     let steps_done = watched.finite_steps();
-    let facts = RunFacts {
-        batch_size: spec.batch_size,
-        steps_done,
-        steps_wanted: spec.total_steps,
-        ended: match (watched.stopped, watched.exit) {
-            (None, Some(e)) => Some(e.describe()),
-            _ => None,
-        },
-        killed_by: match (watched.stopped, watched.exit) {
-            (None, Some(e)) => e.signal,
-            _ => None,
-        },
-        last_lines: watched.tail.clone(),
-        python: spec
-            .launcher
-            .python
-            .as_ref()
-            .map(|p| p.to_string_lossy().into_owned()),
-    };
-    let diagnosis = match watched.stopped {
-        Some(StopReason::Cancelled) => None,
-        _ => Diagnosis::from_signals(&watched.signals, &facts),
-    };
+    let diagnosis = watched.diagnose(
+        spec.batch_size,
+        spec.total_steps,
+        spec.launcher.python.as_deref(),
+    );
     let finite: Vec<f64> = watched.points.iter().filter_map(|p| p.loss).collect();
     record.steps_done = steps_done;
     record.first_loss = finite.first().copied();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::diagnose::{FailureKind, Signal, classify_line};
+use super::diagnose::{Diagnosis, FailureKind, RunFacts, Signal, classify_line};
 use super::process::{Event, ExitInfo, Next, Supervised};
 use super::progress::{images_in, parse_step};
 use crate::plan::training::Backend;
@@ -78,6 +78,31 @@ impl Watched {
             .collect();
         steps.dedup();
         steps.len() as u64
+    }
+
+    /// What went wrong, from what the trainer printed and how it ended; `None`
+    /// when nothing did, or when the person stopped it. `python` is the
+    /// trainer's, for the pip line of a missing module.
+    pub fn diagnose(
+        &self,
+        batch_size: u32,
+        steps_wanted: u64,
+        python: Option<&Path>,
+    ) -> Option<Diagnosis> {
+        if self.stopped == Some(StopReason::Cancelled) {
+            return None;
+        }
+        let ended_by_itself = self.exit.filter(|_| self.stopped.is_none());
+        let facts = RunFacts {
+            batch_size,
+            steps_done: self.finite_steps(),
+            steps_wanted,
+            ended: ended_by_itself.map(|e| e.describe()),
+            killed_by: ended_by_itself.and_then(|e| e.signal),
+            last_lines: self.tail.clone(),
+            python: python.map(|p| p.to_string_lossy().into_owned()),
+        };
+        Diagnosis::from_signals(&self.signals, &facts)
     }
 }
 

@@ -8,9 +8,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine as _;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, ContentBlock};
+use rmcp::model::CallToolResult;
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, tool, tool_router};
 use serde::{Deserialize, Serialize};
@@ -131,14 +130,6 @@ fn existing(ws: &Workspace, given: &str) -> Result<std::path::PathBuf, CallToolR
 /// A name that is a file rather than a template or saved workflow.
 fn names_a_file(workflow: &str) -> bool {
     workflow.ends_with(".json") || workflow.contains('/') || workflow.contains('\\')
-}
-
-fn with_previews(mut result: CallToolResult, previews: &[Vec<u8>]) -> CallToolResult {
-    for jpeg in previews {
-        let data = base64::engine::general_purpose::STANDARD.encode(jpeg);
-        result.content.push(ContentBlock::image(data, "image/jpeg"));
-    }
-    result
 }
 
 /// Saves `source` as `grimoire/workflows/<name>.json` (API format, checked).
@@ -359,7 +350,7 @@ impl AtegnatosServer {
         .await;
         if job.view().status == JobStatus::Done {
             let previews = previews.lock().map(|p| p.clone()).unwrap_or_default();
-            return with_previews(result, &previews);
+            return super::with_previews(result, &previews);
         }
         result
     }
@@ -443,7 +434,7 @@ impl AtegnatosServer {
         .await;
         if job.view().status == JobStatus::Done {
             let preview = preview.lock().map(|p| p.clone()).unwrap_or_default();
-            return with_previews(result, &preview);
+            return super::with_previews(result, &preview);
         }
         result
     }

@@ -2,9 +2,8 @@
 //! `curate_dataset`, `structure_dataset`: copies, setting pictures aside,
 //! variety, and the kohya layout.
 
-use base64::Engine;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, ContentBlock};
+use rmcp::model::CallToolResult;
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, tool, tool_router};
 use serde::Deserialize;
@@ -126,16 +125,6 @@ fn job_failure(error: impl std::fmt::Display, hint: Option<String>) -> JobFailur
     }
 }
 
-/// Adds contact-sheet previews, when the job carried them, to a finished result.
-fn with_previews(mut result: CallToolResult, previews: &[String]) -> CallToolResult {
-    for jpeg in previews {
-        result
-            .content
-            .push(ContentBlock::image(jpeg.clone(), "image/jpeg"));
-    }
-    result
-}
-
 #[tool_router(router = duplicates_router, vis = "pub(crate)")]
 impl AtegnatosServer {
     #[tool(
@@ -169,7 +158,7 @@ impl AtegnatosServer {
             contact_sheets: args.contact_sheets.unwrap_or(true),
             ..ShowOptions::tool_default()
         };
-        let previews = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let previews = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Vec<u8>>::new()));
         let previews_job = std::sync::Arc::clone(&previews);
         let (job, result) = super::run_job(
             self,
@@ -184,25 +173,15 @@ impl AtegnatosServer {
                     summary.push_str(&format!(" ({note}.)"));
                 }
                 if let Ok(mut p) = previews_job.lock() {
-                    *p = shown
-                        .previews
-                        .iter()
-                        .map(|j| base64::engine::general_purpose::STANDARD.encode(j))
-                        .collect();
+                    *p = shown.previews.clone();
                 }
-                let result =
-                    serde_json::to_value(&shown.report).map_err(|e| job_failure(e, None))?;
-                Ok(JobOutput {
-                    result,
-                    summary,
-                    changed: Vec::new(),
-                })
+                super::output(summary, Vec::new(), &shown.report)
             },
         )
         .await;
         if job.view().status == JobStatus::Done {
             let previews = previews.lock().map(|p| p.clone()).unwrap_or_default();
-            return with_previews(result, &previews);
+            return super::with_previews(result, &previews);
         }
         result
     }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::super::AtegnatosServer;
 use super::super::jobs::JobFailure;
-use super::gates::output;
+use super::output;
 use crate::environment::{EnvRequest, check_environment};
 use crate::gates::dry_run::{Gate4Options, run_gate4};
 use crate::plan::training::Backend;

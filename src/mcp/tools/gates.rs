@@ -26,23 +26,6 @@ pub struct RunGateArgs {
     pub wait_seconds: Option<u64>,
 }
 
-/// A job's result from a serialisable gate report.
-pub(crate) fn output<T: serde::Serialize>(
-    summary: String,
-    changed: Vec<String>,
-    report: &T,
-) -> Result<JobOutput, JobFailure> {
-    let result = serde_json::to_value(report).map_err(|e| JobFailure {
-        error: e.to_string(),
-        hint: None,
-    })?;
-    Ok(JobOutput {
-        summary,
-        changed,
-        result,
-    })
-}
-
 #[tool_router(router = gates_router, vis = "pub(crate)")]
 impl AtegnatosServer {
     #[tool(

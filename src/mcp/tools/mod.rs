@@ -75,6 +75,36 @@ where
     }
 }
 
+/// A job's output from a serialisable report.
+pub(crate) fn output<T: serde::Serialize>(
+    summary: String,
+    changed: Vec<String>,
+    report: &T,
+) -> Result<JobOutput, JobFailure> {
+    let result = serde_json::to_value(report).map_err(|e| JobFailure {
+        error: e.to_string(),
+        hint: None,
+    })?;
+    Ok(JobOutput {
+        summary,
+        changed,
+        result,
+    })
+}
+
+/// Adds JPEG previews, when a finished job carried them, to its result as
+/// image blocks.
+pub(crate) fn with_previews(mut result: CallToolResult, previews: &[Vec<u8>]) -> CallToolResult {
+    use base64::Engine;
+    for jpeg in previews {
+        let data = base64::engine::general_purpose::STANDARD.encode(jpeg);
+        result
+            .content
+            .push(rmcp::model::ContentBlock::image(data, "image/jpeg"));
+    }
+    result
+}
+
 /// Default bounded wait for a tool that starts a job.
 pub const DEFAULT_WAIT_SECONDS: u64 = 30;
 /// Longest wait a caller may ask for (clients time out around a few minutes).

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::super::jobs::JobFailure;
 use super::super::{AtegnatosServer, reply};
-use super::gates::output;
+use super::output;
 use crate::gates::training::{TrainingOptions, launch_training, training_status};
 use crate::studio::Hint;
 
