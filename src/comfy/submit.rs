@@ -436,3 +436,66 @@ pub async fn submit(
     }
     Ok(report)
 }
+/// Saves `source` as `grimoire/workflows/<name>.json` (API format, checked).
+pub fn save_workflow(ws: &Workspace, name: &str, source: &Source) -> Result<String, ComfyError> {
+    check_workflow_name(name)?;
+    if templates::find(name).is_some() {
+        return Err(ComfyError::Invalid {
+            message: format!("`{name}` is the name of one of our templates"),
+            hint: "pick another name for your workflow".into(),
+        });
+    }
+    let wf = match source {
+        Source::Inline(v) => Workflow::from_value(v.clone())?,
+        Source::File(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| ComfyError::Invalid {
+                message: format!("could not read `{}`: {e}", ws.display_path(p)),
+                hint: "check the file's permissions".into(),
+            })?;
+            Workflow::from_json(&text)?
+        }
+        Source::Named(n) => {
+            return Err(ComfyError::Invalid {
+                message: format!("`{n}` is already a template or saved workflow"),
+                hint: "give a .json file or an inline `graph` to save".into(),
+            });
+        }
+    };
+    let path = workflows_dir(ws).join(format!("{name}.json"));
+    write_atomic(&path, wf.to_pretty().as_bytes())?;
+    Ok(ws.display_path(&path))
+}
+
+/// A fresh output folder name: `<prefix>-<time>`, numbered if taken.
+pub fn output_folder_name(ws: &Workspace, prefix: &str) -> String {
+    let clean: String = prefix
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect::<String>()
+        .split('-')
+        .filter(|s| !s.is_empty())
+        .take(4)
+        .collect::<Vec<_>>()
+        .join("-");
+    let clean = if clean.is_empty() {
+        "render".to_string()
+    } else {
+        clean
+    };
+    let stamp = crate::studio::clock::stamp(crate::studio::clock::unix_now());
+    let base = format!("{clean}-{stamp}");
+    let outputs = ws.work_dir().join("outputs");
+    let mut name = base.clone();
+    let mut n = 2;
+    while outputs.join(&name).exists() || outputs.join(format!(".{name}.partial")).exists() {
+        name = format!("{base}-{n}");
+        n += 1;
+    }
+    name
+}

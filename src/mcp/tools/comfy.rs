@@ -132,70 +132,6 @@ fn names_a_file(workflow: &str) -> bool {
     workflow.ends_with(".json") || workflow.contains('/') || workflow.contains('\\')
 }
 
-/// Saves `source` as `grimoire/workflows/<name>.json` (API format, checked).
-fn save_workflow(ws: &Workspace, name: &str, source: &Source) -> Result<String, ComfyError> {
-    submit::check_workflow_name(name)?;
-    if templates::find(name).is_some() {
-        return Err(ComfyError::Invalid {
-            message: format!("`{name}` is the name of one of our templates"),
-            hint: "pick another name for your workflow".into(),
-        });
-    }
-    let wf = match source {
-        Source::Inline(v) => crate::comfy::Workflow::from_value(v.clone())?,
-        Source::File(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| ComfyError::Invalid {
-                message: format!("could not read `{}`: {e}", ws.display_path(p)),
-                hint: "check the file's permissions".into(),
-            })?;
-            crate::comfy::Workflow::from_json(&text)?
-        }
-        Source::Named(n) => {
-            return Err(ComfyError::Invalid {
-                message: format!("`{n}` is already a template or saved workflow"),
-                hint: "give a .json file or an inline `graph` to save".into(),
-            });
-        }
-    };
-    let path = submit::workflows_dir(ws).join(format!("{name}.json"));
-    crate::studio::write_atomic(&path, wf.to_pretty().as_bytes())?;
-    Ok(ws.display_path(&path))
-}
-
-/// A fresh output folder name: `<prefix>-<time>`, numbered if taken.
-fn folder_name(ws: &Workspace, prefix: &str) -> String {
-    let clean: String = prefix
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect::<String>()
-        .split('-')
-        .filter(|s| !s.is_empty())
-        .take(4)
-        .collect::<Vec<_>>()
-        .join("-");
-    let clean = if clean.is_empty() {
-        "render".to_string()
-    } else {
-        clean
-    };
-    let stamp = crate::studio::clock::stamp(crate::studio::clock::unix_now());
-    let base = format!("{clean}-{stamp}");
-    let outputs = ws.work_dir().join("outputs");
-    let mut name = base.clone();
-    let mut n = 2;
-    while outputs.join(&name).exists() || outputs.join(format!(".{name}.partial")).exists() {
-        name = format!("{base}-{n}");
-        n += 1;
-    }
-    name
-}
-
 impl AtegnatosServer {
     /// Templates, saved workflows and, when the server answers, its models.
     async fn list_workflows(&self, args: &ComfySubmitArgs) -> CallToolResult {
@@ -292,7 +228,7 @@ impl AtegnatosServer {
             return reply::failure(&e, e.hint());
         }
         let saved_as = match &args.save_as {
-            Some(name) => match save_workflow(&ws, name, &source) {
+            Some(name) => match submit::save_workflow(&ws, name, &source) {
                 Ok(path) => Some(path),
                 Err(e) => return comfy_failure(&e),
             },
@@ -325,7 +261,7 @@ impl AtegnatosServer {
             args.wait_seconds,
             &ctx,
             move |progress| {
-                let folder = folder_name(&ws, &prefix);
+                let folder = submit::output_folder_name(&ws, &prefix);
                 let report = handle
                     .block_on(submit::submit(&ws, &req, &folder, progress))
                     .map_err(|e| job_failure(&e))?;
@@ -413,7 +349,7 @@ impl AtegnatosServer {
             args.wait_seconds,
             &ctx,
             move |progress| {
-                let folder = folder_name(&ws, &format!("{project}-eval"));
+                let folder = submit::output_folder_name(&ws, &format!("{project}-eval"));
                 let report = handle
                     .block_on(eval::eval_grid(&ws, &req, &folder, progress))
                     .map_err(|e| job_failure(&e))?;
