@@ -59,6 +59,11 @@ enum Command {
     Train(cli::env::TrainCmd),
     /// Where the project's newest training run stands.
     Status(cli::env::StatusCmd),
+    /// Stop the project's running training (its whole process group).
+    Cancel(cli::env::CancelCmd),
+    /// Supervise one training run (started by `train`; not for people).
+    #[command(hide = true)]
+    Supervise { run_dir: PathBuf },
     /// Find near-duplicate pictures (copies, resized, re-saved, cropped, mirrored).
     Duplicates(cli::dedup::DuplicatesCmd),
     /// Set files aside in workspace/quarantine/ (captions go along); never deletes.
@@ -103,6 +108,8 @@ fn main() -> ExitCode {
         Command::DryRun(cmd) => cli::env::run_dry_run(&cli.root, cmd),
         Command::Train(cmd) => cli::env::run_train(&cli.root, cmd),
         Command::Status(cmd) => cli::env::run_status(&cli.root, cmd),
+        Command::Cancel(cmd) => cli::env::run_cancel(&cli.root, cmd),
+        Command::Supervise { run_dir } => cli::env::run_supervise(&run_dir),
         Command::Duplicates(cmd) => cli::dedup::duplicates(&cli.root, cmd),
         Command::Quarantine(cmd) => cli::dedup::quarantine(&cli.root, cmd),
         Command::Restore(cmd) => cli::dedup::restore(&cli.root, cmd),

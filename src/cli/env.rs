@@ -112,21 +112,45 @@ pub struct TrainCmd {
     /// Stop the trainer when it prints nothing for this many seconds.
     #[arg(long, value_name = "SECONDS")]
     stall: Option<u64>,
-    /// Print the result as JSON, as the MCP tool returns it.
+    /// Start it and return at once, without following it.
+    #[arg(long)]
+    detach: bool,
+    /// Print the result as JSON, as the MCP tools return it.
     #[arg(long)]
     json: bool,
 }
 
+/// How long the command line follows a run (it ends or the person stops
+/// following with Ctrl-C; the run goes on either way).
+const FOLLOW: Duration = Duration::from_secs(30 * 24 * 3600);
+
 pub fn run_train(root: &Path, cmd: TrainCmd) -> Result<ExitCode, CliError> {
-    use ategnatos::gates::training::{TrainingOptions, launch_training};
+    use ategnatos::gates::training::{TrainingOptions, launch_training, training_status};
     use ategnatos::run::launch::RunState;
     let ws = open_workspace(root)?;
     let mut options = TrainingOptions::default();
     if let Some(s) = cmd.stall {
         options.stall = Duration::from_secs(s.max(1));
     }
+    let launched =
+        launch_training(&ws, &cmd.project, &options).map_err(|e| CliError::new(&e, e.hint()))?;
+    if cmd.detach {
+        if cmd.json {
+            print_json(&launched)?;
+        } else {
+            outln!("{}", launched.summary);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !cmd.json {
+        outln!("{}", launched.summary);
+        outln!(
+            "Following it here; Ctrl-C stops following, not the run (`ategnatos cancel {}` stops it).",
+            cmd.project
+        );
+    }
     let bar = Bar::new();
-    let run = launch_training(&ws, &cmd.project, &options, &bar);
+    let run = training_status(&ws, &cmd.project, Some(FOLLOW), &bar);
     bar.finish();
     let run = run.map_err(|e| CliError::new(&e, e.hint()))?;
     if cmd.json {
@@ -146,6 +170,9 @@ pub fn run_train(root: &Path, cmd: TrainCmd) -> Result<ExitCode, CliError> {
 pub struct StatusCmd {
     /// The project.
     project: String,
+    /// Wait up to this many seconds for a running run to end, showing its steps.
+    #[arg(long, value_name = "SECONDS")]
+    wait: Option<u64>,
     /// Print the result as JSON, as the MCP tool returns it.
     #[arg(long)]
     json: bool,
@@ -153,7 +180,36 @@ pub struct StatusCmd {
 
 pub fn run_status(root: &Path, cmd: StatusCmd) -> Result<ExitCode, CliError> {
     let ws = open_workspace(root)?;
-    let run = ategnatos::gates::training::training_status(&ws, &cmd.project)
+    let bar = Bar::new();
+    let run = ategnatos::gates::training::training_status(
+        &ws,
+        &cmd.project,
+        cmd.wait.map(Duration::from_secs),
+        &bar,
+    );
+    bar.finish();
+    let run = run.map_err(|e| CliError::new(&e, e.hint()))?;
+    if cmd.json {
+        print_json(&run)?;
+    } else {
+        outln!("{}", run.plain_summary());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ategnatos cancel`: stop the project's running training.
+#[derive(clap::Args)]
+pub struct CancelCmd {
+    /// The project.
+    project: String,
+    /// Print the result as JSON, as the MCP tool returns it.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run_cancel(root: &Path, cmd: CancelCmd) -> Result<ExitCode, CliError> {
+    let ws = open_workspace(root)?;
+    let run = ategnatos::gates::training::cancel_training(&ws, &cmd.project)
         .map_err(|e| CliError::new(&e, e.hint()))?;
     if cmd.json {
         print_json(&run)?;
@@ -161,4 +217,16 @@ pub fn run_status(root: &Path, cmd: StatusCmd) -> Result<ExitCode, CliError> {
         outln!("{}", run.plain_summary());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `ategnatos supervise RUN_DIR`: the supervisor of one run, started by
+/// `train` (and the `launch_training` tool) in a session of its own.
+pub fn run_supervise(run_dir: &Path) -> Result<ExitCode, CliError> {
+    let run =
+        ategnatos::run::supervisor::supervise(run_dir).map_err(|e| CliError::new(&e, e.hint()))?;
+    Ok(if run.state == ategnatos::run::launch::RunState::Complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -85,6 +85,9 @@ pub struct Choices {
     learning_rate: Option<f64>,
     #[arg(long)]
     epochs: Option<u32>,
+    /// Save a checkpoint every this many epochs.
+    #[arg(long)]
+    save_every: Option<u32>,
     #[arg(long)]
     repeats: Option<u32>,
     #[arg(long = "batch")]
@@ -138,6 +141,7 @@ impl Choices {
             optimizer: self.optimizer,
             learning_rate: self.learning_rate,
             epochs: self.epochs,
+            save_every_epochs: self.save_every,
             repeats: self.repeats,
             batch_size: self.batch_size,
             resolution: self.resolution,

@@ -15,7 +15,6 @@ pub mod client;
 mod error;
 pub mod eval;
 pub mod follow;
-pub mod font;
 pub mod inventory;
 pub mod preview;
 pub mod register;

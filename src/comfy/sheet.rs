@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use image::{Rgb, RgbImage};
 
-use super::font::{self, draw_text, fit, line_height, text_width};
 use super::preview;
+use crate::studio::font::{self, draw_text, fit, line_height, text_width};
 
 const BACKGROUND: Rgb<u8> = Rgb([24, 24, 28]);
 const TEXT: Rgb<u8> = Rgb([235, 235, 235]);

@@ -42,6 +42,12 @@ pub struct Shared {
     updates: broadcast::Sender<String>,
     /// Provider URLs and keys (from the environment) for the cloud tools.
     pub cloud: crate::cloud::CloudConfig,
+    /// Whether the task that publishes training runs' changes is running.
+    runs_watched: std::sync::atomic::AtomicBool,
+    /// This program, for the processes the server starts (a training run's
+    /// supervisor); unset, the running executable. Tests that serve from
+    /// their own binary set it to `ategnatos`.
+    pub exe: std::sync::OnceLock<std::path::PathBuf>,
 }
 
 impl Shared {
@@ -60,7 +66,38 @@ impl Shared {
             announced: Mutex::new(std::collections::HashSet::new()),
             updates: broadcast::channel(256).0,
             cloud,
+            runs_watched: std::sync::atomic::AtomicBool::new(false),
+            exe: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Starts (once) a task that publishes `ategnatos://runs/...` whenever a
+    /// run's record changes: runs are written by their own supervisors, not
+    /// by this server, so their changes are found by looking.
+    pub fn watch_runs(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.runs_watched.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let shared = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut seen: HashMap<String, std::time::SystemTime> = HashMap::new();
+            let mut first = true;
+            loop {
+                let ws = shared.workspace.clone();
+                let stamps = tokio::task::spawn_blocking(move || resources::run_stamps(&ws))
+                    .await
+                    .unwrap_or_default();
+                for (uri, stamp) in stamps {
+                    let changed = seen.insert(uri.clone(), stamp) != Some(stamp);
+                    if changed && !first {
+                        shared.publish(&uri).await;
+                    }
+                }
+                first = false;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
     }
 
     /// Tells every subscriber of `uri` that it changed, and every client that
@@ -223,6 +260,9 @@ impl ServerHandler for AtegnatosServer {
                 format!("`{}` is not an Ategnatos resource URI", request.uri),
                 None,
             ));
+        }
+        if request.uri.starts_with("ategnatos://runs/") {
+            self.shared.watch_runs();
         }
         self.shared
             .subscribers

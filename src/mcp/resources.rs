@@ -1,4 +1,5 @@
-//! `ategnatos://` resources: gate records, project reports and jobs.
+//! `ategnatos://` resources: gate records, project reports, training runs
+//! and jobs.
 
 use rmcp::ErrorData as McpError;
 use rmcp::model::{ReadResourceResult, Resource, ResourceContents, ResourceTemplate};
@@ -57,6 +58,54 @@ pub fn report_uri(project: &str, file: &str) -> String {
     format!("{SCHEME}projects/{project}/reports/{file}")
 }
 
+/// The newest runs of each project (three at most): uri, project, id.
+fn run_uris(ws: &crate::studio::Workspace) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let Ok(projects) = std::fs::read_dir(ws.grimoire().join("training")) else {
+        return out;
+    };
+    let mut projects: Vec<String> = projects
+        .filter_map(|e| e.ok()?.file_name().to_str().map(String::from))
+        .collect();
+    projects.sort();
+    for project in projects {
+        let Ok(runs) =
+            std::fs::read_dir(ws.grimoire().join("training").join(&project).join("runs"))
+        else {
+            continue;
+        };
+        let mut ids: Vec<String> = runs
+            .filter_map(|e| e.ok()?.file_name().to_str().map(String::from))
+            .collect();
+        ids.sort();
+        for id in ids.into_iter().rev().take(3) {
+            out.push((
+                crate::gates::training::run_uri(&project, &id),
+                project.clone(),
+                id,
+            ));
+        }
+    }
+    out
+}
+
+/// When each listed run's record last changed.
+pub fn run_stamps(ws: &crate::studio::Workspace) -> Vec<(String, std::time::SystemTime)> {
+    run_uris(ws)
+        .into_iter()
+        .filter_map(|(uri, project, id)| {
+            let path = ws
+                .grimoire()
+                .join("training")
+                .join(&project)
+                .join("runs")
+                .join(&id)
+                .join(crate::run::launch::RunFiles::RECORD);
+            Some((uri, std::fs::metadata(path).ok()?.modified().ok()?))
+        })
+        .collect()
+}
+
 pub fn list(shared: &Shared) -> Vec<Resource> {
     let ws = &shared.workspace;
     let mut out = Vec::new();
@@ -94,6 +143,12 @@ pub fn list(shared: &Shared) -> Vec<Resource> {
             }
         }
     }
+    for (uri, project, id) in run_uris(ws) {
+        out.push(
+            Resource::new(uri, format!("{project} — training run {id}"))
+                .with_mime_type("application/json"),
+        );
+    }
     for job in shared.jobs.all() {
         out.push(
             Resource::new(job.uri(), format!("job {} ({})", job.id, job.kind))
@@ -111,6 +166,9 @@ pub fn templates() -> Vec<ResourceTemplate> {
             .with_description("The stored result of gate 1-4 (dataset, config, environment, dry_run) of a training project: PASS/FAIL, findings, time, fingerprint."),
         ResourceTemplate::new(format!("{SCHEME}projects/{{name}}/reports/{{file}}"), "report")
             .with_description("A report of a training project (audit.json, dataset-report.md, config.md, ...)."),
+        ResourceTemplate::new(format!("{SCHEME}runs/{{name}}/{{id}}"), "run")
+            .with_mime_type("application/json")
+            .with_description("A training run: state, epoch, step, loss, warnings, checkpoints; updated as it trains (subscribe)."),
         ResourceTemplate::new(format!("{SCHEME}jobs/{{id}}"), "job")
             .with_mime_type("application/json")
             .with_description("A long-running job: status, progress and, when done, its result."),
@@ -141,6 +199,19 @@ pub fn read(shared: &Shared, uri: &str) -> Result<ReadResourceResult, McpError> 
             Ok(None) => Err(not_found(uri, "that gate has not run yet for this project")),
             Err(e) => Err(McpError::internal_error(e.to_string(), None)),
         };
+    }
+    if let Some(rest) = uri.strip_prefix(&format!("{SCHEME}runs/"))
+        && let Some((project, id)) = rest.split_once('/')
+    {
+        let dir = ws
+            .project_dir(project)
+            .map_err(|e| not_found(uri, &e.to_string()))?;
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit() || c == '-') {
+            return Err(not_found(uri, "not a run id"));
+        }
+        let dir = crate::run::launch::run_dir(&dir, id);
+        let run = crate::run::launch::load(&dir).ok_or_else(|| not_found(uri, "no such run"))?;
+        return json_contents(uri, &crate::run::launch::refreshed(run, &dir));
     }
     if let Some(id) = uri.strip_prefix(&format!("{SCHEME}jobs/")) {
         let job = shared

@@ -115,6 +115,25 @@ fn quoted_after(line: &str, after: &str, quotes: &[char]) -> Option<String> {
     Some(inner[..end].to_string())
 }
 
+/// What the end of a log says went wrong, in words (`out of GPU memory:
+/// <the line>`), from its last lines; `None` when nothing there does.
+pub fn explain_log(path: &std::path::Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)))
+        .ok()?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let best = text
+        .split(['\n', '\r'])
+        .filter_map(classify_line)
+        .min_by_key(|s| s.kind.rank())?;
+    let evidence: String = best.evidence.chars().take(200).collect();
+    Some(format!("{}: {}", best.kind.words(), evidence.trim()))
+}
+
 /// What `line` says went wrong, if anything.
 pub fn classify_line(line: &str) -> Option<Signal> {
     let lower = line.to_ascii_lowercase();

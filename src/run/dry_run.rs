@@ -37,7 +37,7 @@ pub const DEFAULT_STALL: Duration = Duration::from_secs(600);
 pub const DEFAULT_LIMIT: Duration = Duration::from_secs(3600);
 
 /// How to start the backend on this machine (from Gate 3's snapshot).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Launcher {
     /// The trainer's own folder (entry scripts); the working folder of the run.
     pub install_dir: Option<PathBuf>,

@@ -1,30 +1,34 @@
-//! A training run: the exact command Gate 2 wrote, on the configs as they
-//! are, started as a supervised child in its own process group and watched
-//! by the same [`monitor`](super::monitor) as the dry run, with its output
-//! in `grimoire/training/<name>/runs/<run-id>/train.log` and its record in
-//! `run.json` beside it (written when it starts, with the process id, and
-//! when it ends). A NaN loss stops it (kohya and ai-toolkit would train on);
-//! so does silence past the stall limit. Whether it may start at all is
-//! the gates' decision (`gates::chain::require_all_fresh`), made before.
+//! A training run's record and its start. A run is watched by a supervisor
+//! of its own — this program again, as `ategnatos supervise <run dir>`, in
+//! a session of its own — so it goes on when the MCP client goes away or
+//! the server restarts: the server only starts it ([`start`]), reads its
+//! record (`run.json`, written by the supervisor alone once it runs), and
+//! asks it to stop ([`cancel`]). The supervisor itself is in
+//! [`supervisor`](super::supervisor). Whether a run may start at all is the
+//! gates' decision (`gates::chain::require_all_fresh`), made before.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::dry_run::{Launcher, program};
-use super::monitor::{StopReason, WatchLimits, open_log, watch};
-use super::process::{ProcessError, Supervised};
-use crate::backends::{GeneratedConfig, shell_quote};
+use super::checkpoints::Checkpoint;
+use super::dry_run::Launcher;
+use super::process::ProcessError;
+use super::trend::TrendWarning;
+use crate::backends::GeneratedConfig;
 use crate::plan::training::Backend;
 use crate::studio::Hint;
-use crate::studio::{Progress, StudioError, clock, write_json_atomic};
+use crate::studio::{StudioError, clock, write_atomic, write_json_atomic};
 
 /// Silence after which a training run counts as hung.
 pub const DEFAULT_STALL: Duration = Duration::from_secs(1800);
 /// The longest a run may take.
 pub const DEFAULT_LIMIT: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Out-of-memory retries, each at half the batch.
+pub const MAX_OOM_RETRIES: u32 = 3;
+/// Time between asking a trainer to stop and killing it.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(20);
 
 /// Where a run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -34,6 +38,24 @@ pub enum RunState {
     Complete,
     Failed,
     Cancelled,
+}
+
+impl RunState {
+    pub fn shown(self) -> &'static str {
+        match self {
+            RunState::Running => "RUNNING",
+            RunState::Complete => "COMPLETE",
+            RunState::Failed => "FAILED",
+            RunState::Cancelled => "CANCELLED",
+        }
+    }
+}
+
+/// GPU memory in use while the run trains.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct GpuMemory {
+    pub used_gib: f64,
+    pub total_gib: f64,
 }
 
 /// One training run, as `run.json` keeps it.
@@ -50,77 +72,190 @@ pub struct RunRecord {
     /// The trainer's process (and process group) id while it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    /// The supervisor's process id, and its start time (clock ticks since
+    /// boot, to tell it from a later process given the same id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervisor_pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervisor_start: Option<u64>,
     pub command_line: String,
     pub working_dir: String,
     /// `train.log`, relative to the workspace.
     pub log_file: String,
+    /// `progress.md` beside it.
+    #[serde(default)]
+    pub progress_file: String,
+    /// `loss.png` beside it, once there is a loss to draw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_chart: Option<String>,
     /// Steps with a finite loss.
     pub steps_done: u64,
     pub total_steps: u64,
+    #[serde(default)]
+    pub epoch: u64,
+    #[serde(default)]
+    pub total_epochs: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_loss: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_loss: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seconds_per_step: Option<f64>,
+    #[serde(default)]
+    pub elapsed_seconds: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_memory: Option<GpuMemory>,
+    #[serde(default)]
+    pub batch_size: u32,
+    #[serde(default)]
+    pub gradient_accumulation: u32,
+    /// Tries so far (more than one after out-of-memory retries).
+    #[serde(default)]
+    pub attempts: u32,
+    /// What was changed between tries, in words.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adjustments: Vec<String>,
+    /// Plateau and divergence warnings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<TrendWarning>,
+    /// The kept checkpoints, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checkpoints: Vec<Checkpoint>,
+    /// The trained LoRA, once complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_lora: Option<Checkpoint>,
     /// What went wrong, in words, when it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub what_to_do: Option<String>,
+    /// What comes next, once it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_step: Option<String>,
     /// The trainer's last lines.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tail: Vec<String>,
 }
 
+/// `1 h 05 min`, `12 min`, `40 s`.
+pub fn duration_words(secs: u64) -> String {
+    if secs >= 3600 {
+        format!("{} h {:02} min", secs / 3600, (secs % 3600) / 60)
+    } else if secs >= 60 {
+        format!("{} min", secs / 60)
+    } else {
+        format!("{secs} s")
+    }
+}
+
 impl RunRecord {
     pub fn plain_summary(&self) -> String {
-        let loss = match (self.first_loss, self.last_loss) {
-            (Some(a), Some(b)) => format!(", loss {b:.4} (from {a:.4})"),
-            _ => String::new(),
-        };
-        let state = match self.state {
-            RunState::Running => "running",
-            RunState::Complete => "COMPLETE",
-            RunState::Failed => "FAILED",
-            RunState::Cancelled => "CANCELLED",
-        };
         let mut s = format!(
-            "Run {} of `{}` ({}): {state}, step {} of {}{loss}.",
+            "Run {} of `{}` ({}): {}",
             self.id,
             self.project,
             self.backend.name(),
-            self.steps_done,
-            self.total_steps
+            self.state.shown()
         );
+        if self.total_epochs > 0 && self.epoch > 0 {
+            s.push_str(&format!(", epoch {}/{}", self.epoch, self.total_epochs));
+        }
+        s.push_str(&format!(
+            ", step {} of {}",
+            self.steps_done, self.total_steps
+        ));
+        if let (Some(a), Some(b)) = (self.first_loss, self.last_loss) {
+            s.push_str(&format!(", loss {b:.4} (from {a:.4})"));
+        }
+        if let Some(g) = self.gpu_memory {
+            s.push_str(&format!(
+                ", {:.1} of {:.0} GB GPU memory",
+                g.used_gib, g.total_gib
+            ));
+        }
+        if self.state == RunState::Running
+            && let Some(r) = self.remaining_seconds
+        {
+            s.push_str(&format!(", about {} left", duration_words(r)));
+        }
+        s.push('.');
+        for a in &self.adjustments {
+            s.push_str(&format!(" {}{}.", a[..1].to_uppercase(), &a[1..]));
+        }
+        for w in &self.warnings {
+            s.push_str(&format!(" Warning: {}.", w.message));
+        }
         if let (Some(f), Some(w)) = (&self.failure, &self.what_to_do) {
             s.push_str(&format!(" {f} — {w}."));
         }
-        s.push_str(&format!(" Log: {}.", self.log_file));
+        if let Some(c) = self.checkpoints.last() {
+            s.push_str(&format!(
+                " {} checkpoint(s) kept, the newest {}.",
+                self.checkpoints.len(),
+                c.path
+            ));
+        }
+        if let Some(l) = &self.final_lora {
+            s.push_str(&format!(
+                " The LoRA: {} ({:.1} MB).",
+                l.path,
+                l.bytes as f64 / 1e6
+            ));
+        }
+        if let Some(n) = &self.next_step {
+            s.push_str(&format!(" Next: {n}."));
+        }
+        s.push_str(&format!(
+            " Progress: {}; log: {}.",
+            self.progress_file, self.log_file
+        ));
         s
     }
 }
 
-/// Everything one run needs.
-#[derive(Debug, Clone)]
-pub struct LaunchSpec {
+/// Everything the supervisor needs, written as `launch.json` in the run's
+/// folder before it starts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LaunchPlan {
     pub project: String,
+    pub id: String,
     pub generated: GeneratedConfig,
     /// The workspace root (the generated paths are relative to it).
     pub root: PathBuf,
     pub launcher: Launcher,
     pub batch_size: u32,
+    pub gradient_accumulation: u32,
     pub total_steps: u64,
-    /// `grimoire/training/<name>/runs/<id>/`.
-    pub run_dir: PathBuf,
-    pub id: String,
-    /// How `train.log` is shown (relative to the workspace).
-    pub log_shown: String,
-    pub stall: Duration,
-    pub limit: Duration,
+    pub steps_per_epoch: u64,
+    pub epochs: u64,
+    /// The trainer's output folder.
+    pub output_dir: PathBuf,
+    /// `grimoire/training/<name>/checkpoints/`.
+    pub checkpoints_dir: PathBuf,
+    pub keep_checkpoints: usize,
+    pub max_oom_retries: u32,
+    pub stall_seconds: u64,
+    pub limit_seconds: u64,
+    /// Sample GPU memory while it trains (a GPU was seen at Gate 3).
+    pub watch_gpu: bool,
 }
 
-/// Why a run could not start.
+/// A run's files.
+pub struct RunFiles;
+
+impl RunFiles {
+    pub const PLAN: &'static str = "launch.json";
+    pub const RECORD: &'static str = "run.json";
+    pub const LOG: &'static str = "train.log";
+    pub const PROGRESS: &'static str = "progress.md";
+    pub const CHART: &'static str = "loss.png";
+    pub const CANCEL: &'static str = "cancel-requested";
+    pub const SUPERVISOR_LOG: &'static str = "supervisor.log";
+}
+
+/// Why a run could not start or be stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     #[error("the trainer's command in the config record is empty")]
@@ -135,6 +270,10 @@ pub enum LaunchError {
     },
     #[error(transparent)]
     Start(#[from] ProcessError),
+    #[error("the run folder `{path}` has no readable {what}")]
+    BadRunFolder { path: PathBuf, what: &'static str },
+    #[error("the supervisor of run {id} did not start: {why}")]
+    NoSupervisor { id: String, why: String },
 }
 
 impl Hint for LaunchError {
@@ -149,162 +288,342 @@ impl Hint for LaunchError {
             LaunchError::Start(_) => Some(
                 "check the trainer's installation with check_environment, then run gate 3".into(),
             ),
-        }
-    }
-}
-
-/// The command Gate 2 wrote, with its programs found in the trainer's own
-/// environment and kohya's script in its checkout.
-pub fn command(spec: &LaunchSpec) -> Result<(PathBuf, Vec<String>, PathBuf), LaunchError> {
-    let command = &spec.generated.command;
-    let Some(first) = command.first() else {
-        return Err(LaunchError::NoCommand);
-    };
-    let install = spec
-        .launcher
-        .install_dir
-        .clone()
-        .unwrap_or_else(|| spec.root.clone());
-    let mut args: Vec<String> = command[1..].to_vec();
-    match spec.generated.backend {
-        Backend::Native => {
-            let exe = spec
-                .launcher
-                .engine_exe
-                .clone()
-                .or_else(|| {
-                    std::env::current_exe()
-                        .ok()
-                        .filter(|p| p.file_stem().is_some_and(|s| s == "ategnatos"))
-                })
-                .unwrap_or_else(|| PathBuf::from("ategnatos"));
-            Ok((exe, args, spec.root.clone()))
-        }
-        Backend::Kohya => {
-            if let Some(i) = args.iter().position(|a| a.ends_with(".py")) {
-                let local = install.join(&args[i]);
-                if local.is_file() {
-                    args[i] = local.to_string_lossy().into_owned();
-                }
+            LaunchError::BadRunFolder { .. } => {
+                Some("start the training again (launch_training)".into())
             }
-            Ok((program(&spec.launcher, first), args, install))
-        }
-        Backend::SimpleTuner | Backend::AiToolkit => {
-            Ok((program(&spec.launcher, first), args, install))
+            LaunchError::NoSupervisor { .. } => Some(
+                "read supervisor.log in the run's folder, then start the training again".into(),
+            ),
         }
     }
 }
 
-fn save(spec: &LaunchSpec, record: &RunRecord) -> Result<(), StudioError> {
-    write_json_atomic(&spec.run_dir.join("run.json"), record)
-}
-
-/// Runs the training to its end (or until it must be stopped), keeping
-/// `run.json` up to date.
-pub fn train(spec: &LaunchSpec, progress: &dyn Progress) -> Result<RunRecord, LaunchError> {
-    let (program, args, cwd) = command(spec)?;
-    let command_line = std::iter::once(program.to_string_lossy().into_owned())
-        .chain(args.iter().cloned())
-        .map(|a| shell_quote(&a))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let log_path = spec.run_dir.join("train.log");
-    let mut log = open_log(&log_path).map_err(|source| LaunchError::Log {
-        path: log_path.clone(),
-        source,
-    })?;
-    {
-        use std::io::Write;
-        let _ = writeln!(
-            log,
-            "# training run {} of `{}`\n# in {}\n# {command_line}",
-            spec.id,
-            spec.project,
-            cwd.display()
-        );
-    }
-    let mut record = RunRecord {
-        id: spec.id.clone(),
-        project: spec.project.clone(),
-        backend: spec.generated.backend,
+/// The record a run starts with, before its supervisor takes over.
+pub fn first_record(
+    plan: &LaunchPlan,
+    run_dir: &Path,
+    shown: &dyn Fn(&Path) -> String,
+) -> RunRecord {
+    RunRecord {
+        id: plan.id.clone(),
+        project: plan.project.clone(),
+        backend: plan.generated.backend,
         state: RunState::Running,
         started_at: clock::now_rfc3339(),
         ended_at: None,
         pid: None,
-        command_line,
-        working_dir: cwd.to_string_lossy().into_owned(),
-        log_file: spec.log_shown.clone(),
+        supervisor_pid: None,
+        supervisor_start: None,
+        command_line: plan.generated.command_line.clone(),
+        working_dir: String::new(),
+        log_file: shown(&run_dir.join(RunFiles::LOG)),
+        progress_file: shown(&run_dir.join(RunFiles::PROGRESS)),
+        loss_chart: None,
         steps_done: 0,
-        total_steps: spec.total_steps,
+        total_steps: plan.total_steps,
+        epoch: 0,
+        total_epochs: plan.epochs,
         first_loss: None,
         last_loss: None,
         seconds_per_step: None,
+        elapsed_seconds: 0,
+        remaining_seconds: None,
+        gpu_memory: None,
+        batch_size: plan.batch_size,
+        gradient_accumulation: plan.gradient_accumulation,
+        attempts: 0,
+        adjustments: Vec::new(),
+        warnings: Vec::new(),
+        checkpoints: Vec::new(),
+        final_lora: None,
         failure: None,
         what_to_do: None,
+        next_step: None,
         tail: Vec::new(),
-    };
-    let mut cmd = Command::new(&program);
-    cmd.args(&args)
-        .current_dir(&cwd)
-        .env("PYTHONUNBUFFERED", "1");
-    progress.report(0, Some(spec.total_steps), "starting the trainer");
-    let child = match Supervised::spawn(&mut cmd) {
-        Ok(c) => c,
-        Err(e) => {
-            record.state = RunState::Failed;
-            record.ended_at = Some(clock::now_rfc3339());
-            record.failure = Some(e.to_string());
-            save(spec, &record)?;
-            return Err(e.into());
-        }
-    };
-    record.pid = Some(child.pid());
-    save(spec, &record)?;
-    let limits = WatchLimits {
-        stall: spec.stall,
-        limit: spec.limit,
-        grace: Duration::from_secs(30),
-        steps_wanted: spec.total_steps,
-    };
-    let watched = watch(child, spec.generated.backend, &mut log, &limits, progress);
-    let steps_done = watched.finite_steps();
-    let diagnosis = watched.diagnose(
-        spec.batch_size,
-        spec.total_steps,
-        spec.launcher.python.as_deref(),
-    );
-    let finite: Vec<f64> = watched.points.iter().filter_map(|p| p.loss).collect();
-    record.steps_done = steps_done;
-    record.first_loss = finite.first().copied();
-    record.last_loss = finite.last().copied();
-    record.seconds_per_step = watched.seconds_per_step;
-    record.tail = watched.tail.iter().rev().take(10).rev().cloned().collect();
-    record.pid = None;
-    record.ended_at = Some(clock::now_rfc3339());
-    record.state = match (watched.stopped, &diagnosis) {
-        (Some(StopReason::Cancelled), _) => RunState::Cancelled,
-        (None, None) if watched.exit.is_some_and(|e| e.success()) => RunState::Complete,
-        _ => RunState::Failed,
-    };
-    if let Some(d) = diagnosis {
-        let at = if d.kind == super::diagnose::FailureKind::NanLoss {
-            watched
-                .points
-                .iter()
-                .find(|p| p.loss.is_none())
-                .map(|p| format!(" at step {}", p.step))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
-        record.failure = Some(format!("{}{at}: {}", d.kind.words(), d.message));
-        record.what_to_do = Some(d.what_to_do);
-    } else if record.state == RunState::Failed {
-        record.failure = Some("the trainer stopped before the end".into());
-        record.what_to_do = Some("read train.log for the cause".into());
     }
-    save(spec, &record)?;
-    Ok(record)
+}
+
+pub fn save(run_dir: &Path, record: &RunRecord) -> Result<(), StudioError> {
+    write_json_atomic(&run_dir.join(RunFiles::RECORD), record)
+}
+
+pub fn load(run_dir: &Path) -> Option<RunRecord> {
+    let text = std::fs::read_to_string(run_dir.join(RunFiles::RECORD)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// How long [`start`] waits for the supervisor's first record.
+const START_WAIT: Duration = Duration::from_secs(20);
+
+/// Starts the run `plan` describes in `run_dir`: writes its plan and first
+/// record, starts `exe supervise <run_dir>` in a session of its own, and
+/// returns once the supervisor has taken the record over.
+pub fn start(
+    plan: &LaunchPlan,
+    run_dir: &Path,
+    exe: &Path,
+    shown: &dyn Fn(&Path) -> String,
+) -> Result<RunRecord, LaunchError> {
+    if plan.generated.command.is_empty() {
+        return Err(LaunchError::NoCommand);
+    }
+    write_json_atomic(&run_dir.join(RunFiles::PLAN), plan)?;
+    let record = first_record(plan, run_dir, shown);
+    save(run_dir, &record)?;
+    write_atomic(
+        &run_dir.join(RunFiles::PROGRESS),
+        super::report::progress_markdown(&record).as_bytes(),
+    )?;
+    let log_path = run_dir.join(RunFiles::SUPERVISOR_LOG);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|source| LaunchError::Log {
+            path: log_path.clone(),
+            source,
+        })?;
+    let err = log.try_clone().map_err(|source| LaunchError::Log {
+        path: log_path.clone(),
+        source,
+    })?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("supervise")
+        .arg(run_dir)
+        .current_dir(&plan.root)
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(err);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setsid(2) is async-signal-safe and touches no memory of
+        // ours; it makes the supervisor outlive this process and its
+        // terminal.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn {
+        program: exe.to_path_buf(),
+        source,
+    })?;
+    let pid = child.id();
+    // Reap it when it ends, so no zombie stays behind while the server runs.
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    let deadline = Instant::now() + START_WAIT;
+    loop {
+        if let Some(r) = load(run_dir)
+            && r.supervisor_pid.is_some()
+        {
+            return Ok(r);
+        }
+        if !is_alive(pid) || Instant::now() >= deadline {
+            let said = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let why = said
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("it ended without a word")
+                .to_string();
+            return Err(LaunchError::NoSupervisor {
+                id: plan.id.clone(),
+                why,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The record as it stands, with a run whose supervisor is gone told
+/// apart from one still running: the supervisor writes the final record
+/// itself, so a RUNNING record with no supervisor ended while no one
+/// watched (the machine restarted, or the supervisor was killed).
+pub fn refreshed(mut run: RunRecord, run_dir: &Path) -> RunRecord {
+    if run.state != RunState::Running {
+        return run;
+    }
+    let supervised = match run.supervisor_pid {
+        Some(pid) => same_process(pid, run.supervisor_start),
+        // Not taken over yet: starting, unless that was long ago.
+        None => std::fs::metadata(run_dir.join(RunFiles::RECORD))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age < START_WAIT),
+    };
+    if supervised {
+        return run;
+    }
+    if let Some(pid) = run.pid
+        && is_alive(pid)
+    {
+        // A trainer nobody watches would train on through a NaN: stop it.
+        stop_group(pid, CANCEL_GRACE);
+    }
+    run.state = RunState::Failed;
+    run.pid = None;
+    let said = super::diagnose::explain_log(&run_dir.join(RunFiles::LOG));
+    run.failure = Some(match said {
+        Some(why) => format!("the run ended while nothing watched it: {why}"),
+        None => "the run's supervisor stopped (the computer restarted, or it was killed) before the training ended".into(),
+    });
+    run.what_to_do = Some(format!(
+        "read {} for how far it got, then start the training again (launch_training)",
+        run.log_file
+    ));
+    let _ = save(run_dir, &run);
+    run
+}
+
+/// Stops the run in `run_dir`: asks its supervisor (which stops the
+/// trainer's whole process group: TERM, then KILL after a grace period)
+/// and waits for it to record the end; a run with no supervisor left is
+/// stopped here. Returns the final record.
+pub fn cancel(run_dir: &Path, grace: Duration) -> Result<RunRecord, LaunchError> {
+    let bad = |what| LaunchError::BadRunFolder {
+        path: run_dir.to_path_buf(),
+        what,
+    };
+    let run = load(run_dir).ok_or_else(|| bad("run.json"))?;
+    if run.state != RunState::Running {
+        return Ok(run);
+    }
+    write_atomic(
+        &run_dir.join(RunFiles::CANCEL),
+        clock::now_rfc3339().as_bytes(),
+    )?;
+    if let Some(pid) = run.supervisor_pid
+        && same_process(pid, run.supervisor_start)
+    {
+        signal(pid, Sig::Term);
+        let deadline = Instant::now() + grace + Duration::from_secs(15);
+        while Instant::now() < deadline && same_process(pid, run.supervisor_start) {
+            if load(run_dir).is_some_and(|r| r.state != RunState::Running) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Some(r) = load(run_dir)
+            && r.state != RunState::Running
+        {
+            return Ok(r);
+        }
+    }
+    // No supervisor to do it: stop the trainer's group here.
+    let mut run = load(run_dir).ok_or_else(|| bad("run.json"))?;
+    if let Some(pid) = run.pid {
+        stop_group(pid, grace);
+    }
+    run.state = RunState::Cancelled;
+    run.pid = None;
+    run.ended_at = Some(clock::now_rfc3339());
+    save(run_dir, &run)?;
+    Ok(run)
+}
+
+/// TERM to the group `pgid`, then KILL once `grace` has passed.
+pub fn stop_group(pgid: u32, grace: Duration) {
+    signal_group(pgid, Sig::Term);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && group_alive(pgid) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal_group(pgid, Sig::Kill);
+}
+
+#[derive(Clone, Copy)]
+enum Sig {
+    Term,
+    Kill,
+}
+
+fn signal(pid: u32, sig: Sig) {
+    #[cfg(unix)]
+    if let Ok(pid) = i32::try_from(pid) {
+        let s = match sig {
+            Sig::Term => libc::SIGTERM,
+            Sig::Kill => libc::SIGKILL,
+        };
+        // SAFETY: kill(2) has no memory effects; a gone process is fine.
+        unsafe {
+            libc::kill(pid, s);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (pid, sig);
+}
+
+fn signal_group(pgid: u32, sig: Sig) {
+    #[cfg(unix)]
+    if let Ok(pgid) = i32::try_from(pgid) {
+        if pgid <= 1 {
+            return;
+        }
+        let s = match sig {
+            Sig::Term => libc::SIGTERM,
+            Sig::Kill => libc::SIGKILL,
+        };
+        // SAFETY: as above, for the process group.
+        unsafe {
+            libc::kill(-pgid, s);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (pgid, sig);
+}
+
+/// Whether any process of the group `pgid` is left.
+pub fn group_alive(pgid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(pgid) = i32::try_from(pgid) else {
+            return false;
+        };
+        // SAFETY: signal 0 only asks whether the group has a member.
+        unsafe { libc::kill(-pgid, 0) == 0 }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pgid;
+        false
+    }
+}
+
+/// When process `pid` started, in clock ticks since boot (Linux).
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The name in parentheses may hold spaces; the fields follow the last `)`.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether `pid` is still the process that started at `start`, and not a
+/// zombie.
+pub fn same_process(pid: u32, start: Option<u64>) -> bool {
+    if !is_alive(pid) {
+        return false;
+    }
+    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        && let Some(i) = stat.rfind(')')
+        && stat[i + 1..].trim_start().starts_with('Z')
+    {
+        return false;
+    }
+    match (start, process_start(pid)) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    }
+}
+
+/// The run folders of a project.
+pub fn run_dir(project_dir: &Path, id: &str) -> PathBuf {
+    project_dir.join("runs").join(id)
 }
 
 /// The runs of a project, newest first.

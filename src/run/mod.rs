@@ -7,14 +7,23 @@
 //! its error lines into a [`diagnose::Diagnosis`] with what to do;
 //! [`monitor`] watches a run with all three, logs it and stops it when it
 //! cannot succeed; [`dry_run`] is Gate 4's short run of the exact plan;
-//! [`launch`] runs the training itself.
+//! [`launch`] starts the training itself under a [`supervisor`] of its own
+//! (a separate process, so a run outlives the server), which retries an
+//! out-of-memory run at half the batch ([`oom`]), keeps the newest
+//! [`checkpoints`], warns of a flat or rising loss ([`trend`]) and writes
+//! `progress.md` and the loss chart ([`report`]).
 //!
 //! `run` never imports `gates` (DESIGN decision 13): the gates decide
 //! whether a run may start, and Gate 4 calls [`dry_run::dry_run`].
 
+pub mod checkpoints;
 pub mod diagnose;
 pub mod dry_run;
 pub mod launch;
 pub mod monitor;
+pub mod oom;
 pub mod process;
 pub mod progress;
+pub mod report;
+pub mod supervisor;
+pub mod trend;

@@ -108,14 +108,31 @@ impl Watched {
 
 const TAIL: usize = 40;
 
+/// Called about twice a second while a run is watched, with what it did so
+/// far; returning `true` stops it as cancelled. The training supervisor
+/// keeps its record, checkpoints and reports up to date through it.
+pub type Tick<'a> = &'a mut dyn FnMut(&Watched) -> bool;
+
 /// Watches `child` until it ends or must be stopped, writing every line to
 /// `log` and telling `progress` how far it got.
 pub fn watch(
+    child: Supervised,
+    backend: Backend,
+    log: &mut dyn Write,
+    limits: &WatchLimits,
+    progress: &dyn Progress,
+) -> Watched {
+    watch_with(child, backend, log, limits, progress, &mut |_| false)
+}
+
+/// [`watch`], calling `tick` about twice a second.
+pub fn watch_with(
     mut child: Supervised,
     backend: Backend,
     log: &mut dyn Write,
     limits: &WatchLimits,
     progress: &dyn Progress,
+    tick_fn: Tick<'_>,
 ) -> Watched {
     let started = Instant::now();
     let mut last_output = Instant::now();
@@ -132,6 +149,7 @@ pub fn watch(
     let mut first_step: Option<(u64, Instant)> = None;
     let mut last_step: Option<(u64, Instant)> = None;
     let tick = Duration::from_millis(500);
+    let mut last_tick = Instant::now();
 
     let mut take_line = |w: &mut Watched, text: &str| -> bool {
         let _ = writeln!(log, "{text}");
@@ -192,11 +210,18 @@ pub fn watch(
     };
 
     loop {
+        let now = Instant::now();
         if progress.is_cancelled() {
             w.stopped = Some(StopReason::Cancelled);
             break;
         }
-        let now = Instant::now();
+        if now.duration_since(last_tick) >= tick {
+            last_tick = now;
+            if tick_fn(&w) {
+                w.stopped = Some(StopReason::Cancelled);
+                break;
+            }
+        }
         let silent_for = now.duration_since(last_output);
         if silent_for >= limits.stall {
             w.stopped = Some(StopReason::Silent);

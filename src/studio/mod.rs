@@ -9,6 +9,7 @@
 
 pub mod atomic;
 pub mod clock;
+pub mod font;
 pub mod paths;
 pub mod progress;
 pub mod project;

@@ -14,8 +14,12 @@ pub type Client = RunningService<RoleClient, ()>;
 
 /// A server on `root`, and a client connected to it.
 pub async fn connect(root: &Path) -> Client {
+    connect_to(Shared::new(Workspace::open(root).unwrap())).await
+}
+
+/// A server on `shared`, and a client connected to it.
+pub async fn connect_to(shared: std::sync::Arc<Shared>) -> Client {
     let (server_io, client_io) = tokio::io::duplex(1 << 22);
-    let shared = Shared::new(Workspace::open(root).unwrap());
     tokio::spawn(async move {
         if let Ok(s) = AtegnatosServer::new(shared).serve(server_io).await {
             let _ = s.waiting().await;

@@ -112,6 +112,11 @@ pub fn small_model(path: &Path) {
 /// for `backend` on an RTX 4090 with batch `batch`, its config written and
 /// Gate 2 passed.
 pub fn project_through_gate_2(root: &Path, backend: &str, batch: u32) {
+    project_through_gate_2_with(root, backend, batch, &[]);
+}
+
+/// As [`project_through_gate_2`], with more `plan` options.
+pub fn project_through_gate_2_with(root: &Path, backend: &str, batch: u32, plan: &[&str]) {
     super::clean_set(root, 6);
     small_model(&root.join("models/base.safetensors"));
     run(
@@ -126,7 +131,8 @@ pub fn project_through_gate_2(root: &Path, backend: &str, batch: u32) {
         ategnatos(root, None)
             .args(["plan", "fox", "--backend", backend, "--gpu", "RTX 4090"])
             .args(["--batch", &batch.to_string()])
-            .args(["--model-path", "models/base.safetensors"]),
+            .args(["--model-path", "models/base.safetensors"])
+            .args(plan),
         0,
     );
     run(ategnatos(root, None).args(["config", "fox"]), 0);

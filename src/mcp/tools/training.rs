@@ -1,5 +1,7 @@
-//! `launch_training` and `training_status`: a run behind four fresh gates,
-//! and where it stands.
+//! `launch_training`, `training_status` and `cancel_training`: a run behind
+//! four fresh gates, where it stands, and stopping it.
+
+use std::time::Duration;
 
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
@@ -9,18 +11,15 @@ use serde::Deserialize;
 
 use super::super::jobs::JobFailure;
 use super::super::{AtegnatosServer, reply};
-use super::output;
-use crate::gates::training::{TrainingOptions, launch_training, training_status};
-use crate::studio::Hint;
+use super::{answer, output};
+use crate::gates::training::{TrainingOptions, cancel_training, launch_training, training_status};
+use crate::studio::{Hint, NoProgress};
 
 /// Which project to train.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct LaunchTrainingArgs {
     /// Project name.
     pub project: String,
-    /// Seconds to wait before returning a job id (default 30, max 240).
-    #[serde(default)]
-    pub wait_seconds: Option<u64>,
 }
 
 /// Which project's run.
@@ -28,12 +27,24 @@ pub struct LaunchTrainingArgs {
 pub struct TrainingStatusArgs {
     /// Project name.
     pub project: String,
+    /// Wait up to this many seconds (max 240) for a running run to end, with progress.
+    #[serde(default)]
+    pub wait_seconds: Option<u64>,
 }
+
+/// Which project's run to stop.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct CancelTrainingArgs {
+    /// Project name.
+    pub project: String,
+}
+
+const MAX_WAIT: u64 = 240;
 
 #[tool_router(router = training_router, vis = "pub(crate)")]
 impl AtegnatosServer {
     #[tool(
-        description = "Train the project's LoRA with its planned trainer, only when all four gates pass and are fresh. A job: follow it with job_status or training_status; a NaN loss or a hang stops it.",
+        description = "Start training the project's LoRA, only when all four gates pass and are fresh. Returns at once with the run id; the run goes on without this conversation. Out of memory halves the batch and retries; a NaN loss or a hang stops it.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,
@@ -44,17 +55,50 @@ impl AtegnatosServer {
     async fn launch_training(
         &self,
         Parameters(args): Parameters<LaunchTrainingArgs>,
+    ) -> CallToolResult {
+        let ws = self.shared().workspace.clone();
+        let shared = std::sync::Arc::clone(self.shared());
+        let options = TrainingOptions {
+            supervisor_exe: shared.exe.get().cloned(),
+            ..TrainingOptions::default()
+        };
+        let result = answer(
+            "launch_training",
+            move || launch_training(&ws, &args.project, &options),
+            |l| reply::structured(&l, l.summary.clone()),
+        )
+        .await;
+        shared.watch_runs();
+        result
+    }
+
+    #[tool(
+        description = "Where the project's newest training run stands: epoch, step, loss, time left, warnings, checkpoints, or why it failed and what to do.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn training_status(
+        &self,
+        Parameters(args): Parameters<TrainingStatusArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
         let ws = self.shared().workspace.clone();
+        let Some(wait) = args.wait_seconds.filter(|w| *w > 0) else {
+            return answer(
+                "training_status",
+                move || training_status(&ws, &args.project, None, &NoProgress),
+                |run| reply::structured(&run, run.plain_summary()),
+            )
+            .await;
+        };
+        let wait = wait.min(MAX_WAIT);
         let project = args.project.clone();
         let (_job, result) = super::run_job(
             self,
-            "launch_training",
-            args.wait_seconds,
+            "training_status",
+            Some(wait + 5),
             &ctx,
             move |progress| {
-                let run = launch_training(&ws, &project, &TrainingOptions::default(), progress)
+                let run = training_status(&ws, &project, Some(Duration::from_secs(wait)), progress)
                     .map_err(|e| JobFailure {
                         error: e.to_string(),
                         hint: e.hint(),
@@ -67,16 +111,24 @@ impl AtegnatosServer {
     }
 
     #[tool(
-        description = "Where the project's newest training run stands: running, complete, failed or cancelled, step, loss, and what to do when it failed.",
-        annotations(read_only_hint = true, open_world_hint = false)
+        description = "Stop the project's running training: the trainer and every process it started; the run ends CANCELLED with its newest checkpoint named.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
-    async fn training_status(
+    async fn cancel_training(
         &self,
-        Parameters(args): Parameters<TrainingStatusArgs>,
+        Parameters(args): Parameters<CancelTrainingArgs>,
     ) -> CallToolResult {
-        match training_status(&self.shared().workspace, &args.project) {
-            Ok(run) => reply::structured(&run, run.plain_summary()),
-            Err(e) => reply::failure(e.to_string(), e.hint()),
-        }
+        let ws = self.shared().workspace.clone();
+        answer(
+            "cancel_training",
+            move || cancel_training(&ws, &args.project),
+            |run| reply::structured(&run, run.plain_summary()),
+        )
+        .await
     }
 }

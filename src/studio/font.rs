@@ -1,4 +1,4 @@
-//! A 5 × 7 pixel bitmap font for the labels of contact sheets, drawn
+//! A 5 × 7 pixel bitmap font for the labels of contact sheets and charts, drawn
 //! with the `image` crate alone (no font file, no text-rendering crate).
 //!
 //! The glyphs (printable ASCII) were drawn for Ategnatos and are released
