@@ -804,7 +804,7 @@ fn left_out_errors(pts: &[Point], limits: &[Bound]) -> Vec<(usize, f64)> {
 fn every_point_names_its_source_and_the_table_covers_the_families_and_trainers() {
     let pts = points();
     eprintln!("{} measured peaks", pts.len());
-    assert!(pts.len() >= 46, "{}", pts.len());
+    assert!(pts.len() >= 52, "{}", pts.len());
     for p in &pts {
         assert!(p.source.url.starts_with("https://"), "{}", p.id);
         assert!(p.measured_gib > 0.0 && p.batch >= 1, "{}", p.id);
@@ -933,8 +933,8 @@ fn calibration_report_and_error_bounds() {
             "{name}: in use {now}, refit {new}"
         );
     }
-    // The bounds are what the fit achieves (10.8 %, 39.6 %, 19.8 % on the 46
-    // points; 11.1 %, 39.6 %, 19.4 % on the first 44) with a little room for
+    // The bounds are what the fit achieves (11.5 %, 42.9 %, 22.1 % on the 52
+    // points; 10.8 %, 39.6 %, 19.8 % on the first 46) with a little room for
     // the simplex's rounding.
     assert!(
         in_sample.mean <= 0.125,
@@ -942,12 +942,12 @@ fn calibration_report_and_error_bounds() {
         in_sample.mean * 100.0
     );
     assert!(
-        in_sample.worst <= 0.42,
+        in_sample.worst <= 0.44,
         "worst {:.1} %",
         in_sample.worst * 100.0
     );
     assert!(
-        left_out.mean <= 0.21,
+        left_out.mean <= 0.23,
         "left-out mean {:.1} %",
         left_out.mean * 100.0
     );
