@@ -91,7 +91,7 @@ pub struct Fit {
     pub checkpointing_kohya_dit: f64,
     /// Memory kohya's Flux LoRA training (`lora_flux`) holds per trainable number beyond
     /// its weight, gradient and optimizer state, bytes. Fitted on kohya's
-    /// rank-128 reports, which hold about 13 GiB more than their weights,
+    /// rank-128 reports, which hold about 12 GiB more than their weights,
     /// gradients, optimizer state and checkpointed activations add up to;
     /// what holds it (autocast copies, optimizer scratch) is not identified.
     pub kohya_lora_working_bytes: f64,
