@@ -346,7 +346,14 @@ fn t5_int8_te_bytes(arch: &Architecture, clip_bytes: f64) -> f64 {
     let bytes: f64 = arch
         .text_encoders
         .iter()
-        .map(|t| t.params as f64 * if t.name.starts_with("T5") { 1.0 } else { clip_bytes })
+        .map(|t| {
+            t.params as f64
+                * if t.name.starts_with("T5") {
+                    1.0
+                } else {
+                    clip_bytes
+                }
+        })
         .sum();
     bytes / all
 }
