@@ -15,7 +15,7 @@
 //! `docs/benchmarks.md`).
 
 use super::super::catalog::{Architecture, FLUX_ARCH, SD15_ARCH, SD35_MEDIUM_ARCH, SDXL_ARCH};
-use super::phases::{FITTED, Fit, MemorySetup, Phase, Trainer, all_phases, phase_gib};
+use super::phases::{FITTED, Fit, GIB, MemorySetup, Phase, Trainer, all_phases, phase_gib};
 use super::{setup_for_plan, swapped_params};
 use crate::plan::catalog::ModelFamily;
 use crate::plan::training::tests::sample_plan;
@@ -86,6 +86,21 @@ const FLUXGYM_135: Source = Source {
 const FLUXGYM_473: Source = Source {
     key: "fluxgym-issue-473",
     url: "https://github.com/cocktailpeanut/fluxgym/issues/473",
+};
+/// The Colab notebook the Hugging Face QLoRA post links to (the same
+/// experiment, run on a T4): grouped under the post's key, so that leaving
+/// the post out leaves its notebook out too.
+const HF_QLORA_COLAB: Source = Source {
+    key: "hf-flux-qlora-blog",
+    url: "https://github.com/DerekLiu35/notebooks/blob/fae1410/flux_lora_quant_blogpost.ipynb",
+};
+/// Unsloth Studio's diffusion LoRA trainer (diffusers models with peft
+/// adapters), measured by its authors; the settings are the trainer's
+/// defaults at the merge commit (`studio/backend/core/training/`
+/// `diffusion_train_common.py` and `diffusion_dit_trainer.py` at 55043acf50).
+const UNSLOTH_PR_6839: Source = Source {
+    key: "unsloth-pr-6839",
+    url: "https://github.com/unslothai/unsloth/pull/6839",
 };
 const DIFFUSERS_SD3_COLAB: Source = Source {
     key: "diffusers-sd3-colab",
@@ -300,6 +315,8 @@ struct Point {
     te_bytes: f64,
     /// The text encoders stay on the GPU while training (captions not cached).
     te_resident: bool,
+    /// The base model is moved to the GPU in 16 bits and quantised there.
+    quantize_on_gpu: bool,
     phase: Phase,
     /// The run made sample pictures (validation), so its peak may be theirs.
     samples: bool,
@@ -317,6 +334,29 @@ const SD35M_ATTN: f64 = 0.75 * M;
 const CHROMA_ALL: f64 = 3.51 * M;
 const FLUX_ATTN: f64 = 1.16736 * M;
 const FLUX_ALL: f64 = 4.79 * M;
+/// `to_q/k/v/out` on every block plus the double blocks' `add_q/k/v_proj`
+/// and `to_add_out`: 19 × 4 × (3072 + 3072) more per rank than `FLUX_ATTN`.
+const FLUX_ATTN_JOINT: f64 = FLUX_ATTN + 19.0 * 4.0 * 6144.0;
+
+/// Bytes per text-encoder weight when T5 is loaded in 8 bits (bitsandbytes
+/// LLM.int8, counted at 1 byte like the plan's fp8 T5) and the CLIP encoders
+/// at `clip_bytes` (PyTorch's default fp32 when a script names no dtype).
+fn t5_int8_te_bytes(arch: &Architecture, clip_bytes: f64) -> f64 {
+    let all: f64 = arch.text_encoders.iter().map(|t| t.params as f64).sum();
+    let bytes: f64 = arch
+        .text_encoders
+        .iter()
+        .map(|t| {
+            t.params as f64
+                * if t.name.starts_with("T5") {
+                    1.0
+                } else {
+                    clip_bytes
+                }
+        })
+        .sum();
+    bytes / all
+}
 
 /// Base bytes: bf16 2, fp8/int8 1.02, int4 0.53, NF4 0.5625 (as the plan's);
 /// int2 (calibration only, the plan does not offer it) 0.28: two bits and
@@ -359,6 +399,7 @@ fn point(
         checkpointing,
         te_bytes: 2.0,
         te_resident: false,
+        quantize_on_gpu: false,
         phase: Phase::Train,
         samples: false,
         metric,
@@ -438,6 +479,8 @@ fn points() -> Vec<Point> {
         st_flux("STdoc2024-flux-r16-bf16", ST_FLUX_DOC_2024, 16.0, BF16, (1024, 1024), 32.0),
         st_flux("STdoc2024-flux-r16-int8", ST_FLUX_DOC_2024, 16.0, Q8, (1024, 1024), 20.0),
         st_flux("STdoc2024-flux-r1-bf16", ST_FLUX_DOC_2024, 1.0, BF16, (1024, 1024), 32.0),
+        // The same page: "a bit more than 13G VRAM when quantising to int2 + bf16 base/LoRA weights" (today's page says 9G).
+        st_flux("STdoc2024-flux-r16-int2", ST_FLUX_DOC_2024, 16.0, Q2, (1024, 1024), 13.0),
         // SimpleTuner's Chroma quickstart.
         chroma_doc("STdoc-chroma-bf16", BF16, 28.0),
         chroma_doc("STdoc-chroma-int8", Q8, 16.0),
@@ -449,6 +492,21 @@ fn points() -> Vec<Point> {
         // AdamW8bit, fp32 LoRA weights, latents and text embeddings cached.
         Point { lora_bytes: 4.0, state_bytes: 2.0, note: "diffusers train_dreambooth_lora_flux_miniature: rank 4 on attention, AdamW8bit, 512×768, checkpointing, caches", ..point("HF-flux-qlora-nf4", HF_QLORA, "Flux", Diffusers, &FLUX_ARCH, (512, 768), 1, FLUX_ATTN * 4.0, NF4, true, DeviceTotal, 9.0) },
         Point { lora_bytes: 4.0, state_bytes: 2.0, note: "as above with the base in bf16", ..point("HF-flux-lora-bf16", HF_QLORA, "Flux", Diffusers, &FLUX_ARCH, (512, 768), 1, FLUX_ATTN * 4.0, BF16, true, DeviceTotal, 26.0) },
+        // The post's Colab notebook, run on a T4: "the QLoRA fine-tuning process with these
+        // settings used approximately 9.8 GB of VRAM" (markdown after the training cell;
+        // the cell itself printed max_memory_reserved 8.385 GB, in GiB), and the caption
+        // encoding cell printed "Max memory allocated: 7.867 GB" (max_memory_allocated / 1024³).
+        Point { lora_bytes: 4.0, state_bytes: 2.0, note: "notebook's T4 run: NF4 base, fp16 mixed precision with the LoRA cast to fp32, rank 4 on to_q/k/v/out, AdamW8bit, 512×768, batch 1, checkpointing, latents cached and the VAE deleted, captions pre-encoded", ..point("HFcolab-flux-qlora-nf4-t4", HF_QLORA_COLAB, "Flux", Diffusers, &FLUX_ARCH, (512, 768), 1, FLUX_ATTN * 4.0, NF4, true, DeviceTotal, 9.8) },
+        Point { te_bytes: t5_int8_te_bytes(&FLUX_ARCH, 4.0), phase: Phase::CacheText, note: "notebook's caption encoding: T5-XXL with load_in_8bit, CLIP-L in PyTorch's default fp32 (the pipeline names no dtype), no transformer or VAE loaded", ..point("HFcolab-flux-te-t5int8", HF_QLORA_COLAB, "Flux", Diffusers, &FLUX_ARCH, (512, 768), 1, 0.0, NF4, true, Allocated, 7.867) },
+        // Unsloth PR #6839 (B200, 40 steps, 512px FLUX, batch 1): "nf4 (default) … FLUX
+        // peak 10.4 GB"; "int8 (eager) … 24.0 GB (dense-load transient)". The trainer
+        // prints max_memory_allocated / 1e9 (decimal GB). Defaults at the merge commit:
+        // rank 16, LoRA on to_q/k/v/out and add_q/k/v_proj/to_add_out, LoRA cast to fp32,
+        // AdamW8bit, checkpointing on, latents cached, captions encoded and the text
+        // encoders freed before the transformer loads. int8 loads the transformer in bf16
+        // on the GPU and quantises it there: its peak is the load.
+        Point { lora_bytes: 4.0, state_bytes: 2.0, note: "Unsloth Studio defaults: NF4 base, rank 16 on the attention projections of both streams, fp32 LoRA, AdamW8bit, 512², batch 1, checkpointing, latents and captions cached", ..point("unsloth6839-flux-nf4-512", UNSLOTH_PR_6839, "Flux", Diffusers, &FLUX_ARCH, (512, 512), 1, FLUX_ATTN_JOINT * 16.0, NF4, true, Allocated, 10.4e9 / GIB) },
+        Point { lora_bytes: 4.0, state_bytes: 2.0, quantize_on_gpu: true, phase: Phase::Load, note: "as above with base_precision int8: the bf16 transformer is moved to the GPU and quantised there (\"dense-load transient\")", ..point("unsloth6839-flux-int8-load", UNSLOTH_PR_6839, "Flux", Diffusers, &FLUX_ARCH, (512, 512), 1, FLUX_ATTN_JOINT * 16.0, Q8, true, Allocated, 24.0e9 / GIB) },
         // kohya PR #1374 (see `kohya_r128`).
         kohya_r128("kohya1374-flux-r128-bf16", 4.0, BF16, 44.18),
         kohya_r128("kohya1374-flux-r128-fullbf16", 2.0, BF16, 42.58),
@@ -475,6 +533,10 @@ fn points() -> Vec<Point> {
         // about 20GB" in fp32 and 12GB in fp16.
         sd35_te("diffusers-sd3-te-fp32", 4.0, 20.0),
         sd35_te("diffusers-sd3-te-fp16", 2.0, 12.0),
+        // The same README: "We use an 8bit … T5 to reduce memory requirements to ~10.5GB";
+        // compute_embeddings.py loads T5 with load_in_8bit and the pipeline (both CLIPs)
+        // without a dtype, i.e. in fp32.
+        Point { note: "encoding captions with T5-XXL in 8 bits (LLM.int8) and CLIP-L/CLIP-G in fp32", ..sd35_te("diffusers-sd3-te-t5int8", t5_int8_te_bytes(&SD35_MEDIUM_ARCH, 4.0), 10.5) },
     ]
 }
 
@@ -499,7 +561,7 @@ fn setup(p: &Point) -> MemorySetup<'_> {
         cache_text: !p.te_resident,
         cache_latents: true,
         text_encoder_lora_params: 0.0,
-        quantize_on_gpu: false,
+        quantize_on_gpu: p.quantize_on_gpu,
         denoiser_during_caching: false,
         sample_images: p.samples,
         device_total: p.metric == Metric::DeviceTotal,
@@ -749,7 +811,7 @@ fn left_out_errors(pts: &[Point], limits: &[Bound]) -> Vec<(usize, f64)> {
 fn every_point_names_its_source_and_the_table_covers_the_families_and_trainers() {
     let pts = points();
     eprintln!("{} measured peaks", pts.len());
-    assert!(pts.len() >= 46, "{}", pts.len());
+    assert!(pts.len() >= 52, "{}", pts.len());
     for p in &pts {
         assert!(p.source.url.starts_with("https://"), "{}", p.id);
         assert!(p.measured_gib > 0.0 && p.batch >= 1, "{}", p.id);
@@ -878,8 +940,8 @@ fn calibration_report_and_error_bounds() {
             "{name}: in use {now}, refit {new}"
         );
     }
-    // The bounds are what the fit achieves (10.8 %, 39.6 %, 19.8 % on the 46
-    // points; 11.1 %, 39.6 %, 19.4 % on the first 44) with a little room for
+    // The bounds are what the fit achieves (11.5 %, 42.9 %, 22.1 % on the 52
+    // points; 10.8 %, 39.6 %, 19.8 % on the first 46) with a little room for
     // the simplex's rounding.
     assert!(
         in_sample.mean <= 0.125,
@@ -887,12 +949,12 @@ fn calibration_report_and_error_bounds() {
         in_sample.mean * 100.0
     );
     assert!(
-        in_sample.worst <= 0.42,
+        in_sample.worst <= 0.44,
         "worst {:.1} %",
         in_sample.worst * 100.0
     );
     assert!(
-        left_out.mean <= 0.21,
+        left_out.mean <= 0.23,
         "left-out mean {:.1} %",
         left_out.mean * 100.0
     );
