@@ -143,7 +143,14 @@ pub fn launch_training(
         Some(p) => p.clone(),
         None => std::env::current_exe().map_err(|e| TrainingError::NoExe { why: e.to_string() })?,
     };
-    let id = clock::stamp(clock::unix_now());
+    // Two runs started within one second get `-2`, `-3`, ...
+    let stamp = clock::stamp(clock::unix_now());
+    let mut id = stamp.clone();
+    let mut n = 1;
+    while run_dir(&project_dir, &id).exists() {
+        n += 1;
+        id = format!("{stamp}-{n}");
+    }
     let dir = run_dir(&project_dir, &id);
     let launch = LaunchPlan {
         project: project.name.clone(),

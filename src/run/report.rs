@@ -34,8 +34,13 @@ pub fn progress_markdown(run: &RunRecord) -> String {
     if let (Some(a), Some(b)) = (run.first_loss, run.last_loss) {
         line("loss", format!("{b:.4} (from {a:.4})"));
     }
-    if let Some(s) = run.seconds_per_step {
-        line("speed", format!("{s:.2} s a step"));
+    if let Some(s) = run.seconds_per_step.filter(|s| *s > 0.0) {
+        let speed = if s >= 1.0 {
+            format!("{s:.1} s a step")
+        } else {
+            format!("{:.1} steps a second", 1.0 / s)
+        };
+        line("speed", speed);
     }
     line("elapsed", duration_words(run.elapsed_seconds));
     if run.state == RunState::Running
