@@ -79,7 +79,7 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Measure speed: `bench audit`, `bench duplicates`.
+    /// Measure speed: `bench audit`, `bench duplicates`, `bench monitor`.
     Bench(cli::bench::BenchCmd),
 }
 

@@ -27,6 +27,26 @@ pub struct BenchCmd {
 
 #[derive(clap::Subcommand)]
 enum Which {
+    /// What watching a trainer costs: CPU share of one core at a progress-line rate, vs only reading the lines.
+    Monitor {
+        /// Progress lines a second the fake trainer prints.
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
+        /// Seconds to run at that rate.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Lines for the as-fast-as-it-goes pass.
+        #[arg(long, default_value_t = 1_000_000)]
+        flat_out: u64,
+    },
+    /// Print kohya progress lines (the monitor benchmark's fake trainer).
+    #[command(hide = true)]
+    Emit {
+        #[arg(long)]
+        lines: u64,
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+    },
     /// Audit throughput vs plain decoding, CPU use and peak memory.
     Audit {
         /// Number of pictures to generate (mixed 768–1536 px, JPEG and PNG).
@@ -101,8 +121,62 @@ impl JpegMode {
     }
 }
 
+fn bench_monitor(rate: u64, seconds: u64, flat_out: u64) -> Result<ExitCode, CliError> {
+    use ategnatos::bench::monitor::{monitored, read_only};
+    let exe = std::env::current_exe().map_err(|e| CliError::new(e.to_string(), None))?;
+    let dir = tempfile_dir()?;
+    let paced = rate.max(1) * seconds.max(1);
+    let io = |e: std::io::Error| CliError::new(e.to_string(), None);
+    let passes = [
+        read_only(&exe, paced, rate).map_err(io)?,
+        monitored(&exe, paced, rate, &dir).map_err(io)?,
+        read_only(&exe, flat_out, 0).map_err(io)?,
+        monitored(&exe, flat_out, 0, &dir).map_err(io)?,
+    ];
+    let _ = std::fs::remove_dir_all(&dir);
+    out!(
+        "| pass | lines | rate asked | wall s | CPU s | share of one core | lines/s |\n|---|---|---|---|---|---|---|\n"
+    );
+    for (i, p) in passes.iter().enumerate() {
+        let asked = if i < 2 { format!("{rate}/s") } else { "flat out".into() };
+        out!(
+            "| {} | {} | {asked} | {:.2} | {:.3} | {:.1} % | {:.0} |\n",
+            p.what,
+            p.lines,
+            p.wall_s,
+            p.cpu_s,
+            p.core_share * 100.0,
+            p.lines_per_s
+        );
+    }
+    let monitor_cost = passes[1].cpu_s / passes[0].cpu_s.max(1e-9);
+    out!(
+        "\nAt {rate} lines/s the monitor uses {:.1} % of one core ({:.1}x the CPU of only reading the lines); flat out it keeps up with {:.0} lines/s.\n",
+        passes[1].core_share * 100.0,
+        monitor_cost,
+        passes[3].lines_per_s
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A scratch folder for the benchmark's log.
+fn tempfile_dir() -> Result<PathBuf, CliError> {
+    let dir = std::env::temp_dir().join(format!("ategnatos-bench-monitor-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| CliError::new(e.to_string(), None))?;
+    Ok(dir)
+}
+
 pub fn run(cmd: BenchCmd) -> Result<ExitCode, CliError> {
     match cmd.which {
+        Which::Monitor {
+            rate,
+            seconds,
+            flat_out,
+        } => bench_monitor(rate, seconds, flat_out),
+        Which::Emit { lines, rate } => {
+            ategnatos::bench::monitor::emit(lines, rate);
+            Ok(ExitCode::SUCCESS)
+        }
         Which::Audit { images, dir } => bench_audit(images, &dir),
         Which::Duplicates {
             base,

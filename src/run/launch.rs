@@ -656,3 +656,66 @@ pub fn is_alive(pid: u32) -> bool {
         false
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(dir: &Path) -> RunRecord {
+        let text = serde_json::json!({
+            "id": "20261207-010203", "project": "fox", "backend": "kohya",
+            "state": "running", "started_at": "2026-12-07T01:02:03Z",
+            "command_line": "accelerate launch train_network.py", "working_dir": "/x",
+            "log_file": "grimoire/training/fox/runs/20261207-010203/train.log",
+            "steps_done": 40, "total_steps": 100
+        });
+        let mut r: RunRecord = serde_json::from_value(text).unwrap();
+        // A process that has ended (and been waited for): its id is free.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        r.supervisor_pid = Some(dead);
+        r.supervisor_start = Some(1);
+        save(dir, &r).unwrap();
+        r
+    }
+
+    #[test]
+    fn a_run_whose_supervisor_is_gone_is_marked_with_what_its_log_says() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let r = record(dir);
+        std::fs::write(
+            dir.join(RunFiles::LOG),
+            "steps: 40/100 avr_loss=0.08\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB\n",
+        )
+        .unwrap();
+        let seen = refreshed(r, dir);
+        assert_eq!(seen.state, RunState::Failed);
+        let failure = seen.failure.clone().unwrap();
+        assert!(
+            failure.contains("ended while nothing watched it: out of GPU memory"),
+            "{failure}"
+        );
+        assert!(seen.what_to_do.unwrap().contains("launch_training"));
+        // The verdict is written down, so the next look agrees.
+        assert_eq!(load(dir).unwrap().state, RunState::Failed);
+    }
+
+    #[test]
+    fn a_running_supervisor_keeps_its_run_running() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let mut r = record(dir);
+        // This test process stands in for a live supervisor.
+        r.supervisor_pid = Some(std::process::id());
+        r.supervisor_start = process_start(std::process::id());
+        assert_eq!(refreshed(r.clone(), dir).state, RunState::Running);
+        // The same id with another start time is another process.
+        r.supervisor_start = r.supervisor_start.map(|s| s + 1);
+        std::fs::write(dir.join(RunFiles::LOG), "steps: 40/100\n").unwrap();
+        let seen = refreshed(r, dir);
+        assert_eq!(seen.state, RunState::Failed);
+        assert!(seen.failure.unwrap().contains("supervisor stopped"));
+    }
+}
