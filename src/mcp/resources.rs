@@ -1,10 +1,13 @@
-//! `ategnatos://` resources: gate records, project reports and jobs.
+//! `ategnatos://` resources: gate records, project reports, jobs and the
+//! guides (`ategnatos://guides/{topic}`).
 
 use rmcp::ErrorData as McpError;
 use rmcp::model::{ReadResourceResult, Resource, ResourceContents, ResourceTemplate};
 
 use super::Shared;
 use crate::gates;
+use crate::knowledge::guides;
+use crate::studio::Hint;
 
 const SCHEME: &str = "ategnatos://";
 
@@ -94,6 +97,13 @@ pub fn list(shared: &Shared) -> Vec<Resource> {
             }
         }
     }
+    for guide in guides::all() {
+        out.push(
+            Resource::new(guide.uri(), format!("guide — {}", guide.title))
+                .with_mime_type("text/markdown")
+                .with_description(guide.summary),
+        );
+    }
     for job in shared.jobs.all() {
         out.push(
             Resource::new(job.uri(), format!("job {} ({})", job.id, job.kind))
@@ -111,6 +121,9 @@ pub fn templates() -> Vec<ResourceTemplate> {
             .with_description("The stored result of gate 1-4 (dataset, config, environment, dry_run) of a training project: PASS/FAIL, findings, time, fingerprint."),
         ResourceTemplate::new(format!("{SCHEME}projects/{{name}}/reports/{{file}}"), "report")
             .with_description("A report of a training project (audit.json, dataset-report.md, config.md, ...)."),
+        ResourceTemplate::new(format!("{SCHEME}guides/{{topic}}"), "guide")
+            .with_mime_type("text/markdown")
+            .with_description("A guide in plain words (training-basics, dataset-size, captions, parameters, vram, failure-modes, prompt-syntax, feedback-map, ...)."),
         ResourceTemplate::new(format!("{SCHEME}jobs/{{id}}"), "job")
             .with_mime_type("application/json")
             .with_description("A long-running job: status, progress and, when done, its result."),
@@ -141,6 +154,17 @@ pub fn read(shared: &Shared, uri: &str) -> Result<ReadResourceResult, McpError> 
             Ok(None) => Err(not_found(uri, "that gate has not run yet for this project")),
             Err(e) => Err(McpError::internal_error(e.to_string(), None)),
         };
+    }
+    if let Some(topic) = guides::topic_of(uri) {
+        let guide = guides::find(topic).map_err(|e| {
+            McpError::resource_not_found(
+                format!("{e}: `{uri}`"),
+                Some(serde_json::json!({ "uri": uri, "hint": e.hint() })),
+            )
+        })?;
+        return Ok(ReadResourceResult::new(vec![
+            ResourceContents::text(guide.body(), uri.to_string()).with_mime_type("text/markdown"),
+        ]));
     }
     if let Some(id) = uri.strip_prefix(&format!("{SCHEME}jobs/")) {
         let job = shared
