@@ -13,7 +13,7 @@ use std::path::Path;
 
 use crate::comfy::{eval, register};
 use crate::dataset::{caption_rules, captioning, intent, walk};
-use crate::gates::{self, Gate, GateRecord, status};
+use crate::gates::{self, Gate, GateRecord, GateStatus, status};
 use crate::plan::catalog::{self, CaptionFormat};
 use crate::plan::planner::explain_parameters;
 use crate::plan::training::load_plan;
@@ -261,8 +261,13 @@ fn gate_findings(
     };
     let _ = writeln!(
         out,
-        "### Gate {} record ({:?}, {})\n",
-        rec.number, rec.status, rec.checked_at
+        "### Gate {} record ({}, {})\n",
+        rec.number,
+        match rec.status {
+            GateStatus::Pass => "PASS",
+            GateStatus::Fail => "FAIL",
+        },
+        rec.checked_at
     );
     if !rec.summary.is_empty() {
         let _ = writeln!(out, "{}\n", rec.summary);
