@@ -62,13 +62,12 @@ impl Hint for BriefingError {
     fn hint(&self) -> Option<String> {
         match self {
             BriefingError::Studio(e) => e.hint(),
-            BriefingError::NoProjectGiven { known } | BriefingError::NoSuchProject { known, .. } => {
-                Some(if known.is_empty() {
-                    "there are no projects in this workspace yet: start one with start_project (the intent_interview prompt helps)".into()
-                } else {
-                    format!("the projects here are: {}", known.join(", "))
-                })
-            }
+            BriefingError::NoProjectGiven { known }
+            | BriefingError::NoSuchProject { known, .. } => Some(if known.is_empty() {
+                "there are no projects in this workspace yet: start one with start_project (the intent_interview prompt helps)".into()
+            } else {
+                format!("the projects here are: {}", known.join(", "))
+            }),
         }
     }
 }
@@ -218,8 +217,8 @@ fn header(ws: &Workspace, p: &Project, out: &mut String) -> Result<(), BriefingE
         };
         let _ = writeln!(
             out,
-            "- Gate {} ({}): {state} — {} ({})",
-            g.number, g.title, g.reason, g.resource_uri
+            "- {} — {state}: {} ({})",
+            g.title, g.reason, g.resource_uri
         );
     }
     let _ = writeln!(out, "- Next step: {}", st.next_step);
@@ -239,9 +238,9 @@ fn folder_words_ext(ws: &Workspace, folder: &str, ext: &str) -> String {
         return format!("`{folder}` (outside the workspace)");
     };
     match count_pictures(ws, &dir, ext) {
-        Ok((pictures, captioned)) => format!(
-            "`{folder}`: {pictures} picture(s), {captioned} with a `.{ext}` caption"
-        ),
+        Ok((pictures, captioned)) => {
+            format!("`{folder}`: {pictures} picture(s), {captioned} with a `.{ext}` caption")
+        }
         Err(e) => format!(
             "`{folder}` could not be read ({})",
             walk::plain_io_reason(&e)
@@ -330,7 +329,9 @@ fn captions_part(ws: &Workspace, p: &Project, out: &mut String) -> Result<(), Br
         );
     }
     if state.approved.is_empty() {
-        out.push_str("- No caption approved yet: the rest of the set cannot be captioned until one is.\n");
+        out.push_str(
+            "- No caption approved yet: the rest of the set cannot be captioned until one is.\n",
+        );
     } else {
         let _ = writeln!(out, "- Approved captions ({}):", state.approved.len());
         for a in state.approved.iter().take(MAX_CAPTIONS) {
@@ -373,7 +374,11 @@ fn plan_part(ws: &Workspace, p: &Project, out: &mut String) -> Result<(), Briefi
     match catalog::lookup(&plan.base_model) {
         Ok(model) => {
             for line in explain_parameters(&plan, model) {
-                let _ = writeln!(out, "- **{}**: {} — {}", line.name, line.value, line.meaning);
+                let _ = writeln!(
+                    out,
+                    "- **{}**: {} — {}",
+                    line.name, line.value, line.meaning
+                );
             }
         }
         Err(e) => {
@@ -546,7 +551,10 @@ mod tests {
             "{text}"
         );
         let outside = briefing(&ws, Phase::Intent, None, Some("../elsewhere")).unwrap();
-        assert!(outside.contains("`../elsewhere` cannot be used"), "{outside}");
+        assert!(
+            outside.contains("`../elsewhere` cannot be used"),
+            "{outside}"
+        );
     }
 
     #[test]

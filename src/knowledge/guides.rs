@@ -151,9 +151,8 @@ fn split_front_matter(text: &str) -> Option<(&str, &str)> {
 /// Reads a guide's text and checks its shape.
 pub fn parse(topic: &'static str, text: &'static str) -> Result<Guide, GuideError> {
     let t = || topic.to_string();
-    let (matter, body) = split_front_matter(text).ok_or_else(|| GuideError::NoFrontMatter {
-        topic: t(),
-    })?;
+    let (matter, body) =
+        split_front_matter(text).ok_or_else(|| GuideError::NoFrontMatter { topic: t() })?;
     let summary = matter
         .lines()
         .find_map(|l| l.strip_prefix("summary:"))
@@ -217,12 +216,13 @@ pub fn all() -> Vec<Guide> {
 
 /// The guide on `topic` (`vram`, `failure-modes`, ...).
 pub fn find(topic: &str) -> Result<Guide, GuideError> {
-    let (topic, text) = GUIDES
-        .iter()
-        .find(|(t, _)| *t == topic)
-        .ok_or_else(|| GuideError::Unknown {
-            topic: topic.to_string(),
-        })?;
+    let (topic, text) =
+        GUIDES
+            .iter()
+            .find(|(t, _)| *t == topic)
+            .ok_or_else(|| GuideError::Unknown {
+                topic: topic.to_string(),
+            })?;
     parse(topic, text)
 }
 

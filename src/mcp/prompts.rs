@@ -81,9 +81,11 @@ async fn state(
 }
 
 fn fill(template: &str, pairs: &[(&str, &str)]) -> String {
-    pairs.iter().fold(template.to_string(), |text, (key, value)| {
-        text.replace(&format!("{{{{{key}}}}}"), value)
-    })
+    pairs
+        .iter()
+        .fold(template.to_string(), |text, (key, value)| {
+            text.replace(&format!("{{{{{key}}}}}"), value)
+        })
 }
 
 fn message(text: String, description: &str) -> GetPromptResult {
@@ -134,8 +136,14 @@ impl AtegnatosServer {
             fill(
                 TRAIN,
                 &[
-                    ("project", args.project.as_deref().unwrap_or("(not chosen yet)")),
-                    ("dataset", args.dataset.as_deref().unwrap_or("(ask the artist)")),
+                    (
+                        "project",
+                        args.project.as_deref().unwrap_or("(not chosen yet)"),
+                    ),
+                    (
+                        "dataset",
+                        args.dataset.as_deref().unwrap_or("(ask the artist)"),
+                    ),
                     ("state", &st),
                 ],
             ),
@@ -163,8 +171,14 @@ impl AtegnatosServer {
             fill(
                 INTENT_INTERVIEW,
                 &[
-                    ("project", args.project.as_deref().unwrap_or("(not chosen yet)")),
-                    ("dataset", args.dataset.as_deref().unwrap_or("(ask the artist)")),
+                    (
+                        "project",
+                        args.project.as_deref().unwrap_or("(not chosen yet)"),
+                    ),
+                    (
+                        "dataset",
+                        args.dataset.as_deref().unwrap_or("(ask the artist)"),
+                    ),
                     ("state", &st),
                 ],
             ),
