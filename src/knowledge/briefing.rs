@@ -215,11 +215,11 @@ fn header(ws: &Workspace, p: &Project, out: &mut String) -> Result<(), BriefingE
             status::GateState::Fail => "FAIL",
             status::GateState::Stale => "STALE",
         };
-        let _ = writeln!(
-            out,
-            "- {} — {state}: {} ({})",
-            g.title, g.reason, g.resource_uri
-        );
+        let _ = write!(out, "- {} — {state}: {}", g.title, g.reason);
+        if !g.reason.contains(&g.resource_uri) {
+            let _ = write!(out, " ({})", g.resource_uri);
+        }
+        out.push('\n');
     }
     let _ = writeln!(out, "- Next step: {}", st.next_step);
     if let Some(done) = register::completion(ws, &p.name)? {
@@ -268,7 +268,8 @@ fn gate_findings(
         },
         rec.checked_at
     );
-    if !rec.summary.is_empty() {
+    // The gates list above already shows a summary that is the gate's reason.
+    if !rec.summary.is_empty() && !out.contains(&rec.summary) {
         let _ = writeln!(out, "{}\n", rec.summary);
     }
     for f in rec.findings.iter().take(MAX_FINDINGS) {
@@ -407,6 +408,21 @@ fn run_part(run: &RunRecord, out: &mut String, with_tail: bool) {
     out.push('\n');
 }
 
+/// A report quoted as a markdown block quote, so its headings stay inside it.
+fn quote(text: &str) -> String {
+    text.trim_end()
+        .lines()
+        .map(|l| {
+            if l.is_empty() {
+                ">".to_string()
+            } else {
+                format!("> {l}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn clip(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((at, _)) => format!("{}…", &text[..at]),
@@ -459,7 +475,7 @@ fn evaluation_part(ws: &Workspace, p: &Project, out: &mut String) -> Result<(), 
                 out,
                 "### The evaluation ({})\n\n{}\n",
                 ws.display_path(&eval_md),
-                clip(&text, MAX_EVAL_CHARS)
+                quote(&clip(&text, MAX_EVAL_CHARS))
             );
         }
         Err(_) => out.push_str("### The evaluation\n\nNo evaluation yet: eval_grid renders the LoRA at several weights through ComfyUI and writes eval.md.\n\n"),
@@ -475,7 +491,7 @@ fn failure_part(ws: &Workspace, p: &Project, out: &mut String) -> Result<(), Bri
     if let Some(plan) = load_plan(ws, &p.name)? {
         let _ = writeln!(
             out,
-            "### What the run was asked to do\n\n- {} pictures × {} repeats × {} epochs ÷ batch {} = {} steps\n- rank {}, alpha {}, {} at learning rate {:e}, {:?} precision, resolution {}\n- a checkpoint every {} epoch(s)\n",
+            "### What the run was asked to do\n\n- {} pictures × {} repeats × {} epochs ÷ batch {} = {} steps\n- rank {}, alpha {}, {} at learning rate {:e}, {} precision, resolution {}\n- a checkpoint every {} epoch(s)\n",
             plan.image_count(),
             plan.repeats,
             plan.epochs,
@@ -485,7 +501,7 @@ fn failure_part(ws: &Workspace, p: &Project, out: &mut String) -> Result<(), Bri
             plan.alpha,
             plan.optimizer.word(),
             plan.learning_rate,
-            plan.precision,
+            format!("{:?}", plan.precision).to_lowercase(),
             plan.size_words(),
             plan.save_every_epochs
         );
@@ -503,7 +519,7 @@ fn failure_part(ws: &Workspace, p: &Project, out: &mut String) -> Result<(), Bri
             out,
             "### The evaluation so far ({})\n\n{}\n",
             ws.display_path(&eval_md),
-            clip(&text, MAX_EVAL_CHARS / 2)
+            quote(&clip(&text, MAX_EVAL_CHARS / 2))
         );
     }
     Ok(())
