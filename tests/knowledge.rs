@@ -521,3 +521,47 @@ async fn each_conversation_prompt_renders_the_projects_real_state() {
     assert!(err.contains("`wolves`") && err.contains("foxes"), "{err}");
     client.cancel().await.unwrap();
 }
+
+#[test]
+fn the_desktop_bundle_starts_the_server_on_the_folder_the_artist_picks() {
+    let manifest: Value = serde_json::from_str(&read(&repo("mcpb/manifest.json"))).unwrap();
+    assert_eq!(manifest["manifest_version"], "0.3");
+    assert_eq!(manifest["name"], "ategnatos");
+    assert_eq!(manifest["version"], env!("CARGO_PKG_VERSION"));
+    let server = &manifest["server"];
+    assert_eq!(server["type"], "binary");
+    assert_eq!(server["entry_point"], "server/ategnatos");
+    let config = &server["mcp_config"];
+    assert_eq!(config["command"], "${__dirname}/server/ategnatos");
+    assert_eq!(
+        config["args"],
+        json!(["--root", "${user_config.studio}", "serve"])
+    );
+    let studio = &manifest["user_config"]["studio"];
+    assert_eq!(studio["type"], "directory");
+    assert_eq!(studio["required"], true);
+    // The environment it sets is the one the server reads, and every value
+    // comes from a setting the bundle asks for.
+    let env = config["env"].as_object().unwrap();
+    let mut names: Vec<&str> = env.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    let mut read_by_server = vec![
+        ategnatos::cloud::VAST_KEY_VAR,
+        ategnatos::cloud::RUNPOD_KEY_VAR,
+        ategnatos::comfy::settings::ENV_URL,
+    ];
+    read_by_server.sort_unstable();
+    assert_eq!(names, read_by_server);
+    for value in env.values() {
+        let key = value
+            .as_str()
+            .unwrap()
+            .strip_prefix("${user_config.")
+            .and_then(|k| k.strip_suffix('}'))
+            .unwrap();
+        assert!(manifest["user_config"][key].is_object(), "{key}");
+    }
+    for key in ["vast_api_key", "runpod_api_key"] {
+        assert_eq!(manifest["user_config"][key]["sensitive"], true, "{key}");
+    }
+}
