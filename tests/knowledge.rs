@@ -565,3 +565,30 @@ fn the_desktop_bundle_starts_the_server_on_the_folder_the_artist_picks() {
         assert_eq!(manifest["user_config"][key]["sensitive"], true, "{key}");
     }
 }
+
+#[test]
+fn every_guide_a_skill_prompt_or_guide_points_to_exists() {
+    let mut files = markdown_in("guides");
+    files.extend(markdown_in("skills"));
+    files.extend(markdown_in("prompts"));
+    let mut pointers = 0;
+    for path in &files {
+        let text = read(path);
+        for (at, _) in text.match_indices("ategnatos://guides/") {
+            let topic: String = text[at + "ategnatos://guides/".len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')
+                .collect();
+            if topic.is_empty() {
+                continue; // the template `ategnatos://guides/{topic}`
+            }
+            pointers += 1;
+            assert!(
+                repo(&format!("guides/{topic}.md")).is_file(),
+                "{} points to the guide `{topic}`, which does not exist",
+                path.display()
+            );
+        }
+    }
+    assert!(pointers > 20, "only {pointers} pointers to guides");
+}
