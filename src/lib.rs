@@ -25,6 +25,7 @@ pub mod dataset;
 pub mod engine;
 pub mod environment;
 pub mod gates;
+pub mod knowledge;
 pub mod likeness;
 pub mod mcp;
 pub mod plan;

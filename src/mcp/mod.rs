@@ -141,6 +141,7 @@ plan_training (explain every parameter), generate_config, run_gate 2 (plan); che
 dry_run, a few real steps of the exact plan, is run_gate 4 (dry run) with its log; then launch_training, followed with training_status; finally eval_grid shows the LoRA at several weights through ComfyUI (comfyui_submit runs any workflow). \
 No local GPU: renting one costs money. spinup_instance without a quote id only quotes; show the artist the offer and the run's cost, and rent (call it again with the quote, the offer and a price cap) only after their explicit yes to that price; teardown_instance when done, list_instances shows what bills. \
 project_status says where a project stands and what is next. estimate_vram answers 'will it fit'; curate_dataset and structure_dataset help shape a set. \
+Guides in plain words are resources, ategnatos://guides/{topic} (captions, parameters, vram, failure-modes, feedback-map and more): read the one that fits before explaining; the prompts of each phase bring in a project's real state. \
 Every path, in arguments and results, is relative to the workspace root. \
 Long tools return a job id when they need more than wait_seconds: follow it with job_status. \
 Explain every result to the artist in plain words; every refusal includes what to do.";

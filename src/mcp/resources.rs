@@ -1,11 +1,13 @@
-//! `ategnatos://` resources: gate records, project reports, training runs
-//! and jobs.
+//! `ategnatos://` resources: gate records, project reports, training runs,
+//! jobs and the guides (`ategnatos://guides/{topic}`).
 
 use rmcp::ErrorData as McpError;
 use rmcp::model::{ReadResourceResult, Resource, ResourceContents, ResourceTemplate};
 
 use super::Shared;
 use crate::gates;
+use crate::knowledge::guides;
+use crate::studio::Hint;
 
 const SCHEME: &str = "ategnatos://";
 
@@ -149,6 +151,13 @@ pub fn list(shared: &Shared) -> Vec<Resource> {
                 .with_mime_type("application/json"),
         );
     }
+    for guide in guides::all() {
+        out.push(
+            Resource::new(guide.uri(), format!("guide — {}", guide.title))
+                .with_mime_type("text/markdown")
+                .with_description(guide.summary),
+        );
+    }
     for job in shared.jobs.all() {
         out.push(
             Resource::new(job.uri(), format!("job {} ({})", job.id, job.kind))
@@ -169,6 +178,9 @@ pub fn templates() -> Vec<ResourceTemplate> {
         ResourceTemplate::new(format!("{SCHEME}runs/{{name}}/{{id}}"), "run")
             .with_mime_type("application/json")
             .with_description("A training run: state, epoch, step, loss, warnings, checkpoints; updated as it trains (subscribe)."),
+        ResourceTemplate::new(format!("{SCHEME}guides/{{topic}}"), "guide")
+            .with_mime_type("text/markdown")
+            .with_description("A guide in plain words (training-basics, dataset-size, captions, parameters, vram, failure-modes, prompt-syntax, feedback-map, ...)."),
         ResourceTemplate::new(format!("{SCHEME}jobs/{{id}}"), "job")
             .with_mime_type("application/json")
             .with_description("A long-running job: status, progress and, when done, its result."),
@@ -212,6 +224,17 @@ pub fn read(shared: &Shared, uri: &str) -> Result<ReadResourceResult, McpError> 
         let dir = crate::run::launch::run_dir(&dir, id);
         let run = crate::run::launch::load(&dir).ok_or_else(|| not_found(uri, "no such run"))?;
         return json_contents(uri, &crate::run::launch::refreshed(run, &dir));
+    }
+    if let Some(topic) = guides::topic_of(uri) {
+        let guide = guides::find(topic).map_err(|e| {
+            McpError::resource_not_found(
+                format!("{e}: `{uri}`"),
+                Some(serde_json::json!({ "uri": uri, "hint": e.hint() })),
+            )
+        })?;
+        return Ok(ReadResourceResult::new(vec![
+            ResourceContents::text(guide.body(), uri.to_string()).with_mime_type("text/markdown"),
+        ]));
     }
     if let Some(id) = uri.strip_prefix(&format!("{SCHEME}jobs/")) {
         let job = shared
