@@ -48,6 +48,8 @@ mod memory_tests;
 #[cfg(test)]
 mod reference_tests;
 #[cfg(test)]
+mod test_files;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod toy_tests;

@@ -48,6 +48,7 @@ use super::clip::{ClipConfig, ClipTextModel};
 use super::ldm;
 use super::lora::LoraSpec;
 use super::rng::SplitMix64;
+use super::test_files::{f32_raw, write_safetensors};
 use super::tests::to_ldm;
 use super::unet::{LoraTargets, UNet2DConditionModel, UNetConfig};
 use super::vae::{AutoencoderKlEncoder, VaeConfig};
@@ -149,26 +150,6 @@ fn reference_weights<M: burn::module::Module<TestBackend>>(
             (key, (shape, values))
         })
         .collect()
-}
-
-/// A tensor to write: its dtype, shape and little-endian bytes.
-type Raw = (safetensors::Dtype, Vec<usize>, Vec<u8>);
-
-fn f32_raw(shape: &[usize], values: &[f32]) -> Raw {
-    let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    (safetensors::Dtype::F32, shape.to_vec(), bytes)
-}
-
-fn write_safetensors(path: &Path, tensors: &BTreeMap<String, Raw>) {
-    let views: Vec<_> = tensors
-        .iter()
-        .map(|(k, (dtype, shape, bytes))| {
-            let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes).unwrap();
-            (k.clone(), view)
-        })
-        .collect();
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
 }
 
 /// One set of models, weights and inputs the fixtures hold outputs for.

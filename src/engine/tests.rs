@@ -13,6 +13,7 @@ use super::lora_file::{Alphas, kohya_tensors, load_lora, save_lora};
 use super::model::LoraModel;
 use super::rng::SplitMix64;
 use super::safetensors_file::SafetensorsFile;
+use super::test_files::{f32_raw, write_safetensors};
 use super::train::{LatentDataset, LatentSample, train};
 use super::vae::AutoencoderKlEncoder;
 use super::weights::{Checkpoint, Component, Layout, load_component, named_tensors};
@@ -37,31 +38,6 @@ fn to_file_layout(data: &TensorData, parent: &str) -> (Vec<usize>, Vec<f32>) {
     } else {
         (shape, values)
     }
-}
-
-fn write_safetensors(path: &Path, tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) {
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .iter()
-        .map(|(k, (shape, v))| {
-            (
-                k.clone(),
-                shape.clone(),
-                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            )
-        })
-        .collect();
-    let views: Vec<_> = bytes
-        .iter()
-        .map(|(k, shape, b)| {
-            (
-                k.clone(),
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), b)
-                    .unwrap(),
-            )
-        })
-        .collect();
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
 }
 
 /// diffusers name → ldm name, by running the rename table backwards.
@@ -103,7 +79,10 @@ fn write_diffusers(dir: &Path, base: &TinyBase) {
     ] {
         let map = named
             .iter()
-            .map(|(k, d, p)| (k.clone(), to_file_layout(d, p)))
+            .map(|(k, d, p)| {
+                let (shape, values) = to_file_layout(d, p);
+                (k.clone(), f32_raw(&shape, &values))
+            })
             .collect();
         write_safetensors(&dir.join(file), &map);
     }
@@ -138,6 +117,10 @@ fn write_ldm(path: &Path, base: &TinyBase) {
         format!("{}decoder.conv_in.weight", ldm::VAE_PREFIX),
         (vec![1], vec![0.0]),
     );
+    let map = map
+        .iter()
+        .map(|(k, (shape, values))| (k.clone(), f32_raw(shape, values)))
+        .collect();
     write_safetensors(path, &map);
 }
 
