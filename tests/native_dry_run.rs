@@ -26,70 +26,8 @@ use ategnatos::backends::load_manifest;
 use ategnatos::run::diagnose::FailureKind;
 use ategnatos::run::dry_run::{DryRunOutcome, DryRunSpec, Launcher, dry_run};
 use ategnatos::studio::{NoProgress, Workspace};
-use common::fake_trainer::{ategnatos, pass_gate1, run};
 
-const CHECKPOINT: &str = "models/toy.safetensors";
-
-/// A project `fox` (SD1.5, 4 captioned pictures) planned for the native
-/// engine on this machine's CPU at 256 px, its engine config written and
-/// Gate 2 passed, then the config turned to the toy architecture, and a toy
-/// checkpoint where the plan says the model is.
-fn native_project(root: &Path) {
-    common::clean_set(root, 4);
-    run(
-        ategnatos(root, None)
-            .args(["engine", "init-checkpoint", CHECKPOINT])
-            .args(["--arch", "sd15_toy", "--seed", "3"]),
-        0,
-    );
-    run(
-        ategnatos(root, None)
-            .args(["project", "start", "fox", "--type", "style"])
-            .args(["--base-model", "sd15", "--trigger", common::TRIGGER])
-            .args(["--dataset", "clean"]),
-        0,
-    );
-    pass_gate1(root, "fox");
-    run(
-        ategnatos(root, None)
-            .args(["plan", "fox", "--backend", "native"])
-            .args(["--batch", "2", "--resolution", "256", "--rank", "4"])
-            .args(["--model-path", CHECKPOINT]),
-        0,
-    );
-    run(ategnatos(root, None).args(["config", "fox"]), 0);
-    run(
-        ategnatos(root, None).args(["gate", "2", "--project", "fox"]),
-        0,
-    );
-
-    let engine_toml = engine_toml(root);
-    let mut config: toml::Table = std::fs::read_to_string(&engine_toml)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let model = config["model"].as_table_mut().unwrap();
-    assert_eq!(model["architecture"].as_str(), Some("sd15"));
-    assert!(
-        model["checkpoint"].as_str().unwrap().ends_with(CHECKPOINT),
-        "{model:?}"
-    );
-    model.insert("architecture".into(), "sd15_toy".into());
-    assert_eq!(config["training"]["device"].as_str(), Some("cpu"));
-    std::fs::write(&engine_toml, toml::to_string(&config).unwrap()).unwrap();
-}
-
-/// Where `generate_config` wrote the engine's config.
-fn engine_toml(root: &Path) -> PathBuf {
-    let ws = Workspace::open(root).unwrap();
-    let generated = load_manifest(&ws, "fox").unwrap().unwrap();
-    let file = generated
-        .files
-        .iter()
-        .find(|f| f.path.ends_with("engine.toml"))
-        .unwrap();
-    root.join(&file.path)
-}
+use common::native::{CHECKPOINT, native_project};
 
 /// The dry run as Gate 4 starts it, with this test's binary as the engine.
 fn spec(root: &Path, steps: u32, run_name: &str) -> DryRunSpec {

@@ -418,8 +418,9 @@ pub fn start(
     });
     let deadline = Instant::now() + START_WAIT;
     loop {
+        // Taken over, or already over (a trainer that fails at once).
         if let Some(r) = load(run_dir)
-            && r.supervisor_pid.is_some()
+            && (r.supervisor_pid.is_some() || r.state != RunState::Running)
         {
             return Ok(r);
         }

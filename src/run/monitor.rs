@@ -151,7 +151,7 @@ pub fn watch_with(
     let tick = Duration::from_millis(500);
     let mut last_tick = Instant::now();
 
-    let mut take_line = |w: &mut Watched, text: &str| -> bool {
+    let mut take_line = |w: &mut Watched, log: &mut dyn Write, text: &str| -> bool {
         let _ = writeln!(log, "{text}");
         w.lines += 1;
         if w.tail.len() == TAIL {
@@ -217,6 +217,7 @@ pub fn watch_with(
         }
         if now.duration_since(last_tick) >= tick {
             last_tick = now;
+            let _ = log.flush();
             if tick_fn(&w) {
                 w.stopped = Some(StopReason::Cancelled);
                 break;
@@ -255,7 +256,7 @@ pub fn watch_with(
         match child.next(wait) {
             Next::Event(Event::Line { text, .. }) => {
                 last_output = Instant::now();
-                if take_line(&mut w, &text) {
+                if take_line(&mut w, log, &text) {
                     w.stopped = Some(StopReason::Failure);
                     break;
                 }
@@ -270,7 +271,7 @@ pub fn watch_with(
         for event in child.terminate(limits.grace) {
             if let Event::Line { text, .. } = event {
                 // Its last words explain the stop; they no longer stop anything.
-                take_line(&mut w, &text);
+                take_line(&mut w, log, &text);
             }
         }
         w.exit = child.exit();
@@ -284,13 +285,16 @@ pub fn watch_with(
     w
 }
 
-/// Opens (truncating) the log a run writes to.
-pub fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
+/// Opens (truncating) the log a run writes to, buffered: the monitor
+/// flushes it twice a second and at the end, so a trainer printing
+/// thousands of lines a second costs a write call per buffer, not per line.
+pub fn open_log(path: &Path) -> std::io::Result<std::io::BufWriter<std::fs::File>> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     // A log grows line by line as the trainer prints: it cannot be written
     // whole at the end, and a cut-off log still tells what happened.
     #[allow(clippy::disallowed_methods)]
-    std::fs::File::create(path)
+    let file = std::fs::File::create(path)?;
+    Ok(std::io::BufWriter::with_capacity(1 << 16, file))
 }

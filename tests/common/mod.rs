@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod fake_trainer;
+pub mod native;
 
 use std::path::{Path, PathBuf};
 
