@@ -147,6 +147,7 @@ impl AtegnatosServer {
                         summary: s.plain_summary(),
                         result: serde_json::to_value(&s).unwrap_or_default(),
                         changed: Vec::new(),
+                        previews: Vec::new(),
                     }),
                     Err(e) => Err(JobFailure {
                         hint: offer_gone_hint(&prepared, &e),
@@ -213,6 +214,7 @@ impl AtegnatosServer {
                         summary: t.plain_summary(),
                         result: serde_json::to_value(&t).unwrap_or_default(),
                         changed: Vec::new(),
+                        previews: Vec::new(),
                     }),
                     Err(e) => Err(JobFailure {
                         hint: e.hint(),
