@@ -126,11 +126,6 @@ fn existing(ws: &Workspace, given: &str) -> Result<std::path::PathBuf, CallToolR
     paths::resolve_existing(ws.root(), given).map_err(|e| reply::failure(&e, e.hint()))
 }
 
-/// A name that is a file rather than a template or saved workflow.
-fn names_a_file(workflow: &str) -> bool {
-    workflow.ends_with(".json") || workflow.contains('/') || workflow.contains('\\')
-}
-
 impl AtegnatosServer {
     /// Templates, saved workflows and, when the server answers, its models.
     async fn list_workflows(&self, args: &ComfySubmitArgs) -> CallToolResult {
@@ -208,7 +203,7 @@ impl AtegnatosServer {
                 );
             }
             (None, Some(g)) => Source::Inline(g.clone()),
-            (Some(w), None) if names_a_file(w) => match existing(&ws, w) {
+            (Some(w), None) if Source::names_a_file(w) => match existing(&ws, w) {
                 Ok(p) => Source::File(p),
                 Err(refusal) => return refusal,
             },
@@ -233,15 +228,7 @@ impl AtegnatosServer {
             },
             None => None,
         };
-        let prefix = match &source {
-            Source::Named(n) => n.clone(),
-            Source::File(p) => p
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or("render")
-                .to_string(),
-            Source::Inline(_) => "render".into(),
-        };
+        let prefix = source.folder_prefix();
         let req = SubmitRequest {
             source,
             params: args.params.clone().unwrap_or_default(),
