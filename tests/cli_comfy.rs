@@ -373,7 +373,7 @@ async fn eval_draws_the_weight_grid_on_one_contact_sheet() {
         "{}",
         r.stderr
     );
-    assert!(r.stderr.contains("hint:"), "{}", r.stderr);
+    assert!(r.stderr.contains("or give `--comfyui-dir`"), "{}", r.stderr);
     assert!(comfy.with(|i| i.prompts.is_empty()));
 
     let r = ategnatos(

@@ -223,7 +223,11 @@ pub fn run_eval(root: &Path, cmd: EvalCmd) -> Result<ExitCode, CliError> {
     let bar = Bar::new();
     let report = runtime()?.block_on(eval::eval_grid(&ws, &req, &folder, &bar));
     bar.finish();
-    let report = report.map_err(|e| CliError::new(&e, e.hint()))?;
+    // The words name the tool's argument; here it is an option.
+    let report = report.map_err(|e| {
+        let option = |t: &str| t.replace("`comfyui_dir`", "`--comfyui-dir`");
+        CliError::new(option(&e.to_string()), e.hint().map(|h| option(&h)))
+    })?;
     if cmd.json {
         print_json(&report)?;
     } else {
