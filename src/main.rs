@@ -74,11 +74,6 @@ enum Command {
     Curate(cli::dedup::CurateCmd),
     /// Copy flat folders into kohya's `{repeats}_{name}/` layout.
     Structure(cli::dedup::StructureCmd),
-    /// The native LoRA engine, run as a child process: `engine train CONFIG [--dry-run]`.
-    Engine {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
     /// Render in ComfyUI: `comfy submit WORKFLOW`.
     #[command(subcommand)]
     Comfy(cli::comfy::ComfyCmd),
@@ -87,6 +82,11 @@ enum Command {
     /// Rented GPUs: quote, up, list, down.
     #[command(subcommand)]
     Cloud(cli::cloud::CloudCmd),
+    /// The native LoRA engine, run as a child process: `engine train CONFIG [--dry-run]`.
+    Engine {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Measure speed: `bench audit`, `bench duplicates`.
     Bench(cli::bench::BenchCmd),
 }
