@@ -74,6 +74,14 @@ enum Command {
     Curate(cli::dedup::CurateCmd),
     /// Copy flat folders into kohya's `{repeats}_{name}/` layout.
     Structure(cli::dedup::StructureCmd),
+    /// Render in ComfyUI: `comfy submit WORKFLOW`.
+    #[command(subcommand)]
+    Comfy(cli::comfy::ComfyCmd),
+    /// Judge a project's LoRA in ComfyUI: prompts × LoRA weights on one contact sheet.
+    Eval(cli::comfy::EvalCmd),
+    /// Rented GPUs: quote, up, list, down.
+    #[command(subcommand)]
+    Cloud(cli::cloud::CloudCmd),
     /// The native LoRA engine, run as a child process: `engine train CONFIG [--dry-run]`.
     Engine {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -120,6 +128,9 @@ fn main() -> ExitCode {
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(2)))
         }
         Command::Bench(cmd) => cli::bench::run(cmd),
+        Command::Comfy(cmd) => cli::comfy::run(&cli.root, cmd),
+        Command::Eval(cmd) => cli::comfy::run_eval(&cli.root, cmd),
+        Command::Cloud(cmd) => cli::cloud::run(&cli.root, cmd),
     };
     match result {
         Ok(code) => code,

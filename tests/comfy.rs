@@ -747,6 +747,48 @@ mod over_mcp {
     }
 
     #[tokio::test]
+    async fn a_render_that_outlasts_the_first_wait_brings_its_previews_to_job_status() {
+        let comfy = mock::start(Mode::HoldUntilReleased).await;
+        let (_d, ws) = workspace();
+        let client = connect(ws.root()).await;
+        let r = call(
+            &client,
+            "comfyui_submit",
+            json!({"workflow": "txt2img", "params": {"steps": 2}, "server": comfy.url, "wait_seconds": 0}),
+        )
+        .await;
+        assert_ne!(r.is_error, Some(true), "{}", text(&r));
+        let s = r.structured_content.clone().unwrap();
+        // Held in the sampler: the first answer is a job still running.
+        assert_eq!(s["status"], "running", "{s}");
+        assert!(r.content.iter().all(|c| c.as_image().is_none()));
+        let job_id = s["job_id"].as_str().unwrap().to_string();
+
+        comfy.state.held.notified().await;
+        comfy.state.release.notify_one();
+        let r = call(
+            &client,
+            "job_status",
+            json!({"job_id": job_id, "wait_seconds": 240}),
+        )
+        .await;
+        assert_ne!(r.is_error, Some(true), "{}", text(&r));
+        let s = r.structured_content.clone().unwrap();
+        assert_eq!(s["status"], "done", "{s}");
+        let path = s["result"]["outputs"][0]["path"].as_str().unwrap();
+        assert!(ws.root().join(path).is_file());
+        // The finished render shows itself, as it would have in the first answer.
+        let images: Vec<_> = r.content.iter().filter_map(|c| c.as_image()).collect();
+        assert_eq!(images.len(), 1, "{}", text(&r));
+        use base64::Engine;
+        let jpeg = base64::engine::general_purpose::STANDARD
+            .decode(&images[0].data)
+            .unwrap();
+        let p = image::load_from_memory(&jpeg).unwrap();
+        assert!(p.width().max(p.height()) <= 512);
+    }
+
+    #[tokio::test]
     async fn saved_workflows_are_listed_and_run_by_name() {
         let comfy = mock::start(Mode::Normal).await;
         let (_d, ws) = workspace();

@@ -16,6 +16,8 @@ macro_rules! outln {
 
 pub mod audit;
 pub mod bench;
+pub mod cloud;
+pub mod comfy;
 pub mod dedup;
 pub mod env;
 pub mod plan;
@@ -82,12 +84,15 @@ const COMMANDS: &[(&str, &str)] = &[
     ("audit_dataset", "ategnatos audit"),
     ("caption_preview", "ategnatos captions preview"),
     ("check_environment", "ategnatos env"),
+    ("comfyui_submit", "ategnatos comfy submit"),
     ("curate_dataset", "ategnatos curate"),
     ("dry_run", "ategnatos dry-run"),
     ("estimate_vram", "ategnatos vram"),
+    ("eval_grid", "ategnatos eval"),
     ("find_duplicates", "ategnatos duplicates"),
     ("generate_config", "ategnatos config"),
     ("launch_training", "ategnatos train"),
+    ("list_instances", "ategnatos cloud list"),
     ("list_projects", "ategnatos project list"),
     ("plan_training", "ategnatos plan"),
     ("project_status", "ategnatos project status"),
@@ -95,8 +100,10 @@ const COMMANDS: &[(&str, &str)] = &[
     ("restore_caption", "ategnatos captions restore"),
     ("restore_quarantine", "ategnatos restore"),
     ("run_gate", "ategnatos gate"),
+    ("spinup_instance", "ategnatos cloud up"),
     ("start_project", "ategnatos project start"),
     ("structure_dataset", "ategnatos structure"),
+    ("teardown_instance", "ategnatos cloud down"),
     ("training_status", "ategnatos status"),
     ("write_captions", "ategnatos captions write"),
 ];

@@ -24,6 +24,7 @@ use super::provider::{
 };
 use super::quote::{self, Quote};
 use super::{CloudConfig, CloudError, InstanceState, dollars, runpod, vast};
+use crate::studio::Hint;
 use crate::studio::{Progress, Workspace, clock};
 
 /// Instances a spin-up in this process is still working on: reconciliation
@@ -58,6 +59,27 @@ pub fn in_flight(id: &str) -> bool {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .contains(id)
+}
+
+/// The hint for a failed spin-up: for an offer taken since the quote, the
+/// quote's next offer within the cap (while the quote holds); else the
+/// error's own.
+pub fn failed_spin_up_hint(prepared: &Prepared, e: &CloudError) -> Option<String> {
+    let CloudError::OfferGone { offer_id, .. } = e else {
+        return e.hint();
+    };
+    let others = other_offers_within(&prepared.quote, prepared.max_price_per_hour, offer_id);
+    match others.first() {
+        Some(o) if clock::unix_now() <= prepared.quote.expires_unix => Some(format!(
+            "quote `{}` also has `{}` ({} on {}, {}/h, within the cap): ask the artist, then call again with that offer_id; or ask for a fresh quote",
+            prepared.quote.quote_id,
+            o.offer_id,
+            o.gpu,
+            o.provider,
+            dollars(o.price_per_hour)
+        )),
+        _ => e.hint(),
+    }
 }
 
 /// The second step of a spin-up: which quoted offer, and the caps.

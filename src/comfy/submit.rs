@@ -31,6 +31,28 @@ pub enum Source {
     Inline(Value),
 }
 
+impl Source {
+    /// What a workflow argument names: a file (a `.json` name or a path),
+    /// else a template or a saved workflow. A file is not resolved here:
+    /// each face checks it lies inside the workspace first.
+    pub fn names_a_file(workflow: &str) -> bool {
+        workflow.ends_with(".json") || workflow.contains('/') || workflow.contains('\\')
+    }
+
+    /// The start of the output folder's name: the template's or file's name.
+    pub fn folder_prefix(&self) -> String {
+        match self {
+            Source::Named(n) => n.clone(),
+            Source::File(p) => p
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("render")
+                .to_string(),
+            Source::Inline(_) => "render".into(),
+        }
+    }
+}
+
 /// What to render.
 #[derive(Debug, Clone)]
 pub struct SubmitRequest {

@@ -22,6 +22,9 @@ pub struct JobOutput {
     pub summary: String,
     /// Resource URIs the work changed; their subscribers are notified.
     pub changed: Vec<String>,
+    /// Small JPEG previews, shown as image blocks wherever the finished
+    /// result is returned: the first wait or a later `job_status`.
+    pub previews: Vec<Vec<u8>>,
 }
 
 /// A failure with what to do about it.
@@ -144,6 +147,14 @@ impl Job {
         match &*self.phase.borrow() {
             Phase::Done(out) => Some(out.summary.clone()),
             _ => None,
+        }
+    }
+
+    /// The finished work's JPEG previews.
+    pub fn previews(&self) -> Vec<Vec<u8>> {
+        match &*self.phase.borrow() {
+            Phase::Done(out) => out.previews.clone(),
+            _ => Vec::new(),
         }
     }
 
@@ -314,6 +325,7 @@ mod tests {
                 result: serde_json::json!({"n": 1}),
                 summary: "one".into(),
                 changed: vec![],
+                previews: vec![],
             })
         });
         job.wait(
@@ -345,6 +357,7 @@ mod tests {
                 result: serde_json::Value::Null,
                 summary: String::new(),
                 changed: vec![],
+                previews: vec![],
             })
         });
         job.cancel();
@@ -379,6 +392,7 @@ mod tests {
                 result: serde_json::Value::Null,
                 summary: String::new(),
                 changed: vec![],
+                previews: vec![],
             })
         });
         let ticks = std::sync::atomic::AtomicUsize::new(0);

@@ -35,6 +35,9 @@ pub enum Mode {
     FailInSampler,
     /// Stop after the first sampler step until `/interrupt`.
     HoldInSampler,
+    /// Stop after the first sampler step until the test calls
+    /// [`MockState::release`], then finish normally.
+    HoldUntilReleased,
     /// SaveImage writes bytes that are not a picture.
     NotAnImage,
     /// Accept the prompt, drop the socket, and forget the prompt.
@@ -98,6 +101,8 @@ pub struct MockState {
     /// Told when a held run reached its first step.
     pub held: Notify,
     interrupt: Notify,
+    /// Lets a run held by [`Mode::HoldUntilReleased`] go on.
+    pub release: Notify,
 }
 
 pub struct Mock {
@@ -202,6 +207,7 @@ pub async fn start(mode: Mode) -> Mock {
         mode: Mutex::new(mode),
         held: Notify::new(),
         interrupt: Notify::new(),
+        release: Notify::new(),
     });
     let app = Router::new()
         .route("/ws", get(ws))
@@ -514,6 +520,11 @@ async fn run(state: Arc<MockState>, pid: String, client: String, graph: Value) {
                         let mut inner = state.inner.lock().unwrap();
                         inner.sockets.remove(&client);
                         inner.refuse_ws = true;
+                    }
+                    if i == 1 && mode == Mode::HoldUntilReleased {
+                        state.held.notify_one();
+                        // A stored permit: a release sent before this point still counts.
+                        state.release.notified().await;
                     }
                     if i == 1 && mode == Mode::HoldInSampler {
                         let wait = state.interrupt.notified();

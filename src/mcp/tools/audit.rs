@@ -160,6 +160,7 @@ impl AtegnatosServer {
                     result,
                     summary,
                     changed,
+                    previews: Vec::new(),
                 })
             },
         )

@@ -10,9 +10,9 @@ use serde::Deserialize;
 
 use super::super::jobs::{JobFailure, JobOutput};
 use super::super::{AtegnatosServer, reply};
+use crate::cloud::CloudError;
 use crate::cloud::lifecycle::{self, SpinUpRequest};
 use crate::cloud::quote::{self, QuoteRequest};
-use crate::cloud::{CloudError, dollars};
 use crate::studio::Hint;
 
 /// A quote (first call) or a rental (second call).
@@ -53,28 +53,6 @@ pub struct TeardownInstanceArgs {
 
 fn refuse(e: &CloudError) -> CallToolResult {
     reply::failure(e, e.hint())
-}
-
-/// What else the quote offers within the cap, for a taken offer's hint.
-fn offer_gone_hint(prepared: &lifecycle::Prepared, e: &CloudError) -> Option<String> {
-    let CloudError::OfferGone { offer_id, .. } = e else {
-        return e.hint();
-    };
-    let others =
-        lifecycle::other_offers_within(&prepared.quote, prepared.max_price_per_hour, offer_id);
-    match others.first() {
-        Some(o) if crate::studio::clock::unix_now() <= prepared.quote.expires_unix => {
-            Some(format!(
-                "quote `{}` also has `{}` ({} on {}, {}/h, within the cap): ask the artist, then call again with that offer_id; or ask for a fresh quote",
-                prepared.quote.quote_id,
-                o.offer_id,
-                o.gpu,
-                o.provider,
-                dollars(o.price_per_hour)
-            ))
-        }
-        _ => e.hint(),
-    }
 }
 
 #[tool_router(router = cloud_router, vis = "pub(crate)")]
@@ -147,9 +125,10 @@ impl AtegnatosServer {
                         summary: s.plain_summary(),
                         result: serde_json::to_value(&s).unwrap_or_default(),
                         changed: Vec::new(),
+                        previews: Vec::new(),
                     }),
                     Err(e) => Err(JobFailure {
-                        hint: offer_gone_hint(&prepared, &e),
+                        hint: lifecycle::failed_spin_up_hint(&prepared, &e),
                         error: e.to_string(),
                     }),
                 }
@@ -213,6 +192,7 @@ impl AtegnatosServer {
                         summary: t.plain_summary(),
                         result: serde_json::to_value(&t).unwrap_or_default(),
                         changed: Vec::new(),
+                        previews: Vec::new(),
                     }),
                     Err(e) => Err(JobFailure {
                         hint: e.hint(),

@@ -5,7 +5,6 @@
 //! Renders are jobs (they take minutes); results stay small: paths, counts
 //! and JPEG previews (long side ≤ 512 px, the contact sheet ≤ 1024 px).
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rmcp::handler::server::wrapper::Parameters;
@@ -15,7 +14,7 @@ use rmcp::{RoleServer, tool, tool_router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::super::jobs::{JobFailure, JobOutput, JobStatus};
+use super::super::jobs::JobFailure;
 use super::super::{AtegnatosServer, reply};
 use crate::comfy::eval::{self, EvalRequest};
 use crate::comfy::register::{self, Approval};
@@ -127,11 +126,6 @@ fn existing(ws: &Workspace, given: &str) -> Result<std::path::PathBuf, CallToolR
     paths::resolve_existing(ws.root(), given).map_err(|e| reply::failure(&e, e.hint()))
 }
 
-/// A name that is a file rather than a template or saved workflow.
-fn names_a_file(workflow: &str) -> bool {
-    workflow.ends_with(".json") || workflow.contains('/') || workflow.contains('\\')
-}
-
 impl AtegnatosServer {
     /// Templates, saved workflows and, when the server answers, its models.
     async fn list_workflows(&self, args: &ComfySubmitArgs) -> CallToolResult {
@@ -209,7 +203,7 @@ impl AtegnatosServer {
                 );
             }
             (None, Some(g)) => Source::Inline(g.clone()),
-            (Some(w), None) if names_a_file(w) => match existing(&ws, w) {
+            (Some(w), None) if Source::names_a_file(w) => match existing(&ws, w) {
                 Ok(p) => Source::File(p),
                 Err(refusal) => return refusal,
             },
@@ -234,15 +228,7 @@ impl AtegnatosServer {
             },
             None => None,
         };
-        let prefix = match &source {
-            Source::Named(n) => n.clone(),
-            Source::File(p) => p
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or("render")
-                .to_string(),
-            Source::Inline(_) => "render".into(),
-        };
+        let prefix = source.folder_prefix();
         let req = SubmitRequest {
             source,
             params: args.params.clone().unwrap_or_default(),
@@ -252,42 +238,28 @@ impl AtegnatosServer {
             server: args.server.clone(),
             timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECONDS),
         };
-        let previews = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
-        let previews_job = Arc::clone(&previews);
         let handle = tokio::runtime::Handle::current();
-        let (job, result) = super::run_job(
+        let (_job, result) = super::run_job(
             self,
             "comfyui_submit",
             args.wait_seconds,
             &ctx,
             move |progress| {
                 let folder = submit::output_folder_name(&ws, &prefix);
-                let report = handle
+                let mut report = handle
                     .block_on(submit::submit(&ws, &req, &folder, progress))
                     .map_err(|e| job_failure(&e))?;
                 let mut summary = report.plain_summary();
                 if let Some(path) = saved_as {
                     summary.push_str(&format!(" The workflow is kept as {path}."));
                 }
-                if let Ok(mut p) = previews_job.lock() {
-                    *p = report.previews.clone();
-                }
-                let result = serde_json::to_value(&report).map_err(|e| JobFailure {
-                    error: e.to_string(),
-                    hint: None,
-                })?;
-                Ok(JobOutput {
-                    result,
-                    summary,
-                    changed: Vec::new(),
-                })
+                let previews = std::mem::take(&mut report.previews);
+                let mut out = super::output(summary, Vec::new(), &report)?;
+                out.previews = previews;
+                Ok(out)
             },
         )
         .await;
-        if job.view().status == JobStatus::Done {
-            let previews = previews.lock().map(|p| p.clone()).unwrap_or_default();
-            return super::with_previews(result, &previews);
-        }
         result
     }
 
@@ -339,11 +311,9 @@ impl AtegnatosServer {
             comfyui_dir,
             cell_timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECONDS),
         };
-        let preview = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
-        let preview_job = Arc::clone(&preview);
         let handle = tokio::runtime::Handle::current();
         let project = args.project.clone();
-        let (job, result) = super::run_job(
+        let (_job, result) = super::run_job(
             self,
             "eval_grid",
             args.wait_seconds,
@@ -353,25 +323,12 @@ impl AtegnatosServer {
                 let report = handle
                     .block_on(eval::eval_grid(&ws, &req, &folder, progress))
                     .map_err(|e| job_failure(&e))?;
-                if let (Some(jpeg), Ok(mut p)) = (&report.preview, preview_job.lock()) {
-                    *p = vec![jpeg.clone()];
-                }
-                let result = serde_json::to_value(&report).map_err(|e| JobFailure {
-                    error: e.to_string(),
-                    hint: None,
-                })?;
-                Ok(JobOutput {
-                    result,
-                    summary: report.plain_summary(),
-                    changed: Vec::new(),
-                })
+                let mut out = super::output(report.plain_summary(), Vec::new(), &report)?;
+                out.previews = report.preview.iter().cloned().collect();
+                Ok(out)
             },
         )
         .await;
-        if job.view().status == JobStatus::Done {
-            let preview = preview.lock().map(|p| p.clone()).unwrap_or_default();
-            return super::with_previews(result, &preview);
-        }
         result
     }
 

@@ -8,7 +8,7 @@ use rmcp::service::RequestContext;
 use rmcp::{RoleServer, tool, tool_router};
 use serde::Deserialize;
 
-use super::super::jobs::{JobFailure, JobOutput, JobStatus};
+use super::super::jobs::{JobFailure, JobOutput};
 use super::super::{AtegnatosServer, reply};
 use crate::dataset::structure::{self, Concept, StructureOptions};
 use crate::likeness::curate::{self, CurateOptions};
@@ -158,9 +158,7 @@ impl AtegnatosServer {
             contact_sheets: args.contact_sheets.unwrap_or(true),
             ..ShowOptions::tool_default()
         };
-        let previews = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Vec<u8>>::new()));
-        let previews_job = std::sync::Arc::clone(&previews);
-        let (job, result) = super::run_job(
+        let (_job, result) = super::run_job(
             self,
             "find_duplicates",
             args.wait_seconds,
@@ -172,17 +170,12 @@ impl AtegnatosServer {
                 if let Some(note) = &shown.note {
                     summary.push_str(&format!(" ({note}.)"));
                 }
-                if let Ok(mut p) = previews_job.lock() {
-                    *p = shown.previews.clone();
-                }
-                super::output(summary, Vec::new(), &shown.report)
+                let mut out = super::output(summary, Vec::new(), &shown.report)?;
+                out.previews = shown.previews;
+                Ok(out)
             },
         )
         .await;
-        if job.view().status == JobStatus::Done {
-            let previews = previews.lock().map(|p| p.clone()).unwrap_or_default();
-            return super::with_previews(result, &previews);
-        }
         result
     }
 
@@ -279,6 +272,7 @@ impl AtegnatosServer {
                     result,
                     summary,
                     changed: Vec::new(),
+                    previews: Vec::new(),
                 })
             },
         )

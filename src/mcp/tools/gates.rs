@@ -55,6 +55,7 @@ impl AtegnatosServer {
                 summary: g.summary,
                 changed: vec![g.resource_uri],
                 result: g.report,
+                previews: Vec::new(),
             })
         })
         .await;

@@ -89,12 +89,12 @@ pub(crate) fn output<T: serde::Serialize>(
         summary,
         changed,
         result,
+        previews: Vec::new(),
     })
 }
 
-/// Adds JPEG previews, when a finished job carried them, to its result as
-/// image blocks.
-pub(crate) fn with_previews(mut result: CallToolResult, previews: &[Vec<u8>]) -> CallToolResult {
+/// Adds JPEG previews to a result as image blocks.
+fn with_previews(mut result: CallToolResult, previews: &[Vec<u8>]) -> CallToolResult {
     use base64::Engine;
     for jpeg in previews {
         let data = base64::engine::general_purpose::STANDARD.encode(jpeg);
@@ -146,13 +146,14 @@ pub async fn follow_job(
     job_result(job)
 }
 
-/// The tool result for a job in its current state.
+/// The tool result for a job in its current state; a finished one carries
+/// its previews however late it is asked for.
 pub fn job_result(job: &Job) -> CallToolResult {
     let view = job.view();
     match view.status {
         JobStatus::Done => {
             let summary = job.summary().unwrap_or_default();
-            reply::structured(&view, summary)
+            with_previews(reply::structured(&view, summary), &job.previews())
         }
         JobStatus::Running => {
             let p = &view.progress;

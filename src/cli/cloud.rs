@@ -1,0 +1,235 @@
+//! `ategnatos cloud quote|up|list|down`: rented GPUs from a shell, over the
+//! same domain functions as `spinup_instance`, `list_instances` and
+//! `teardown_instance`, with the same money rule: a quote costs nothing,
+//! and nothing is rented without the quote id, the offer id and a price
+//! cap per hour.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use ategnatos::cloud::lifecycle::{self, SpinUpRequest};
+use ategnatos::cloud::quote::{self, QuoteRequest};
+use ategnatos::cloud::{CloudConfig, dollars};
+use ategnatos::studio::Hint;
+
+use super::progress::Bar;
+use super::{CliError, open_workspace, print_json};
+
+/// `ategnatos cloud …`
+#[derive(clap::Subcommand)]
+pub enum CloudCmd {
+    /// Offers for a run and what it would cost; rents nothing.
+    Quote(QuoteCmd),
+    /// Rent one quoted offer (costs money): needs --quote-id, --offer-id and --max-price-per-hour.
+    Up(UpCmd),
+    /// The studio's rented GPUs, checked against each provider's own listing.
+    List(ListCmd),
+    /// Destroy a rented GPU and check with the provider that it is gone.
+    Down(DownCmd),
+}
+
+/// `ategnatos cloud quote`
+#[derive(clap::Args)]
+pub struct QuoteCmd {
+    /// Size the machine from this project's plan.
+    #[arg(long)]
+    project: Option<String>,
+    /// GPU memory in GB, when there is no plan.
+    #[arg(long, value_name = "GB")]
+    min_vram_gb: Option<f64>,
+    /// Leave out offers above this many dollars an hour.
+    #[arg(long, value_name = "DOLLARS")]
+    max_price_per_hour: Option<f64>,
+    /// Print the result as JSON, as the MCP tool returns it.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `ategnatos cloud up`
+#[derive(clap::Args)]
+pub struct UpCmd {
+    /// The quote, from `ategnatos cloud quote`.
+    #[arg(long)]
+    quote_id: Option<String>,
+    /// The chosen offer of that quote.
+    #[arg(long)]
+    offer_id: Option<String>,
+    /// The most you agree to pay per hour, in dollars.
+    #[arg(long, value_name = "DOLLARS")]
+    max_price_per_hour: Option<f64>,
+    /// Time cap in hours (default: twice the run's estimate, at least 1).
+    #[arg(long, value_name = "HOURS")]
+    max_hours: Option<f64>,
+    /// Print the result as JSON, as the MCP tool returns it.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `ategnatos cloud list`
+#[derive(clap::Args)]
+pub struct ListCmd {
+    /// Print the result as JSON, as the MCP tool returns it.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `ategnatos cloud down`
+#[derive(clap::Args)]
+pub struct DownCmd {
+    /// Our id (`i-…`) or the provider's.
+    instance_id: String,
+    /// Print the result as JSON, as the MCP tool returns it.
+    #[arg(long)]
+    json: bool,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Runtime::new()
+        .map_err(|e| CliError::new(format!("could not start the async runtime: {e}"), None))
+}
+
+pub fn run(root: &Path, cmd: CloudCmd) -> Result<ExitCode, CliError> {
+    let cfg = CloudConfig::from_env();
+    match cmd {
+        CloudCmd::Quote(cmd) => run_quote(root, &cfg, cmd),
+        CloudCmd::Up(cmd) => run_up(root, &cfg, cmd),
+        CloudCmd::List(cmd) => run_list(root, &cfg, cmd),
+        CloudCmd::Down(cmd) => run_down(root, &cfg, cmd),
+    }
+}
+
+fn run_quote(root: &Path, cfg: &CloudConfig, cmd: QuoteCmd) -> Result<ExitCode, CliError> {
+    let ws = open_workspace(root)?;
+    let req = QuoteRequest {
+        project: cmd.project,
+        min_vram_gb: cmd.min_vram_gb,
+        max_price_per_hour: cmd.max_price_per_hour,
+        ..QuoteRequest::default()
+    };
+    let q = runtime()?
+        .block_on(quote::make_quote(&ws, cfg, &req))
+        .map_err(|e| CliError::new(&e, e.hint()))?;
+    if cmd.json {
+        print_json(&q)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!("{}", q.plain_summary());
+    for o in &q.offers {
+        outln!(
+            "  {:<24} {:<8} {:<22} {:>3.0} GB  {:>7}/h  ≈{} for the run{}{}",
+            o.offer_id,
+            o.provider.name(),
+            o.gpu,
+            o.vram_gb,
+            dollars(o.price_per_hour),
+            dollars(o.estimated_cost),
+            o.reliability
+                .map(|r| format!(", reliability {:.0}%", r * 100.0))
+                .unwrap_or_default(),
+            o.location
+                .as_deref()
+                .map(|l| format!(", {l}"))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(best) = q.offers.first() {
+        outln!(
+            "To rent one: ategnatos cloud up --quote-id {} --offer-id {} --max-price-per-hour {}",
+            q.quote_id,
+            best.offer_id,
+            best.price_per_hour
+        );
+    }
+    Ok(if q.offers.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn run_up(root: &Path, cfg: &CloudConfig, cmd: UpCmd) -> Result<ExitCode, CliError> {
+    let ws = open_workspace(root)?;
+    let Some(quote_id) = cmd.quote_id else {
+        return Err(CliError::new(
+            "renting needs a quote first: no --quote-id was given, and nothing was rented",
+            Some("run `ategnatos cloud quote` (it costs nothing), then `ategnatos cloud up --quote-id Q --offer-id O --max-price-per-hour X` with the offer and the price you agree to".into()),
+        ));
+    };
+    let (Some(offer_id), Some(cap)) = (cmd.offer_id, cmd.max_price_per_hour) else {
+        return Err(CliError::new(
+            "renting needs --offer-id and --max-price-per-hour as well as --quote-id; nothing was rented",
+            Some("pick an offer from the quote and give the most you agree to pay per hour, e.g. `--offer-id vast-123 --max-price-per-hour 0.45`".into()),
+        ));
+    };
+    let req = SpinUpRequest {
+        quote_id,
+        offer_id,
+        max_price_per_hour: cap,
+        max_hours: cmd.max_hours,
+        ..SpinUpRequest::default()
+    };
+    let prepared = lifecycle::prepare(&ws, cfg, &req).map_err(|e| CliError::new(&e, e.hint()))?;
+    let bar = Bar::new();
+    let done = runtime()?.block_on(lifecycle::spin_up(&ws, cfg, &prepared, &bar));
+    bar.finish();
+    let s = done.map_err(|e| CliError::new(&e, lifecycle::failed_spin_up_hint(&prepared, &e)))?;
+    if cmd.json {
+        print_json(&s)?;
+    } else {
+        outln!("{}", s.plain_summary());
+        // The watchdog lives in the server: from a shell, the caps hold
+        // only while `ategnatos serve` runs for this studio.
+        outln!(
+            "The time and money caps are enforced while `ategnatos serve` runs for this studio; otherwise it bills until `ategnatos cloud down {}`.",
+            s.instance.record.instance_id
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_list(root: &Path, cfg: &CloudConfig, cmd: ListCmd) -> Result<ExitCode, CliError> {
+    let ws = open_workspace(root)?;
+    let r = runtime()?
+        .block_on(lifecycle::reconcile(&ws, cfg))
+        .map_err(|e| CliError::new(&e, e.hint()))?;
+    if cmd.json {
+        print_json(&r)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!("{}", r.plain_summary());
+    for v in &r.instances {
+        let rec = &v.record;
+        outln!(
+            "  {:<22} {:<8} {:<22} {:<11} {:>7}/h  ≈{} so far",
+            rec.instance_id,
+            rec.provider.name(),
+            rec.gpu,
+            rec.state.word(),
+            rec.price_per_hour
+                .map(dollars)
+                .unwrap_or_else(|| "?".into()),
+            dollars(v.cost_so_far_usd)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_down(root: &Path, cfg: &CloudConfig, cmd: DownCmd) -> Result<ExitCode, CliError> {
+    let ws = open_workspace(root)?;
+    let bar = Bar::new();
+    let done = runtime()?.block_on(lifecycle::tear_down(
+        &ws,
+        cfg,
+        &cmd.instance_id,
+        "asked to tear it down",
+        &bar,
+    ));
+    bar.finish();
+    let t = done.map_err(|e| CliError::new(&e, e.hint()))?;
+    if cmd.json {
+        print_json(&t)?;
+    } else {
+        outln!("{}", t.plain_summary());
+    }
+    Ok(ExitCode::SUCCESS)
+}
