@@ -5,6 +5,7 @@
 //! calls one domain function and returns its result (structured content plus
 //! a plain summary). Long work goes through [`run_job`].
 
+mod advice;
 mod art;
 mod audit;
 mod captions;
@@ -45,7 +46,8 @@ pub fn router() -> ToolRouter<AtegnatosServer> {
         + AtegnatosServer::jobs_router()
         + AtegnatosServer::cloud_router()
         + AtegnatosServer::comfy_router()
-        + AtegnatosServer::art_router();
+        + AtegnatosServer::art_router()
+        + AtegnatosServer::advice_router();
     for route in router.map.values_mut() {
         let mut schema = (*route.attr.input_schema).clone();
         super::schema::compact(&mut schema);
