@@ -6,4 +6,6 @@
 //! `grimoire/prompts/<family>.md`, `grimoire/projects/<name>/assets/<asset>/`,
 //! each written atomically from a JSON record.
 
+pub mod export;
 pub mod eye;
+pub mod prompts;

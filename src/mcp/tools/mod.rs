@@ -47,6 +47,7 @@ pub fn router() -> ToolRouter<AtegnatosServer> {
         + AtegnatosServer::cloud_router()
         + AtegnatosServer::comfy_router()
         + AtegnatosServer::art_router()
+        + AtegnatosServer::art_work_router()
         + AtegnatosServer::advice_router();
     for route in router.map.values_mut() {
         let mut schema = (*route.attr.input_schema).clone();
