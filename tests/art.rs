@@ -49,11 +49,11 @@ async fn every_named_spec_has_its_exact_size_and_no_metadata() {
     let client = connect(root).await;
     let cases = [
         (json!({"spec": "og"}), vec![(1200, 630)]),
-        (json!({"spec": "avatar", "format": "png"}), vec![(512, 512)]),
-        (json!({"spec": "custom", "width": 300, "height": 200, "format": "webp"}), vec![(300, 200)]),
+        (json!({"spec": "avatar", "output_format": "png"}), vec![(512, 512)]),
+        (json!({"spec": "custom", "width": 300, "height": 200, "output_format": "webp"}), vec![(300, 200)]),
         // A landscape picture turns A5 on its side: 210 × 148 mm at 150 DPI.
         (json!({"spec": "print", "print_size": "A5", "dpi": 150}), vec![(1240, 874)]),
-        (json!({"spec": "print", "print_size": "4x6in", "dpi": 300, "format": "png"}), vec![(1200, 1800)]),
+        (json!({"spec": "print", "print_size": "4x6in", "dpi": 300, "output_format": "png"}), vec![(1200, 1800)]),
         (
             json!({"spec": "favicon"}),
             vec![(16, 16), (32, 32), (48, 48), (180, 180), (192, 192), (512, 512)],
@@ -133,7 +133,7 @@ async fn paths_outside_the_workspace_are_refused_and_nothing_is_written() {
     for args in [
         json!({"source": "in.png", "spec": "custom", "width": 100}),
         json!({"source": "in.png", "spec": "print", "print_size": "big"}),
-        json!({"source": "in.png", "spec": "favicon", "format": "jpeg"}),
+        json!({"source": "in.png", "spec": "favicon", "output_format": "jpeg"}),
     ] {
         let r = call(&client, "export_asset", args.clone()).await;
         assert_eq!(r.is_error, Some(true), "{args}");

@@ -162,8 +162,8 @@ pub struct ExportAssetArgs {
     /// og 1200×630, favicon set, hero 1920×1080, avatar 512², print, custom.
     pub spec: Spec,
     /// png, jpeg or webp (lossless).
-    #[serde(default)]
-    pub format: Option<Format>,
+    #[serde(default, alias = "format")]
+    pub output_format: Option<Format>,
     /// JPEG quality (default 85).
     #[serde(default)]
     pub quality: Option<u8>,
@@ -252,7 +252,7 @@ impl AtegnatosServer {
         let req = ExportRequest {
             source: args.source,
             spec: args.spec,
-            format: args.format,
+            format: args.output_format,
             quality: args.quality,
             out_dir: args.out_dir,
             width: args.width,
