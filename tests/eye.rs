@@ -187,3 +187,53 @@ async fn bad_preferences_are_refused_with_a_hint() {
     assert_eq!(r.is_error, Some(true));
     assert!(!root.join("grimoire").exists());
 }
+
+#[tokio::test]
+async fn a_caption_preview_shows_the_preferences_that_apply_to_its_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    common::pictures(root, "set", 6, (20, 96, 96), None);
+    let client = connect(root).await;
+    let r = call(
+        &client,
+        "start_project",
+        json!({"name": "fox", "training_type": "style", "base_model": "sdxl",
+               "trigger_word": common::TRIGGER, "dataset": "set"}),
+    )
+    .await;
+    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    let r = call(&client, "caption_preview", json!({"project": "fox", "count": 2})).await;
+    assert_eq!(structured(&r)["artist_eye"], json!([]));
+    assert!(!text(&r).contains("The artist's eye"));
+
+    for (text_, project) in [
+        ("paper grain", Some("fox")),
+        ("chrome reflections", Some("sea-birds")),
+        ("watermarks", None),
+    ] {
+        let mut args = json!({"text": text_, "aspect": "texture", "stance": "never"});
+        if let Some(p) = project {
+            args["project"] = json!(p);
+        }
+        call(&client, "remember_preference", args).await;
+    }
+    let r = call(&client, "caption_preview", json!({"project": "fox", "count": 2})).await;
+    let eye = structured(&r)["artist_eye"].to_string();
+    assert!(eye.contains("paper grain") && eye.contains("watermarks"), "{eye}");
+    assert!(!eye.contains("chrome"), "{eye}");
+    assert!(text(&r).contains("The artist's eye: NEVER"), "{}", text(&r));
+
+    // Many preferences: the preview shows a few and says how many more.
+    for i in 0..20 {
+        call(
+            &client,
+            "remember_preference",
+            json!({"text": format!("colour idea {i}"), "aspect": "colour"}),
+        )
+        .await;
+    }
+    let r = call(&client, "caption_preview", json!({"project": "fox", "count": 2})).await;
+    let eye = structured(&r)["artist_eye"].as_array().unwrap().clone();
+    assert_eq!(eye.len(), ategnatos::art::eye::SHOWN_WITH_WORK + 1);
+    assert!(eye.last().unwrap().as_str().unwrap().contains("14 more"), "{eye:?}");
+}
