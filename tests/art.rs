@@ -49,14 +49,33 @@ async fn every_named_spec_has_its_exact_size_and_no_metadata() {
     let client = connect(root).await;
     let cases = [
         (json!({"spec": "og"}), vec![(1200, 630)]),
-        (json!({"spec": "avatar", "output_format": "png"}), vec![(512, 512)]),
-        (json!({"spec": "custom", "width": 300, "height": 200, "output_format": "webp"}), vec![(300, 200)]),
+        (
+            json!({"spec": "avatar", "output_format": "png"}),
+            vec![(512, 512)],
+        ),
+        (
+            json!({"spec": "custom", "width": 300, "height": 200, "output_format": "webp"}),
+            vec![(300, 200)],
+        ),
         // A landscape picture turns A5 on its side: 210 × 148 mm at 150 DPI.
-        (json!({"spec": "print", "print_size": "A5", "dpi": 150}), vec![(1240, 874)]),
-        (json!({"spec": "print", "print_size": "4x6in", "dpi": 300, "output_format": "png"}), vec![(1200, 1800)]),
+        (
+            json!({"spec": "print", "print_size": "A5", "dpi": 150}),
+            vec![(1240, 874)],
+        ),
+        (
+            json!({"spec": "print", "print_size": "4x6in", "dpi": 300, "output_format": "png"}),
+            vec![(1200, 1800)],
+        ),
         (
             json!({"spec": "favicon"}),
-            vec![(16, 16), (32, 32), (48, 48), (180, 180), (192, 192), (512, 512)],
+            vec![
+                (16, 16),
+                (32, 32),
+                (48, 48),
+                (180, 180),
+                (192, 192),
+                (512, 512),
+            ],
         ),
     ];
     for (mut args, sizes) in cases {
@@ -71,13 +90,16 @@ async fn every_named_spec_has_its_exact_size_and_no_metadata() {
         for f in files {
             let bytes = std::fs::read(root.join(f["path"].as_str().unwrap())).unwrap();
             assert!(
-                !bytes.windows(10).any(|w| w == b"GPS-secret") && !bytes.windows(4).any(|w| w == b"Exif"),
+                !bytes.windows(10).any(|w| w == b"GPS-secret")
+                    && !bytes.windows(4).any(|w| w == b"Exif"),
                 "{} kept the metadata",
                 f["path"]
             );
         }
     }
-    let favicon = std::fs::read_dir(root.join("workspace/exports/fox")).unwrap().count();
+    let favicon = std::fs::read_dir(root.join("workspace/exports/fox"))
+        .unwrap()
+        .count();
     assert!(favicon >= 6 + 5);
     // The PNG print says its DPI (pHYs: 300 DPI is 11811 pixels per metre).
     let png = std::fs::read(root.join("workspace/exports/fox/fox-print-300dpi.png")).unwrap();
@@ -89,14 +111,28 @@ async fn every_named_spec_has_its_exact_size_and_no_metadata() {
 async fn a_small_picture_is_enlarged_by_a_resize_and_the_result_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    write(&root.join("small.png"), &encoded(&picture(3, 640, 360), ImageFormat::Png));
+    write(
+        &root.join("small.png"),
+        &encoded(&picture(3, 640, 360), ImageFormat::Png),
+    );
     let client = connect(root).await;
-    let r = call(&client, "export_asset", json!({"source": "small.png", "spec": "hero"})).await;
+    let r = call(
+        &client,
+        "export_asset",
+        json!({"source": "small.png", "spec": "hero"}),
+    )
+    .await;
     let s = structured(&r);
-    assert_eq!(size_of(root, s["files"][0]["path"].as_str().unwrap()), (1920, 1080));
+    assert_eq!(
+        size_of(root, s["files"][0]["path"].as_str().unwrap()),
+        (1920, 1080)
+    );
     assert_eq!(s["files"][0]["enlarged"], 3.0);
     let said = text(&r);
-    assert!(said.contains("resize") && said.contains("not upscaled"), "{said}");
+    assert!(
+        said.contains("resize") && said.contains("not upscaled"),
+        "{said}"
+    );
     // A big enough picture is not called enlarged.
     let r = call(
         &client,
@@ -110,10 +146,16 @@ async fn a_small_picture_is_enlarged_by_a_resize_and_the_result_says_so() {
 #[tokio::test]
 async fn paths_outside_the_workspace_are_refused_and_nothing_is_written() {
     let outside = tempfile::tempdir().unwrap();
-    write(&outside.path().join("x.png"), &encoded(&picture(1, 64, 64), ImageFormat::Png));
+    write(
+        &outside.path().join("x.png"),
+        &encoded(&picture(1, 64, 64), ImageFormat::Png),
+    );
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    write(&root.join("in.png"), &encoded(&picture(1, 64, 64), ImageFormat::Png));
+    write(
+        &root.join("in.png"),
+        &encoded(&picture(1, 64, 64), ImageFormat::Png),
+    );
     let client = connect(root).await;
     let away = outside.path().join("x.png").to_string_lossy().into_owned();
     let out_dir = outside.path().to_string_lossy().into_owned();
@@ -125,7 +167,11 @@ async fn paths_outside_the_workspace_are_refused_and_nothing_is_written() {
     ] {
         let r = call(&client, "export_asset", args.clone()).await;
         assert_eq!(r.is_error, Some(true), "{args}");
-        assert!(text(&r).contains("outside the workspace") && text(&r).contains("hint:"), "{}", text(&r));
+        assert!(
+            text(&r).contains("outside the workspace") && text(&r).contains("hint:"),
+            "{}",
+            text(&r)
+        );
     }
     assert!(!root.join("workspace").exists());
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1);
@@ -163,7 +209,10 @@ async fn prompts_and_asset_versions_round_trip_across_a_new_server() {
     );
     assert_eq!(first["prompt"]["id"], "sdxl-1");
     call(&client, "save_prompt", json!({"family": "flux-dev", "prompt": "A heron standing in a misty river, painted in ink."})).await;
-    for (i, note) in ["first try", "brighter", "more contrast"].iter().enumerate() {
+    for (i, note) in ["first try", "brighter", "more contrast"]
+        .iter()
+        .enumerate()
+    {
         let r = structured(
             &call(
                 &client,
@@ -185,20 +234,43 @@ async fn prompts_and_asset_versions_round_trip_across_a_new_server() {
 
     let client = connect(root).await;
     let r = structured(&call(&client, "find_prompts", json!({"words": "heron"})).await);
-    let ids: Vec<&str> = r["prompts"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = r["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids.len(), 2, "{r:#}");
-    assert!(ids.contains(&"sdxl-1") && ids.contains(&"flux-1"), "{ids:?}");
-    let r = structured(&call(&client, "find_prompts", json!({"family": "sdxl", "words": "ink cold"})).await);
+    assert!(
+        ids.contains(&"sdxl-1") && ids.contains(&"flux-1"),
+        "{ids:?}"
+    );
+    let r = structured(
+        &call(
+            &client,
+            "find_prompts",
+            json!({"family": "sdxl", "words": "ink cold"}),
+        )
+        .await,
+    );
     let heron = &r["prompts"][0];
     assert_eq!(heron["parameters"]["cfg"], 6.5);
     assert_eq!(heron["negative"], "photo, 3d");
 
     // "Go back to version 3 but warmer."
     let v3 = structured(
-        &call(&client, "find_prompts", json!({"project": "site", "asset": "hero-banner", "version": 3})).await,
+        &call(
+            &client,
+            "find_prompts",
+            json!({"project": "site", "asset": "hero-banner", "version": 3}),
+        )
+        .await,
     );
     let v3 = &v3["versions"][0];
-    assert_eq!(v3["prompt"], "hero banner, fox in a birch forest, variant 3");
+    assert_eq!(
+        v3["prompt"],
+        "hero banner, fox in a birch forest, variant 3"
+    );
     assert_eq!(v3["parameters"]["seed"], 102);
     let warmer = structured(
         &call(
@@ -217,11 +289,25 @@ async fn prompts_and_asset_versions_round_trip_across_a_new_server() {
         .await,
     );
     assert_eq!(warmer["prompt"]["version"], 4);
-    let all = structured(&call(&client, "find_prompts", json!({"project": "site", "asset": "hero-banner"})).await);
-    let versions: Vec<u64> = all["versions"].as_array().unwrap().iter().map(|v| v["version"].as_u64().unwrap()).collect();
+    let all = structured(
+        &call(
+            &client,
+            "find_prompts",
+            json!({"project": "site", "asset": "hero-banner"}),
+        )
+        .await,
+    );
+    let versions: Vec<u64> = all["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect();
     assert_eq!(versions, [4, 3, 2, 1]);
     assert_eq!(all["versions"][0]["based_on"], 3);
-    let md = std::fs::read_to_string(root.join("grimoire/projects/site/assets/hero-banner/versions.md")).unwrap();
+    let md =
+        std::fs::read_to_string(root.join("grimoire/projects/site/assets/hero-banner/versions.md"))
+            .unwrap();
     assert!(md.contains("## Version 4 (from version 3)"), "{md}");
     assert!(root.join("grimoire/prompts/sdxl.md").is_file());
 }
@@ -246,8 +332,19 @@ async fn bad_prompts_are_refused_with_a_hint_and_change_nothing() {
     let r = call(&client, "find_prompts", json!({"family": "midjourney"})).await;
     assert!(text(&r).contains("sdxl"), "{}", text(&r));
     // A damaged library is refused, not written over.
-    write(&root.join("grimoire/.state/prompts/sdxl.json"), b"{\"prompts\": [");
-    let r = call(&client, "save_prompt", json!({"family": "sdxl", "prompt": "a fox"})).await;
+    write(
+        &root.join("grimoire/.state/prompts/sdxl.json"),
+        b"{\"prompts\": [",
+    );
+    let r = call(
+        &client,
+        "save_prompt",
+        json!({"family": "sdxl", "prompt": "a fox"}),
+    )
+    .await;
     assert_eq!(r.is_error, Some(true));
-    assert_eq!(std::fs::read(root.join("grimoire/.state/prompts/sdxl.json")).unwrap(), b"{\"prompts\": [");
+    assert_eq!(
+        std::fs::read(root.join("grimoire/.state/prompts/sdxl.json")).unwrap(),
+        b"{\"prompts\": ["
+    );
 }

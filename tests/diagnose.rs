@@ -79,14 +79,25 @@ fn varied(i: u64) -> String {
 }
 
 /// A finished (or failed) kohya run whose log shows `losses`, one per step.
-fn run(root: &Path, batch: u32, total: u64, losses: &[f64], state: RunState, failure: Option<&str>) {
+fn run(
+    root: &Path,
+    batch: u32,
+    total: u64,
+    losses: &[f64],
+    state: RunState,
+    failure: Option<&str>,
+) {
     let id = "20261207-010000";
     let dir = root.join("grimoire/training/fox/runs").join(id);
     std::fs::create_dir_all(&dir).unwrap();
     let mut log = String::from("prepare dataset\nnum train images * repeats: 200\n");
     for (i, loss) in losses.iter().enumerate() {
         let step = i as u64 + 1;
-        let shown = if loss.is_nan() { "nan".to_string() } else { format!("{loss:.4}") };
+        let shown = if loss.is_nan() {
+            "nan".to_string()
+        } else {
+            format!("{loss:.4}")
+        };
         log.push_str(&format!(
             "steps: {:3}%|####      | {step}/{total} [00:10<00:10, 2.00it/s, avr_loss={shown}]\r",
             step * 100 / total
@@ -158,19 +169,37 @@ fn steps(epochs: u32, repeats: u32, batch: u32) -> u64 {
 }
 
 #[tokio::test]
-async fn a_lora_that_copies_its_pictures_after_a_long_run_is_overtrained_and_an_earlier_epoch_is_offered() {
+async fn a_lora_that_copies_its_pictures_after_a_long_run_is_overtrained_and_an_earlier_epoch_is_offered()
+ {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let batch = project(root, varied, 40, 12);
     let total = steps(40, 12, batch);
-    run(root, batch, total, &loss_curve(total as usize, 0.15, 0.03), RunState::Complete, None);
-    let d = diagnose(root, "It just copies my training pictures, same pose every time").await;
+    run(
+        root,
+        batch,
+        total,
+        &loss_curve(total as usize, 0.15, 0.03),
+        RunState::Complete,
+        None,
+    );
+    let d = diagnose(
+        root,
+        "It just copies my training pictures, same pose every time",
+    )
+    .await;
     let top = &d["causes"][0];
     assert_eq!(top["cause"], "overtrained", "{d:#}");
     assert_eq!(top["likelihood"], "likely");
     // About 120 views at 12 repeats is epoch 10, a saved one (every 2).
     assert_eq!(top["checkpoint"]["epoch"], 10, "{d:#}");
-    assert!(top["fix"].as_str().unwrap().contains("10 epochs instead of 40"), "{d:#}");
+    assert!(
+        top["fix"]
+            .as_str()
+            .unwrap()
+            .contains("10 epochs instead of 40"),
+        "{d:#}"
+    );
     // The loss came from train.log (the record keeps only its ends).
     assert!(top["why"].to_string().contains("the loss fell"), "{d:#}");
     assert_eq!(d["evidence"]["loss"]["points"], total);
@@ -182,18 +211,43 @@ async fn a_trigger_that_does_nothing_after_a_short_run_is_undertrained() {
     let root = dir.path();
     let batch = project(root, varied, 2, 1);
     let total = steps(2, 1, batch);
-    run(root, batch, total, &loss_curve(total as usize, 0.16, 0.09), RunState::Complete, None);
-    let d = diagnose(root, "The trigger does nothing, it looks like the base model").await;
+    run(
+        root,
+        batch,
+        total,
+        &loss_curve(total as usize, 0.16, 0.09),
+        RunState::Complete,
+        None,
+    );
+    let d = diagnose(
+        root,
+        "The trigger does nothing, it looks like the base model",
+    )
+    .await;
     assert_eq!(d["causes"][0]["cause"], "undertrained", "{d:#}");
     assert_eq!(d["causes"][0]["checkpoint"]["epoch"], 2, "{d:#}");
-    assert!(d["causes"][0]["why"].to_string().contains("still falling"), "{d:#}");
+    assert!(
+        d["causes"][0]["why"].to_string().contains("still falling"),
+        "{d:#}"
+    );
     // The same words after a very long run point elsewhere.
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let batch = project(root, varied, 40, 12);
     let total = steps(40, 12, batch);
-    run(root, batch, total, &settled_curve(total as usize), RunState::Complete, None);
-    let d = diagnose(root, "The trigger does nothing, it looks like the base model").await;
+    run(
+        root,
+        batch,
+        total,
+        &settled_curve(total as usize),
+        RunState::Complete,
+        None,
+    );
+    let d = diagnose(
+        root,
+        "The trigger does nothing, it looks like the base model",
+    )
+    .await;
     assert_ne!(d["causes"][0]["cause"], "undertrained", "{d:#}");
 }
 
@@ -227,7 +281,14 @@ async fn a_colour_cast_with_captions_that_name_no_colour_blames_the_captions() {
     let root = dir.path();
     let batch = project(root, varied, 10, 10);
     let total = steps(10, 10, batch);
-    run(root, batch, total, &settled_curve(total as usize), RunState::Complete, None);
+    run(
+        root,
+        batch,
+        total,
+        &settled_curve(total as usize),
+        RunState::Complete,
+        None,
+    );
     let said = "the colours are off, everything gets an orange tint";
     let d = diagnose(root, said).await;
     let top = &d["causes"][0];
@@ -245,17 +306,21 @@ async fn a_colour_cast_with_captions_that_name_no_colour_blames_the_captions() {
         10,
         10,
     );
-    run(root, batch, total, &settled_curve(total as usize), RunState::Complete, None);
+    run(
+        root,
+        batch,
+        total,
+        &settled_curve(total as usize),
+        RunState::Complete,
+        None,
+    );
     let d = diagnose(root, said).await;
     let colour = d["causes"]
         .as_array()
         .unwrap()
         .iter()
         .find(|c| c["cause"] == "colours_not_in_captions");
-    assert!(
-        colour.is_none_or(|c| c["likelihood"] != "likely"),
-        "{d:#}"
-    );
+    assert!(colour.is_none_or(|c| c["likelihood"] != "likely"), "{d:#}");
 }
 
 #[tokio::test]
@@ -263,7 +328,14 @@ async fn an_unknown_run_is_refused_with_the_runs_there_are() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let batch = project(root, varied, 10, 10);
-    run(root, batch, 100, &settled_curve(100), RunState::Complete, None);
+    run(
+        root,
+        batch,
+        100,
+        &settled_curve(100),
+        RunState::Complete,
+        None,
+    );
     let client = connect(root).await;
     let r = call(
         &client,
@@ -273,5 +345,8 @@ async fn an_unknown_run_is_refused_with_the_runs_there_are() {
     .await;
     assert_eq!(r.is_error, Some(true));
     let said = text(&r);
-    assert!(said.contains("`19990101-000000`") && said.contains("20261207-010000"), "{said}");
+    assert!(
+        said.contains("`19990101-000000`") && said.contains("20261207-010000"),
+        "{said}"
+    );
 }

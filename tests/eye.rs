@@ -30,12 +30,28 @@ async fn remember(root: &std::path::Path, args: Value) -> rmcp::model::CallToolR
 async fn preferences_survive_a_new_server_and_their_count_rises_with_each_confirmation() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let r = remember(root, json!({"text": "warm ochre light", "aspect": "colour"})).await;
+    let r = remember(
+        root,
+        json!({"text": "warm ochre light", "aspect": "colour"}),
+    )
+    .await;
     assert_ne!(r.is_error, Some(true), "{}", text(&r));
-    remember(root, json!({"text": "neon pink", "aspect": "colour", "stance": "never"})).await;
-    remember(root, json!({"text": "busy backgrounds", "aspect": "composition", "stance": "avoid"})).await;
+    remember(
+        root,
+        json!({"text": "neon pink", "aspect": "colour", "stance": "never"}),
+    )
+    .await;
+    remember(
+        root,
+        json!({"text": "busy backgrounds", "aspect": "composition", "stance": "avoid"}),
+    )
+    .await;
     // Said again, in other capitals and spacing, by a later server.
-    let again = remember(root, json!({"text": "Warm  ochre light", "aspect": "colour"})).await;
+    let again = remember(
+        root,
+        json!({"text": "Warm  ochre light", "aspect": "colour"}),
+    )
+    .await;
     assert_eq!(structured(&again)["action"], "confirmed");
     assert_eq!(structured(&again)["preference"]["confirmed"], 2);
 
@@ -47,7 +63,10 @@ async fn preferences_survive_a_new_server_and_their_count_rises_with_each_confir
     assert_eq!(texts, ["neon pink", "busy backgrounds", "warm ochre light"]);
     assert_eq!(prefs[2]["confirmed"], 2);
     let md = std::fs::read_to_string(root.join("grimoire/eye.md")).unwrap();
-    assert!(md.contains("- neon pink — NEVER, colour, confirmed 1×"), "{md}");
+    assert!(
+        md.contains("- neon pink — NEVER, colour, confirmed 1×"),
+        "{md}"
+    );
     assert!(md.contains("## Dislikes"), "{md}");
 
     // A softer line replaces a hard one on the same words, counted again.
@@ -66,7 +85,12 @@ async fn preferences_survive_a_new_server_and_their_count_rises_with_each_confir
     )
     .await;
     assert_eq!(structured(&forgot)["action"], "forgotten");
-    let r = call(&client, "recall_preferences", json!({"aspect": "composition"})).await;
+    let r = call(
+        &client,
+        "recall_preferences",
+        json!({"aspect": "composition"}),
+    )
+    .await;
     assert!(structured(&r)["preferences"].as_array().unwrap().is_empty());
 }
 
@@ -74,13 +98,29 @@ async fn preferences_survive_a_new_server_and_their_count_rises_with_each_confir
 async fn project_preferences_apply_only_to_their_project() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    remember(root, json!({"text": "paper grain", "aspect": "texture", "project": "ink-fox"})).await;
-    remember(root, json!({"text": "flat lighting", "aspect": "style", "stance": "avoid"})).await;
+    remember(
+        root,
+        json!({"text": "paper grain", "aspect": "texture", "project": "ink-fox"}),
+    )
+    .await;
+    remember(
+        root,
+        json!({"text": "flat lighting", "aspect": "style", "stance": "avoid"}),
+    )
+    .await;
     let client = connect(root).await;
     let fox = call(&client, "recall_preferences", json!({"project": "ink-fox"})).await;
     assert_eq!(structured(&fox)["preferences"].as_array().unwrap().len(), 2);
-    let other = call(&client, "recall_preferences", json!({"project": "sea-birds"})).await;
-    let prefs = structured(&other)["preferences"].as_array().unwrap().clone();
+    let other = call(
+        &client,
+        "recall_preferences",
+        json!({"project": "sea-birds"}),
+    )
+    .await;
+    let prefs = structured(&other)["preferences"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(prefs.len(), 1);
     assert_eq!(prefs[0]["text"], "flat lighting");
 }
@@ -89,8 +129,16 @@ async fn project_preferences_apply_only_to_their_project() {
 async fn a_damaged_record_is_recovered_from_eye_md_and_kept_aside() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    remember(root, json!({"text": "warm ochre light", "aspect": "colour"})).await;
-    remember(root, json!({"text": "watermarks", "aspect": "subject", "stance": "never"})).await;
+    remember(
+        root,
+        json!({"text": "warm ochre light", "aspect": "colour"}),
+    )
+    .await;
+    remember(
+        root,
+        json!({"text": "watermarks", "aspect": "subject", "stance": "never"}),
+    )
+    .await;
     let record = root.join("grimoire/.state/eye.json");
     // A crash of some other program, a bad sync: half the record is gone.
     let bytes = std::fs::read(&record).unwrap();
@@ -129,7 +177,11 @@ async fn a_damaged_record_is_recovered_from_eye_md_and_kept_aside() {
 async fn when_neither_file_reads_every_call_refuses_and_nothing_is_overwritten() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    remember(root, json!({"text": "warm ochre light", "aspect": "colour"})).await;
+    remember(
+        root,
+        json!({"text": "warm ochre light", "aspect": "colour"}),
+    )
+    .await;
     let record = root.join("grimoire/.state/eye.json");
     let md = root.join("grimoire/eye.md");
     std::fs::write(&record, b"{\"preferences\": [").unwrap();
@@ -157,7 +209,11 @@ async fn when_neither_file_reads_every_call_refuses_and_nothing_is_overwritten()
 async fn a_hand_edited_eye_md_is_kept_aside_before_it_is_written_again() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    remember(root, json!({"text": "warm ochre light", "aspect": "colour"})).await;
+    remember(
+        root,
+        json!({"text": "warm ochre light", "aspect": "colour"}),
+    )
+    .await;
     let md = root.join("grimoire/eye.md");
     let edited = std::fs::read_to_string(&md).unwrap() + "\nmy own note\n";
     let edited = edited.replace("confirmed 1×", "confirmed 9×");
@@ -180,10 +236,18 @@ async fn bad_preferences_are_refused_with_a_hint() {
     let r = remember(root, json!({"text": "   ", "aspect": "colour"})).await;
     assert_eq!(r.is_error, Some(true));
     assert!(text(&r).contains("hint:"));
-    let r = remember(root, json!({"text": "pink", "aspect": "colour", "forget": true})).await;
+    let r = remember(
+        root,
+        json!({"text": "pink", "aspect": "colour", "forget": true}),
+    )
+    .await;
     assert_eq!(r.is_error, Some(true));
     assert!(text(&r).contains("`pink`"), "{}", text(&r));
-    let r = remember(root, json!({"text": "x", "aspect": "colour", "project": "../up"})).await;
+    let r = remember(
+        root,
+        json!({"text": "x", "aspect": "colour", "project": "../up"}),
+    )
+    .await;
     assert_eq!(r.is_error, Some(true));
     assert!(!root.join("grimoire").exists());
 }
@@ -202,7 +266,12 @@ async fn a_caption_preview_shows_the_preferences_that_apply_to_its_project() {
     )
     .await;
     assert_ne!(r.is_error, Some(true), "{}", text(&r));
-    let r = call(&client, "caption_preview", json!({"project": "fox", "count": 2})).await;
+    let r = call(
+        &client,
+        "caption_preview",
+        json!({"project": "fox", "count": 2}),
+    )
+    .await;
     assert_eq!(structured(&r)["artist_eye"], json!([]));
     assert!(!text(&r).contains("The artist's eye"));
 
@@ -217,9 +286,17 @@ async fn a_caption_preview_shows_the_preferences_that_apply_to_its_project() {
         }
         call(&client, "remember_preference", args).await;
     }
-    let r = call(&client, "caption_preview", json!({"project": "fox", "count": 2})).await;
+    let r = call(
+        &client,
+        "caption_preview",
+        json!({"project": "fox", "count": 2}),
+    )
+    .await;
     let eye = structured(&r)["artist_eye"].to_string();
-    assert!(eye.contains("paper grain") && eye.contains("watermarks"), "{eye}");
+    assert!(
+        eye.contains("paper grain") && eye.contains("watermarks"),
+        "{eye}"
+    );
     assert!(!eye.contains("chrome"), "{eye}");
     assert!(text(&r).contains("The artist's eye: NEVER"), "{}", text(&r));
 
@@ -232,8 +309,16 @@ async fn a_caption_preview_shows_the_preferences_that_apply_to_its_project() {
         )
         .await;
     }
-    let r = call(&client, "caption_preview", json!({"project": "fox", "count": 2})).await;
+    let r = call(
+        &client,
+        "caption_preview",
+        json!({"project": "fox", "count": 2}),
+    )
+    .await;
     let eye = structured(&r)["artist_eye"].as_array().unwrap().clone();
     assert_eq!(eye.len(), ategnatos::art::eye::SHOWN_WITH_WORK + 1);
-    assert!(eye.last().unwrap().as_str().unwrap().contains("14 more"), "{eye:?}");
+    assert!(
+        eye.last().unwrap().as_str().unwrap().contains("14 more"),
+        "{eye:?}"
+    );
 }

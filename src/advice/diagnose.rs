@@ -43,7 +43,9 @@ impl Symptom {
         match self {
             Symptom::CopiesTrainingPictures => "copies the training pictures",
             Symptom::BurnedOrOversaturated => "burned, oversaturated or full of artefacts",
-            Symptom::IgnoresThePrompt => "ignores the prompt (always the same pose, outfit or scene)",
+            Symptom::IgnoresThePrompt => {
+                "ignores the prompt (always the same pose, outfit or scene)"
+            }
             Symptom::IgnoresTheTrigger => "the trigger word does little or nothing",
             Symptom::OnlyWorksAtFullStrength => "only works at strength 1.0 or above",
             Symptom::WrongColours => "wrong colours, a colour cast or washed-out colours",
@@ -56,39 +58,110 @@ impl Symptom {
     fn phrases(self) -> &'static [&'static str] {
         match self {
             Symptom::CopiesTrainingPictures => &[
-                "copies", "copy ", "copying", "memoris", "memoriz", "same as the training",
-                "training picture", "training image", "identical", "overfit", "replica",
+                "copies",
+                "copy ",
+                "copying",
+                "memoris",
+                "memoriz",
+                "same as the training",
+                "training picture",
+                "training image",
+                "identical",
+                "overfit",
+                "replica",
                 "duplicates my",
             ],
             Symptom::BurnedOrOversaturated => &[
-                "burn", "fried", "oversatur", "over-satur", "too saturated", "too much contrast",
-                "harsh", "artifact", "artefact", "crispy",
+                "burn",
+                "fried",
+                "oversatur",
+                "over-satur",
+                "too saturated",
+                "too much contrast",
+                "harsh",
+                "artifact",
+                "artefact",
+                "crispy",
             ],
             Symptom::IgnoresThePrompt => &[
-                "ignores my prompt", "ignores the prompt", "can't change", "cannot change",
-                "always the same", "everything looks the same", "same pose", "same face",
-                "inflexible", "rigid", "won't change", "stuck",
+                "ignores my prompt",
+                "ignores the prompt",
+                "can't change",
+                "cannot change",
+                "always the same",
+                "everything looks the same",
+                "same pose",
+                "same face",
+                "inflexible",
+                "rigid",
+                "won't change",
+                "stuck",
             ],
             Symptom::IgnoresTheTrigger => &[
-                "trigger", "no effect", "nothing changes", "does nothing", "doesn't do",
-                "not working", "doesn't work", "weak", "like the base model", "barely",
-                "doesn't look like", "does not look like", "not learn", "didn't learn",
+                "trigger",
+                "no effect",
+                "nothing changes",
+                "does nothing",
+                "doesn't do",
+                "not working",
+                "doesn't work",
+                "weak",
+                "like the base model",
+                "barely",
+                "doesn't look like",
+                "does not look like",
+                "not learn",
+                "didn't learn",
             ],
             Symptom::OnlyWorksAtFullStrength => &[
-                "only at 1", "only works at 1", "full strength", "strength of 1", "strength 1",
-                "weight 1", "at 1.0", "above 1", "1.2", "1.5",
+                "only at 1",
+                "only works at 1",
+                "full strength",
+                "strength of 1",
+                "strength 1",
+                "weight 1",
+                "at 1.0",
+                "above 1",
+                "1.2",
+                "1.5",
             ],
             Symptom::WrongColours => &[
-                "colour", "color", "tint", "washed", "hue", "palette", "desaturat", "cast",
-                "too orange", "too green", "too blue", "too red", "too yellow", "sepia",
+                "colour",
+                "color",
+                "tint",
+                "washed",
+                "hue",
+                "palette",
+                "desaturat",
+                "cast",
+                "too orange",
+                "too green",
+                "too blue",
+                "too red",
+                "too yellow",
+                "sepia",
             ],
             Symptom::Blurry => &[
-                "blur", "soft", "fuzzy", "low detail", "lack detail", "no detail", "smudg",
-                "mushy", "out of focus",
+                "blur",
+                "soft",
+                "fuzzy",
+                "low detail",
+                "lack detail",
+                "no detail",
+                "smudg",
+                "mushy",
+                "out of focus",
             ],
             Symptom::BlackOrNoise => &[
-                "black", "noise", "nan", "static", "blank", "grey square", "gray square",
-                "garbage", "solid colour",
+                "black",
+                "noise",
+                "nan",
+                "static",
+                "blank",
+                "grey square",
+                "gray square",
+                "garbage",
+                "solid colour",
             ],
         }
     }
@@ -128,7 +201,9 @@ impl Cause {
                 "the captions never name colours, so the colours were learned into the trigger"
             }
             Cause::LearningRateTooHigh => "the learning rate is too high",
-            Cause::TriggerNotInCaptions => "the trigger word is not tied to the concept in the captions",
+            Cause::TriggerNotInCaptions => {
+                "the trigger word is not tied to the concept in the captions"
+            }
             Cause::RunStoppedEarly => "the run stopped before the end",
             Cause::TooFewPictures => "too few (or too similar) pictures",
             Cause::ResolutionTooLow => "trained below the model's own resolution",
@@ -435,7 +510,10 @@ pub fn rank(symptoms: &[Symptom], e: &Evidence) -> Vec<RankedCause> {
         }
         if let Some(l) = loss.filter(|l| l.jitter > 0.5) {
             score += 1;
-            why.push(format!("the loss jumps around (spread {:.0}% of its level)", l.jitter * 100.0));
+            why.push(format!(
+                "the loss jumps around (spread {:.0}% of its level)",
+                l.jitter * 100.0
+            ));
         }
         if nan_step.is_some() {
             score += 1;
@@ -531,7 +609,7 @@ pub fn rank(symptoms: &[Symptom], e: &Evidence) -> Vec<RankedCause> {
         consider(Cause::ResolutionTooLow, score, why);
     }
 
-    out.sort_by(|a, b| b.1.cmp(&a.1));
+    out.sort_by_key(|b| std::cmp::Reverse(b.1));
     out.truncate(MAX_CAUSES);
     out.into_iter()
         .map(|(cause, score, why)| RankedCause {

@@ -48,10 +48,7 @@ impl LossTrend {
 
     /// From a series of (step, loss); `None` with fewer than 8 points.
     pub fn of(series: &[(u64, f64)]) -> Option<LossTrend> {
-        let nan_at_step = series
-            .iter()
-            .find(|(_, l)| !l.is_finite())
-            .map(|(s, _)| *s);
+        let nan_at_step = series.iter().find(|(_, l)| !l.is_finite()).map(|(s, _)| *s);
         let finite: Vec<f64> = series
             .iter()
             .map(|(_, l)| *l)
@@ -152,7 +149,11 @@ impl Evidence {
 #[derive(Debug, thiserror::Error)]
 pub enum EvidenceError {
     #[error("project `{project}` has no run `{run}`")]
-    NoSuchRun { project: String, run: String, runs: Vec<String> },
+    NoSuchRun {
+        project: String,
+        run: String,
+        runs: Vec<String>,
+    },
     #[error(transparent)]
     Studio(#[from] StudioError),
 }
@@ -168,16 +169,13 @@ pub fn gather(
     let project_dir = ws.project_dir(&project.name)?;
     let runs = list_runs(&project_dir);
     let record: Option<RunRecord> = match run {
-        Some(id) => Some(
-            runs.iter()
-                .find(|r| r.id == id)
-                .cloned()
-                .ok_or_else(|| EvidenceError::NoSuchRun {
-                    project: project.name.clone(),
-                    run: id.to_string(),
-                    runs: runs.iter().map(|r| r.id.clone()).collect(),
-                })?,
-        ),
+        Some(id) => Some(runs.iter().find(|r| r.id == id).cloned().ok_or_else(|| {
+            EvidenceError::NoSuchRun {
+                project: project.name.clone(),
+                run: id.to_string(),
+                runs: runs.iter().map(|r| r.id.clone()).collect(),
+            }
+        })?),
         None => runs.first().cloned(),
     };
     let plan = load_plan(ws, &project.name)?;
@@ -258,10 +256,44 @@ pub fn loss_series(log: &Path, record: &RunRecord) -> Vec<(u64, f64)> {
 
 /// Words that name a colour, as captions write them.
 const COLOUR_WORDS: &[&str] = &[
-    "red", "orange", "yellow", "green", "blue", "purple", "violet", "pink", "brown", "black",
-    "white", "grey", "gray", "teal", "cyan", "magenta", "gold", "golden", "silver", "beige",
-    "ochre", "crimson", "scarlet", "navy", "turquoise", "maroon", "amber", "pastel", "monochrome",
-    "colorful", "colourful", "blonde", "sepia", "indigo", "lavender", "olive", "coral", "tan",
+    "red",
+    "orange",
+    "yellow",
+    "green",
+    "blue",
+    "purple",
+    "violet",
+    "pink",
+    "brown",
+    "black",
+    "white",
+    "grey",
+    "gray",
+    "teal",
+    "cyan",
+    "magenta",
+    "gold",
+    "golden",
+    "silver",
+    "beige",
+    "ochre",
+    "crimson",
+    "scarlet",
+    "navy",
+    "turquoise",
+    "maroon",
+    "amber",
+    "pastel",
+    "monochrome",
+    "colorful",
+    "colourful",
+    "blonde",
+    "sepia",
+    "indigo",
+    "lavender",
+    "olive",
+    "coral",
+    "tan",
 ];
 
 fn words(text: &str) -> Vec<String> {
@@ -273,7 +305,9 @@ fn words(text: &str) -> Vec<String> {
 
 /// Whether a caption names a colour.
 pub fn names_a_colour(caption: &str) -> bool {
-    words(caption).iter().any(|w| COLOUR_WORDS.contains(&w.as_str()))
+    words(caption)
+        .iter()
+        .any(|w| COLOUR_WORDS.contains(&w.as_str()))
 }
 
 fn caption_stats(ws: &Workspace, project: &Project, plan: Option<&TrainingPlan>) -> CaptionStats {
@@ -321,7 +355,9 @@ fn caption_stats(ws: &Workspace, project: &Project, plan: Option<&TrainingPlan>)
             *counts.entry(w).or_default() += 1;
         }
     }
-    const FILLER: &[&str] = &["a", "an", "the", "of", "in", "on", "with", "and", "is", "at"];
+    const FILLER: &[&str] = &[
+        "a", "an", "the", "of", "in", "on", "with", "and", "is", "at",
+    ];
     let in_almost_every_caption = if n >= 5 {
         counts
             .into_iter()

@@ -118,7 +118,15 @@ impl ExportReport {
         let files: Vec<String> = self
             .files
             .iter()
-            .map(|f| format!("{} ({}×{}, {} KB)", f.path, f.width, f.height, f.bytes.div_ceil(1024)))
+            .map(|f| {
+                format!(
+                    "{} ({}×{}, {} KB)",
+                    f.path,
+                    f.width,
+                    f.height,
+                    f.bytes.div_ceil(1024)
+                )
+            })
             .collect();
         format!(
             "Exported {} ({}×{}) as {}: {}. {}",
@@ -140,7 +148,10 @@ pub enum ExportError {
     #[error("`{path}` cannot be read as a picture: {reason}")]
     Unreadable { path: String, reason: String },
     #[error("the {spec} export needs {what}")]
-    Missing { spec: &'static str, what: &'static str },
+    Missing {
+        spec: &'static str,
+        what: &'static str,
+    },
     #[error("the print size `{given}` is not one I know")]
     BadPrintSize { given: String },
     #[error("{what} `{value}` is out of range ({range})")]
@@ -402,12 +413,18 @@ fn fit(img: &DynamicImage, w: u32, h: u32) -> (DynamicImage, f64) {
     (img.resize_to_fill(w, h, FilterType::Lanczos3), scale)
 }
 
-fn encode(img: &DynamicImage, format: Format, quality: u8, dpi: Option<u32>) -> Result<Vec<u8>, String> {
+fn encode(
+    img: &DynamicImage,
+    format: Format,
+    quality: u8,
+    dpi: Option<u32>,
+) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     match format {
         Format::Png => {
             use image::codecs::png::{CompressionType, FilterType as PngFilter, PngEncoder};
-            let enc = PngEncoder::new_with_quality(&mut out, CompressionType::Best, PngFilter::Adaptive);
+            let enc =
+                PngEncoder::new_with_quality(&mut out, CompressionType::Best, PngFilter::Adaptive);
             img.write_with_encoder(enc).map_err(|e| e.to_string())?;
             if let Some(d) = dpi {
                 out = with_png_dpi(&out, d);

@@ -373,18 +373,11 @@ impl Remembered {
         let p = &self.preference;
         let mut s = match self.action {
             "added" => format!("Remembered: {}.", p.short()),
-            "confirmed" => format!(
-                "Confirmed again ({}× now): {}.",
-                p.confirmed,
-                p.short()
-            ),
+            "confirmed" => format!("Confirmed again ({}× now): {}.", p.confirmed, p.short()),
             "changed" => format!("Changed: now {}.", p.short()),
             _ => format!("Forgot: {}.", p.short()),
         };
-        s.push_str(&format!(
-            " {} preference(s) in {}.",
-            self.total, self.file
-        ));
+        s.push_str(&format!(" {} preference(s) in {}.", self.total, self.file));
         if let Some(r) = &self.repaired {
             s.push(' ');
             s.push_str(r);
@@ -467,7 +460,12 @@ pub fn remember(ws: &Workspace, req: &Remember) -> Result<Remembered, EyeError> 
             ("added", p)
         }
     };
-    let repaired = save(ws, &eye, loaded.recovered.as_deref(), loaded.rendering_differs)?;
+    let repaired = save(
+        ws,
+        &eye,
+        loaded.recovered.as_deref(),
+        loaded.rendering_differs,
+    )?;
     Ok(Remembered {
         action,
         preference,
@@ -599,7 +597,12 @@ pub fn parse_rendering(bytes: &[u8]) -> Result<Eye, String> {
         let Some(item) = raw.strip_prefix("- ") else {
             continue;
         };
-        let bad = || format!("line {} `{raw}` is not `- text — stance, aspect, confirmed N×`", n + 1);
+        let bad = || {
+            format!(
+                "line {} `{raw}` is not `- text — stance, aspect, confirmed N×`",
+                n + 1
+            )
+        };
         let (words, meta) = item.rsplit_once(" — ").ok_or_else(bad)?;
         let fields: Vec<&str> = meta.split(", ").collect();
         if fields.len() < 3 || fields.len() > 4 {
@@ -702,7 +705,9 @@ pub fn recall(
         .filter(|p| aspect.is_none_or(|a| p.aspect == a))
         .filter(|p| {
             let t = normalised(&p.text);
-            wanted.iter().all(|w| w.is_empty() || t.contains(w.as_str()))
+            wanted
+                .iter()
+                .all(|w| w.is_empty() || t.contains(w.as_str()))
         })
         .collect();
     matching.sort_by(|a, b| {
@@ -742,7 +747,13 @@ pub fn beside_work(ws: &Workspace, project: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn pref(text: &str, aspect: Aspect, stance: Stance, n: u32, project: Option<&str>) -> Preference {
+    fn pref(
+        text: &str,
+        aspect: Aspect,
+        stance: Stance,
+        n: u32,
+        project: Option<&str>,
+    ) -> Preference {
         Preference {
             aspect,
             stance,
@@ -758,9 +769,27 @@ mod tests {
     fn the_rendering_reads_back_as_the_same_preferences() {
         let eye = Eye {
             preferences: vec![
-                pref("warm ochre — and teal", Aspect::Colour, Stance::Like, 3, None),
-                pref("neon pink", Aspect::Colour, Stance::Never, 1, Some("ink-fox")),
-                pref("busy backgrounds", Aspect::Composition, Stance::Avoid, 2, None),
+                pref(
+                    "warm ochre — and teal",
+                    Aspect::Colour,
+                    Stance::Like,
+                    3,
+                    None,
+                ),
+                pref(
+                    "neon pink",
+                    Aspect::Colour,
+                    Stance::Never,
+                    1,
+                    Some("ink-fox"),
+                ),
+                pref(
+                    "busy backgrounds",
+                    Aspect::Composition,
+                    Stance::Avoid,
+                    2,
+                    None,
+                ),
             ],
         };
         let back = parse_rendering(render(&eye).as_bytes()).unwrap();

@@ -136,19 +136,25 @@ impl Hint for PromptError {
         match self {
             PromptError::UnknownFamily { .. } => Some(format!(
                 "use one of: {}",
-                FAMILIES.iter().map(|(f, _)| *f).collect::<Vec<_>>().join(", ")
+                FAMILIES
+                    .iter()
+                    .map(|(f, _)| *f)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
             PromptError::EmptyPrompt => Some("give the prompt text that made the picture".into()),
-            PromptError::TooLong { .. } => Some("shorten it; keep long explanations out of the prompt".into()),
-            PromptError::TooManyParameters { .. } => {
-                Some("keep the settings that matter (seed, steps, cfg, sampler, size, LoRAs)".into())
+            PromptError::TooLong { .. } => {
+                Some("shorten it; keep long explanations out of the prompt".into())
             }
+            PromptError::TooManyParameters { .. } => Some(
+                "keep the settings that matter (seed, steps, cfg, sampler, size, LoRAs)".into(),
+            ),
             PromptError::HalfAsset { .. } => {
                 Some("pass both, e.g. project `site` and asset `hero-banner`".into())
             }
-            PromptError::NoSuchVersion { last: 0, .. } => {
-                Some("it has no versions yet: save_prompt with this project and asset adds one".into())
-            }
+            PromptError::NoSuchVersion { last: 0, .. } => Some(
+                "it has no versions yet: save_prompt with this project and asset adds one".into(),
+            ),
             PromptError::NoSuchVersion { last, .. } => {
                 Some(format!("its versions are 1 to {last}"))
             }
@@ -204,7 +210,9 @@ impl Saved {
 
 fn library_paths(ws: &Workspace, family: &str) -> (PathBuf, PathBuf) {
     (
-        ws.state_dir().join("prompts").join(format!("{family}.json")),
+        ws.state_dir()
+            .join("prompts")
+            .join(format!("{family}.json")),
         ws.grimoire().join("prompts").join(format!("{family}.md")),
     )
 }
@@ -226,7 +234,10 @@ fn asset_dir(ws: &Workspace, project: &str, asset: &str) -> Result<PathBuf, Prom
         .join(asset))
 }
 
-fn asset_of(project: &Option<String>, asset: &Option<String>) -> Result<Option<(String, String)>, PromptError> {
+fn asset_of(
+    project: &Option<String>,
+    asset: &Option<String>,
+) -> Result<Option<(String, String)>, PromptError> {
     match (project, asset) {
         (Some(p), Some(a)) => Ok(Some((p.clone(), a.clone()))),
         (None, None) => Ok(None),
@@ -277,7 +288,9 @@ pub fn save_prompt(ws: &Workspace, req: &SaveRequest) -> Result<Saved, PromptErr
     let mut log_at = None;
     if let Some((p, a)) = &asset {
         let dir = asset_dir(ws, p, a)?;
-        let log: AssetLog = ws.read_json(&dir.join("versions.json"))?.unwrap_or_default();
+        let log: AssetLog = ws
+            .read_json(&dir.join("versions.json"))?
+            .unwrap_or_default();
         if let Some(b) = req.based_on {
             let last = log.versions.last().map_or(0, |v| v.version);
             if b == 0 || b > last {
@@ -294,7 +307,10 @@ pub fn save_prompt(ws: &Workspace, req: &SaveRequest) -> Result<Saved, PromptErr
     let next_id = library
         .prompts
         .iter()
-        .filter_map(|p| p.id.rsplit_once('-').and_then(|(_, n)| n.parse::<u32>().ok()))
+        .filter_map(|p| {
+            p.id.rsplit_once('-')
+                .and_then(|(_, n)| n.parse::<u32>().ok())
+        })
         .max()
         .unwrap_or(0)
         + 1;
@@ -350,9 +366,8 @@ pub fn save_prompt(ws: &Workspace, req: &SaveRequest) -> Result<Saved, PromptErr
 }
 
 fn render_library(family: &str, lib: &Library) -> String {
-    let mut out = format!(
-        "# {family} prompts\n\nKept by Ategnatos through `save_prompt`; newest last.\n"
-    );
+    let mut out =
+        format!("# {family} prompts\n\nKept by Ategnatos through `save_prompt`; newest last.\n");
     for p in &lib.prompts {
         out.push_str(&format!("\n## {}\n\n{}\n", p.id, p.prompt));
         if let Some(n) = &p.negative {
@@ -483,7 +498,9 @@ pub fn find_prompts(ws: &Workspace, req: &FindRequest) -> Result<Found, PromptEr
     let limit = req.limit.max(1);
     if let Some((p, a)) = asset_of(&req.project, &req.asset)? {
         let dir = asset_dir(ws, &p, &a)?;
-        let log: AssetLog = ws.read_json(&dir.join("versions.json"))?.unwrap_or_default();
+        let log: AssetLog = ws
+            .read_json(&dir.join("versions.json"))?
+            .unwrap_or_default();
         let mut versions = log.versions;
         if let Some(v) = req.version {
             let last = versions.last().map_or(0, |x| x.version);
@@ -507,7 +524,9 @@ pub fn find_prompts(ws: &Workspace, req: &FindRequest) -> Result<Found, PromptEr
         });
     }
     let families: Vec<&str> = match &req.family {
-        Some(f) => vec![family_of(f).ok_or_else(|| PromptError::UnknownFamily { given: f.clone() })?],
+        Some(f) => {
+            vec![family_of(f).ok_or_else(|| PromptError::UnknownFamily { given: f.clone() })?]
+        }
         None => FAMILIES.iter().map(|(f, _)| *f).collect(),
     };
     let wanted = req.words.as_deref().map(words_of).unwrap_or_default();
@@ -527,11 +546,7 @@ pub fn find_prompts(ws: &Workspace, req: &FindRequest) -> Result<Found, PromptEr
             .and_then(|(_, n)| n.parse::<u32>().ok())
             .unwrap_or(0)
     };
-    found.sort_by(|a, b| {
-        b.saved_at
-            .cmp(&a.saved_at)
-            .then(number(b).cmp(&number(a)))
-    });
+    found.sort_by(|a, b| b.saved_at.cmp(&a.saved_at).then(number(b).cmp(&number(a))));
     let more = found.len().saturating_sub(limit);
     found.truncate(limit);
     Ok(Found {
