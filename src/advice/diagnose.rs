@@ -167,12 +167,33 @@ impl Symptom {
     }
 }
 
-/// The symptoms named in `text`, in the list's order.
+/// The symptoms named in `text`, in the list's order. A phrase matches
+/// from the start of a word (`burn` finds `burned`; `nan` does not find
+/// `dominant`, nor `cast` `forecast`).
 pub fn match_symptoms(text: &str) -> Vec<Symptom> {
-    let t = format!(" {} ", text.to_lowercase().replace(['\u{2019}'], "'"));
+    let spaced: String = text
+        .to_lowercase()
+        .replace('\u{2019}', "'")
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '.' || c == '\'' || c == '-' {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect();
+    let t = format!(
+        " {} ",
+        spaced.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
     Symptom::ALL
         .into_iter()
-        .filter(|s| s.phrases().iter().any(|p| t.contains(p)))
+        .filter(|s| {
+            s.phrases()
+                .iter()
+                .any(|p| t.contains(&format!(" {}", p.trim_end())))
+        })
         .collect()
 }
 
@@ -763,5 +784,14 @@ mod tests {
             [Symptom::WrongColours]
         );
         assert!(match_symptoms("I like it").is_empty());
+        // Inside other words they are not symptoms.
+        assert!(match_symptoms("the trigger word is dominant, as forecast").len() == 1);
+        assert_eq!(
+            match_symptoms("Burned, crispy. Only works at 1.0!"),
+            [
+                Symptom::BurnedOrOversaturated,
+                Symptom::OnlyWorksAtFullStrength
+            ]
+        );
     }
 }
