@@ -17,7 +17,7 @@ use std::path::Path;
 use ategnatos::dataset::intent::{ProjectRequest, start_project};
 use ategnatos::plan::training::{Backend, Preset, load_plan, save_plan};
 use ategnatos::plan::{PlanRequest, plan_training};
-use ategnatos::run::launch::{RunRecord, RunState};
+use ategnatos::run::launch::RunState;
 use ategnatos::studio::Workspace;
 use ategnatos::studio::project::TrainingType;
 use common::client::{call, connect, text};
@@ -106,26 +106,23 @@ fn run(
     log.push('\n');
     std::fs::write(dir.join("train.log"), log).unwrap();
     let steps_done = losses.iter().filter(|l| l.is_finite()).count() as u64;
-    let record = RunRecord {
-        id: id.into(),
-        project: "fox".into(),
-        backend: Backend::Kohya,
-        state,
-        started_at: "2026-12-07T01:00:00Z".into(),
-        ended_at: Some("2026-12-07T02:00:00Z".into()),
-        pid: None,
-        command_line: "accelerate launch train_network.py".into(),
-        working_dir: ".".into(),
-        log_file: format!("grimoire/training/fox/runs/{id}/train.log"),
-        steps_done,
-        total_steps: total,
-        first_loss: losses.first().copied(),
-        last_loss: losses.iter().rev().find(|l| l.is_finite()).copied(),
-        seconds_per_step: Some(0.5),
-        failure: failure.map(String::from),
-        what_to_do: None,
-        tail: Vec::new(),
-    };
+    // Written as JSON with the fields every version of the record has.
+    let record = json!({
+        "id": id,
+        "project": "fox",
+        "backend": "kohya",
+        "state": state,
+        "started_at": "2026-12-07T01:00:00Z",
+        "ended_at": "2026-12-07T02:00:00Z",
+        "command_line": "accelerate launch train_network.py",
+        "working_dir": ".",
+        "log_file": format!("grimoire/training/fox/runs/{id}/train.log"),
+        "steps_done": steps_done,
+        "total_steps": total,
+        "first_loss": losses.first().copied(),
+        "last_loss": losses.iter().rev().find(|l| l.is_finite()).copied(),
+        "failure": failure,
+    });
     std::fs::write(dir.join("run.json"), serde_json::to_vec(&record).unwrap()).unwrap();
     let _ = batch;
 }
