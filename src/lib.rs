@@ -16,6 +16,8 @@
 // through `studio::write_atomic` (see `clippy.toml`).
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
+pub mod advice;
+pub mod art;
 pub mod backends;
 pub mod bench;
 pub mod clip_bpe;

@@ -99,16 +99,25 @@ impl AtegnatosServer {
             .unwrap_or(captioning::PREVIEW_SIDE)
             .clamp(256, 1024);
         let only = args.paths.unwrap_or_default();
-        let preview = match blocking(move || {
-            captioning::caption_preview(&ws, &args.project, count, &only, max_side)
+        let (preview, eye) = match blocking(move || {
+            let preview = captioning::caption_preview(&ws, &args.project, count, &only, max_side)?;
+            // The artist's taste beside the work: a few short lines at most.
+            let eye = crate::art::eye::beside_work(&ws, &args.project);
+            Ok((preview, eye))
         })
         .await
         {
             Ok(p) => p,
             Err(refusal) => return refusal,
         };
-        let structured = serde_json::to_value(&preview).ok();
-        let summary = preview.plain_summary();
+        let mut structured = serde_json::to_value(&preview).ok();
+        if let Some(serde_json::Value::Object(map)) = structured.as_mut() {
+            map.insert("artist_eye".into(), serde_json::json!(eye));
+        }
+        let mut summary = preview.plain_summary();
+        if !eye.is_empty() {
+            summary.push_str(&format!(" The artist's eye: {}.", eye.join("; ")));
+        }
         let captions: Vec<String> = preview
             .items
             .iter()

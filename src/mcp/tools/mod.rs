@@ -5,6 +5,8 @@
 //! calls one domain function and returns its result (structured content plus
 //! a plain summary). Long work goes through [`run_job`].
 
+mod advice;
+mod art;
 mod audit;
 mod captions;
 mod cloud;
@@ -43,7 +45,10 @@ pub fn router() -> ToolRouter<AtegnatosServer> {
         + AtegnatosServer::duplicates_router()
         + AtegnatosServer::jobs_router()
         + AtegnatosServer::cloud_router()
-        + AtegnatosServer::comfy_router();
+        + AtegnatosServer::comfy_router()
+        + AtegnatosServer::art_router()
+        + AtegnatosServer::art_work_router()
+        + AtegnatosServer::advice_router();
     for route in router.map.values_mut() {
         let mut schema = (*route.attr.input_schema).clone();
         super::schema::compact(&mut schema);
