@@ -26,14 +26,23 @@ fn the_native_engine_trains_a_toy_model_to_complete_behind_the_gates() {
         &root,
         &["--epochs", "2", "--repeats", "1", "--save-every", "1"],
     );
-    run(ategnatos(&root, None).args(["gate", "2", "--project", "fox"]), 0);
-    run(ategnatos(&root, None).args(["gate", "3", "--project", "fox"]), 0);
+    run(
+        ategnatos(&root, None).args(["gate", "2", "--project", "fox"]),
+        0,
+    );
+    run(
+        ategnatos(&root, None).args(["gate", "3", "--project", "fox"]),
+        0,
+    );
     run(ategnatos(&root, None).args(["dry-run", "fox"]), 0);
     let text = run(ategnatos(&root, None).args(["train", "fox", "--json"]), 0);
     let r: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(r["state"], "complete", "{r}");
     assert_eq!(r["backend"], "native", "{r}");
-    assert!(r["command_line"].as_str().unwrap().contains("engine train"), "{r}");
+    assert!(
+        r["command_line"].as_str().unwrap().contains("engine train"),
+        "{r}"
+    );
     assert_eq!(r["steps_done"], r["total_steps"], "{r}");
     assert_eq!(r["total_steps"], 4, "{r}");
     let loss = r["last_loss"].as_f64().unwrap();
@@ -43,8 +52,15 @@ fn the_native_engine_trains_a_toy_model_to_complete_behind_the_gates() {
     let bytes = std::fs::read(&lora).unwrap();
     let header = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let meta: Value = serde_json::from_slice(&bytes[8..8 + header]).unwrap();
-    assert!(meta.as_object().unwrap().keys().any(|k| k.contains("lora_down")), "{meta}");
+    assert!(
+        meta.as_object()
+            .unwrap()
+            .keys()
+            .any(|k| k.contains("lora_down")),
+        "{meta}"
+    );
     assert_eq!(r["checkpoints"].as_array().unwrap().len(), 1, "{r}");
-    let progress = std::fs::read_to_string(root.join(r["progress_file"].as_str().unwrap())).unwrap();
+    let progress =
+        std::fs::read_to_string(root.join(r["progress_file"].as_str().unwrap())).unwrap();
     assert!(progress.contains("**COMPLETE**"), "{progress}");
 }

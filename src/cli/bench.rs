@@ -138,7 +138,11 @@ fn bench_monitor(rate: u64, seconds: u64, flat_out: u64) -> Result<ExitCode, Cli
         "| pass | lines | rate asked | wall s | CPU s | share of one core | lines/s |\n|---|---|---|---|---|---|---|\n"
     );
     for (i, p) in passes.iter().enumerate() {
-        let asked = if i < 2 { format!("{rate}/s") } else { "flat out".into() };
+        let asked = if i < 2 {
+            format!("{rate}/s")
+        } else {
+            "flat out".into()
+        };
         out!(
             "| {} | {} | {asked} | {:.2} | {:.3} | {:.1} % | {:.0} |\n",
             p.what,

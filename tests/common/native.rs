@@ -76,4 +76,3 @@ pub fn engine_toml(root: &Path) -> PathBuf {
         .unwrap();
     root.join(&file.path)
 }
-
