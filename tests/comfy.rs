@@ -860,9 +860,19 @@ mod over_mcp {
         project_with_lora(&ws, TrainingType::Style);
         comfy.with(|i| i.loras = vec!["ink-fox.safetensors".into()]);
         let client = connect(ws.root()).await;
+        // The artist's taste shows beside the grid they judge.
+        let r = call(
+            &client,
+            "remember_preference",
+            json!({"text": "muddy greens", "aspect": "colour", "stance": "never"}),
+        )
+        .await;
+        assert_ne!(r.is_error, Some(true), "{}", text(&r));
         let r = call(&client, "eval_grid", json!({"project": "ink-fox", "weights": [0.5, 1.0], "prompts": ["a heron"], "steps": 1, "server": comfy.url})).await;
         assert_ne!(r.is_error, Some(true), "{}", text(&r));
+        assert!(text(&r).contains("muddy greens"), "{}", text(&r));
         let s = r.structured_content.clone().unwrap();
+        assert!(s["result"]["artist_eye"][0].as_str().unwrap().contains("muddy greens"), "{s}");
         assert_eq!(s["result"]["cells"].as_array().unwrap().len(), 2);
         assert!(r.content.iter().any(|c| c.as_image().is_some()));
         assert!(text(&r).contains("register_lora"));

@@ -325,6 +325,15 @@ impl AtegnatosServer {
                     .map_err(|e| job_failure(&e))?;
                 let mut out = super::output(report.plain_summary(), Vec::new(), &report)?;
                 out.previews = report.preview.iter().cloned().collect();
+                // The artist's taste beside the grid they are about to judge.
+                let eye = crate::art::eye::beside_work(&ws, &project);
+                if !eye.is_empty() {
+                    out.summary
+                        .push_str(&format!(" The artist's eye: {}.", eye.join("; ")));
+                    if let serde_json::Value::Object(map) = &mut out.result {
+                        map.insert("artist_eye".into(), serde_json::json!(eye));
+                    }
+                }
                 Ok(out)
             },
         )
