@@ -872,7 +872,13 @@ mod over_mcp {
         assert_ne!(r.is_error, Some(true), "{}", text(&r));
         assert!(text(&r).contains("muddy greens"), "{}", text(&r));
         let s = r.structured_content.clone().unwrap();
-        assert!(s["result"]["artist_eye"][0].as_str().unwrap().contains("muddy greens"), "{s}");
+        assert!(
+            s["result"]["artist_eye"][0]
+                .as_str()
+                .unwrap()
+                .contains("muddy greens"),
+            "{s}"
+        );
         assert_eq!(s["result"]["cells"].as_array().unwrap().len(), 2);
         assert!(r.content.iter().any(|c| c.as_image().is_some()));
         assert!(text(&r).contains("register_lora"));
