@@ -854,6 +854,64 @@ mod over_mcp {
     }
 
     #[tokio::test]
+    async fn export_asset_enlarges_through_comfyuis_upscale_model_when_it_runs() {
+        let comfy = mock::start(Mode::Normal).await;
+        let (_d, ws) = workspace();
+        let src = ws.root().join("art/fox.png");
+        std::fs::create_dir_all(src.parent().unwrap()).unwrap();
+        image::RgbImage::from_pixel(300, 200, image::Rgb([200, 120, 40]))
+            .save(&src)
+            .unwrap();
+        let client = connect(ws.root()).await;
+
+        // ComfyUI runs with an upscale model: it enlarges first.
+        let r = call(
+            &client,
+            "export_asset",
+            json!({"source": "art/fox.png", "spec": "og", "server": comfy.url}),
+        )
+        .await;
+        assert_ne!(r.is_error, Some(true), "{}", text(&r));
+        let s = r.structured_content.clone().unwrap();
+        assert_eq!(s["upscaled_with"], "4x-UltraSharp.pth", "{s}");
+        assert_eq!(s["source"], "art/fox.png", "{s}");
+        assert!(
+            text(&r).contains("Upscaled first by the ComfyUI"),
+            "{}",
+            text(&r)
+        );
+        let out = image::open(ws.root().join(s["files"][0]["path"].as_str().unwrap())).unwrap();
+        assert_eq!((out.width(), out.height()), (1200, 630));
+        let asked = comfy.with(|i| i.prompts.clone());
+        let upscale = asked
+            .iter()
+            .find(|p| p["prompt"]["2"]["class_type"] == "UpscaleModelLoader")
+            .expect("an upscale prompt");
+        assert_eq!(
+            upscale["prompt"]["2"]["inputs"]["model_name"],
+            "4x-UltraSharp.pth"
+        );
+
+        // No ComfyUI: a resize, and the result says why.
+        let r = call(
+            &client,
+            "export_asset",
+            json!({"source": "art/fox.png", "spec": "og", "server": mock::dead_url()}),
+        )
+        .await;
+        assert_ne!(r.is_error, Some(true), "{}", text(&r));
+        let s = r.structured_content.clone().unwrap();
+        assert!(s.get("upscaled_with").is_none(), "{s}");
+        let said = text(&r);
+        assert!(
+            said.contains("No model upscale: no ComfyUI answered") && said.contains("Lanczos"),
+            "{said}"
+        );
+        let out = image::open(ws.root().join(s["files"][0]["path"].as_str().unwrap())).unwrap();
+        assert_eq!((out.width(), out.height()), (1200, 630));
+    }
+
+    #[tokio::test]
     async fn eval_grid_and_register_lora_over_mcp() {
         let comfy = mock::start(Mode::Normal).await;
         let (_d, ws) = workspace();

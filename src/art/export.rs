@@ -111,6 +111,16 @@ pub struct ExportReport {
     pub files: Vec<ExportedFile>,
     /// In plain words: cropping, enlarging, metadata, DPI.
     pub notes: Vec<String>,
+    /// The upscale model that enlarged the picture first (through ComfyUI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upscaled_with: Option<String>,
+}
+
+impl ExportReport {
+    /// The most any file was enlarged beyond the picture's own pixels.
+    pub fn most_enlarged(&self) -> f64 {
+        self.files.iter().map(|f| f.enlarged).fold(0.0, f64::max)
+    }
 }
 
 impl ExportReport {
@@ -350,7 +360,7 @@ pub fn export_asset(ws: &Workspace, req: &ExportRequest) -> Result<ExportReport,
     let most = files.iter().map(|f| f.enlarged).fold(0.0, f64::max);
     if most > 1.0 {
         notes.push(format!(
-            "The picture is smaller than this size: it was enlarged up to {most:.2}× by a high-quality resize (Lanczos), not upscaled by a model, so it will look softer; for real added detail, upscale it in ComfyUI first."
+            "The picture is smaller than this size: it was enlarged up to {most:.2}× by a high-quality resize (Lanczos), not upscaled by a model, so it will look softer."
         ));
     }
     let (sw, sh) = (img.width(), img.height());
@@ -368,6 +378,7 @@ pub fn export_asset(ws: &Workspace, req: &ExportRequest) -> Result<ExportReport,
         spec: req.spec,
         files,
         notes,
+        upscaled_with: None,
     })
 }
 

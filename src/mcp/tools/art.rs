@@ -9,7 +9,7 @@ use rmcp::{tool, tool_router};
 use serde::Deserialize;
 
 use super::super::{AtegnatosServer, reply};
-use crate::art::export::{self, ExportRequest, Format, Spec};
+use crate::art::export::{ExportRequest, Format, Spec};
 use crate::art::eye::{self, Aspect, Remember, Stance};
 use crate::art::prompts::{self, FindRequest, SaveRequest};
 
@@ -181,6 +181,12 @@ pub struct ExportAssetArgs {
     /// print (default 300).
     #[serde(default)]
     pub dpi: Option<u32>,
+    /// Enlarge through ComfyUI's upscale model when it runs (default true).
+    #[serde(default)]
+    pub upscale: Option<bool>,
+    /// ComfyUI address (default: the studio's).
+    #[serde(default)]
+    pub server: Option<String>,
 }
 
 #[tool_router(router = art_work_router, vis = "pub(crate)")]
@@ -239,7 +245,7 @@ impl AtegnatosServer {
     }
 
     #[tool(
-        description = "Crop and resize a finished picture to a named spec (OG image, favicon set, hero, avatar, print at DPI, custom) as PNG, JPEG or WebP, metadata stripped. Enlarging is a plain resize, said so.",
+        description = "Crop and resize a finished picture to a named spec (OG image, favicon set, hero, avatar, print at DPI, custom) as PNG, JPEG or WebP, metadata stripped. Enlarges through ComfyUI's upscale model when it runs, else a resize, said so.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,
@@ -260,11 +266,18 @@ impl AtegnatosServer {
             print_size: args.print_size,
             dpi: args.dpi,
         };
-        super::answer(
-            "export_asset",
-            move || export::export_asset(&ws, &req),
-            |r| reply::structured(&r, r.plain_summary()),
+        let upscaled = crate::art::upscale::export_upscaling(
+            &ws,
+            &req,
+            args.upscale.unwrap_or(true),
+            args.server.as_deref(),
+            None,
+            &crate::studio::NoProgress,
         )
-        .await
+        .await;
+        match upscaled {
+            Ok(r) => reply::structured(&r, r.plain_summary()),
+            Err(e) => reply::refusal(&e),
+        }
     }
 }
