@@ -49,6 +49,22 @@ pub struct Launcher {
     pub engine_exe: Option<PathBuf>,
 }
 
+impl Launcher {
+    /// The program that runs the native engine: the one given, else this
+    /// program; a test harness or another host embedding the library is
+    /// not it, so then `ategnatos` on PATH.
+    pub fn engine_program(&self) -> PathBuf {
+        self.engine_exe
+            .clone()
+            .or_else(|| {
+                std::env::current_exe()
+                    .ok()
+                    .filter(|p| p.file_stem().is_some_and(|s| s == "ategnatos"))
+            })
+            .unwrap_or_else(|| PathBuf::from("ategnatos"))
+    }
+}
+
 /// Everything one dry run needs.
 #[derive(Debug, Clone)]
 pub struct DryRunSpec {
@@ -374,20 +390,8 @@ pub fn prepare(spec: &DryRunSpec) -> Result<Prepared, DryRunError> {
             let dest = dir.join("engine.toml");
             let body = toml::to_string(&t).map_err(|e| bad(&src, e))?;
             write_atomic(&dest, body.as_bytes())?;
-            // This program runs the engine; a test harness or another host
-            // embedding the library does not, so then `ategnatos` on PATH does.
-            let exe = spec
-                .launcher
-                .engine_exe
-                .clone()
-                .or_else(|| {
-                    std::env::current_exe()
-                        .ok()
-                        .filter(|p| p.file_stem().is_some_and(|s| s == "ategnatos"))
-                })
-                .unwrap_or_else(|| PathBuf::from("ategnatos"));
             Ok(Prepared {
-                program: exe,
+                program: spec.launcher.engine_program(),
                 args: vec!["engine".into(), "train".into(), text(&dest)],
                 cwd: spec.root.clone(),
                 files: vec![dest],

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpoints::Checkpoint;
 use super::dry_run::Launcher;
-use super::process::ProcessError;
+use super::process::{ProcessError, Signal, signal_group};
 use super::trend::TrendWarning;
 use crate::backends::GeneratedConfig;
 use crate::plan::training::Backend;
@@ -502,7 +502,7 @@ pub fn cancel(run_dir: &Path, grace: Duration) -> Result<RunRecord, LaunchError>
     if let Some(pid) = run.supervisor_pid
         && same_process(pid, run.supervisor_start)
     {
-        signal(pid, Sig::Term);
+        terminate(pid);
         let deadline = Instant::now() + grace + Duration::from_secs(15);
         while Instant::now() < deadline && same_process(pid, run.supervisor_start) {
             if load(run_dir).is_some_and(|r| r.state != RunState::Running) {
@@ -530,53 +530,25 @@ pub fn cancel(run_dir: &Path, grace: Duration) -> Result<RunRecord, LaunchError>
 
 /// TERM to the group `pgid`, then KILL once `grace` has passed.
 pub fn stop_group(pgid: u32, grace: Duration) {
-    signal_group(pgid, Sig::Term);
+    signal_group(pgid, Signal::Term);
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline && group_alive(pgid) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    signal_group(pgid, Sig::Kill);
+    signal_group(pgid, Signal::Kill);
 }
 
-#[derive(Clone, Copy)]
-enum Sig {
-    Term,
-    Kill,
-}
-
-fn signal(pid: u32, sig: Sig) {
+/// SIGTERM to one process (the supervisor, which stops its trainer itself).
+fn terminate(pid: u32) {
     #[cfg(unix)]
     if let Ok(pid) = i32::try_from(pid) {
-        let s = match sig {
-            Sig::Term => libc::SIGTERM,
-            Sig::Kill => libc::SIGKILL,
-        };
         // SAFETY: kill(2) has no memory effects; a gone process is fine.
         unsafe {
-            libc::kill(pid, s);
+            libc::kill(pid, libc::SIGTERM);
         }
     }
     #[cfg(not(unix))]
-    let _ = (pid, sig);
-}
-
-fn signal_group(pgid: u32, sig: Sig) {
-    #[cfg(unix)]
-    if let Ok(pgid) = i32::try_from(pgid) {
-        if pgid <= 1 {
-            return;
-        }
-        let s = match sig {
-            Sig::Term => libc::SIGTERM,
-            Sig::Kill => libc::SIGKILL,
-        };
-        // SAFETY: as above, for the process group.
-        unsafe {
-            libc::kill(-pgid, s);
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = (pgid, sig);
+    let _ = pid;
 }
 
 /// Whether any process of the group `pgid` is left.

@@ -176,30 +176,7 @@ impl Supervised {
 
     /// Sends `signal` to the whole group; a group that is gone is fine.
     pub fn signal_group(&self, signal: Signal) {
-        #[cfg(unix)]
-        {
-            let sig = match signal {
-                Signal::Term => libc::SIGTERM,
-                Signal::Kill => libc::SIGKILL,
-            };
-            let Ok(pgid) = i32::try_from(self.pid) else {
-                return;
-            };
-            // SAFETY: kill(2) with a negative pid signals that process group;
-            // it has no memory effects, and ESRCH (already gone) is ignored.
-            unsafe {
-                libc::kill(-pgid, sig);
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = signal;
-            let _ = Command::new("taskkill")
-                .args(["/T", "/F", "/PID", &self.pid.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
+        signal_group(self.pid, signal);
     }
 
     /// Stops the group: SIGTERM, then SIGKILL after `grace` if it is still
@@ -246,6 +223,38 @@ impl Drop for Supervised {
         if self.exited.is_none() {
             self.signal_group(Signal::Kill);
         }
+    }
+}
+
+/// Sends `signal` to the process group `pgid` (a trainer started by
+/// [`Supervised::spawn`] leads its own); a group that is gone is fine.
+pub fn signal_group(pgid: u32, signal: Signal) {
+    #[cfg(unix)]
+    {
+        let sig = match signal {
+            Signal::Term => libc::SIGTERM,
+            Signal::Kill => libc::SIGKILL,
+        };
+        let Ok(pgid) = i32::try_from(pgid) else {
+            return;
+        };
+        if pgid <= 1 {
+            return;
+        }
+        // SAFETY: kill(2) with a negative pid signals that process group;
+        // it has no memory effects, and ESRCH (already gone) is ignored.
+        unsafe {
+            libc::kill(-pgid, sig);
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = signal;
+        let _ = Command::new("taskkill")
+            .args(["/T", "/F", "/PID", &pgid.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 

@@ -76,18 +76,7 @@ pub fn command(
         .unwrap_or_else(|| plan.root.clone());
     let mut args = args.to_vec();
     match plan.generated.backend {
-        Backend::Native => {
-            let exe = launcher
-                .engine_exe
-                .clone()
-                .or_else(|| {
-                    std::env::current_exe()
-                        .ok()
-                        .filter(|p| p.file_stem().is_some_and(|s| s == "ategnatos"))
-                })
-                .unwrap_or_else(|| PathBuf::from("ategnatos"));
-            Ok((exe, args, plan.root.clone()))
-        }
+        Backend::Native => Ok((launcher.engine_program(), args, plan.root.clone())),
         Backend::Kohya => {
             if let Some(i) = args.iter().position(|a| a.ends_with(".py")) {
                 let local = install.join(&args[i]);
