@@ -26,6 +26,30 @@ pub enum CloudCmd {
     List(ListCmd),
     /// Destroy a rented GPU and check with the provider that it is gone.
     Down(DownCmd),
+    /// Train a project on a rented GPU over SSH, bring the LoRA home, destroy the GPU.
+    Train(TrainCmd),
+}
+
+/// `ategnatos cloud train`
+#[derive(clap::Args)]
+pub struct TrainCmd {
+    /// The project.
+    project: String,
+    /// The running instance to train on (`i-…` or the provider's id).
+    #[arg(long)]
+    instance: String,
+    /// The studio folder on the instance (default: `ategnatos-studio` in its home).
+    #[arg(long, value_name = "PATH")]
+    remote_root: Option<String>,
+    /// An Ategnatos installed on the instance, instead of sending this one.
+    #[arg(long, value_name = "PATH")]
+    remote_program: Option<String>,
+    /// Keep the instance after the run (it bills until `ategnatos cloud down`).
+    #[arg(long)]
+    keep: bool,
+    /// Print the result as JSON, as the MCP tool returns it.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `ategnatos cloud quote`
@@ -95,6 +119,7 @@ pub fn run(root: &Path, cmd: CloudCmd) -> Result<ExitCode, CliError> {
         CloudCmd::Up(cmd) => run_up(root, &cfg, cmd),
         CloudCmd::List(cmd) => run_list(root, &cfg, cmd),
         CloudCmd::Down(cmd) => run_down(root, &cfg, cmd),
+        CloudCmd::Train(cmd) => run_train(root, &cfg, cmd),
     }
 }
 
@@ -232,4 +257,38 @@ fn run_down(root: &Path, cfg: &CloudConfig, cmd: DownCmd) -> Result<ExitCode, Cl
         outln!("{}", t.plain_summary());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_train(root: &Path, cfg: &CloudConfig, cmd: TrainCmd) -> Result<ExitCode, CliError> {
+    use ategnatos::cloud::remote::{RemoteOptions, train_remote};
+    use ategnatos::run::launch::RunState;
+    let ws = open_workspace(root)?;
+    let opts = RemoteOptions {
+        instance: cmd.instance,
+        remote_root: cmd.remote_root,
+        remote_program: cmd.remote_program,
+        keep_instance: cmd.keep,
+    };
+    let rt = runtime()?;
+    let bar = Bar::new();
+    let done = train_remote(&ws, cfg, rt.handle(), &cmd.project, &opts, &bar);
+    bar.finish();
+    let outcome = done.map_err(|e| CliError::new(&e, e.hint()))?;
+    let complete = outcome
+        .run
+        .as_ref()
+        .is_some_and(|r| r.state == RunState::Complete);
+    if cmd.json {
+        print_json(&outcome)?;
+    } else {
+        if let Some(at) = &outcome.resumed_at {
+            outln!("Picked up at {at}.");
+        }
+        outln!("{}", outcome.summary);
+    }
+    Ok(if complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

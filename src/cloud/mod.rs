@@ -23,6 +23,7 @@ pub mod ledger;
 pub mod lifecycle;
 pub mod provider;
 pub mod quote;
+pub mod remote;
 pub mod runpod;
 pub mod secret;
 pub mod skypilot;

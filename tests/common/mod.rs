@@ -5,6 +5,7 @@
 pub mod client;
 pub mod fake_trainer;
 pub mod native;
+pub mod sshd;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,268 @@
+//! Training on a rented GPU over SSH, end to end: a GPU quoted and rented
+//! from the mock Vast.ai on 127.0.0.1, whose instance's SSH address is a
+//! real OpenSSH server here; `ategnatos cloud train` sends Ategnatos and the
+//! project there, passes the gates and the dry run there, trains the toy
+//! native model there, brings the LoRA home whole and destroys the instance.
+//! The connection drops twice on the way (through an `ssh` that cuts the
+//! line where the test says): once it is picked up by running the command
+//! again, once while following, by reconnecting.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::disallowed_methods
+)]
+
+mod cloud_support;
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use serde_json::Value;
+
+/// `ategnatos --root ROOT ARGS…` with the mock provider and our ssh.
+async fn ategnatos(
+    root: &Path,
+    vast: &cloud_support::Provider,
+    ssh: &Path,
+    key: &Path,
+    args: &[&str],
+) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ategnatos"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .current_dir(root)
+        .env("VAST_API_KEY", cloud_support::VAST_KEY)
+        .env("ATEGNATOS_VAST_URL", &vast.url)
+        .env_remove("RUNPOD_API_KEY")
+        .env("ATEGNATOS_RUNPOD_URL", "http://127.0.0.1:9")
+        .env("ATEGNATOS_CLOUD_POLL_MS", "5")
+        .env("ATEGNATOS_NVML_LIBRARY", "off")
+        .env("ATEGNATOS_NVIDIA_SMI", root.join("no-such-nvidia-smi"))
+        .env("ATEGNATOS_SSH", ssh)
+        .env("ATEGNATOS_SSH_KEY", key)
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// An `ssh` that is the real one, except: while `drop-dry-run` exists in
+/// `dir` every dry run's connection fails, and the first status call that
+/// waits on the run (once `drop-status-once` exists) is cut. Every call is
+/// logged to `ssh.log`.
+fn cutting_ssh(dir: &Path) -> std::path::PathBuf {
+    let script = dir.join("ssh");
+    std::fs::write(
+        &script,
+        format!(
+            r#"#!/bin/sh
+d='{d}'
+echo "$*" >> "$d/ssh.log"
+case "$*" in
+  *" dry-run "*)
+    if [ -e "$d/drop-dry-run" ]; then echo "Connection closed by 127.0.0.1 port 22" >&2; exit 255; fi ;;
+  *" status "*"--wait"*)
+    if [ -e "$d/drop-status-once" ]; then rm -f "$d/drop-status-once"; echo "client_loop: send disconnect: Broken pipe" >&2; exit 255; fi ;;
+esac
+exec ssh "$@"
+"#,
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_project_trains_on_a_rented_gpu_over_ssh_and_comes_home() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().canonicalize().unwrap();
+    let root = base.join("studio");
+    let remote_root = base.join("instance-home/ategnatos-studio");
+    std::fs::create_dir_all(&root).unwrap();
+    let sshd = common::sshd::start(&base.join("sshd"));
+    let ssh = cutting_ssh(&base);
+    let vast = cloud_support::vast(sshd.port).await;
+
+    // A toy native project through gates 1 and 2 at home, one checkpoint
+    // a epoch.
+    common::native::native_project_with(
+        &root,
+        &["--epochs", "2", "--repeats", "1", "--save-every", "1"],
+    );
+    // Rented the way an artist rents: a quote, then the offer under a cap.
+    let (code, out, err) = ategnatos(
+        &root,
+        &vast,
+        &ssh,
+        &sshd.key,
+        &["cloud", "quote", "--min-vram-gb", "20", "--json"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let quote: Value = serde_json::from_str(&out).unwrap();
+    let (code, out, err) = ategnatos(
+        &root,
+        &vast,
+        &ssh,
+        &sshd.key,
+        &[
+            "cloud",
+            "up",
+            "--quote-id",
+            quote["quote_id"].as_str().unwrap(),
+            "--offer-id",
+            "4242",
+            "--max-price-per-hour",
+            "0.45",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let up: Value = serde_json::from_str(&out).unwrap();
+    let id = up["instance"]["instance_id"].as_str().unwrap().to_string();
+    if sshd.user != "root" {
+        // Vast.ai logs in as root; this server takes the test's own user.
+        let ledger = root.join(format!("grimoire/.state/cloud/instances/{id}.json"));
+        let text = std::fs::read_to_string(&ledger).unwrap();
+        std::fs::write(
+            &ledger,
+            text.replace(
+                "\"user\": \"root\"",
+                &format!("\"user\": \"{}\"", sshd.user),
+            ),
+        )
+        .unwrap();
+    }
+    let remote_arg = remote_root.display().to_string();
+    let train = [
+        "cloud",
+        "train",
+        "fox",
+        "--instance",
+        &id,
+        "--remote-root",
+        &remote_arg,
+    ];
+
+    // The connection fails at the dry run: the command stops there and
+    // says how to go on; what was done stays done.
+    std::fs::write(base.join("drop-dry-run"), "").unwrap();
+    let (code, out, err) = ategnatos(&root, &vast, &ssh, &sshd.key, &train).await;
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("lost the connection while the dry run on the instance"),
+        "{out}{err}"
+    );
+    assert!(err.contains("run the same command again"), "{err}");
+    assert_eq!(vast.with(|m| m.alive().len()), 1, "still rented");
+    // Ategnatos and the project are there; the copies name the instance's
+    // folder, not the studio's.
+    assert!(remote_root.join(".ategnatos/bin/ategnatos").is_file());
+    assert!(remote_root.join("clean").is_dir());
+    assert!(remote_root.join(common::native::CHECKPOINT).is_file());
+    let engine_toml = common::native::engine_toml(&root);
+    let there = remote_root.join(engine_toml.strip_prefix(&root).unwrap());
+    let config = std::fs::read_to_string(&there).unwrap();
+    assert!(config.contains(&remote_arg), "{config}");
+    assert!(
+        !config.contains(&format!("{}/", root.display())),
+        "{config}"
+    );
+    let sent_before = std::fs::read_to_string(base.join("ssh.log")).unwrap();
+
+    // Again, with the line back, and cut once while it follows the run.
+    std::fs::remove_file(base.join("drop-dry-run")).unwrap();
+    std::fs::write(base.join("drop-status-once"), "").unwrap();
+    let (code, out, err) = ategnatos(
+        &root,
+        &vast,
+        &ssh,
+        &sshd.key,
+        &[&train[..], &["--json"]].concat(),
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["resumed_at"], "the dry run on the instance", "{r}");
+    assert_eq!(r["run"]["state"], "complete", "{r}");
+    assert_eq!(r["run"]["backend"], "native", "{r}");
+    assert!(r["remote"]["reconnects"].as_u64().unwrap() >= 1, "{r}");
+    assert!(
+        !std::path::Path::new(&base.join("drop-status-once")).exists(),
+        "the follow step never waited on the run"
+    );
+    // Nothing was sent twice: the second call only received files.
+    let log = std::fs::read_to_string(base.join("ssh.log")).unwrap();
+    let second = &log[sent_before.len()..];
+    assert!(
+        !second
+            .lines()
+            .any(|l| l.contains("rsync --server") && !l.contains("--sender")),
+        "uploaded again:\n{second}"
+    );
+
+    // The LoRA and the checkpoint are home, whole, where the record says.
+    let lora = root.join(r["run"]["final_lora"]["path"].as_str().unwrap());
+    let bytes = std::fs::read(&lora).unwrap();
+    assert_eq!(
+        bytes.len() as u64,
+        r["run"]["final_lora"]["bytes"].as_u64().unwrap()
+    );
+    let header = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let meta: Value = serde_json::from_slice(&bytes[8..8 + header]).unwrap();
+    assert!(
+        meta.as_object()
+            .unwrap()
+            .keys()
+            .any(|k| k.contains("lora_down")),
+        "{meta}"
+    );
+    assert_eq!(r["run"]["checkpoints"].as_array().unwrap().len(), 1, "{r}");
+    for c in r["run"]["checkpoints"].as_array().unwrap() {
+        assert!(root.join(c["path"].as_str().unwrap()).is_file(), "{c}");
+    }
+    let progress =
+        std::fs::read_to_string(root.join(r["run"]["progress_file"].as_str().unwrap())).unwrap();
+    assert!(progress.contains("**COMPLETE**"), "{progress}");
+    // The run at home reads as the run there did.
+    let (code, out, err) = ategnatos(&root, &vast, &ssh, &sshd.key, &["status", "fox"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("COMPLETE"), "{out}");
+
+    // And the instance is destroyed, as the provider itself says.
+    assert!(vast.with(|m| m.alive().is_empty()));
+    assert!(
+        r["remote"]["instance_end"]
+            .as_str()
+            .unwrap()
+            .contains("Nothing bills"),
+        "{r}"
+    );
+    let (code, out, _) = ategnatos(&root, &vast, &ssh, &sshd.key, &["cloud", "list"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("no instance of this studio bills"), "{out}");
+
+    // The key never left for anywhere but the provider.
+    let mut files = vec![root.clone()];
+    while let Some(d) = files.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                files.push(p);
+            } else if let Ok(text) = std::fs::read_to_string(&p) {
+                assert!(!text.contains(cloud_support::VAST_KEY), "{}", p.display());
+            }
+        }
+    }
+}
