@@ -181,19 +181,32 @@ async fn a_project_trains_on_a_rented_gpu_over_ssh_and_comes_home() {
     );
     let sent_before = std::fs::read_to_string(base.join("ssh.log")).unwrap();
 
-    // Again, with the line back, and cut once while it follows the run.
+    // Again, through the MCP tool this time, with the line back, and cut
+    // once while it follows the run.
     std::fs::remove_file(base.join("drop-dry-run")).unwrap();
     std::fs::write(base.join("drop-status-once"), "").unwrap();
-    let (code, out, err) = ategnatos(
-        &root,
-        &vast,
-        &ssh,
-        &sshd.key,
-        &[&train[..], &["--json"]].concat(),
+    let mut cfg = cloud_support::config(&vast, None);
+    cfg.ssh = ategnatos::cloud::ssh::SshSettings {
+        program: ssh.clone(),
+        rsync: "rsync".into(),
+        key: Some(sshd.key.clone()),
+    };
+    let shared =
+        ategnatos::mcp::Shared::with_cloud(ategnatos::studio::Workspace::open(&root).unwrap(), cfg);
+    shared
+        .exe
+        .set(env!("CARGO_BIN_EXE_ategnatos").into())
+        .unwrap();
+    let client = common::client::connect_to(shared).await;
+    let (text, err, view) = cloud_support::call(
+        &client,
+        "launch_training",
+        serde_json::json!({"project": "fox", "instance_id": id, "wait_seconds": 120}),
     )
     .await;
-    assert_eq!(code, 0, "{out}{err}");
-    let r: Value = serde_json::from_str(&out).unwrap();
+    assert!(!err, "{text}");
+    assert!(text.contains("COMPLETE"), "{text}");
+    let r = &view["result"];
     assert_eq!(r["resumed_at"], "the dry run on the instance", "{r}");
     assert_eq!(r["run"]["state"], "complete", "{r}");
     assert_eq!(r["run"]["backend"], "native", "{r}");
@@ -252,6 +265,17 @@ async fn a_project_trains_on_a_rented_gpu_over_ssh_and_comes_home() {
     let (code, out, _) = ategnatos(&root, &vast, &ssh, &sshd.key, &["cloud", "list"]).await;
     assert_eq!(code, 0);
     assert!(out.contains("no instance of this studio bills"), "{out}");
+
+    // Asked again, it refuses plainly: that GPU is gone.
+    let (text, err, _) = cloud_support::call(
+        &client,
+        "launch_training",
+        serde_json::json!({"project": "fox", "instance_id": id, "wait_seconds": 60}),
+    )
+    .await;
+    assert!(err, "{text}");
+    assert!(text.contains("not running") && text.contains(&id), "{text}");
+    assert!(vast.with(|m| m.creates) == 1, "nothing rented again");
 
     // The key never left for anywhere but the provider.
     let mut files = vec![root.clone()];

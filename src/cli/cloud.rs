@@ -267,6 +267,7 @@ fn run_train(root: &Path, cfg: &CloudConfig, cmd: TrainCmd) -> Result<ExitCode, 
         instance: cmd.instance,
         remote_root: cmd.remote_root,
         remote_program: cmd.remote_program,
+        program: None,
         keep_instance: cmd.keep,
     };
     let rt = runtime()?;

@@ -97,6 +97,8 @@ pub struct CloudConfig {
     pub vast: ProviderSettings,
     pub runpod: ProviderSettings,
     pub timing: Timing,
+    /// How instances are reached over SSH.
+    pub ssh: ssh::SshSettings,
 }
 
 /// The environment variable that holds each provider's key.
@@ -135,6 +137,7 @@ impl CloudConfig {
                 key: ApiKey::from_env(RUNPOD_KEY_VAR),
             },
             timing,
+            ssh: ssh::SshSettings::from_env(),
         }
     }
 

@@ -27,6 +27,8 @@ use super::ledger::{self, InstanceRecord};
 use super::ssh::{Ran, ShellError, Ssh};
 use super::{CloudConfig, CloudError, InstanceState, lifecycle, watchdog};
 use crate::backends::{load_manifest, shell_quote};
+use crate::gates::Gate;
+use crate::gates::status::GateState;
 use crate::run::checkpoints::is_whole_safetensors;
 use crate::run::launch::{RunRecord, RunState};
 use crate::studio::{Progress, Workspace, clock, project, write_json_atomic};
@@ -102,6 +104,8 @@ pub struct RemoteOptions {
     /// An Ategnatos already installed on the instance, instead of sending
     /// this one (needed when this machine is not Linux on the same CPU).
     pub remote_program: Option<String>,
+    /// The Ategnatos to send (default: this program).
+    pub program: Option<PathBuf>,
     /// Keep the instance after the run (the watchdog's idle rule still
     /// destroys it when the server runs).
     pub keep_instance: bool,
@@ -227,6 +231,23 @@ pub fn train_remote(
             instance.name()
         )));
     };
+    if earlier.is_none() {
+        // The pictures go as they are, with Gate 1's record: it must pass
+        // here first, before anything is sent or paid for.
+        let view = crate::gates::status::FreshCheck::new(ws, &project).view(Gate::Dataset)?;
+        if view.state != GateState::Pass {
+            return Err(CloudError::Failed(format!(
+                "gate 1 (the dataset) of `{}` has to pass before the pictures go to a rented GPU; it is {}: {}",
+                project.name,
+                match view.state {
+                    GateState::NotRun => "not run",
+                    GateState::Fail => "failing",
+                    _ => "stale",
+                },
+                view.reason
+            )));
+        }
+    }
     let resumed_at = earlier.as_ref().and_then(|r| {
         Step::ALL
             .iter()
@@ -246,9 +267,10 @@ pub fn train_remote(
         brought_home: Vec::new(),
         instance_end: None,
     });
-    let ssh = Ssh::from_env(
+    let ssh = Ssh::new(
         endpoint,
         known_hosts(ws, &instance.instance_id),
+        &cfg.ssh,
         cfg.timing.ssh_timeout,
     );
     if let Some(dir) = ssh.known_hosts.parent() {
@@ -433,8 +455,11 @@ impl Session<'_> {
         if self.run.remote_program.is_some() {
             return Ok(());
         }
-        let exe = std::env::current_exe()
-            .map_err(|e| CloudError::Failed(format!("cannot find this program's file: {e}")))?;
+        let exe = match &self.opts.program {
+            Some(p) => p.clone(),
+            None => std::env::current_exe()
+                .map_err(|e| CloudError::Failed(format!("cannot find this program's file: {e}")))?,
+        };
         let target = self.program()?;
         let mut tries = 0;
         loop {

@@ -103,11 +103,46 @@ impl Ran {
     }
 }
 
+/// The programs and key that reach instances.
+#[derive(Debug, Clone)]
+pub struct SshSettings {
+    pub program: PathBuf,
+    pub rsync: PathBuf,
+    /// `-i`: the key, when the artist named one.
+    pub key: Option<PathBuf>,
+}
+
+impl Default for SshSettings {
+    fn default() -> Self {
+        SshSettings {
+            program: PathBuf::from("ssh"),
+            rsync: PathBuf::from("rsync"),
+            key: None,
+        }
+    }
+}
+
+impl SshSettings {
+    /// [`SSH_VAR`], [`RSYNC_VAR`] and [`KEY_VAR`] where set.
+    pub fn from_env() -> SshSettings {
+        let var = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let d = SshSettings::default();
+        SshSettings {
+            program: var(SSH_VAR).unwrap_or(d.program),
+            rsync: var(RSYNC_VAR).unwrap_or(d.rsync),
+            key: var(KEY_VAR),
+        }
+    }
+}
+
 /// How to reach one instance.
 #[derive(Debug, Clone)]
 pub struct Ssh {
     pub endpoint: SshEndpoint,
-    /// `-i`: the key, when the artist named one.
     pub key: Option<PathBuf>,
     /// This instance's known hosts.
     pub known_hosts: PathBuf,
@@ -117,22 +152,18 @@ pub struct Ssh {
 }
 
 impl Ssh {
-    /// The programs and key from the environment.
-    pub fn from_env(endpoint: SshEndpoint, known_hosts: PathBuf, connect_timeout: Duration) -> Ssh {
-        let var = |name: &str, default: &str| {
-            std::env::var_os(name)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(default))
-        };
+    pub fn new(
+        endpoint: SshEndpoint,
+        known_hosts: PathBuf,
+        settings: &SshSettings,
+        connect_timeout: Duration,
+    ) -> Ssh {
         Ssh {
             endpoint,
-            key: std::env::var_os(KEY_VAR)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
+            key: settings.key.clone(),
             known_hosts,
-            program: var(SSH_VAR, "ssh"),
-            rsync: var(RSYNC_VAR, "rsync"),
+            program: settings.program.clone(),
+            rsync: settings.rsync.clone(),
             connect_timeout,
         }
     }

@@ -633,6 +633,7 @@ pub fn config(vast: &Provider, runpod: Option<&Provider>) -> CloudConfig {
             key: runpod.map(|_| ApiKey::new(RUNPOD_KEY)),
         },
         timing: timing(),
+        ssh: Default::default(),
     }
 }
 

@@ -9,17 +9,23 @@ use rmcp::service::RequestContext;
 use rmcp::{RoleServer, tool, tool_router};
 use serde::Deserialize;
 
-use super::super::jobs::JobFailure;
+use super::super::jobs::{JobFailure, JobOutput};
 use super::super::{AtegnatosServer, reply};
 use super::{answer, output};
 use crate::gates::training::{TrainingOptions, cancel_training, launch_training, training_status};
 use crate::studio::{Hint, NoProgress};
 
-/// Which project to train.
+/// Which project to train, and where.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct LaunchTrainingArgs {
     /// Project name.
     pub project: String,
+    /// A running rented GPU (spinup_instance) to train on instead of this machine.
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// With instance_id: seconds before answering with a job id (default 30).
+    #[serde(default)]
+    pub wait_seconds: Option<u64>,
 }
 
 /// Which project's run.
@@ -44,7 +50,7 @@ const MAX_WAIT: u64 = 240;
 #[tool_router(router = training_router, vis = "pub(crate)")]
 impl AtegnatosServer {
     #[tool(
-        description = "Start training the project's LoRA, only when all four gates pass and are fresh. Returns at once with the run id; the run goes on without this conversation. Out of memory halves the batch and retries; a NaN loss or a hang stops it.",
+        description = "Start training the project's LoRA, only when all four gates pass and are fresh. Returns at once with the run id; the run goes on without this conversation. Out of memory halves the batch and retries; a NaN loss or a hang stops it. With instance_id: a job that sends the project to that rented GPU over SSH, passes gates 2-4 there, trains, brings the LoRA home and destroys the instance; called again it resumes.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,
@@ -55,7 +61,11 @@ impl AtegnatosServer {
     async fn launch_training(
         &self,
         Parameters(args): Parameters<LaunchTrainingArgs>,
+        ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
+        if let Some(instance) = args.instance_id.clone() {
+            return self.train_remote(args, instance, ctx).await;
+        }
         let ws = self.shared().workspace.clone();
         let shared = std::sync::Arc::clone(self.shared());
         let options = TrainingOptions {
@@ -130,5 +140,57 @@ impl AtegnatosServer {
             |run| reply::structured(&run, run.plain_summary()),
         )
         .await
+    }
+}
+
+impl AtegnatosServer {
+    /// `launch_training` with an instance: the remote run as a job.
+    async fn train_remote(
+        &self,
+        args: LaunchTrainingArgs,
+        instance: String,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        use crate::cloud::remote::{RemoteOptions, train_remote};
+        use crate::run::launch::RunState;
+        let ws = self.shared().workspace.clone();
+        let cfg = self.shared().cloud.clone();
+        let handle = tokio::runtime::Handle::current();
+        let opts = RemoteOptions {
+            instance,
+            program: self.shared().exe.get().cloned(),
+            ..RemoteOptions::default()
+        };
+        let project = args.project;
+        let (_job, result) = super::run_job(
+            self,
+            "remote_training",
+            args.wait_seconds,
+            &ctx,
+            move |progress| match train_remote(&ws, &cfg, &handle, &project, &opts, progress) {
+                Ok(o)
+                    if o.run
+                        .as_ref()
+                        .is_some_and(|r| r.state == RunState::Complete) =>
+                {
+                    Ok(JobOutput {
+                        summary: o.summary.clone(),
+                        result: serde_json::to_value(&o).unwrap_or_default(),
+                        changed: Vec::new(),
+                        previews: Vec::new(),
+                    })
+                }
+                Ok(o) => Err(JobFailure {
+                    error: o.summary,
+                    hint: o.run.and_then(|r| r.what_to_do),
+                }),
+                Err(e) => Err(JobFailure {
+                    hint: e.hint(),
+                    error: e.to_string(),
+                }),
+            },
+        )
+        .await;
+        result
     }
 }
