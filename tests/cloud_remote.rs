@@ -290,3 +290,110 @@ async fn a_project_trains_on_a_rented_gpu_over_ssh_and_comes_home() {
         }
     }
 }
+
+/// The hand-off to SkyPilot: a fake `sky` on PATH records the task; the
+/// test then plays the cluster, as SkyPilot would: the file mounts copied
+/// under a home of its own, the task's run script run there, which passes
+/// the gates and the dry run and trains the toy model.
+#[test]
+fn a_run_handed_to_skypilot_is_a_task_that_trains_where_it_lands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().canonicalize().unwrap();
+    let root = base.join("studio");
+    std::fs::create_dir_all(&root).unwrap();
+    common::native::native_project_with(&root, &["--epochs", "1", "--repeats", "1"]);
+    let bin = base.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let asked = base.join("asked.txt");
+    std::fs::write(
+        bin.join("sky"),
+        format!(
+            "#!/bin/sh\necho \"$@\" > '{a}'\ncat \"$4\" >> '{a}'\necho 'Job submitted, ID: 1'\n",
+            a = asked.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(bin.join("sky"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+
+    // Without sky: said, nothing launched.
+    let out = common::fake_trainer::ategnatos(&root, None)
+        .args(["cloud", "sky", "fox"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`sky` is not on PATH"));
+
+    let out = common::fake_trainer::ategnatos(&root, None)
+        .args(["cloud", "sky", "fox", "--json"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::fake_trainer::said(&out));
+    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cluster = done["launch"]["cluster"].as_str().unwrap().to_string();
+    let recorded = std::fs::read_to_string(&asked).unwrap();
+    let (args, yaml) = recorded.split_once('\n').unwrap();
+    assert!(
+        args.starts_with(&format!("launch -c {cluster} ")) && args.ends_with(" -y -d -i 10 --down"),
+        "{args}"
+    );
+    let task: Value = serde_norway::from_str(yaml).unwrap();
+    assert_eq!(task["resources"]["autostop"]["down"], true, "{yaml}");
+    assert!(
+        task["resources"]["disk_size"].as_u64().unwrap() >= 30,
+        "{yaml}"
+    );
+    let mounts = task["file_mounts"].as_object().unwrap();
+    for needed in [
+        "~/ategnatos-studio/.ategnatos/bin/ategnatos",
+        "~/ategnatos-studio/clean",
+        &format!("~/ategnatos-studio/{}", common::native::CHECKPOINT),
+        "~/ategnatos-studio/grimoire/.state/projects/fox",
+    ] {
+        assert!(mounts.contains_key(needed), "{needed} not mounted: {yaml}");
+    }
+    assert!(
+        done["summary"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("sky logs {cluster}"))
+    );
+
+    // The cluster: the mounts under its home, then the task's run.
+    let home = base.join("cluster-home");
+    for (there, here) in mounts {
+        let there = home.join(there.strip_prefix("~/").unwrap());
+        std::fs::create_dir_all(there.parent().unwrap()).unwrap();
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(here.as_str().unwrap())
+            .arg(&there)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(task["run"].as_str().unwrap())
+        .env("HOME", &home)
+        .env("ATEGNATOS_NVML_LIBRARY", "off")
+        .env("ATEGNATOS_NVIDIA_SMI", base.join("no-such-nvidia-smi"))
+        .output()
+        .unwrap();
+    let said = common::fake_trainer::said(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("COMPLETE"), "{said}");
+    let studio = home.join("ategnatos-studio");
+    let there = studio.join(
+        common::native::engine_toml(&root)
+            .strip_prefix(&root)
+            .unwrap(),
+    );
+    let config = std::fs::read_to_string(there).unwrap();
+    assert!(config.contains(&studio.display().to_string()), "{config}");
+    // The studio at home is as it was.
+    let config = std::fs::read_to_string(common::native::engine_toml(&root)).unwrap();
+    assert!(!config.contains("cluster-home"), "{config}");
+}

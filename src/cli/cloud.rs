@@ -28,6 +28,31 @@ pub enum CloudCmd {
     Down(DownCmd),
     /// Train a project on a rented GPU over SSH, bring the LoRA home, destroy the GPU.
     Train(TrainCmd),
+    /// Hand a project's run to SkyPilot (`sky` on PATH): any cloud it knows, torn down when idle.
+    Sky(SkyCmd),
+    /// Rename a copied studio's old folder in a project's state and configs (the SkyPilot run does this).
+    #[command(hide = true)]
+    Rehome(RehomeCmd),
+}
+
+/// `ategnatos cloud sky`
+#[derive(clap::Args)]
+pub struct SkyCmd {
+    /// The project.
+    project: String,
+    /// Print the result as JSON, as the MCP tool returns it.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `ategnatos cloud rehome`
+#[derive(clap::Args)]
+pub struct RehomeCmd {
+    /// The project.
+    project: String,
+    /// The studio folder the copy came from.
+    #[arg(long)]
+    from: String,
 }
 
 /// `ategnatos cloud train`
@@ -120,6 +145,8 @@ pub fn run(root: &Path, cmd: CloudCmd) -> Result<ExitCode, CliError> {
         CloudCmd::List(cmd) => run_list(root, &cfg, cmd),
         CloudCmd::Down(cmd) => run_down(root, &cfg, cmd),
         CloudCmd::Train(cmd) => run_train(root, &cfg, cmd),
+        CloudCmd::Sky(cmd) => run_sky(root, cmd),
+        CloudCmd::Rehome(cmd) => run_rehome(root, cmd),
     }
 }
 
@@ -292,4 +319,39 @@ fn run_train(root: &Path, cfg: &CloudConfig, cmd: TrainCmd) -> Result<ExitCode, 
     } else {
         ExitCode::from(1)
     })
+}
+
+fn run_sky(root: &Path, cmd: SkyCmd) -> Result<ExitCode, CliError> {
+    use ategnatos::cloud::skypilot::{find_sky, hand_off};
+    let ws = open_workspace(root)?;
+    let sky = find_sky(std::env::var_os("PATH").as_deref()).ok_or_else(|| {
+        CliError::new(
+            "SkyPilot's `sky` is not on PATH; nothing was launched",
+            Some("install it (`pip install \"skypilot[runpod,vast,lambda]\"`), run `sky check`, then try again; or rent a GPU with `ategnatos cloud quote`".into()),
+        )
+    })?;
+    let done = hand_off(&ws, &cmd.project, &sky, None).map_err(|e| CliError::new(&e, e.hint()))?;
+    if cmd.json {
+        print_json(&done)?;
+    } else {
+        outln!("{}", done.summary);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_rehome(root: &Path, cmd: RehomeCmd) -> Result<ExitCode, CliError> {
+    let ws = open_workspace(root)?;
+    let changed = ategnatos::cloud::remote::rehome(&ws, &cmd.project, &cmd.from)
+        .map_err(|e| CliError::new(&e, e.hint()))?;
+    outln!(
+        "{} file(s) of `{}` now name this studio's folder{}",
+        changed.len(),
+        cmd.project,
+        if changed.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", changed.join(", "))
+        }
+    );
+    Ok(ExitCode::SUCCESS)
 }

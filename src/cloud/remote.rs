@@ -232,21 +232,7 @@ pub fn train_remote(
         )));
     };
     if earlier.is_none() {
-        // The pictures go as they are, with Gate 1's record: it must pass
-        // here first, before anything is sent or paid for.
-        let view = crate::gates::status::FreshCheck::new(ws, &project).view(Gate::Dataset)?;
-        if view.state != GateState::Pass {
-            return Err(CloudError::Failed(format!(
-                "gate 1 (the dataset) of `{}` has to pass before the pictures go to a rented GPU; it is {}: {}",
-                project.name,
-                match view.state {
-                    GateState::NotRun => "not run",
-                    GateState::Fail => "failing",
-                    _ => "stale",
-                },
-                view.reason
-            )));
-        }
+        require_gate1(ws, &project)?;
     }
     let resumed_at = earlier.as_ref().and_then(|r| {
         Step::ALL
@@ -333,6 +319,88 @@ pub fn train_remote(
         run,
         resumed_at,
     })
+}
+
+/// The pictures go as they are, with Gate 1's record: it must pass here
+/// first, before anything is sent or paid for.
+pub fn require_gate1(ws: &Workspace, project: &project::Project) -> Result<(), CloudError> {
+    let view = crate::gates::status::FreshCheck::new(ws, project).view(Gate::Dataset)?;
+    if view.state == GateState::Pass {
+        return Ok(());
+    }
+    Err(CloudError::Failed(format!(
+        "gate 1 (the dataset) of `{}` has to pass before the pictures go to a rented GPU; it is {}: {}",
+        project.name,
+        match view.state {
+            GateState::NotRun => "not run",
+            GateState::Fail => "failing",
+            _ => "stale",
+        },
+        view.reason
+    )))
+}
+
+/// What a run elsewhere needs of the studio, relative to it: the project's
+/// state, its pictures, its configs and its model files (with a single
+/// file's `tokenizer/` beside it, which the engine reads before any
+/// download cache); and the files among them that may name the studio's
+/// folder, to be renamed where they land.
+pub fn project_files(
+    ws: &Workspace,
+    name: &str,
+) -> Result<(Vec<String>, Vec<PathBuf>), CloudError> {
+    let project = project::load(ws, name)?
+        .ok_or_else(|| CloudError::Failed(format!("there is no project `{name}`")))?;
+    let manifest = load_manifest(ws, name)?.ok_or_else(|| {
+        CloudError::Failed(format!(
+            "`{name}` has no configs yet: run generate_config and the gates here first"
+        ))
+    })?;
+    let state = ws.project_state_dir(name)?;
+    let mut send = vec![
+        rel(ws, &state)?,
+        project.dataset.trim_end_matches('/').to_string(),
+    ];
+    let mut rewrite = files_under(&state);
+    for f in &manifest.files {
+        send.push(f.path.clone());
+        rewrite.push(ws.root().join(&f.path));
+    }
+    for m in &manifest.model_files {
+        let path = ws.root().join(m);
+        if path.starts_with(ws.root()) && path.exists() {
+            send.push(rel(ws, &path)?);
+            if let Some(tokenizer) = path.parent().map(|d| d.join("tokenizer"))
+                && path.is_file()
+                && tokenizer.is_dir()
+            {
+                send.push(rel(ws, &tokenizer)?);
+            }
+        }
+    }
+    send.sort();
+    send.dedup();
+    Ok((send, rewrite))
+}
+
+/// Renames the studio folder `from` to this studio's own in the project's
+/// state and configs, in place: what a copy of a project does first where
+/// it lands (the SkyPilot run). The files it changed, relative.
+pub fn rehome(ws: &Workspace, name: &str, from: &str) -> Result<Vec<String>, CloudError> {
+    let (_, rewrite) = project_files(ws, name)?;
+    let here = ws.root().display().to_string();
+    let mut changed = Vec::new();
+    for file in rewrite {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        let moved = move_root(&text, from.trim_end_matches('/'), &here);
+        if moved != text {
+            crate::studio::write_atomic(&file, moved.as_bytes())?;
+            changed.push(rel(ws, &file)?);
+        }
+    }
+    Ok(changed)
 }
 
 fn summary(remote: &RemoteRun, run: Option<&RunRecord>, instance: &InstanceRecord) -> String {
@@ -476,50 +544,9 @@ impl Session<'_> {
         }
     }
 
-    /// The project's files, relative to the studio: its state, dataset,
-    /// configs and model files.
-    fn project_files(&self) -> Result<(Vec<String>, Vec<PathBuf>), CloudError> {
-        let ws = self.ws;
-        let name = &self.run.project;
-        let project = project::load(ws, name)?
-            .ok_or_else(|| CloudError::Failed(format!("there is no project `{name}`")))?;
-        let manifest = load_manifest(ws, name)?.ok_or_else(|| {
-            CloudError::Failed(format!(
-                "`{name}` has no configs yet: run generate_config and the gates here first"
-            ))
-        })?;
-        let state = ws.project_state_dir(name)?;
-        let mut send = vec![
-            rel(ws, &state)?,
-            project.dataset.trim_end_matches('/').to_string(),
-        ];
-        let mut rewrite = files_under(&state);
-        for f in &manifest.files {
-            send.push(f.path.clone());
-            rewrite.push(ws.root().join(&f.path));
-        }
-        for m in &manifest.model_files {
-            let path = ws.root().join(m);
-            if path.starts_with(ws.root()) && path.exists() {
-                send.push(rel(ws, &path)?);
-                // A single-file model's tokenizer folder beside it, which
-                // the engine reads before any download cache.
-                if let Some(tokenizer) = path.parent().map(|d| d.join("tokenizer"))
-                    && path.is_file()
-                    && tokenizer.is_dir()
-                {
-                    send.push(rel(ws, &tokenizer)?);
-                }
-            }
-        }
-        send.sort();
-        send.dedup();
-        Ok((send, rewrite))
-    }
-
     fn send_project(&mut self) -> Result<(), CloudError> {
         let root = self.root()?;
-        let (send, rewrite) = self.project_files()?;
+        let (send, rewrite) = project_files(self.ws, &self.run.project)?;
         let mut tries = 0;
         loop {
             match self.ssh.upload(self.ws.root(), &send, &root) {

@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use super::CloudError;
 use super::http::snippet;
+use crate::backends::shell_quote;
 use crate::studio::{Workspace, write_atomic};
 
 /// GPUs by SkyPilot's accelerator names, with their memory (GB), smallest first.
@@ -109,7 +110,9 @@ pub fn task_yaml(task: &SkyTask) -> Result<String, CloudError> {
     if !task.envs.is_empty() {
         doc["envs"] = serde_json::json!(task.envs);
     }
-    doc["setup"] = serde_json::json!(task.setup);
+    if !task.setup.trim().is_empty() {
+        doc["setup"] = serde_json::json!(task.setup);
+    }
     doc["run"] = serde_json::json!(task.run);
     serde_norway::to_string(&doc)
         .map_err(|e| CloudError::Failed(format!("could not write the SkyPilot task: {e}")))
@@ -180,6 +183,103 @@ pub fn launch(ws: &Workspace, task: &SkyTask, sky: &Path) -> Result<SkyLaunch, C
         task_file,
         command,
         output: tail,
+    })
+}
+
+/// Where the run's studio lands on a SkyPilot cluster (under the login's home).
+pub const SKY_ROOT: &str = "~/ategnatos-studio";
+
+/// What a hand-off started.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct SkyHandOff {
+    /// In words, with how to follow it and bring the LoRA home.
+    pub summary: String,
+    pub launch: SkyLaunch,
+    /// GPUs SkyPilot may choose from.
+    pub accelerators: Vec<String>,
+    pub disk_gb: u32,
+}
+
+/// Hands `project`'s run to SkyPilot: this program and the project's files
+/// go up as file mounts, and the run there renames the studio folder in the
+/// copies, passes gates 2 and 3 and the dry run, and trains in the
+/// foreground (so `sky logs` follows it and the job ends with the run).
+/// The cluster is torn down (`--down`) after [`IDLE_MINUTES`] idle.
+pub fn hand_off(
+    ws: &Workspace,
+    project_name: &str,
+    sky: &Path,
+    program: Option<PathBuf>,
+) -> Result<SkyHandOff, CloudError> {
+    use crate::plan::training::load_plan;
+    use crate::plan::vram::estimate_vram;
+    let project = crate::studio::project::load(ws, project_name)?
+        .ok_or_else(|| CloudError::Failed(format!("there is no project `{project_name}`")))?;
+    super::remote::require_gate1(ws, &project)?;
+    let plan = load_plan(ws, &project.name)?.ok_or_else(|| {
+        CloudError::Failed(format!(
+            "project `{}` has no training plan to size the machine from; make one with plan_training",
+            project.name
+        ))
+    })?;
+    let model = plan
+        .model()
+        .map_err(|e| CloudError::Failed(e.to_string()))?;
+    let min_vram_gb = estimate_vram(&plan, model, None).min_gpu_gb;
+    let disk_gb = super::quote::disk_for_plan(&plan, model);
+    let (send, _) = super::remote::project_files(ws, &project.name)?;
+    let program = match program {
+        Some(p) => p,
+        None => std::env::current_exe()
+            .map_err(|e| CloudError::Failed(format!("cannot find this program's file: {e}")))?,
+    };
+    let mut file_mounts = BTreeMap::new();
+    file_mounts.insert(format!("{SKY_ROOT}/.ategnatos/bin/ategnatos"), program);
+    for rel in &send {
+        file_mounts.insert(format!("{SKY_ROOT}/{rel}"), ws.root().join(rel));
+    }
+    let name = format!(
+        "ategnatos-{}-{}",
+        project.name.to_lowercase().replace('_', "-"),
+        super::fresh_suffix()
+    );
+    let p = shell_quote(&project.name);
+    let run = format!(
+        "set -e\ncd {SKY_ROOT}\nA=./.ategnatos/bin/ategnatos\nchmod +x \"$A\"\n\
+         \"$A\" --root . cloud rehome {p} --from {from}\n\
+         \"$A\" --root . gate 2 --project {p}\n\
+         \"$A\" --root . gate 3 --project {p}\n\
+         \"$A\" --root . dry-run {p}\n\
+         \"$A\" --root . train {p}\n",
+        from = shell_quote(&ws.root().display().to_string())
+    );
+    let task = SkyTask {
+        name: name.clone(),
+        min_vram_gb,
+        disk_gb,
+        image: None,
+        file_mounts,
+        setup: String::new(),
+        run,
+        envs: BTreeMap::new(),
+    };
+    let accelerators = accelerators_for(min_vram_gb)
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let launch = launch(ws, &task, sky)?;
+    let summary = format!(
+        "Handed `{}` to SkyPilot as cluster `{name}` (any of {}; {disk_gb} GB disk): the gates, the dry run and the training run there. Follow it with `sky logs {name}`. When it is COMPLETE, bring the LoRA home within {IDLE_MINUTES} minutes, before SkyPilot tears the cluster down: `rsync -a {name}:ategnatos-studio/grimoire/training/{}/ grimoire/training/{}/`. Stop it any time with `sky down -y {name}`.",
+        project.name,
+        accelerators_for(min_vram_gb).join(", "),
+        project.name,
+        project.name
+    );
+    Ok(SkyHandOff {
+        summary,
+        launch,
+        accelerators,
+        disk_gb,
     })
 }
 

@@ -26,6 +26,9 @@ pub struct LaunchTrainingArgs {
     /// With instance_id: seconds before answering with a job id (default 30).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
+    /// Hand the run to SkyPilot (`sky` installed): any cloud it knows.
+    #[serde(default)]
+    pub skypilot: bool,
 }
 
 /// Which project's run.
@@ -50,7 +53,7 @@ const MAX_WAIT: u64 = 240;
 #[tool_router(router = training_router, vis = "pub(crate)")]
 impl AtegnatosServer {
     #[tool(
-        description = "Start training the project's LoRA, only when all four gates pass and are fresh. Returns at once with the run id; the run goes on without this conversation. Out of memory halves the batch and retries; a NaN loss or a hang stops it. With instance_id: a job that sends the project to that rented GPU over SSH, passes gates 2-4 there, trains, brings the LoRA home and destroys the instance; called again it resumes.",
+        description = "Start training the project's LoRA, only when all four gates pass and are fresh. Returns at once with the run id; the run goes on without this conversation. Out of memory halves the batch and retries; a NaN loss or a hang stops it. With instance_id: a job that sends the project to that rented GPU over SSH, passes gates 2-4 there, trains, brings the LoRA home and destroys the instance; called again it resumes. skypilot: hands it to SkyPilot.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,
@@ -65,6 +68,24 @@ impl AtegnatosServer {
     ) -> CallToolResult {
         if let Some(instance) = args.instance_id.clone() {
             return self.train_remote(args, instance, ctx).await;
+        }
+        if args.skypilot {
+            let ws = self.shared().workspace.clone();
+            let program = self.shared().exe.get().cloned();
+            return answer(
+                "launch_training",
+                move || {
+                    use crate::cloud::skypilot::{find_sky, hand_off};
+                    let sky = find_sky(std::env::var_os("PATH").as_deref()).ok_or_else(|| {
+                        crate::cloud::CloudError::Failed(
+                            "SkyPilot's `sky` is not installed here; nothing was launched".into(),
+                        )
+                    })?;
+                    hand_off(&ws, &args.project, &sky, program)
+                },
+                |h| reply::structured(&h, h.summary.clone()),
+            )
+            .await;
         }
         let ws = self.shared().workspace.clone();
         let shared = std::sync::Arc::clone(self.shared());
