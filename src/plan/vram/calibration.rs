@@ -960,6 +960,51 @@ fn calibration_report_and_error_bounds() {
     );
 }
 
+/// What the artist is told about the estimate's accuracy — the note every
+/// estimate carries, the README's tool table and `docs/benchmarks.md` — is
+/// what this table and fit give: how many peaks from how many sources, the
+/// mean and worst error in sample, the mean error on a source left out, and
+/// how many documented limits hold.
+#[test]
+fn the_accuracy_the_estimate_states_is_the_fits() {
+    let pts = points();
+    let limits = bounds();
+    let in_sample = summarise(pts.iter().map(|p| (p, rel_error(p, &FITTED))));
+    let loso = left_out_errors(&pts, &limits);
+    let left_out = summarise(loso.iter().map(|(i, e)| (&pts[*i], *e)));
+    let mut sources: Vec<&str> = pts.iter().map(|p| p.source.key).collect();
+    sources.sort();
+    sources.dedup();
+    let pct = |x: f64| format!("{:.1} %", x * 100.0);
+    let figures = [
+        format!("{} measured", pts.len()),
+        format!("{} public sources", sources.len()),
+        pct(in_sample.mean),
+        pct(in_sample.worst),
+        pct(left_out.mean),
+    ];
+    let stated = [
+        ("the estimate's accuracy note", super::ACCURACY),
+        ("README.md", include_str!("../../../README.md")),
+        (
+            "docs/benchmarks.md",
+            include_str!("../../../docs/benchmarks.md"),
+        ),
+    ];
+    for (name, text) in stated {
+        for figure in &figures {
+            assert!(
+                text.contains(figure.as_str()),
+                "{name} does not say `{figure}`"
+            );
+        }
+    }
+    let held = format!("{} documented limits", limits.len());
+    for (name, text) in [stated[0], stated[2]] {
+        assert!(text.contains(held.as_str()), "{name} does not say `{held}`");
+    }
+}
+
 #[test]
 fn the_rank_128_flux_run_on_48_gb_is_not_called_a_fit() {
     // The point of issue 13: kohya's rank-128 Flux run measured 44.18 GB
