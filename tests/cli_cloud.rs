@@ -272,3 +272,78 @@ async fn a_provider_that_quotes_the_key_back_or_a_wrong_key_prints_no_key() {
         assert_eq!(mock::files_containing(root, k), Vec::<String>::new());
     }
 }
+
+/// The caps hold from a shell too: `cloud watch --once` destroys a GPU
+/// past its time cap, and says nothing bills after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloud_watch_destroys_a_gpu_past_its_time_cap() {
+    let ssh = mock::ssh_stand_in().await;
+    let vast = mock::vast(ssh).await;
+    let key = mock::VAST_KEY;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let q = ategnatos(
+        root,
+        &vast,
+        key,
+        &["cloud", "quote", "--min-vram-gb", "20", "--json"],
+    )
+    .await;
+    let quote: Value = serde_json::from_str(&q.stdout).unwrap();
+    let up = ategnatos(
+        root,
+        &vast,
+        key,
+        &[
+            "cloud",
+            "up",
+            "--quote-id",
+            quote["quote_id"].as_str().unwrap(),
+            "--offer-id",
+            "4242",
+            "--max-price-per-hour",
+            "0.45",
+            "--max-hours",
+            "1",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(up.code, 0, "{}", up.stderr);
+    let id = serde_json::from_str::<Value>(&up.stdout).unwrap()["instance"]["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Young: the watch leaves it.
+    let young = ategnatos(root, &vast, key, &["cloud", "watch", "--once"]).await;
+    assert_eq!(young.code, 0, "{}", young.stderr);
+    assert!(!young.stdout.contains("Destroyed"), "{}", young.stdout);
+    assert!(
+        young.stdout.contains("may still be billing"),
+        "{}",
+        young.stdout
+    );
+    assert_eq!(vast.with(|m| m.alive().len()), 1);
+    // Rented two hours ago, with a one-hour cap.
+    let file = root.join(format!("grimoire/.state/cloud/instances/{id}.json"));
+    let mut record: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let created = record["created_unix"].as_u64().unwrap();
+    record["created_unix"] = (created - 7_200).into();
+    std::fs::write(&file, serde_json::to_string_pretty(&record).unwrap()).unwrap();
+    let old = ategnatos(root, &vast, key, &["cloud", "watch", "--once"]).await;
+    assert_eq!(old.code, 0, "{}", old.stderr);
+    assert!(
+        old.stdout
+            .contains(&format!("Destroyed `{id}`: passed its time cap of 1.00 h")),
+        "{}",
+        old.stdout
+    );
+    assert!(
+        old.stdout
+            .contains("No rented GPU of this studio is billing"),
+        "{}",
+        old.stdout
+    );
+    assert!(vast.with(|m| m.alive().is_empty()));
+    no_key(&old, key);
+}

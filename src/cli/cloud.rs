@@ -28,11 +28,24 @@ pub enum CloudCmd {
     Down(DownCmd),
     /// Train a project on a rented GPU over SSH, bring the LoRA home, destroy the GPU.
     Train(TrainCmd),
+    /// Enforce the time and money caps from a shell: a watchdog round now and every minute (or --once).
+    Watch(WatchCmd),
     /// Hand a project's run to SkyPilot (`sky` on PATH): any cloud it knows, torn down when idle.
     Sky(SkyCmd),
     /// Rename a copied studio's old folder in a project's state and configs (the SkyPilot run does this).
     #[command(hide = true)]
     Rehome(RehomeCmd),
+}
+
+/// `ategnatos cloud watch`
+#[derive(clap::Args)]
+pub struct WatchCmd {
+    /// One round, then exit.
+    #[arg(long)]
+    once: bool,
+    /// Print the round as JSON (with --once).
+    #[arg(long)]
+    json: bool,
 }
 
 /// `ategnatos cloud sky`
@@ -145,6 +158,7 @@ pub fn run(root: &Path, cmd: CloudCmd) -> Result<ExitCode, CliError> {
         CloudCmd::List(cmd) => run_list(root, &cfg, cmd),
         CloudCmd::Down(cmd) => run_down(root, &cfg, cmd),
         CloudCmd::Train(cmd) => run_train(root, &cfg, cmd),
+        CloudCmd::Watch(cmd) => run_watch(root, &cfg, cmd),
         CloudCmd::Sky(cmd) => run_sky(root, cmd),
         CloudCmd::Rehome(cmd) => run_rehome(root, cmd),
     }
@@ -232,7 +246,7 @@ fn run_up(root: &Path, cfg: &CloudConfig, cmd: UpCmd) -> Result<ExitCode, CliErr
         // The watchdog lives in the server: from a shell, the caps hold
         // only while `ategnatos serve` runs for this studio.
         outln!(
-            "The time and money caps are enforced while `ategnatos serve` runs for this studio; otherwise it bills until `ategnatos cloud down {}`.",
+            "The time and money caps are enforced while `ategnatos serve` or `ategnatos cloud watch` runs for this studio, and while `ategnatos cloud train` follows a run there; otherwise it bills until `ategnatos cloud down {}`.",
             s.instance.record.instance_id
         );
     }
@@ -354,4 +368,46 @@ fn run_rehome(root: &Path, cmd: RehomeCmd) -> Result<ExitCode, CliError> {
         }
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_watch(root: &Path, cfg: &CloudConfig, cmd: WatchCmd) -> Result<ExitCode, CliError> {
+    use ategnatos::cloud::watchdog;
+    let ws = open_workspace(root)?;
+    let rt = runtime()?;
+    if !cmd.once {
+        outln!(
+            "Watching this studio's rented GPUs: any past its time or money cap, or idle after its run, is destroyed. Ctrl-C stops watching (it stops nothing else)."
+        );
+        rt.block_on(watchdog::run(ws, cfg.clone()));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let sweep = rt.block_on(watchdog::sweep(&ws, cfg));
+    if cmd.json {
+        print_json(&sweep)?;
+    } else {
+        for a in &sweep.actions {
+            match (&a.error, a.destroyed) {
+                (_, true) => outln!("Destroyed `{}`: {}.", a.instance_id, a.reason),
+                (Some(e), false) => {
+                    outln!("Could not destroy `{}` ({}): {e}", a.instance_id, a.reason)
+                }
+                (None, false) => outln!("`{}` must go: {}.", a.instance_id, a.reason),
+            }
+        }
+        for c in &sweep.changes {
+            outln!("{c}");
+        }
+        if let Some(e) = &sweep.reconcile_error {
+            outln!("Could not check with the providers: {e}");
+        }
+        match watchdog::billing_warning(&ws) {
+            Some(w) => outln!("{w}"),
+            None => outln!("No rented GPU of this studio is billing."),
+        }
+    }
+    Ok(if sweep.actions.iter().any(|a| a.error.is_some()) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
