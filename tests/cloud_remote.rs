@@ -82,28 +82,18 @@ exec ssh "$@"
     script
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_project_trains_on_a_rented_gpu_over_ssh_and_comes_home() {
-    let tmp = tempfile::tempdir().unwrap();
-    let base = tmp.path().canonicalize().unwrap();
-    let root = base.join("studio");
-    let remote_root = base.join("instance-home/ategnatos-studio");
-    std::fs::create_dir_all(&root).unwrap();
-    let sshd = common::sshd::start(&base.join("sshd"));
-    let ssh = cutting_ssh(&base);
-    let vast = cloud_support::vast(sshd.port).await;
-
-    // A toy native project through gates 1 and 2 at home, one checkpoint
-    // a epoch.
-    common::native::native_project_with(
-        &root,
-        &["--epochs", "2", "--repeats", "1", "--save-every", "1"],
-    );
-    // Rented the way an artist rents: a quote, then the offer under a cap.
+/// A GPU rented the way an artist rents: a quote, then the offer under a
+/// cap. Its id.
+async fn rented(
+    root: &Path,
+    vast: &cloud_support::Provider,
+    ssh: &Path,
+    sshd: &common::sshd::Sshd,
+) -> String {
     let (code, out, err) = ategnatos(
-        &root,
-        &vast,
-        &ssh,
+        root,
+        vast,
+        ssh,
         &sshd.key,
         &["cloud", "quote", "--min-vram-gb", "20", "--json"],
     )
@@ -111,9 +101,9 @@ async fn a_project_trains_on_a_rented_gpu_over_ssh_and_comes_home() {
     assert_eq!(code, 0, "{out}{err}");
     let quote: Value = serde_json::from_str(&out).unwrap();
     let (code, out, err) = ategnatos(
-        &root,
-        &vast,
-        &ssh,
+        root,
+        vast,
+        ssh,
         &sshd.key,
         &[
             "cloud",
@@ -144,6 +134,27 @@ async fn a_project_trains_on_a_rented_gpu_over_ssh_and_comes_home() {
         )
         .unwrap();
     }
+    id
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_project_trains_on_a_rented_gpu_over_ssh_and_comes_home() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().canonicalize().unwrap();
+    let root = base.join("studio");
+    let remote_root = base.join("instance-home/ategnatos-studio");
+    std::fs::create_dir_all(&root).unwrap();
+    let sshd = common::sshd::start(&base.join("sshd"));
+    let ssh = cutting_ssh(&base);
+    let vast = cloud_support::vast(sshd.port).await;
+
+    // A toy native project through gates 1 and 2 at home, one checkpoint
+    // a epoch.
+    common::native::native_project_with(
+        &root,
+        &["--epochs", "2", "--repeats", "1", "--save-every", "1"],
+    );
+    let id = rented(&root, &vast, &ssh, &sshd).await;
     let remote_arg = remote_root.display().to_string();
     let train = [
         "cloud",
@@ -396,4 +407,48 @@ fn a_run_handed_to_skypilot_is_a_task_that_trains_where_it_lands() {
     // The studio at home is as it was.
     let config = std::fs::read_to_string(common::native::engine_toml(&root)).unwrap();
     assert!(!config.contains("cluster-home"), "{config}");
+}
+
+/// Cancelled while it was still being set up there (the connection lost
+/// at the dry run): nothing more is done there, and the GPU is destroyed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_remote_run_cancelled_before_it_trained_destroys_the_gpu() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().canonicalize().unwrap();
+    let root = base.join("studio");
+    std::fs::create_dir_all(&root).unwrap();
+    let sshd = common::sshd::start(&base.join("sshd"));
+    let ssh = cutting_ssh(&base);
+    let vast = cloud_support::vast(sshd.port).await;
+    common::native::native_project_with(&root, &["--epochs", "1", "--repeats", "1"]);
+    let id = rented(&root, &vast, &ssh, &sshd).await;
+    let remote_arg = base.join("instance-home/studio").display().to_string();
+    std::fs::write(base.join("drop-dry-run"), "").unwrap();
+    let train = [
+        "cloud",
+        "train",
+        "fox",
+        "--instance",
+        &id,
+        "--remote-root",
+        &remote_arg,
+    ];
+    let (code, out, err) = ategnatos(&root, &vast, &ssh, &sshd.key, &train).await;
+    assert_ne!(code, 0, "{out}{err}");
+    assert_eq!(vast.with(|m| m.alive().len()), 1);
+
+    let (code, out, err) = ategnatos(&root, &vast, &ssh, &sshd.key, &["cancel", "fox"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("Stopped before the training started there") && out.contains("Nothing bills"),
+        "{out}"
+    );
+    assert!(vast.with(|m| m.alive().is_empty()));
+    // Nothing was started there after the cancel.
+    let log = std::fs::read_to_string(base.join("ssh.log")).unwrap();
+    assert!(!log.contains(" train fox"), "{log}");
+    // That trip is over: training on that GPU again is refused plainly.
+    let (code, _, err) = ategnatos(&root, &vast, &ssh, &sshd.key, &train).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("not running"), "{err}");
 }

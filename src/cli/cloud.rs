@@ -310,6 +310,7 @@ fn run_train(root: &Path, cfg: &CloudConfig, cmd: TrainCmd) -> Result<ExitCode, 
         remote_program: cmd.remote_program,
         program: None,
         keep_instance: cmd.keep,
+        cancel: false,
     };
     let rt = runtime()?;
     let bar = Bar::new();

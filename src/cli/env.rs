@@ -209,6 +209,11 @@ pub struct CancelCmd {
 
 pub fn run_cancel(root: &Path, cmd: CancelCmd) -> Result<ExitCode, CliError> {
     let ws = open_workspace(root)?;
+    if let Some(remote) = ategnatos::cloud::remote::unfinished(&ws, &cmd.project)
+        .map_err(|e| CliError::new(&e, e.hint()))?
+    {
+        return cancel_remote(&ws, &cmd, &remote);
+    }
     let run = ategnatos::gates::training::cancel_training(&ws, &cmd.project)
         .map_err(|e| CliError::new(&e, e.hint()))?;
     if cmd.json {
@@ -229,4 +234,29 @@ pub fn run_supervise(run_dir: &Path) -> Result<ExitCode, CliError> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `ategnatos cancel` of a run on a rented GPU: stopped there, its saves
+/// brought home, the GPU destroyed.
+fn cancel_remote(
+    ws: &ategnatos::studio::Workspace,
+    cmd: &CancelCmd,
+    remote: &ategnatos::cloud::remote::RemoteRun,
+) -> Result<ExitCode, CliError> {
+    use ategnatos::cloud::CloudConfig;
+    use ategnatos::cloud::remote::{RemoteOptions, train_remote};
+    let cfg = CloudConfig::from_env();
+    let rt = tokio::runtime::Runtime::new()
+        .map_err(|e| CliError::new(format!("could not start the async runtime: {e}"), None))?;
+    let opts = RemoteOptions::resuming(remote, None, true);
+    let bar = Bar::new();
+    let done = train_remote(ws, &cfg, rt.handle(), &cmd.project, &opts, &bar);
+    bar.finish();
+    let outcome = done.map_err(|e| CliError::new(&e, e.hint()))?;
+    if cmd.json {
+        print_json(&outcome)?;
+    } else {
+        outln!("{}", outcome.summary);
+    }
+    Ok(ExitCode::SUCCESS)
 }

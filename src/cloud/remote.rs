@@ -109,6 +109,23 @@ pub struct RemoteOptions {
     /// Keep the instance after the run (the watchdog's idle rule still
     /// destroys it when the server runs).
     pub keep_instance: bool,
+    /// Stop the run there (or, before it started, go no further), bring
+    /// home what it saved, and destroy the instance.
+    pub cancel: bool,
+}
+
+impl RemoteOptions {
+    /// Options that carry on (or cancel) `run` as it was started.
+    pub fn resuming(run: &RemoteRun, program: Option<PathBuf>, cancel: bool) -> RemoteOptions {
+        RemoteOptions {
+            instance: run.instance_id.clone(),
+            remote_root: run.remote_root.clone(),
+            remote_program: run.remote_program.clone(),
+            program,
+            keep_instance: false,
+            cancel,
+        }
+    }
 }
 
 /// A remote run's record: the steps done, what was seen.
@@ -168,6 +185,11 @@ fn record_path(ws: &Workspace, project: &str) -> Result<PathBuf, CloudError> {
     Ok(ledger::cloud_dir(ws)
         .join("remote")
         .join(format!("{project}.json")))
+}
+
+/// The remote run of `project` that has not ended, if any.
+pub fn unfinished(ws: &Workspace, project: &str) -> Result<Option<RemoteRun>, CloudError> {
+    Ok(load(ws, project)?.filter(|r| !r.finished()))
 }
 
 /// The remote run of `project`, if one was started.
@@ -275,8 +297,11 @@ pub fn train_remote(
     };
     save(ws, &s.run)?;
     let mut last: Option<RunRecord> = None;
+    // Cancelled before the training started there: nothing more to do on
+    // the instance (nor a connection needed) but to destroy it.
+    let stop_short = opts.cancel && (!s.run.has(Step::Launch) || !s.instance.state.may_bill());
     for step in Step::ALL {
-        if s.run.has(step) && step != Step::Connect {
+        if (s.run.has(step) && step != Step::Connect) || (stop_short && step != Step::Teardown) {
             continue;
         }
         if progress.is_cancelled() {
@@ -293,7 +318,12 @@ pub fn train_remote(
             Step::Gates => s.gates()?,
             Step::DryRun => s.dry_run()?,
             Step::Launch => s.launch()?,
-            Step::Follow => last = Some(s.follow()?),
+            Step::Follow => {
+                if opts.cancel {
+                    s.cancel_there()?;
+                }
+                last = Some(s.follow()?);
+            }
             Step::BringHome => {
                 let record = match last.take() {
                     Some(r) => r,
@@ -311,8 +341,15 @@ pub fn train_remote(
     }
     let run = match last {
         Some(r) => Some(r),
+        None if stop_short => None,
         None => s.status(0).ok(),
     };
+    if stop_short {
+        s.run.instance_end = Some(format!(
+            "Stopped before the training started there. {}",
+            s.run.instance_end.clone().unwrap_or_default()
+        ));
+    }
     Ok(RemoteOutcome {
         summary: summary(&s.run, run.as_ref(), &s.instance),
         remote: s.run,
@@ -741,6 +778,17 @@ impl Session<'_> {
                 }
             }
         }
+    }
+
+    /// Asks the run there to stop (its supervisor stops the trainer and
+    /// keeps its newest checkpoint); a run already over is left as it is.
+    fn cancel_there(&mut self) -> Result<(), CloudError> {
+        let project = self.run.project.clone();
+        let ran = self.ategnatos(Step::Follow, &["cancel", &project, "--json"])?;
+        if !ran.ok() {
+            tracing::info!("cancel there: {}", ran.said(2));
+        }
+        Ok(())
     }
 
     /// The watchdog's round while we follow: a cap passed destroys the

@@ -153,8 +153,14 @@ impl AtegnatosServer {
     async fn cancel_training(
         &self,
         Parameters(args): Parameters<CancelTrainingArgs>,
+        ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
         let ws = self.shared().workspace.clone();
+        match crate::cloud::remote::unfinished(&ws, &args.project) {
+            Ok(Some(remote)) => return self.cancel_remote(remote, ctx).await,
+            Ok(None) => {}
+            Err(e) => return reply::failure(&e, e.hint()),
+        }
         answer(
             "cancel_training",
             move || cancel_training(&ws, &args.project),
@@ -165,6 +171,35 @@ impl AtegnatosServer {
 }
 
 impl AtegnatosServer {
+    /// `cancel_training` of a run on a rented GPU, as a job: stopped there,
+    /// its saves brought home, the GPU destroyed.
+    async fn cancel_remote(
+        &self,
+        remote: crate::cloud::remote::RemoteRun,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        use crate::cloud::remote::{RemoteOptions, train_remote};
+        let ws = self.shared().workspace.clone();
+        let cfg = self.shared().cloud.clone();
+        let handle = tokio::runtime::Handle::current();
+        let opts = RemoteOptions::resuming(&remote, self.shared().exe.get().cloned(), true);
+        let (_job, result) = super::run_job(self, "remote_cancel", None, &ctx, move |progress| {
+            train_remote(&ws, &cfg, &handle, &remote.project, &opts, progress)
+                .map(|o| JobOutput {
+                    summary: o.summary.clone(),
+                    result: serde_json::to_value(&o).unwrap_or_default(),
+                    changed: Vec::new(),
+                    previews: Vec::new(),
+                })
+                .map_err(|e| JobFailure {
+                    hint: e.hint(),
+                    error: e.to_string(),
+                })
+        })
+        .await;
+        result
+    }
+
     /// `launch_training` with an instance: the remote run as a job.
     async fn train_remote(
         &self,
