@@ -409,8 +409,9 @@ fn a_run_handed_to_skypilot_is_a_task_that_trains_where_it_lands() {
     assert!(!config.contains("cluster-home"), "{config}");
 }
 
-/// Cancelled while it was still being set up there (the connection lost
-/// at the dry run): nothing more is done there, and the GPU is destroyed.
+/// Stopped while it is still being set up there (the connection lost at
+/// the dry run, then the dry run failing there): each says how to go on,
+/// and a cancel then does nothing more there and destroys the GPU.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_remote_run_cancelled_before_it_trained_destroys_the_gpu() {
     let tmp = tempfile::tempdir().unwrap();
@@ -436,6 +437,18 @@ async fn a_remote_run_cancelled_before_it_trained_destroys_the_gpu() {
     let (code, out, err) = ategnatos(&root, &vast, &ssh, &sshd.key, &train).await;
     assert_ne!(code, 0, "{out}{err}");
     assert_eq!(vast.with(|m| m.alive().len()), 1);
+    // With the line back, the dry run fails there (its model is gone):
+    // said, with how to reach the instance and that it still bills.
+    std::fs::remove_file(base.join("drop-dry-run")).unwrap();
+    std::fs::remove_file(Path::new(&remote_arg).join(common::native::CHECKPOINT)).unwrap();
+    let (code, out, err) = ategnatos(&root, &vast, &ssh, &sshd.key, &train).await;
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("the dry run did not pass on the instance")
+            && err.contains(&format!("ssh -p {} ", sshd.port))
+            && err.contains("still bills"),
+        "{err}"
+    );
 
     let (code, out, err) = ategnatos(&root, &vast, &ssh, &sshd.key, &["cancel", "fox"]).await;
     assert_eq!(code, 0, "{out}{err}");

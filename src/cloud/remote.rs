@@ -638,6 +638,18 @@ impl Session<'_> {
         self.shell(step, &line, None)
     }
 
+    /// How to fix something on the instance by hand, and go on.
+    fn fix_there(&self) -> Result<String, CloudError> {
+        let e = &self.ssh.endpoint;
+        Ok(format!(
+            "It still bills: fix it there (`ssh -p {} {}@{}`, the studio is `{}`), then run this again and it picks up at this step; or cancel_training to destroy it",
+            e.port,
+            e.user,
+            e.host,
+            self.root()?
+        ))
+    }
+
     fn gates(&mut self) -> Result<(), CloudError> {
         let project = self.run.project.clone();
         // Gate 1 judged the pictures, which went as they are: its record
@@ -647,8 +659,9 @@ impl Session<'_> {
             let ran = self.ategnatos(Step::Gates, &["gate", gate, "--project", &project])?;
             if !ran.ok() {
                 return Err(CloudError::Failed(format!(
-                    "gate {gate} did not pass on the instance: {}",
-                    ran.said(6)
+                    "gate {gate} did not pass on the instance: {}. {}",
+                    ran.said(6),
+                    self.fix_there()?
                 )));
             }
         }
@@ -660,8 +673,9 @@ impl Session<'_> {
         let ran = self.ategnatos(Step::DryRun, &["dry-run", &project])?;
         if !ran.ok() {
             return Err(CloudError::Failed(format!(
-                "the dry run did not pass on the instance: {}",
-                ran.said(6)
+                "the dry run did not pass on the instance: {}. {}",
+                ran.said(6),
+                self.fix_there()?
             )));
         }
         Ok(())
@@ -679,8 +693,9 @@ impl Session<'_> {
         let ran = self.ategnatos(Step::Launch, &["train", &project, "--detach", "--json"])?;
         if !ran.ok() {
             return Err(CloudError::Failed(format!(
-                "the training did not start on the instance: {}",
-                ran.said(6)
+                "the training did not start on the instance: {}. {}",
+                ran.said(6),
+                self.fix_there()?
             )));
         }
         let launched: serde_json::Value = serde_json::from_str(&ran.stdout).map_err(|e| {
