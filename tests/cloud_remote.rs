@@ -450,6 +450,27 @@ async fn a_remote_run_cancelled_before_it_trained_destroys_the_gpu() {
         "{err}"
     );
 
+    // Not started on a second GPU while this one is on its way.
+    let other = rented(&root, &vast, &ssh, &sshd).await;
+    let (code, _, err) = ategnatos(
+        &root,
+        &vast,
+        &ssh,
+        &sshd.key,
+        &["cloud", "train", "fox", "--instance", &other],
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(&format!(
+            "already on its way on instance `{id}` (at the dry run"
+        )),
+        "{err}"
+    );
+    let (code, out, err) =
+        ategnatos(&root, &vast, &ssh, &sshd.key, &["cloud", "down", &other]).await;
+    assert_eq!(code, 0, "{out}{err}");
+
     let (code, out, err) = ategnatos(&root, &vast, &ssh, &sshd.key, &["cancel", "fox"]).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(

@@ -238,8 +238,21 @@ pub fn train_remote(
         ledger::find(ws, &opts.instance)?.ok_or_else(|| CloudError::InstanceNotFound {
             id: opts.instance.trim().to_string(),
         })?;
-    let earlier =
-        load(ws, &project.name)?.filter(|r| r.instance_id == instance.instance_id && !r.finished());
+    let earlier = unfinished(ws, &project.name)?;
+    if let Some(other) = earlier
+        .as_ref()
+        .filter(|r| r.instance_id != instance.instance_id)
+    {
+        return Err(CloudError::Failed(format!(
+            "`{}` is already on its way on instance `{}` (at {}): run it again with that instance to go on, or cancel_training to stop it and destroy that GPU, before starting it on another",
+            project.name,
+            other.instance_id,
+            Step::ALL
+                .iter()
+                .find(|s| !other.has(**s))
+                .map_or("its end", |s| s.words())
+        )));
+    }
     if earlier.is_none() && instance.state != InstanceState::Running {
         return Err(CloudError::Failed(format!(
             "{} is {}, not running: training needs a running instance",
