@@ -53,7 +53,7 @@ const MAX_WAIT: u64 = 240;
 #[tool_router(router = training_router, vis = "pub(crate)")]
 impl AtegnatosServer {
     #[tool(
-        description = "Start training the project's LoRA, only when all four gates pass and are fresh. Returns at once with the run id; the run goes on without this conversation. Out of memory halves the batch and retries; a NaN loss or a hang stops it. With instance_id: a job that sends the project to that rented GPU over SSH, passes gates 2-4 there, trains, brings the LoRA home and destroys the instance; called again it resumes. skypilot: hands it to SkyPilot.",
+        description = "Start training the project's LoRA once all four gates pass and are fresh; returns at once with the run id, and the run goes on without this conversation. Out of memory halves the batch and retries; a NaN loss or a hang stops it. instance_id: a job training on that rented GPU over SSH (gates 2-4 there), bringing the LoRA home, destroying it; call again to resume. skypilot: hand it to SkyPilot.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,
