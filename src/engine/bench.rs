@@ -83,6 +83,7 @@ pub fn run_benchmark<B: AutodiffBackend>(spec: &BenchSpec, device: &B::Device) -
                 .collect(),
             caption: None,
             folder: None,
+            image_size: None,
         })
         .collect();
     let dataset = LatentDataset {
