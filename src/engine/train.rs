@@ -351,6 +351,7 @@ pub fn train<B: AutodiffBackend>(
         batch_size: t.batch_size,
     });
 
+    super::alloc::keep_freed_memory();
     let mut step = 0;
     for epoch in 1..=epochs {
         on_event(&TrainEvent::Epoch { epoch, epochs });
