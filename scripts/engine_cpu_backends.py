@@ -18,7 +18,17 @@ Variants (pick with --variants, comma-separated):
     ndarray-fast  ndarray with its `simd` and `multi-threads` features
     ndarray-blas  ndarray-fast with OpenBLAS matrix products (needs libopenblas-dev)
     torch         diffusers + peft (scripts/engine_torch_bench.py; needs --python with torch,
-                  diffusers, transformers and peft)
+                  diffusers, transformers and peft), --threads threads (0 = torch's default)
+    torch-1t      the same on one thread
+    flex-1t       flex on one thread (RAYON_NUM_THREADS=1)
+
+Before/after timings of an engine change: `--binary before=/path/to/old/bench`
+adds a variant that runs that binary (built elsewhere) with `--device cpu`,
+round-robin with the rest.
+
+On a machine other jobs share, threads wait on each other (torch's OpenMP
+most of all), so the one-thread variants are the steadier comparison there;
+the script prints the load average before and after each round.
 """
 
 import argparse
@@ -53,9 +63,10 @@ def build(variant, out_dir):
     return binary
 
 
-def run(cmd):
+def run(cmd, env=None):
     start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                          env=None if env is None else {**os.environ, **env})
     wall = time.perf_counter() - start
     if done.returncode != 0:
         sys.stderr.write(done.stdout + done.stderr)
@@ -79,38 +90,59 @@ def main():
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--bin-dir", default="/tmp/ategnatos-engine-backends")
     parser.add_argument("--no-build", action="store_true", help="reuse the binaries in --bin-dir")
+    parser.add_argument("--binary", action="append", default=[], metavar="NAME=PATH",
+                        help="one more variant: this ategnatos-engine-bench binary on --device cpu")
     args = parser.parse_args()
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     os.makedirs(args.bin_dir, exist_ok=True)
     commands = {}
+    envs = {}
     common = [
         "--arch", args.arch, "--batch", args.batch, "--rank", str(args.rank),
         "--size", str(args.size), "--steps", str(args.steps), "--warmup", str(args.warmup),
     ]
+    extra = {}
+    for item in args.binary:
+        name, _, path = item.partition("=")
+        if not name or not path:
+            raise SystemExit(f"--binary wants NAME=PATH, not {item}")
+        extra[name] = path
+        if name not in variants:
+            variants.append(name)
+    built = {}
     for v in variants:
-        if v == "torch":
+        if v in extra:
+            commands[v] = [extra[v], "--device", "cpu"] + common
+            continue
+        if v in ("torch", "torch-1t"):
+            threads = 1 if v == "torch-1t" else args.threads
             commands[v] = [
                 args.python, os.path.join(ROOT, "scripts", "engine_torch_bench.py"),
                 "--size", str(args.size), "--batch", args.batch, "--rank", str(args.rank),
                 "--steps", str(args.steps), "--warmup", str(args.warmup),
-                "--threads", str(args.threads),
+                "--threads", str(threads),
             ]
             continue
-        if v not in RUST:
+        base = v[: -len("-1t")] if v.endswith("-1t") else v
+        if base not in RUST:
             raise SystemExit(f"unknown variant {v}")
-        binary = os.path.join(args.bin_dir, f"ategnatos-engine-bench-{v}")
-        if not args.no_build:
-            binary = build(v, args.bin_dir)
-        commands[v] = [binary, "--device", RUST[v][1]] + common
+        if v != base:
+            envs[v] = {"RAYON_NUM_THREADS": "1"}
+        binary = os.path.join(args.bin_dir, f"ategnatos-engine-bench-{base}")
+        if not args.no_build and base not in built:
+            binary = build(base, args.bin_dir)
+        built[base] = binary
+        commands[v] = [binary, "--device", RUST[base][1]] + common
 
     results = {v: [] for v in variants}
     for r in range(args.rounds):
         for v in variants:
-            means, text, wall = run(commands[v])
+            load_before = os.getloadavg()[0]
+            means, text, wall = run(commands[v], envs.get(v))
             results[v].append(means)
-            print(f"round {r + 1} {v}: {text.splitlines()[-1] if text else ''} (process {wall:.1f} s)",
-                  flush=True)
+            print(f"round {r + 1} {v}: {text.splitlines()[-1] if text else ''} (process {wall:.1f} s, "
+                  f"load {load_before:.1f} -> {os.getloadavg()[0]:.1f})", flush=True)
 
     batches = args.batch.split(",")
     base = results.get(args.baseline)

@@ -83,6 +83,7 @@ pub fn run_benchmark<B: AutodiffBackend>(spec: &BenchSpec, device: &B::Device) -
                 .collect(),
             caption: None,
             folder: None,
+            image_size: None,
         })
         .collect();
     let dataset = LatentDataset {
@@ -96,6 +97,7 @@ pub fn run_benchmark<B: AutodiffBackend>(spec: &BenchSpec, device: &B::Device) -
     let trainable = count_trainable(&model);
     let mut optim = AdamWConfig::new().init::<B, super::unet::UNet2DConditionModel<B>>();
     let mut times = Vec::with_capacity(spec.steps);
+    super::alloc::keep_freed_memory();
     for i in 0..spec.warmup_steps + spec.steps {
         let timesteps: Vec<usize> = batch.iter().map(|_| rng.below(1000)).collect();
         let start = Instant::now();

@@ -22,26 +22,63 @@ pub struct CacheItem {
     pub caption: String,
 }
 
-/// The bucket `(width, height)` for an image of this shape: the side pair
-/// of about `resolution²` pixels, both multiples of `step`, whose aspect
-/// ratio is closest to the image's.
-pub fn choose_bucket(width: u32, height: u32, resolution: usize, step: usize) -> (usize, usize) {
+/// The smallest and largest bucket side for this resolution and step: half
+/// the resolution (floored to a multiple of `step`, at least `step`) and
+/// twice it. At SD1.5's 512 px with a step of 64 these are kohya's defaults
+/// (`min_bucket_reso` 256, `max_bucket_reso` 1024), and they are what the
+/// LoRA's `ss_min_bucket_reso` and `ss_max_bucket_reso` say.
+pub fn bucket_side_range(resolution: usize, step: usize) -> (usize, usize) {
     let step = step.max(1);
+    let min = (resolution / 2 / step * step).max(step);
+    (min, (resolution * 2).max(min))
+}
+
+/// Every bucket `(width, height)` the engine may use, sorted by width, then
+/// height, made by kohya's rule (sd-scripts `make_bucket_resolutions`) with
+/// the sides of [`bucket_side_range`]: the square of the resolution, and for
+/// each width from the smallest side to the largest in steps of `step`, the
+/// height that keeps about `resolution²` pixels (floored to a multiple of
+/// `step`, at most the largest side), kept when it is at least the smallest
+/// side, together with its transpose, so a tall picture has the same
+/// choices as a wide one.
+pub fn bucket_resolutions(resolution: usize, step: usize) -> Vec<(usize, usize)> {
+    let step = step.max(1);
+    let (min, max) = bucket_side_range(resolution, step);
     let area = resolution * resolution;
-    let target = (width.max(1) as f64 / height.max(1) as f64).ln();
-    let mut best = (resolution, resolution);
-    let mut best_err = f64::INFINITY;
-    let mut w = step;
-    while w <= resolution * 2 {
-        let h = (area / w) / step * step;
-        if h >= step && h <= resolution * 2 {
-            let err = ((w as f64 / h as f64).ln() - target).abs();
-            if err < best_err {
-                best_err = err;
-                best = (w, h);
-            }
+    let square = resolution / step * step;
+    let mut buckets = vec![(square.max(step), square.max(step))];
+    let mut w = min;
+    while w <= max {
+        let h = ((area / w) / step * step).min(max);
+        if h >= min {
+            buckets.push((w, h));
+            buckets.push((h, w));
         }
         w += step;
+    }
+    buckets.sort_unstable();
+    buckets.dedup();
+    buckets
+}
+
+/// The bucket `(width, height)` for an image of this shape, as kohya picks
+/// it: the bucket of the image's own size if there is one, else the first of
+/// [`bucket_resolutions`] whose width/height is nearest the image's.
+pub fn choose_bucket(width: u32, height: u32, resolution: usize, step: usize) -> (usize, usize) {
+    let buckets = bucket_resolutions(resolution, step);
+    let own = (width as usize, height as usize);
+    if buckets.contains(&own) {
+        return own;
+    }
+    let target = width.max(1) as f64 / height.max(1) as f64;
+    let mut best = (resolution, resolution);
+    let mut best_err = f64::INFINITY;
+    for (w, h) in buckets {
+        let err = (w as f64 / h as f64 - target).abs();
+        if err < best_err {
+            best_err = err;
+            best = (w, h);
+        }
     }
     best
 }
@@ -111,6 +148,7 @@ pub fn cache_latents<B: Backend>(
             shape: [c, lh, lw],
             input_ids: tokenizer.encode_padded(&item.caption, seq_len),
             caption: Some(item.caption.clone()),
+            image_size: Some((iw, ih)),
             folder: item
                 .image
                 .parent()
@@ -159,6 +197,44 @@ mod tests {
         );
         let (w, h) = choose_bucket(900, 1600, 512, 64);
         assert!(h > w, "{w}x{h}");
+    }
+
+    #[test]
+    fn sd15_at_512_px_has_kohyas_default_buckets() {
+        // kohya's rule with its defaults (min_bucket_reso 256, max_bucket_reso
+        // 1024, bucket_reso_steps 64) for a 512 x 512 area, written out here
+        // as sd-scripts states it: the square, and every width of the range
+        // with the height of the same area (floored to the step, at most the
+        // largest side) when that height is in range, both ways round
+        let mut kohya = std::collections::BTreeSet::from([(512, 512)]);
+        for w in (256..=1024).step_by(64) {
+            let h = std::cmp::min(1024, 512 * 512 / w / 64 * 64);
+            if h >= 256 {
+                kohya.insert((w, h));
+                kohya.insert((h, w));
+            }
+        }
+        let ours: std::collections::BTreeSet<_> = bucket_resolutions(512, 64).into_iter().collect();
+        assert_eq!(ours, kohya);
+        assert_eq!(bucket_side_range(512, 64), (256, 1024));
+        let sorted = bucket_resolutions(512, 64);
+        assert!(sorted.windows(2).all(|p| p[0] < p[1]), "{sorted:?}");
+    }
+
+    #[test]
+    fn a_tall_picture_gets_the_transpose_of_the_same_wide_pictures_bucket() {
+        for (w, h) in [
+            (3000, 1000),
+            (2100, 700),
+            (1600, 900),
+            (4000, 1000),
+            (1200, 1000),
+        ] {
+            let (bw, bh) = choose_bucket(w, h, 512, 64);
+            assert_eq!(choose_bucket(h, w, 512, 64), (bh, bw), "{w}x{h}");
+        }
+        // a picture of a bucket's own size keeps it
+        assert_eq!(choose_bucket(704, 320, 512, 64), (704, 320));
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! write the same text, so a tool that parses kohya's files parses ours.
 //! Sources: sd-scripts `train_network.py` (the metadata dict, tag frequency
 //! per folder, lower-cased), `library/train_util.py` (`model_hash`,
-//! `calculate_sha256`, `addnet_hash_*`), `library/sai_model_spec.py`.
+//! `calculate_sha256`, `addnet_hash_*`, the `BucketManager` behind
+//! `ss_min_bucket_reso`, `ss_max_bucket_reso` and `ss_bucket_info`),
+//! `library/sai_model_spec.py`.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -225,6 +227,66 @@ pub fn py_json_dataset_dirs(dirs: &[DatasetDir]) -> String {
     format!("{{{}}}", entries.join(", "))
 }
 
+/// kohya's `ss_bucket_info`: the buckets that hold pictures and how far
+/// the pictures' aspect ratios are from their buckets'.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BucketInfo {
+    /// `((width, height), pictures in it counting repeats)`, sorted by
+    /// width, then height; kohya numbers them from 0 in this order.
+    pub buckets: Vec<((usize, usize), usize)>,
+    /// The mean of |bucket width/height − picture width/height| over the
+    /// pictures (without repeats); `None` when no picture's own size is
+    /// known (a latent cache written before sizes were kept).
+    pub mean_ar_error: Option<f64>,
+}
+
+impl BucketInfo {
+    /// `pictures` is each picture's bucket and, when known, its own
+    /// `(width, height)`; every picture is counted `repeats` times, as kohya
+    /// counts them.
+    pub fn of(
+        pictures: impl IntoIterator<Item = ((usize, usize), Option<(u32, u32)>)>,
+        repeats: usize,
+    ) -> Self {
+        let mut buckets: Vec<((usize, usize), usize)> = Vec::new();
+        let mut errors = Vec::new();
+        for (bucket, size) in pictures {
+            match buckets.iter_mut().find(|(b, _)| *b == bucket) {
+                Some((_, n)) => *n += repeats,
+                None => buckets.push((bucket, repeats)),
+            }
+            if let Some((iw, ih)) = size {
+                let bucket_ar = bucket.0 as f64 / bucket.1.max(1) as f64;
+                errors.push((bucket_ar - iw as f64 / ih.max(1) as f64).abs());
+            }
+        }
+        buckets.sort_unstable();
+        let mean_ar_error =
+            (!errors.is_empty()).then(|| errors.iter().sum::<f64>() / errors.len() as f64);
+        Self {
+            buckets,
+            mean_ar_error,
+        }
+    }
+}
+
+/// `json.dumps` of kohya's `bucket_info` dict: `{"buckets": {"4": {"resolution":
+/// [512, 512], "count": 10}}, "mean_img_ar_error": 0.0}`.
+pub fn py_json_bucket_info(info: &BucketInfo) -> String {
+    let buckets: Vec<String> = info
+        .buckets
+        .iter()
+        .enumerate()
+        .map(|(i, ((w, h), n))| format!("\"{i}\": {{\"resolution\": [{w}, {h}], \"count\": {n}}}"))
+        .collect();
+    let mut text = format!("{{\"buckets\": {{{}}}", buckets.join(", "));
+    if let Some(error) = info.mean_ar_error {
+        text.push_str(&format!(", \"mean_img_ar_error\": {}", py_float(error)));
+    }
+    text.push('}');
+    text
+}
+
 /// `2026-12-06T22:30:00` for a Unix time (UTC).
 pub fn iso_date(unix: u64) -> String {
     let days = (unix / 86_400) as i64;
@@ -280,7 +342,10 @@ pub struct TrainingFacts {
     pub v_prediction: bool,
     /// The training resolution (the bucket area's side), `(w, h)`.
     pub resolution: (usize, usize),
-    pub bucket_step: usize,
+    /// The smallest and largest side of any bucket (kohya's
+    /// `min_bucket_reso` and `max_bucket_reso` for the same buckets).
+    pub bucket_side_range: (usize, usize),
+    pub bucket_info: BucketInfo,
     pub shuffle_caption: bool,
     pub keep_tokens: usize,
     /// kohya's `--mixed_precision`: `no`, `fp16` or `bf16`.
@@ -377,8 +442,9 @@ impl TrainingFacts {
         put("ss_shuffle_caption", py_bool(self.shuffle_caption));
         put("ss_enable_bucket", py_bool(true));
         put("ss_bucket_no_upscale", py_bool(false));
-        put("ss_min_bucket_reso", self.bucket_step.to_string());
-        put("ss_max_bucket_reso", (w.max(h) * 2).to_string());
+        put("ss_min_bucket_reso", self.bucket_side_range.0.to_string());
+        put("ss_max_bucket_reso", self.bucket_side_range.1.to_string());
+        put("ss_bucket_info", py_json_bucket_info(&self.bucket_info));
         put("ss_keep_tokens", self.keep_tokens.to_string());
         put("ss_dataset_dirs", py_json_dataset_dirs(&self.dataset_dirs));
         put("ss_reg_dataset_dirs", "{}".into());
@@ -456,6 +522,32 @@ mod tests {
         assert_eq!(
             py_json_nested(&freq),
             r#"{"10_ink fox": {"zkfox": 2, "red fox": 2, "snow": 1, "night": 1}, "2_sketches": {"zkfox": 1, "caf\u00e9": 1}}"#
+        );
+    }
+
+    #[test]
+    fn bucket_info_is_kohyas_json_buckets_sorted_and_counted_with_repeats() {
+        let info = BucketInfo::of(
+            [
+                ((640, 384), Some((1600, 900))),
+                ((512, 512), Some((1000, 1000))),
+                ((512, 512), Some((700, 700))),
+            ],
+            2,
+        );
+        let error = (640.0 / 384.0 - 1600.0 / 900.0_f64).abs() / 3.0;
+        assert_eq!(
+            py_json_bucket_info(&info),
+            format!(
+                r#"{{"buckets": {{"0": {{"resolution": [512, 512], "count": 4}}, "1": {{"resolution": [640, 384], "count": 2}}}}, "mean_img_ar_error": {}}}"#,
+                py_float(error)
+            )
+        );
+        // a cache without the pictures' sizes has no error to report
+        let unknown = BucketInfo::of([((512, 512), None)], 1);
+        assert_eq!(
+            py_json_bucket_info(&unknown),
+            r#"{"buckets": {"0": {"resolution": [512, 512], "count": 1}}}"#
         );
     }
 

@@ -19,6 +19,7 @@
 
 use crate::studio::Hint;
 
+pub mod alloc;
 pub mod bench;
 pub mod cache;
 pub mod cli;

@@ -9,7 +9,7 @@
 use burn::module::{Module, Param, ParamId};
 use burn::tensor::activation;
 use burn::tensor::backend::Backend;
-use burn::tensor::module::{conv2d, linear};
+use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Distribution, Tensor};
 
@@ -84,14 +84,30 @@ impl<B: Backend> Linear<B> {
     /// # Shapes
     /// - x: `[..., d_in]` → `[..., d_out]`
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let bias = self.bias.as_ref().map(|b| b.val());
-        match &self.lora {
-            None => linear(x, self.weight.val(), bias),
-            Some(lora) => {
-                let delta = lora.forward(x.clone()); // [..., d_out]
-                linear(x, self.weight.val(), bias) + delta
-            }
+        let delta = self.lora.as_ref().map(|lora| lora.forward(x.clone())); // [..., d_out]
+        let out = frozen_linear(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()));
+        match delta {
+            None => out,
+            Some(delta) => out + delta,
         }
+    }
+}
+
+/// `x · weight + bias` as a matrix product with a view of `weight`
+/// (`[d_in, d_out]`). burn's `linear` op gives the same values, but its
+/// backward pass copies the weight transposed at every call (the flex
+/// backend cannot reshape the transposed view in place): a full extra pass
+/// over the frozen base weights in every step. A product's backward reads
+/// the transposed view in place.
+fn frozen_linear<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+) -> Tensor<B, D> {
+    let out = x.matmul(weight.unsqueeze::<D>());
+    match bias {
+        None => out,
+        Some(bias) => out + bias.unsqueeze::<D>(),
     }
 }
 

@@ -235,6 +235,7 @@ fn fixture_dataset() -> LatentDataset {
             input_ids: (0..8).map(|j| ((i * 8 + j) % 64) as i64).collect(),
             caption: None,
             folder: None,
+            image_size: None,
         })
         .collect();
     LatentDataset {
@@ -1030,6 +1031,7 @@ fn shuffled_captions_keep_the_trigger_first_and_change_the_tokens() {
             input_ids: tokenizer.encode_padded(caption, 16),
             caption: Some(caption.into()),
             folder: None,
+            image_size: None,
         }],
         fingerprint: None,
     };

@@ -18,12 +18,14 @@ fn path_str(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
-/// Four captioned 64 px pictures in `dir/fox`; returns the folder.
+/// Four captioned pictures in `dir/fox`, two square (64 px) and two twice
+/// as wide as high (96 x 48); returns the folder.
 fn write_pictures(dir: &Path) -> std::path::PathBuf {
     let pics = dir.join("fox");
     std::fs::create_dir_all(&pics).unwrap();
     for i in 0..4u32 {
-        image::RgbImage::from_fn(64, 64, |x, y| {
+        let (w, h) = if i % 2 == 0 { (64, 64) } else { (96, 48) };
+        image::RgbImage::from_fn(w, h, |x, y| {
             image::Rgb([(x * 3 + i * 40) as u8, (y * 4) as u8, (i * 60) as u8])
         })
         .save(pics.join(format!("fox{i}.png")))
@@ -57,7 +59,7 @@ seed = 7
 [data]
 latents = "{}"
 folders = ["{}"]
-resolution = 64
+resolution = 256
 shuffle_caption = true
 keep_tokens = 1
 [output]
@@ -158,7 +160,13 @@ fn the_sd15_shaped_toy_trains_through_engine_train_and_its_lora_carries_kohyas_m
         ("ss_network_dim", "2"),
         ("ss_network_alpha", "1.0"),
         ("ss_learning_rate", "0.0001"),
-        ("ss_resolution", "(64, 64)"),
+        ("ss_resolution", "(256, 256)"),
+        // the smallest and largest bucket side, as kohya writes
+        // min_bucket_reso and max_bucket_reso (not the bucket step, 64)
+        ("ss_min_bucket_reso", "128"),
+        ("ss_max_bucket_reso", "512"),
+        ("ss_enable_bucket", "True"),
+        ("ss_bucket_no_upscale", "False"),
         ("ss_num_train_images", "4"),
         ("ss_batch_size_per_device", "2"),
         ("ss_base_model_version", "sd_v1"),
@@ -172,7 +180,7 @@ fn the_sd15_shaped_toy_trains_through_engine_train_and_its_lora_carries_kohyas_m
             r#"{"fox": {"zkfox": 4, "red fox": 4, "snow": 2, "night": 2}}"#,
         ),
         ("modelspec.architecture", "stable-diffusion-v1/lora"),
-        ("modelspec.resolution", "64x64"),
+        ("modelspec.resolution", "256x256"),
         ("modelspec.prediction_type", "epsilon"),
     ] {
         assert_eq!(get(key), expected, "`{key}`");
@@ -190,6 +198,21 @@ fn the_sd15_shaped_toy_trains_through_engine_train_and_its_lora_carries_kohyas_m
     // the tag frequency parses as the JSON Civitai reads
     let tags: serde_json::Value = serde_json::from_str(get("ss_tag_frequency")).unwrap();
     assert_eq!(tags["fox"]["zkfox"], 4);
+    // kohya's bucket_info: the square pictures in the 256 px square, the
+    // wide ones in the bucket nearest 2:1 (320 x 192), numbered in sorted
+    // order, with the mean distance of the aspect ratios
+    let buckets: serde_json::Value = serde_json::from_str(get("ss_bucket_info")).unwrap();
+    assert_eq!(
+        buckets["buckets"],
+        serde_json::json!({
+            "0": {"resolution": [256, 256], "count": 2},
+            "1": {"resolution": [320, 192], "count": 2},
+        }),
+        "{buckets}"
+    );
+    let error = buckets["mean_img_ar_error"].as_f64().unwrap();
+    let expected = (320.0 / 192.0 - 2.0_f64).abs() / 2.0;
+    assert!((error - expected).abs() < 1e-12, "{error} vs {expected}");
 }
 
 #[test]

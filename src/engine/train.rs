@@ -20,8 +20,11 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, ElementConversion, Int, Tensor, TensorData};
 
 use super::EngineError;
+use super::cache::bucket_side_range;
 use super::config::{EngineConfig, OptimizerKind};
-use super::kohya_metadata::{DatasetDir, ModelIdentity, Ordered, TrainingFacts, tag_frequency};
+use super::kohya_metadata::{
+    BucketInfo, DatasetDir, ModelIdentity, Ordered, TrainingFacts, tag_frequency,
+};
 use super::lora_file::{Alphas, save_lora};
 use super::model::LoraModel;
 use super::optim::{Lion, LrSchedule, Prodigy, ProdigyConfig};
@@ -44,6 +47,10 @@ pub struct LatentSample {
     /// The name of the folder the picture came from (kohya's dataset
     /// dirs, for the LoRA's metadata), when the cache kept it.
     pub folder: Option<String>,
+    /// The picture's own `(width, height)` before it was fitted to its
+    /// bucket (kohya's `ss_bucket_info` reports how far the buckets' aspect
+    /// ratios are from the pictures'), when the cache kept it.
+    pub image_size: Option<(u32, u32)>,
 }
 
 /// The latent cache: a safetensors file holding, for sample N,
@@ -57,6 +64,12 @@ pub struct LatentDataset {
 }
 
 const FINGERPRINT_KEY: &str = "ategnatos.fingerprint";
+
+/// `512x768` → `(512, 768)`.
+fn parse_size(text: &str) -> Option<(u32, u32)> {
+    let (w, h) = text.split_once('x')?;
+    Some((w.parse().ok()?, h.parse().ok()?))
+}
 
 impl LatentDataset {
     pub fn load(path: &Path) -> Result<Self, EngineError> {
@@ -83,6 +96,10 @@ impl LatentDataset {
                 input_ids,
                 caption: file.metadata.get(&format!("{i}.caption")).cloned(),
                 folder: file.metadata.get(&format!("{i}.folder")).cloned(),
+                image_size: file
+                    .metadata
+                    .get(&format!("{i}.size"))
+                    .and_then(|t| parse_size(t)),
             });
         }
         if samples.is_empty() {
@@ -111,6 +128,9 @@ impl LatentDataset {
             }
             if let Some(folder) = &s.folder {
                 metadata.insert(format!("{i}.folder"), folder.clone());
+            }
+            if let Some((w, h)) = s.image_size {
+                metadata.insert(format!("{i}.size"), format!("{w}x{h}"));
             }
             owned.push((
                 format!("{i}.latents"),
@@ -331,6 +351,7 @@ pub fn train<B: AutodiffBackend>(
         batch_size: t.batch_size,
     });
 
+    super::alloc::keep_freed_memory();
     let mut step = 0;
     for epoch in 1..=epochs {
         on_event(&TrainEvent::Epoch { epoch, epochs });
@@ -586,7 +607,14 @@ fn save<B: AutodiffBackend>(
         min_snr_gamma: t.min_snr_gamma,
         v_prediction: config.model.prediction == super::schedule::Prediction::VPrediction,
         resolution: (resolution, resolution),
-        bucket_step: config.data.bucket_step,
+        bucket_side_range: bucket_side_range(resolution, config.data.bucket_step),
+        bucket_info: BucketInfo::of(
+            dataset.samples.iter().map(|s| {
+                let [_, h, w] = s.shape;
+                ((w * 8, h * 8), s.image_size)
+            }),
+            config.data.repeats.max(1),
+        ),
         shuffle_caption: config.data.shuffle_caption,
         keep_tokens: config.data.keep_tokens,
         mixed_precision: "no",
