@@ -218,6 +218,13 @@ async fn a_project_trains_on_a_rented_gpu_over_ssh_and_comes_home() {
     assert!(!err, "{text}");
     assert!(text.contains("COMPLETE"), "{text}");
     let r = &view["result"];
+    assert!(
+        r["remote"]["last_seen"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("step {n} of {n}", n = r["run"]["total_steps"])),
+        "{r}"
+    );
     assert_eq!(r["resumed_at"], "the dry run on the instance", "{r}");
     assert_eq!(r["run"]["state"], "complete", "{r}");
     assert_eq!(r["run"]["backend"], "native", "{r}");
@@ -448,6 +455,16 @@ async fn a_remote_run_cancelled_before_it_trained_destroys_the_gpu() {
             && err.contains(&format!("ssh -p {} ", sshd.port))
             && err.contains("still bills"),
         "{err}"
+    );
+
+    // Where it stands, asked at home.
+    let (code, out, err) = ategnatos(&root, &vast, &ssh, &sshd.key, &["status", "fox"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "on its way on rented GPU `{id}`, at the dry run on the instance"
+        )) && out.contains("ategnatos cancel fox"),
+        "{out}"
     );
 
     // Not started on a second GPU while this one is on its way.

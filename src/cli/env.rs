@@ -180,6 +180,14 @@ pub struct StatusCmd {
 
 pub fn run_status(root: &Path, cmd: StatusCmd) -> Result<ExitCode, CliError> {
     let ws = open_workspace(root)?;
+    if let Ok(Some(remote)) = ategnatos::cloud::remote::unfinished(&ws, &cmd.project) {
+        if cmd.json {
+            print_json(&remote)?;
+        } else {
+            outln!("{}", remote.shell_summary());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let bar = Bar::new();
     let run = ategnatos::gates::training::training_status(
         &ws,

@@ -153,9 +153,51 @@ pub struct RemoteRun {
     /// How the instance ended (or why it was kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_end: Option<String>,
+    /// The training there as last seen: step, loss, time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<String>,
 }
 
 impl RemoteRun {
+    /// Where a trip that has not ended stands, and what to do about it.
+    pub fn plain_summary(&self) -> String {
+        self.summary_with(
+            &format!(
+                "launch_training with instance_id `{}` follows it",
+                self.instance_id
+            ),
+            "cancel_training",
+        )
+    }
+
+    /// [`RemoteRun::plain_summary`] with the commands of a shell.
+    pub fn shell_summary(&self) -> String {
+        self.summary_with(
+            &format!(
+                "`ategnatos cloud train {} --instance {}` follows it",
+                self.project, self.instance_id
+            ),
+            &format!("`ategnatos cancel {}`", self.project),
+        )
+    }
+
+    fn summary_with(&self, follow: &str, cancel: &str) -> String {
+        let at = Step::ALL
+            .iter()
+            .find(|s| !self.has(**s))
+            .map_or("its end", |s| s.words());
+        let seen = self
+            .last_seen
+            .as_ref()
+            .map(|l| format!(" Last seen: {l}."))
+            .unwrap_or_default();
+        format!(
+            "`{p}` is on its way on rented GPU `{i}`, at {at}.{seen} It bills while it is up. {follow} (and picks up where it stopped); {cancel} stops it, brings home what it saved and destroys the GPU.",
+            p = self.project,
+            i = self.instance_id
+        )
+    }
+
     fn has(&self, step: Step) -> bool {
         self.done.contains(&step)
     }
@@ -287,6 +329,7 @@ pub fn train_remote(
         reconnects: 0,
         brought_home: Vec::new(),
         instance_end: None,
+        last_seen: None,
     });
     let ssh = Ssh::new(
         endpoint,
@@ -792,6 +835,13 @@ impl Session<'_> {
                         .last_loss
                         .map(|l| format!(", loss {l:.4}"))
                         .unwrap_or_default();
+                    self.run.last_seen = Some(format!(
+                        "step {} of {}{loss}, at {}",
+                        r.steps_done,
+                        r.total_steps,
+                        clock::now_rfc3339()
+                    ));
+                    save(self.ws, &self.run)?;
                     self.progress.report(
                         r.steps_done,
                         Some(r.total_steps.max(1)),

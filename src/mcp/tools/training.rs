@@ -113,6 +113,10 @@ impl AtegnatosServer {
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
         let ws = self.shared().workspace.clone();
+        // A run on a rented GPU is followed by its trip, not here.
+        if let Ok(Some(remote)) = crate::cloud::remote::unfinished(&ws, &args.project) {
+            return reply::structured(&remote, remote.plain_summary());
+        }
         let Some(wait) = args.wait_seconds.filter(|w| *w > 0) else {
             return answer(
                 "training_status",
