@@ -12,6 +12,7 @@ use burn::tensor::{ElementConversion, Tensor};
 
 use super::config::{Architecture, EngineConfig};
 use super::model::LoraModel;
+use super::precision::{BasePrecision, cast_base_weights};
 use super::rng::SplitMix64;
 use super::schedule::NoiseSchedule;
 use super::train::{LatentDataset, LatentSample, batch_ids, step_loss};
@@ -26,6 +27,11 @@ pub struct BenchSpec {
     pub latent_size: usize,
     pub warmup_steps: usize,
     pub steps: usize,
+    /// The precision the frozen weights are held in.
+    pub base_precision: BasePrecision,
+    /// Informational: whether the caller's backend type checkpoints (the
+    /// backend is the type parameter of [`run_benchmark`]).
+    pub checkpointing: bool,
 }
 
 /// The measurement.
@@ -34,6 +40,10 @@ pub struct BenchResult {
     pub spec: BenchSpec,
     pub trainable_params: usize,
     pub step_times: Vec<Duration>,
+    /// The process's peak resident memory after the last step (building
+    /// the model included): meaningful when the process ran this one
+    /// benchmark.
+    pub peak_rss: Option<u64>,
 }
 
 impl BenchResult {
@@ -48,15 +58,18 @@ impl BenchResult {
 
     pub fn summary(&self) -> String {
         format!(
-            "arch={:?} batch={} rank={} latents={}x{} trainable={} steps={} mean={:.4} s/step",
+            "arch={:?} base={} checkpointing={} batch={} rank={} latents={}x{} trainable={} steps={} mean={:.4} s/step peak_rss={}",
             self.spec.arch,
+            self.spec.base_precision.kohya_name(),
+            self.spec.checkpointing,
             self.spec.batch,
             self.spec.rank,
             self.spec.latent_size,
             self.spec.latent_size,
             self.trainable_params,
             self.step_times.len(),
-            self.mean_seconds()
+            self.mean_seconds(),
+            megabytes(self.peak_rss),
         )
     }
 }
@@ -93,7 +106,8 @@ pub fn run_benchmark<B: AutodiffBackend>(spec: &BenchSpec, device: &B::Device) -
     let batch: Vec<usize> = (0..spec.batch).collect();
     let schedule = NoiseSchedule::sd15();
 
-    let mut model = LoraModel::<B>::init(arch, &config.network, device);
+    let model = LoraModel::<B>::init(arch, &config.network, device);
+    let mut model = cast_base_weights(model, spec.base_precision);
     let trainable = count_trainable(&model);
     let mut optim = AdamWConfig::new().init::<B, super::unet::UNet2DConditionModel<B>>();
     let mut times = Vec::with_capacity(spec.steps);
@@ -117,6 +131,7 @@ pub fn run_benchmark<B: AutodiffBackend>(spec: &BenchSpec, device: &B::Device) -
         spec: spec.clone(),
         trainable_params: trainable,
         step_times: times,
+        peak_rss: peak_resident_bytes(),
     }
 }
 
@@ -224,6 +239,8 @@ mod tests {
             latent_size: 8,
             warmup_steps: 1,
             steps: 2,
+            base_precision: BasePrecision::F32,
+            checkpointing: false,
         };
         let result = run_benchmark::<TestAutodiff>(&spec, &Default::default());
         assert_eq!(result.step_times.len(), 2);

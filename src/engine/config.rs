@@ -31,6 +31,7 @@ use super::EngineError;
 use super::clip::ClipConfig;
 use super::lora::LoraSpec;
 use super::optim::LrScheduleKind;
+use super::precision::BasePrecision;
 use super::schedule::Prediction;
 use super::unet::{LoraTargets, UNetConfig};
 use super::vae::VaeConfig;
@@ -224,6 +225,10 @@ pub struct TrainingSection {
     /// backward instead of keeping their outputs. Op-level, so it saves less
     /// than PyTorch's per-block checkpointing; matmuls and convs still cache.
     pub gradient_checkpointing: bool,
+    /// The precision the frozen linear and convolution weights are held in
+    /// (`f32`, `bf16`, `f16`); the LoRA, its optimizer state and the
+    /// arithmetic stay in f32 (see [`super::precision`]).
+    pub base_precision: BasePrecision,
 }
 
 impl Default for TrainingSection {
@@ -244,6 +249,7 @@ impl Default for TrainingSection {
             noise_offset: 0.0,
             shuffle: true,
             gradient_checkpointing: false,
+            base_precision: BasePrecision::F32,
         }
     }
 }

@@ -35,6 +35,7 @@ pub mod lora_file;
 pub mod model;
 pub mod nn;
 pub mod optim;
+pub mod precision;
 pub mod rng;
 pub mod safetensors_file;
 pub mod schedule;

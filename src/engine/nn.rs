@@ -9,11 +9,11 @@
 use burn::module::{Module, Param, ParamId};
 use burn::tensor::activation;
 use burn::tensor::backend::Backend;
-use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Distribution, Tensor};
 
 use super::lora::{ConvLora, LinearLora, LoraSpec};
+use super::precision::frozen_conv2d;
 
 /// A frozen parameter of uniform noise in ±`bound`: what a model is built
 /// with before its checkpoint is loaded (and what benchmarks run on). It is
@@ -104,7 +104,7 @@ fn frozen_linear<B: Backend, const D: usize>(
     weight: Tensor<B, 2>,
     bias: Option<Tensor<B, 1>>,
 ) -> Tensor<B, D> {
-    let out = x.matmul(weight.unsqueeze::<D>());
+    let out = super::precision::frozen_matmul(x, weight);
     match bias {
         None => out,
         Some(bias) => out + bias.unsqueeze::<D>(),
@@ -161,10 +161,10 @@ impl<B: Backend> Conv2d<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let bias = self.bias.as_ref().map(|b| b.val());
         match &self.lora {
-            None => conv2d(x, self.weight.val(), bias, self.options()),
+            None => frozen_conv2d(x, self.weight.val(), bias, self.options()),
             Some(lora) => {
                 let delta = lora.forward(x.clone()); // [batch, c_out, h', w']
-                conv2d(x, self.weight.val(), bias, self.options()) + delta
+                frozen_conv2d(x, self.weight.val(), bias, self.options()) + delta
             }
         }
     }

@@ -28,6 +28,7 @@ use super::kohya_metadata::{
 use super::lora_file::{Alphas, save_lora};
 use super::model::LoraModel;
 use super::optim::{Lion, LrSchedule, Prodigy, ProdigyConfig};
+use super::precision::cast_base_weights;
 use super::rng::SplitMix64;
 use super::safetensors_file::SafetensorsFile;
 use super::schedule::NoiseSchedule;
@@ -289,7 +290,7 @@ pub fn plan_steps(config: &EngineConfig, dataset: &LatentDataset) -> (usize, usi
 /// dry run). The model must hold loaded base weights.
 pub fn train<B: AutodiffBackend>(
     config: &EngineConfig,
-    mut model: LoraModel<B>,
+    model: LoraModel<B>,
     dataset: &LatentDataset,
     tokenizer: Option<&ClipTokenizer>,
     device: &B::Device,
@@ -297,6 +298,7 @@ pub fn train<B: AutodiffBackend>(
     on_event: &mut dyn FnMut(&TrainEvent),
 ) -> Result<(LoraModel<B>, TrainOutcome), EngineError> {
     let t = &config.training;
+    let mut model = cast_base_weights(model, t.base_precision);
     B::seed(device, t.seed);
     let mut rng = SplitMix64::new(t.seed);
     let schedule = NoiseSchedule::sd15();
@@ -617,7 +619,7 @@ fn save<B: AutodiffBackend>(
         ),
         shuffle_caption: config.data.shuffle_caption,
         keep_tokens: config.data.keep_tokens,
-        mixed_precision: "no",
+        mixed_precision: t.base_precision.kohya_name(),
         gradient_checkpointing: t.gradient_checkpointing,
         model: run.model.clone(),
         dataset_dirs: run.dataset_dirs.clone(),
