@@ -48,6 +48,8 @@ pub mod weights;
 #[cfg(test)]
 mod memory_tests;
 #[cfg(test)]
+mod precision_tests;
+#[cfg(test)]
 mod reference_tests;
 #[cfg(test)]
 mod test_files;

@@ -108,7 +108,8 @@ impl<B: Backend> ModuleMapper<B> for CastWeights {
         param.map(|tensor| {
             let device = tensor.device();
             let data = tensor.into_data().convert_dtype(dtype);
-            Tensor::from_data(data, &device).set_require_grad(false)
+            // without the dtype, from_data converts to the backend's default
+            Tensor::from_data(data, (&device, dtype)).set_require_grad(false)
         })
     }
 }
