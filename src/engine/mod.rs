@@ -36,6 +36,7 @@ pub mod model;
 pub mod nn;
 pub mod optim;
 pub mod precision;
+pub mod recompute;
 pub mod rng;
 pub mod safetensors_file;
 pub mod schedule;

@@ -353,11 +353,12 @@ fn on_inner<B: Backend, I: Backend, const D: usize, const W: usize>(
 
 /// Two tensors of one module are of one backend; this is never reached.
 #[allow(clippy::panic)]
-fn same_backend<T>() -> T {
+pub(crate) fn same_backend<T>() -> T {
     panic!("a frozen weight and its input are on different backends")
 }
 
-fn downcast<From: Any, To: Any>(value: From) -> Result<To, From> {
+/// `value` as a `To` when that is its type; `value` back when not.
+pub(crate) fn downcast<From: Any, To: Any>(value: From) -> Result<To, From> {
     let boxed: Box<dyn Any> = Box::new(value);
     match boxed.downcast::<To>() {
         Ok(to) => Ok(*to),

@@ -12,8 +12,6 @@ use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::Tensor;
 use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 
 use crate::engine::lora::LoraSpec;
 use crate::engine::nn::{LayerNorm, Linear};
@@ -57,7 +55,7 @@ impl<B: Backend> Attention<B> {
         let q = self.split_heads(self.to_q.forward(x)); // [batch, heads, seq, head_dim]
         let k = self.split_heads(self.to_k.forward(context.clone())); // [batch, heads, ctx, head_dim]
         let v = self.split_heads(self.to_v.forward(context)); // [batch, heads, ctx, head_dim]
-        let out = attention(q, k, v, None, None, AttentionModuleOptions::default());
+        let out = crate::engine::recompute::attention(q, k, v); // [batch, heads, seq, head_dim]
         let [batch, heads, seq, head_dim] = out.dims();
         let out = out.swap_dims(1, 2).reshape([batch, seq, heads * head_dim]); // [batch, seq, dim]
         self.to_out
