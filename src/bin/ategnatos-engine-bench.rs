@@ -12,7 +12,9 @@
 //! `ategnatos-engine-bench --arch sd15 --size 32 --batch 1 --rank 4 --compare`
 //! runs f32, bf16 base weights, gradient checkpointing, and both, round-robin,
 //! and prints seconds per step and the peak beside the f32 run's. One
-//! variant alone: `--base bf16` (`f32`, `bf16`, `f16`) and `--checkpointing`.
+//! variant alone: `--base bf16` (`f32`, `bf16`, `f16`) and `--checkpointing`;
+//! `--base bf16 --plain-cast` multiplies by a cast copy with burn's own ops
+//! instead (what the graph would keep without the engine's own product).
 //!
 //! Memory while loading a checkpoint:
 //! `ategnatos-engine-bench --memory --arch sd15 [--layout ldm] [--dtype f16]`
@@ -61,6 +63,10 @@ fn main() -> ExitCode {
         }
     };
     let checkpointing = args.iter().any(|a| a == "--checkpointing");
+    // what a plain `weight.cast(F32)` in the forward pass would keep
+    ategnatos::engine::precision::use_plain_cast_for_benchmark(
+        args.iter().any(|a| a == "--plain-cast"),
+    );
     let number = |flag: &str, default: &str| -> Option<usize> { value(flag, default).parse().ok() };
     let (Some(rank), Some(size), Some(steps), Some(warmup)) = (
         number("--rank", "16"),

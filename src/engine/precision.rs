@@ -18,6 +18,7 @@
 //! needs no gradient of its own, so that node keeps nothing else.
 
 use std::any::Any;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -28,7 +29,7 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::{conv_transpose2d, conv2d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions, FloatTensor};
-use burn::tensor::{DType, Tensor, TensorPrimitive};
+use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 use serde::{Deserialize, Serialize};
 
 /// The precision the frozen base weights are stored in (`[training]
@@ -127,6 +128,10 @@ pub fn frozen_matmul<B: Backend, const D: usize>(
         return x.matmul(weight.unsqueeze::<D>());
     }
     let op = FrozenOp::Matmul { dtype: x.dtype() };
+    if PLAIN_CAST.load(Ordering::Relaxed) {
+        let dtype = x.dtype();
+        return x.matmul(weight.cast(dtype).unsqueeze::<D>());
+    }
     match on_autodiff::<B, D, 2>(x, weight, &op) {
         Ok(out) => out,
         // no graph on this backend: the cast copy is freed after the product
@@ -149,13 +154,15 @@ pub fn frozen_conv2d<B: Backend>(
     if weight.dtype() == x.dtype() {
         return conv2d(x, weight, bias, options);
     }
-    let op = FrozenOp::Conv2d {
-        dtype: x.dtype(),
-        options,
-    };
-    let out = match on_autodiff::<B, 4, 4>(x, weight, &op) {
-        Ok(out) => out,
-        Err((x, weight)) => op.forward(x, weight),
+    let dtype = x.dtype();
+    let out = if PLAIN_CAST.load(Ordering::Relaxed) {
+        conv2d(x, weight.cast(dtype), None, options)
+    } else {
+        let op = FrozenOp::Conv2d { dtype, options };
+        match on_autodiff::<B, 4, 4>(x, weight, &op) {
+            Ok(out) => out,
+            Err((x, weight)) => op.forward(x, weight),
+        }
     };
     match bias {
         None => out,
@@ -187,10 +194,10 @@ impl FrozenOp {
         w: Tensor<I, W>,
     ) -> Tensor<I, D> {
         match self {
-            FrozenOp::Matmul { dtype } => x.matmul(w.cast(*dtype).unsqueeze::<D>()),
+            FrozenOp::Matmul { dtype } => x.matmul(widen(w, *dtype).unsqueeze::<D>()),
             FrozenOp::Conv2d { dtype, options } => {
                 let x = retype::<I, D, 4>(x);
-                let w = retype::<I, W, 4>(w.cast(*dtype));
+                let w = retype::<I, W, 4>(widen(w, *dtype));
                 retype::<I, 4, D>(conv2d(x, w, None, options.clone()))
             }
         }
@@ -206,10 +213,10 @@ impl FrozenOp {
     ) -> Tensor<I, D> {
         match self {
             FrozenOp::Matmul { dtype } => {
-                grad.matmul(w.cast(*dtype).transpose().unsqueeze::<D>())
+                grad.matmul(widen(w, *dtype).transpose().unsqueeze::<D>())
             }
             FrozenOp::Conv2d { dtype, options } => {
-                let w = retype::<I, W, 4>(w.cast(*dtype));
+                let w = retype::<I, W, 4>(widen(w, *dtype));
                 let grad = retype::<I, D, 4>(grad);
                 let [_, _, kh, kw] = w.dims();
                 let [_, _, out_h, out_w] = grad.dims();
@@ -228,6 +235,45 @@ impl FrozenOp {
             }
         }
     }
+}
+
+/// `w` in `dtype`. A half tensor read into f32 is one shift (bf16) or one
+/// table-free conversion (f16) per value; burn 0.21's flex cast goes
+/// through an f64 copy of the whole tensor, which made a bf16 step 45 %
+/// slower than f32 at 256 px (docs/engine.md).
+fn widen<I: Backend, const W: usize>(w: Tensor<I, W>, dtype: DType) -> Tensor<I, W> {
+    let from = w.dtype();
+    if from == dtype || dtype != DType::F32 || !matches!(from, DType::BF16 | DType::F16) {
+        return w.cast(dtype);
+    }
+    let device = w.device();
+    let shape = w.shape();
+    let data = w.into_data();
+    let values: Option<Vec<f32>> = match from {
+        DType::BF16 => data
+            .as_slice::<burn::tensor::bf16>()
+            .ok()
+            .map(|s| s.iter().map(|v| v.to_f32()).collect()),
+        _ => data
+            .as_slice::<burn::tensor::f16>()
+            .ok()
+            .map(|s| s.iter().map(|v| v.to_f32()).collect()),
+    };
+    match values {
+        Some(values) => Tensor::from_data(TensorData::new(values, shape), (&device, DType::F32)),
+        None => Tensor::<I, W>::from_data(data, &device).cast(dtype),
+    }
+}
+
+/// Benchmarks only: multiply by a cast copy with burn's own ops, as a plain
+/// `weight.cast(F32)` would, to measure what the graph then keeps.
+static PLAIN_CAST: AtomicBool = AtomicBool::new(false);
+
+/// Makes [`frozen_matmul`] and [`frozen_conv2d`] use burn's own cast and
+/// product (the graph keeps each cast copy), for the benchmark that shows
+/// why they do not. Not for training.
+pub fn use_plain_cast_for_benchmark(on: bool) {
+    PLAIN_CAST.store(on, Ordering::Relaxed);
 }
 
 /// The extra output padding a transposed convolution needs to give back the
