@@ -221,9 +221,12 @@ pub struct TrainingSection {
     pub noise_offset: f64,
     /// Shuffle the sample order every epoch.
     pub shuffle: bool,
-    /// burn's `BalancedCheckpointing`: recomputes cheap (memory-bound) ops in
-    /// backward instead of keeping their outputs. Op-level, so it saves less
-    /// than PyTorch's per-block checkpointing; matmuls and convs still cache.
+    /// Recompute instead of keep: every attention keeps only its q, k, v and
+    /// recomputes its scores in the backward pass ([`super::recompute`]),
+    /// and burn's `BalancedCheckpointing` recomputes the cheap element-wise
+    /// ops. Not PyTorch's whole-block checkpointing: the other activations
+    /// of a transformer block are still kept. At 512 px it lowers a step's
+    /// peak from 16.1 to 6.6 GB for 6 % more time (docs/engine.md).
     pub gradient_checkpointing: bool,
     /// The precision the frozen linear and convolution weights are held in
     /// (`f32`, `bf16`, `f16`); the LoRA, its optimizer state and the
