@@ -160,7 +160,10 @@ fn compare(args: &[String], rounds: &str) -> ExitCode {
         ("f32", &["--base", "f32"]),
         ("bf16 base", &["--base", "bf16"]),
         ("checkpointing", &["--base", "f32", "--checkpointing"]),
-        ("bf16 + checkpointing", &["--base", "bf16", "--checkpointing"]),
+        (
+            "bf16 + checkpointing",
+            &["--base", "bf16", "--checkpointing"],
+        ),
     ];
     let mut figures: Vec<Vec<(f64, f64)>> = vec![Vec::new(); variants.len()];
     for round in 0..rounds.max(1) {

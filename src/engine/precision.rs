@@ -89,7 +89,8 @@ struct CastWeights {
 
 impl<B: Backend> ModuleMapper<B> for CastWeights {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.push((name.to_string(), container_type.to_string()));
+        self.path
+            .push((name.to_string(), container_type.to_string()));
     }
 
     fn exit_module(&mut self, _: &str, _: &str) {
@@ -221,8 +222,22 @@ impl FrozenOp {
                 let [_, _, kh, kw] = w.dims();
                 let [_, _, out_h, out_w] = grad.dims();
                 let padding_out = [
-                    padding_out(kh, options.stride[0], options.padding[0], options.dilation[0], x_shape[2], out_h),
-                    padding_out(kw, options.stride[1], options.padding[1], options.dilation[1], x_shape[3], out_w),
+                    padding_out(
+                        kh,
+                        options.stride[0],
+                        options.padding[0],
+                        options.dilation[0],
+                        x_shape[2],
+                        out_h,
+                    ),
+                    padding_out(
+                        kw,
+                        options.stride[1],
+                        options.padding[1],
+                        options.dilation[1],
+                        x_shape[3],
+                        out_w,
+                    ),
                 ];
                 let transposed = ConvTransposeOptions::new(
                     options.stride,
@@ -361,7 +376,10 @@ fn on_autodiff<B: Backend, const D: usize, const W: usize>(
     weight: Tensor<B, W>,
     op: &FrozenOp,
 ) -> Result<Tensor<B, D>, (Tensor<B, D>, Tensor<B, W>)> {
-    let pair = (x.into_primitive().tensor(), weight.into_primitive().tensor());
+    let pair = (
+        x.into_primitive().tensor(),
+        weight.into_primitive().tensor(),
+    );
     let pair = match on_inner::<B, super::CpuBackend, D, W>(pair, op) {
         Ok(out) => return Ok(Tensor::from_primitive(TensorPrimitive::Float(out))),
         Err(pair) => pair,

@@ -17,9 +17,9 @@ use std::path::Path;
 
 use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
-use burn::tensor::backend::AutodiffBackend;
 use burn::module::{Module, ModuleMapper, Param};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{DType, Distribution, ElementConversion, Int, Tensor, TensorData};
 
 use super::config::{Architecture, EngineConfig};
@@ -35,20 +35,21 @@ use super::{CpuBackend, TestAutodiff, TestBackend};
 /// tensor before and after (as f32, by name).
 struct Run {
     losses: Vec<f32>,
-    lora: Vec<(String, Vec<f32>)>,
-    base_before: Vec<(String, Vec<f32>)>,
-    base_after: Vec<(String, Vec<f32>)>,
+    lora: Tensors,
+    base_before: Tensors,
+    base_after: Tensors,
     /// The fresh LoRA, before any step.
-    lora_before: Vec<(String, Vec<f32>)>,
+    lora_before: Tensors,
 }
+
+/// Tensors by name, as f32 values.
+type Tensors = Vec<(String, Vec<f32>)>;
 
 fn values(data: TensorData) -> Vec<f32> {
     data.convert::<f32>().to_vec::<f32>().unwrap()
 }
 
-fn split<B: burn::tensor::backend::Backend>(
-    model: &LoraModel<B>,
-) -> (Vec<(String, Vec<f32>)>, Vec<(String, Vec<f32>)>) {
+fn split<B: burn::tensor::backend::Backend>(model: &LoraModel<B>) -> (Tensors, Tensors) {
     let (lora, base): (Vec<_>, Vec<_>) = named_tensors(model)
         .into_iter()
         .map(|(name, data, _)| (name, values(data)))
@@ -115,7 +116,11 @@ fn loss<B: AutodiffBackend>(
     let schedule = super::schedule::NoiseSchedule::sd15();
     let mut rng = SplitMix64::new(1000 + step as u64);
     let n = data.samples.len();
-    let latents: Vec<f32> = data.samples.iter().flat_map(|s| s.latents.clone()).collect();
+    let latents: Vec<f32> = data
+        .samples
+        .iter()
+        .flat_map(|s| s.latents.clone())
+        .collect();
     let latents = Tensor::<B, 4>::from_data(TensorData::new(latents, [n, 4, 8, 8]), device);
     let noise: Vec<f32> = (0..n * 4 * 8 * 8)
         .map(|_| (rng.below(2001) as f32 / 1000.0) - 1.0)
@@ -123,7 +128,11 @@ fn loss<B: AutodiffBackend>(
     let noise = Tensor::<B, 4>::from_data(TensorData::new(noise, [n, 4, 8, 8]), device);
     let timesteps: Vec<usize> = (0..n).map(|_| rng.below(1000)).collect();
     let noisy = schedule.add_noise(latents, noise.clone(), &timesteps);
-    let ids: Vec<i64> = data.samples.iter().flat_map(|s| s.input_ids.clone()).collect();
+    let ids: Vec<i64> = data
+        .samples
+        .iter()
+        .flat_map(|s| s.input_ids.clone())
+        .collect();
     let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [n, 8]), device);
     let context = model.text_encoder.forward(ids, 1);
     let t: Vec<f32> = timesteps.iter().map(|&t| t as f32).collect();
@@ -242,7 +251,10 @@ fn half_precision_base_weights_train_like_f32_and_stay_frozen() {
             half.losses,
             f32_run.losses
         );
-        assert!(lora_err < lora_tol, "{base:?}: the LoRA moved {lora_err} away from f32's");
+        assert!(
+            lora_err < lora_tol,
+            "{base:?}: the LoRA moved {lora_err} away from f32's"
+        );
         // the run's base weights are the checkpoint's in half precision
         base_is_frozen(&half);
         let rounded = half
@@ -264,8 +276,16 @@ fn gradient_checkpointing_trains_like_f32() {
         run::<Autodiff<CpuBackend, BalancedCheckpointing>>(&checkpoint, BasePrecision::F32);
     let loss_err = max_loss_error(&checkpointed, &plain);
     let lora_err = lora_change_error(&checkpointed, &plain);
-    assert!(loss_err < 1e-6, "losses {:?} against {:?}", checkpointed.losses, plain.losses);
-    assert!(lora_err < 1e-5, "the LoRA moved {lora_err} away from the plain run's");
+    assert!(
+        loss_err < 1e-6,
+        "losses {:?} against {:?}",
+        checkpointed.losses,
+        plain.losses
+    );
+    assert!(
+        lora_err < 1e-5,
+        "the LoRA moved {lora_err} away from the plain run's"
+    );
     base_is_frozen(&checkpointed);
 
     // and both at once, against the bf16 run without checkpointing
@@ -283,8 +303,8 @@ fn gradient_checkpointing_trains_like_f32() {
 #[test]
 fn half_weight_products_give_the_f32_gradients() {
     let device = Default::default();
-    let w = Tensor::<TestBackend, 2>::random([6, 5], Distribution::Default, &device)
-        .cast(DType::BF16);
+    let w =
+        Tensor::<TestBackend, 2>::random([6, 5], Distribution::Default, &device).cast(DType::BF16);
     let w32 = w.clone().cast(DType::F32);
     let x = Tensor::<TestBackend, 3>::random([2, 3, 6], Distribution::Default, &device);
     let grad_of = |weight: Tensor<TestBackend, 2>| {
@@ -299,10 +319,15 @@ fn half_weight_products_give_the_f32_gradients() {
     got.assert_approx_eq::<f32>(&expected, burn::tensor::Tolerance::absolute(1e-5));
 
     for (stride, padding, kernel, side) in [(1, 1, 3, 6), (2, 1, 3, 7), (1, 0, 1, 5)] {
-        let w = Tensor::<TestBackend, 4>::random([4, 3, kernel, kernel], Distribution::Default, &device)
-            .cast(DType::F16);
+        let w = Tensor::<TestBackend, 4>::random(
+            [4, 3, kernel, kernel],
+            Distribution::Default,
+            &device,
+        )
+        .cast(DType::F16);
         let w32 = w.clone().cast(DType::F32);
-        let x = Tensor::<TestBackend, 4>::random([2, 3, side, side], Distribution::Default, &device);
+        let x =
+            Tensor::<TestBackend, 4>::random([2, 3, side, side], Distribution::Default, &device);
         let options = burn::tensor::ops::ConvOptions::new([stride; 2], [padding; 2], [1, 1], 1);
         let bias = Tensor::<TestBackend, 1>::random([4], Distribution::Default, &device);
         let grad_of = |weight: Tensor<TestBackend, 4>| {
@@ -367,8 +392,8 @@ fn the_config_takes_a_base_precision_and_refuses_others() {
     }
     let err = EngineConfig::parse(&text("fp8")).unwrap_err();
     assert!(err.contains("fp8") && err.contains("bf16"), "{err}");
-    let default = EngineConfig::parse(&text("f32").replace("base_precision = \"f32\"\n", ""))
-        .unwrap();
+    let default =
+        EngineConfig::parse(&text("f32").replace("base_precision = \"f32\"\n", "")).unwrap();
     assert_eq!(default.training.base_precision, BasePrecision::F32);
 }
 

@@ -206,10 +206,7 @@ mod tests {
         let grads = (out.clone() * Tensor::from_inner(weight.clone()))
             .sum()
             .backward();
-        (
-            out.inner(),
-            [q, k, v].map(|t| t.grad(&grads).unwrap()),
-        )
+        (out.inner(), [q, k, v].map(|t| t.grad(&grads).unwrap()))
     }
 
     fn inputs(seq: usize, ctx: usize) -> ([Tensor<TestBackend, 4>; 3], Tensor<TestBackend, 4>) {
@@ -218,7 +215,11 @@ mod tests {
             Tensor::<TestBackend, 4>::random(shape, Distribution::Normal(0.0, 1.0), &device)
         };
         (
-            [random([2, 3, seq, 8]), random([2, 3, ctx, 8]), random([2, 3, ctx, 8])],
+            [
+                random([2, 3, seq, 8]),
+                random([2, 3, ctx, 8]),
+                random([2, 3, ctx, 8]),
+            ],
             random([2, 3, seq, 8]),
         )
     }
