@@ -60,14 +60,21 @@ pub enum Architecture {
     /// checkpoint has, in a file of a few hundred kilobytes, for tests and
     /// for a dry run of the whole path on a CPU.
     Sd15Toy,
+    /// Stable Diffusion XL 1.0 (and its fine-tunes: Pony, Illustrious, …).
+    Sdxl,
+    /// SDXL's block layout (three stages, 2 and 3 transformer blocks, two
+    /// text encoders, the size conditioning) at toy widths.
+    SdxlToy,
 }
 
 impl Architecture {
     /// Every architecture, by the name the config uses.
-    pub const ALL: [(Architecture, &'static str); 3] = [
+    pub const ALL: [(Architecture, &'static str); 5] = [
         (Architecture::Sd15, "sd15"),
         (Architecture::Tiny, "tiny"),
         (Architecture::Sd15Toy, "sd15_toy"),
+        (Architecture::Sdxl, "sdxl"),
+        (Architecture::SdxlToy, "sdxl_toy"),
     ];
 
     /// The name the config uses (`architecture = "sd15"`).
@@ -88,7 +95,14 @@ impl Architecture {
     pub fn family_name(self) -> &'static str {
         match self {
             Architecture::Sd15 | Architecture::Tiny | Architecture::Sd15Toy => "SD1.5",
+            Architecture::Sdxl | Architecture::SdxlToy => "SDXL",
         }
+    }
+
+    /// Whether this is an SDXL-shaped model (two text encoders, the size
+    /// conditioning, kohya's SDXL LoRA names).
+    pub fn is_sdxl(self) -> bool {
+        matches!(self, Architecture::Sdxl | Architecture::SdxlToy)
     }
 
     pub fn unet(self) -> UNetConfig {
@@ -96,12 +110,25 @@ impl Architecture {
             Architecture::Sd15 => UNetConfig::sd15(),
             Architecture::Tiny => UNetConfig::tiny(),
             Architecture::Sd15Toy => UNetConfig::sd15_toy(),
+            Architecture::Sdxl => UNetConfig::sdxl(),
+            Architecture::SdxlToy => UNetConfig::sdxl_toy(),
         }
     }
+    /// The (first) text encoder: CLIP ViT-L in both families.
     pub fn clip(self) -> ClipConfig {
         match self {
-            Architecture::Sd15 => ClipConfig::sd15(),
-            Architecture::Tiny | Architecture::Sd15Toy => ClipConfig::tiny(),
+            Architecture::Sd15 | Architecture::Sdxl => ClipConfig::sd15(),
+            Architecture::Tiny | Architecture::Sd15Toy | Architecture::SdxlToy => {
+                ClipConfig::tiny()
+            }
+        }
+    }
+    /// SDXL's second text encoder (OpenCLIP ViT-bigG with its projection).
+    pub fn clip2(self) -> Option<ClipConfig> {
+        match self {
+            Architecture::Sdxl => Some(ClipConfig::sdxl_bigg()),
+            Architecture::SdxlToy => Some(ClipConfig::tiny_bigg()),
+            _ => None,
         }
     }
     pub fn vae(self) -> VaeConfig {
@@ -109,6 +136,11 @@ impl Architecture {
             Architecture::Sd15 => VaeConfig::sd15(),
             Architecture::Tiny => VaeConfig::tiny(),
             Architecture::Sd15Toy => VaeConfig::sd15_toy(),
+            Architecture::Sdxl => VaeConfig::sdxl(),
+            Architecture::SdxlToy => VaeConfig {
+                scaling_factor: VaeConfig::sdxl().scaling_factor,
+                ..VaeConfig::sd15_toy()
+            },
         }
     }
 }

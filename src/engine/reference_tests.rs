@@ -584,6 +584,7 @@ fn unet_output_matches_diffusers() {
                 float_tensor(&inputs.latents),
                 Tensor::from_data(TensorData::from(inputs.timesteps.as_slice()), &device),
                 float_tensor(&inputs.context),
+                None,
             );
             assert_matches(&variant, "unet.sample", what, out);
         }

@@ -306,9 +306,10 @@ fn eval_loss<B: burn::tensor::backend::Backend>(
                 device,
             );
             let ctx = model.text_encoder.forward(ids, 1);
-            let pred = model
-                .unet
-                .forward(noisy, Tensor::from_floats([t as f32], device), ctx);
+            let pred =
+                model
+                    .unet
+                    .forward(noisy, Tensor::from_floats([t as f32], device), ctx, None);
             let loss: f32 = (pred - noise.clone())
                 .powi_scalar(2)
                 .mean()
@@ -389,7 +390,9 @@ fn training_lowers_the_loss_keeps_the_base_and_the_lora_reloads() {
     let t = Tensor::<TestBackend, 1>::from_floats([321.0], &device);
     let run = |m: &LoraModel<TestBackend>| {
         let ctx = m.text_encoder.forward(ids.clone(), 1);
-        m.unet.forward(latents.clone(), t.clone(), ctx).into_data()
+        m.unet
+            .forward(latents.clone(), t.clone(), ctx, None)
+            .into_data()
     };
     let plain_network = super::config::NetworkSection {
         conv_rank: 0,
@@ -401,7 +404,13 @@ fn training_lowers_the_loss_keeps_the_base_and_the_lora_reloads() {
         let (fresh, _) = fresh
             .load_base(&ckpt, Architecture::Tiny, &device, &mut |_, _| {})
             .unwrap();
-        let (m, report) = load_lora(fresh, &saved, alphas, strength, &device);
+        let (m, report) = load_lora(
+            fresh,
+            &saved,
+            (alphas, Architecture::Tiny),
+            strength,
+            &device,
+        );
         assert!(report.is_complete(), "{}", report.summary());
         m
     };
@@ -439,6 +448,7 @@ fn training_lowers_the_loss_keeps_the_base_and_the_lora_reloads() {
     let bare = LoraModel {
         unet: bare_unet,
         text_encoder: bare_te,
+        text_encoder_2: None,
     };
     assert_eq!(
         run(&reload(0.0)),
@@ -636,6 +646,7 @@ fn every_sd15_lora_key_is_one_comfyui_loads() {
                 linear: 1.0,
                 conv: 1.0,
             },
+            Architecture::Sd15,
         );
         let mut modules = BTreeSet::new();
         for t in &tensors {
@@ -685,10 +696,13 @@ fn saved_files_use_kohya_layouts_and_dtypes() {
     save_lora(
         &path,
         &model,
-        Alphas {
-            linear: 2.0,
-            conv: 1.0,
-        },
+        (
+            Alphas {
+                linear: 2.0,
+                conv: 1.0,
+            },
+            Architecture::Tiny,
+        ),
         &meta,
         SavePrecision::Fp16,
     )
