@@ -680,6 +680,145 @@ fn every_sd15_lora_key_is_one_comfyui_loads() {
     }
 }
 
+/// ComfyUI's SDXL LoRA key map, re-derived from SDXL's published layout
+/// (the SGM UNet ComfyUI runs: `lora_unet_` plus every weight's key with `.`
+/// → `_`; `lora_te1_` / `lora_te2_` for CLIP-L and OpenCLIP-G's layers) as
+/// an independent oracle.
+fn comfyui_sdxl_lora_names() -> BTreeSet<String> {
+    let resnet = [
+        "in_layers_0",
+        "in_layers_2",
+        "emb_layers_1",
+        "out_layers_0",
+        "out_layers_3",
+        "skip_connection",
+    ];
+    let block = [
+        "norm1",
+        "norm2",
+        "norm3",
+        "attn1_to_q",
+        "attn1_to_k",
+        "attn1_to_v",
+        "attn1_to_out_0",
+        "attn2_to_q",
+        "attn2_to_k",
+        "attn2_to_v",
+        "attn2_to_out_0",
+        "ff_net_0_proj",
+        "ff_net_2",
+    ];
+    let mut names = BTreeSet::new();
+    let mut transformer = |at: String, depth: usize| {
+        for part in ["norm", "proj_in", "proj_out"] {
+            names.insert(format!("lora_unet_{at}_{part}"));
+        }
+        for b in 0..depth {
+            for item in block {
+                names.insert(format!("lora_unet_{at}_transformer_blocks_{b}_{item}"));
+            }
+        }
+    };
+    // input_blocks: 1, 2 (320, no attention), 4, 5 (640, 2 blocks), 7, 8 (1280, 10 blocks)
+    for (n, depth) in [(4, 2), (5, 2), (7, 10), (8, 10)] {
+        transformer(format!("input_blocks_{n}_1"), depth);
+    }
+    transformer("middle_block_1".into(), 10);
+    // output_blocks: 0–2 (1280, 10 blocks), 3–5 (640, 2 blocks), 6–8 (320)
+    for n in 0..6 {
+        transformer(format!("output_blocks_{n}_1"), if n < 3 { 10 } else { 2 });
+    }
+    let mut resnets: Vec<String> = [1, 2, 4, 5, 7, 8]
+        .iter()
+        .map(|n| format!("input_blocks_{n}_0"))
+        .collect();
+    resnets.extend(["middle_block_0".to_string(), "middle_block_2".to_string()]);
+    resnets.extend((0..9).map(|n| format!("output_blocks_{n}_0")));
+    for r in resnets {
+        for inner in resnet {
+            names.insert(format!("lora_unet_{r}_{inner}"));
+        }
+    }
+    for m in [
+        "input_blocks_0_0",
+        "input_blocks_3_0_op",
+        "input_blocks_6_0_op",
+        "output_blocks_2_2_conv",
+        "output_blocks_5_2_conv",
+        "time_embed_0",
+        "time_embed_2",
+        "label_emb_0_0",
+        "label_emb_0_2",
+        "out_0",
+        "out_2",
+    ] {
+        names.insert(format!("lora_unet_{m}"));
+    }
+    for (prefix, layers) in [("lora_te1", 12), ("lora_te2", 32)] {
+        for b in 0..layers {
+            for c in [
+                "self_attn_q_proj",
+                "self_attn_k_proj",
+                "self_attn_v_proj",
+                "self_attn_out_proj",
+                "mlp_fc1",
+                "mlp_fc2",
+            ] {
+                names.insert(format!("{prefix}_text_model_encoder_layers_{b}_{c}"));
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn every_sdxl_lora_key_is_one_comfyui_loads_and_kohyas_counts_hold() {
+    let device = Default::default();
+    let comfy = comfyui_sdxl_lora_names();
+    // LoCon adds 17 resnets × (conv1, conv2, time_emb_proj) + 11 shortcuts + 2 down- and 2 upsamplers
+    for (conv_rank, unet_modules) in [(0usize, 722usize), (4, 722 + 66)] {
+        let network = super::config::NetworkSection {
+            rank: 4,
+            alpha: 1.0,
+            dropout: 0.0,
+            conv_rank,
+            conv_alpha: 1.0,
+            train_text_encoder: true,
+        };
+        // base weights stay lazy: only the adapters are allocated
+        let model = LoraModel::<TestBackend>::init(Architecture::Sdxl, &network, &device);
+        let tensors = kohya_tensors(
+            &model,
+            Alphas {
+                linear: 1.0,
+                conv: 1.0,
+            },
+            Architecture::Sdxl,
+        );
+        let modules: BTreeSet<String> = tensors
+            .iter()
+            .filter_map(|t| t.name.strip_suffix(".lora_down.weight"))
+            .map(str::to_string)
+            .collect();
+        assert_eq!(tensors.len(), modules.len() * 3, "down, up and alpha each");
+        let unmapped: Vec<_> = modules.iter().filter(|m| !comfy.contains(*m)).collect();
+        assert!(
+            unmapped.is_empty(),
+            "{} of {} modules unknown to ComfyUI: {:?}",
+            unmapped.len(),
+            modules.len(),
+            &unmapped[..unmapped.len().min(10)]
+        );
+        let count = |p: &str| modules.iter().filter(|m| m.starts_with(p)).count();
+        // kohya's sdxl_train_network.py logs "create LoRA for Text Encoder 1:
+        // 72 modules", "Text Encoder 2: 192 modules", "U-Net: 722 modules"
+        assert_eq!(
+            (count("lora_unet_"), count("lora_te1_"), count("lora_te2_")),
+            (unet_modules, 72, 192)
+        );
+    }
+}
+
 #[test]
 fn saved_files_use_kohya_layouts_and_dtypes() {
     let dir = tempfile::tempdir().unwrap();
