@@ -1130,7 +1130,7 @@ fn a_generated_native_config_caches_the_pictures_and_trains() {
 }
 
 #[test]
-fn a_single_file_checkpoint_without_a_vocabulary_is_refused_with_a_way_out() {
+fn a_single_file_checkpoint_without_a_vocabulary_uses_clips_own_or_is_refused_with_a_way_out() {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("sd15.safetensors");
     write_ldm(&ckpt, &tiny_base());
@@ -1158,6 +1158,25 @@ fn a_single_file_checkpoint_without_a_vocabulary_is_refused_with_a_way_out() {
         }
         other => panic!("expected NoTokenizer: {other:?}"),
     }
+    // A full-size model falls back to CLIP's own vocabulary, built in:
+    // SD1.5 and SDXL read prompts with it.
+    for arch in [Architecture::Sd15, Architecture::Sdxl] {
+        let mut full = config.clone();
+        full.model.architecture = arch;
+        let (tokenizer, from) = super::data::open_tokenizer_in(&full, Some(&empty_home)).unwrap();
+        assert_eq!(from, None);
+        let clip = crate::clip_bpe::clip().unwrap();
+        assert_eq!(
+            tokenizer.encode("zkfox, a fox in the snow"),
+            clip.encode("zkfox, a fox in the snow")
+        );
+        assert_eq!((tokenizer.bos, tokenizer.eos), (49406, 49407));
+    }
+    // The tiny model's vocabulary is its own: no fallback.
+    assert!(matches!(
+        super::data::open_tokenizer_in(&config, Some(&empty_home)),
+        Err(EngineError::NoTokenizer { .. })
+    ));
     // Pointing `data.tokenizer` at the files works.
     write_tiny_tokenizer(&dir.path().join("clip"));
     config.data.tokenizer = Some(dir.path().join("clip"));
