@@ -194,12 +194,9 @@ pub fn fingerprint(config: &EngineConfig, items: &[CacheItem], tokenizer: Option
                 .join(Component::Vae.diffusers_file()),
         );
     }
-    match tokenizer {
-        Some(dir) => {
-            stamp(&dir.join("vocab.json"));
-            stamp(&dir.join("merges.txt"));
-        }
-        None => {} // hashed above
+    if let Some(dir) = tokenizer {
+        stamp(&dir.join("vocab.json"));
+        stamp(&dir.join("merges.txt"));
     }
     for item in items {
         stamp(&item.image);

@@ -324,7 +324,8 @@ fn file_tensors<'a>(
     layout: Layout,
     arch: Architecture,
 ) -> Vec<FileTensor<'a>> {
-    let mut out: BTreeMap<String, (FileTensor<'a>, Vec<(usize, &'a BaseTensor)>)> = BTreeMap::new();
+    type Parts<'a> = Vec<(usize, &'a BaseTensor)>;
+    let mut out: BTreeMap<String, (FileTensor<'a>, Parts<'a>)> = BTreeMap::new();
     for t in list {
         let (name, shape, part) = stored_as(t, layout, arch);
         let entry = out.entry(name.clone()).or_insert_with(|| {

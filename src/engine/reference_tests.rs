@@ -331,7 +331,8 @@ impl Variant {
         if let Some(clip2) = self.clip2() {
             // OpenCLIP's layout: q, k and v stacked in one tensor, the
             // projection transposed
-            let mut fused: BTreeMap<String, Vec<(usize, Vec<usize>, Vec<f32>)>> = BTreeMap::new();
+            type Part = (usize, Vec<usize>, Vec<f32>);
+            let mut fused: BTreeMap<String, Vec<Part>> = BTreeMap::new();
             for (k, (shape, values)) in reference_weights(&clip2, s) {
                 let (key, part) = ldm::to_open_clip(&k).unwrap();
                 fused
