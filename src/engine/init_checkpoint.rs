@@ -475,6 +475,23 @@ mod tests {
     }
 
     #[test]
+    fn sdxl_has_the_published_tensor_counts_and_sizes() {
+        // SDXL 1.0's UNet: 1680 tensors, 2,567,463,684 parameters; CLIP
+        // ViT-L: 196 tensors, 123,060,480; OpenCLIP ViT-bigG with its
+        // projection: 517 tensors, 694,659,840 (diffusers / transformers
+        // state dicts, no position_ids buffer).
+        let all = base_tensors(Architecture::Sdxl);
+        let of = |c| {
+            let tensors: Vec<&BaseTensor> = all.iter().filter(|t| t.component == c).collect();
+            let params: usize = tensors.iter().map(|t| t.numel()).sum();
+            (tensors.len(), params)
+        };
+        assert_eq!(of(Component::Unet), (1680, 2_567_463_684));
+        assert_eq!(of(Component::TextEncoder), (196, 123_060_480));
+        assert_eq!(of(Component::TextEncoder2), (517, 694_659_840));
+    }
+
+    #[test]
     fn sd15_has_the_published_tensor_count_and_size() {
         // SD1.5's UNet: 686 tensors, 859.5 M parameters; CLIP ViT-L's text
         // tower: 196 tensors (no position_ids buffer).
