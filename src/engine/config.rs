@@ -440,6 +440,12 @@ impl EngineConfig {
         if self.model.clip_skip == 0 {
             return Err("`model.clip_skip` starts at 1 (the last layer)".into());
         }
+        if self.model.architecture.is_sdxl() && self.model.clip_skip != 1 {
+            return Err(format!(
+                "`model.clip_skip` {} does nothing for SDXL: it always reads both text encoders' second-to-last layer, as it was trained; leave clip_skip at 1",
+                self.model.clip_skip
+            ));
+        }
         if self.output.name.is_empty()
             || !self
                 .output

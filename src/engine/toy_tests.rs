@@ -308,6 +308,12 @@ fn the_sdxl_shaped_toy_trains_from_both_layouts_and_its_lora_has_kohyas_sdxl_nam
             get("modelspec.architecture"),
             "stable-diffusion-xl-v1-base/lora"
         );
+        assert_eq!(
+            get("modelspec.implementation"),
+            "https://github.com/Stability-AI/generative-models"
+        );
+        assert_eq!(get("ss_v2"), "False");
+        assert_eq!(get("modelspec.resolution"), "256x256");
         let modules: std::collections::BTreeSet<String> = lora
             .keys()
             .filter_map(|k| k.strip_suffix(".lora_down.weight"))
@@ -342,4 +348,18 @@ fn the_sdxl_shaped_toy_trains_from_both_layouts_and_its_lora_has_kohyas_sdxl_nam
         modules_by_layout[0], modules_by_layout[1],
         "both layouts train the same modules"
     );
+    // clip_skip has no meaning for SDXL: refused, not silently ignored
+    let config = write_config_for(
+        &dir.path().join("ldm"),
+        &dir.path().join("ldm/models/toy-sdxl.safetensors"),
+        &pics,
+        "sdxl_toy",
+        "",
+    );
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[network]", "clip_skip = 2\n[network]");
+    std::fs::write(&config, text).unwrap();
+    let err = run_train(&config, false, &mut Vec::new()).unwrap_err();
+    assert!(err.to_string().contains("clip_skip"), "{err}");
 }
