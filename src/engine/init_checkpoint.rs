@@ -176,15 +176,7 @@ impl<'a> FileTensor<'a> {
             self.transposed,
             self.parts.first().map(|t| t.shape.as_slice()),
         ) {
-            (true, Some(&[r, c])) => {
-                let mut t = vec![0f32; values.len()];
-                for a in 0..r {
-                    for b in 0..c {
-                        t[b * r + a] = values[a * c + b];
-                    }
-                }
-                t
-            }
+            (true, Some(&[r, c])) => super::weights::transposed(&values, r, c),
             _ => values,
         }
     }

@@ -349,13 +349,7 @@ impl Variant {
                 }
                 if key == "text_projection" {
                     let (r, c) = (shape[0], shape[1]);
-                    let mut t = vec![0f32; values.len()];
-                    for a in 0..r {
-                        for b in 0..c {
-                            t[b * r + a] = values[a * c + b];
-                        }
-                    }
-                    values = t;
+                    values = super::weights::transposed(&values, r, c);
                     shape = vec![c, r];
                 }
                 raw.insert(

@@ -274,16 +274,7 @@ impl Source {
         }
         if self.transposed && file.len() == 2 {
             let shape = self.shape(file);
-            let (r, c) = (shape[1], shape[0]); // the file's rows and columns
-            let mut t = vec![0f32; values.len()];
-            for a in 0..r {
-                for b in 0..c {
-                    if let (Some(v), Some(slot)) = (values.get(a * c + b), t.get_mut(b * r + a)) {
-                        *slot = *v;
-                    }
-                }
-            }
-            values = t;
+            values = transposed(&values, shape[1], shape[0]); // the file's rows, columns
         }
         values
     }
@@ -614,13 +605,7 @@ impl<B: Backend> Loader<'_, B> {
         let data = if linear {
             // PyTorch [out, in] (or [out, in, 1, 1]) → burn [in, out]
             let (i, o) = (expected[0], expected[1]);
-            let mut t = vec![0f32; values.len()];
-            for r in 0..o {
-                for c in 0..i {
-                    t[c * o + r] = values[r * i + c];
-                }
-            }
-            TensorData::new(t, [i, o])
+            TensorData::new(transposed(&values, o, i), [i, o])
         } else {
             TensorData::new(values, expected.to_vec())
         };
@@ -711,4 +696,16 @@ pub fn named_tensors<B: Backend, M: Module<B>>(module: &M) -> Vec<(String, Tenso
 /// of the checkpoint key, so key walkers skip it.
 pub(crate) fn is_variant(container_type: &str) -> bool {
     container_type.starts_with("Enum:")
+}
+
+/// A row-major `rows × cols` matrix transposed (`cols × rows`); values
+/// beyond `rows × cols` are dropped, missing ones read as 0.
+pub(crate) fn transposed(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0f32; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = values.get(r * cols + c).copied().unwrap_or(0.0);
+        }
+    }
+    t
 }
