@@ -12,7 +12,7 @@ polling `nvidia-smi` for each process's GPU memory (the same yardstick for
 both; torch's own peak allocation is printed too). Cases:
 
     sd15   512 px  (64x64 latents)  batch 1 and 4, rank 16
-    sdxl  1024 px (128x128 latents) batch 1 and 4, rank 16   (when the engine has SDXL)
+    sdxl  1024 px (128x128 latents) batch 1 and 4, rank 16
 
 Needs: the NVIDIA driver, a CUDA toolkit's NVRTC for burn's kernels, Rust,
 and a Python with torch (CUDA build), diffusers, transformers and peft.
@@ -81,8 +81,8 @@ def main():
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--cases", default="sd15",
-                        help="sd15, and sdxl once the engine has it (issue 20, part 7)")
+    parser.add_argument("--cases", default="sd15,sdxl",
+                        help="which of sd15, sdxl to run (comma-separated)")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds per command")
     parser.add_argument("--no-build", action="store_true")
     args = parser.parse_args()

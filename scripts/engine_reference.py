@@ -22,9 +22,11 @@ writes them out for this script, one folder per variant:
                                             file, named by our ldm tables
 
 The variants are `tiny` (the tiny test configs), `tiny-small-activations`
-(the same, with the residual streams near 1e-3 so the norms' eps matter) and
-`sd15-shaped` (SD1.5's block layout at toy widths); src/engine/
-reference_tests.rs says why each exists. The JSON holds only outputs, so
+(the same, with the residual streams near 1e-3 so the norms' eps matter),
+`sd15-shaped` (SD1.5's block layout at toy widths) and `sdxl-shaped`
+(SDXL's, with both text encoders: CLIPTextModel and
+CLIPTextModelWithProjection); src/engine/reference_tests.rs says why each
+exists. The JSON holds only outputs, so
 regenerating it means running both steps:
 
     # 1. the weights, inputs and configs, written by Rust
@@ -75,12 +77,27 @@ from safetensors.torch import load_file
 import diffusers
 import transformers
 from diffusers import AutoencoderKL, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 
 def unet_model(cfg):
     """diffusers' UNet2DConditionModel for our `UNetConfig`."""
     attn = cfg["down_block_attention"]
+    sdxl = {}
+    if cfg.get("addition_time_embed_dim"):
+        sdxl = dict(
+            addition_embed_type="text_time",
+            addition_time_embed_dim=cfg["addition_time_embed_dim"],
+            projection_class_embeddings_input_dim=6 * cfg["addition_time_embed_dim"]
+            + cfg["pooled_dim"],
+        )
+    if cfg.get("head_channels"):
+        # SDXL's config lists heads per stage (5, 10, 20): 64-channel heads
+        heads = tuple(c // cfg["head_channels"] for c in cfg["block_out_channels"])
+    else:
+        # SD1.5's config says `attention_head_dim: 8` and means 8 heads;
+        # diffusers keeps that reading for old configs, and so do we.
+        heads = cfg["heads"]
     return UNet2DConditionModel(
         sample_size=8,
         in_channels=cfg["in_channels"],
@@ -105,31 +122,36 @@ def unet_model(cfg):
         norm_eps=cfg["norm_eps"],
         cross_attention_dim=cfg["cross_attention_dim"],
         transformer_layers_per_block=cfg["transformer_depth"],
-        # SD1.5's config says `attention_head_dim: 8` and means 8 heads;
-        # diffusers keeps that reading for old configs, and so do we.
-        attention_head_dim=cfg["heads"],
-        use_linear_projection=False,
+        attention_head_dim=heads,
+        use_linear_projection=bool(cfg.get("linear_projection")),
+        **sdxl,
     )
 
 
 def clip_model(cfg):
-    """transformers' CLIPTextModel for our `ClipConfig` (SD1.5: quick_gelu)."""
+    """transformers' CLIPTextModel for our `ClipConfig` (SD1.5: quick_gelu),
+    or CLIPTextModelWithProjection for SDXL's second encoder (exact GELU,
+    and `eos_token_id` 2 as in SDXL's config, which makes transformers pool
+    at the first position of the row's largest id)."""
+    projection = cfg.get("projection_dim")
     config = CLIPTextConfig(
         vocab_size=cfg["vocab_size"],
         hidden_size=cfg["hidden_size"],
         intermediate_size=cfg["intermediate_size"],
-        projection_dim=cfg["hidden_size"],
+        projection_dim=projection or cfg["hidden_size"],
         num_hidden_layers=cfg["num_hidden_layers"],
         num_attention_heads=cfg["num_attention_heads"],
         max_position_embeddings=cfg["max_position_embeddings"],
-        hidden_act="quick_gelu",
+        hidden_act="gelu" if cfg.get("exact_gelu") else "quick_gelu",
         layer_norm_eps=cfg["layer_norm_eps"],
         attention_dropout=0.0,
         # only the pooled output reads these; keep them inside the tiny vocabulary
         pad_token_id=1,
-        bos_token_id=cfg["vocab_size"] - 2,
-        eos_token_id=cfg["vocab_size"] - 1,
+        bos_token_id=0 if projection else cfg["vocab_size"] - 2,
+        eos_token_id=2 if projection else cfg["vocab_size"] - 1,
     )
+    if projection:
+        return CLIPTextModelWithProjection(config)
     return CLIPTextModel(config)
 
 
@@ -229,7 +251,7 @@ def dumps(doc):
     return text + "\n"
 
 
-def check_ldm_file(folder, unet, vae):
+def check_ldm_file(folder, unet, vae, clip2=None):
     """Converts `folder`/ldm.safetensors (our ldm rename tables, run
     backwards) with diffusers' single-file converters, and requires exactly
     the diffusers-layout weights back. Returns what was checked."""
@@ -237,6 +259,7 @@ def check_ldm_file(folder, unet, vae):
         convert_ldm_clip_checkpoint,
         convert_ldm_unet_checkpoint,
         convert_ldm_vae_checkpoint,
+        convert_open_clip_checkpoint,
     )
 
     ldm = load_file(str(folder / "ldm.safetensors"))
@@ -255,6 +278,12 @@ def check_ldm_file(folder, unet, vae):
         checks.append(
             ("text_encoder", convert_ldm_clip_checkpoint(ldm),
              folder / "text_encoder" / "model.safetensors")
+        )
+    if clip2 is not None:
+        checks.append(
+            ("text_encoder_2",
+             convert_open_clip_checkpoint(clip2, ldm, prefix="conditioner.embedders.1.model."),
+             folder / "text_encoder_2" / "model.safetensors")
         )
     for name, converted, diffusers_file in checks:
         expected = load_file(str(diffusers_file))
@@ -279,8 +308,8 @@ def check_ldm_file(folder, unet, vae):
     by_value = {v.flatten().numpy().tobytes(): k for k, v in ldm.items()}
     key_map = {}
     for name, converted, _ in checks:
-        if name == "text_encoder":
-            continue  # a plain prefix swap
+        if name in ("text_encoder", "text_encoder_2"):
+            continue  # a prefix swap; OpenCLIP's fused q/k/v pair by no value
         key_map[name] = sorted(
             [by_value[v.flatten().numpy().tobytes()], k] for k, v in converted.items()
         )
@@ -296,10 +325,17 @@ def run_variant(folder):
 
     if "unet" in configs:
         unet = load_strict(unet_model(configs["unet"]), folder / "unet")
+        added = None
+        if "unet.time_ids" in inputs:
+            added = {
+                "text_embeds": inputs["unet.text_embeds"],
+                "time_ids": inputs["unet.time_ids"],
+            }
         outputs["unet.sample"] = unet(
             inputs["unet.latents"],
             inputs["unet.timesteps"],
             encoder_hidden_states=inputs["unet.context"],
+            added_cond_kwargs=added,
         ).sample
         described["unet"] = {
             "config": configs["unet"],
@@ -320,6 +356,17 @@ def run_variant(folder):
         outputs["clip.clip_skip_2"] = final_layer_norm(out.hidden_states[-2])
         described["clip"] = {"config": configs["clip"], "input_ids": ids.tolist()}
 
+    clip2 = None
+    if "clip2" in configs:
+        # SDXL: both encoders' penultimate hidden states (no final norm),
+        # and the second's pooled, projected embedding
+        outputs["clip.penultimate"] = out.hidden_states[-2]
+        clip2 = load_strict(clip_model(configs["clip2"]), folder / "text_encoder_2")
+        out2 = clip2(input_ids=ids, output_hidden_states=True)
+        outputs["clip2.penultimate"] = out2.hidden_states[-2]
+        outputs["clip2.text_embeds"] = out2.text_embeds
+        described["clip2"] = {"config": configs["clip2"], "input_ids": ids.tolist()}
+
     if "vae" in configs:
         vae = load_strict(
             vae_model(configs["vae"]),
@@ -339,6 +386,7 @@ def run_variant(folder):
             folder,
             unet if "unet" in configs else None,
             vae if "vae" in configs else None,
+            clip2,
         )
         described["ldm_layout_checked_by_diffusers_converter"] = checked
         if not configs.get("record_ldm_key_map"):

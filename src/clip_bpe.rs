@@ -245,8 +245,8 @@ impl Bpe {
     }
 
     /// The vocabulary as `vocab.json` and `merges.txt` text, the files a
-    /// diffusers `tokenizer/` folder holds.
-    #[cfg(test)]
+    /// diffusers `tokenizer/` folder holds (the engine reads its built-in
+    /// vocabulary through them).
     pub(crate) fn to_files(&self) -> (String, String) {
         let vocab = serde_json::to_string(&self.encoder).unwrap_or_default();
         let mut merges: Vec<(&(String, String), &usize)> = self.ranks.iter().collect();

@@ -27,7 +27,7 @@ use ategnatos::run::diagnose::FailureKind;
 use ategnatos::run::dry_run::{DryRunOutcome, DryRunSpec, Launcher, dry_run};
 use ategnatos::studio::{NoProgress, Workspace};
 
-use common::native::{CHECKPOINT, native_project};
+use common::native::{CHECKPOINT, native_project, native_project_for};
 
 /// The dry run as Gate 4 starts it, with this test's binary as the engine.
 fn spec(root: &Path, steps: u32, run_name: &str) -> DryRunSpec {
@@ -104,6 +104,30 @@ fn the_native_engine_dry_run_trains_a_toy_model_on_the_cpu() {
     let log = std::fs::read_to_string(&spec.log_path).unwrap();
     assert!(log.contains("engine train"), "{log}");
     assert!(log.contains("loss"), "{log}");
+}
+
+/// The same chain for SDXL: `plan --base-model sdxl --backend native`,
+/// `generate_config` writing `architecture = "sdxl"`, Gate 2, and the dry run
+/// training the SDXL-shaped toy (both text encoders, the size conditioning).
+#[test]
+fn the_native_engine_dry_run_trains_a_toy_sdxl_model_on_the_cpu() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    native_project_for(&root, "sdxl", &[]);
+
+    let outcome = dry_run(&spec(&root, 2, "sdxl"), &NoProgress).unwrap();
+    let said = shown(&outcome);
+    assert!(outcome.passed, "{said}");
+    assert_eq!(outcome.steps_done, 2, "{said}");
+    assert!(
+        outcome
+            .losses
+            .iter()
+            .all(|p| p.loss.is_some_and(|l| l.is_finite() && l > 0.0)),
+        "{said}"
+    );
+    let log = std::fs::read_to_string(root.join("dry-run-test/sdxl/dry-run.log")).unwrap();
+    assert!(log.contains("the SDXL model needs are there"), "{log}");
 }
 
 #[test]

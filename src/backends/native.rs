@@ -17,18 +17,21 @@ use crate::engine::config::{
 };
 use crate::engine::optim::LrScheduleKind;
 use crate::engine::schedule::Prediction;
-use crate::plan::catalog::{ModelSpec, PredictionType};
+use crate::plan::catalog::{ModelFamily, ModelSpec, PredictionType};
 use crate::plan::training::{LrScheduler, Optimizer, TrainingPlan};
 
 /// The plan as the engine's config. The plan must have passed validation
-/// (the native engine trains SD1.5 in fp32 with AdamW, Lion or Prodigy;
+/// (the native engine trains SD1.5 and SDXL in fp32 with AdamW, Lion or Prodigy;
 /// anything else is refused there, before a file is written).
 pub fn engine_config(plan: &TrainingPlan, model: &ModelSpec, paths: &RunPaths) -> EngineConfig {
     let learning_rate = plan.learning_rate;
     EngineConfig {
         model: ModelSection {
             checkpoint: PathBuf::from(model_source(plan, model, paths, true)),
-            architecture: Architecture::Sd15,
+            architecture: match model.family {
+                ModelFamily::Sdxl => Architecture::Sdxl,
+                _ => Architecture::Sd15,
+            },
             prediction: match model.prediction {
                 PredictionType::VPrediction => Prediction::VPrediction,
                 PredictionType::Epsilon | PredictionType::FlowMatching => Prediction::Epsilon,
@@ -157,5 +160,26 @@ pub(crate) mod tests {
         // An unknown key is refused, as the engine refuses it.
         let bad = text.replace("[network]\n", "[network]\nlayers = \"all\"\n");
         assert!(EngineConfig::parse(&bad).is_err());
+    }
+
+    #[test]
+    fn an_sdxl_plan_passes_validation_and_writes_the_sdxl_architecture() {
+        let mut plan = native_plan();
+        plan.base_model = "sdxl".into();
+        plan.resolution = 1024;
+        plan.train_text_encoder = true;
+        plan.cache_text_embeddings = false;
+        let rejections = crate::plan::validate::validate(&plan, None);
+        assert!(rejections.is_empty(), "{rejections:?}");
+        let model = plan.model().unwrap();
+        let r = render(&plan, model, &test_paths(Backend::Native));
+        let back = EngineConfig::parse(&r.files[0].1).unwrap();
+        assert_eq!(back.model.architecture, Architecture::Sdxl);
+        assert!(back.network.train_text_encoder);
+        assert_eq!(back.data.resolution, 1024);
+        // SD1.5 stays SD1.5
+        let sd15 = native_plan();
+        let back = engine_config(&sd15, sd15.model().unwrap(), &test_paths(Backend::Native));
+        assert_eq!(back.model.architecture, Architecture::Sd15);
     }
 }

@@ -43,7 +43,7 @@ fn main() -> ExitCode {
     };
     let arch_name = value("--arch", "tiny");
     let Some(arch) = Architecture::parse(&arch_name) else {
-        eprintln!("error: unknown --arch `{arch_name}` (sd15, sd15_toy or tiny)");
+        eprintln!("error: unknown --arch `{arch_name}` (sd15, sdxl, sd15_toy, sdxl_toy or tiny)");
         return ExitCode::from(2);
     };
     if args.iter().any(|a| a == "--memory") {

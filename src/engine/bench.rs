@@ -179,10 +179,16 @@ pub fn base_parameter_bytes<B: burn::tensor::backend::Backend, M: burn::module::
         bytes: u64,
     }
     impl<B: burn::tensor::backend::Backend> burn::module::ModuleVisitor<B> for Sum {
-        fn enter_module(&mut self, name: &str, _: &str) {
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            if crate::engine::weights::is_variant(container_type) {
+                return;
+            }
             self.path.push(name.to_string());
         }
-        fn exit_module(&mut self, _: &str, _: &str) {
+        fn exit_module(&mut self, _: &str, container_type: &str) {
+            if crate::engine::weights::is_variant(container_type) {
+                return;
+            }
             self.path.pop();
         }
         fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {

@@ -122,7 +122,7 @@ impl Options {
 /// with the process's peak memory.
 fn run_check(options: &Options, out: &mut dyn Write) -> Result<(), EngineError> {
     let arch = options.arch;
-    let components = [Component::Unet, Component::TextEncoder];
+    let components = super::model::model_components(arch);
     let checkpoint = Checkpoint::open(&options.path, &components)?;
     let checked = check_checkpoint(&checkpoint, arch, &components)?;
     line(
@@ -234,7 +234,7 @@ fn run_on<B: AutodiffBackend>(
     let arch = config.model.architecture;
     // Every name and shape first, from the headers: a checkpoint that does
     // not fit is refused before a picture is encoded or a weight read.
-    let mut components = vec![Component::Unet, Component::TextEncoder];
+    let mut components = super::model::model_components(arch);
     if !config.data.folders.is_empty() {
         components.push(Component::Vae);
     }

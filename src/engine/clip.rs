@@ -5,13 +5,20 @@
 //!
 //! Its LoRA targets are kohya's: `q_proj`, `k_proj`, `v_proj`, `out_proj`,
 //! `fc1`, `fc2` in every layer.
+//!
+//! SDXL conditions on two of them: the same CLIP ViT-L and OpenCLIP ViT-bigG
+//! (exact GELU, and a `text_projection` for the pooled embedding, as
+//! transformers' `CLIPTextModelWithProjection`). Both give the penultimate
+//! layer's hidden states without the final LayerNorm
+//! ([`ClipTextModel::penultimate`]); the second also the pooled embedding:
+//! the last layer, normed, at the end-of-text token, projected.
 
 use burn::module::Module;
-use burn::tensor::activation::sigmoid;
+use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::engine::lora::LoraSpec;
 use crate::engine::nn::{Embedding, LayerNorm, Linear};
@@ -26,6 +33,11 @@ pub struct ClipConfig {
     pub num_hidden_layers: usize,
     pub num_attention_heads: usize,
     pub layer_norm_eps: f64,
+    /// OpenCLIP's exact GELU instead of OpenAI CLIP's quick GELU.
+    pub exact_gelu: bool,
+    /// The width of `text_projection` (SDXL's second encoder); `None` for a
+    /// plain `CLIPTextModel`.
+    pub projection_dim: Option<usize>,
 }
 
 impl ClipConfig {
@@ -40,6 +52,37 @@ impl ClipConfig {
             num_hidden_layers: 12,
             num_attention_heads: 12,
             layer_norm_eps: 1e-5,
+            exact_gelu: false,
+            projection_dim: None,
+        }
+    }
+
+    /// OpenCLIP ViT-bigG/14's text tower, SDXL's second encoder:
+    /// <https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/blob/main/text_encoder_2/config.json>.
+    pub fn sdxl_bigg() -> Self {
+        Self {
+            vocab_size: 49_408,
+            max_position_embeddings: 77,
+            hidden_size: 1280,
+            intermediate_size: 5120,
+            num_hidden_layers: 32,
+            num_attention_heads: 20,
+            layer_norm_eps: 1e-5,
+            exact_gelu: true,
+            projection_dim: Some(1280),
+        }
+    }
+
+    /// A toy second encoder: three layers of width 24, with its projection.
+    pub fn tiny_bigg() -> Self {
+        Self {
+            hidden_size: 24,
+            intermediate_size: 48,
+            num_hidden_layers: 3,
+            num_attention_heads: 3,
+            exact_gelu: true,
+            projection_dim: Some(24),
+            ..Self::tiny()
         }
     }
 
@@ -53,6 +96,8 @@ impl ClipConfig {
             num_hidden_layers: 2,
             num_attention_heads: 2,
             layer_norm_eps: 1e-5,
+            exact_gelu: false,
+            projection_dim: None,
         }
     }
 }
@@ -94,13 +139,19 @@ impl<B: Backend> ClipAttention<B> {
 pub struct ClipMlp<B: Backend> {
     pub fc1: Linear<B>,
     pub fc2: Linear<B>,
+    pub exact_gelu: bool,
 }
 
 impl<B: Backend> ClipMlp<B> {
-    /// `fc2(quick_gelu(fc1(x)))`, quick GELU being `x · sigmoid(1.702 x)`.
+    /// `fc2(quick_gelu(fc1(x)))`, quick GELU being `x · sigmoid(1.702 x)`;
+    /// OpenCLIP's encoder uses the exact GELU.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let h = self.fc1.forward(x); // [batch, seq, intermediate]
-        let h = h.clone() * sigmoid(h.mul_scalar(1.702));
+        let h = if self.exact_gelu {
+            gelu(h)
+        } else {
+            h.clone() * sigmoid(h.mul_scalar(1.702))
+        };
         self.fc2.forward(h)
     }
 }
@@ -138,10 +189,12 @@ pub struct ClipTextTransformer<B: Backend> {
     pub final_layer_norm: LayerNorm<B>,
 }
 
-/// The text encoder; the outer struct exists so paths start `text_model.`.
+/// The text encoder; the outer struct exists so paths start `text_model.`
+/// (and, for SDXL's second encoder, `text_projection.weight` beside it).
 #[derive(Module, Debug)]
 pub struct ClipTextModel<B: Backend> {
     pub text_model: ClipTextTransformer<B>,
+    pub text_projection: Option<Linear<B>>,
 }
 
 impl<B: Backend> ClipTextModel<B> {
@@ -161,6 +214,7 @@ impl<B: Backend> ClipTextModel<B> {
                 mlp: ClipMlp {
                     fc1: Linear::init(d, config.intermediate_size, true, lora, device),
                     fc2: Linear::init(config.intermediate_size, d, true, lora, device),
+                    exact_gelu: config.exact_gelu,
                 },
                 layer_norm2: LayerNorm::init(d, eps, device),
             })
@@ -174,6 +228,9 @@ impl<B: Backend> ClipTextModel<B> {
                 encoder: ClipEncoder { layers },
                 final_layer_norm: LayerNorm::init(d, eps, device),
             },
+            text_projection: config
+                .projection_dim
+                .map(|p| Linear::init(d, p, false, None, device)),
         }
     }
 
@@ -184,6 +241,18 @@ impl<B: Backend> ClipTextModel<B> {
     /// # Shapes
     /// - input_ids: `[batch, seq]` (seq ≤ max_position_embeddings) → `[batch, seq, hidden]`
     pub fn forward(&self, input_ids: Tensor<B, 2, Int>, clip_skip: usize) -> Tensor<B, 3> {
+        let used = self
+            .text_model
+            .encoder
+            .layers
+            .len()
+            .saturating_sub(clip_skip.max(1) - 1);
+        let h = self.run_layers(input_ids, used);
+        self.text_model.final_layer_norm.forward(h)
+    }
+
+    /// The embeddings through the first `used` layers.
+    fn run_layers(&self, input_ids: Tensor<B, 2, Int>, used: usize) -> Tensor<B, 3> {
         let tm = &self.text_model;
         let [batch, seq] = input_ids.dims();
         let device = input_ids.device();
@@ -192,11 +261,56 @@ impl<B: Backend> ClipTextModel<B> {
             .expand([batch, seq]); // [batch, seq]
         let mut h = tm.embeddings.token_embedding.forward(input_ids)
             + tm.embeddings.position_embedding.forward(positions); // [batch, seq, hidden]
-        let used = tm.encoder.layers.len().saturating_sub(clip_skip.max(1) - 1);
         for layer in tm.encoder.layers.iter().take(used) {
             h = layer.forward(h);
         }
-        tm.final_layer_norm.forward(h)
+        h
+    }
+
+    /// What SDXL conditions on: the penultimate layer's hidden states
+    /// (no final LayerNorm), and, where the model has `text_projection`,
+    /// the pooled embedding: the last layer's output, normed, at the first
+    /// position holding the row's largest id (the end-of-text token, as
+    /// transformers picks it), projected.
+    ///
+    /// # Shapes
+    /// - input_ids: `[batch, seq]` → (`[batch, seq, hidden]`, `[batch, projection]`)
+    pub fn penultimate(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+    ) -> (Tensor<B, 3>, Option<Tensor<B, 2>>) {
+        let layers = self.text_model.encoder.layers.len();
+        let [batch, seq] = input_ids.dims();
+        let Some(projection) = &self.text_projection else {
+            return (self.run_layers(input_ids, layers.saturating_sub(1)), None);
+        };
+        let ids: Vec<i64> = input_ids
+            .clone()
+            .into_data()
+            .convert::<i64>()
+            .to_vec()
+            .unwrap_or_default();
+        let eos: Vec<i64> = ids
+            .chunks(seq.max(1))
+            .map(|row| {
+                let max = row.iter().copied().max().unwrap_or(0);
+                row.iter().position(|&v| v == max).unwrap_or(0) as i64
+            })
+            .collect();
+        let device = input_ids.device();
+        let tm = &self.text_model;
+        let mut h = self.run_layers(input_ids, layers.saturating_sub(1));
+        let penultimate = h.clone();
+        if let Some(last) = tm.encoder.layers.last() {
+            h = last.forward(h);
+        }
+        let h = tm.final_layer_norm.forward(h); // [batch, seq, hidden]
+        let hidden = h.dims()[2];
+        let index = Tensor::<B, 1, Int>::from_data(TensorData::new(eos, [batch]), &device)
+            .reshape([batch, 1, 1])
+            .expand([batch, 1, hidden]); // [batch, 1, hidden]
+        let pooled = h.gather(1, index).reshape([batch, hidden]); // [batch, hidden]
+        (penultimate, Some(projection.forward(pooled)))
     }
 }
 
@@ -204,7 +318,6 @@ impl<B: Backend> ClipTextModel<B> {
 mod tests {
     use super::*;
     use crate::engine::TestBackend;
-    use burn::tensor::TensorData;
 
     #[test]
     fn later_tokens_do_not_change_earlier_outputs() {

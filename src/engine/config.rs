@@ -61,14 +61,21 @@ pub enum Architecture {
     /// checkpoint has, in a file of a few hundred kilobytes, for tests and
     /// for a dry run of the whole path on a CPU.
     Sd15Toy,
+    /// Stable Diffusion XL 1.0 (and its fine-tunes: Pony, Illustrious, …).
+    Sdxl,
+    /// SDXL's block layout (three stages, 2 and 3 transformer blocks, two
+    /// text encoders, the size conditioning) at toy widths.
+    SdxlToy,
 }
 
 impl Architecture {
     /// Every architecture, by the name the config uses.
-    pub const ALL: [(Architecture, &'static str); 3] = [
+    pub const ALL: [(Architecture, &'static str); 5] = [
         (Architecture::Sd15, "sd15"),
         (Architecture::Tiny, "tiny"),
         (Architecture::Sd15Toy, "sd15_toy"),
+        (Architecture::Sdxl, "sdxl"),
+        (Architecture::SdxlToy, "sdxl_toy"),
     ];
 
     /// The name the config uses (`architecture = "sd15"`).
@@ -89,7 +96,14 @@ impl Architecture {
     pub fn family_name(self) -> &'static str {
         match self {
             Architecture::Sd15 | Architecture::Tiny | Architecture::Sd15Toy => "SD1.5",
+            Architecture::Sdxl | Architecture::SdxlToy => "SDXL",
         }
+    }
+
+    /// Whether this is an SDXL-shaped model (two text encoders, the size
+    /// conditioning, kohya's SDXL LoRA names).
+    pub fn is_sdxl(self) -> bool {
+        matches!(self, Architecture::Sdxl | Architecture::SdxlToy)
     }
 
     pub fn unet(self) -> UNetConfig {
@@ -97,12 +111,25 @@ impl Architecture {
             Architecture::Sd15 => UNetConfig::sd15(),
             Architecture::Tiny => UNetConfig::tiny(),
             Architecture::Sd15Toy => UNetConfig::sd15_toy(),
+            Architecture::Sdxl => UNetConfig::sdxl(),
+            Architecture::SdxlToy => UNetConfig::sdxl_toy(),
         }
     }
+    /// The (first) text encoder: CLIP ViT-L in both families.
     pub fn clip(self) -> ClipConfig {
         match self {
-            Architecture::Sd15 => ClipConfig::sd15(),
-            Architecture::Tiny | Architecture::Sd15Toy => ClipConfig::tiny(),
+            Architecture::Sd15 | Architecture::Sdxl => ClipConfig::sd15(),
+            Architecture::Tiny | Architecture::Sd15Toy | Architecture::SdxlToy => {
+                ClipConfig::tiny()
+            }
+        }
+    }
+    /// SDXL's second text encoder (OpenCLIP ViT-bigG with its projection).
+    pub fn clip2(self) -> Option<ClipConfig> {
+        match self {
+            Architecture::Sdxl => Some(ClipConfig::sdxl_bigg()),
+            Architecture::SdxlToy => Some(ClipConfig::tiny_bigg()),
+            _ => None,
         }
     }
     pub fn vae(self) -> VaeConfig {
@@ -110,6 +137,11 @@ impl Architecture {
             Architecture::Sd15 => VaeConfig::sd15(),
             Architecture::Tiny => VaeConfig::tiny(),
             Architecture::Sd15Toy => VaeConfig::sd15_toy(),
+            Architecture::Sdxl => VaeConfig::sdxl(),
+            Architecture::SdxlToy => VaeConfig {
+                scaling_factor: VaeConfig::sdxl().scaling_factor,
+                ..VaeConfig::sd15_toy()
+            },
         }
     }
 }
@@ -416,6 +448,12 @@ impl EngineConfig {
         }
         if self.model.clip_skip == 0 {
             return Err("`model.clip_skip` starts at 1 (the last layer)".into());
+        }
+        if self.model.architecture.is_sdxl() && self.model.clip_skip != 1 {
+            return Err(format!(
+                "`model.clip_skip` {} does nothing for SDXL: it always reads both text encoders' second-to-last layer, as it was trained; leave clip_skip at 1",
+                self.model.clip_skip
+            ));
         }
         if self.output.name.is_empty()
             || !self

@@ -118,16 +118,62 @@ pub fn find_tokenizer_in(
 
 /// Loads the tokenizer [`find_tokenizer`] finds.
 pub fn load_tokenizer(config: &EngineConfig) -> Result<ClipTokenizer, EngineError> {
-    let dir = find_tokenizer(config)?;
-    ClipTokenizer::from_files(&dir.join("vocab.json"), &dir.join("merges.txt"))
+    Ok(open_tokenizer(config)?.0)
+}
+
+/// The tokenizer for `config` and the folder it came from: the files
+/// [`find_tokenizer`] finds, or, when there are none and `data.tokenizer` is
+/// not set, CLIP's own vocabulary built into this program (`None`), which
+/// is what SD1.5 and both SDXL encoders read prompts with. A single-file
+/// checkpoint carries no vocabulary, so this is what most users get. The
+/// toy architectures have a vocabulary of their own and get no fallback.
+pub fn open_tokenizer(
+    config: &EngineConfig,
+) -> Result<(ClipTokenizer, Option<PathBuf>), EngineError> {
+    let hf_home = std::env::var_os("HF_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/huggingface")));
+    open_tokenizer_in(config, hf_home.as_deref())
+}
+
+/// [`open_tokenizer`] with the Hugging Face cache folder given.
+pub fn open_tokenizer_in(
+    config: &EngineConfig,
+    hf_home: Option<&Path>,
+) -> Result<(ClipTokenizer, Option<PathBuf>), EngineError> {
+    match find_tokenizer_in(config, hf_home) {
+        Ok(dir) => {
+            let tokenizer =
+                ClipTokenizer::from_files(&dir.join("vocab.json"), &dir.join("merges.txt"))?;
+            Ok((tokenizer, Some(dir)))
+        }
+        Err(e)
+            if config.data.tokenizer.is_none()
+                && config.model.architecture.clip().vocab_size
+                    == crate::clip_bpe::CLIP_VOCAB_SIZE =>
+        {
+            let built_in = crate::clip_bpe::clip().map_err(|reason| EngineError::BadConfig {
+                path: config.data.latents.clone(),
+                reason: format!("the built-in CLIP vocabulary cannot be read: {reason}"),
+            })?;
+            let (vocab, merges) = built_in.to_files();
+            ClipTokenizer::from_strs(&vocab, &merges)
+                .map(|t| (t, None))
+                .map_err(|_| e)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// What the cache was built from, as a BLAKE3 hex digest.
-pub fn fingerprint(config: &EngineConfig, items: &[CacheItem], tokenizer: &Path) -> String {
+pub fn fingerprint(config: &EngineConfig, items: &[CacheItem], tokenizer: Option<&Path>) -> String {
     let mut h = blake3::Hasher::new();
     let d = &config.data;
     h.update(format!("ategnatos-latents-v1 {} {}\n", d.resolution, d.bucket_step).as_bytes());
     h.update(format!("{:?}\n", config.model.architecture).as_bytes());
+    if tokenizer.is_none() {
+        h.update(b"built-in CLIP vocabulary\n");
+    }
     let mut stamp = |p: &Path| {
         let meta = std::fs::metadata(p).ok();
         let size = meta.as_ref().map_or(0, std::fs::Metadata::len);
@@ -148,8 +194,10 @@ pub fn fingerprint(config: &EngineConfig, items: &[CacheItem], tokenizer: &Path)
                 .join(Component::Vae.diffusers_file()),
         );
     }
-    stamp(&tokenizer.join("vocab.json"));
-    stamp(&tokenizer.join("merges.txt"));
+    if let Some(dir) = tokenizer {
+        stamp(&dir.join("vocab.json"));
+        stamp(&dir.join("merges.txt"));
+    }
     for item in items {
         stamp(&item.image);
     }
@@ -210,12 +258,15 @@ pub fn prepare<B: Backend>(
         return Ok(Prepared { dataset, tokenizer });
     }
     let items = list_items(config)?;
-    let tokenizer_dir = find_tokenizer(config)?;
-    let tokenizer = ClipTokenizer::from_files(
-        &tokenizer_dir.join("vocab.json"),
-        &tokenizer_dir.join("merges.txt"),
-    )?;
-    let print = fingerprint(config, &items, &tokenizer_dir);
+    let (tokenizer, tokenizer_dir) = open_tokenizer(config)?;
+    report(PrepareEvent::Line(match &tokenizer_dir {
+        Some(dir) => format!("tokenizer: {}", dir.display()),
+        None => {
+            "tokenizer: CLIP's own vocabulary, built in (no tokenizer folder beside the checkpoint)"
+                .into()
+        }
+    }));
+    let print = fingerprint(config, &items, tokenizer_dir.as_deref());
     if d.latents.is_file()
         && let Ok(cached) = LatentDataset::load(&d.latents)
         && cached.fingerprint.as_deref() == Some(print.as_str())

@@ -67,10 +67,16 @@ pub fn module_tensors<B: Backend, M: Module<B>>(
     }
     impl<B: Backend> ModuleVisitor<B> for Collect {
         fn enter_module(&mut self, name: &str, container_type: &str) {
+            if crate::engine::weights::is_variant(container_type) {
+                return;
+            }
             self.path
                 .push((name.to_string(), container_type.to_string()));
         }
-        fn exit_module(&mut self, _: &str, _: &str) {
+        fn exit_module(&mut self, _: &str, container_type: &str) {
+            if crate::engine::weights::is_variant(container_type) {
+                return;
+            }
             self.path.pop();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
@@ -116,7 +122,7 @@ pub fn module_tensors<B: Backend, M: Module<B>>(
     collect.out
 }
 
-/// Every base tensor of `arch`'s UNet, text encoder and VAE encoder.
+/// Every base tensor of `arch`'s UNet, text encoder(s) and VAE encoder.
 pub fn base_tensors(arch: Architecture) -> Vec<BaseTensor> {
     type B = super::CpuBackend;
     let device = Default::default();
@@ -131,15 +137,56 @@ pub fn base_tensors(arch: Architecture) -> Vec<BaseTensor> {
     let vae = AutoencoderKlEncoder::<B>::init(&arch.vae(), &device);
     let mut out = module_tensors(&model.unet, Component::Unet);
     out.extend(module_tensors(&model.text_encoder, Component::TextEncoder));
+    if let Some(second) = &model.text_encoder_2 {
+        out.extend(module_tensors(second, Component::TextEncoder2));
+    }
     out.extend(module_tensors(&vae, Component::Vae));
     out
 }
 
-/// Writes `tensors` (file name, file shape, tensor) to one file, sorted by
-/// name, generating and writing one tensor at a time.
+/// One tensor as a file stores it: its name and shape there, and the base
+/// tensors it is made of — one, or several stacked by rows (OpenCLIP's
+/// fused q, k, v), or one transposed (OpenCLIP's `text_projection`).
+#[derive(Debug, Clone)]
+pub struct FileTensor<'a> {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub parts: Vec<&'a BaseTensor>,
+    pub transposed: bool,
+}
+
+impl<'a> FileTensor<'a> {
+    /// A tensor stored as is.
+    pub fn whole(name: String, tensor: &'a BaseTensor) -> Self {
+        Self {
+            name,
+            shape: tensor.shape.clone(),
+            parts: vec![tensor],
+            transposed: false,
+        }
+    }
+
+    fn values(&self, seed: u64) -> Vec<f32> {
+        let values: Vec<f32> = self
+            .parts
+            .iter()
+            .flat_map(|t| random_values(t, seed))
+            .collect();
+        match (
+            self.transposed,
+            self.parts.first().map(|t| t.shape.as_slice()),
+        ) {
+            (true, Some(&[r, c])) => super::weights::transposed(&values, r, c),
+            _ => values,
+        }
+    }
+}
+
+/// Writes `tensors` to one file, sorted by name, generating and writing one
+/// tensor at a time.
 pub fn write_tensors(
     file: &Path,
-    mut tensors: Vec<(String, Vec<usize>, &BaseTensor)>,
+    mut tensors: Vec<FileTensor<'_>>,
     dtype: Dtype,
     seed: u64,
     metadata: &BTreeMap<String, String>,
@@ -147,18 +194,18 @@ pub fn write_tensors(
     if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    tensors.sort_by(|a, b| a.name.cmp(&b.name));
     let entries = tensors
         .iter()
-        .map(|(name, shape, _)| TensorEntry {
-            name: name.clone(),
+        .map(|t| TensorEntry {
+            name: t.name.clone(),
             dtype,
-            shape: shape.clone(),
+            shape: t.shape.clone(),
         })
         .collect();
     let mut writer = StreamWriter::create(file, entries, metadata)?;
-    for (_, _, t) in &tensors {
-        writer.write_next(&encode_floats(&random_values(t, seed), dtype))?;
+    for t in &tensors {
+        writer.write_next(&encode_floats(&t.values(seed), dtype))?;
     }
     writer.finish()?;
     Ok(std::fs::metadata(file)?.len())
@@ -207,10 +254,20 @@ fn file_dtype(dtype: &str) -> Option<Dtype> {
     }
 }
 
-/// The tensor's name in `layout`, with its shape there.
-fn stored_as(t: &BaseTensor, layout: Layout, arch: Architecture) -> (String, Vec<usize>) {
+/// Where a tensor goes in `layout`: its name there with its shape, and
+/// for OpenCLIP's fused attention which third of the stored tensor it is.
+fn stored_as(
+    t: &BaseTensor,
+    layout: Layout,
+    arch: Architecture,
+) -> (String, Vec<usize>, Option<usize>) {
+    let clip_prefix = if arch.is_sdxl() {
+        ldm::SDXL_CLIP_PREFIX
+    } else {
+        ldm::CLIP_PREFIX
+    };
     match layout {
-        Layout::Diffusers => (t.name.clone(), t.shape.clone()),
+        Layout::Diffusers => (t.name.clone(), t.shape.clone(), None),
         Layout::Ldm => match t.component {
             Component::Unet => (
                 format!(
@@ -219,8 +276,20 @@ fn stored_as(t: &BaseTensor, layout: Layout, arch: Architecture) -> (String, Vec
                     ldm::to_ldm(&t.name, &ldm::unet_table(&arch.unet())).unwrap_or_default()
                 ),
                 t.shape.clone(),
+                None,
             ),
-            Component::TextEncoder => (format!("{}{}", ldm::CLIP_PREFIX, t.name), t.shape.clone()),
+            Component::TextEncoder => (format!("{clip_prefix}{}", t.name), t.shape.clone(), None),
+            Component::TextEncoder2 => {
+                let (key, part) = ldm::to_open_clip(&t.name).unwrap_or_default();
+                let mut shape = t.shape.clone();
+                if key == "text_projection" {
+                    shape.reverse();
+                }
+                if let (Some(_), Some(rows)) = (part, shape.first_mut()) {
+                    *rows *= 3;
+                }
+                (format!("{}{key}", ldm::OPEN_CLIP_PREFIX), shape, part)
+            }
             Component::Vae => {
                 let mut shape = t.shape.clone();
                 if t.name.contains("mid_block.attentions") && shape.len() == 2 {
@@ -233,10 +302,46 @@ fn stored_as(t: &BaseTensor, layout: Layout, arch: Architecture) -> (String, Vec
                         ldm::to_ldm(&t.name, &ldm::vae_table(&arch.vae())).unwrap_or_default()
                     ),
                     shape,
+                    None,
                 )
             }
         },
     }
+}
+
+/// The file tensors `list` is stored as in `layout`: OpenCLIP's q, k and v
+/// of a layer become one tensor.
+fn file_tensors<'a>(
+    list: Vec<&'a BaseTensor>,
+    layout: Layout,
+    arch: Architecture,
+) -> Vec<FileTensor<'a>> {
+    type Parts<'a> = Vec<(usize, &'a BaseTensor)>;
+    let mut out: BTreeMap<String, (FileTensor<'a>, Parts<'a>)> = BTreeMap::new();
+    for t in list {
+        let (name, shape, part) = stored_as(t, layout, arch);
+        let entry = out.entry(name.clone()).or_insert_with(|| {
+            (
+                FileTensor {
+                    name,
+                    shape,
+                    parts: Vec::new(),
+                    transposed: t.component == Component::TextEncoder2
+                        && t.name == "text_projection.weight"
+                        && layout == Layout::Ldm,
+                },
+                Vec::new(),
+            )
+        });
+        entry.1.push((part.unwrap_or(0), t));
+    }
+    out.into_values()
+        .map(|(mut file, mut parts)| {
+            parts.sort_by_key(|(i, _)| *i);
+            file.parts = parts.into_iter().map(|(_, t)| t).collect();
+            file
+        })
+        .collect()
 }
 
 /// Writes a random checkpoint of `arch` at `out`: one `.safetensors` file
@@ -282,13 +387,7 @@ pub fn write_random_checkpoint(
         format!("{} seed {seed}", arch.name()),
     );
     for (file, list) in groups {
-        let named = list
-            .into_iter()
-            .map(|t| {
-                let (name, shape) = stored_as(t, layout, arch);
-                (name, shape, t)
-            })
-            .collect();
+        let named = file_tensors(list, layout, arch);
         bytes +=
             write_tensors(&file, named, dtype, seed, &metadata).map_err(|e| write_err(&file, e))?;
         files.push(file);
@@ -344,7 +443,11 @@ mod tests {
     #[test]
     fn random_checkpoints_of_every_toy_architecture_pass_the_header_check_in_both_layouts() {
         let dir = tempfile::tempdir().unwrap();
-        for arch in [Architecture::Tiny, Architecture::Sd15Toy] {
+        for arch in [
+            Architecture::Tiny,
+            Architecture::Sd15Toy,
+            Architecture::SdxlToy,
+        ] {
             for (layout, name) in [
                 (Layout::Ldm, format!("{}.safetensors", arch.name())),
                 (Layout::Diffusers, format!("{}-diffusers", arch.name())),
@@ -352,13 +455,32 @@ mod tests {
                 let out = dir.path().join(name);
                 let written = write_random_checkpoint(arch, layout, "f16", &out, 7).unwrap();
                 assert_eq!(written.tensors, base_tensors(arch).len());
-                let all = [Component::Unet, Component::TextEncoder, Component::Vae];
+                let mut all = crate::engine::model::model_components(arch);
+                all.push(Component::Vae);
                 let ckpt = Checkpoint::open(&out, &all).unwrap();
                 let reports = check_checkpoint(&ckpt, arch, &all).unwrap();
                 let loaded: usize = reports.iter().map(|r| r.loaded).sum();
                 assert_eq!(loaded, written.tensors, "{arch:?} {layout:?}");
+                assert_eq!(reports.len(), all.len());
             }
         }
+    }
+
+    #[test]
+    fn sdxl_has_the_published_tensor_counts_and_sizes() {
+        // SDXL 1.0's UNet: 1680 tensors, 2,567,463,684 parameters; CLIP
+        // ViT-L: 196 tensors, 123,060,480; OpenCLIP ViT-bigG with its
+        // projection: 517 tensors, 694,659,840 (diffusers / transformers
+        // state dicts, no position_ids buffer).
+        let all = base_tensors(Architecture::Sdxl);
+        let of = |c| {
+            let tensors: Vec<&BaseTensor> = all.iter().filter(|t| t.component == c).collect();
+            let params: usize = tensors.iter().map(|t| t.numel()).sum();
+            (tensors.len(), params)
+        };
+        assert_eq!(of(Component::Unet), (1680, 2_567_463_684));
+        assert_eq!(of(Component::TextEncoder), (196, 123_060_480));
+        assert_eq!(of(Component::TextEncoder2), (517, 694_659_840));
     }
 
     #[test]

@@ -16,6 +16,14 @@ use crate::engine::vae::VaeConfig;
 pub const UNET_PREFIX: &str = "model.diffusion_model.";
 pub const VAE_PREFIX: &str = "first_stage_model.";
 pub const CLIP_PREFIX: &str = "cond_stage_model.transformer.";
+/// SDXL's first text encoder (transformers' layout inside).
+pub const SDXL_CLIP_PREFIX: &str = "conditioner.embedders.0.transformer.";
+/// SDXL's second text encoder, in OpenCLIP's own layout.
+pub const OPEN_CLIP_PREFIX: &str = "conditioner.embedders.1.model.";
+
+/// OpenCLIP tensors SDXL training does not use (the contrastive scale, the
+/// causal mask kept as a buffer).
+pub const OPEN_CLIP_UNUSED: &[&str] = &["logit_scale", "attn_mask"];
 
 /// Inside a UNet resnet (`ResBlock`): ldm's sequential indices.
 pub const UNET_RESNET_INNER: &[(&str, &str)] = &[
@@ -137,6 +145,18 @@ pub fn unet_table(config: &UNetConfig) -> Vec<Rename> {
                 &[],
             ));
         }
+    }
+    if config.addition.is_some() {
+        rows.push(row(
+            "label_emb.0.0.".into(),
+            "add_embedding.linear_1.".into(),
+            &[],
+        ));
+        rows.push(row(
+            "label_emb.0.2.".into(),
+            "add_embedding.linear_2.".into(),
+            &[],
+        ));
     }
     rows.push(row(
         "middle_block.0.".into(),
@@ -266,6 +286,113 @@ pub fn clip_key(key: &str) -> String {
     }
 }
 
+/// One of our tensors inside an OpenCLIP tensor: its transformers name,
+/// which third of the rows it is (q, k, v of a fused `in_proj`), and
+/// whether it is stored transposed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenClipPart {
+    pub name: String,
+    pub part: Option<(usize, usize)>,
+    pub transposed: bool,
+}
+
+/// Inside an OpenCLIP residual block: its names against transformers'.
+const OPEN_CLIP_BLOCK: &[(&str, &str)] = &[
+    ("ln_1.", "layer_norm1."),
+    ("ln_2.", "layer_norm2."),
+    ("attn.out_proj.", "self_attn.out_proj."),
+    ("mlp.c_fc.", "mlp.fc1."),
+    ("mlp.c_proj.", "mlp.fc2."),
+];
+
+/// What an OpenCLIP text-tower key (prefix removed) holds, in transformers'
+/// `CLIPTextModelWithProjection` names; `None` for a key with no place
+/// (see [`OPEN_CLIP_UNUSED`] for the ones that are not an error). The same
+/// mapping as diffusers' `convert_open_clip_checkpoint`.
+pub fn open_clip_keys(key: &str) -> Option<Vec<OpenClipPart>> {
+    let one = |name: String, transposed: bool| {
+        Some(vec![OpenClipPart {
+            name,
+            part: None,
+            transposed,
+        }])
+    };
+    match key {
+        "token_embedding.weight" => {
+            return one("text_model.embeddings.token_embedding.weight".into(), false);
+        }
+        "positional_embedding" => {
+            return one(
+                "text_model.embeddings.position_embedding.weight".into(),
+                false,
+            );
+        }
+        "text_projection" => return one("text_projection.weight".into(), true),
+        _ => {}
+    }
+    if let Some(rest) = key.strip_prefix("ln_final.") {
+        return one(format!("text_model.final_layer_norm.{rest}"), false);
+    }
+    let rest = key.strip_prefix("transformer.resblocks.")?;
+    let (layer, inner) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let base = format!("text_model.encoder.layers.{layer}.");
+    let fused = match inner {
+        "attn.in_proj_weight" => Some("weight"),
+        "attn.in_proj_bias" => Some("bias"),
+        _ => None,
+    };
+    if let Some(kind) = fused {
+        return Some(
+            ["q_proj", "k_proj", "v_proj"]
+                .iter()
+                .enumerate()
+                .map(|(i, proj)| OpenClipPart {
+                    name: format!("{base}self_attn.{proj}.{kind}"),
+                    part: Some((i, 3)),
+                    transposed: false,
+                })
+                .collect(),
+        );
+    }
+    let (from, to) = OPEN_CLIP_BLOCK
+        .iter()
+        .find(|(from, _)| inner.starts_with(from))?;
+    one(format!("{base}{to}{}", &inner[from.len()..]), false)
+}
+
+/// A transformers name of the second text encoder in OpenCLIP's layout:
+/// the key, and which third of it the tensor is (`None` for a whole one);
+/// the other way from [`open_clip_keys`]. `text_projection` is stored
+/// transposed.
+pub fn to_open_clip(name: &str) -> Option<(String, Option<usize>)> {
+    match name {
+        "text_model.embeddings.token_embedding.weight" => {
+            return Some(("token_embedding.weight".into(), None));
+        }
+        "text_model.embeddings.position_embedding.weight" => {
+            return Some(("positional_embedding".into(), None));
+        }
+        "text_projection.weight" => return Some(("text_projection".into(), None)),
+        _ => {}
+    }
+    if let Some(rest) = name.strip_prefix("text_model.final_layer_norm.") {
+        return Some((format!("ln_final.{rest}"), None));
+    }
+    let rest = name.strip_prefix("text_model.encoder.layers.")?;
+    let (layer, inner) = rest.split_once('.')?;
+    let base = format!("transformer.resblocks.{layer}.");
+    for (i, proj) in ["q_proj", "k_proj", "v_proj"].iter().enumerate() {
+        if let Some(kind) = inner.strip_prefix(&format!("self_attn.{proj}.")) {
+            return Some((format!("{base}attn.in_proj_{kind}"), Some(i)));
+        }
+    }
+    let (from, to) = OPEN_CLIP_BLOCK
+        .iter()
+        .find(|(_, to)| inner.starts_with(to))?;
+    Some((format!("{base}{from}{}", &inner[to.len()..]), None))
+}
+
 /// Applies simple prefix renames (used for legacy diffusers names).
 pub fn rename_prefix(key: &str, pairs: &[(&str, &str)]) -> String {
     for (from, to) in pairs {
@@ -331,6 +458,104 @@ mod tests {
             assert_eq!(rename(ldm, &table).as_deref(), Some(diffusers), "{ldm}");
         }
         assert_eq!(rename("label_emb.0.weight", &table), None);
+    }
+
+    #[test]
+    fn sdxl_unet_rows_match_the_known_mapping() {
+        let table = unet_table(&UNetConfig::sdxl());
+        let cases = [
+            (
+                "input_blocks.1.0.in_layers.2.weight",
+                "down_blocks.0.resnets.0.conv1.weight",
+            ),
+            (
+                "input_blocks.3.0.op.weight",
+                "down_blocks.0.downsamplers.0.conv.weight",
+            ),
+            (
+                "input_blocks.4.1.proj_in.weight",
+                "down_blocks.1.attentions.0.proj_in.weight",
+            ),
+            (
+                "input_blocks.8.1.transformer_blocks.9.attn2.to_k.weight",
+                "down_blocks.2.attentions.1.transformer_blocks.9.attn2.to_k.weight",
+            ),
+            (
+                "middle_block.1.transformer_blocks.3.ff.net.2.bias",
+                "mid_block.attentions.0.transformer_blocks.3.ff.net.2.bias",
+            ),
+            (
+                "output_blocks.2.2.conv.weight",
+                "up_blocks.0.upsamplers.0.conv.weight",
+            ),
+            (
+                "output_blocks.5.2.conv.bias",
+                "up_blocks.1.upsamplers.0.conv.bias",
+            ),
+            (
+                "output_blocks.8.0.skip_connection.weight",
+                "up_blocks.2.resnets.2.conv_shortcut.weight",
+            ),
+            ("label_emb.0.0.weight", "add_embedding.linear_1.weight"),
+            ("label_emb.0.2.bias", "add_embedding.linear_2.bias"),
+        ];
+        for (ldm, diffusers) in cases {
+            assert_eq!(rename(ldm, &table).as_deref(), Some(diffusers), "{ldm}");
+            assert_eq!(
+                to_ldm(diffusers, &table).as_deref(),
+                Some(ldm),
+                "{diffusers}"
+            );
+        }
+        assert_eq!(rename("input_blocks.1.1.proj_in.weight", &table), None);
+    }
+
+    #[test]
+    fn open_clip_keys_split_and_come_back() {
+        let parts = open_clip_keys("transformer.resblocks.31.attn.in_proj_weight").unwrap();
+        let names: Vec<_> = parts.iter().map(|p| (p.name.as_str(), p.part)).collect();
+        assert_eq!(
+            names,
+            [
+                (
+                    "text_model.encoder.layers.31.self_attn.q_proj.weight",
+                    Some((0, 3))
+                ),
+                (
+                    "text_model.encoder.layers.31.self_attn.k_proj.weight",
+                    Some((1, 3))
+                ),
+                (
+                    "text_model.encoder.layers.31.self_attn.v_proj.weight",
+                    Some((2, 3))
+                ),
+            ]
+        );
+        for (key, name) in [
+            (
+                "transformer.resblocks.0.mlp.c_fc.bias",
+                "text_model.encoder.layers.0.mlp.fc1.bias",
+            ),
+            (
+                "transformer.resblocks.7.attn.out_proj.weight",
+                "text_model.encoder.layers.7.self_attn.out_proj.weight",
+            ),
+            ("ln_final.weight", "text_model.final_layer_norm.weight"),
+            (
+                "positional_embedding",
+                "text_model.embeddings.position_embedding.weight",
+            ),
+        ] {
+            let parts = open_clip_keys(key).unwrap();
+            assert_eq!(parts[0].name, name);
+            assert_eq!(to_open_clip(name), Some((key.to_string(), None)));
+        }
+        assert!(open_clip_keys("text_projection").unwrap()[0].transposed);
+        assert_eq!(open_clip_keys("logit_scale"), None);
+        assert_eq!(
+            to_open_clip("text_model.encoder.layers.2.self_attn.v_proj.bias"),
+            Some(("transformer.resblocks.2.attn.in_proj_bias".into(), Some(2)))
+        );
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! (`[rank, in]` or `[rank, in, k, k]`), `NAME.lora_up.weight`
 //! (`[out, rank]` or `[out, rank, 1, 1]`) and `NAME.alpha` (a 0-d f32), where
 //! NAME is `lora_unet_` or `lora_te_` plus the diffusers module path with
-//! `.` → `_`. Training facts go in `ss_*` metadata as kohya writes them,
-//! plus the SAI `modelspec.*` keys (see [`super::kohya_metadata`]).
+//! `.` → `_` for SD1.5; for SDXL kohya names the UNet's modules by the
+//! original (SGM) layout (`lora_unet_input_blocks_4_1_proj_in`) and the text
+//! encoders `lora_te1_` / `lora_te2_` ([`LoraNaming`]). Training facts go in
+//! `ss_*` metadata as kohya writes them, plus the SAI `modelspec.*` keys (see
+//! [`super::kohya_metadata`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -15,7 +18,8 @@ use burn::tensor::{Tensor, TensorData, bf16, f16};
 use safetensors::tensor::{Dtype, TensorView};
 
 use super::EngineError;
-use super::config::SavePrecision;
+use super::config::{Architecture, SavePrecision};
+use super::ldm;
 use super::model::LoraModel;
 use super::safetensors_file::SafetensorsFile;
 use super::weights::LoadReport;
@@ -28,15 +32,44 @@ pub struct KohyaTensor {
     pub values: Vec<f32>,
 }
 
-/// The kohya name of the module at `path` (`["unet", "down_blocks", "0", …]`).
-pub fn kohya_module_name(path: &[String]) -> Option<String> {
-    let (first, rest) = path.split_first()?;
-    let prefix = match first.as_str() {
-        "unet" => "lora_unet_",
-        "text_encoder" => "lora_te_",
-        _ => return None,
-    };
-    Some(format!("{prefix}{}", rest.join("_")))
+/// How kohya names an architecture's adapters.
+#[derive(Debug, Clone)]
+pub struct LoraNaming {
+    /// SDXL: the UNet's rename table, to name modules by their SGM keys.
+    unet_ldm: Option<Vec<ldm::Rename>>,
+    /// SDXL: `lora_te1_` / `lora_te2_` instead of `lora_te_`.
+    two_encoders: bool,
+}
+
+impl LoraNaming {
+    pub fn of(arch: Architecture) -> Self {
+        let sdxl = arch.is_sdxl();
+        Self {
+            unet_ldm: sdxl.then(|| ldm::unet_table(&arch.unet())),
+            two_encoders: arch.clip2().is_some(),
+        }
+    }
+
+    /// The kohya name of the module at `path` (`["unet", "down_blocks", "0", …]`).
+    pub fn module_name(&self, path: &[String]) -> Option<String> {
+        let (first, rest) = path.split_first()?;
+        let prefix = match (first.as_str(), self.two_encoders) {
+            ("unet", _) => "lora_unet_",
+            ("text_encoder", false) => "lora_te_",
+            ("text_encoder", true) => "lora_te1_",
+            ("text_encoder_2", _) => "lora_te2_",
+            _ => return None,
+        };
+        let body = match (&self.unet_ldm, first.as_str()) {
+            (Some(table), "unet") => {
+                // the table renames keys; a module's key is its weight's
+                let key = ldm::to_ldm(&format!("{}.weight", rest.join(".")), table)?;
+                key.strip_suffix(".weight")?.replace('.', "_")
+            }
+            _ => rest.join("_"),
+        };
+        Some(format!("{prefix}{body}"))
+    }
 }
 
 /// Where an adapter parameter sits: its module's kohya name, whether it is
@@ -47,12 +80,12 @@ struct AdapterSlot {
     is_linear: bool,
 }
 
-fn adapter_slot(path: &[(String, String)]) -> Option<AdapterSlot> {
+fn adapter_slot(path: &[(String, String)], naming: &LoraNaming) -> Option<AdapterSlot> {
     let lora_at = path.iter().position(|(name, _)| name == "lora")?;
     let (leaf, parent) = path.last()?;
     let names: Vec<String> = path[..lora_at].iter().map(|(n, _)| n.clone()).collect();
     Some(AdapterSlot {
-        module: kohya_module_name(&names)?,
+        module: naming.module_name(&names)?,
         is_down: leaf == "down",
         is_linear: parent == "Struct:LinearLora",
     })
@@ -75,23 +108,35 @@ impl Alphas {
     }
 }
 
-/// Every adapter of the model as kohya tensors, sorted by name.
-pub fn kohya_tensors<B: Backend>(model: &LoraModel<B>, alphas: Alphas) -> Vec<KohyaTensor> {
+/// Every adapter of the model as kohya tensors, sorted by name, named as
+/// kohya names them for `arch`.
+pub fn kohya_tensors<B: Backend>(
+    model: &LoraModel<B>,
+    alphas: Alphas,
+    arch: Architecture,
+) -> Vec<KohyaTensor> {
     struct Collect {
         path: Vec<(String, String)>,
         out: BTreeMap<String, KohyaTensor>,
         alphas: Alphas,
+        naming: LoraNaming,
     }
     impl<B: Backend> ModuleVisitor<B> for Collect {
         fn enter_module(&mut self, name: &str, container_type: &str) {
+            if crate::engine::weights::is_variant(container_type) {
+                return;
+            }
             self.path
                 .push((name.to_string(), container_type.to_string()));
         }
-        fn exit_module(&mut self, _: &str, _: &str) {
+        fn exit_module(&mut self, _: &str, container_type: &str) {
+            if crate::engine::weights::is_variant(container_type) {
+                return;
+            }
             self.path.pop();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            let Some(slot) = adapter_slot(&self.path) else {
+            let Some(slot) = adapter_slot(&self.path, &self.naming) else {
                 return;
             };
             let tensor = param.val();
@@ -134,6 +179,7 @@ pub fn kohya_tensors<B: Backend>(model: &LoraModel<B>, alphas: Alphas) -> Vec<Ko
         path: Vec::new(),
         out: BTreeMap::new(),
         alphas,
+        naming: LoraNaming::of(arch),
     };
     model.visit(&mut collect);
     collect.out.into_values().collect()
@@ -191,11 +237,11 @@ pub fn serialize_lora(
 pub fn save_lora<B: Backend>(
     path: &Path,
     model: &LoraModel<B>,
-    alphas: Alphas,
+    (alphas, arch): (Alphas, Architecture),
     metadata: &BTreeMap<String, String>,
     precision: SavePrecision,
 ) -> Result<usize, EngineError> {
-    let tensors = kohya_tensors(model, alphas);
+    let tensors = kohya_tensors(model, alphas, arch);
     let bad = |reason: String| EngineError::BadLora {
         path: path.to_path_buf(),
         reason,
@@ -231,7 +277,7 @@ pub fn save_lora<B: Backend>(
 pub fn load_lora<B: Backend>(
     model: LoraModel<B>,
     file: &SafetensorsFile,
-    alphas: Alphas,
+    (alphas, arch): (Alphas, Architecture),
     strength: f64,
     device: &B::Device,
 ) -> (LoraModel<B>, LoadReport) {
@@ -239,6 +285,7 @@ pub fn load_lora<B: Backend>(
         path: Vec::new(),
         file,
         alphas,
+        naming: LoraNaming::of(arch),
         strength,
         device: device.clone(),
         used: Vec::new(),
@@ -261,6 +308,7 @@ struct LoraLoader<'a, B: Backend> {
     path: Vec<(String, String)>,
     file: &'a SafetensorsFile,
     alphas: Alphas,
+    naming: LoraNaming,
     strength: f64,
     device: B::Device,
     used: Vec<String>,
@@ -287,16 +335,22 @@ impl<B: Backend> LoraLoader<'_, B> {
 
 impl<B: Backend> ModuleMapper<B> for LoraLoader<'_, B> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
+        if crate::engine::weights::is_variant(container_type) {
+            return;
+        }
         self.path
             .push((name.to_string(), container_type.to_string()));
     }
 
-    fn exit_module(&mut self, _: &str, _: &str) {
+    fn exit_module(&mut self, _: &str, container_type: &str) {
+        if crate::engine::weights::is_variant(container_type) {
+            return;
+        }
         self.path.pop();
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let Some(slot) = adapter_slot(&self.path) else {
+        let Some(slot) = adapter_slot(&self.path, &self.naming) else {
             return param;
         };
         let suffix = if slot.is_down {

@@ -15,7 +15,7 @@ use std::process::Command;
 
 use safetensors::Dtype;
 
-use super::init_checkpoint::{module_tensors, write_tensors};
+use super::init_checkpoint::{FileTensor, module_tensors, write_tensors};
 use super::unet::{LoraTargets, UNet2DConditionModel, UNetConfig};
 use super::vae::VaeConfig;
 use super::weights::{Checkpoint, Component, load_component};
@@ -68,7 +68,7 @@ fn loading_a_checkpoint_holds_the_model_plus_one_tensor() {
     let tensors = module_tensors(&unet, Component::Unet);
     let named = tensors
         .iter()
-        .map(|t| (t.name.clone(), t.shape.clone(), t))
+        .map(|t| FileTensor::whole(t.name.clone(), t))
         .collect();
     let file = dir.path().join(Component::Unet.diffusers_file());
     let file_bytes = write_tensors(&file, named, Dtype::F32, 1, &Default::default()).unwrap();

@@ -144,7 +144,7 @@ impl Hint for EngineError {
                 "write a caption for it (caption_preview, then write_captions), or move it out of the training folder".into(),
             ),
             EngineError::NoTokenizer { .. } => Some(
-                "a single-file SD1.5 checkpoint does not carry CLIP's vocabulary: set `data.tokenizer` to a folder holding vocab.json and merges.txt (the `tokenizer` folder of the diffusers SD1.5 repository)".into(),
+                "set `data.tokenizer` to a folder holding vocab.json and merges.txt (the `tokenizer` folder of the model's diffusers repository), or leave it out to use CLIP's vocabulary built into Ategnatos".into(),
             ),
             EngineError::BackendUnavailable { .. } => Some(
                 "build Ategnatos with `--features cuda` to train on an NVIDIA GPU, or set `device = \"cpu\"`".into(),

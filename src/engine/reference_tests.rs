@@ -13,11 +13,17 @@
 //! [`Checkpoint`] from a diffusers folder it writes, so key names and the
 //! linear transposes are checked along the way.
 //!
-//! Three variants (see [`variants`]): `tiny` (the tiny configs the other
+//! Four variants (see [`variants`]): `tiny` (the tiny configs the other
 //! tests use, activations O(1)), `tiny-small-activations` (the same models
-//! with every residual stream near 1e-3, so the norms' `eps` matter), and
+//! with every residual stream near 1e-3, so the norms' `eps` matter),
 //! `sd15-shaped` (SD1.5's block layout at toy widths: four stages, two
-//! resnets each, attention in three).
+//! resnets each, attention in three), and `sdxl-shaped` (SDXL's at toy
+//! widths: three stages, 2- and 3-block transformers with linear
+//! projections, the size and pooled-text conditioning, and both text
+//! encoders, the second with exact GELU and its projection). For
+//! `sdxl-shaped` the UNet and both encoders are also loaded from the
+//! single file (the second encoder in OpenCLIP's fused layout) and must
+//! give the same outputs.
 //!
 //! The script also converts the same weights, written as an ldm single file
 //! by our rename tables run backwards, with diffusers' own converters and
@@ -29,7 +35,9 @@
 //! per value, the rms taken over the whole output. Both sides compute in
 //! float32 and differ only in summation order and the last bit of
 //! `exp`/`erf`/`sin`: measured, the worst value is off by 5.5e-6 of the
-//! bound's scale (UNet, sd15-shaped; VAE 3.2e-6, CLIP 7.5e-7). Fifteen
+//! bound's scale (UNet, sd15-shaped; VAE 3.2e-6, CLIP 7.5e-7); the SDXL
+//! UNet, with its ten more transformer blocks, by 1.4e-5, and OpenCLIP's
+//! hidden states and pooled embedding by 6e-7. Fifteen
 //! planted bugs put their worst value off by 6e-4 (the UNet's GEGLU with
 //! tanh-approximated GELU) or 1e-3 (a resnet GroupNorm `eps` ten times too
 //! big) up to 3 (CLIP without its causal mask), so 1e-4 sits ~18× above the
@@ -50,7 +58,7 @@ use super::lora::LoraSpec;
 use super::rng::SplitMix64;
 use super::test_files::{f32_raw, write_safetensors};
 use super::tests::to_ldm;
-use super::unet::{LoraTargets, UNet2DConditionModel, UNetConfig};
+use super::unet::{AddedCond, LoraTargets, UNet2DConditionModel, UNetConfig};
 use super::vae::{AutoencoderKlEncoder, VaeConfig};
 use super::weights::{Checkpoint, Component, load_component, named_tensors};
 
@@ -158,6 +166,8 @@ struct Variant {
     name: &'static str,
     unet: Option<UNetConfig>,
     clip: Option<ClipConfig>,
+    /// SDXL's second text encoder.
+    clip2: Option<ClipConfig>,
     vae: Option<VaeConfig>,
     /// 1, or 2⁻¹⁰ to run every residual stream at activations near 1e-3
     /// (see [`writes_a_stream`]; a power of two, so those weights are the
@@ -189,6 +199,7 @@ fn variants() -> Vec<Variant> {
         name,
         unet: Some(UNetConfig::tiny()),
         clip: Some(ClipConfig::tiny()),
+        clip2: None,
         vae: Some(VaeConfig::tiny()),
         activation_scale,
         record_ldm_key_map: false,
@@ -202,11 +213,23 @@ fn variants() -> Vec<Variant> {
             name: "sd15-shaped",
             unet: Some(unet_sd15_shaped()),
             clip: None,
+            clip2: None,
             vae: Some(vae_sd15_shaped()),
             activation_scale: 1.0,
             record_ldm_key_map: true,
             latents: [2, 4, 8, 8],
             images: [1, 3, 32, 48],
+        },
+        Variant {
+            name: "sdxl-shaped",
+            unet: Some(UNetConfig::sdxl_toy()),
+            clip: Some(ClipConfig::tiny()),
+            clip2: Some(ClipConfig::tiny_bigg()),
+            vae: None,
+            activation_scale: 1.0,
+            record_ldm_key_map: true,
+            latents: [2, 4, 8, 12],
+            images: [1, 3, 8, 8],
         },
     ]
 }
@@ -227,6 +250,11 @@ impl Variant {
         Some(ClipTextModel::init(config, None, &Default::default()))
     }
 
+    fn clip2(&self) -> Option<ClipTextModel<TestBackend>> {
+        let config = self.clip2.as_ref()?;
+        Some(ClipTextModel::init(config, None, &Default::default()))
+    }
+
     fn vae(&self) -> Option<AutoencoderKlEncoder<TestBackend>> {
         let config = self.vae.as_ref()?;
         Some(AutoencoderKlEncoder::init(config, &Default::default()))
@@ -244,6 +272,10 @@ impl Variant {
             (
                 self.clip().map(|m| reference_weights(&m, s)),
                 "text_encoder/model.safetensors",
+            ),
+            (
+                self.clip2().map(|m| reference_weights(&m, s)),
+                "text_encoder_2/model.safetensors",
             ),
             (
                 self.vae().map(|m| reference_weights(&m, s)),
@@ -286,9 +318,44 @@ impl Variant {
                 raw.insert(key, f32_raw(&shape, &values));
             }
         }
+        let clip_prefix = if self.clip2.is_some() {
+            ldm::SDXL_CLIP_PREFIX
+        } else {
+            ldm::CLIP_PREFIX
+        };
         if let Some(clip) = self.clip() {
             for (k, (shape, values)) in reference_weights(&clip, s) {
-                raw.insert(format!("{}{k}", ldm::CLIP_PREFIX), f32_raw(&shape, &values));
+                raw.insert(format!("{clip_prefix}{k}"), f32_raw(&shape, &values));
+            }
+        }
+        if let Some(clip2) = self.clip2() {
+            // OpenCLIP's layout: q, k and v stacked in one tensor, the
+            // projection transposed
+            type Part = (usize, Vec<usize>, Vec<f32>);
+            let mut fused: BTreeMap<String, Vec<Part>> = BTreeMap::new();
+            for (k, (shape, values)) in reference_weights(&clip2, s) {
+                let (key, part) = ldm::to_open_clip(&k).unwrap();
+                fused
+                    .entry(key)
+                    .or_default()
+                    .push((part.unwrap_or(0), shape, values));
+            }
+            for (key, mut parts) in fused {
+                parts.sort_by_key(|(i, _, _)| *i);
+                let (mut shape, mut values) = (parts[0].1.clone(), Vec::new());
+                shape[0] *= parts.len();
+                for (_, _, v) in &parts {
+                    values.extend_from_slice(v);
+                }
+                if key == "text_projection" {
+                    let (r, c) = (shape[0], shape[1]);
+                    values = super::weights::transposed(&values, r, c);
+                    shape = vec![c, r];
+                }
+                raw.insert(
+                    format!("{}{key}", ldm::OPEN_CLIP_PREFIX),
+                    f32_raw(&shape, &values),
+                );
             }
         }
         write_safetensors(path, &raw);
@@ -300,6 +367,7 @@ impl Variant {
         let components: Vec<Component> = [
             (self.unet.is_some(), Component::Unet),
             (self.clip.is_some(), Component::TextEncoder),
+            (self.clip2.is_some(), Component::TextEncoder2),
             (self.vae.is_some(), Component::Vae),
         ]
         .into_iter()
@@ -317,6 +385,26 @@ impl Variant {
             None => (vec![0, 0], 1),
         };
         let mut rng = SplitMix64::new(seed_of("clip.input_ids"));
+        let batch = self.latents[0];
+        let pooled = self
+            .unet
+            .as_ref()
+            .and_then(|u| u.addition)
+            .map_or(0, |a| a.pooled_dim);
+        // original sizes, crops and targets as kohya would give them
+        let time_ids: Vec<f32> = (0..batch)
+            .flat_map(|i| {
+                let i = i as f32;
+                [
+                    1024.0 + 64.0 * i,
+                    768.0 - 32.0 * i,
+                    12.0 * i,
+                    40.0,
+                    896.0,
+                    640.0 + 128.0 * i,
+                ]
+            })
+            .collect();
         Inputs {
             latents: (
                 self.latents.to_vec(),
@@ -339,7 +427,21 @@ impl Variant {
                 self.images.to_vec(),
                 uniform("vae.images", count(&self.images)),
             ),
+            text_embeds: (
+                vec![batch, pooled],
+                uniform("unet.text_embeds", batch * pooled),
+            ),
+            time_ids: (vec![batch, 6], time_ids),
         }
+    }
+
+    /// The UNet's added conditioning, for a variant whose UNet has it.
+    fn added(&self, inputs: &Inputs) -> Option<AddedCond<TestBackend>> {
+        self.unet.as_ref()?.addition?;
+        Some(AddedCond {
+            text_embeds: float_tensor(&inputs.text_embeds),
+            time_ids: float_tensor(&inputs.time_ids),
+        })
     }
 
     /// The configs in the words the Python script builds its models from.
@@ -359,22 +461,30 @@ impl Variant {
                     "norm_num_groups": u.norm_num_groups,
                     "norm_eps": u.norm_eps,
                     "transformer_depth": u.transformer_depth,
+                    "head_channels": u.head_channels,
+                    "linear_projection": u.linear_projection,
+                    "addition_time_embed_dim": u.addition.map(|a| a.time_embed_dim),
+                    "pooled_dim": u.addition.map(|a| a.pooled_dim),
                 }),
             );
         }
-        if let Some(c) = &self.clip {
-            doc.insert(
-                "clip".into(),
-                json!({
-                    "vocab_size": c.vocab_size,
-                    "max_position_embeddings": c.max_position_embeddings,
-                    "hidden_size": c.hidden_size,
-                    "intermediate_size": c.intermediate_size,
-                    "num_hidden_layers": c.num_hidden_layers,
-                    "num_attention_heads": c.num_attention_heads,
-                    "layer_norm_eps": c.layer_norm_eps,
-                }),
-            );
+        for (name, config) in [("clip", &self.clip), ("clip2", &self.clip2)] {
+            if let Some(c) = config {
+                doc.insert(
+                    name.into(),
+                    json!({
+                        "vocab_size": c.vocab_size,
+                        "max_position_embeddings": c.max_position_embeddings,
+                        "hidden_size": c.hidden_size,
+                        "intermediate_size": c.intermediate_size,
+                        "num_hidden_layers": c.num_hidden_layers,
+                        "num_attention_heads": c.num_attention_heads,
+                        "layer_norm_eps": c.layer_norm_eps,
+                        "exact_gelu": c.exact_gelu,
+                        "projection_dim": c.projection_dim,
+                    }),
+                );
+            }
         }
         if let Some(v) = &self.vae {
             doc.insert(
@@ -404,6 +514,9 @@ struct Inputs {
     context: (Vec<usize>, Vec<f32>),
     input_ids: (Vec<usize>, Vec<i64>),
     images: (Vec<usize>, Vec<f32>),
+    /// SDXL's pooled text embedding and size numbers (empty otherwise).
+    text_embeds: (Vec<usize>, Vec<f32>),
+    time_ids: (Vec<usize>, Vec<f32>),
 }
 
 impl Inputs {
@@ -434,6 +547,16 @@ impl Inputs {
             ),
         );
         raw.insert("vae.images".into(), f32_raw(&self.images.0, &self.images.1));
+        if self.text_embeds.0.iter().all(|&d| d > 0) {
+            raw.insert(
+                "unet.text_embeds".into(),
+                f32_raw(&self.text_embeds.0, &self.text_embeds.1),
+            );
+            raw.insert(
+                "unet.time_ids".into(),
+                f32_raw(&self.time_ids.0, &self.time_ids.1),
+            );
+        }
         write_safetensors(path, &raw);
     }
 }
@@ -584,6 +707,7 @@ fn unet_output_matches_diffusers() {
                 float_tensor(&inputs.latents),
                 Tensor::from_data(TensorData::from(inputs.timesteps.as_slice()), &device),
                 float_tensor(&inputs.context),
+                variant.added(&inputs),
             );
             assert_matches(&variant, "unet.sample", what, out);
         }
@@ -616,7 +740,107 @@ fn clip_hidden_states_match_transformers() {
         );
         let skip = clip.forward(ids(), 2);
         assert_matches(&variant, "clip.clip_skip_2", "CLIP clip_skip 2", skip);
+        let Some(clip2) = variant.clip2() else {
+            continue;
+        };
+        let (penultimate, _) = clip.penultimate(ids());
+        assert_matches(
+            &variant,
+            "clip.penultimate",
+            "CLIP penultimate hidden state (SDXL)",
+            penultimate,
+        );
+        let clip2 = load(clip2, &checkpoint, Component::TextEncoder2);
+        let (hidden, pooled) = clip2.penultimate(ids());
+        assert_matches(
+            &variant,
+            "clip2.penultimate",
+            "OpenCLIP penultimate hidden state",
+            hidden,
+        );
+        assert_matches(
+            &variant,
+            "clip2.text_embeds",
+            "OpenCLIP pooled, projected embedding",
+            pooled.unwrap(),
+        );
     }
+}
+
+/// The `sdxl-shaped` weights as one SDXL single file (UNet by SGM keys, the
+/// first encoder under `conditioner.embedders.0`, the second in OpenCLIP's
+/// fused layout): loaded through [`Checkpoint`], the models give the
+/// reference outputs, so the split q/k/v, the transposed projection and
+/// the `label_emb` rows are read as diffusers reads them.
+#[test]
+fn sdxl_single_file_gives_the_reference_outputs() {
+    let device = Default::default();
+    let variant = variants().into_iter().find(|v| v.clip2.is_some()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sdxl.safetensors");
+    variant.write_ldm(&file);
+    let components = [
+        Component::Unet,
+        Component::TextEncoder,
+        Component::TextEncoder2,
+    ];
+    let checkpoint = Checkpoint::open(&file, &components).unwrap();
+    let unet_config = variant.unet.clone().unwrap();
+    let from_file = |component| {
+        checkpoint
+            .component(component, &unet_config, &VaeConfig::sd15_toy())
+            .unwrap()
+    };
+    let inputs = variant.inputs();
+    let (unet, report) = load_component(
+        variant.unet(&LoraTargets::default()).unwrap(),
+        &from_file(Component::Unet),
+        &device,
+    );
+    assert!(report.is_complete(), "{}", report.summary());
+    let out = unet.forward(
+        float_tensor(&inputs.latents),
+        Tensor::from_data(TensorData::from(inputs.timesteps.as_slice()), &device),
+        float_tensor(&inputs.context),
+        variant.added(&inputs),
+    );
+    assert_matches(&variant, "unet.sample", "UNet from the single file", out);
+    let ids = Tensor::<TestBackend, 2, Int>::from_data(
+        TensorData::new(inputs.input_ids.1.clone(), inputs.input_ids.0.clone()),
+        &device,
+    );
+    let (clip, report) = load_component(
+        variant.clip().unwrap(),
+        &from_file(Component::TextEncoder),
+        &device,
+    );
+    assert!(report.is_complete(), "{}", report.summary());
+    let (hidden, _) = clip.penultimate(ids.clone());
+    assert_matches(
+        &variant,
+        "clip.penultimate",
+        "CLIP from the single file",
+        hidden,
+    );
+    let (clip2, report) = load_component(
+        variant.clip2().unwrap(),
+        &from_file(Component::TextEncoder2),
+        &device,
+    );
+    assert!(report.is_complete(), "{}", report.summary());
+    let (hidden, pooled) = clip2.penultimate(ids);
+    assert_matches(
+        &variant,
+        "clip2.penultimate",
+        "OpenCLIP from the single file",
+        hidden,
+    );
+    assert_matches(
+        &variant,
+        "clip2.text_embeds",
+        "OpenCLIP pooled embedding from the single file",
+        pooled.unwrap(),
+    );
 }
 
 #[test]
@@ -641,54 +865,61 @@ fn vae_moments_match_diffusers() {
 /// ldm file our tables name; this keeps the tables to them.)
 #[test]
 fn ldm_keys_rename_as_diffusers_converts_them() {
-    let variant = variants()
+    let recorded: Vec<Variant> = variants()
         .into_iter()
-        .find(|v| v.record_ldm_key_map)
-        .unwrap();
-    let (path, doc) = fixture(variant.name);
-    let (Some(unet_config), Some(vae_config)) = (&variant.unet, &variant.vae) else {
-        panic!("the `{}` variant needs a UNet and a VAE", variant.name);
-    };
-    let param_keys = |weights: BTreeMap<String, _>| weights.into_keys().collect::<BTreeSet<_>>();
-    let components = [
-        (
-            "unet",
-            ldm::UNET_PREFIX,
-            ldm::unet_table(unet_config),
-            param_keys(reference_weights(
-                &variant.unet(&LoraTargets::default()).unwrap(),
-                1.0,
-            )),
-        ),
-        (
-            "vae",
-            ldm::VAE_PREFIX,
-            ldm::vae_table(vae_config),
-            param_keys(reference_weights(&variant.vae().unwrap(), 1.0)),
-        ),
-    ];
-    for (component, prefix, table, params) in components {
-        let pairs = doc["ldm_key_map"][component]
-            .as_array()
-            .unwrap_or_else(|| panic!("{}: no `ldm_key_map.{component}`", path.display()));
-        let mut renamed = BTreeSet::new();
-        for pair in pairs {
-            let (Some(ldm_key), Some(diffusers_key)) = (pair[0].as_str(), pair[1].as_str()) else {
-                panic!("{}: `{pair}` is not a pair of keys", path.display());
-            };
-            let rest = ldm_key
-                .strip_prefix(prefix)
-                .unwrap_or_else(|| panic!("`{ldm_key}` lacks the `{prefix}` prefix"));
-            assert_eq!(
-                ldm::rename(rest, &table).as_deref(),
-                Some(diffusers_key),
-                "the ldm key `{ldm_key}` is renamed differently from diffusers"
-            );
-            renamed.insert(diffusers_key.to_string());
+        .filter(|v| v.record_ldm_key_map)
+        .collect();
+    assert_eq!(recorded.len(), 2, "sd15-shaped and sdxl-shaped");
+    for variant in recorded {
+        let (path, doc) = fixture(variant.name);
+        let param_keys =
+            |weights: BTreeMap<String, _>| weights.into_keys().collect::<BTreeSet<_>>();
+        let mut components = Vec::new();
+        if let Some(unet_config) = &variant.unet {
+            components.push((
+                "unet",
+                ldm::UNET_PREFIX,
+                ldm::unet_table(unet_config),
+                param_keys(reference_weights(
+                    &variant.unet(&LoraTargets::default()).unwrap(),
+                    1.0,
+                )),
+            ));
         }
-        assert_eq!(
-            renamed, params,
-            "the {component} keys diffusers converts are not exactly our parameters"
-        );
+        if let Some(vae_config) = &variant.vae {
+            components.push((
+                "vae",
+                ldm::VAE_PREFIX,
+                ldm::vae_table(vae_config),
+                param_keys(reference_weights(&variant.vae().unwrap(), 1.0)),
+            ));
+        }
+        for (component, prefix, table, params) in components {
+            let pairs = doc["ldm_key_map"][component]
+                .as_array()
+                .unwrap_or_else(|| panic!("{}: no `ldm_key_map.{component}`", path.display()));
+            let mut renamed = BTreeSet::new();
+            for pair in pairs {
+                let (Some(ldm_key), Some(diffusers_key)) = (pair[0].as_str(), pair[1].as_str())
+                else {
+                    panic!("{}: `{pair}` is not a pair of keys", path.display());
+                };
+                let rest = ldm_key
+                    .strip_prefix(prefix)
+                    .unwrap_or_else(|| panic!("`{ldm_key}` lacks the `{prefix}` prefix"));
+                assert_eq!(
+                    ldm::rename(rest, &table).as_deref(),
+                    Some(diffusers_key),
+                    "the ldm key `{ldm_key}` is renamed differently from diffusers ({})",
+                    variant.name
+                );
+                renamed.insert(diffusers_key.to_string());
+            }
+            assert_eq!(
+                renamed, params,
+                "the {component} keys diffusers converts are not exactly our parameters ({})",
+                variant.name
+            );
+        }
     }
 }

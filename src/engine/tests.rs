@@ -306,9 +306,10 @@ fn eval_loss<B: burn::tensor::backend::Backend>(
                 device,
             );
             let ctx = model.text_encoder.forward(ids, 1);
-            let pred = model
-                .unet
-                .forward(noisy, Tensor::from_floats([t as f32], device), ctx);
+            let pred =
+                model
+                    .unet
+                    .forward(noisy, Tensor::from_floats([t as f32], device), ctx, None);
             let loss: f32 = (pred - noise.clone())
                 .powi_scalar(2)
                 .mean()
@@ -389,7 +390,9 @@ fn training_lowers_the_loss_keeps_the_base_and_the_lora_reloads() {
     let t = Tensor::<TestBackend, 1>::from_floats([321.0], &device);
     let run = |m: &LoraModel<TestBackend>| {
         let ctx = m.text_encoder.forward(ids.clone(), 1);
-        m.unet.forward(latents.clone(), t.clone(), ctx).into_data()
+        m.unet
+            .forward(latents.clone(), t.clone(), ctx, None)
+            .into_data()
     };
     let plain_network = super::config::NetworkSection {
         conv_rank: 0,
@@ -401,7 +404,13 @@ fn training_lowers_the_loss_keeps_the_base_and_the_lora_reloads() {
         let (fresh, _) = fresh
             .load_base(&ckpt, Architecture::Tiny, &device, &mut |_, _| {})
             .unwrap();
-        let (m, report) = load_lora(fresh, &saved, alphas, strength, &device);
+        let (m, report) = load_lora(
+            fresh,
+            &saved,
+            (alphas, Architecture::Tiny),
+            strength,
+            &device,
+        );
         assert!(report.is_complete(), "{}", report.summary());
         m
     };
@@ -439,6 +448,7 @@ fn training_lowers_the_loss_keeps_the_base_and_the_lora_reloads() {
     let bare = LoraModel {
         unet: bare_unet,
         text_encoder: bare_te,
+        text_encoder_2: None,
     };
     assert_eq!(
         run(&reload(0.0)),
@@ -636,6 +646,7 @@ fn every_sd15_lora_key_is_one_comfyui_loads() {
                 linear: 1.0,
                 conv: 1.0,
             },
+            Architecture::Sd15,
         );
         let mut modules = BTreeSet::new();
         for t in &tensors {
@@ -669,6 +680,145 @@ fn every_sd15_lora_key_is_one_comfyui_loads() {
     }
 }
 
+/// ComfyUI's SDXL LoRA key map, re-derived from SDXL's published layout
+/// (the SGM UNet ComfyUI runs: `lora_unet_` plus every weight's key with `.`
+/// → `_`; `lora_te1_` / `lora_te2_` for CLIP-L and OpenCLIP-G's layers) as
+/// an independent oracle.
+fn comfyui_sdxl_lora_names() -> BTreeSet<String> {
+    let resnet = [
+        "in_layers_0",
+        "in_layers_2",
+        "emb_layers_1",
+        "out_layers_0",
+        "out_layers_3",
+        "skip_connection",
+    ];
+    let block = [
+        "norm1",
+        "norm2",
+        "norm3",
+        "attn1_to_q",
+        "attn1_to_k",
+        "attn1_to_v",
+        "attn1_to_out_0",
+        "attn2_to_q",
+        "attn2_to_k",
+        "attn2_to_v",
+        "attn2_to_out_0",
+        "ff_net_0_proj",
+        "ff_net_2",
+    ];
+    let mut names = BTreeSet::new();
+    let mut transformer = |at: String, depth: usize| {
+        for part in ["norm", "proj_in", "proj_out"] {
+            names.insert(format!("lora_unet_{at}_{part}"));
+        }
+        for b in 0..depth {
+            for item in block {
+                names.insert(format!("lora_unet_{at}_transformer_blocks_{b}_{item}"));
+            }
+        }
+    };
+    // input_blocks: 1, 2 (320, no attention), 4, 5 (640, 2 blocks), 7, 8 (1280, 10 blocks)
+    for (n, depth) in [(4, 2), (5, 2), (7, 10), (8, 10)] {
+        transformer(format!("input_blocks_{n}_1"), depth);
+    }
+    transformer("middle_block_1".into(), 10);
+    // output_blocks: 0–2 (1280, 10 blocks), 3–5 (640, 2 blocks), 6–8 (320)
+    for n in 0..6 {
+        transformer(format!("output_blocks_{n}_1"), if n < 3 { 10 } else { 2 });
+    }
+    let mut resnets: Vec<String> = [1, 2, 4, 5, 7, 8]
+        .iter()
+        .map(|n| format!("input_blocks_{n}_0"))
+        .collect();
+    resnets.extend(["middle_block_0".to_string(), "middle_block_2".to_string()]);
+    resnets.extend((0..9).map(|n| format!("output_blocks_{n}_0")));
+    for r in resnets {
+        for inner in resnet {
+            names.insert(format!("lora_unet_{r}_{inner}"));
+        }
+    }
+    for m in [
+        "input_blocks_0_0",
+        "input_blocks_3_0_op",
+        "input_blocks_6_0_op",
+        "output_blocks_2_2_conv",
+        "output_blocks_5_2_conv",
+        "time_embed_0",
+        "time_embed_2",
+        "label_emb_0_0",
+        "label_emb_0_2",
+        "out_0",
+        "out_2",
+    ] {
+        names.insert(format!("lora_unet_{m}"));
+    }
+    for (prefix, layers) in [("lora_te1", 12), ("lora_te2", 32)] {
+        for b in 0..layers {
+            for c in [
+                "self_attn_q_proj",
+                "self_attn_k_proj",
+                "self_attn_v_proj",
+                "self_attn_out_proj",
+                "mlp_fc1",
+                "mlp_fc2",
+            ] {
+                names.insert(format!("{prefix}_text_model_encoder_layers_{b}_{c}"));
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn every_sdxl_lora_key_is_one_comfyui_loads_and_kohyas_counts_hold() {
+    let device = Default::default();
+    let comfy = comfyui_sdxl_lora_names();
+    // LoCon adds 17 resnets × (conv1, conv2, time_emb_proj) + 11 shortcuts + 2 down- and 2 upsamplers
+    for (conv_rank, unet_modules) in [(0usize, 722usize), (4, 722 + 66)] {
+        let network = super::config::NetworkSection {
+            rank: 4,
+            alpha: 1.0,
+            dropout: 0.0,
+            conv_rank,
+            conv_alpha: 1.0,
+            train_text_encoder: true,
+        };
+        // base weights stay lazy: only the adapters are allocated
+        let model = LoraModel::<TestBackend>::init(Architecture::Sdxl, &network, &device);
+        let tensors = kohya_tensors(
+            &model,
+            Alphas {
+                linear: 1.0,
+                conv: 1.0,
+            },
+            Architecture::Sdxl,
+        );
+        let modules: BTreeSet<String> = tensors
+            .iter()
+            .filter_map(|t| t.name.strip_suffix(".lora_down.weight"))
+            .map(str::to_string)
+            .collect();
+        assert_eq!(tensors.len(), modules.len() * 3, "down, up and alpha each");
+        let unmapped: Vec<_> = modules.iter().filter(|m| !comfy.contains(*m)).collect();
+        assert!(
+            unmapped.is_empty(),
+            "{} of {} modules unknown to ComfyUI: {:?}",
+            unmapped.len(),
+            modules.len(),
+            &unmapped[..unmapped.len().min(10)]
+        );
+        let count = |p: &str| modules.iter().filter(|m| m.starts_with(p)).count();
+        // kohya's sdxl_train_network.py logs "create LoRA for Text Encoder 1:
+        // 72 modules", "Text Encoder 2: 192 modules", "U-Net: 722 modules"
+        assert_eq!(
+            (count("lora_unet_"), count("lora_te1_"), count("lora_te2_")),
+            (unet_modules, 72, 192)
+        );
+    }
+}
+
 #[test]
 fn saved_files_use_kohya_layouts_and_dtypes() {
     let dir = tempfile::tempdir().unwrap();
@@ -685,10 +835,13 @@ fn saved_files_use_kohya_layouts_and_dtypes() {
     save_lora(
         &path,
         &model,
-        Alphas {
-            linear: 2.0,
-            conv: 1.0,
-        },
+        (
+            Alphas {
+                linear: 2.0,
+                conv: 1.0,
+            },
+            Architecture::Tiny,
+        ),
         &meta,
         SavePrecision::Fp16,
     )
@@ -977,7 +1130,7 @@ fn a_generated_native_config_caches_the_pictures_and_trains() {
 }
 
 #[test]
-fn a_single_file_checkpoint_without_a_vocabulary_is_refused_with_a_way_out() {
+fn a_single_file_checkpoint_without_a_vocabulary_uses_clips_own_or_is_refused_with_a_way_out() {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("sd15.safetensors");
     write_ldm(&ckpt, &tiny_base());
@@ -1005,6 +1158,25 @@ fn a_single_file_checkpoint_without_a_vocabulary_is_refused_with_a_way_out() {
         }
         other => panic!("expected NoTokenizer: {other:?}"),
     }
+    // A full-size model falls back to CLIP's own vocabulary, built in:
+    // SD1.5 and SDXL read prompts with it.
+    for arch in [Architecture::Sd15, Architecture::Sdxl] {
+        let mut full = config.clone();
+        full.model.architecture = arch;
+        let (tokenizer, from) = super::data::open_tokenizer_in(&full, Some(&empty_home)).unwrap();
+        assert_eq!(from, None);
+        let clip = crate::clip_bpe::clip().unwrap();
+        assert_eq!(
+            tokenizer.encode("zkfox, a fox in the snow"),
+            clip.encode("zkfox, a fox in the snow")
+        );
+        assert_eq!((tokenizer.bos, tokenizer.eos), (49406, 49407));
+    }
+    // The tiny model's vocabulary is its own: no fallback.
+    assert!(matches!(
+        super::data::open_tokenizer_in(&config, Some(&empty_home)),
+        Err(EngineError::NoTokenizer { .. })
+    ));
     // Pointing `data.tokenizer` at the files works.
     write_tiny_tokenizer(&dir.path().join("clip"));
     config.data.tokenizer = Some(dir.path().join("clip"));

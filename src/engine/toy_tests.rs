@@ -3,7 +3,9 @@
 //! layout, `engine train` checks it, caches a folder of pictures, trains and
 //! writes a LoRA whose metadata is read back key by key in kohya's formats;
 //! a checkpoint whose attention keys were renamed is refused before any
-//! picture is encoded, with the renamed keys named.
+//! picture is encoded, with the renamed keys named. The same path on
+//! `sdxl_toy`: SDXL's layout, both text encoders (the second in OpenCLIP's
+//! own layout in the single file), kohya's SDXL LoRA names.
 
 use std::path::Path;
 
@@ -41,14 +43,25 @@ fn write_pictures(dir: &Path) -> std::path::PathBuf {
 }
 
 fn write_config(dir: &Path, checkpoint: &Path, pics: &Path) -> std::path::PathBuf {
+    write_config_for(dir, checkpoint, pics, "sd15_toy", "")
+}
+
+fn write_config_for(
+    dir: &Path,
+    checkpoint: &Path,
+    pics: &Path,
+    arch: &str,
+    network: &str,
+) -> std::path::PathBuf {
     let text = format!(
         r#"
 [model]
 checkpoint = "{}"
-architecture = "sd15_toy"
+architecture = "{arch}"
 [network]
 rank = 2
 alpha = 1.0
+{network}
 [training]
 device = "cpu"
 learning_rate = 1e-4
@@ -77,11 +90,15 @@ name = "ink-fox"
 }
 
 fn init_checkpoint(out: &Path, layout: &str) {
+    init_checkpoint_for(out, layout, "sd15_toy");
+}
+
+fn init_checkpoint_for(out: &Path, layout: &str, arch: &str) {
     let args: Vec<String> = [
         "init-checkpoint",
         &path_str(out),
         "--arch",
-        "sd15_toy",
+        arch,
         "--layout",
         layout,
         "--dtype",
@@ -258,4 +275,91 @@ fn a_checkpoint_with_renamed_attention_keys_is_refused_before_any_picture_is_enc
     assert!(!text.contains("caching latents"), "{text}");
     assert!(!dir.path().join("cache").exists());
     assert!(!dir.path().join("out").exists());
+}
+
+#[test]
+fn the_sdxl_shaped_toy_trains_from_both_layouts_and_its_lora_has_kohyas_sdxl_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let pics = write_pictures(dir.path());
+    let mut modules_by_layout = Vec::new();
+    for layout in ["ldm", "diffusers"] {
+        let run = dir.path().join(layout);
+        let checkpoint = run.join("models/toy-sdxl.safetensors");
+        std::fs::create_dir_all(checkpoint.parent().unwrap()).unwrap();
+        init_checkpoint_for(&checkpoint, layout, "sdxl_toy");
+        let config = write_config_for(
+            &run,
+            &checkpoint,
+            &pics,
+            "sdxl_toy",
+            "train_text_encoder = true\nconv_rank = 2\nconv_alpha = 1.0",
+        );
+        let mut out = Vec::new();
+        let outcome = run_train(&config, false, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(outcome.steps, 4, "{text}");
+        assert!(outcome.losses.iter().all(|l| l.is_finite()), "{text}");
+        assert!(text.contains("the SDXL model needs are there"), "{text}");
+
+        let lora = SafetensorsFile::open(outcome.saved.last().unwrap()).unwrap();
+        let get = |key: &str| lora.metadata.get(key).cloned().unwrap_or_default();
+        assert_eq!(get("ss_base_model_version"), "sdxl_base_v1-0");
+        assert_eq!(
+            get("modelspec.architecture"),
+            "stable-diffusion-xl-v1-base/lora"
+        );
+        assert_eq!(
+            get("modelspec.implementation"),
+            "https://github.com/Stability-AI/generative-models"
+        );
+        assert_eq!(get("ss_v2"), "False");
+        assert_eq!(get("modelspec.resolution"), "256x256");
+        let modules: std::collections::BTreeSet<String> = lora
+            .keys()
+            .filter_map(|k| k.strip_suffix(".lora_down.weight"))
+            .map(str::to_string)
+            .collect();
+        let count = |prefix: &str| modules.iter().filter(|m| m.starts_with(prefix)).count();
+        // te1: 2 layers × 6, te2: 3 layers × 6; no `lora_te_`
+        assert_eq!(count("lora_te1_text_model_encoder_layers_"), 12);
+        assert_eq!(count("lora_te2_text_model_encoder_layers_"), 18);
+        assert_eq!(count("lora_te_"), 0);
+        // the UNet by its SGM names: no diffusers names
+        assert_eq!(count("lora_unet_down_blocks_"), 0);
+        for module in [
+            "lora_unet_input_blocks_4_1_proj_in",
+            "lora_unet_input_blocks_8_1_transformer_blocks_1_attn2_to_k",
+            "lora_unet_middle_block_1_transformer_blocks_2_ff_net_0_proj",
+            "lora_unet_output_blocks_0_1_transformer_blocks_2_attn1_to_out_0",
+            "lora_unet_output_blocks_2_2_conv",
+            "lora_unet_input_blocks_3_0_op",
+            "lora_unet_input_blocks_1_0_in_layers_2",
+        ] {
+            assert!(modules.contains(module), "no `{module}` in {modules:?}");
+        }
+        // SDXL's proj_in is a linear layer: its adapter is 2-d, as kohya's
+        let down = lora
+            .shape("lora_unet_input_blocks_4_1_proj_in.lora_down.weight")
+            .unwrap();
+        assert_eq!(down, [2, 16]);
+        modules_by_layout.push(modules);
+    }
+    assert_eq!(
+        modules_by_layout[0], modules_by_layout[1],
+        "both layouts train the same modules"
+    );
+    // clip_skip has no meaning for SDXL: refused, not silently ignored
+    let config = write_config_for(
+        &dir.path().join("ldm"),
+        &dir.path().join("ldm/models/toy-sdxl.safetensors"),
+        &pics,
+        "sdxl_toy",
+        "",
+    );
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[network]", "clip_skip = 2\n[network]");
+    std::fs::write(&config, text).unwrap();
+    let err = run_train(&config, false, &mut Vec::new()).unwrap_err();
+    assert!(err.to_string().contains("clip_skip"), "{err}");
 }

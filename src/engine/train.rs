@@ -17,7 +17,7 @@ use burn::module::AutodiffModule;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{Distribution, ElementConversion, Int, Tensor, TensorData};
+use burn::tensor::{Distribution, ElementConversion, Tensor, TensorData};
 
 use super::EngineError;
 use super::cache::bucket_side_range;
@@ -315,6 +315,7 @@ pub fn train<B: AutodiffBackend>(
     };
     let mut opt_unet = AnyOptimizer::new(config);
     let mut opt_te = AnyOptimizer::new(config);
+    let mut opt_te2 = AnyOptimizer::new(config);
     let started = Instant::now();
     let started_unix = crate::studio::clock::unix_now();
     let mut outcome = TrainOutcome {
@@ -382,9 +383,19 @@ pub fn train<B: AutodiffBackend>(
             let mut grads_for = grads;
             let unet_grads = GradientsParams::from_module(&mut grads_for, &model.unet);
             let te_grads = GradientsParams::from_module(&mut grads_for, &model.text_encoder);
+            let te2_grads = model
+                .text_encoder_2
+                .as_ref()
+                .map(|te2| GradientsParams::from_module(&mut grads_for, te2));
             model.unet = opt_unet.step(lr_unet.at(step), model.unet, unet_grads);
             if !te_grads.is_empty() {
                 model.text_encoder = opt_te.step(lr_te.at(step), model.text_encoder, te_grads);
+            }
+            if let Some(grads) = te2_grads
+                && !grads.is_empty()
+                && let Some(te2) = model.text_encoder_2.take()
+            {
+                model.text_encoder_2 = Some(opt_te2.step(lr_te.at(step), te2, grads));
             }
             outcome.losses.push(loss_value);
             step += 1;
@@ -480,7 +491,6 @@ pub(crate) fn step_loss<B: AutodiffBackend>(
         .flat_map(|&i| dataset.samples[i].latents.iter().copied())
         .collect();
     let latents = Tensor::<B, 4>::from_data(TensorData::new(latents, [b, c, h, w]), device);
-    let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [b, seq]), device);
 
     let mut noise = latents.random_like(Distribution::Normal(0.0, 1.0)); // [b, c, h, w]
     if config.training.noise_offset > 0.0 {
@@ -491,10 +501,16 @@ pub(crate) fn step_loss<B: AutodiffBackend>(
     let prediction = config.model.prediction;
     let target = schedule.target(prediction, latents, noise, timesteps);
 
-    let context = model.text_encoder.forward(ids, config.model.clip_skip); // [b, seq, d]
+    // [b, seq, d]; SDXL: both encoders side by side, and the pooled embedding
+    let (context, pooled) = model.encode_text(ids, b, seq, config.model.clip_skip, device);
+    let sizes: Vec<Option<(u32, u32)>> = batch
+        .iter()
+        .map(|&i| dataset.samples[i].image_size)
+        .collect();
+    let added = model.added_cond(pooled, &sizes, (w * 8, h * 8), device);
     let t_values: Vec<f32> = timesteps.iter().map(|&t| t as f32).collect();
     let t_tensor = Tensor::<B, 1>::from_data(TensorData::new(t_values, [b]), device);
-    let predicted = model.unet.forward(noisy, t_tensor, context); // [b, c, h, w]
+    let predicted = model.unet.forward(noisy, t_tensor, context, added); // [b, c, h, w]
 
     let per_sample = (predicted - target)
         .powi_scalar(2)
@@ -579,8 +595,16 @@ fn save<B: AutodiffBackend>(
     let resolution = config.data.resolution;
     let facts = TrainingFacts {
         output_name: config.output.name.clone(),
-        modelspec_architecture: "stable-diffusion-v1",
-        base_model_version: "sd_v1",
+        modelspec_architecture: if config.model.architecture.is_sdxl() {
+            "stable-diffusion-xl-v1-base"
+        } else {
+            "stable-diffusion-v1"
+        },
+        base_model_version: if config.model.architecture.is_sdxl() {
+            "sdxl_base_v1-0"
+        } else {
+            "sd_v1"
+        },
         rank: n.rank,
         alpha: n.alpha,
         dropout: n.dropout,
@@ -634,7 +658,7 @@ fn save<B: AutodiffBackend>(
     save_lora(
         path,
         model,
-        alphas,
+        (alphas, config.model.architecture),
         &facts.metadata(),
         config.output.save_precision,
     )?;

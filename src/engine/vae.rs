@@ -43,6 +43,15 @@ impl VaeConfig {
         }
     }
 
+    /// SDXL's VAE: SD1.5's layout, retrained, with its own scale
+    /// (<https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/blob/main/vae/config.json>).
+    pub fn sdxl() -> Self {
+        Self {
+            scaling_factor: 0.13025,
+            ..Self::sd15()
+        }
+    }
+
     /// SD1.5's encoder layout (four stages, two resnets each: images 8×
     /// the latent size) at toy widths.
     pub fn sd15_toy() -> Self {

@@ -22,11 +22,13 @@ use super::safetensors_file::SafetensorsFile;
 use super::unet::UNetConfig;
 use super::vae::VaeConfig;
 
-/// The three parts of SD1.5 the engine can load.
+/// The parts of SD1.5 and SDXL the engine can load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Component {
     Unet,
     TextEncoder,
+    /// SDXL's second text encoder (OpenCLIP ViT-bigG).
+    TextEncoder2,
     Vae,
 }
 
@@ -35,6 +37,7 @@ impl Component {
         match self {
             Component::Unet => "unet",
             Component::TextEncoder => "text_encoder",
+            Component::TextEncoder2 => "text_encoder_2",
             Component::Vae => "vae",
         }
     }
@@ -44,6 +47,7 @@ impl Component {
         match self {
             Component::Unet => "unet/diffusion_pytorch_model.safetensors",
             Component::TextEncoder => "text_encoder/model.safetensors",
+            Component::TextEncoder2 => "text_encoder_2/model.safetensors",
             Component::Vae => "vae/diffusion_pytorch_model.safetensors",
         }
     }
@@ -53,7 +57,8 @@ impl Component {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
     /// One file, `model.diffusion_model.*` / `first_stage_model.*` /
-    /// `cond_stage_model.transformer.*`.
+    /// `cond_stage_model.transformer.*` (SD1.5) or
+    /// `conditioner.embedders.{0.transformer,1.model}.*` (SDXL).
     Ldm,
     /// A folder with one file per component, in diffusers names.
     Diffusers,
@@ -187,8 +192,33 @@ impl Checkpoint {
                             }
                         }
                         Component::TextEncoder => {
-                            if let Some(rest) = key.strip_prefix(ldm::CLIP_PREFIX) {
+                            if let Some(rest) = key
+                                .strip_prefix(ldm::CLIP_PREFIX)
+                                .or_else(|| key.strip_prefix(ldm::SDXL_CLIP_PREFIX))
+                            {
                                 weights.add(ldm::clip_key(rest), key);
+                            }
+                        }
+                        Component::TextEncoder2 => {
+                            if let Some(rest) = key.strip_prefix(ldm::OPEN_CLIP_PREFIX) {
+                                match ldm::open_clip_keys(rest) {
+                                    Some(parts) => {
+                                        for part in parts {
+                                            weights.add_source(
+                                                part.name,
+                                                Source {
+                                                    key: key.to_string(),
+                                                    part: part.part,
+                                                    transposed: part.transposed,
+                                                },
+                                            );
+                                        }
+                                    }
+                                    None if ldm::OPEN_CLIP_UNUSED.contains(&rest) => {
+                                        weights.unused += 1
+                                    }
+                                    None => weights.unexpected.push(key.to_string()),
+                                }
                             }
                         }
                     }
@@ -199,12 +229,63 @@ impl Checkpoint {
     }
 }
 
-/// One component's tensors: diffusers name → key in the file.
+/// Where one of our tensors is in the file: a key, or one of `n` equal
+/// row blocks of it (OpenCLIP keeps q, k and v in one `in_proj_weight`), or
+/// its transpose (OpenCLIP's `text_projection` multiplies from the right).
+#[derive(Debug, Clone, PartialEq)]
+struct Source {
+    key: String,
+    /// `(i, n)`: rows `i·r/n ..(i+1)·r/n` of an `r`-row tensor.
+    part: Option<(usize, usize)>,
+    transposed: bool,
+}
+
+impl Source {
+    fn whole(key: &str) -> Self {
+        Self {
+            key: key.to_string(),
+            part: None,
+            transposed: false,
+        }
+    }
+
+    /// The shape of what this source yields, from the file's shape.
+    fn shape(&self, file: &[usize]) -> Vec<usize> {
+        let mut shape = file.to_vec();
+        if let (Some((_, n)), Some(rows)) = (self.part, shape.first_mut()) {
+            *rows /= n.max(1);
+        }
+        if self.transposed && shape.len() == 2 {
+            shape.swap(0, 1);
+        }
+        shape
+    }
+
+    /// Cuts and turns the file's values as [`Source::shape`] says.
+    fn apply(&self, values: Vec<f32>, file: &[usize]) -> Vec<f32> {
+        let mut values = values;
+        if let (Some((i, n)), Some(&rows)) = (self.part, file.first()) {
+            let per_row: usize = file.iter().skip(1).product();
+            let block = rows / n.max(1) * per_row;
+            values = values
+                .get(i * block..(i + 1) * block)
+                .map(<[f32]>::to_vec)
+                .unwrap_or_default();
+        }
+        if self.transposed && file.len() == 2 {
+            let shape = self.shape(file);
+            values = transposed(&values, shape[1], shape[0]); // the file's rows, columns
+        }
+        values
+    }
+}
+
+/// One component's tensors: diffusers name → where it is in the file.
 #[derive(Debug)]
 pub struct ComponentWeights<'a> {
     pub component: Component,
     file: &'a SafetensorsFile,
-    keys: BTreeMap<String, String>,
+    keys: BTreeMap<String, Source>,
     /// Keys in the component's namespace that no rename row knows.
     unexpected: Vec<String>,
     /// Keys the engine does not need (the VAE decoder, buffers).
@@ -213,15 +294,21 @@ pub struct ComponentWeights<'a> {
 
 impl ComponentWeights<'_> {
     fn add(&mut self, name: String, key: &str) {
+        self.add_source(name, Source::whole(key));
+    }
+
+    fn add_source(&mut self, name: String, source: Source) {
         let unused = match self.component {
             Component::Vae => ldm::VAE_UNUSED_PREFIXES.iter().any(|p| name.starts_with(p)),
-            Component::TextEncoder => ldm::CLIP_UNUSED_SUFFIXES.iter().any(|s| name.ends_with(s)),
+            Component::TextEncoder | Component::TextEncoder2 => {
+                ldm::CLIP_UNUSED_SUFFIXES.iter().any(|s| name.ends_with(s))
+            }
             Component::Unet => false,
         };
         if unused {
             self.unused += 1;
         } else {
-            self.keys.insert(name, key.to_string());
+            self.keys.insert(name, source);
         }
     }
 
@@ -230,8 +317,9 @@ impl ComponentWeights<'_> {
     }
 
     /// The shape the file gives the tensor we call `name`.
-    fn file_shape(&self, name: &str) -> Option<&[usize]> {
-        self.keys.get(name).and_then(|key| self.file.shape(key))
+    fn file_shape(&self, name: &str) -> Option<Vec<usize>> {
+        let source = self.keys.get(name)?;
+        Some(source.shape(self.file.shape(&source.key)?))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -375,11 +463,17 @@ pub fn check_component<B: Backend, M: Module<B>>(
     }
     impl<B: Backend> burn::module::ModuleVisitor<B> for Checker<'_> {
         fn enter_module(&mut self, name: &str, container_type: &str) {
+            if crate::engine::weights::is_variant(container_type) {
+                return;
+            }
             self.path
                 .0
                 .push((name.to_string(), container_type.to_string()));
         }
-        fn exit_module(&mut self, _: &str, _: &str) {
+        fn exit_module(&mut self, _: &str, container_type: &str) {
+            if crate::engine::weights::is_variant(container_type) {
+                return;
+            }
             self.path.0.pop();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
@@ -393,13 +487,13 @@ pub fn check_component<B: Backend, M: Module<B>>(
                 None => self.report.missing.push(key),
                 Some(found) => {
                     self.used.insert(key.clone());
-                    if fits(&expected, found, linear) {
+                    if fits(&expected, &found, linear) {
                         self.report.loaded += 1;
                     } else {
                         self.report.mismatched.push(ShapeMismatch {
                             key,
                             expected: shape_as_in_file(&expected, linear),
-                            found: found.to_vec(),
+                            found,
                         });
                     }
                 }
@@ -419,9 +513,9 @@ pub fn check_component<B: Backend, M: Module<B>>(
     };
     module.visit(&mut checker);
     let mut report = checker.report;
-    for (name, key) in &weights.keys {
-        if !checker.used.contains(name) {
-            report.unexpected.push(key.clone());
+    for (name, source) in &weights.keys {
+        if !checker.used.contains(name) && !report.unexpected.contains(&source.key) {
+            report.unexpected.push(source.key.clone());
         }
     }
     report
@@ -465,9 +559,9 @@ pub fn load_component_with_progress<B: Backend, M: Module<B>>(
     };
     let module = module.map(&mut loader);
     let mut report = loader.report;
-    for name in weights.keys.keys() {
-        if !loader.used.contains(name) {
-            report.unexpected.push(weights.keys[name].clone());
+    for (name, source) in &weights.keys {
+        if !loader.used.contains(name) && !report.unexpected.contains(&source.key) {
+            report.unexpected.push(source.key.clone());
         }
     }
     (module, report)
@@ -486,12 +580,13 @@ struct Loader<'a, B: Backend> {
 impl<B: Backend> Loader<'_, B> {
     /// The checkpoint tensor for `key`, reshaped to burn's layout, or why not.
     fn fetch(&mut self, key: &str, expected: &[usize], linear: bool) -> Option<TensorData> {
-        let Some(file_key) = self.weights.keys.get(key) else {
+        let Some(source) = self.weights.keys.get(key) else {
             self.report.missing.push(key.to_string());
             return None;
         };
         self.used.insert(key.to_string());
-        let found = self.weights.file.shape(file_key).unwrap_or(&[]).to_vec();
+        let in_file = self.weights.file.shape(&source.key).unwrap_or(&[]).to_vec();
+        let found = source.shape(&in_file);
         if !fits(expected, &found, linear) {
             self.report.mismatched.push(ShapeMismatch {
                 key: key.to_string(),
@@ -500,8 +595,8 @@ impl<B: Backend> Loader<'_, B> {
             });
             return None;
         }
-        let (values, _) = match self.weights.file.read_f32(file_key) {
-            Ok(v) => v,
+        let values = match self.weights.file.read_f32(&source.key) {
+            Ok((values, _)) => source.apply(values, &in_file),
             Err(e) => {
                 self.report.errors.push(e.to_string());
                 return None;
@@ -510,13 +605,7 @@ impl<B: Backend> Loader<'_, B> {
         let data = if linear {
             // PyTorch [out, in] (or [out, in, 1, 1]) → burn [in, out]
             let (i, o) = (expected[0], expected[1]);
-            let mut t = vec![0f32; values.len()];
-            for r in 0..o {
-                for c in 0..i {
-                    t[c * o + r] = values[r * i + c];
-                }
-            }
-            TensorData::new(t, [i, o])
+            TensorData::new(transposed(&values, o, i), [i, o])
         } else {
             TensorData::new(values, expected.to_vec())
         };
@@ -528,12 +617,18 @@ impl<B: Backend> Loader<'_, B> {
 
 impl<B: Backend> ModuleMapper<B> for Loader<'_, B> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
+        if crate::engine::weights::is_variant(container_type) {
+            return;
+        }
         self.path
             .0
             .push((name.to_string(), container_type.to_string()));
     }
 
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+    fn exit_module(&mut self, _: &str, container_type: &str) {
+        if crate::engine::weights::is_variant(container_type) {
+            return;
+        }
         self.path.0.pop();
     }
 
@@ -565,10 +660,16 @@ pub fn named_tensors<B: Backend, M: Module<B>>(module: &M) -> Vec<(String, Tenso
     }
     impl<B: Backend> burn::module::ModuleVisitor<B> for Collect {
         fn enter_module(&mut self, name: &str, container_type: &str) {
+            if crate::engine::weights::is_variant(container_type) {
+                return;
+            }
             self.path
                 .push((name.to_string(), container_type.to_string()));
         }
-        fn exit_module(&mut self, _: &str, _: &str) {
+        fn exit_module(&mut self, _: &str, container_type: &str) {
+            if crate::engine::weights::is_variant(container_type) {
+                return;
+            }
             self.path.pop();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
@@ -588,4 +689,23 @@ pub fn named_tensors<B: Backend, M: Module<B>>(module: &M) -> Vec<(String, Tenso
     };
     module.visit(&mut collect);
     collect.out
+}
+
+/// Whether a module walker's container is a burn enum module (such as
+/// [`super::unet::transformer::Projection`]): its variant name is not part
+/// of the checkpoint key, so key walkers skip it.
+pub(crate) fn is_variant(container_type: &str) -> bool {
+    container_type.starts_with("Enum:")
+}
+
+/// A row-major `rows × cols` matrix transposed (`cols × rows`); values
+/// beyond `rows × cols` are dropped, missing ones read as 0.
+pub(crate) fn transposed(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0f32; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = values.get(r * cols + c).copied().unwrap_or(0.0);
+        }
+    }
+    t
 }

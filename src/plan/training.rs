@@ -334,7 +334,7 @@ impl Backend {
     /// (kohya's three training scripts; SimpleTuner's `mixed_precision`
     /// bf16|no and `base_model_precision`; ai-toolkit's `quantize`); the
     /// native engine: DESIGN decision 11 (burn 0.21 has AdamW; Lion and Prodigy
-    /// are ours; no 8-bit state, no quantised base, f32 only, SD1.5 only).
+    /// are ours; no 8-bit state, no quantised base, f32 only, SD1.5 and SDXL).
     pub fn support(self) -> BackendSupport {
         match self {
             Backend::Kohya => BackendSupport {
@@ -380,14 +380,15 @@ impl Backend {
                 low_vram: true,
                 bf16_lora: false,
             },
-            // What `src/engine` trains today: SD1.5 (UNet and, optionally,
-            // the text encoder) in fp32, with AdamW, Lion or Prodigy.
+            // What `src/engine` trains today: SD1.5 and SDXL (UNet and,
+            // optionally, the text encoders) in fp32, with AdamW, Lion or
+            // Prodigy.
             Backend::Native => BackendSupport {
-                families: &[Sd15],
+                families: &[Sd15, Sdxl],
                 optimizers: &[Optimizer::AdamW, Optimizer::Prodigy, Optimizer::Lion],
                 base_weights: &[BaseWeights::Full],
                 precisions: &[Precision::Fp32],
-                text_encoder_training: &[Sd15],
+                text_encoder_training: &[Sd15, Sdxl],
                 block_swap: &[],
                 low_vram: false,
                 bf16_lora: false,

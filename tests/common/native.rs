@@ -20,17 +20,24 @@ pub fn native_project(root: &Path) {
 
 /// As [`native_project`], with more `plan` options.
 pub fn native_project_with(root: &Path, plan: &[&str]) {
+    native_project_for(root, "sd15", plan);
+}
+
+/// As [`native_project_with`], for the base model `family` (`sd15` or
+/// `sdxl`): its toy architecture (`sd15_toy`, `sdxl_toy`) stands in.
+pub fn native_project_for(root: &Path, family: &str, plan: &[&str]) {
+    let toy = format!("{family}_toy");
     super::clean_set(root, 4);
     run(
         ategnatos(root, None)
             .args(["engine", "init-checkpoint", CHECKPOINT])
-            .args(["--arch", "sd15_toy", "--seed", "3"]),
+            .args(["--arch", &toy, "--seed", "3"]),
         0,
     );
     run(
         ategnatos(root, None)
             .args(["project", "start", "fox", "--type", "style"])
-            .args(["--base-model", "sd15", "--trigger", super::TRIGGER])
+            .args(["--base-model", family, "--trigger", super::TRIGGER])
             .args(["--dataset", "clean"]),
         0,
     );
@@ -38,7 +45,9 @@ pub fn native_project_with(root: &Path, plan: &[&str]) {
     run(
         ategnatos(root, None)
             .args(["plan", "fox", "--backend", "native"])
-            .args(["--batch", "2", "--resolution", "256", "--rank", "4"])
+            // the lowest each family's plan allows
+            .args(["--batch", "2", "--rank", "4", "--resolution"])
+            .arg(if family == "sdxl" { "512" } else { "256" })
             .args(["--model-path", CHECKPOINT])
             .args(plan),
         0,
@@ -55,12 +64,12 @@ pub fn native_project_with(root: &Path, plan: &[&str]) {
         .parse()
         .unwrap();
     let model = config["model"].as_table_mut().unwrap();
-    assert_eq!(model["architecture"].as_str(), Some("sd15"));
+    assert_eq!(model["architecture"].as_str(), Some(family));
     assert!(
         model["checkpoint"].as_str().unwrap().ends_with(CHECKPOINT),
         "{model:?}"
     );
-    model.insert("architecture".into(), "sd15_toy".into());
+    model.insert("architecture".into(), toy.into());
     assert_eq!(config["training"]["device"].as_str(), Some("cpu"));
     std::fs::write(&engine_toml, toml::to_string(&config).unwrap()).unwrap();
 }

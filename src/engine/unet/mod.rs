@@ -1,11 +1,19 @@
-//! The SD1.5 denoiser, `UNet2DConditionModel`, in burn, laid out so every
-//! parameter's module path is its diffusers checkpoint key
+//! The SD1.5 and SDXL denoiser, `UNet2DConditionModel`, in burn, laid out so
+//! every parameter's module path is its diffusers checkpoint key
 //! (`down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.weight`).
 //!
 //! One file per block, after candle's `stable_diffusion` module:
 //! [`resnet`], [`attention`], [`transformer`], [`embeddings`], [`blocks`].
-//! [`UNetConfig::sd15`] holds the real numbers, [`UNetConfig::tiny`] a
-//! two-stage model small enough for CPU tests.
+//! [`UNetConfig::sd15`] and [`UNetConfig::sdxl`] hold the real numbers,
+//! [`UNetConfig::tiny`] a two-stage model small enough for CPU tests, and the
+//! `*_toy` configs each real block layout at toy widths.
+//!
+//! SDXL differs from SD1.5 in four ways the config carries: a fixed head
+//! width instead of a fixed head count, several transformer blocks per
+//! spatial transformer (2 and 10), linear `proj_in`/`proj_out`, and the
+//! "text_time" conditioning: the picture's original size, crop and target
+//! size, each as a sinusoidal code, with the pooled text embedding, through
+//! an MLP (`add_embedding`) added to the timestep embedding.
 
 pub mod attention;
 pub mod blocks;
@@ -46,12 +54,37 @@ pub struct UNetConfig {
     pub down_block_attention: Vec<bool>,
     pub layers_per_block: usize,
     /// diffusers calls this `attention_head_dim`, but for SD1.5 it is the
-    /// number of heads.
+    /// number of heads (used when `head_channels` is `None`).
     pub heads: usize,
+    /// SDXL keeps each head 64 channels wide: a stage has `channels /
+    /// head_channels` heads.
+    pub head_channels: Option<usize>,
     pub cross_attention_dim: usize,
     pub norm_num_groups: usize,
     pub norm_eps: f64,
-    pub transformer_depth: usize,
+    /// Transformer blocks per spatial transformer, per stage (the up blocks
+    /// mirror it; the mid block takes the last stage's).
+    pub transformer_depth: Vec<usize>,
+    /// `proj_in`/`proj_out` are linear layers on the tokens (SDXL) rather
+    /// than 1×1 convolutions (SD1.5).
+    pub linear_projection: bool,
+    /// SDXL's size-and-pooled-text conditioning; `None` for SD1.5.
+    pub addition: Option<AdditionConfig>,
+}
+
+/// SDXL's "text_time" added conditioning: six size numbers, each as a
+/// `time_embed_dim`-wide sinusoidal code, then the pooled text embedding.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdditionConfig {
+    pub time_embed_dim: usize,
+    pub pooled_dim: usize,
+}
+
+impl AdditionConfig {
+    /// The width `add_embedding.linear_1` takes.
+    pub fn input_dim(&self) -> usize {
+        6 * self.time_embed_dim + self.pooled_dim
+    }
 }
 
 impl UNetConfig {
@@ -65,10 +98,62 @@ impl UNetConfig {
             down_block_attention: vec![true, true, true, false],
             layers_per_block: 2,
             heads: 8,
+            head_channels: None,
             cross_attention_dim: 768,
             norm_num_groups: 32,
             norm_eps: 1e-5,
-            transformer_depth: 1,
+            transformer_depth: vec![1; 4],
+            linear_projection: false,
+            addition: None,
+        }
+    }
+
+    /// Stable Diffusion XL 1.0 base, from
+    /// <https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/blob/main/unet/config.json>:
+    /// three stages, no attention in the first, 2 and 10 transformer blocks
+    /// in the others, 64-channel heads, a 2048-wide context (both text
+    /// encoders side by side).
+    pub fn sdxl() -> Self {
+        Self {
+            in_channels: 4,
+            out_channels: 4,
+            block_out_channels: vec![320, 640, 1280],
+            down_block_attention: vec![false, true, true],
+            layers_per_block: 2,
+            heads: 0,
+            head_channels: Some(64),
+            cross_attention_dim: 2048,
+            norm_num_groups: 32,
+            norm_eps: 1e-5,
+            transformer_depth: vec![0, 2, 10],
+            linear_projection: true,
+            addition: Some(AdditionConfig {
+                time_embed_dim: 256,
+                pooled_dim: 1280,
+            }),
+        }
+    }
+
+    /// SDXL's block layout at toy widths: three stages, attention in the
+    /// last two with 2 and 3 transformer blocks, linear projections, the
+    /// added conditioning; the context is the two toy text encoders' widths
+    /// together (16 + 24).
+    pub fn sdxl_toy() -> Self {
+        Self {
+            block_out_channels: vec![8, 16, 32],
+            down_block_attention: vec![false, true, true],
+            layers_per_block: 2,
+            heads: 0,
+            head_channels: Some(4),
+            cross_attention_dim: 40,
+            norm_num_groups: 4,
+            transformer_depth: vec![0, 2, 3],
+            linear_projection: true,
+            addition: Some(AdditionConfig {
+                time_embed_dim: 8,
+                pooled_dim: 24,
+            }),
+            ..Self::tiny()
         }
     }
 
@@ -82,10 +167,13 @@ impl UNetConfig {
             down_block_attention: vec![true, false],
             layers_per_block: 1,
             heads: 2,
+            head_channels: None,
             cross_attention_dim: 16,
             norm_num_groups: 8,
             norm_eps: 1e-5,
-            transformer_depth: 1,
+            transformer_depth: vec![1; 2],
+            linear_projection: false,
+            addition: None,
         }
     }
 
@@ -98,6 +186,7 @@ impl UNetConfig {
             down_block_attention: vec![true, true, true, false],
             layers_per_block: 2,
             norm_num_groups: 4,
+            transformer_depth: vec![1; 4],
             ..Self::tiny()
         }
     }
@@ -117,31 +206,48 @@ impl UNetConfig {
         }
     }
 
-    fn transformer(&self, channels: usize) -> TransformerConfig {
+    /// The heads of a spatial transformer `channels` wide.
+    pub fn heads_at(&self, channels: usize) -> usize {
+        match self.head_channels {
+            Some(width) => channels / width.max(1),
+            None => self.heads,
+        }
+    }
+
+    fn transformer(&self, channels: usize, depth: usize) -> TransformerConfig {
         TransformerConfig {
             channels,
-            heads: self.heads,
+            heads: self.heads_at(channels),
             context_dim: self.cross_attention_dim,
-            depth: self.transformer_depth,
+            depth,
             groups: self.norm_num_groups,
+            linear_projection: self.linear_projection,
         }
+    }
+
+    /// The transformer depth of stage `i` (at least 1 where it has
+    /// attention).
+    fn depth(&self, i: usize) -> usize {
+        self.transformer_depth.get(i).copied().unwrap_or(1).max(1)
     }
 
     /// Checks the numbers a forward pass relies on, so a bad config is an
     /// error here rather than a shape panic later.
     pub fn validate(&self) -> Result<(), String> {
         let n = self.block_out_channels.len();
-        if n == 0 || self.down_block_attention.len() != n {
+        if n == 0 || self.down_block_attention.len() != n || self.transformer_depth.len() != n {
             return Err(format!(
-                "`block_out_channels` ({n}) and `down_block_attention` ({}) must be non-empty and the same length",
-                self.down_block_attention.len()
+                "`block_out_channels` ({n}), `down_block_attention` ({}) and `transformer_depth` ({}) must be non-empty and the same length",
+                self.down_block_attention.len(),
+                self.transformer_depth.len()
             ));
         }
         for &c in &self.block_out_channels {
-            if c % self.norm_num_groups != 0 || c % self.heads != 0 {
+            let heads = self.heads_at(c);
+            if c % self.norm_num_groups != 0 || heads == 0 || c % heads != 0 {
                 return Err(format!(
-                    "channel count {c} must divide by `norm_num_groups` ({}) and `heads` ({})",
-                    self.norm_num_groups, self.heads
+                    "channel count {c} must divide by `norm_num_groups` ({}) and into {heads} heads",
+                    self.norm_num_groups
                 ));
             }
         }
@@ -163,8 +269,22 @@ pub struct UNet2DConditionModel<B: Backend> {
     pub up_blocks: Vec<UpBlock2D<B>>,
     pub conv_norm_out: GroupNorm<B>,
     pub conv_out: Conv2d<B>,
+    /// SDXL's added conditioning MLP (`add_embedding.linear_1|2`).
+    pub add_embedding: Option<TimestepEmbedding<B>>,
     /// Width of the sinusoidal timestep code (the first stage's channels).
     pub time_proj_dim: usize,
+    /// Width of each size number's sinusoidal code (SDXL: 256).
+    pub add_time_proj_dim: usize,
+}
+
+/// SDXL's added conditioning for a batch.
+#[derive(Debug, Clone)]
+pub struct AddedCond<B: Backend> {
+    /// The second text encoder's pooled, projected embedding, `[batch, pooled]`.
+    pub text_embeds: Tensor<B, 2>,
+    /// Original height and width, crop top and left, target height and
+    /// width, in pixels: `[batch, 6]`.
+    pub time_ids: Tensor<B, 2>,
 }
 
 impl<B: Backend> UNet2DConditionModel<B> {
@@ -192,7 +312,11 @@ impl<B: Backend> UNet2DConditionModel<B> {
             let attentions = if has_attn {
                 (0..config.layers_per_block)
                     .map(|_| {
-                        Transformer2DModel::init(&config.transformer(out_c), attn_lora, device)
+                        Transformer2DModel::init(
+                            &config.transformer(out_c, config.depth(i)),
+                            attn_lora,
+                            device,
+                        )
                     })
                     .collect()
             } else {
@@ -217,7 +341,7 @@ impl<B: Backend> UNet2DConditionModel<B> {
                 .map(|_| ResnetBlock2D::init(&config.resnet(last, last), lora, device))
                 .collect(),
             attentions: vec![Transformer2DModel::init(
-                &config.transformer(last),
+                &config.transformer(last, config.depth(n - 1)),
                 attn_lora,
                 device,
             )],
@@ -241,7 +365,11 @@ impl<B: Backend> UNet2DConditionModel<B> {
             let attentions = if reversed_attn[i] {
                 (0..layers)
                     .map(|_| {
-                        Transformer2DModel::init(&config.transformer(out_c), attn_lora, device)
+                        Transformer2DModel::init(
+                            &config.transformer(out_c, config.depth(n - 1 - i)),
+                            attn_lora,
+                            device,
+                        )
                     })
                     .collect()
             } else {
@@ -268,7 +396,11 @@ impl<B: Backend> UNet2DConditionModel<B> {
             up_blocks,
             conv_norm_out: GroupNorm::init(config.norm_num_groups, first, config.norm_eps, device),
             conv_out: Conv2d::init(first, config.out_channels, 3, 1, 1, None, device),
+            add_embedding: config
+                .addition
+                .map(|a| TimestepEmbedding::init(a.input_dim(), config.time_embed_dim(), device)),
             time_proj_dim: first,
+            add_time_proj_dim: config.addition.map(|a| a.time_embed_dim).unwrap_or(0),
         }
     }
 
@@ -280,14 +412,29 @@ impl<B: Backend> UNet2DConditionModel<B> {
     /// - timesteps: `[batch]`
     /// - context: `[batch, 77, cross_attention_dim]`
     /// - returns `[batch, 4, h, w]`
+    ///
+    /// `added` is SDXL's size and pooled-text conditioning; a model without
+    /// `add_embedding` ignores it, and one with it runs without it only in
+    /// tests of the rest.
     pub fn forward(
         &self,
         latents: Tensor<B, 4>,
         timesteps: Tensor<B, 1>,
         context: Tensor<B, 3>,
+        added: Option<AddedCond<B>>,
     ) -> Tensor<B, 4> {
         let temb = sinusoidal_embedding(timesteps, self.time_proj_dim); // [batch, c0]
-        let temb = self.time_embedding.forward(temb); // [batch, 4 * c0]
+        let mut temb = self.time_embedding.forward(temb); // [batch, 4 * c0]
+        if let (Some(mlp), Some(added)) = (&self.add_embedding, added) {
+            let [batch, six] = added.time_ids.dims();
+            let codes = sinusoidal_embedding(
+                added.time_ids.reshape([batch * six]),
+                self.add_time_proj_dim,
+            )
+            .reshape([batch, six * self.add_time_proj_dim]); // [batch, 6 * d]
+            let input = Tensor::cat(vec![added.text_embeds, codes], 1); // [batch, pooled + 6 d]
+            temb = temb + mlp.forward(input);
+        }
 
         let mut h = self.conv_in.forward(latents); // [batch, c0, h, w]
         let mut skips = vec![h.clone()];
@@ -320,7 +467,7 @@ mod tests {
         let latents = Tensor::random([2, 4, 8, 8], Distribution::Default, &device);
         let t = Tensor::from_floats([10.0, 500.0], &device);
         let context = Tensor::random([2, 7, 16], Distribution::Default, &device);
-        let out = unet.forward(latents, t, context);
+        let out = unet.forward(latents, t, context, None);
         assert_eq!(out.dims(), [2, 4, 8, 8]);
     }
 }
