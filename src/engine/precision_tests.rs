@@ -137,7 +137,7 @@ fn loss<B: AutodiffBackend>(
     let context = model.text_encoder.forward(ids, 1);
     let t: Vec<f32> = timesteps.iter().map(|&t| t as f32).collect();
     let t = Tensor::<B, 1>::from_data(TensorData::new(t, [n]), device);
-    let predicted = model.unet.forward(noisy, t, context);
+    let predicted = model.unet.forward(noisy, t, context, None);
     (predicted - noise).powi_scalar(2).mean()
 }
 
@@ -427,4 +427,33 @@ fn train_holds_the_base_in_the_configured_precision() {
         saved.metadata.get("ss_mixed_precision").map(String::as_str),
         Some("bf16")
     );
+}
+
+/// Both levers together run a training step on every architecture the
+/// config names at toy size (SDXL's second text encoder, its projection and
+/// size conditioning included).
+#[test]
+fn half_weights_with_checkpointing_step_every_toy_architecture() {
+    for arch in [
+        Architecture::Tiny,
+        Architecture::Sd15Toy,
+        Architecture::SdxlToy,
+    ] {
+        let spec = super::bench::BenchSpec {
+            arch,
+            batch: 2,
+            rank: 2,
+            latent_size: 8,
+            warmup_steps: 0,
+            steps: 2,
+            base_precision: BasePrecision::Bf16,
+            checkpointing: true,
+        };
+        let result = super::bench::run_benchmark::<Autodiff<CpuBackend, BalancedCheckpointing>>(
+            &spec,
+            &Default::default(),
+        );
+        assert_eq!(result.step_times.len(), 2, "{arch:?}");
+        assert!(result.trainable_params > 0, "{arch:?}");
+    }
 }
