@@ -16,12 +16,14 @@ use crate::engine::config::{
     OutputSection, SavePrecision, TrainingSection,
 };
 use crate::engine::optim::LrScheduleKind;
+use crate::engine::precision::BasePrecision;
 use crate::engine::schedule::Prediction;
 use crate::plan::catalog::{ModelFamily, ModelSpec, PredictionType};
-use crate::plan::training::{LrScheduler, Optimizer, TrainingPlan};
+use crate::plan::training::{LrScheduler, Optimizer, Precision, TrainingPlan};
 
 /// The plan as the engine's config. The plan must have passed validation
-/// (the native engine trains SD1.5 and SDXL in fp32 with AdamW, Lion or Prodigy;
+/// (the native engine trains SD1.5 and SDXL with AdamW, Lion or Prodigy, its
+/// frozen weights in f32, bf16 or f16;
 /// anything else is refused there, before a file is written).
 pub fn engine_config(plan: &TrainingPlan, model: &ModelSpec, paths: &RunPaths) -> EngineConfig {
     let learning_rate = plan.learning_rate;
@@ -70,6 +72,13 @@ pub fn engine_config(plan: &TrainingPlan, model: &ModelSpec, paths: &RunPaths) -
             batch_size: plan.batch_size as usize,
             seed: plan.seed,
             gradient_checkpointing: plan.gradient_checkpointing,
+            // the plan's precision is the frozen weights'; the LoRA, its
+            // optimizer and the arithmetic stay f32 in the engine
+            base_precision: match plan.precision {
+                Precision::Bf16 => BasePrecision::Bf16,
+                Precision::Fp16 => BasePrecision::F16,
+                Precision::Fp32 => BasePrecision::F32,
+            },
             ..TrainingSection::default()
         },
         data: DataSection {
@@ -177,6 +186,14 @@ pub(crate) mod tests {
         assert_eq!(back.model.architecture, Architecture::Sdxl);
         assert!(back.network.train_text_encoder);
         assert_eq!(back.data.resolution, 1024);
+        assert_eq!(back.training.base_precision, BasePrecision::F32);
+        // a bf16 plan holds the frozen weights in bf16
+        plan.precision = Precision::Bf16;
+        plan.gradient_checkpointing = true;
+        assert!(crate::plan::validate::validate(&plan, None).is_empty());
+        let back = engine_config(&plan, model, &test_paths(Backend::Native));
+        assert_eq!(back.training.base_precision, BasePrecision::Bf16);
+        assert!(back.training.gradient_checkpointing);
         // SD1.5 stays SD1.5
         let sd15 = native_plan();
         let back = engine_config(&sd15, sd15.model().unwrap(), &test_paths(Backend::Native));

@@ -334,7 +334,8 @@ impl Backend {
     /// (kohya's three training scripts; SimpleTuner's `mixed_precision`
     /// bf16|no and `base_model_precision`; ai-toolkit's `quantize`); the
     /// native engine: DESIGN decision 11 (burn 0.21 has AdamW; Lion and Prodigy
-    /// are ours; no 8-bit state, no quantised base, f32 only, SD1.5 and SDXL).
+    /// are ours; no 8-bit state, no quantised base, 16-bit base weights at
+    /// most, SD1.5 and SDXL).
     pub fn support(self) -> BackendSupport {
         match self {
             Backend::Kohya => BackendSupport {
@@ -381,13 +382,14 @@ impl Backend {
                 bf16_lora: false,
             },
             // What `src/engine` trains today: SD1.5 and SDXL (UNet and,
-            // optionally, the text encoders) in fp32, with AdamW, Lion or
-            // Prodigy.
+            // optionally, the text encoders) with AdamW, Lion or Prodigy;
+            // bf16/fp16 hold the frozen weights in 16 bits (the LoRA, its
+            // optimizer and the arithmetic stay f32: `base_precision`).
             Backend::Native => BackendSupport {
                 families: &[Sd15, Sdxl],
                 optimizers: &[Optimizer::AdamW, Optimizer::Prodigy, Optimizer::Lion],
                 base_weights: &[BaseWeights::Full],
-                precisions: &[Precision::Fp32],
+                precisions: &[Precision::Bf16, Precision::Fp16, Precision::Fp32],
                 text_encoder_training: &[Sd15, Sdxl],
                 block_swap: &[],
                 low_vram: false,
