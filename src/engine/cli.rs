@@ -294,14 +294,16 @@ fn run_on<B: AutodiffBackend>(
             "",
         ),
     );
-    let (model, reports) = model.load_base(&checkpoint, arch, device, &mut |done, total| {
-        if bar.due(done, total) {
-            line(
-                out,
-                &tqdm_line("loading model", done, total, started.elapsed(), ""),
-            );
-        }
-    })?;
+    let precision = config.training.base_precision;
+    let (model, reports) =
+        model.load_base_in(&checkpoint, arch, precision, device, &mut |done, total| {
+            if bar.due(done, total) {
+                line(
+                    out,
+                    &tqdm_line("loading model", done, total, started.elapsed(), ""),
+                );
+            }
+        })?;
     drop(checkpoint);
     for report in &reports {
         line(out, &format!("loaded {}", report.summary()));

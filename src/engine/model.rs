@@ -9,10 +9,9 @@ use burn::tensor::{Int, Tensor, TensorData};
 use super::EngineError;
 use super::clip::ClipTextModel;
 use super::config::{Architecture, NetworkSection};
+use super::precision::BasePrecision;
 use super::unet::{AddedCond, UNet2DConditionModel};
-use super::weights::{
-    Checkpoint, Component, LoadReport, check_component, load_component_with_progress,
-};
+use super::weights::{Checkpoint, Component, LoadReport, check_component, load_component_in};
 
 /// UNet + text encoder(s). Parameter paths start with `unet.`,
 /// `text_encoder.` or `text_encoder_2.`; the rest is the diffusers key.
@@ -128,6 +127,23 @@ impl<B: Backend> LoraModel<B> {
         device: &B::Device,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<(Self, Vec<LoadReport>), EngineError> {
+        self.load_base_in(checkpoint, arch, BasePrecision::F32, device, progress)
+    }
+
+    /// [`LoraModel::load_base`] with the linear and conv weights created in
+    /// `precision` as they are read (what [`cast_base_weights`] would make
+    /// of them afterwards, without the f32 model in between).
+    ///
+    /// [`cast_base_weights`]: super::precision::cast_base_weights
+    pub fn load_base_in(
+        self,
+        checkpoint: &Checkpoint,
+        arch: Architecture,
+        precision: BasePrecision,
+        device: &B::Device,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<(Self, Vec<LoadReport>), EngineError> {
+        let half = (precision != BasePrecision::F32).then(|| precision.dtype());
         let (unet_cfg, vae_cfg) = (arch.unet(), arch.vae());
         let unet_weights = checkpoint.component(Component::Unet, &unet_cfg, &vae_cfg)?;
         let te_weights = checkpoint.component(Component::TextEncoder, &unet_cfg, &vae_cfg)?;
@@ -138,24 +154,33 @@ impl<B: Backend> LoraModel<B> {
         let total =
             unet_weights.len() + te_weights.len() + te2_weights.as_ref().map_or(0, |w| w.len());
         let first = unet_weights.len();
-        let (unet, unet_report) =
-            load_component_with_progress(self.unet, &unet_weights, device, &mut |done, _| {
-                progress(done, total)
-            });
+        let (unet, unet_report) = load_component_in(
+            self.unet,
+            &unet_weights,
+            device,
+            &mut |done, _| progress(done, total),
+            half,
+        );
         let unet_report = unet_report.require_complete()?;
-        let (text_encoder, te_report) =
-            load_component_with_progress(self.text_encoder, &te_weights, device, &mut |done, _| {
-                progress(first + done, total)
-            });
+        let (text_encoder, te_report) = load_component_in(
+            self.text_encoder,
+            &te_weights,
+            device,
+            &mut |done, _| progress(first + done, total),
+            half,
+        );
         let te_report = te_report.require_complete()?;
         let mut reports = vec![unet_report, te_report];
         let second = first + te_weights.len();
         let text_encoder_2 = match (self.text_encoder_2, te2_weights) {
             (Some(model), Some(weights)) => {
-                let (model, report) =
-                    load_component_with_progress(model, &weights, device, &mut |done, _| {
-                        progress(second + done, total)
-                    });
+                let (model, report) = load_component_in(
+                    model,
+                    &weights,
+                    device,
+                    &mut |done, _| progress(second + done, total),
+                    half,
+                );
                 reports.push(report.require_complete()?);
                 Some(model)
             }

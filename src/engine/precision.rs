@@ -108,6 +108,9 @@ impl<B: Backend> ModuleMapper<B> for CastWeights {
         }
         let dtype = self.dtype;
         param.map(|tensor| {
+            if tensor.dtype() == dtype {
+                return tensor; // loaded in this precision already
+            }
             let device = tensor.device();
             let data = tensor.into_data().convert_dtype(dtype);
             // without the dtype, from_data converts to the backend's default

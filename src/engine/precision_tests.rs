@@ -373,6 +373,46 @@ fn casting_halves_the_base_and_keeps_the_adapters_in_f32() {
     assert_eq!(block.norm1.weight.val().dtype(), DType::F32);
 }
 
+/// Loading straight into bf16 gives, tensor for tensor, what loading in
+/// f32 and casting after gives (the f32 model just never exists), for the
+/// SDXL toy's three components too.
+#[test]
+fn loading_in_half_precision_equals_loading_then_casting() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = Default::default();
+    for arch in [Architecture::Sd15Toy, Architecture::SdxlToy] {
+        let path = dir.path().join(format!("{}.safetensors", arch.name()));
+        write_random_checkpoint(arch, Layout::Ldm, "f32", &path, 5).unwrap();
+        let components = super::model::model_components(arch);
+        let file = Checkpoint::open(&path, &components).unwrap();
+        let network = super::config::NetworkSection::default();
+        let (cast, _) = LoraModel::<TestBackend>::init(arch, &network, &device)
+            .load_base(&file, arch, &device, &mut |_, _| {})
+            .unwrap();
+        let cast = cast_base_weights(cast, BasePrecision::Bf16);
+        let (direct, _) = LoraModel::<TestBackend>::init(arch, &network, &device)
+            .load_base_in(&file, arch, BasePrecision::Bf16, &device, &mut |_, _| {})
+            .unwrap();
+        // the base weights (the adapters are fresh random ones in each)
+        let base = |m: &LoraModel<TestBackend>| {
+            named_tensors(m)
+                .into_iter()
+                .filter(|(name, _, _)| !name.contains(".lora."))
+                .collect::<Vec<_>>()
+        };
+        let (a, b) = (base(&cast), base(&direct));
+        assert_eq!(a.len(), b.len());
+        let mut halves = 0;
+        for ((name, x, _), (_, y, _)) in a.into_iter().zip(b) {
+            assert_eq!(x.dtype, y.dtype, "{name}");
+            halves += usize::from(y.dtype == DType::BF16);
+            assert_eq!(x.to_vec::<f32>().ok(), y.to_vec::<f32>().ok(), "{name}");
+            assert_eq!(x.as_bytes(), y.as_bytes(), "{name}");
+        }
+        assert!(halves > 100, "{arch:?}: {halves} tensors in bf16");
+    }
+}
+
 #[test]
 fn the_config_takes_a_base_precision_and_refuses_others() {
     let dir = Path::new("unused");

@@ -542,6 +542,20 @@ pub fn load_component_with_progress<B: Backend, M: Module<B>>(
     device: &B::Device,
     progress: &mut dyn FnMut(usize, usize),
 ) -> (M, LoadReport) {
+    load_component_in(module, weights, device, progress, None)
+}
+
+/// [`load_component_with_progress`], creating the weight of every linear
+/// and convolution layer directly in `half` (the engine's `base_precision`)
+/// when given: the f32 model never exists, so loading peaks at the model's
+/// size in that precision, not in f32.
+pub fn load_component_in<B: Backend, M: Module<B>>(
+    module: M,
+    weights: &ComponentWeights<'_>,
+    device: &B::Device,
+    progress: &mut dyn FnMut(usize, usize),
+    half: Option<burn::tensor::DType>,
+) -> (M, LoadReport) {
     let total = weights.len();
     let mut loader = Loader::<B> {
         path: ModulePath::default(),
@@ -556,6 +570,7 @@ pub fn load_component_with_progress<B: Backend, M: Module<B>>(
         device: device.clone(),
         progress,
         total,
+        half,
     };
     let module = module.map(&mut loader);
     let mut report = loader.report;
@@ -575,6 +590,9 @@ struct Loader<'a, B: Backend> {
     device: B::Device,
     progress: &'a mut dyn FnMut(usize, usize),
     total: usize,
+    /// Linear and conv weights are created in this type (see
+    /// [`load_component_in`]).
+    half: Option<burn::tensor::DType>,
 }
 
 impl<B: Backend> Loader<'_, B> {
@@ -643,8 +661,17 @@ impl<B: Backend> ModuleMapper<B> for Loader<'_, B> {
             // A fresh parameter with the same id: the lazy noise it replaces
             // is never allocated.
             Some(data) => {
-                let loaded = Tensor::<B, D>::from_data(data, &self.device).set_require_grad(false);
-                Param::initialized(param.id, loaded)
+                let layer_weight = self.path.0.last().is_some_and(|(field, owner)| {
+                    field == "weight" && (owner == "Struct:Linear" || owner == "Struct:Conv2d")
+                });
+                let loaded = match self.half.filter(|_| layer_weight) {
+                    // without the dtype, from_data converts to the backend's default
+                    Some(dtype) => {
+                        Tensor::<B, D>::from_data(data.convert_dtype(dtype), (&self.device, dtype))
+                    }
+                    None => Tensor::<B, D>::from_data(data, &self.device),
+                };
+                Param::initialized(param.id, loaded.set_require_grad(false))
             }
             None => param,
         }
