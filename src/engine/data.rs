@@ -69,10 +69,14 @@ fn is_picture(path: &Path) -> bool {
 /// beside a single-file checkpoint), else the Hugging Face cache's copy of
 /// `openai/clip-vit-large-patch14`, which SD1.5 uses.
 pub fn find_tokenizer(config: &EngineConfig) -> Result<PathBuf, EngineError> {
-    let hf_home = std::env::var_os("HF_HOME")
+    find_tokenizer_in(config, hf_home().as_deref())
+}
+
+/// The Hugging Face cache folder: `$HF_HOME`, else `~/.cache/huggingface`.
+fn hf_home() -> Option<PathBuf> {
+    std::env::var_os("HF_HOME")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/huggingface")));
-    find_tokenizer_in(config, hf_home.as_deref())
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/huggingface")))
 }
 
 /// [`find_tokenizer`] with the Hugging Face cache folder given.
@@ -130,10 +134,7 @@ pub fn load_tokenizer(config: &EngineConfig) -> Result<ClipTokenizer, EngineErro
 pub fn open_tokenizer(
     config: &EngineConfig,
 ) -> Result<(ClipTokenizer, Option<PathBuf>), EngineError> {
-    let hf_home = std::env::var_os("HF_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/huggingface")));
-    open_tokenizer_in(config, hf_home.as_deref())
+    open_tokenizer_in(config, hf_home().as_deref())
 }
 
 /// [`open_tokenizer`] with the Hugging Face cache folder given.
